@@ -1,0 +1,67 @@
+"""dicomveil: DICOM de-identification with PS3.15 profiles, keyed pseudonyms and streaming I/O.
+
+The front door::
+
+    from dicomveil import deidentify, Profile
+    clean = deidentify(dataset)                                  # a pydicom Dataset
+    summary = deidentify("in/", "out/", profile="ps3.15-basic",  # files and folders
+                         options=["retain-uids"])
+"""
+
+from ._version import __version__
+from .actions import Action, Code
+from .api import WithheldError, deidentify
+from .batch import FileResult, Outcome, RunConfig, RunSummary, run
+from .crosswalk import Crosswalk
+from .engine import Engine, ElementReport, Result
+from .errors import (
+    CrosswalkError,
+    DeidentificationError,
+    DicomveilError,
+    InputError,
+    KeyFileError,
+    ProfileError,
+)
+from .keys import Key, read_key, write_key
+from .layout import DEFAULT_LAYOUT, Layout, LayoutError
+from .options import Option
+from .profiles import CompiledProfile, Profile, Risk, load_profile, preset_names
+from .pseudonyms import Pseudonymizer
+from .tables import EDITION
+
+__all__ = [
+    "DEFAULT_LAYOUT",
+    "EDITION",
+    "Action",
+    "Code",
+    "CompiledProfile",
+    "Crosswalk",
+    "CrosswalkError",
+    "DeidentificationError",
+    "DicomveilError",
+    "ElementReport",
+    "Engine",
+    "FileResult",
+    "InputError",
+    "Key",
+    "KeyFileError",
+    "Layout",
+    "LayoutError",
+    "Option",
+    "Outcome",
+    "Profile",
+    "ProfileError",
+    "Pseudonymizer",
+    "Result",
+    "Risk",
+    "RunConfig",
+    "RunSummary",
+    "WithheldError",
+    "__version__",
+    "deidentify",
+    "load_profile",
+    "preset_names",
+    "read_key",
+    "run",
+    "write_key",
+]

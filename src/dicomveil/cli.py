@@ -1,0 +1,246 @@
+"""The ``dicomveil`` command line (Typer + Rich).
+
+Exit codes: 0 everything asked for was done (withheld and skipped files are reported, not
+failures); 1 at least one file failed; 2 the command could not start (bad profile, key,
+crosswalk, layout or arguments). Messages name files and reasons, never values read from
+DICOM files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import explain as _explain
+from ._version import __version__
+from .batch import FileResult, Outcome, RunConfig, RunSummary, run
+from .crosswalk import Crosswalk
+from .dicomdir import write_dicomdir
+from .errors import DicomveilError
+from .keys import Key, load_or_create_default_key, read_key, write_key
+from .layout import DEFAULT_LAYOUT, FIELDS, Layout
+from .options import Option
+from .profiles import Profile, preset_names
+from .tables import EDITION
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="De-identify DICOM files: PS3.15 profiles, keyed pseudonyms, streaming I/O.",
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+ProfileArg = Annotated[
+    str,
+    typer.Option("--profile", "-p", help="A preset name (see 'dicomveil profiles') or a .toml "
+                 "profile file."),
+]
+OptionArg = Annotated[
+    list[str] | None,
+    typer.Option("--option", "-o", help="A PS3.15 option, e.g. retain-uids (repeatable; "
+                 "dcm4chee names accepted)."),
+]
+KeyArg = Annotated[
+    Path | None,
+    typer.Option("--key", "-k", help="Key file (see 'dicomveil keygen'); default: your "
+                 "user key, created on first use."),
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(2)
+
+
+def _load_profile(profile: str, options: list[str] | None) -> Profile:
+    return Profile.named(profile).with_options(options or [])
+
+
+def _load_key(path: Path | None) -> Key:
+    if path is not None:
+        return read_key(path)
+    key, where, created = load_or_create_default_key()
+    if created:
+        err.print(
+            f"[yellow]note:[/] created your default key at {where} (owner-only). Pseudonyms and "
+            "UIDs stay stable only with the same key: back it up and keep it secret, or pass "
+            "--key.",
+            highlight=False,
+        )
+    return key
+
+
+@app.command("run")
+def run_command(
+    paths: Annotated[list[Path], typer.Argument(help="INPUT... OUTPUT: files, folders or .zip "
+                                                "archives, then the output folder.")],
+    profile: ProfileArg = "ps3.15-basic",
+    option: OptionArg = None,
+    key: KeyArg = None,
+    crosswalk: Annotated[Path | None, typer.Option(help="CSV of original patient ID -> study "
+                                                   "ID (header row, two columns).")] = None,
+    map_dir: Annotated[Path | None, typer.Option("--map-dir", help="Write patient, UID and "
+                                                 "date-offset maps here (outside the output)."
+                                                 )] = None,
+    layout: Annotated[str, typer.Option(help="Output path template; fields: "
+                                        + ", ".join(FIELDS))] = DEFAULT_LAYOUT,
+    workers: Annotated[int, typer.Option(help="Worker processes (0: one per core).")] = 0,
+    dicomdir: Annotated[bool, typer.Option("--dicomdir", help="Write a fresh DICOMDIR for the "
+                                           "output (files get DICOMDIR-compatible names).")
+                        ] = False,
+) -> None:
+    """De-identify INPUT... into OUTPUT."""
+    if len(paths) < 2:
+        raise _fail("give at least one input and the output folder")
+    inputs, output = paths[:-1], paths[-1]
+    try:
+        chosen = _load_profile(profile, option)
+        secret = _load_key(key)
+        walk = Crosswalk.from_csv(crosswalk) if crosswalk else None
+        config = RunConfig(
+            profile=chosen, key=secret, output=output, layout=Layout(layout), crosswalk=walk,
+            map_dir=map_dir, workers=workers, today=_dt.date.today(),
+        )
+        err.print(
+            f"dicomveil {__version__}: profile {chosen.name} (PS3.15 {EDITION}), key "
+            f"{secret.fingerprint}",
+            highlight=False,
+        )
+        summary = _run_with_progress(inputs, config)
+    except DicomveilError as exc:
+        raise _fail(str(exc)) from None
+    if dicomdir and summary.written:
+        try:
+            write_dicomdir(output, summary)
+            err.print("wrote a fresh DICOMDIR", highlight=False)
+        except DicomveilError as exc:
+            err.print(f"[bold red]DICOMDIR not written:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+    _print_summary(summary)
+    raise typer.Exit(0 if summary.ok else 1)
+
+
+def _run_with_progress(inputs: list[Path], config: RunConfig) -> RunSummary:
+    def report(result: FileResult) -> None:
+        if result.outcome is Outcome.FAILED:
+            err.print(f"[red]failed[/] {result.task.display}: {result.reason}", highlight=False,
+                      markup=True)
+        elif result.outcome in (Outcome.WITHHELD, Outcome.SKIPPED) and not err.is_terminal:
+            err.print(f"{result.outcome.value} {result.task.display}: {result.reason}",
+                      highlight=False, markup=False)
+
+    if not err.is_terminal:
+        return run(inputs, config, progress=report)
+    with Progress(
+        TextColumn("de-identifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True,
+    ) as bar:
+        task = bar.add_task("files", total=None)
+
+        def tick(result: FileResult) -> None:
+            bar.advance(task)
+            report(result)
+
+        return run(inputs, config, progress=tick)
+
+
+def _print_summary(summary: RunSummary) -> None:
+    table = Table(title="summary", show_header=True)
+    table.add_column("outcome")
+    table.add_column("files", justify="right")
+    table.add_column("reason")
+    for outcome in Outcome:
+        reasons = summary.reasons(outcome)
+        if not reasons:
+            table.add_row(outcome.value, "0", "")
+        for reason, count in sorted(reasons.items()):
+            table.add_row(outcome.value, str(count), reason if outcome is not Outcome.FAILED
+                          else "see above" if len(reasons) > 3 else reason)
+    err.print(table)
+
+
+@app.command("profiles")
+def profiles_command() -> None:
+    """List the named profiles and the options."""
+    table = Table(title=f"profiles (PS3.15 {EDITION})")
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    table.add_column("source")
+    for name in preset_names():
+        p = Profile.named(name)
+        table.add_row(name, p.description, p.source)
+    out.print(table)
+    options = Table(title="options (--option)")
+    options.add_column("option", style="bold")
+    options.add_column("CID 7050")
+    options.add_column("what it does")
+    for o in Option:
+        options.add_row(o.value, o.code[0] if o.code else "-", o.description)
+    out.print(options)
+
+
+@app.command("explain")
+def explain_command(
+    file: Annotated[Path, typer.Argument(help="A DICOM file.")],
+    profile: ProfileArg = "ps3.15-basic",
+    option: OptionArg = None,
+    key: KeyArg = None,
+    show_values: Annotated[bool, typer.Option("--show-values", help="Also print original and "
+                                              "new values (PHI: do not share the output).")
+                           ] = False,
+) -> None:
+    """Show, for each element, what the profile would do and why."""
+    try:
+        chosen = _load_profile(profile, option)
+        secret = _load_key(key)
+        explanation = _explain.explain(file, chosen, secret, show_values=show_values)
+    except DicomveilError as exc:
+        raise _fail(str(exc)) from None
+    table = Table(title=f"{chosen.name}: {explanation.verdict}")
+    for column in ("element", "tag", "VR", "action", "why"):
+        table.add_column(column)
+    if show_values:
+        table.add_column("before")
+        table.add_column("after")
+    for row in explanation.rows:
+        cells = [row.element, row.tag, row.vr, row.action, row.source]
+        if show_values:
+            cells += [row.before, row.after]
+        table.add_row(*cells)
+    out.print(table)
+
+
+@app.command("keygen")
+def keygen_command(
+    keyfile: Annotated[Path, typer.Argument(help="Where to write the new key.")],
+) -> None:
+    """Write a new key readable by its owner only."""
+    try:
+        new = write_key(keyfile)
+    except DicomveilError as exc:
+        raise _fail(str(exc)) from None
+    err.print(f"wrote {keyfile} (fingerprint {new.fingerprint}); keep it secret and backed up",
+              highlight=False)
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print the version and the PS3.15 edition."""
+    out.print(f"dicomveil {__version__} (PS3.15 {EDITION})", highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted: no half-written output was left", highlight=False)
+        sys.exit(130)

@@ -1,0 +1,588 @@
+"""The de-identification engine: walks a dataset and applies a compiled profile.
+
+Pure: it changes a pydicom :class:`~pydicom.dataset.Dataset` in memory and returns what it
+did. Reading, writing, naming files, running in parallel and reporting live elsewhere
+(:mod:`dicomveil.io`, :mod:`dicomveil.batch`), so the CLI, a gateway and a UI share it.
+
+Elements the profile keeps unchanged are never decoded: pydicom's raw elements pass through
+untouched, and bulk values (pixel data) are not part of the dataset the engine sees.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Callable, Iterator, MutableSequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom import config as _pydicom_config
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.uid import UID_dictionary
+
+from . import tables
+from ._version import __version__
+from .actions import Action, Code, dummy_value
+from .crosswalk import Crosswalk
+from .dates import DateError, cap_age, shift_da, shift_dt
+from .errors import CrosswalkError, DeidentificationError
+from .options import BASIC_PROFILE_CODE, Option
+from .profiles import Base, CompiledProfile, Decision, Risk, render_template
+from .pseudonyms import Pseudonymizer
+
+# UIDs that name a class, syntax or scheme, not an instance: never replaced.
+CLASS_UID_TAGS = frozenset(
+    {
+        0x00000002,  # AffectedSOPClassUID
+        0x00000003,  # RequestedSOPClassUID
+        0x00020002,  # MediaStorageSOPClassUID
+        0x00020010,  # TransferSyntaxUID
+        0x00020012,  # ImplementationClassUID
+        0x00041510,  # ReferencedSOPClassUIDInFile
+        0x00041512,  # ReferencedTransferSyntaxUIDInFile
+        0x00080016,  # SOPClassUID
+        0x0008001A,  # RelatedGeneralSOPClassUID
+        0x0008001B,  # OriginalSpecializedSOPClassUID
+        0x00080062,  # SOPClassesInStudy
+        0x0008010C,  # CodingSchemeUID
+        0x00080117,  # ContextUID
+        0x00080118,  # MappingResourceUID
+        0x00081150,  # ReferencedSOPClassUID
+        0x0008115A,  # SOPClassesSupported
+        0x04000510,  # EncryptedContentTransferSyntaxUID
+    }
+)
+
+# Encapsulated Document storage (PDF, CDA, STL, OBJ, MTL): PS3.4 B.5.
+_ENCAPSULATED_DOCUMENT_PREFIX = "1.2.840.10008.5.1.4.1.1.104."
+# Kinds of image that often carry burned-in text when BurnedInAnnotation is not NO.
+_BURNED_IN_MODALITIES = frozenset({"US", "IVUS", "OT", "SC", "XC", "ES", "GM", "DOC", "SM"})
+_BURNED_IN_SOP_PREFIXES = (
+    "1.2.840.10008.5.1.4.1.1.7",  # secondary capture family
+    "1.2.840.10008.5.1.4.1.1.77.1",  # visible light family (endoscopy, photos, slides)
+    "1.2.840.10008.5.1.4.1.1.6.",  # ultrasound
+    "1.2.840.10008.5.1.4.1.1.3.1",  # ultrasound multi-frame
+)
+_UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+){2,}$")
+_DATE_VRS = ("DA", "DT")
+_PATIENT_AGE = 0x00101010
+
+
+@dataclass(frozen=True, slots=True)
+class ElementReport:
+    """One decision of the engine, for ``explain`` and the audit trail. Holds no values."""
+
+    path: str
+    tag: int
+    keyword: str
+    vr: str
+    action: str
+    source: str
+
+    @property
+    def tag_text(self) -> str:
+        return f"({self.tag >> 16:04X},{self.tag & 0xFFFF:04X})"
+
+
+@dataclass
+class Result:
+    """What the engine did to one dataset."""
+
+    dataset: Dataset | None
+    withheld: Risk | None = None
+    withheld_detail: str = ""
+    patient_pseudonym: str = ""
+    date_offset_days: int | None = None
+    uid_map: dict[str, str] = field(default_factory=dict)
+    patient_id_original: str = field(default="", repr=False)
+    reports: list[ElementReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.dataset is not None
+
+
+class Engine:
+    """Applies one compiled profile with one key; reusable for any number of datasets."""
+
+    def __init__(
+        self,
+        profile: CompiledProfile,
+        pseudonymizer: Pseudonymizer,
+        *,
+        crosswalk: Crosswalk | None = None,
+        today: _dt.date | None = None,
+    ) -> None:
+        self.profile = profile
+        self.pseudonymizer = pseudonymizer
+        self.crosswalk = crosswalk
+        self.today = (today or _dt.date.today()).strftime("%Y%m%d")
+
+    # ---------------------------------------------------------------------------------------
+    def check_risks(self, ds: Dataset) -> tuple[Risk, str] | None:
+        """The first risk that withholds this dataset under the profile, if any."""
+        if self.profile.copy:
+            return None
+        allow = self.profile.profile.allow
+        sop_class = _text(ds, 0x00080016)
+        if sop_class.startswith(_ENCAPSULATED_DOCUMENT_PREFIX) or 0x00420011 in ds:
+            if Risk.ENCAPSULATED_DOCUMENT not in allow:
+                return Risk.ENCAPSULATED_DOCUMENT, Risk.ENCAPSULATED_DOCUMENT.reason
+        burned = _text(ds, 0x00280301).upper()
+        if burned == "YES" and Risk.BURNED_IN_ANNOTATION not in allow:
+            return Risk.BURNED_IN_ANNOTATION, Risk.BURNED_IN_ANNOTATION.reason
+        if _text(ds, 0x00280302).upper() == "YES":
+            if Risk.RECOGNIZABLE_VISUAL_FEATURES not in allow:
+                return Risk.RECOGNIZABLE_VISUAL_FEATURES, Risk.RECOGNIZABLE_VISUAL_FEATURES.reason
+        if burned != "NO" and Risk.POSSIBLE_BURNED_IN not in allow and _has_pixels(ds):
+            modality = _text(ds, 0x00080060).upper()
+            if modality in _BURNED_IN_MODALITIES or sop_class.startswith(
+                _BURNED_IN_SOP_PREFIXES
+            ):
+                return Risk.POSSIBLE_BURNED_IN, Risk.POSSIBLE_BURNED_IN.reason
+        return None
+
+    def deidentify(
+        self, ds: Dataset, *, explain: bool = False, has_pixel_data: bool | None = None
+    ) -> Result:
+        """De-identify ``ds`` in place; the result holds it, or says why it was withheld.
+
+        ``has_pixel_data`` tells the risk checks about pixel data the caller streams
+        separately (not part of ``ds``).
+        """
+        if self.profile.copy:
+            return Result(dataset=ds, patient_pseudonym=self._identity(ds)[0])
+        risk = self.check_risks(ds) if has_pixel_data is None else self._risks_with(ds,
+                                                                                    has_pixel_data)
+        if risk is not None:
+            return Result(dataset=None, withheld=risk[0], withheld_detail=risk[1])
+        pseudonym, patient_key, original_id = self._identity(ds)
+        offset = (
+            self.pseudonymizer.date_offset_days(patient_key) if self.profile.shift_dates else None
+        )
+        sop_class = _text(ds, 0x00080016)
+        iod = tables.sop_class_iod(sop_class) if sop_class else None
+        walk = _Walk(
+            engine=self,
+            types=tables.attribute_types(iod) if iod else {},
+            fields={
+                "pseudonym": pseudonym,
+                "today": self.today,
+                "patient_id_hash": self.pseudonymizer.patient_id_hash(
+                    _text(ds, 0x00100021), _text(ds, 0x00100020)
+                ),
+                "issuer_hash": self.pseudonymizer.issuer_hash(_text(ds, 0x00100021)),
+            },
+            offset=offset,
+            explain=explain,
+        )
+        try:
+            walk.dataset(ds, ())
+        except _Withhold as exc:
+            return Result(dataset=None, withheld=exc.risk, withheld_detail=exc.detail)
+        self._record(ds, offset)
+        return Result(
+            dataset=ds,
+            patient_pseudonym=pseudonym,
+            date_offset_days=offset,
+            uid_map=walk.uid_map,
+            patient_id_original=original_id,
+            reports=walk.reports,
+        )
+
+    def _risks_with(self, ds: Dataset, has_pixel_data: bool) -> tuple[Risk, str] | None:
+        if has_pixel_data and 0x7FE00010 not in ds:
+            marker = DataElement(0x7FE00010, "OB", b"")
+            ds.add(marker)
+            try:
+                return self.check_risks(ds)
+            finally:
+                del ds[0x7FE00010]
+        return self.check_risks(ds)
+
+    # ---------------------------------------------------------------------------------------
+    def _identity(self, ds: Dataset) -> tuple[str, str, str]:
+        """(pseudonym, patient key, original PatientID) of the dataset's patient."""
+        patient_id = _text(ds, 0x00100020)
+        issuer = _text(ds, 0x00100021)
+        if patient_id:
+            key = f"id\x00{issuer}\x00{patient_id}"
+        else:
+            name, birth = _text(ds, 0x00100010), _text(ds, 0x00100030)
+            if name:
+                key = f"name\x00{name}\x00{birth}"
+            else:
+                key = f"study\x00{_text(ds, 0x0020000D)}"
+        if self.crosswalk is not None:
+            if not patient_id:
+                raise CrosswalkError("the file has no PatientID to look up in the crosswalk")
+            study_id = self.crosswalk.lookup(patient_id)
+            if study_id is None:
+                raise CrosswalkError("the patient is not in the crosswalk")
+            return study_id, key, patient_id
+        return self.pseudonymizer.patient_pseudonym(key), key, patient_id
+
+    def _record(self, ds: Dataset, offset: int | None) -> None:
+        """PatientIdentityRemoved, DeidentificationMethod (+ codes), longitudinal flag."""
+        compiled = self.profile
+        profile = compiled.profile
+        ds.PatientIdentityRemoved = "YES"
+        methods = [f"dicomveil {__version__}", f"profile {profile.name}"[:64]]
+        if profile.base is Base.PS315:
+            methods.append(f"PS3.15 {tables.EDITION} Basic Profile")
+        methods.extend(o.value for o in sorted(profile.options, key=lambda o: o.value))
+        methods.append(f"key {self.pseudonymizer.fingerprint}")
+        ds.DeidentificationMethod = [m[:64] for m in methods]
+        if profile.base is Base.PS315:
+            codes = [BASIC_PROFILE_CODE]
+            codes.extend(o.code for o in Option if o in profile.options and o.code is not None)
+            items = []
+            for value, meaning in codes:
+                item = Dataset()
+                item.CodeValue = value
+                item.CodingSchemeDesignator = "DCM"
+                item.CodeMeaning = meaning
+                items.append(item)
+            ds.DeidentificationMethodCodeSequence = Sequence(items)
+            if offset is not None:
+                ds.LongitudinalTemporalInformationModified = "MODIFIED"
+            elif Option.RETAIN_LONG_FULL_DATES in profile.options:
+                ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+            else:
+                ds.LongitudinalTemporalInformationModified = "REMOVED"
+
+
+class _Withhold(Exception):
+    def __init__(self, risk: Risk, detail: str) -> None:
+        self.risk = risk
+        self.detail = detail
+        super().__init__(detail)
+
+
+@dataclass
+class _Walk:
+    """State of one dataset's walk: template fields, the UID map, reports."""
+
+    engine: Engine
+    types: Any
+    fields: dict[str, str]
+    offset: int | None
+    explain: bool
+    uid_map: dict[str, str] = field(default_factory=dict)
+    reports: list[ElementReport] = field(default_factory=list)
+
+    # ---------------------------------------------------------------------------------------
+    def dataset(self, ds: Dataset, path: tuple[str, ...]) -> None:
+        profile = self.engine.profile
+        creators: dict[tuple[int, int], str] = {}
+        used_blocks: set[tuple[int, int]] = set()
+        creator_tags: list[int] = []
+        for tag in list(ds.keys()):
+            group, element = tag >> 16, tag & 0xFFFF
+            if group == 0x0002:
+                # File meta in a dataset body is illegal; the writer rebuilds the real one.
+                self._remove(ds, tag, path, "file meta element inside the dataset")
+                continue
+            if group & 1:
+                if element == 0 or element < 0x0010 or group < 0x0009 or group == 0xFFFF:
+                    self._remove(ds, tag, path, "not a valid private element")
+                elif element <= 0x00FF:
+                    creators[(group, element)] = _creator(ds, tag)
+                    creator_tags.append(tag)
+                else:
+                    creator = creators.get((group, element >> 8))
+                    if creator is None:
+                        self._remove(ds, tag, path, "private element without a private creator")
+                        continue
+                    decision = profile.private.get((creator, group, element & 0xFF))
+                    if decision is None:
+                        decision = profile.private_default
+                    if self._apply(ds, tag, decision, path):
+                        used_blocks.add((group, element >> 8))
+                continue
+            if element == 0:
+                self._remove(ds, tag, path, "group length: recomputed or dropped on write")
+                continue
+            self._apply(ds, tag, profile.public(tag), path)
+        for tag in creator_tags:
+            key = (tag >> 16, tag & 0xFFFF)
+            if key in used_blocks:
+                self._report(path, tag, "LO", "K", "private creator of a kept block")
+            else:
+                self._remove(ds, tag, path, "private creator of a block with nothing kept")
+
+    # ---------------------------------------------------------------------------------------
+    def _apply(self, ds: Dataset, tag: int, decision: Decision, path: tuple[str, ...]) -> bool:
+        """Apply one decision; True when the element stays (kept or replaced)."""
+        raw = ds.get_item(tag)
+        vr = _vr_of(raw, tag)
+        action = self._resolve(decision, tag, path)
+        source = decision.source
+        if action is Action.CLEAN:
+            action, source = self._clean(decision, vr, source)
+        if action is Action.REMOVE:
+            del ds[tag]
+            self._report(path, tag, vr, "X", source)
+            return False
+        if action is Action.KEEP:
+            if vr == "SQ":
+                self._sequence(ds, tag, path)
+                self._report(path, tag, vr, "K", source)
+                return True
+            return self._keep(ds, tag, raw, vr, path, source)
+        if action is Action.UID:
+            if vr == "SQ":
+                self._sequence(ds, tag, path)
+            else:
+                self._uids(ds, tag, vr, source)
+            self._report(path, tag, vr, "U", source)
+            return True
+        if action is Action.EMPTY:
+            ds[tag] = DataElement(tag, vr, Sequence() if vr == "SQ" else None)
+            self._report(path, tag, vr, "Z", source)
+            return True
+        if action is Action.DUMMY:
+            if vr == "SQ":
+                if len(ds[tag].value) == 0:
+                    self._report(path, tag, vr, "D", source + " (empty sequence kept)")
+                    return True
+                if Risk.STRUCTURED_CONTENT not in self.engine.profile.profile.allow:
+                    keyword = keyword_for_tag(tag) or "a sequence"
+                    raise _Withhold(
+                        Risk.STRUCTURED_CONTENT, f"{Risk.STRUCTURED_CONTENT.reason} ({keyword})"
+                    )
+                self._sequence(ds, tag, path)
+                self._report(path, tag, vr, "K", source + " (allowed by the profile)")
+                return True
+            ds[tag] = DataElement(tag, vr, self._dummy(ds, tag, vr))
+            self._report(path, tag, vr, "D", source)
+            return True
+        # REPLACE
+        assert decision.value is not None
+        value = render_template(decision.value, self.fields)
+        if vr in ("UN", "OB", "OW"):
+            ds[tag] = DataElement(tag, vr, _pad(value.encode("ascii", "replace")))
+        else:
+            _validate(tag, vr, value)
+            ds[tag] = DataElement(tag, vr, value)
+        self._report(path, tag, vr, "replace", source)
+        return True
+
+    def _resolve(self, decision: Decision, tag: int, path: tuple[str, ...]) -> Action:
+        code = decision.code
+        if isinstance(code, Action):
+            return code
+        if not code.is_compound:
+            return code.resolve(None)
+        keyword = keyword_for_tag(tag) or f"{tag:08X}"
+        key = ">".join(_collapse((*path, keyword)))
+        return code.resolve(self.types.get(key))
+
+    def _clean(self, decision: Decision, vr: str, source: str) -> tuple[Action, str]:
+        """C: the option's cleaner. Dates shift; other cleaners fall back to a safe action."""
+        option = decision.option
+        if option is Option.RETAIN_LONG_MODIFIED_DATES:
+            return Action.KEEP, source + " (dates shifted)"
+        cleaner = CLEANERS.get(option) if option is not None else None
+        if cleaner is not None:
+            return cleaner(vr), source
+        return Action.REMOVE, source + " (no cleaner for this option yet: removed)"
+
+    def _keep(
+        self,
+        ds: Dataset,
+        tag: int,
+        raw: DataElement | RawDataElement,
+        vr: str,
+        path: tuple[str, ...],
+        source: str,
+    ) -> bool:
+        profile = self.engine.profile
+        if vr == "UI" or (vr == "UN" and tag >> 16 & 1):
+            if profile.replace_uids and tag not in CLASS_UID_TAGS:
+                changed = self._uids(ds, tag, vr, source)
+                self._report(path, tag, vr, "U" if changed else "K", source)
+                return True
+        elif vr in _DATE_VRS and self.offset is not None:
+            self._shift(ds, tag, vr, path, source)
+            return tag in ds
+        elif tag == _PATIENT_AGE:
+            self._cap_age(ds, tag)
+        self._report(path, tag, vr, "K", source)
+        return True
+
+    # ---------------------------------------------------------------------------------------
+    def _sequence(self, ds: Dataset, tag: int, path: tuple[str, ...]) -> None:
+        value = ds[tag].value
+        keyword = keyword_for_tag(tag) or f"{tag:08X}"
+        for item in value:
+            self.dataset(item, (*path, keyword))
+
+    def _uids(self, ds: Dataset, tag: int, vr: str, source: str) -> bool:
+        """Replace every instance UID of one element; True if anything changed."""
+        elem = ds[tag]
+        if vr == "UI":
+            values = _as_list(elem.value)
+            new = [self._map_uid(str(v)) for v in values]
+            if new != [str(v) for v in values]:
+                elem.value = new if isinstance(elem.value, MutableSequence) else new[0]
+                return True
+            return False
+        raw_value = elem.value
+        if isinstance(raw_value, bytes):
+            text = raw_value.decode("ascii", "replace").rstrip("\x00 ")
+            parts = text.split("\\")
+            if parts and all(_UID_TEXT.match(p) for p in parts):
+                mapped = "\\".join(self._map_uid(p) for p in parts)
+                elem.value = _pad(mapped.encode("ascii"))
+                return True
+        return False
+
+    def _map_uid(self, uid: str) -> str:
+        value = uid.strip("\x00 ")
+        if not value or value in UID_dictionary:
+            return value
+        new = self.engine.pseudonymizer.uid(value)
+        self.uid_map[value] = new
+        return new
+
+    def _shift(self, ds: Dataset, tag: int, vr: str, path: tuple[str, ...], source: str) -> None:
+        assert self.offset is not None
+        shift: Callable[[str, int], str] = shift_da if vr == "DA" else shift_dt
+        elem = ds[tag]
+        values = [str(v) for v in _as_list(elem.value) if v is not None]
+        if not values or all(not v for v in values):
+            self._report(path, tag, vr, "K", source)
+            return
+        try:
+            shifted = [shift(v, self.offset) if v else "" for v in values]
+        except DateError:
+            ds[tag] = DataElement(tag, vr, None)
+            self._report(path, tag, vr, "Z", source + " (not a valid date: emptied)")
+            return
+        ds[tag] = DataElement(tag, vr, shifted if len(shifted) > 1 else shifted[0])
+        self._report(path, tag, vr, "shift", source)
+
+    def _cap_age(self, ds: Dataset, tag: int) -> None:
+        value = str(ds[tag].value or "")
+        if not value:
+            return
+        try:
+            capped = cap_age(value)
+        except DateError:
+            ds[tag] = DataElement(tag, "AS", None)
+            return
+        if capped != value:
+            ds[tag] = DataElement(tag, "AS", capped)
+
+    def _dummy(self, ds: Dataset, tag: int, vr: str) -> Any:
+        if vr == "UI":
+            original = _text(ds, tag)
+            return self._map_uid(original) if original else self.engine.pseudonymizer.uid(
+                f"dummy:{tag:08X}"
+            )
+        if tag == 0x00100020 or tag == 0x00100010:
+            return self.fields["pseudonym"]
+        return dummy_value(vr)
+
+    def _remove(self, ds: Dataset, tag: int, path: tuple[str, ...], source: str) -> None:
+        raw = ds.get_item(tag)
+        vr = _vr_of(raw, tag)
+        del ds[tag]
+        self._report(path, tag, vr, "X", source)
+
+    def _report(self, path: tuple[str, ...], tag: int, vr: str, action: str, source: str) -> None:
+        if self.explain:
+            self.reports.append(
+                ElementReport(
+                    path=">".join(path),
+                    tag=tag,
+                    keyword=keyword_for_tag(tag) or ("private" if tag >> 16 & 1 else "unknown"),
+                    vr=vr,
+                    action=action,
+                    source=source,
+                )
+            )
+
+
+# Cleaners for the C (clean) actions of options, keyed by option. Until real cleaning lands,
+# every cleaner falls back to removal: safe, never an uncleaned value. A cleaner takes the
+# element's VR and returns the action to apply.
+Cleaner = Callable[[str], Action]
+CLEANERS: dict[Option, Cleaner] = {}
+
+
+def _collapse(path: tuple[str, ...]) -> Iterator[str]:
+    """SR content trees recurse: ContentSequence>ContentSequence>X is typed as one level."""
+    previous = None
+    for part in path:
+        if part == "ContentSequence" and previous == "ContentSequence":
+            continue
+        previous = part
+        yield part
+
+
+def _vr_of(raw: DataElement | RawDataElement, tag: int) -> str:
+    vr = raw.VR
+    if vr is None or vr == "UN" or " or " in vr:
+        if dictionary_has_tag(tag):
+            dict_vr = dictionary_VR(tag)
+            if " or " not in dict_vr:
+                return str(dict_vr)
+            return str(vr or "UN") if vr and " or " not in vr else "OB"
+        return str(vr or "UN")
+    return str(vr)
+
+
+def _creator(ds: Dataset, tag: int) -> str:
+    raw = ds.get_item(tag)
+    value = raw.value
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip("\x00 ")
+    return str(value or "").strip("\x00 ")
+
+
+def _text(ds: Dataset, tag: int) -> str:
+    """The string value of a (short) element, '' when absent or empty."""
+    if tag not in ds:
+        return ""
+    value = ds[tag].value
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip("\x00 ")
+    if isinstance(value, MutableSequence):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip("\x00 ")
+
+
+def _has_pixels(ds: Dataset) -> bool:
+    return any(t in ds for t in (0x7FE00010, 0x7FE00008, 0x7FE00009))
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (MultiValue, list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\x00" if len(data) % 2 else data
+
+
+def _validate(tag: int, vr: str, value: str) -> None:
+    try:
+        from pydicom.valuerep import validate_value
+
+        validate_value(vr, value, _pydicom_config.RAISE)
+    except ValueError:
+        raise DeidentificationError(
+            f"the profile's replacement is not valid for VR {vr}",
+            tag=f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
+        ) from None

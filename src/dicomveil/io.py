@@ -1,0 +1,408 @@
+"""Streaming DICOM I/O: read a file up to its pixel data, write it back with the pixel data
+copied byte for byte, atomically.
+
+The header (everything before Pixel Data, plus the few elements after it) is parsed by
+pydicom; the Pixel Data element itself (native or encapsulated, any size) is never decoded
+nor held in memory: its bytes are copied from the input to the output in chunks. Deflated
+files are the exception: their dataset is compressed as a whole, so pydicom reads and
+writes them in memory.
+
+Output files are written to a temporary name in the destination folder and renamed into
+place, so an interrupted run never leaves a half-written file; inputs are opened read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomFileLike
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import dcmwrite, write_dataset, write_file_meta_info
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from ._version import __version__
+from .errors import InputError
+
+# dicomveil's implementation class UID: 2.25 + the UUID5 of "dicomveil" in the URL namespace.
+IMPLEMENTATION_CLASS_UID = UID("2.25.191839452806390734566826271547002622372")
+IMPLEMENTATION_VERSION = f"DICOMVEIL_{__version__}".replace(".", "")[:16]
+TEMP_SUFFIX = ".dvtmp"
+_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+_CHUNK = 1 << 20
+_DEFER = 256 * 1024
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR",
+             b"UT", b"UV"}
+
+
+@dataclass(frozen=True)
+class PixelSpan:
+    """Where the Pixel Data element lies in the input: header and value, in bytes."""
+
+    tag: int
+    start: int  # offset of the element's tag
+    value_start: int  # offset of its value (the first item, when encapsulated)
+    end: int  # offset just past its value (or past the sequence delimiter)
+    vr: str  # as found, or as the dictionary and the data imply for implicit VR input
+    encapsulated: bool = False
+    after: int = 0  # where the next element starts (past any sequence delimiter)
+
+
+@dataclass
+class SourceFile:
+    """A DICOM input read up to its bulk data."""
+
+    path: Path
+    dataset: Dataset
+    transfer_syntax: UID  # the output is written in it
+    pixels: PixelSpan | None
+    little_endian: bool = True  # of the pixel data bytes as found
+
+    @property
+    def has_pixel_data(self) -> bool:
+        return self.pixels is not None or any(t in self.dataset for t in _PIXEL_TAGS)
+
+    @property
+    def is_dicomdir(self) -> bool:
+        meta = getattr(self.dataset, "file_meta", None)
+        sop = str(self.dataset.get("SOPClassUID", "") or "")
+        media = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
+        return _DICOMDIR_CLASS in (sop, media) or 0x00041220 in self.dataset
+
+
+def sniff(path: Path) -> bool:
+    """True when the file starts like DICOM: a DICM prefix, or a bare dataset of group 0008."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    return _bare_dataset(head)
+
+
+def _bare_dataset(head: bytes) -> bool:
+    """A dataset without preamble: its first element is (0002,xxxx) or (0008,xxxx)."""
+    if len(head) < 8:
+        return False
+    group, element = struct.unpack("<HH", head[:4])
+    if group not in (0x0002, 0x0008) or element > 0x0020:
+        return False
+    vr = head[4:6]
+    if vr.isalpha() and vr.isupper():
+        return True
+    (length,) = struct.unpack("<I", head[4:8])
+    return length < 1024
+
+
+def read_source(path: Path) -> SourceFile:
+    """Parse a file up to Pixel Data and locate the pixel data's byte span.
+
+    Raises :class:`InputError` (naming the file, never its content) when it is not DICOM or
+    cannot be parsed.
+    """
+    try:
+        with path.open("rb") as fh, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            head = fh.read(132)
+            fh.seek(0)
+            has_prefix = len(head) >= 132 and head[128:132] == b"DICM"
+            if not has_prefix and not _bare_dataset(head):
+                raise InputError("not a DICOM file (no DICM prefix)", path=str(path))
+            ds = dcmread(fh, stop_before_pixels=True, defer_size=_DEFER, force=not has_prefix)
+            meta = getattr(ds, "file_meta", None)
+            ts = _transfer_syntax(ds, meta)
+            # The encoding actually found (a few files disagree with their own meta).
+            found_implicit, found_little = ds.original_encoding
+            implicit = ts.is_implicit_VR if found_implicit is None else bool(found_implicit)
+            little = ts.is_little_endian if found_little is None else bool(found_little)
+            if little != ts.is_little_endian:
+                raise InputError("byte order differs from the transfer syntax", path=str(path))
+            if ts == DeflatedExplicitVRLittleEndian:
+                # The whole dataset is one zlib stream: read it fully (no streaming).
+                fh.seek(0)
+                full = dcmread(fh, force=not has_prefix)
+                return SourceFile(path, full, ts, None)
+            position = fh.tell()
+            size = os.fstat(fh.fileno()).st_size
+            pixels: PixelSpan | None = None
+            if position + 8 <= size:
+                pixels = _pixel_span(fh, position, implicit, little, size)
+                if pixels is not None and pixels.after < size:
+                    fh.seek(pixels.after)
+                    tail = read_dataset(fh, implicit, little, defer_size=_DEFER)
+                    for tag in tail.keys():
+                        ds[tag] = tail.get_item(tag)  # type: ignore[assignment]
+            _check_lengths(ds, size)
+            for warning in caught:
+                text = str(warning.message)
+                if "End of file" in text or "EOF" in text or "truncat" in text.lower():
+                    raise InputError("truncated: the file ends inside an element", path=str(path))
+            if ds.get("SOPInstanceUID") is None and not _is_directory(ds):
+                raise InputError("no SOP Instance UID: not a DICOM composite object",
+                                 path=str(path))
+    except InputError:
+        raise
+    except (OSError, EOFError) as exc:
+        reason = "truncated or unreadable" if isinstance(exc, EOFError) else exc.strerror
+        raise InputError(f"cannot read: {reason}", path=str(path)) from None
+    except Exception as exc:  # pydicom raises many kinds on malformed input
+        raise InputError(f"malformed DICOM ({type(exc).__name__})", path=str(path)) from None
+    ds.preamble = b"\x00" * 128  # type: ignore[attr-defined]
+    return SourceFile(path, ds, ts, pixels, little_endian=little)
+
+
+def _check_lengths(ds: Dataset, size: int) -> None:
+    """pydicom reads a value cut short by the end of the file silently: refuse it."""
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        if not isinstance(raw, RawDataElement) or raw.length == 0xFFFFFFFF:
+            continue
+        if raw.value is None:
+            if raw.value_tell + raw.length > size:
+                raise EOFError("a value runs past the end of the file")
+        elif isinstance(raw.value, bytes) and len(raw.value) < raw.length:
+            raise EOFError("a value is cut short by the end of the file")
+
+
+def _is_directory(ds: Dataset) -> bool:
+    return 0x00041220 in ds
+
+
+def _transfer_syntax(ds: Dataset, meta: FileMetaDataset | None) -> UID:
+    value = meta.get("TransferSyntaxUID") if meta is not None else None
+    if value:
+        uid = UID(str(value))
+        if uid.is_transfer_syntax:
+            return uid
+        raise InputError(f"unknown transfer syntax {uid}")
+    # No file meta: the encoding pydicom found while reading.
+    implicit, little = ds.original_encoding
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little in (True, None) else ExplicitVRBigEndian
+
+
+def _pixel_span(
+    fh: BinaryIO, start: int, implicit: bool, little: bool, size: int
+) -> PixelSpan | None:
+    endian = "<" if little else ">"
+    fh.seek(start)
+    header = fh.read(8)
+    group, element = struct.unpack(endian + "HH", header[:4])
+    tag = (group << 16) | element
+    if tag not in _PIXEL_TAGS:
+        return None
+    if implicit:
+        (length,) = struct.unpack(endian + "I", header[4:8])
+        value_start = start + 8
+        vr = ""
+    elif header[4:6] in _LONG_VRS:
+        (length,) = struct.unpack(endian + "I", fh.read(4))
+        value_start = start + 12
+        vr = header[4:6].decode("ascii")
+    else:
+        (length,) = struct.unpack(endian + "H", header[6:8])
+        value_start = start + 8
+        vr = header[4:6].decode("ascii", "replace")
+    if not vr:
+        vr = {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, "OB" if length == 0xFFFFFFFF else "")
+    if length != 0xFFFFFFFF:
+        end = value_start + length
+        if end > size:
+            raise EOFError("pixel data is truncated")
+        return PixelSpan(tag, start, value_start, end, vr, False, end)
+    # Encapsulated: items until the sequence delimiter; only item headers are read.
+    position = value_start
+    while True:
+        fh.seek(position)
+        item = fh.read(8)
+        if not item and position == size:
+            # Ends with the file, without a delimiter: the output gets one.
+            return PixelSpan(tag, start, value_start, position, vr, True, position)
+        if len(item) < 8:
+            raise EOFError("encapsulated pixel data is truncated")
+        item_group, item_element, item_length = struct.unpack(endian + "HHI", item)
+        position += 8
+        if (item_group, item_element) == (0xFFFE, 0xE0DD):
+            return PixelSpan(tag, start, value_start, position - 8, vr, True, position)
+        if (item_group, item_element) != (0xFFFE, 0xE000) or item_length == 0xFFFFFFFF:
+            raise ValueError("malformed encapsulated pixel data")
+        position += item_length
+        if position > size:
+            raise EOFError("encapsulated pixel data is truncated")
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def build_file_meta(ds: Dataset, transfer_syntax: UID) -> FileMetaDataset:
+    """A fresh File Meta group: no source AE title, no private information, our identity."""
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    return meta
+
+
+def write_output(source: SourceFile, ds: Dataset, destination: Path, *, durable: bool = False) -> int:
+    """Write ``ds`` (de-identified) with the source's pixel data to ``destination`` atomically.
+
+    Returns the number of bytes written.
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=destination.parent)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            _write(source, ds, raw)
+            raw.flush()
+            if durable:
+                os.fsync(raw.fileno())
+            size = raw.tell()
+        os.chmod(temp, 0o644)
+        os.replace(temp, destination)
+        if durable:
+            _fsync_dir(destination.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    return size
+
+
+def _write(source: SourceFile, ds: Dataset, out: BinaryIO) -> None:
+    meta = build_file_meta(ds, source.transfer_syntax)
+    if source.pixels is None and source.transfer_syntax == DeflatedExplicitVRLittleEndian:
+        ds.file_meta = meta
+        ds.preamble = b"\x00" * 128  # type: ignore[attr-defined]
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dcmwrite(buffer, ds, enforce_file_format=True)
+        out.write(buffer.getvalue())
+        return
+    fp = DicomFileLike(out)
+    out.write(b"\x00" * 128 + b"DICM")
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    fp.is_implicit_VR = source.transfer_syntax.is_implicit_VR
+    fp.is_little_endian = source.transfer_syntax.is_little_endian
+    pixels = source.pixels
+    tail = Dataset()
+    if pixels is not None:
+        for tag in [t for t in ds.keys() if t > pixels.tag]:
+            tail[tag] = ds.get_item(tag)  # type: ignore[assignment]
+            del ds[tag]
+    charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_dataset(fp, ds)
+        if pixels is not None:
+            out.write(_pixel_header(pixels, ds, fp.is_implicit_VR, fp.is_little_endian))
+            _copy_span(source.path, pixels.value_start, pixels.end, out)
+            if pixels.encapsulated:
+                endian = "<" if fp.is_little_endian else ">"
+                out.write(struct.pack(endian + "HHI", 0xFFFE, 0xE0DD, 0))
+            if len(tail):
+                write_dataset(fp, tail, parent_encoding=charset)
+
+
+def _pixel_header(pixels: PixelSpan, ds: Dataset, implicit: bool, little: bool) -> bytes:
+    """The Pixel Data element's tag, VR and length, in the output's encoding."""
+    endian = "<" if little else ">"
+    length = 0xFFFFFFFF if pixels.encapsulated else pixels.end - pixels.value_start
+    tag = struct.pack(endian + "HH", pixels.tag >> 16, pixels.tag & 0xFFFF)
+    if implicit:
+        return tag + struct.pack(endian + "I", length)
+    vr = pixels.vr
+    if vr not in ("OB", "OW", "OF", "OD"):
+        vr = "OW" if int(ds.get("BitsAllocated", 8) or 8) > 8 else "OB"
+    return tag + vr.encode("ascii") + b"\x00\x00" + struct.pack(endian + "I", length)
+
+
+def _copy_span(path: Path, start: int, end: int, out: BinaryIO) -> None:
+    with path.open("rb") as src:
+        src.seek(start)
+        remaining = end - start
+        while remaining:
+            chunk = src.read(min(_CHUNK, remaining))
+            if not chunk:
+                raise EOFError("the input changed while it was being copied")
+            out.write(chunk)
+            remaining -= len(chunk)
+
+
+def copy_file(source: Path, destination: Path) -> int:
+    """A byte-identical copy (the ``original`` profile), written atomically."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=destination.parent)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            while chunk := src.read(_CHUNK):
+                out.write(chunk)
+            size = out.tell()
+        os.chmod(temp, 0o644)
+        os.replace(temp, destination)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    return size
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def remove_stale_temporaries(root: Path) -> int:
+    """Delete temporary files an interrupted run left behind; returns how many."""
+    count = 0
+    if not root.exists():
+        return 0
+    for temp in root.rglob(f".*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            temp.unlink()
+            count += 1
+    return count
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Every regular file under ``root`` (or ``root`` itself), in a stable order."""
+    if root.is_file():
+        yield root
+        return
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            yield Path(folder) / name

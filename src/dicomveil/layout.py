@@ -1,0 +1,84 @@
+"""Output file names made only of de-identified values.
+
+The default layout is ``{patient}/{study}/{series}/{sop}.dcm``: the patient pseudonym and
+the (new) Study, Series and SOP Instance UIDs. A custom template may use only the fields in
+:data:`FIELDS`, each read from the de-identified dataset; every component is reduced to
+``[A-Za-z0-9._-]`` and the result can never leave the output folder.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from pydicom.dataset import Dataset
+
+from .errors import DicomveilError
+
+DEFAULT_LAYOUT = "{patient}/{study}/{series}/{sop}.dcm"
+FIELDS = {
+    "patient": "the patient pseudonym (or the crosswalk's study ID)",
+    "study": "StudyInstanceUID after de-identification",
+    "series": "SeriesInstanceUID after de-identification",
+    "sop": "SOPInstanceUID after de-identification",
+    "modality": "Modality",
+    "series_number": "SeriesNumber",
+    "instance_number": "InstanceNumber",
+}
+_KEYWORDS = {
+    "study": "StudyInstanceUID",
+    "series": "SeriesInstanceUID",
+    "sop": "SOPInstanceUID",
+    "modality": "Modality",
+    "series_number": "SeriesNumber",
+    "instance_number": "InstanceNumber",
+}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class LayoutError(DicomveilError):
+    """A layout template that uses unknown fields or could name paths outside the output."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    template: str = DEFAULT_LAYOUT
+
+    def __post_init__(self) -> None:
+        names = [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
+        unknown = [n for n in names if n not in FIELDS]
+        if unknown:
+            raise LayoutError(
+                f"layout uses unknown field(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}"
+            )
+        if "sop" not in names:
+            raise LayoutError("layout must contain {sop}, or files would overwrite each other")
+        if self.template.startswith("/") or ".." in PurePosixPath(self.template).parts:
+            raise LayoutError("layout must be a relative path inside the output folder")
+
+    def relative_path(self, ds: Dataset, patient: str) -> PurePosixPath:
+        values = {"patient": patient}
+        for name, keyword in _KEYWORDS.items():
+            values[name] = str(ds.get(keyword, "") or "")
+        parts = []
+        for part in self.template.split("/"):
+            rendered = part.format(**{k: _safe(v) for k, v in values.items()})
+            rendered = _safe(rendered)
+            if rendered in ("", ".", ".."):
+                rendered = "_"
+            parts.append(rendered)
+        return PurePosixPath(*parts)
+
+    def path(self, root: Path, ds: Dataset, patient: str) -> Path:
+        relative = self.relative_path(ds, patient)
+        destination = (root / relative).resolve()
+        base = root.resolve()
+        if base not in destination.parents:
+            raise LayoutError("the layout produced a path outside the output folder")
+        return destination
+
+
+def _safe(value: str) -> str:
+    return _UNSAFE.sub("_", value.strip())[:128]
