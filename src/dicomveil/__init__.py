@@ -13,7 +13,7 @@ from .actions import Action, Code
 from .api import WithheldError, deidentify
 from .batch import FileResult, Outcome, RunConfig, RunSummary, run
 from .crosswalk import Crosswalk
-from .engine import Engine, ElementReport, Result
+from .engine import ElementReport, Engine, Result
 from .errors import (
     CrosswalkError,
     DeidentificationError,

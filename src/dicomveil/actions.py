@@ -19,12 +19,12 @@ decided by the attribute's Type in the IOD of the object being processed:
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from .errors import ProfileError
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     REMOVE = "X"
     EMPTY = "Z"
     DUMMY = "D"
@@ -65,7 +65,7 @@ _NAMES: dict[str, Action] = {
 }
 
 
-class Code(str, Enum):
+class Code(StrEnum):
     """A Basic Profile code as written in PS3.15 Table E.1-1, single or compound."""
 
     X = "X"

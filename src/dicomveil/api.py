@@ -89,9 +89,17 @@ def deidentify(
         return result.dataset
     if output is None:
         raise TypeError("files are written to an output folder: pass output")
-    paths = [Path(source)] if isinstance(source, (str, PathLike)) else [Path(s) for s in source]
+    if isinstance(source, (str, PathLike)):
+        paths = [Path(source)]
+    else:
+        paths = [Path(str(s)) for s in source]
     config = RunConfig(
-        profile=chosen, key=secret, output=Path(output), layout=Layout(), crosswalk=crosswalk,
-        workers=1, today=today,
+        profile=chosen,
+        key=secret,
+        output=Path(output),
+        layout=Layout(),
+        crosswalk=crosswalk,
+        workers=1,
+        today=today,
     )
     return run(paths, config)

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from .crosswalk import Crosswalk
@@ -35,7 +35,7 @@ from .profiles import Profile
 from .pseudonyms import Pseudonymizer
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     WRITTEN = "written"
     WITHHELD = "withheld"
     SKIPPED = "skipped"
@@ -72,7 +72,7 @@ class RunConfig:
     profile: Profile
     key: Key
     output: Path
-    layout: Layout = Layout()
+    layout: Layout = field(default_factory=Layout)
     crosswalk: Crosswalk | None = None
     map_dir: Path | None = None
     workers: int = 0  # 0: one per core
@@ -159,12 +159,16 @@ class _Worker:
         with tempfile.TemporaryDirectory(prefix="dicomveil-") as folder:
             extracted = Path(folder) / "member"
             try:
-                with zipfile.ZipFile(task.path) as archive, archive.open(task.member) as src, \
-                        extracted.open("wb") as out:
+                with (
+                    zipfile.ZipFile(task.path) as archive,
+                    archive.open(task.member) as src,
+                    extracted.open("wb") as out,
+                ):
                     shutil.copyfileobj(src, out, 1 << 20)
             except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:
-                return FileResult(task, Outcome.FAILED, f"cannot read from the archive "
-                                  f"({type(exc).__name__})")
+                return FileResult(
+                    task, Outcome.FAILED, f"cannot read from the archive ({type(exc).__name__})"
+                )
             return self._process_path(task, extracted)
 
     def _process_path(self, task: Task, path: Path) -> FileResult:
@@ -175,23 +179,27 @@ class _Worker:
         except InputError as exc:
             return FileResult(task, Outcome.FAILED, exc.reason)
         if source.is_dicomdir:
-            return FileResult(task, Outcome.SKIPPED, "DICOMDIR: never copied (use --dicomdir "
-                              "to write a fresh one)")
+            return FileResult(
+                task,
+                Outcome.SKIPPED,
+                "DICOMDIR: never copied (use --dicomdir to write a fresh one)",
+            )
         engine = self.engine
         try:
             if engine.profile.copy:
                 pseudonym = engine.deidentify(source.dataset).patient_pseudonym
-                destination = self.config.layout.path(self.config.output, source.dataset,
-                                                      pseudonym)
+                destination = self.config.layout.path(self.config.output, source.dataset, pseudonym)
                 size = copy_file(path, destination)
-                return FileResult(task, Outcome.WRITTEN, output=destination, size=size,
-                                  pseudonym=pseudonym)
+                return FileResult(
+                    task, Outcome.WRITTEN, output=destination, size=size, pseudonym=pseudonym
+                )
             result = engine.deidentify(source.dataset, has_pixel_data=source.has_pixel_data)
             if result.dataset is None:
                 assert result.withheld is not None
                 return FileResult(task, Outcome.WITHHELD, result.withheld.reason)
-            destination = self.config.layout.path(self.config.output, result.dataset,
-                                                  result.patient_pseudonym)
+            destination = self.config.layout.path(
+                self.config.output, result.dataset, result.patient_pseudonym
+            )
             size = write_output(source, result.dataset, destination)
         except (CrosswalkError, DeidentificationError) as exc:
             return FileResult(task, Outcome.FAILED, str(exc))
@@ -247,8 +255,9 @@ def run(
             earlier = seen.get(result.output)
             if earlier is not None and earlier != result.task:
                 result.outcome = Outcome.FAILED
-                result.reason = (f"same SOP Instance UID as {earlier.display}: the output "
-                                 "holds only one of them")
+                result.reason = (
+                    f"same SOP Instance UID as {earlier.display}: the output holds only one of them"
+                )
             seen[result.output] = result.task
         summary.results.append(result)
         if progress is not None:
@@ -261,8 +270,10 @@ def run(
         for task in all_tasks:
             collect(worker.process(task))
     else:
-        chunks = [all_tasks[i:i + config.chunk_size]
-                  for i in range(0, len(all_tasks), config.chunk_size)]
+        chunks = [
+            all_tasks[i : i + config.chunk_size]
+            for i in range(0, len(all_tasks), config.chunk_size)
+        ]
         with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(config,)) as pool:
             pending: set[Future[list[FileResult]]] = set()
             queue = iter(chunks)
@@ -294,7 +305,7 @@ def write_maps(folder: Path, summary: RunSummary) -> None:
     """
     folder.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
-        os.chmod(folder, 0o700)
+        Path(folder).chmod(0o700)
     patients = _read_map(folder / "patients.csv")
     uids = _read_map(folder / "uids.csv")
     offsets = _read_rows(folder / "date_offsets.csv")
@@ -333,5 +344,5 @@ def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[str]]) -> 
     fd, temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(buffer.getvalue())
-    os.chmod(temp, 0o600)
-    os.replace(temp, path)
+    Path(temp).chmod(0o600)
+    Path(temp).replace(path)

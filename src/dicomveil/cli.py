@@ -41,18 +41,25 @@ err = Console(stderr=True)
 
 ProfileArg = Annotated[
     str,
-    typer.Option("--profile", "-p", help="A preset name (see 'dicomveil profiles') or a .toml "
-                 "profile file."),
+    typer.Option(
+        "--profile", "-p", help="A preset name (see 'dicomveil profiles') or a .toml profile file."
+    ),
 ]
 OptionArg = Annotated[
     list[str] | None,
-    typer.Option("--option", "-o", help="A PS3.15 option, e.g. retain-uids (repeatable; "
-                 "dcm4chee names accepted)."),
+    typer.Option(
+        "--option",
+        "-o",
+        help="A PS3.15 option, e.g. retain-uids (repeatable; dcm4chee names accepted).",
+    ),
 ]
 KeyArg = Annotated[
     Path | None,
-    typer.Option("--key", "-k", help="Key file (see 'dicomveil keygen'); default: your "
-                 "user key, created on first use."),
+    typer.Option(
+        "--key",
+        "-k",
+        help="Key file (see 'dicomveil keygen'); default: your user key, created on first use.",
+    ),
 ]
 
 
@@ -81,22 +88,36 @@ def _load_key(path: Path | None) -> Key:
 
 @app.command("run")
 def run_command(
-    paths: Annotated[list[Path], typer.Argument(help="INPUT... OUTPUT: files, folders or .zip "
-                                                "archives, then the output folder.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="INPUT... OUTPUT: files, folders or .zip archives, then the output folder."
+        ),
+    ],
     profile: ProfileArg = "ps3.15-basic",
     option: OptionArg = None,
     key: KeyArg = None,
-    crosswalk: Annotated[Path | None, typer.Option(help="CSV of original patient ID -> study "
-                                                   "ID (header row, two columns).")] = None,
-    map_dir: Annotated[Path | None, typer.Option("--map-dir", help="Write patient, UID and "
-                                                 "date-offset maps here (outside the output)."
-                                                 )] = None,
-    layout: Annotated[str, typer.Option(help="Output path template; fields: "
-                                        + ", ".join(FIELDS))] = DEFAULT_LAYOUT,
+    crosswalk: Annotated[
+        Path | None,
+        typer.Option(help="CSV of original patient ID -> study ID (header row, two columns)."),
+    ] = None,
+    map_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--map-dir", help="Write patient, UID and date-offset maps here (outside the output)."
+        ),
+    ] = None,
+    layout: Annotated[
+        str, typer.Option(help="Output path template; fields: " + ", ".join(FIELDS))
+    ] = DEFAULT_LAYOUT,
     workers: Annotated[int, typer.Option(help="Worker processes (0: one per core).")] = 0,
-    dicomdir: Annotated[bool, typer.Option("--dicomdir", help="Write a fresh DICOMDIR for the "
-                                           "output (files get DICOMDIR-compatible names).")
-                        ] = False,
+    dicomdir: Annotated[
+        bool,
+        typer.Option(
+            "--dicomdir",
+            help="Write a fresh DICOMDIR for the output (files get DICOMDIR-compatible names).",
+        ),
+    ] = False,
 ) -> None:
     """De-identify INPUT... into OUTPUT."""
     if len(paths) < 2:
@@ -107,8 +128,14 @@ def run_command(
         secret = _load_key(key)
         walk = Crosswalk.from_csv(crosswalk) if crosswalk else None
         config = RunConfig(
-            profile=chosen, key=secret, output=output, layout=Layout(layout), crosswalk=walk,
-            map_dir=map_dir, workers=workers, today=_dt.date.today(),
+            profile=chosen,
+            key=secret,
+            output=output,
+            layout=Layout(layout),
+            crosswalk=walk,
+            map_dir=map_dir,
+            workers=workers,
+            today=_dt.date.today(),
         )
         err.print(
             f"dicomveil {__version__}: profile {chosen.name} (PS3.15 {EDITION}), key "
@@ -132,17 +159,27 @@ def run_command(
 def _run_with_progress(inputs: list[Path], config: RunConfig) -> RunSummary:
     def report(result: FileResult) -> None:
         if result.outcome is Outcome.FAILED:
-            err.print(f"[red]failed[/] {result.task.display}: {result.reason}", highlight=False,
-                      markup=True)
+            err.print(
+                f"[red]failed[/] {result.task.display}: {result.reason}",
+                highlight=False,
+                markup=True,
+            )
         elif result.outcome in (Outcome.WITHHELD, Outcome.SKIPPED) and not err.is_terminal:
-            err.print(f"{result.outcome.value} {result.task.display}: {result.reason}",
-                      highlight=False, markup=False)
+            err.print(
+                f"{result.outcome.value} {result.task.display}: {result.reason}",
+                highlight=False,
+                markup=False,
+            )
 
     if not err.is_terminal:
         return run(inputs, config, progress=report)
     with Progress(
-        TextColumn("de-identifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, transient=True,
+        TextColumn("de-identifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
     ) as bar:
         task = bar.add_task("files", total=None)
 
@@ -163,8 +200,15 @@ def _print_summary(summary: RunSummary) -> None:
         if not reasons:
             table.add_row(outcome.value, "0", "")
         for reason, count in sorted(reasons.items()):
-            table.add_row(outcome.value, str(count), reason if outcome is not Outcome.FAILED
-                          else "see above" if len(reasons) > 3 else reason)
+            table.add_row(
+                outcome.value,
+                str(count),
+                reason
+                if outcome is not Outcome.FAILED
+                else "see above"
+                if len(reasons) > 3
+                else reason,
+            )
     err.print(table)
 
 
@@ -194,9 +238,13 @@ def explain_command(
     profile: ProfileArg = "ps3.15-basic",
     option: OptionArg = None,
     key: KeyArg = None,
-    show_values: Annotated[bool, typer.Option("--show-values", help="Also print original and "
-                                              "new values (PHI: do not share the output).")
-                           ] = False,
+    show_values: Annotated[
+        bool,
+        typer.Option(
+            "--show-values",
+            help="Also print original and new values (PHI: do not share the output).",
+        ),
+    ] = False,
 ) -> None:
     """Show, for each element, what the profile would do and why."""
     try:
@@ -228,8 +276,10 @@ def keygen_command(
         new = write_key(keyfile)
     except DicomveilError as exc:
         raise _fail(str(exc)) from None
-    err.print(f"wrote {keyfile} (fingerprint {new.fingerprint}); keep it secret and backed up",
-              highlight=False)
+    err.print(
+        f"wrote {keyfile} (fingerprint {new.fingerprint}); keep it secret and backed up",
+        highlight=False,
+    )
 
 
 @app.command("version")

@@ -33,7 +33,9 @@ class Crosswalk:
         try:
             text = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
-            raise CrosswalkError(f"{path}: cannot read the crosswalk ({type(exc).__name__})") from None
+            raise CrosswalkError(
+                f"{path}: cannot read the crosswalk ({type(exc).__name__})"
+            ) from None
         rows = list(csv.reader(text.splitlines()))
         if not rows or len(rows[0]) != 2:
             raise CrosswalkError(
@@ -54,11 +56,11 @@ class Crosswalk:
                     f"{path}: line {number}: the study ID is not a valid LO value"
                 ) from None
             if old in mapping and mapping[old] != new:
-                raise CrosswalkError(f"{path}: line {number}: an original ID appears twice "
-                                     "with different study IDs")
+                raise CrosswalkError(
+                    f"{path}: line {number}: an original ID appears twice with different study IDs"
+                )
             if new in seen_new and seen_new[new] != old:
-                raise CrosswalkError(f"{path}: line {number}: two original IDs share one "
-                                     "study ID")
+                raise CrosswalkError(f"{path}: line {number}: two original IDs share one study ID")
             mapping[old] = new
             seen_new[new] = old
         if not mapping:

@@ -11,6 +11,7 @@ Where the profile emptied a value that a directory record requires (Study Date, 
 from __future__ import annotations
 
 import contextlib
+from itertools import pairwise
 import warnings
 from pathlib import Path
 
@@ -64,13 +65,13 @@ def _records(path: Path) -> RecordNode:
     for keyword, dummy in _RECORD_DUMMIES.items():
         if not filled.get(keyword):
             setattr(filled, keyword, dummy)
-    nodes = []
+    nodes: list[RecordNode] = []
     for record_type in ("PATIENT", "STUDY", "SERIES", _leaf_type(filled)):
         record = DIRECTORY_RECORDERS[record_type](filled)
         record.DirectoryRecordType = record_type
         if len(nodes) == 3:
             record.ReferencedSOPInstanceUIDInFile = ds.SOPInstanceUID
         nodes.append(RecordNode(record))
-    for parent, child in zip(nodes, nodes[1:], strict=False):
+    for parent, child in pairwise(nodes):
         child.parent = parent
     return nodes[-1]

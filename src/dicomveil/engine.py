@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import warnings
 from collections.abc import Callable, Iterator, MutableSequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom import config as _pydicom_config
+from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.uid import UID_dictionary
 
 from . import tables
 from ._version import __version__
-from .actions import Action, Code, dummy_value
+from .actions import Action, dummy_value
 from .crosswalk import Crosswalk
 from .dates import DateError, cap_age, shift_da, shift_dt
 from .errors import CrosswalkError, DeidentificationError
@@ -123,27 +124,36 @@ class Engine:
         self.today = (today or _dt.date.today()).strftime("%Y%m%d")
 
     # ---------------------------------------------------------------------------------------
-    def check_risks(self, ds: Dataset) -> tuple[Risk, str] | None:
-        """The first risk that withholds this dataset under the profile, if any."""
+    def check_risks(
+        self, ds: Dataset, has_pixel_data: bool | None = None
+    ) -> tuple[Risk, str] | None:
+        """The first risk that withholds this dataset under the profile, if any.
+
+        ``has_pixel_data`` tells about pixel data the caller streams separately (not in
+        ``ds``); by default the dataset itself is looked at.
+        """
         if self.profile.copy:
             return None
-        allow = self.profile.profile.allow
+        pixels = _has_pixels(ds) if has_pixel_data is None else has_pixel_data
         sop_class = _text(ds, 0x00080016)
-        if sop_class.startswith(_ENCAPSULATED_DOCUMENT_PREFIX) or 0x00420011 in ds:
-            if Risk.ENCAPSULATED_DOCUMENT not in allow:
-                return Risk.ENCAPSULATED_DOCUMENT, Risk.ENCAPSULATED_DOCUMENT.reason
         burned = _text(ds, 0x00280301).upper()
-        if burned == "YES" and Risk.BURNED_IN_ANNOTATION not in allow:
-            return Risk.BURNED_IN_ANNOTATION, Risk.BURNED_IN_ANNOTATION.reason
+        found: list[Risk] = []
+        if sop_class.startswith(_ENCAPSULATED_DOCUMENT_PREFIX) or 0x00420011 in ds:
+            found.append(Risk.ENCAPSULATED_DOCUMENT)
+        if burned == "YES":
+            found.append(Risk.BURNED_IN_ANNOTATION)
         if _text(ds, 0x00280302).upper() == "YES":
-            if Risk.RECOGNIZABLE_VISUAL_FEATURES not in allow:
-                return Risk.RECOGNIZABLE_VISUAL_FEATURES, Risk.RECOGNIZABLE_VISUAL_FEATURES.reason
-        if burned != "NO" and Risk.POSSIBLE_BURNED_IN not in allow and _has_pixels(ds):
-            modality = _text(ds, 0x00080060).upper()
-            if modality in _BURNED_IN_MODALITIES or sop_class.startswith(
-                _BURNED_IN_SOP_PREFIXES
-            ):
-                return Risk.POSSIBLE_BURNED_IN, Risk.POSSIBLE_BURNED_IN.reason
+            found.append(Risk.RECOGNIZABLE_VISUAL_FEATURES)
+        modality = _text(ds, 0x00080060).upper()
+        risky_kind = modality in _BURNED_IN_MODALITIES or sop_class.startswith(
+            _BURNED_IN_SOP_PREFIXES
+        )
+        if burned not in ("YES", "NO") and pixels and risky_kind:
+            found.append(Risk.POSSIBLE_BURNED_IN)
+        allow = self.profile.profile.allow
+        for risk in found:
+            if risk not in allow:
+                return risk, risk.reason
         return None
 
     def deidentify(
@@ -156,8 +166,7 @@ class Engine:
         """
         if self.profile.copy:
             return Result(dataset=ds, patient_pseudonym=self._identity(ds)[0])
-        risk = self.check_risks(ds) if has_pixel_data is None else self._risks_with(ds,
-                                                                                    has_pixel_data)
+        risk = self.check_risks(ds, has_pixel_data)
         if risk is not None:
             return Result(dataset=None, withheld=risk[0], withheld_detail=risk[1])
         pseudonym, patient_key, original_id = self._identity(ds)
@@ -181,8 +190,11 @@ class Engine:
             explain=explain,
         )
         try:
-            walk.dataset(ds, ())
-        except _Withhold as exc:
+            with warnings.catch_warnings():
+                # Real-world values break VR rules often; reading them must not warn or fail.
+                warnings.simplefilter("ignore", UserWarning)
+                walk.dataset(ds, ())
+        except _WithholdError as exc:
             return Result(dataset=None, withheld=exc.risk, withheld_detail=exc.detail)
         self._record(ds, offset)
         return Result(
@@ -194,16 +206,6 @@ class Engine:
             reports=walk.reports,
         )
 
-    def _risks_with(self, ds: Dataset, has_pixel_data: bool) -> tuple[Risk, str] | None:
-        if has_pixel_data and 0x7FE00010 not in ds:
-            marker = DataElement(0x7FE00010, "OB", b"")
-            ds.add(marker)
-            try:
-                return self.check_risks(ds)
-            finally:
-                del ds[0x7FE00010]
-        return self.check_risks(ds)
-
     # ---------------------------------------------------------------------------------------
     def _identity(self, ds: Dataset) -> tuple[str, str, str]:
         """(pseudonym, patient key, original PatientID) of the dataset's patient."""
@@ -213,10 +215,8 @@ class Engine:
             key = f"id\x00{issuer}\x00{patient_id}"
         else:
             name, birth = _text(ds, 0x00100010), _text(ds, 0x00100030)
-            if name:
-                key = f"name\x00{name}\x00{birth}"
-            else:
-                key = f"study\x00{_text(ds, 0x0020000D)}"
+            study = _text(ds, 0x0020000D)
+            key = f"name\x00{name}\x00{birth}" if name else f"study\x00{study}"
         if self.crosswalk is not None:
             if not patient_id:
                 raise CrosswalkError("the file has no PatientID to look up in the crosswalk")
@@ -256,7 +256,7 @@ class Engine:
                 ds.LongitudinalTemporalInformationModified = "REMOVED"
 
 
-class _Withhold(Exception):
+class _WithholdError(Exception):
     def __init__(self, risk: Risk, detail: str) -> None:
         self.risk = risk
         self.detail = detail
@@ -308,17 +308,16 @@ class _Walk:
                 self._remove(ds, tag, path, "group length: recomputed or dropped on write")
                 continue
             self._apply(ds, tag, profile.public(tag), path)
-        for tag in creator_tags:
-            key = (tag >> 16, tag & 0xFFFF)
-            if key in used_blocks:
-                self._report(path, tag, "LO", "K", "private creator of a kept block")
+        for creator_tag in creator_tags:
+            if (creator_tag >> 16, creator_tag & 0xFFFF) in used_blocks:
+                self._report(path, creator_tag, "LO", "K", "private creator of a kept block")
             else:
-                self._remove(ds, tag, path, "private creator of a block with nothing kept")
+                self._remove(ds, creator_tag, path, "private creator of a block with nothing kept")
 
     # ---------------------------------------------------------------------------------------
     def _apply(self, ds: Dataset, tag: int, decision: Decision, path: tuple[str, ...]) -> bool:
         """Apply one decision; True when the element stays (kept or replaced)."""
-        raw = ds.get_item(tag)
+        raw = ds.get_item(tag, keep_deferred=True)
         vr = _vr_of(raw, tag)
         action = self._resolve(decision, tag, path)
         source = decision.source
@@ -352,7 +351,7 @@ class _Walk:
                     return True
                 if Risk.STRUCTURED_CONTENT not in self.engine.profile.profile.allow:
                     keyword = keyword_for_tag(tag) or "a sequence"
-                    raise _Withhold(
+                    raise _WithholdError(
                         Risk.STRUCTURED_CONTENT, f"{Risk.STRUCTURED_CONTENT.reason} ({keyword})"
                     )
                 self._sequence(ds, tag, path)
@@ -482,15 +481,17 @@ class _Walk:
     def _dummy(self, ds: Dataset, tag: int, vr: str) -> Any:
         if vr == "UI":
             original = _text(ds, tag)
-            return self._map_uid(original) if original else self.engine.pseudonymizer.uid(
-                f"dummy:{tag:08X}"
+            return (
+                self._map_uid(original)
+                if original
+                else self.engine.pseudonymizer.uid(f"dummy:{tag:08X}")
             )
         if tag == 0x00100020 or tag == 0x00100010:
             return self.fields["pseudonym"]
         return dummy_value(vr)
 
     def _remove(self, ds: Dataset, tag: int, path: tuple[str, ...], source: str) -> None:
-        raw = ds.get_item(tag)
+        raw = ds.get_item(tag, keep_deferred=True)
         vr = _vr_of(raw, tag)
         del ds[tag]
         self._report(path, tag, vr, "X", source)
@@ -539,7 +540,7 @@ def _vr_of(raw: DataElement | RawDataElement, tag: int) -> str:
 
 
 def _creator(ds: Dataset, tag: int) -> str:
-    raw = ds.get_item(tag)
+    raw = ds.get_item(tag, keep_deferred=True)
     value = raw.value
     if isinstance(value, bytes):
         return value.decode("latin-1").strip("\x00 ")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from .engine import Engine, ElementReport
+from .engine import ElementReport, Engine
 from .io import read_source
 from .keys import Key
 from .profiles import Profile
@@ -40,8 +40,7 @@ def explain(path: Path, profile: Profile, key: Key, *, show_values: bool = False
     source = read_source(path)
     original = copy.deepcopy(source.dataset) if show_values else None
     engine = Engine(profile.compile(), Pseudonymizer(key))
-    result = engine.deidentify(source.dataset, explain=True,
-                               has_pixel_data=source.has_pixel_data)
+    result = engine.deidentify(source.dataset, explain=True, has_pixel_data=source.has_pixel_data)
     if result.dataset is None:
         assert result.withheld is not None
         return Explanation(f"withheld: {result.withheld.reason}", ())
@@ -63,8 +62,11 @@ def explain(path: Path, profile: Profile, key: Key, *, show_values: bool = False
                 after=after.get(key_, "(removed)") if show_values else "",
             )
         )
-    verdict = "de-identified" + (f", dates shifted by {result.date_offset_days} days"
-                                 if result.date_offset_days is not None else "")
+    verdict = "de-identified" + (
+        f", dates shifted by {result.date_offset_days} days"
+        if result.date_offset_days is not None
+        else ""
+    )
     return Explanation(verdict, tuple(rows))
 
 

@@ -49,8 +49,21 @@ _PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
 _CHUNK = 1 << 20
 _DEFER = 256 * 1024
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR",
-             b"UT", b"UV"}
+_LONG_VRS = {
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"SQ",
+    b"SV",
+    b"UC",
+    b"UN",
+    b"UR",
+    b"UT",
+    b"UV",
+}
 
 
 @dataclass(frozen=True)
@@ -150,16 +163,18 @@ def read_source(path: Path) -> SourceFile:
                 if pixels is not None and pixels.after < size:
                     fh.seek(pixels.after)
                     tail = read_dataset(fh, implicit, little, defer_size=_DEFER)
-                    for tag in tail.keys():
-                        ds[tag] = tail.get_item(tag)  # type: ignore[assignment]
+                    for tag in list(tail.keys()):
+                        ds[tag] = tail.get_item(tag)
             _check_lengths(ds, size)
+            _note_actual_encoding(ds, little)
             for warning in caught:
                 text = str(warning.message)
                 if "End of file" in text or "EOF" in text or "truncat" in text.lower():
                     raise InputError("truncated: the file ends inside an element", path=str(path))
             if ds.get("SOPInstanceUID") is None and not _is_directory(ds):
-                raise InputError("no SOP Instance UID: not a DICOM composite object",
-                                 path=str(path))
+                raise InputError(
+                    "no SOP Instance UID: not a DICOM composite object", path=str(path)
+                )
     except InputError:
         raise
     except (OSError, EOFError) as exc:
@@ -173,8 +188,8 @@ def read_source(path: Path) -> SourceFile:
 
 def _check_lengths(ds: Dataset, size: int) -> None:
     """pydicom reads a value cut short by the end of the file silently: refuse it."""
-    for tag in ds.keys():
-        raw = ds.get_item(tag)
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag, keep_deferred=True)
         if not isinstance(raw, RawDataElement) or raw.length == 0xFFFFFFFF:
             continue
         if raw.value is None:
@@ -182,6 +197,17 @@ def _check_lengths(ds: Dataset, size: int) -> None:
                 raise EOFError("a value runs past the end of the file")
         elif isinstance(raw.value, bytes) and len(raw.value) < raw.length:
             raise EOFError("a value is cut short by the end of the file")
+
+
+def _note_actual_encoding(ds: Dataset, little: bool) -> None:
+    """pydicom falls back to implicit VR when an 'explicit' file is not; record what was
+    found, so the writer re-encodes the elements instead of copying implicit bytes."""
+    for tag in list(ds.keys())[:4]:
+        raw = ds.get_item(tag, keep_deferred=True)
+        if isinstance(raw, RawDataElement):
+            if raw.is_implicit_VR != ds.original_encoding[0]:
+                ds.set_original_encoding(raw.is_implicit_VR, little, ds.original_character_set)
+            return
 
 
 def _is_directory(ds: Dataset) -> bool:
@@ -212,6 +238,9 @@ def _pixel_span(
     tag = (group << 16) | element
     if tag not in _PIXEL_TAGS:
         return None
+    # Trust the bytes over the transfer syntax: a few files are encoded otherwise.
+    implicit = header[4:6] not in _LONG_VRS and not (header[4:6].isalpha() and
+                                                     header[4:6].isupper())
     if implicit:
         (length,) = struct.unpack(endian + "I", header[4:8])
         value_start = start + 8
@@ -268,7 +297,9 @@ def build_file_meta(ds: Dataset, transfer_syntax: UID) -> FileMetaDataset:
     return meta
 
 
-def write_output(source: SourceFile, ds: Dataset, destination: Path, *, durable: bool = False) -> int:
+def write_output(
+    source: SourceFile, ds: Dataset, destination: Path, *, durable: bool = False
+) -> int:
     """Write ``ds`` (de-identified) with the source's pixel data to ``destination`` atomically.
 
     Returns the number of bytes written.
@@ -283,8 +314,8 @@ def write_output(source: SourceFile, ds: Dataset, destination: Path, *, durable:
             if durable:
                 os.fsync(raw.fileno())
             size = raw.tell()
-        os.chmod(temp, 0o644)
-        os.replace(temp, destination)
+        Path(temp).chmod(0o644)
+        Path(temp).replace(destination)
         if durable:
             _fsync_dir(destination.parent)
     except BaseException:
@@ -315,8 +346,8 @@ def _write(source: SourceFile, ds: Dataset, out: BinaryIO) -> None:
     pixels = source.pixels
     tail = Dataset()
     if pixels is not None:
-        for tag in [t for t in ds.keys() if t > pixels.tag]:
-            tail[tag] = ds.get_item(tag)  # type: ignore[assignment]
+        for tag in [t for t in list(ds.keys()) if t > pixels.tag]:
+            tail[tag] = ds.get_item(tag)
             del ds[tag]
     charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
     with warnings.catch_warnings():
@@ -367,8 +398,8 @@ def copy_file(source: Path, destination: Path) -> int:
             while chunk := src.read(_CHUNK):
                 out.write(chunk)
             size = out.tell()
-        os.chmod(temp, 0o644)
-        os.replace(temp, destination)
+        Path(temp).chmod(0o644)
+        Path(temp).replace(destination)
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()

@@ -66,7 +66,7 @@ def write_key(path: Path, key: Key | None = None, *, overwrite: bool = False) ->
         raise KeyFileError(f"{path}: a key file already exists; not replacing it") from None
     with os.fdopen(fd, "w", encoding="ascii") as fh:
         fh.write(f"{_MAGIC} {key.secret.hex()}\n")
-    os.chmod(path, 0o600)
+    Path(path).chmod(0o600)
     return key
 
 

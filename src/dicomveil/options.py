@@ -8,12 +8,12 @@ so its users can reuse their configuration.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from .errors import ProfileError
 
 
-class Option(str, Enum):
+class Option(StrEnum):
     """A de-identification option, named as on dicomveil's command line."""
 
     RETAIN_SAFE_PRIVATE = "retain-safe-private"

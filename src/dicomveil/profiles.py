@@ -44,7 +44,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -60,7 +60,7 @@ from .errors import ProfileError
 from .options import EXCLUSIVE, Option
 
 
-class Base(str, Enum):
+class Base(StrEnum):
     """What a profile starts from before its options and rules."""
 
     PS315 = "ps3.15"
@@ -68,7 +68,7 @@ class Base(str, Enum):
     COPY = "copy"
 
 
-class Risk(str, Enum):
+class Risk(StrEnum):
     """Objects withheld unless a profile explicitly allows them."""
 
     BURNED_IN_ANNOTATION = "burned-in-annotation"
@@ -290,8 +290,17 @@ def _load_file(path: Path, chain: tuple[str, ...]) -> Profile:
     return _from_toml(data, str(path), path.parent, (*chain, key))
 
 
-_TOP_KEYS = {"name", "description", "source", "base", "extends", "options", "allow", "private",
-             "rules"}
+_TOP_KEYS = {
+    "name",
+    "description",
+    "source",
+    "base",
+    "extends",
+    "options",
+    "allow",
+    "private",
+    "rules",
+}
 _RULE_KEYS = {"tag", "keyword", "private", "action", "value", "reason"}
 
 
@@ -307,15 +316,18 @@ def _from_toml(
             raise ProfileError("use either 'extends' or 'base', not both", source=source)
         parent = _resolve_extends(_str(data, "extends", source), source, folder, chain)
         if parent.base is Base.COPY:
-            raise ProfileError("cannot extend a byte-identical copy", source=source,
-                               entry="extends")
+            raise ProfileError(
+                "cannot extend a byte-identical copy", source=source, entry="extends"
+            )
     if parent is None:
         try:
             base = Base(_str(data, "base", source) if "base" in data else "ps3.15")
         except ValueError:
             raise ProfileError(
-                f"unknown base {data['base']!r} (known: ps3.15, keep, copy)", source=source,
-                entry="base") from None
+                f"unknown base {data['base']!r} (known: ps3.15, keep, copy)",
+                source=source,
+                entry="base",
+            ) from None
         parent = Profile(name="", base=base, keep_private=base is not Base.PS315)
     options = set(parent.options)
     for i, item in enumerate(_list(data, "options", source)):
@@ -329,8 +341,9 @@ def _from_toml(
             allow.add(Risk(str(item)))
         except ValueError:
             known = ", ".join(r.value for r in Risk)
-            raise ProfileError(f"unknown risk {item!r} (known: {known})", source=source,
-                               entry=f"allow[{i}]") from None
+            raise ProfileError(
+                f"unknown risk {item!r} (known: {known})", source=source, entry=f"allow[{i}]"
+            ) from None
     keep_private = parent.keep_private
     if "private" in data:
         private = _str(data, "private", source)
@@ -393,12 +406,14 @@ def _parse_rule(raw: Any, source: str, entry: str) -> Rule:
         raise ProfileError("a rule must be a table", source=source, entry=entry)
     unknown = set(raw) - _RULE_KEYS
     if unknown:
-        raise ProfileError(f"unknown key(s) {', '.join(sorted(unknown))}", source=source,
-                           entry=entry)
+        raise ProfileError(
+            f"unknown key(s) {', '.join(sorted(unknown))}", source=source, entry=entry
+        )
     selectors = [k for k in ("tag", "keyword", "private") if k in raw]
     if len(selectors) != 1:
-        raise ProfileError("a rule needs exactly one of tag, keyword or private", source=source,
-                           entry=entry)
+        raise ProfileError(
+            "a rule needs exactly one of tag, keyword or private", source=source, entry=entry
+        )
     try:
         target = _parse_target(selectors[0], raw[selectors[0]])
         action_text = raw.get("action")
@@ -414,8 +429,10 @@ def _parse_rule(raw: Any, source: str, entry: str) -> Rule:
         elif value is not None:
             raise ProfileError("only action 'replace' takes a value")
         if action is Action.CLEAN:
-            raise ProfileError("action C needs an option's cleaner; use an option such as "
-                               "clean-descriptors instead")
+            raise ProfileError(
+                "action C needs an option's cleaner; use an option such as "
+                "clean-descriptors instead"
+            )
     except ProfileError as exc:
         raise ProfileError(str(exc), source=source, entry=entry) from None
     reason = str(raw.get("reason", ""))
@@ -442,8 +459,10 @@ def _parse_target(kind: str, value: Any) -> Target:
             return Target(group_pattern=int(group_text[:2], 16) << 8, element=element)
         group, element_ = _hex(group_text, value), _hex(element_text, value)
         if group & 1:
-            raise ProfileError(f"{value} is private: match it by private creator with "
-                               "private = {creator = ..., group = ..., element = ...}")
+            raise ProfileError(
+                f"{value} is private: match it by private creator with "
+                "private = {creator = ..., group = ..., element = ...}"
+            )
         tag = (group << 16) | element_
         if not dictionary_has_tag(tag) and not _in_table(tag):
             raise ProfileError(f"unknown tag {value!r} (not in the DICOM data dictionary)")
@@ -530,7 +549,8 @@ def _compile(profile: Profile) -> CompiledProfile:
         if private_default.code is Action.CLEAN and Option.RETAIN_SAFE_PRIVATE in profile.options:
             for safe in tables.safe_private_rows():
                 private[(safe.creator, safe.group, safe.offset)] = Decision(
-                    Action.KEEP, "PS3.15 Table E.3.10-1 safe private attribute (retain-safe-private)"
+                    Action.KEEP,
+                    "PS3.15 Table E.3.10-1 safe private attribute (retain-safe-private)",
                 )
             private_default = Decision(Action.REMOVE, "private attribute not on the safe list")
         if Option.RETAIN_TCIA_PRIVATE in profile.options:
@@ -545,10 +565,12 @@ def _compile(profile: Profile) -> CompiledProfile:
             "profile default for private attributes",
         )
     if Option.RETAIN_PATIENT_ID_HASH in profile.options:
-        tags[0x00100020] = Decision(Action.REPLACE, "option retain-patient-id-hash",
-                                    "{patient_id_hash}")
-        tags[0x00100021] = Decision(Action.REPLACE, "option retain-patient-id-hash",
-                                    "{issuer_hash}")
+        tags[0x00100020] = Decision(
+            Action.REPLACE, "option retain-patient-id-hash", "{patient_id_hash}"
+        )
+        tags[0x00100021] = Decision(
+            Action.REPLACE, "option retain-patient-id-hash", "{issuer_hash}"
+        )
     for rule in profile.rules:
         reason = f"rule {rule.source}" + (f" ({rule.reason})" if rule.reason else "")
         decision = Decision(rule.action, reason, rule.value)
@@ -624,8 +646,11 @@ def _digest(compiled: CompiledProfile) -> str:
         "tags": {f"{k:08X}": enc(v) for k, v in sorted(compiled.tags.items())},
         "patterns": {f"{k[0]:04X},{k[1]}": enc(v) for k, v in compiled.group_patterns.items()},
         "private": {"|".join(map(str, k)): enc(v) for k, v in sorted(compiled.private.items())},
-        "defaults": [enc(compiled.private_default), enc(compiled.public_default),
-                     enc(compiled.unknown_public)],
+        "defaults": [
+            enc(compiled.private_default),
+            enc(compiled.public_default),
+            enc(compiled.unknown_public),
+        ],
         "tables": tables.table_digest(),
         "edition": tables.EDITION,
     }
