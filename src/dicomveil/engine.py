@@ -322,7 +322,7 @@ class _Walk:
         action = self._resolve(decision, tag, path)
         source = decision.source
         if action is Action.CLEAN:
-            action, source = self._clean(decision, vr, source)
+            action, source = self._clean(decision, vr, source, tag, path)
         if action is Action.REMOVE:
             del ds[tag]
             self._report(path, tag, vr, "X", source)
@@ -381,15 +381,19 @@ class _Walk:
         key = ">".join(_collapse((*path, keyword)))
         return code.resolve(self.types.get(key))
 
-    def _clean(self, decision: Decision, vr: str, source: str) -> tuple[Action, str]:
-        """C: the option's cleaner. Dates shift; other cleaners fall back to a safe action."""
+    def _clean(
+        self, decision: Decision, vr: str, source: str, tag: int, path: tuple[str, ...]
+    ) -> tuple[Action, str]:
+        """C: the option's cleaner. Dates shift; without a cleaner the Basic Profile applies."""
         option = decision.option
         if option is Option.RETAIN_LONG_MODIFIED_DATES:
             return Action.KEEP, source + " (dates shifted)"
         cleaner = CLEANERS.get(option) if option is not None else None
         if cleaner is not None:
             return cleaner(vr), source
-        return Action.REMOVE, source + " (no cleaner for this option yet: removed)"
+        fallback = decision.fallback or Code.X
+        action = self._resolve(Decision(fallback, source), tag, path)
+        return action, source + f" (no cleaner yet: the Basic Profile's {fallback.value})"
 
     def _keep(
         self,

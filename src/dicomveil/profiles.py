@@ -155,6 +155,7 @@ class Decision:
     source: str
     value: str | None = None  # template for REPLACE
     option: Option | None = None  # the option whose C (clean) column this is
+    fallback: Code | None = None  # with C: the Basic Profile code, used until a cleaner exists
 
 
 @dataclass(frozen=True)
@@ -564,13 +565,6 @@ def _compile(profile: Profile) -> CompiledProfile:
             Action.KEEP if profile.keep_private else Action.REMOVE,
             "profile default for private attributes",
         )
-    if Option.RETAIN_PATIENT_ID_HASH in profile.options:
-        tags[0x00100020] = Decision(
-            Action.REPLACE, "option retain-patient-id-hash", "{patient_id_hash}"
-        )
-        tags[0x00100021] = Decision(
-            Action.REPLACE, "option retain-patient-id-hash", "{issuer_hash}"
-        )
     for rule in profile.rules:
         reason = f"rule {rule.source}" + (f" ({rule.reason})" if rule.reason else "")
         decision = Decision(rule.action, reason, rule.value)
@@ -583,6 +577,12 @@ def _compile(profile: Profile) -> CompiledProfile:
             assert target.creator is not None and target.group is not None
             assert target.offset is not None
             private[(target.creator, target.group, target.offset)] = decision
+    if Option.RETAIN_PATIENT_ID_HASH in profile.options:
+        # The option replaces the default pseudonym; a rule with another value still wins.
+        for tag, template in ((0x00100020, "{patient_id_hash}"), (0x00100021, "{issuer_hash}")):
+            current = tags.get(tag)
+            if current is None or current.value in (None, "{pseudonym}"):
+                tags[tag] = Decision(Action.REPLACE, "option retain-patient-id-hash", template)
     replace_uids = ps315 and Option.RETAIN_UIDS not in profile.options
     shift_dates = ps315 and Option.RETAIN_LONG_MODIFIED_DATES in profile.options
     compiled = CompiledProfile(
@@ -613,7 +613,9 @@ def _row_decision(row: tables.TableRow, options: frozenset[Option]) -> Decision:
             chosen = Decision(Action.KEEP, f"{source}, {option.value}: K")
             kept = True
         elif value == "C" and not kept:
-            chosen = Decision(Action.CLEAN, f"{source}, {option.value}: C", option=option)
+            chosen = Decision(
+                Action.CLEAN, f"{source}, {option.value}: C", option=option, fallback=code
+            )
     return chosen
 
 

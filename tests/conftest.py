@@ -1,0 +1,69 @@
+"""Shared fixtures: keys, synthetic patients with explicit fake PHI, and engines."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset, FileDataset
+
+from dicomveil import Engine, Key, Profile, Pseudonymizer, synthetic
+
+KEY = Key(bytes(range(32)))
+OTHER_KEY = Key(bytes(range(1, 33)))
+TODAY = dt.date(2026, 11, 30)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_default_key(tmp_path_factory: pytest.TempPathFactory,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may touch the user's real default key."""
+    monkeypatch.setenv("DICOMVEIL_KEY", str(tmp_path_factory.mktemp("home") / "key"))
+
+
+@pytest.fixture
+def key() -> Key:
+    return KEY
+
+
+@pytest.fixture
+def patient() -> synthetic.FakePatient:
+    return synthetic.fake_patient(1)
+
+
+@pytest.fixture
+def ct(patient: synthetic.FakePatient) -> list[FileDataset]:
+    return synthetic.ct_series(patient, seed=1, n_slices=3, rows=16, columns=16)
+
+
+@pytest.fixture
+def mr(patient: synthetic.FakePatient) -> list[FileDataset]:
+    return synthetic.mr_series(patient, seed=1, n_slices=2, rows=16, columns=16)
+
+
+EngineFactory = Callable[..., Engine]
+
+
+@pytest.fixture
+def make_engine() -> EngineFactory:
+    def make(profile: str | Profile = "ps3.15-basic", *options: str, key: Key = KEY,
+             **kwargs: object) -> Engine:
+        chosen = profile if isinstance(profile, Profile) else Profile.named(profile)
+        chosen = chosen.with_options(options)
+        return Engine(chosen.compile(), Pseudonymizer(key), today=TODAY, **kwargs)  # type: ignore[arg-type]
+
+    return make
+
+
+def write_profile(folder: Path, text: str, name: str = "custom.toml") -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def deid(engine: Engine, ds: Dataset) -> Dataset:
+    result = engine.deidentify(ds)
+    assert result.dataset is not None, result.withheld_detail
+    return result.dataset
