@@ -23,6 +23,7 @@ See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import hashlib
@@ -41,7 +42,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,10 +145,8 @@ def _remove_listed(root: Path, manifest: dict[str, Any]) -> None:
         path.unlink(missing_ok=True)
         folders.update(p for p in path.parents if root in p.parents)
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        try:
+        with contextlib.suppress(OSError):  # not empty: holds something we did not write
             folder.rmdir()
-        except OSError:
-            pass  # not empty: holds something we did not write
 
 
 def _generate(dicom: Path, n_files: int, size: int) -> dict[str, int]:
@@ -410,9 +408,13 @@ def build_contenders(
 ) -> list[Contender]:
     profile = Profile.named(PROFILE_NAME)
     n_workers = workers or os.cpu_count() or 1
-    all_cores = f"{n_workers} workers" + (" (all cores)" if workers == 0 else "")
+    all_cores = f"{n_workers} workers" + (", all cores" if workers == 0 else "")
     rels = [corpus.relative(p) for p in corpus.files]
     check = _expect_files(len(corpus.files))
+
+    def pydicom_single(out: Path) -> None:
+        _pydicom_copy(corpus.dicom, out, rels)
+
     contenders = [
         Contender(
             "cp -r",
@@ -423,12 +425,12 @@ def build_contenders(
         Contender(
             "pydicom, 1 process",
             "dcmread + dcmwrite of every file, in this process",
-            call=lambda out: None if _pydicom_copy(corpus.dicom, out, rels) else None,
+            call=pydicom_single,
             check_output=check,
         ),
         Contender(
             f"pydicom, {n_workers} procs",
-            f"dcmread + dcmwrite, ProcessPoolExecutor with {all_cores}, {CHUNK} files a task",
+            f"dcmread + dcmwrite, ProcessPoolExecutor ({all_cores}), {CHUNK} files a task",
             call=lambda out: _pydicom_pool(corpus, out, n_workers),
             spawns=True,
             check_output=check,
@@ -518,6 +520,7 @@ def measure(contender: Contender, out: Path, gnu_time: str | None) -> Sample:
     own_peak = in_process and reset_own_peak_rss()
     sampler = TreeSampler() if contender.spawns or not in_process else None
     time_file = out.parent / f".{out.name}.time"
+    wrapped = not in_process and gnu_time is not None
     if sampler is not None:
         sampler.start()
     self0, children0 = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
@@ -528,12 +531,13 @@ def measure(contender: Contender, out: Path, gnu_time: str | None) -> Sample:
         else:
             assert contender.command is not None
             argv = contender.command(out)
-            if gnu_time is not None:
+            if wrapped:
+                assert gnu_time is not None
                 argv = [gnu_time, "-v", "-o", str(time_file), *argv]
             with subprocess.Popen(
                 argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             ) as proc:
-                if sampler is not None and gnu_time is not None:
+                if sampler is not None and wrapped:
                     sampler.ignored.add(proc.pid)  # the wrapper, not the contender
                 stdout, stderr = proc.communicate()
             if proc.returncode != 0:
@@ -548,27 +552,429 @@ def measure(contender: Contender, out: Path, gnu_time: str | None) -> Sample:
     cpu = _cpu_seconds(resource.RUSAGE_CHILDREN) - children0
     if in_process:
         cpu += _cpu_seconds(resource.RUSAGE_SELF) - self0
-    peaks = dict(sampler.peaks_kb) if sampler is not None and sampler.enabled else {}
+    per_process = list(sampler.peaks_kb.values()) if sampler is not None else []
     if own_peak:
         own = _vm_hwm_kb("self")
         if own is not None:
-            peaks[os.getpid()] = own
-    if not in_process and gnu_time is not None:
-        text = time_file.read_text(encoding="utf-8", errors="replace")
+            per_process.append(own)
+    candidates = list(per_process)
+    if wrapped and time_file.exists():
+        found = _TIME_MAXRSS.search(time_file.read_text(encoding="utf-8", errors="replace"))
         time_file.unlink()
-        found = _TIME_MAXRSS.search(text)
         if found:  # exact, where polling may miss a short-lived process's last pages
-            biggest = max(peaks.values(), default=0)
-            peaks.setdefault(-1, 0)
-            if int(found.group(1)) > biggest:
-                peaks[-1] = int(found.group(1)) - (biggest if peaks else 0)
-    peak = max(peaks.values()) if peaks else None
-    if not in_process and gnu_time is not None and found_max(time_file_text=None) is None:
-        pass
+            candidates.append(int(found.group(1)))
+    peak = max(candidates) if candidates else None
+    total = max(sum(per_process), peak) if peak is not None else None
     if contender.check_output is not None:
         contender.check_output(out)
-    return Sample(seconds, cpu, peak, sum(peaks.values()) if peaks else None, len(peaks))
+    return Sample(seconds, cpu, peak, total, len(per_process))
 
 
-def found_max(time_file_text: str | None) -> int | None:
-    return None
+def run_rounds(
+    contenders: Sequence[Contender], scratch: Path, rounds: int, gnu_time: str | None
+) -> list[Result]:
+    """Alternate the contenders: round r runs them all, starting with contender r mod n."""
+    results = [Result(c) for c in contenders]
+    for r in range(rounds):
+        order = [(r + k) % len(contenders) for k in range(len(contenders))]
+        for index in order:
+            contender = contenders[index]
+            out = scratch / f"out-r{r}-c{index}"
+            try:
+                sample = measure(contender, out, gnu_time)
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+            results[index].samples.append(sample)
+            print(
+                f"  round {r + 1}/{rounds}  {contender.name:<24} {sample.seconds:7.3f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return results
+
+
+def warm_up(corpus: Corpus, scratch: Path) -> None:
+    """Untimed: plain pydicom and dicomveil once on a few files (lazy imports, caches)."""
+    subset = scratch / "warm-up-input"
+    for path in corpus.files[:WARMUP_FILES]:
+        target = subset / "dicom" / corpus.relative(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    files = tuple(sorted(p for p in (subset / "dicom").rglob("*") if p.is_file()))
+    small = Corpus(subset, files, 0, {}, "", generated=False, seconds=0.0)
+    try:
+        _pydicom_copy(small.dicom, scratch / "warm-up-pydicom", [small.relative(p) for p in files])
+        _dicomveil(small, scratch / "warm-up-dicomveil", 1, Profile.named(PROFILE_NAME))
+    finally:
+        for name in ("warm-up-input", "warm-up-pydicom", "warm-up-dicomveil"):
+            shutil.rmtree(scratch / name, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+
+
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or platform.machine() or "unknown CPU"
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("model name", "Hardware", "cpu model") and value.strip():
+            return " ".join(value.split())
+    return platform.machine() or "unknown CPU"
+
+
+def _memory_gb() -> float | None:
+    try:
+        text = Path("/proc/meminfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    found = re.search(r"^MemTotal:\s+(\d+) kB", text, re.MULTILINE)
+    return int(found.group(1)) * 1024 / 1e9 if found else None
+
+
+def machine() -> dict[str, Any]:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "nproc": usable if usable is not None else os.cpu_count(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": _memory_gb(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "pydicom": pydicom.__version__,
+        "dicomveil": dicomveil.__version__,
+        "start_method": multiprocessing.get_start_method(),
+    }
+
+
+def describe_machine(info: dict[str, Any]) -> str:
+    cpus = f"nproc {info['nproc']}"
+    if info["cpu_count"] != info["nproc"]:
+        cpus += f" (os.cpu_count {info['cpu_count']})"
+    memory = f", {info['memory_gb']:.0f} GB RAM" if info["memory_gb"] else ""
+    return (
+        f"machine: {cpus}, {info['cpu_model']}{memory}, {info['platform']}; "
+        f"Python {info['python']}, pydicom {info['pydicom']}, dicomveil {info['dicomveil']}"
+    )
+
+
+def describe_corpus(corpus: Corpus, size: int) -> str:
+    kinds = ", ".join(f"{n} {m}" for m, n in corpus.modalities.items() if n)
+    how = "generated" if corpus.generated else "cached"
+    return (
+        f"corpus: {len(corpus.files)} files ({kinds}), {size}x{size} 16-bit, "
+        f"{corpus.total_bytes / MB:.1f} MB, sha256 {corpus.digest[:16]}, "
+        f"{how} in {corpus.seconds:.1f} s at {corpus.root}"
+    )
+
+
+def _mb(kb: int | None) -> str:
+    return "n/a" if kb is None else f"{kb * 1024 / MB:.0f}"
+
+
+def result_rows(results: Sequence[Result], corpus: Corpus) -> list[dict[str, Any]]:
+    n = len(corpus.files)
+    cp = next((r for r in results if r.contender.name == "cp -r"), None)
+    cp_rate = n / cp.median_s if cp is not None else None
+    rows = []
+    for r in results:
+        seconds = [s.seconds for s in r.samples]
+        rate = n / r.median_s
+        rows.append(
+            {
+                "name": r.contender.name,
+                "description": r.contender.description,
+                "seconds": seconds,
+                "median_s": r.median_s,
+                "min_s": min(seconds),
+                "max_s": max(seconds),
+                "files_per_s": rate,
+                "mb_per_s": corpus.total_bytes / MB / r.median_s,
+                "ratio_to_cp": rate / cp_rate if cp_rate else None,
+                "cpu_s": r.cpu_s,
+                "cpu_s_rounds": [s.cpu_seconds for s in r.samples],
+                "cpu_per_wall": r.cpu_s / r.median_s,
+                "peak_rss_mb": None if r.peak_rss_kb is None else r.peak_rss_kb * 1024 / MB,
+                "sum_rss_mb": None if r.sum_rss_kb is None else r.sum_rss_kb * 1024 / MB,
+                "processes": max(s.processes for s in r.samples),
+            }
+        )
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    header = [
+        "contender",
+        "median s",
+        "min-max s",
+        "files/s",
+        "MB/s",
+        "x cp",
+        "CPU s",
+        "CPU/wall",
+        "peak RSS MB",
+        "sum RSS MB",
+    ]
+    lines = [header]
+    for row in rows:
+        ratio = row["ratio_to_cp"]
+        peak, total = row["peak_rss_mb"], row["sum_rss_mb"]
+        lines.append(
+            [
+                row["name"],
+                f"{row['median_s']:.3f}",
+                f"{row['min_s']:.2f}-{row['max_s']:.2f}",
+                f"{row['files_per_s']:.0f}",
+                f"{row['mb_per_s']:.0f}",
+                "n/a" if ratio is None else f"{ratio:.2f}",
+                f"{row['cpu_s']:.2f}",
+                f"{row['cpu_per_wall']:.2f}",
+                "n/a" if peak is None else f"{peak:.0f}",
+                "n/a" if total is None else f"{total:.0f}",
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for k, line in enumerate(lines):
+        cells = [
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+            for i, cell in enumerate(line)
+        ]
+        out.append("  ".join(cells).rstrip())
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# --verify-pixels
+
+
+_PIXEL_MODULE = (
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+)
+
+
+def verify_pixels(corpus: Corpus, sample: int, workers: int, scratch: Path) -> list[str]:
+    """De-identify a sample; returns problems (empty: every output's pixels equal its input's)."""
+    step = max(1, len(corpus.files) // max(1, sample))
+    picked = list(corpus.files[::step][:sample])
+    out = scratch / "verify-output"
+    config = RunConfig(
+        profile=Profile.named(PROFILE_NAME), key=KEY, output=out, workers=workers, today=TODAY
+    )
+    problems: list[str] = []
+    try:
+        summary = run(picked, config)
+        if len(summary.results) != len(picked):
+            problems.append(f"{len(summary.results)} results for {len(picked)} inputs")
+        for result in summary.results:
+            name = corpus.relative(result.task.path).as_posix()
+            if result.outcome is not Outcome.WRITTEN or result.output is None:
+                problems.append(f"{name}: {result.outcome.value} ({result.reason})")
+                continue
+            before = dcmread(result.task.path)
+            after = dcmread(result.output)
+            if "PixelData" not in after:
+                problems.append(f"{name}: no Pixel Data in the output")
+                continue
+            if before.PixelData != after.PixelData:
+                problems.append(f"{name}: Pixel Data differs")
+            if before["PixelData"].VR != after["PixelData"].VR:
+                problems.append(f"{name}: Pixel Data VR differs")
+            for keyword in _PIXEL_MODULE:
+                if before.get(keyword) != after.get(keyword):
+                    problems.append(f"{name}: {keyword} differs")
+            if before.file_meta.TransferSyntaxUID != after.file_meta.TransferSyntaxUID:
+                problems.append(f"{name}: transfer syntax differs")
+            if str(after.get("PatientName", "")) == str(before.PatientName):
+                problems.append(f"{name}: Patient's Name unchanged (not de-identified?)")
+            if after.SOPInstanceUID == before.SOPInstanceUID:
+                problems.append(f"{name}: SOP Instance UID unchanged")
+        print(
+            f"verified {len(summary.written)} of {len(picked)} sampled files "
+            f"({', '.join(sorted({r.task.path.parent.name.upper() for r in summary.written}))}): "
+            f"pixel data, pixel module and transfer syntax compared with the input",
+            flush=True,
+        )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _size(text: str) -> int:
+    value = int(text)
+    if not 8 <= value <= 4096:
+        raise argparse.ArgumentTypeError("must be between 8 and 4096")
+    return value
+
+
+def _workers(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 (one per core) or more")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Time dicomveil next to cp -r and plain pydicom on the same generated files.",
+    )
+    parser.add_argument("--files", type=_positive, default=400, help="files (default 400)")
+    parser.add_argument(
+        "--size", type=_size, default=512, help="rows and columns of each image (default 512)"
+    )
+    parser.add_argument("--rounds", type=_positive, default=3, help="rounds (default 3)")
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=0,
+        help="workers of the multi-process contenders (default 0: one per core)",
+    )
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        help="where to generate and cache the corpus (default: a folder in the temp dir)",
+    )
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        help="where to write the outputs, removed after each run (default: the temp dir)",
+    )
+    parser.add_argument(
+        "--cli",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the `dicomveil run` command as a subprocess (default: yes)",
+    )
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write the numbers as JSON")
+    parser.add_argument(
+        "--verify-pixels",
+        action="store_true",
+        help="no timing: check dicomveil's output pixel data equals the input's on a sample",
+    )
+    parser.add_argument(
+        "--sample", type=_positive, default=25, help="files checked by --verify-pixels"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    info = machine()
+    print(describe_machine(info), flush=True)
+    corpus_dir = args.corpus or default_corpus_dir(args.files, args.size)
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    if args.scratch is not None:
+        args.scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        corpus = prepare_corpus(corpus_dir, args.files, args.size)
+        print(describe_corpus(corpus, args.size), flush=True)
+        with _scratch(args.scratch) as scratch:
+            if args.verify_pixels:
+                problems = verify_pixels(corpus, args.sample, args.workers, scratch)
+                for problem in problems:
+                    print(f"FAIL {problem}", flush=True)
+                print("pixel check: " + ("FAILED" if problems else "OK"), flush=True)
+                return 1 if problems else 0
+            return _benchmark(args, info, corpus, scratch)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+@contextlib.contextmanager
+def _scratch(parent: Path | None) -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="dicomveil-bench-", dir=parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _benchmark(
+    args: argparse.Namespace, info: dict[str, Any], corpus: Corpus, scratch: Path
+) -> int:
+    gnu_time = _gnu_time()
+    key_file = scratch / "bench.key"
+    write_key(key_file, KEY)
+    contenders = build_contenders(corpus, args.workers, key_file, args.cli)
+    warm_page_cache(corpus)
+    warm_up(corpus, scratch)
+    gc.collect()
+    baseline_kb = _vm_hwm_kb("self") if reset_own_peak_rss() else None
+    started = time.perf_counter()
+    results = run_rounds(contenders, scratch, args.rounds, gnu_time)
+    elapsed = time.perf_counter() - started
+    rows = result_rows(results, corpus)
+    notes = [
+        f"{args.rounds} round(s), contenders alternating; warm page cache; "
+        f"timed part took {elapsed:.0f} s",
+        f"harness RSS before timing: {_mb(baseline_kb)} MB (included in the in-process "
+        "contenders' peak RSS)",
+        "peak RSS: largest single process; sum RSS: sum of every process's peak "
+        "(upper bound, shared pages counted per process); "
+        + ("subprocess maxima from GNU time -v" if gnu_time else "GNU time -v not found"),
+    ]
+    if info["start_method"] != "fork":
+        notes.append(
+            f"start method {info['start_method']}: CPU of pool workers may be missing "
+            "(they are not children of this process)"
+        )
+    print()
+    print(format_table(rows))
+    print()
+    for row in rows:
+        print(f"  {row['name']}: {row['description']}")
+    for note in notes:
+        print(f"note: {note}")
+    if args.json is not None:
+        payload = {
+            "machine": info,
+            "corpus": {
+                "path": str(corpus.root),
+                "files": len(corpus.files),
+                "bytes": corpus.total_bytes,
+                "size": args.size,
+                "modalities": corpus.modalities,
+                "sha256": corpus.digest,
+            },
+            "settings": {
+                "rounds": args.rounds,
+                "workers": args.workers,
+                "profile": PROFILE_NAME,
+                "cli": args.cli,
+                "gnu_time": gnu_time,
+            },
+            "harness_rss_mb": None if baseline_kb is None else baseline_kb * 1024 / MB,
+            "results": rows,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -77,6 +77,7 @@ class PixelSpan:
     vr: str  # as found, or as the dictionary and the data imply for implicit VR input
     encapsulated: bool = False
     after: int = 0  # where the next element starts (past any sequence delimiter)
+    fragments: int = 0  # encapsulated: items after the Basic Offset Table
 
 
 @dataclass
@@ -160,6 +161,7 @@ def read_source(path: Path) -> SourceFile:
             pixels: PixelSpan | None = None
             if position + 8 <= size:
                 pixels = _pixel_span(fh, position, implicit, little, size)
+                _check_frames(ds, pixels)
                 if pixels is not None and pixels.after < size:
                     fh.seek(pixels.after)
                     tail = read_dataset(fh, implicit, little, defer_size=_DEFER)
@@ -178,7 +180,10 @@ def read_source(path: Path) -> SourceFile:
     except InputError:
         raise
     except (OSError, EOFError) as exc:
-        reason = "truncated or unreadable" if isinstance(exc, EOFError) else exc.strerror
+        if isinstance(exc, EOFError):
+            reason = f"truncated ({exc})" if str(exc) else "truncated"
+        else:
+            reason = exc.strerror or type(exc).__name__
         raise InputError(f"cannot read: {reason}", path=str(path)) from None
     except Exception as exc:  # pydicom raises many kinds on malformed input
         raise InputError(f"malformed DICOM ({type(exc).__name__})", path=str(path)) from None
@@ -197,6 +202,18 @@ def _check_lengths(ds: Dataset, size: int) -> None:
                 raise EOFError("a value runs past the end of the file")
         elif isinstance(raw.value, bytes) and len(raw.value) < raw.length:
             raise EOFError("a value is cut short by the end of the file")
+
+
+def _check_frames(ds: Dataset, pixels: PixelSpan | None) -> None:
+    """Each frame needs at least one fragment (PS3.5 A.4): fewer means frames are missing."""
+    if pixels is None or not pixels.encapsulated:
+        return
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return
+    if pixels.fragments < frames:
+        raise EOFError(f"{frames} frames but {pixels.fragments} pixel data fragments")
 
 
 def _note_actual_encoding(ds: Dataset, little: bool) -> None:
@@ -262,20 +279,20 @@ def _pixel_span(
         return PixelSpan(tag, start, value_start, end, vr, False, end)
     # Encapsulated: items until the sequence delimiter; only item headers are read.
     position = value_start
+    items = 0
     while True:
         fh.seek(position)
         item = fh.read(8)
-        if not item and position == size:
-            # Ends with the file, without a delimiter: the output gets one.
-            return PixelSpan(tag, start, value_start, position, vr, True, position)
         if len(item) < 8:
-            raise EOFError("encapsulated pixel data is truncated")
+            raise EOFError("encapsulated pixel data ends without its sequence delimiter")
         item_group, item_element, item_length = struct.unpack(endian + "HHI", item)
         position += 8
         if (item_group, item_element) == (0xFFFE, 0xE0DD):
-            return PixelSpan(tag, start, value_start, position - 8, vr, True, position)
+            return PixelSpan(tag, start, value_start, position - 8, vr, True, position,
+                             max(0, items - 1))
         if (item_group, item_element) != (0xFFFE, 0xE000) or item_length == 0xFFFFFFFF:
             raise ValueError("malformed encapsulated pixel data")
+        items += 1
         position += item_length
         if position > size:
             raise EOFError("encapsulated pixel data is truncated")
