@@ -149,29 +149,41 @@ def _remove_listed(root: Path, manifest: dict[str, Any]) -> None:
             folder.rmdir()
 
 
+def _plan(n_files: int) -> list[tuple[int, int, int]]:
+    """(patient index, CT slices, MR slices) for each patient, until n_files files."""
+    plan: list[tuple[int, int, int]] = []
+    remaining = n_files
+    index = 0
+    while remaining > 0:
+        index += 1
+        ct = min(SLICES_PER_SERIES, remaining)
+        remaining -= ct
+        mr = min(SLICES_PER_SERIES, remaining) if index % MR_EVERY == 0 else 0
+        remaining -= mr
+        plan.append((index, ct, mr))
+    return plan
+
+
+def _write_patient(job: tuple[Path, int, int, int, int]) -> None:
+    """Write one patient's series under dicom/pNNNN/{ct,mr}/IMnnnn."""
+    dicom, index, ct_slices, mr_slices, size = job
+    patient = synthetic.fake_patient(PATIENT_SEED_BASE + index)
+    folder = dicom / f"p{index:04d}"
+    ct = synthetic.ct_series(patient, seed=index, n_slices=ct_slices, rows=size, columns=size)
+    synthetic.write_series(ct, folder / "ct")
+    if mr_slices:
+        mr = synthetic.mr_series(patient, seed=index, n_slices=mr_slices, rows=size, columns=size)
+        synthetic.write_series(mr, folder / "mr")
+
+
 def _generate(dicom: Path, n_files: int, size: int) -> dict[str, int]:
-    """Write n_files files under dicom/pNNNN/{ct,mr}/IMnnnn; returns counts per modality."""
-    counts = {"CT": 0, "MR": 0}
-    written = 0
-    patient_index = 0
-    while written < n_files:
-        patient_index += 1
-        patient = synthetic.fake_patient(PATIENT_SEED_BASE + patient_index)
-        folder = dicom / f"p{patient_index:04d}"
-        slices = min(SLICES_PER_SERIES, n_files - written)
-        ct = synthetic.ct_series(
-            patient, seed=patient_index, n_slices=slices, rows=size, columns=size
-        )
-        written += len(synthetic.write_series(ct, folder / "ct"))
-        counts["CT"] += slices
-        slices = min(SLICES_PER_SERIES, n_files - written)
-        if patient_index % MR_EVERY == 0 and slices > 0:
-            mr = synthetic.mr_series(
-                patient, seed=patient_index, n_slices=slices, rows=size, columns=size
-            )
-            written += len(synthetic.write_series(mr, folder / "mr"))
-            counts["MR"] += slices
-    return counts
+    """Write the corpus (in worker processes: this one stays small); counts per modality."""
+    plan = _plan(n_files)
+    jobs = [(dicom, index, ct, mr, size) for index, ct, mr in plan]
+    with ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+        for _ in pool.map(_write_patient, jobs):
+            pass
+    return {"CT": sum(ct for _i, ct, _mr in plan), "MR": sum(mr for _i, _ct, mr in plan)}
 
 
 def prepare_corpus(root: Path, n_files: int, size: int) -> Corpus:
@@ -264,19 +276,23 @@ class TreeSampler:
     """Polls /proc for every descendant of this process and keeps each one's peak RSS.
 
     VmHWM only grows, so a process's last sample before it exits is its peak up to then;
-    with pool workers that reach their peak on their first files, this is accurate.
+    with pool workers that reach their peak on their first files, this is accurate. The
+    parent of each process is read once (the first sweep, before timing, reads them all), so
+    a sweep costs a directory listing plus one status read per live descendant.
     """
 
-    def __init__(self, interval: float = 0.02) -> None:
+    def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
         self.peaks_kb: dict[int, int] = {}
         self.ignored: set[int] = set()
+        self._parents: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
         self.enabled = (_PROC / "self" / "status").exists()
 
     def start(self) -> None:
         if self.enabled:
+            self.sweep()
             self._thread.start()
 
     def stop(self) -> None:
@@ -295,12 +311,16 @@ class TreeSampler:
             for entry in entries:
                 if not entry.name.isdigit():
                     continue
-                try:
-                    raw = (_PROC / entry.name / "stat").read_bytes()
-                    ppid = int(raw[raw.rindex(b")") + 2 :].split()[1])
-                except (OSError, ValueError, IndexError):
-                    continue
-                children.setdefault(ppid, []).append(int(entry.name))
+                pid = int(entry.name)
+                ppid = self._parents.get(pid)
+                if ppid is None:
+                    try:
+                        raw = (_PROC / entry.name / "stat").read_bytes()
+                        ppid = int(raw[raw.rindex(b")") + 2 :].split()[1])
+                    except (OSError, ValueError, IndexError):
+                        continue
+                    self._parents[pid] = ppid
+                children.setdefault(ppid, []).append(pid)
         stack = list(children.get(os.getpid(), []))
         while stack:
             pid = stack.pop()
@@ -593,8 +613,8 @@ def run_rounds(
     return results
 
 
-def warm_up(corpus: Corpus, scratch: Path) -> None:
-    """Untimed: plain pydicom and dicomveil once on a few files (lazy imports, caches)."""
+def warm_up(corpus: Corpus, scratch: Path, workers: int) -> None:
+    """Untimed: each in-process contender once on a few files (lazy imports, first pool)."""
     subset = scratch / "warm-up-input"
     for path in corpus.files[:WARMUP_FILES]:
         target = subset / "dicom" / corpus.relative(path)
@@ -602,12 +622,16 @@ def warm_up(corpus: Corpus, scratch: Path) -> None:
         shutil.copyfile(path, target)
     files = tuple(sorted(p for p in (subset / "dicom").rglob("*") if p.is_file()))
     small = Corpus(subset, files, 0, {}, "", generated=False, seconds=0.0)
+    profile = Profile.named(PROFILE_NAME)
+    outputs = [scratch / f"warm-up-{k}" for k in range(4)]
     try:
-        _pydicom_copy(small.dicom, scratch / "warm-up-pydicom", [small.relative(p) for p in files])
-        _dicomveil(small, scratch / "warm-up-dicomveil", 1, Profile.named(PROFILE_NAME))
+        _pydicom_copy(small.dicom, outputs[0], [small.relative(p) for p in files])
+        _pydicom_pool(small, outputs[1], workers or os.cpu_count() or 1)
+        _dicomveil(small, outputs[2], 1, profile)
+        _dicomveil(small, outputs[3], workers, profile)
     finally:
-        for name in ("warm-up-input", "warm-up-pydicom", "warm-up-dicomveil"):
-            shutil.rmtree(scratch / name, ignore_errors=True)
+        for folder in [subset, *outputs]:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -921,7 +945,7 @@ def _benchmark(
     write_key(key_file, KEY)
     contenders = build_contenders(corpus, args.workers, key_file, args.cli)
     warm_page_cache(corpus)
-    warm_up(corpus, scratch)
+    warm_up(corpus, scratch, args.workers)
     gc.collect()
     baseline_kb = _vm_hwm_kb("self") if reset_own_peak_rss() else None
     started = time.perf_counter()

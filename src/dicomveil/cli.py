@@ -37,7 +37,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ProfileArg = Annotated[
     str,
@@ -191,25 +191,11 @@ def _run_with_progress(inputs: list[Path], config: RunConfig) -> RunSummary:
 
 
 def _print_summary(summary: RunSummary) -> None:
-    table = Table(title="summary", show_header=True)
-    table.add_column("outcome")
-    table.add_column("files", justify="right")
-    table.add_column("reason")
-    for outcome in Outcome:
-        reasons = summary.reasons(outcome)
-        if not reasons:
-            table.add_row(outcome.value, "0", "")
-        for reason, count in sorted(reasons.items()):
-            table.add_row(
-                outcome.value,
-                str(count),
-                reason
-                if outcome is not Outcome.FAILED
-                else "see above"
-                if len(reasons) > 3
-                else reason,
-            )
-    err.print(table)
+    counts = ", ".join(f"{o.value} {summary.count(o)}" for o in Outcome)
+    err.print(f"summary: {counts}", highlight=False, markup=False)
+    for outcome in (Outcome.WITHHELD, Outcome.SKIPPED):
+        for reason, count in sorted(summary.reasons(outcome).items()):
+            err.print(f"  {outcome.value} {count}: {reason}", highlight=False, markup=False)
 
 
 @app.command("profiles")
