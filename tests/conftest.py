@@ -17,8 +17,9 @@ TODAY = dt.date(2026, 11, 30)
 
 
 @pytest.fixture(autouse=True)
-def _isolated_default_key(tmp_path_factory: pytest.TempPathFactory,
-                          monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_default_key(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No test may touch the user's real default key."""
     monkeypatch.setenv("DICOMVEIL_KEY", str(tmp_path_factory.mktemp("home") / "key"))
 
@@ -48,8 +49,9 @@ EngineFactory = Callable[..., Engine]
 
 @pytest.fixture
 def make_engine() -> EngineFactory:
-    def make(profile: str | Profile = "ps3.15-basic", *options: str, key: Key = KEY,
-             **kwargs: object) -> Engine:
+    def make(
+        profile: str | Profile = "ps3.15-basic", *options: str, key: Key = KEY, **kwargs: object
+    ) -> Engine:
         chosen = profile if isinstance(profile, Profile) else Profile.named(profile)
         chosen = chosen.with_options(options)
         return Engine(chosen.compile(), Pseudonymizer(key), today=TODAY, **kwargs)  # type: ignore[arg-type]

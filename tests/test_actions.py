@@ -108,7 +108,9 @@ def test_empty_every_vr(tmp_path: Path, make_engine: EngineFactory) -> None:
     assert len(out.ReferencedImageSequence) == 0
 
 
-@pytest.mark.parametrize(("keyword", "vr", "original"), VR_SAMPLES, ids=[v for _, v, _ in VR_SAMPLES])
+@pytest.mark.parametrize(
+    ("keyword", "vr", "original"), VR_SAMPLES, ids=[v for _, v, _ in VR_SAMPLES]
+)
 def test_dummy_is_valid_for_its_vr(
     tmp_path: Path, make_engine: EngineFactory, keyword: str, vr: str, original: object
 ) -> None:
@@ -127,8 +129,11 @@ def test_dummy_values_cover_every_vr_but_sequences() -> None:
     from pydicom.valuerep import VR
 
     # UI dummies are keyed UIDs made by the engine; sequences have no dummy value.
-    missing = {str(v) for v in VR} - set(DUMMY_VALUES) - {"SQ", "UI", "US or SS", "OB or OW",
-                                                          "US or OW", "US or SS or OW"}
+    missing = (
+        {str(v) for v in VR}
+        - set(DUMMY_VALUES)
+        - {"SQ", "UI", "US or SS", "OB or OW", "US or OW", "US or SS or OW"}
+    )
     assert not missing
     with pytest.raises(ProfileError):
         dummy_value("SQ")
@@ -145,7 +150,9 @@ def test_keep_every_vr_is_unchanged(tmp_path: Path, make_engine: EngineFactory) 
 def test_uid_action_replaces_uids_and_recurses_into_sequences(
     tmp_path: Path, make_engine: EngineFactory
 ) -> None:
-    engine = make_engine(_profile(tmp_path, "U", ["FrameOfReferenceUID", "ReferencedImageSequence"]))
+    engine = make_engine(
+        _profile(tmp_path, "U", ["FrameOfReferenceUID", "ReferencedImageSequence"])
+    )
     out = _roundtrip(deid(engine, _dataset()))
     assert out.FrameOfReferenceUID != "1.2.826.0.1.3680043.99.1.2.3"
     assert out.FrameOfReferenceUID.startswith("2.25.")
@@ -155,8 +162,17 @@ def test_uid_action_replaces_uids_and_recurses_into_sequences(
     assert ref.ReferencedSOPClassUID == SecondaryCaptureImageStorage
 
 
-@pytest.mark.parametrize("keyword", ["InstitutionName", "AccessionNumber", "ReferringPhysicianName",
-                                     "InstitutionAddress", "TextValue", "LongCodeValue"])
+@pytest.mark.parametrize(
+    "keyword",
+    [
+        "InstitutionName",
+        "AccessionNumber",
+        "ReferringPhysicianName",
+        "InstitutionAddress",
+        "TextValue",
+        "LongCodeValue",
+    ],
+)
 def test_replace_text_vrs(tmp_path: Path, make_engine: EngineFactory, keyword: str) -> None:
     engine = make_engine(_profile(tmp_path, "replace", [keyword], "REDACTED"))
     out = _roundtrip(deid(engine, _dataset()))

@@ -27,11 +27,25 @@ from dicomveil.pseudonyms import DATE_OFFSET_MAX_DAYS, DATE_OFFSET_MIN_DAYS, Pse
 from .conftest import KEY, OTHER_KEY, EngineFactory, deid
 
 
-def _run(folder: Path, out: Path, *options: str, key: Key = KEY, workers: int = 1,
-         **kwargs: object) -> RunSummary:
+def _run(
+    folder: Path,
+    out: Path,
+    *options: str,
+    key: Key = KEY,
+    workers: int = 1,
+    crosswalk: Crosswalk | None = None,
+    map_dir: Path | None = None,
+) -> RunSummary:
     profile = Profile.named("ps3.15-basic").with_options(options)
-    config = RunConfig(profile=profile, key=key, output=out, workers=workers,
-                       today=dt.date(2026, 11, 30), **kwargs)  # type: ignore[arg-type]
+    config = RunConfig(
+        profile=profile,
+        key=key,
+        output=out,
+        workers=workers,
+        today=dt.date(2026, 11, 30),
+        crosswalk=crosswalk,
+        map_dir=map_dir,
+    )
     return run([folder], config)
 
 
@@ -43,12 +57,15 @@ def _read(summary: RunSummary) -> list[FileDataset]:
 def study(tmp_path: Path) -> Path:
     """Two patients; patient A has a CT and an MR in one study."""
     a, b = synthetic.fake_patient(1), synthetic.fake_patient(2)
-    synthetic.write_series(synthetic.ct_series(a, seed=1, n_slices=3, rows=8, columns=8),
-                           tmp_path / "in" / "a-ct")
-    synthetic.write_series(synthetic.mr_series(a, seed=1, n_slices=2, rows=8, columns=8),
-                           tmp_path / "in" / "a-mr")
-    synthetic.write_series(synthetic.ct_series(b, seed=2, n_slices=2, rows=8, columns=8),
-                           tmp_path / "in" / "b-ct")
+    synthetic.write_series(
+        synthetic.ct_series(a, seed=1, n_slices=3, rows=8, columns=8), tmp_path / "in" / "a-ct"
+    )
+    synthetic.write_series(
+        synthetic.mr_series(a, seed=1, n_slices=2, rows=8, columns=8), tmp_path / "in" / "a-mr"
+    )
+    synthetic.write_series(
+        synthetic.ct_series(b, seed=2, n_slices=2, rows=8, columns=8), tmp_path / "in" / "b-ct"
+    )
     return tmp_path / "in"
 
 
@@ -79,10 +96,16 @@ def test_uids_are_consistent_across_files_and_references(study: Path, tmp_path: 
 def test_two_runs_with_one_key_give_identical_files(study: Path, tmp_path: Path) -> None:
     first = _run(study, tmp_path / "one")
     second = _run(study, tmp_path / "two", workers=2)
-    one = {r.output.relative_to(tmp_path / "one"): r.output.read_bytes()
-           for r in first.written if r.output}
-    two = {r.output.relative_to(tmp_path / "two"): r.output.read_bytes()
-           for r in second.written if r.output}
+    one = {
+        r.output.relative_to(tmp_path / "one"): r.output.read_bytes()
+        for r in first.written
+        if r.output
+    }
+    two = {
+        r.output.relative_to(tmp_path / "two"): r.output.read_bytes()
+        for r in second.written
+        if r.output
+    }
     assert one == two and one
 
 
@@ -93,8 +116,9 @@ def test_another_key_gives_other_uids_and_pseudonyms(study: Path, tmp_path: Path
     assert {d.PatientID for d in first}.isdisjoint({d.PatientID for d in other})
 
 
-def test_well_known_and_class_uids_are_never_replaced(make_engine: EngineFactory,
-                                                      ct: list[FileDataset]) -> None:
+def test_well_known_and_class_uids_are_never_replaced(
+    make_engine: EngineFactory, ct: list[FileDataset]
+) -> None:
     source = ct[0]
     out = deid(make_engine(), ct[0])
     assert out.SOPClassUID == CTImageStorage == source.SOPClassUID
@@ -108,7 +132,10 @@ def test_private_and_unknown_uids_kept_by_a_rule_are_mapped(
 ) -> None:
     from .conftest import write_profile
 
-    profile = Profile.from_file(write_profile(tmp_path, """
+    profile = Profile.from_file(
+        write_profile(
+            tmp_path,
+            """
 extends = "ps3.15-basic"
 [[rules]]
 private = { creator = "ACME", group = "0011", element = "xx01" }
@@ -116,7 +143,9 @@ action = "K"
 [[rules]]
 private = { creator = "ACME", group = "0011", element = "xx02" }
 action = "K"
-"""))
+""",
+        )
+    )
     ds = Dataset()
     ds.SOPClassUID = CTImageStorage
     ds.SOPInstanceUID = "1.2.826.0.1.3680043.99.5.5"
@@ -154,22 +183,27 @@ def test_date_shift_keeps_intervals_and_shifts_nested_dates(
     # The same patient in another file gets the same offset; another patient another one.
     mr = synthetic.mr_series(patient, seed=5, n_slices=1, rows=8, columns=8)[0]
     assert engine.deidentify(mr).date_offset_days == offset
-    other = synthetic.ct_series(synthetic.fake_patient(9), seed=9, n_slices=1, rows=8,
-                                columns=8)[0]
+    other = synthetic.ct_series(synthetic.fake_patient(9), seed=9, n_slices=1, rows=8, columns=8)[0]
     assert engine.deidentify(other).date_offset_days != offset
 
 
-def test_date_shift_reaches_dates_inside_sequences(tmp_path: Path,
-                                                   make_engine: EngineFactory) -> None:
+def test_date_shift_reaches_dates_inside_sequences(
+    tmp_path: Path, make_engine: EngineFactory
+) -> None:
     from .conftest import write_profile
 
-    profile = Profile.from_file(write_profile(tmp_path, """
+    profile = Profile.from_file(
+        write_profile(
+            tmp_path,
+            """
 extends = "ps3.15-basic"
 options = ["retain-long-modified-dates"]
 [[rules]]
 keyword = "ScheduledProcedureStepSequence"
 action = "K"
-"""))
+""",
+        )
+    )
     ds = Dataset()
     ds.SOPClassUID = CTImageStorage
     ds.SOPInstanceUID = "1.2.3.4"
@@ -209,8 +243,11 @@ def test_shift_da(value: str, days: int, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "days", "expected"),
-    [("20240301101500.123+0100", -1, "20240229101500.123+0100"), ("202403", -1, "202402"),
-     ("2024", -1, "2023")],
+    [
+        ("20240301101500.123+0100", -1, "20240229101500.123+0100"),
+        ("202403", -1, "202402"),
+        ("2024", -1, "2023"),
+    ],
 )
 def test_shift_dt_keeps_precision(value: str, days: int, expected: str) -> None:
     assert shift_dt(value, days) == expected
@@ -253,8 +290,9 @@ def test_crosswalk_gives_study_ids(study: Path, tmp_path: Path) -> None:
     assert summary.ok
     assert {ds.PatientID for ds in _read(summary)} == {"SUBJ-001", "SUBJ-002"}
     assert all(ds.PatientName == ds.PatientID for ds in _read(summary))
-    assert {r.output.relative_to(tmp_path / "out").parts[0] for r in summary.written
-            if r.output} == {"SUBJ-001", "SUBJ-002"}
+    assert {
+        r.output.relative_to(tmp_path / "out").parts[0] for r in summary.written if r.output
+    } == {"SUBJ-001", "SUBJ-002"}
 
 
 def test_patient_missing_from_crosswalk_fails_its_files(study: Path, tmp_path: Path) -> None:
@@ -289,8 +327,7 @@ def test_bad_crosswalks(tmp_path: Path, text: str, message: str) -> None:
 
 
 def test_map_dir_writes_midi_b_maps(study: Path, tmp_path: Path) -> None:
-    summary = _run(study, tmp_path / "out", "retain-long-modified-dates",
-                   map_dir=tmp_path / "maps")
+    summary = _run(study, tmp_path / "out", "retain-long-modified-dates", map_dir=tmp_path / "maps")
     patients = (tmp_path / "maps" / "patients.csv").read_text().splitlines()
     uids = (tmp_path / "maps" / "uids.csv").read_text().splitlines()
     offsets = (tmp_path / "maps" / "date_offsets.csv").read_text().splitlines()

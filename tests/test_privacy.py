@@ -32,10 +32,12 @@ def _corpus(folder: Path) -> list[FileDataset]:
     datasets = [
         *synthetic.ct_series(a, seed=11, n_slices=2, rows=8, columns=8),
         *synthetic.mr_series(a, seed=11, n_slices=2, rows=8, columns=8),
-        *synthetic.ct_series(b, seed=12, n_slices=2, rows=8, columns=8,
-                             transfer_syntax="1.2.840.10008.1.2"),
-        *synthetic.ct_series(b, seed=13, n_slices=1, rows=8, columns=8,
-                             transfer_syntax="1.2.840.10008.1.2.2"),
+        *synthetic.ct_series(
+            b, seed=12, n_slices=2, rows=8, columns=8, transfer_syntax="1.2.840.10008.1.2"
+        ),
+        *synthetic.ct_series(
+            b, seed=13, n_slices=1, rows=8, columns=8, transfer_syntax="1.2.840.10008.1.2.2"
+        ),
     ]
     synthetic.write_series(datasets, folder)
     return datasets
@@ -53,8 +55,16 @@ def test_no_identifying_value_survives_anywhere(tmp_path: Path, options: tuple[s
     needles = _needles(synthetic.phi_of(datasets))
     assert len(needles) > 30
     profile = Profile.named("ps3.15-basic").with_options(options)
-    summary = run([tmp_path / "in"], RunConfig(profile=profile, key=KEY, output=tmp_path / "out",
-                                               workers=1, today=dt.date(2026, 11, 30)))
+    summary = run(
+        [tmp_path / "in"],
+        RunConfig(
+            profile=profile,
+            key=KEY,
+            output=tmp_path / "out",
+            workers=1,
+            today=dt.date(2026, 11, 30),
+        ),
+    )
     assert summary.ok and len(summary.written) == len(datasets)
     for result in summary.written:
         assert result.output is not None
@@ -73,8 +83,12 @@ def test_no_identifying_value_survives_anywhere(tmp_path: Path, options: tuple[s
 
 def test_pixel_data_is_copied_byte_for_byte(tmp_path: Path) -> None:
     datasets = _corpus(tmp_path / "in")
-    summary = run([tmp_path / "in"], RunConfig(profile=Profile.named("ps3.15-basic"), key=KEY,
-                                               output=tmp_path / "out", workers=1))
+    summary = run(
+        [tmp_path / "in"],
+        RunConfig(
+            profile=Profile.named("ps3.15-basic"), key=KEY, output=tmp_path / "out", workers=1
+        ),
+    )
     originals = sorted(bytes(ds.PixelData) for ds in datasets)
     outputs = sorted(bytes(dcmread(r.output).PixelData) for r in summary.written if r.output)
     assert originals == outputs
@@ -83,8 +97,12 @@ def test_pixel_data_is_copied_byte_for_byte(tmp_path: Path) -> None:
 def test_inputs_are_never_modified(tmp_path: Path) -> None:
     _corpus(tmp_path / "in")
     before = {p: p.read_bytes() for p in (tmp_path / "in").rglob("*") if p.is_file()}
-    run([tmp_path / "in"], RunConfig(profile=Profile.named("ps3.15-basic"), key=KEY,
-                                     output=tmp_path / "out", workers=2))
+    run(
+        [tmp_path / "in"],
+        RunConfig(
+            profile=Profile.named("ps3.15-basic"), key=KEY, output=tmp_path / "out", workers=2
+        ),
+    )
     assert before == {p: p.read_bytes() for p in (tmp_path / "in").rglob("*") if p.is_file()}
 
 
@@ -119,8 +137,10 @@ def test_risky_objects_are_withheld_with_a_reason(
     # A profile that explicitly allows the risk lets it through.
     allowing = tmp_path / "allow.toml"
     allowing.write_text(f'extends = "ps3.15-basic"\nallow = ["{risk.value}"]\n')
-    assert make_engine(Profile.from_file(allowing)).deidentify(
-        _risky(**attributes)).dataset is not None
+    assert (
+        make_engine(Profile.from_file(allowing)).deidentify(_risky(**attributes)).dataset
+        is not None
+    )
 
 
 def test_an_ultrasound_that_says_no_burned_in_text_is_kept(make_engine: EngineFactory) -> None:
@@ -163,8 +183,9 @@ def test_public_front_door_is_complete() -> None:
         assert hasattr(dicomveil, name)
 
 
-def test_explain_names_the_rule_for_each_element(make_engine: EngineFactory,
-                                                 ct: list[FileDataset]) -> None:
+def test_explain_names_the_rule_for_each_element(
+    make_engine: EngineFactory, ct: list[FileDataset]
+) -> None:
     result = make_engine().deidentify(ct[0], explain=True)
     by_keyword = {r.keyword: r for r in result.reports}
     assert by_keyword["PatientName"].action == "replace"
@@ -177,8 +198,12 @@ def test_explain_names_the_rule_for_each_element(make_engine: EngineFactory,
 def test_withheld_outcome_in_a_batch(tmp_path: Path, patient: synthetic.FakePatient) -> None:
     synthetic.write_series([synthetic.us_burned_in(patient, seed=1)], tmp_path / "in")
     (tmp_path / "in" / "notes.txt").write_text("Patient DOE JOHN called")
-    summary = run([tmp_path / "in"], RunConfig(profile=Profile.named("ps3.15-basic"), key=KEY,
-                                               output=tmp_path / "out", workers=1))
+    summary = run(
+        [tmp_path / "in"],
+        RunConfig(
+            profile=Profile.named("ps3.15-basic"), key=KEY, output=tmp_path / "out", workers=1
+        ),
+    )
     assert summary.count(Outcome.WITHHELD) == 1 and summary.count(Outcome.SKIPPED) == 1
     assert summary.ok
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]

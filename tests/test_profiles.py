@@ -15,8 +15,14 @@ from dicomveil.profiles import Base
 from .conftest import TODAY, EngineFactory, deid, write_profile
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-PRESETS = ["lab-dicombrowser", "nidb-anonymize", "nidb-anonymize-full", "original",
-           "ps3.15-basic", "qmenta"]
+PRESETS = [
+    "lab-dicombrowser",
+    "nidb-anonymize",
+    "nidb-anonymize-full",
+    "original",
+    "ps3.15-basic",
+    "qmenta",
+]
 
 
 def test_every_preset_is_listed_and_described() -> None:
@@ -68,18 +74,34 @@ def _mr(patient: synthetic.FakePatient) -> FileDataset:
     return synthetic.mr_series(patient, seed=3, n_slices=1, rows=8, columns=8)[0]
 
 
-def test_basic_profile_on_a_realistic_ct(make_engine: EngineFactory,
-                                         patient: synthetic.FakePatient) -> None:
+def test_basic_profile_on_a_realistic_ct(
+    make_engine: EngineFactory, patient: synthetic.FakePatient
+) -> None:
     source = _ct(patient)
     out = deid(make_engine(), _ct(patient))
     assert out.PatientName == out.PatientID != patient.patient_id
     assert out.PatientID.startswith("DV")
-    for keyword in ("PatientBirthDate", "StudyDate", "AccessionNumber", "StudyID",
-                    "ReferringPhysicianName", "PatientSex"):
+    for keyword in (
+        "PatientBirthDate",
+        "StudyDate",
+        "AccessionNumber",
+        "StudyID",
+        "ReferringPhysicianName",
+        "PatientSex",
+    ):
         assert out[keyword].is_empty, keyword
-    for keyword in ("InstitutionName", "StationName", "DeviceSerialNumber", "PatientAge",
-                    "PatientWeight", "StudyDescription", "OtherPatientIDsSequence",
-                    "PatientAddress", "OperatorsName", "RequestAttributesSequence"):
+    for keyword in (
+        "InstitutionName",
+        "StationName",
+        "DeviceSerialNumber",
+        "PatientAge",
+        "PatientWeight",
+        "StudyDescription",
+        "OtherPatientIDsSequence",
+        "PatientAddress",
+        "OperatorsName",
+        "RequestAttributesSequence",
+    ):
         assert keyword not in out, keyword
     assert out.StudyInstanceUID != source.StudyInstanceUID
     assert out.SOPInstanceUID != source.SOPInstanceUID
@@ -102,8 +124,11 @@ def test_basic_profile_on_a_realistic_ct(make_engine: EngineFactory,
     ],
 )
 def test_each_retain_option_keeps_its_attributes(
-    make_engine: EngineFactory, patient: synthetic.FakePatient, option: str, kept: list[str],
-    code: str
+    make_engine: EngineFactory,
+    patient: synthetic.FakePatient,
+    option: str,
+    kept: list[str],
+    code: str,
 ) -> None:
     source = _ct(patient)
     basic = deid(make_engine(), _ct(patient))
@@ -116,20 +141,25 @@ def test_each_retain_option_keeps_its_attributes(
     assert codes == {"113100", code}
 
 
-def test_patient_age_over_89_is_capped(make_engine: EngineFactory,
-                                        patient: synthetic.FakePatient) -> None:
+def test_patient_age_over_89_is_capped(
+    make_engine: EngineFactory, patient: synthetic.FakePatient
+) -> None:
     ds = _ct(patient)
     ds.PatientAge = "093Y"
-    assert deid(make_engine("ps3.15-basic", "retain-patient-characteristics"), ds).PatientAge \
-        == "090Y"
+    assert (
+        deid(make_engine("ps3.15-basic", "retain-patient-characteristics"), ds).PatientAge == "090Y"
+    )
     young = _ct(patient)
     young.PatientAge = "045Y"
-    assert deid(make_engine("ps3.15-basic", "retain-patient-characteristics"),
-                young).PatientAge == "045Y"
+    assert (
+        deid(make_engine("ps3.15-basic", "retain-patient-characteristics"), young).PatientAge
+        == "045Y"
+    )
 
 
-def test_retain_safe_private_keeps_only_the_safe_list(make_engine: EngineFactory,
-                                                      patient: synthetic.FakePatient) -> None:
+def test_retain_safe_private_keeps_only_the_safe_list(
+    make_engine: EngineFactory, patient: synthetic.FakePatient
+) -> None:
     source = _mr(patient)
     out = deid(make_engine("ps3.15-basic", "retain-safe-private"), _mr(patient))
     block = source.private_block(0x0019, "SIEMENS MR HEADER")
@@ -145,8 +175,9 @@ def test_retain_safe_private_keeps_only_the_safe_list(make_engine: EngineFactory
     assert "113111" in codes
 
 
-def test_retain_tcia_private_uses_tcia_dispositions(make_engine: EngineFactory,
-                                                    patient: synthetic.FakePatient) -> None:
+def test_retain_tcia_private_uses_tcia_dispositions(
+    make_engine: EngineFactory, patient: synthetic.FakePatient
+) -> None:
     source = _ct(patient)
     assert any(e.tag.group == 0x0043 for e in source)
     out = deid(make_engine("ps3.15-basic", "retain-tcia-private"), _ct(patient))
@@ -155,8 +186,7 @@ def test_retain_tcia_private_uses_tcia_dispositions(make_engine: EngineFactory,
     assert not any(e.tag.group == 0x0009 for e in out), "unknown creators are removed"
 
 
-def test_retain_patient_id_hash(make_engine: EngineFactory,
-                                patient: synthetic.FakePatient) -> None:
+def test_retain_patient_id_hash(make_engine: EngineFactory, patient: synthetic.FakePatient) -> None:
     out = deid(make_engine("ps3.15-basic", "RetainPatientIDHashOption"), _ct(patient))
     assert len(out.PatientID) == 32 and out.PatientID != patient.patient_id
     assert out.IssuerOfPatientID != patient.issuer and len(out.IssuerOfPatientID) == 32
@@ -200,7 +230,9 @@ def test_clean_graphics_removes_overlays_until_cleaning_lands(
 def test_custom_profile_extends_adds_options_and_overrides(
     tmp_path: Path, make_engine: EngineFactory, patient: synthetic.FakePatient
 ) -> None:
-    path = write_profile(tmp_path, """
+    path = write_profile(
+        tmp_path,
+        """
 name = "my-study"
 description = "keep series descriptions for BIDS"
 extends = "ps3.15-basic"
@@ -224,7 +256,8 @@ action = "K"
 [[rules]]
 private = { creator = "SIEMENS CSA HEADER", group = "0029", element = "xx08" }
 action = "K"
-""")
+""",
+    )
     profile = Profile.from_file(path)
     assert profile.name == "my-study"
     assert {Option.RETAIN_UIDS, Option.RETAIN_DEVICE_IDENTITY} <= profile.options
@@ -236,15 +269,18 @@ action = "K"
     assert out.SOPInstanceUID == source.SOPInstanceUID
     assert out[0x60003000].value == source[0x60003000].value
     csa = out.private_block(0x0029, "SIEMENS CSA HEADER")
-    assert out[csa.get_tag(0x08)].value == source[
-        source.private_block(0x0029, "SIEMENS CSA HEADER").get_tag(0x08)].value
+    assert (
+        out[csa.get_tag(0x08)].value
+        == source[source.private_block(0x0029, "SIEMENS CSA HEADER").get_tag(0x08)].value
+    )
     assert csa.get_tag(0x10) not in out, "other CSA elements still go"
 
 
 def test_custom_profile_can_extend_another_file(tmp_path: Path) -> None:
     write_profile(tmp_path, 'extends = "ps3.15-basic"\noptions = ["retain-uids"]\n', "a.toml")
-    child = Profile.from_file(write_profile(tmp_path, 'extends = "a.toml"\n'
-                                            'options = ["retain-safe-private"]\n', "b.toml"))
+    child = Profile.from_file(
+        write_profile(tmp_path, 'extends = "a.toml"\noptions = ["retain-safe-private"]\n', "b.toml")
+    )
     assert {Option.RETAIN_UIDS, Option.RETAIN_SAFE_PRIVATE} <= child.options
 
 
@@ -257,19 +293,20 @@ def test_custom_profile_can_extend_another_file(tmp_path: Path) -> None:
         ('[[rules]]\ntag = "zz"\naction = "X"', r"rules\[0\]: not a tag"),
         ('[[rules]]\nkeyword = "PatientName"\naction = "B"', r"rules\[0\]: unknown action"),
         ('[[rules]]\nkeyword = "PatientName"\naction = "X"\nvalue = "a"', r"only action 'repl"),
-        ('[[rules]]\nkeyword = "StudyDate"\naction = "replace"\nvalue = "{birthday}"',
-         r"unknown template field"),
+        (
+            '[[rules]]\nkeyword = "StudyDate"\naction = "replace"\nvalue = "{birthday}"',
+            r"unknown template field",
+        ),
         ('options = ["retain-nothing"]', r"options\[0\]: unknown option"),
         ('allow = ["everything"]', r"allow\[0\]: unknown risk"),
         ('extends = "nope"', r"extends unknown profile"),
         ('colour = "blue"', r"unknown key\(s\) colour"),
         ('base = "secret"', r"unknown base"),
         ('extends = "original"', r"cannot extend a byte-identical copy"),
-        ('this is = not toml', r"not valid TOML"),
+        ("this is = not toml", r"not valid TOML"),
     ],
 )
-def test_bad_profile_files_name_the_file_and_entry(tmp_path: Path, body: str,
-                                                   message: str) -> None:
+def test_bad_profile_files_name_the_file_and_entry(tmp_path: Path, body: str, message: str) -> None:
     path = write_profile(tmp_path, body, "bad.toml")
     with pytest.raises(ProfileError, match=message) as info:
         Profile.from_file(path)
@@ -301,17 +338,28 @@ def test_original_is_a_byte_identical_copy(tmp_path: Path, ct: list[FileDataset]
     from dicomveil import Key, RunConfig, run
 
     files = synthetic.write_series(ct, tmp_path / "in")
-    summary = run([tmp_path / "in"], RunConfig(profile=Profile.named("original"),
-                                               key=Key(b"k" * 32), output=tmp_path / "out",
-                                               workers=1))
+    summary = run(
+        [tmp_path / "in"],
+        RunConfig(
+            profile=Profile.named("original"),
+            key=Key(b"k" * 32),
+            output=tmp_path / "out",
+            workers=1,
+        ),
+    )
     assert len(summary.written) == len(files)
     originals = sorted(f.read_bytes() for f in files)
     assert sorted(r.output.read_bytes() for r in summary.written if r.output) == originals
     assert Profile.named("original").base is Base.COPY
 
 
-NIDB_FIVE = {"ReferringPhysicianName": "Anon", "PerformingPhysicianName": "Anon",
-             "OperatorsName": "Anon", "PatientName": "Anon", "PatientBirthDate": "10000101"}
+NIDB_FIVE = {
+    "ReferringPhysicianName": "Anon",
+    "PerformingPhysicianName": "Anon",
+    "OperatorsName": "Anon",
+    "PatientName": "Anon",
+    "PatientBirthDate": "10000101",
+}
 
 
 def test_nidb_anonymize_changes_five_tags_and_nothing_else(
@@ -326,8 +374,7 @@ def test_nidb_anonymize_changes_five_tags_and_nothing_else(
         assert str(out[keyword].value) == value, keyword
     before, after = _all_values(source), _all_values(out)
     added = {0x00120062, 0x00120063}  # PatientIdentityRemoved, DeidentificationMethod
-    differing = {t for t in before.keys() | after.keys()
-                 if before.get(t) != after.get(t)} - added
+    differing = {t for t in set(before) | set(after) if before.get(t) != after.get(t)} - added
     from pydicom.datadict import tag_for_keyword
 
     assert differing == {tag_for_keyword(k) for k in NIDB_FIVE}
@@ -363,12 +410,15 @@ def test_lab_dicombrowser(make_engine: EngineFactory, patient: synthetic.FakePat
     medcom = out.private_block(0x0029, "SIEMENS MEDCOM HEADER")
     assert out[medcom.get_tag(0x09)].value == "Anonymous"
     # Elements the lab does not list are kept, CSA image header included.
-    assert out[csa.get_tag(0x10)].value == source[
-        source.private_block(0x0029, "SIEMENS CSA HEADER").get_tag(0x10)].value
+    assert (
+        out[csa.get_tag(0x10)].value
+        == source[source.private_block(0x0029, "SIEMENS CSA HEADER").get_tag(0x10)].value
+    )
 
 
-def test_lab_rules_match_private_creator_not_fixed_tags(make_engine: EngineFactory,
-                                                        patient: synthetic.FakePatient) -> None:
+def test_lab_rules_match_private_creator_not_fixed_tags(
+    make_engine: EngineFactory, patient: synthetic.FakePatient
+) -> None:
     """A different vendor's 0029,1009 is not touched."""
     ds = _mr(patient)
     block = ds.private_block(0x0031, "OTHER VENDOR", create=True)
@@ -377,8 +427,10 @@ def test_lab_rules_match_private_creator_not_fixed_tags(make_engine: EngineFacto
     assert out.private_block(0x0031, "OTHER VENDOR")[0x09].value == "vendor value"
 
 
-@pytest.mark.skipif(not REFERENCE.exists(),
-                    reason="../shared/reference is absent: cannot compare presets with the seeds")
+@pytest.mark.skipif(
+    not REFERENCE.exists(),
+    reason="../shared/reference is absent: cannot compare presets with the seeds",
+)
 @pytest.mark.parametrize(
     ("preset", "files"),
     [

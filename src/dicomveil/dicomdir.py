@@ -11,8 +11,8 @@ Where the profile emptied a value that a directory record requires (Study Date, 
 from __future__ import annotations
 
 import contextlib
-from itertools import pairwise
 import warnings
+from itertools import pairwise
 from pathlib import Path
 
 from pydicom import dcmread

@@ -27,7 +27,7 @@ from pydicom.sequence import Sequence
 
 from . import tables
 from ._version import __version__
-from .actions import Action, dummy_value
+from .actions import Action, Code, dummy_value
 from .crosswalk import Crosswalk
 from .dates import DateError, cap_age, shift_da, shift_dt
 from .errors import CrosswalkError, DeidentificationError

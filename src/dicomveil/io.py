@@ -124,7 +124,7 @@ def _bare_dataset(head: bytes) -> bool:
     vr = head[4:6]
     if vr.isalpha() and vr.isupper():
         return True
-    (length,) = struct.unpack("<I", head[4:8])
+    length: int = struct.unpack("<I", head[4:8])[0]
     return length < 1024
 
 
@@ -187,7 +187,7 @@ def read_source(path: Path) -> SourceFile:
         raise InputError(f"cannot read: {reason}", path=str(path)) from None
     except Exception as exc:  # pydicom raises many kinds on malformed input
         raise InputError(f"malformed DICOM ({type(exc).__name__})", path=str(path)) from None
-    ds.preamble = b"\x00" * 128  # type: ignore[attr-defined]
+    ds.preamble = b"\x00" * 128
     return SourceFile(path, ds, ts, pixels, little_endian=little)
 
 
@@ -256,8 +256,9 @@ def _pixel_span(
     if tag not in _PIXEL_TAGS:
         return None
     # Trust the bytes over the transfer syntax: a few files are encoded otherwise.
-    implicit = header[4:6] not in _LONG_VRS and not (header[4:6].isalpha() and
-                                                     header[4:6].isupper())
+    implicit = header[4:6] not in _LONG_VRS and not (
+        header[4:6].isalpha() and header[4:6].isupper()
+    )
     if implicit:
         (length,) = struct.unpack(endian + "I", header[4:8])
         value_start = start + 8
@@ -288,8 +289,9 @@ def _pixel_span(
         item_group, item_element, item_length = struct.unpack(endian + "HHI", item)
         position += 8
         if (item_group, item_element) == (0xFFFE, 0xE0DD):
-            return PixelSpan(tag, start, value_start, position - 8, vr, True, position,
-                             max(0, items - 1))
+            return PixelSpan(
+                tag, start, value_start, position - 8, vr, True, position, max(0, items - 1)
+            )
         if (item_group, item_element) != (0xFFFE, 0xE000) or item_length == 0xFFFFFFFF:
             raise ValueError("malformed encapsulated pixel data")
         items += 1
@@ -346,7 +348,7 @@ def _write(source: SourceFile, ds: Dataset, out: BinaryIO) -> None:
     meta = build_file_meta(ds, source.transfer_syntax)
     if source.pixels is None and source.transfer_syntax == DeflatedExplicitVRLittleEndian:
         ds.file_meta = meta
-        ds.preamble = b"\x00" * 128  # type: ignore[attr-defined]
+        ds.preamble = b"\x00" * 128
         buffer = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
