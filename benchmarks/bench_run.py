@@ -66,6 +66,7 @@ TODAY = dt.date(2025, 1, 15)  # fixed, so that the library runs are reproducible
 CHUNK = 8  # files per task for the plain-pydicom pool (dicomveil's RunConfig default)
 WARMUP_FILES = 8
 MB = 1_000_000
+GENERATING = ".generating"  # present while a corpus folder is being written
 
 
 class BenchError(Exception):
@@ -193,16 +194,18 @@ def prepare_corpus(root: Path, n_files: int, size: int) -> Corpus:
     manifest = _read_manifest(root)
     generated = False
     if manifest is None or not _manifest_valid(root, manifest, fingerprint):
+        marker = root / GENERATING
+        dicom = root / "dicom"
         if manifest is not None:
             _remove_listed(root, manifest)
-        elif root.exists() and any(root.iterdir()):
+        if marker.exists():  # an interrupted generation: everything in dicom/ is ours
+            shutil.rmtree(dicom, ignore_errors=True)
+        if any(p.name != GENERATING for p in root.iterdir()):
             raise BenchError(
-                f"{root} is not empty and was not written by this benchmark; "
+                f"{root} holds files this benchmark did not write; "
                 "give a new or empty folder to --corpus"
             )
-        dicom = root / "dicom"
-        if dicom.exists():
-            shutil.rmtree(dicom)  # only our own leftovers can be here (checked above)
+        marker.write_text(CORPUS_FORMAT + "\n", encoding="utf-8")
         counts = _generate(dicom, n_files, size)
         digest = hashlib.sha256()
         entries: list[list[Any]] = []
@@ -224,6 +227,7 @@ def prepare_corpus(root: Path, n_files: int, size: int) -> Corpus:
         temp = root / "manifest.json.tmp"
         temp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         temp.replace(root / "manifest.json")  # written last: its presence means complete
+        marker.unlink()
         generated = True
     files = tuple(root / "dicom" / rel for rel, _size in manifest["files"])
     if len(files) != n_files:
@@ -332,6 +336,37 @@ class TreeSampler:
                 self.peaks_kb[pid] = hwm
 
 
+def machine_cpu_seconds() -> tuple[float, float, float] | None:
+    """(busy, steal, total) CPU seconds of all CPUs since boot, from /proc/stat."""
+    try:
+        first = (_PROC / "stat").read_text(encoding="ascii").split("\n", 1)[0].split()
+        tick = float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError):
+        return None
+    if first[0] != "cpu" or len(first) < 9:
+        return None
+    # user nice system idle iowait irq softirq steal
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    busy = user + nice + system + irq + softirq
+    return busy / tick, steal / tick, (busy + idle + iowait + steal) / tick
+
+
+def load_note(
+    before: tuple[float, float, float] | None,
+    after: tuple[float, float, float] | None,
+    own_cpu: float,
+) -> str | None:
+    """How much of the machine other processes (and the hypervisor) took while timing."""
+    if before is None or after is None or after[2] <= before[2]:
+        return None
+    busy, steal, total = (a - b for a, b in zip(after, before, strict=True))
+    others = max(0.0, busy - own_cpu) / total
+    return (
+        f"other processes used {others:.0%} of the machine's CPU while timing "
+        f"(hypervisor steal {steal / total:.0%}); above a few % the numbers are noisy"
+    )
+
+
 def _cpu_seconds(who: int) -> float:
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
@@ -393,6 +428,16 @@ def _dicomveil(corpus: Corpus, out: Path, workers: int, profile: Profile) -> Non
         raise BenchError(f"dicomveil wrote {written} of {len(corpus.files)} files: {reasons}")
 
 
+def cli_startup() -> float:
+    """Median wall time of `dicomveil version`: the CLI's fixed cost (start-up, imports)."""
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([*_dicomveil_command(), "version"], capture_output=True, check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def _dicomveil_command() -> list[str]:
     """The ``dicomveil`` script next to this interpreter, else on PATH, else via -c."""
     beside = Path(sys.executable).parent / "dicomveil"
@@ -428,7 +473,10 @@ def build_contenders(
 ) -> list[Contender]:
     profile = Profile.named(PROFILE_NAME)
     n_workers = workers or os.cpu_count() or 1
-    all_cores = f"{n_workers} workers" + (", all cores" if workers == 0 else "")
+    all_cores = f"{n_workers} worker{'s' if n_workers != 1 else ''}" + (
+        ", all cores" if workers == 0 else ""
+    )
+    many = f"workers={workers}" + (f" ({n_workers} cores)" if workers == 0 else "")
     rels = [corpus.relative(p) for p in corpus.files]
     check = _expect_files(len(corpus.files))
 
@@ -449,20 +497,20 @@ def build_contenders(
             check_output=check,
         ),
         Contender(
-            f"pydicom, {n_workers} procs",
+            f"pydicom, pool of {n_workers}",
             f"dcmread + dcmwrite, ProcessPoolExecutor ({all_cores}), {CHUNK} files a task",
             call=lambda out: _pydicom_pool(corpus, out, n_workers),
             spawns=True,
             check_output=check,
         ),
         Contender(
-            "dicomveil, 1 worker",
+            "dicomveil, workers=1",
             f"dicomveil.run, {PROFILE_NAME}, workers=1 (in this process)",
             call=lambda out: _dicomveil(corpus, out, 1, profile),
             check_output=check,
         ),
         Contender(
-            f"dicomveil, {n_workers} workers",
+            f"dicomveil, {many}" + (" again" if workers == 1 else ""),
             f"dicomveil.run, {PROFILE_NAME}, workers={workers} ({all_cores})",
             call=lambda out: _dicomveil(corpus, out, workers, profile),
             spawns=True,
@@ -473,7 +521,7 @@ def build_contenders(
         cli = _dicomveil_command()
         contenders.append(
             Contender(
-                "dicomveil CLI",
+                f"dicomveil CLI, {many}",
                 f"`dicomveil run -p {PROFILE_NAME} --workers {workers}` as a subprocess "
                 f"({all_cores}; includes interpreter start-up and imports)",
                 command=lambda out: [
@@ -789,10 +837,21 @@ _PIXEL_MODULE = (
 )
 
 
+def pick_sample(files: Sequence[Path], sample: int) -> list[Path]:
+    """About sample files spread evenly over each kind of series (ct, mr), in input order."""
+    groups: dict[str, list[Path]] = {}
+    for path in files:
+        groups.setdefault(path.parent.name, []).append(path)
+    picked: set[Path] = set()
+    for group in groups.values():
+        quota = min(len(group), max(1, round(sample * len(group) / len(files))))
+        picked.update(group[(k * len(group)) // quota] for k in range(quota))
+    return [p for p in files if p in picked]
+
+
 def verify_pixels(corpus: Corpus, sample: int, workers: int, scratch: Path) -> list[str]:
     """De-identify a sample; returns problems (empty: every output's pixels equal its input's)."""
-    step = max(1, len(corpus.files) // max(1, sample))
-    picked = list(corpus.files[::step][:sample])
+    picked = pick_sample(corpus.files, sample)
     out = scratch / "verify-output"
     config = RunConfig(
         profile=Profile.named(PROFILE_NAME), key=KEY, output=out, workers=workers, today=TODAY
@@ -826,7 +885,7 @@ def verify_pixels(corpus: Corpus, sample: int, workers: int, scratch: Path) -> l
             if after.SOPInstanceUID == before.SOPInstanceUID:
                 problems.append(f"{name}: SOP Instance UID unchanged")
         print(
-            f"verified {len(summary.written)} of {len(picked)} sampled files "
+            f"checked {len(summary.written)} of {len(picked)} sampled files "
             f"({', '.join(sorted({r.task.path.parent.name.upper() for r in summary.written}))}): "
             f"pixel data, pixel module and transfer syntax compared with the input",
             flush=True,
@@ -948,9 +1007,14 @@ def _benchmark(
     warm_up(corpus, scratch, args.workers)
     gc.collect()
     baseline_kb = _vm_hwm_kb("self") if reset_own_peak_rss() else None
+    startup = cli_startup() if args.cli else None
+    machine0 = machine_cpu_seconds()
+    own0 = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     results = run_rounds(contenders, scratch, args.rounds, gnu_time)
     elapsed = time.perf_counter() - started
+    own = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN) - own0
+    load = load_note(machine0, machine_cpu_seconds(), own)
     rows = result_rows(results, corpus)
     notes = [
         f"{args.rounds} round(s), contenders alternating; warm page cache; "
@@ -961,6 +1025,10 @@ def _benchmark(
         "(upper bound, shared pages counted per process); "
         + ("subprocess maxima from GNU time -v" if gnu_time else "GNU time -v not found"),
     ]
+    if load is not None:
+        notes.append(load)
+    if startup is not None:
+        notes.append(f"CLI start-up alone (`dicomveil version`, median of 3): {startup:.2f} s")
     if info["start_method"] != "fork":
         notes.append(
             f"start method {info['start_method']}: CPU of pool workers may be missing "
@@ -991,6 +1059,8 @@ def _benchmark(
                 "cli": args.cli,
                 "gnu_time": gnu_time,
             },
+            "load": load,
+            "cli_startup_s": startup,
             "harness_rss_mb": None if baseline_kb is None else baseline_kb * 1024 / MB,
             "results": rows,
         }

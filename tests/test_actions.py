@@ -210,7 +210,7 @@ def test_clean_falls_back_to_removal_until_cleaners_land(make_engine: EngineFact
         ("X/Z/D", "2", Action.EMPTY),
         ("X/Z/D", "1", Action.DUMMY),
         ("X/Z/U*", "3", Action.REMOVE),
-        ("X/Z/U*", "2", Action.EMPTY),
+        ("X/Z/U*", "2", Action.UID),
         ("X/Z/U*", "1", Action.UID),
         ("Z", "1", Action.EMPTY),
         ("U", None, Action.UID),

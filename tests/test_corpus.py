@@ -10,7 +10,7 @@ pydicom-data package (the ``pydicom.data.external_sources`` plug-in; its tests a
 when it is not installed). Each file runs alone with the ``ps3.15-basic`` profile.
 
 Outcomes observed when this module was written (pydicom 3.0.2, pydicom-data 1.0.0): 271
-files, 144 WRITTEN, 95 WITHHELD, 21 SKIPPED, 11 FAILED.
+files, 143 WRITTEN, 96 WITHHELD, 21 SKIPPED, 11 FAILED.
 
 Expected WITHHELD (``ps3.15-basic`` allows none of these risks):
 
@@ -28,29 +28,25 @@ Expected WITHHELD (``ps3.15-basic`` allows none of these risks):
 Expected SKIPPED:
 
 * not DICOM: the ``README*``, ``*.txt``, ``*.md``, ``*.json``, ``*.dump``, ``crayons.icc``
-  and ``zipMR.gz`` files; also ``no_meta.dcm`` and ``ExplVR_BigEndNoMeta.dcm`` (bare
-  datasets without preamble whose first bytes the sniffer does not recognise: the first
-  starts with a stray byte, the second is big endian);
-* the seven DICOMDIRs of ``dicomdirtests/`` (never copied).
+  and ``zipMR.gz`` files; also ``no_meta.dcm`` (a bare dataset that starts with a stray
+  byte: pydicom cannot read it either);
+* the eight DICOMDIRs of ``dicomdirtests/`` (never copied).
 
 Expected FAILED (each with a reason naming no value of the file):
 
-* truncated files: ``MR_truncated.dcm``, ``rtplan_truncated.dcm`` (and, before a fix in
-  ``io``, ``SC_rgb_jpeg.dcm``, whose explicit-VR header is really implicit VR);
+* truncated: ``MR_truncated.dcm``, ``rtplan_truncated.dcm`` and pydicom-data's
+  ``emri_small_jpeg_2k_lossless_too_short.dcm`` (encapsulated Pixel Data without its
+  sequence delimiter);
 * datasets without SOP Instance UID (not composite objects): ``UN_sequence``,
   ``empty_charset_LEI``, ``meta_missing_tsyntax``, ``nested_priv_SQ``,
   ``no_meta_group_length``, ``priv_SQ``, ``chrSQEncoding``, ``chrSQEncoding1``.
-
-Known to be WRITTEN although the issue lists it as malformed:
-``emri_small_jpeg_2k_lossless_too_short.dcm`` (pydicom-data) lacks the sequence delimiter of
-its encapsulated Pixel Data; ``dicomveil.io`` accepts encapsulated pixel data that ends with
-the file and adds the delimiter (see :func:`test_known_malformed_files_fail`).
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import struct
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,9 +60,9 @@ import pydicom.pixels.decoders.base
 import pydicom.pixels.utils
 import pytest
 from pydicom import dcmread
+from pydicom._uid_dict import UID_dictionary  # not re-exported by pydicom.uid for mypy
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
-from pydicom.uid import UID_dictionary
 
 from dicomveil import FileResult, Key, Outcome, Profile, RunConfig, run
 
@@ -256,11 +252,11 @@ def test_corpus_file(case: CorpusFile, tmp_path: Path) -> None:
     # Pixel data: byte-identical (and the same fragments when encapsulated).
     before = _pixel_values(original)
     after = _pixel_values(written)
-    for tag, value in before.items():
+    for tag, pixels in before.items():
         assert tag in after, f"pixel data element {tag:08X} is missing from the output"
-        assert after[tag] == value, f"pixel data element {tag:08X} changed"
+        assert after[tag] == pixels, f"pixel data element {tag:08X} changed"
         if tag == 0x7FE00010 and original is not None and _is_encapsulated(original):
-            assert list(generate_fragments(after[tag])) == list(generate_fragments(value))
+            assert list(generate_fragments(after[tag])) == list(generate_fragments(pixels))
 
     # No original instance, study or series UID anywhere in the output bytes.
     data = result.output.read_bytes()
@@ -274,23 +270,16 @@ def test_corpus_file(case: CorpusFile, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # Known-malformed files
 
-TOO_SHORT_BUG = (
-    "dicomveil.io._pixel_span accepts encapsulated Pixel Data that ends with the file "
-    "without a Sequence Delimitation Item and writes the file (adding a delimiter); the "
-    "issue expects this malformed file to FAIL"
-)
-
 
 def _malformed() -> Iterator[Any]:
     yield pytest.param("test_files/MR_truncated.dcm", id="MR_truncated.dcm")
     yield pytest.param("test_files/rtplan_truncated.dcm", id="rtplan_truncated.dcm")
     name = "pydicom-data/emri_small_jpeg_2k_lossless_too_short.dcm"
+    marks: Any = ()
     if EXTERNAL is None:
-        marks: Any = pytest.mark.skip(reason=NO_EXTERNAL)
+        marks = pytest.mark.skip(reason=NO_EXTERNAL)
     elif _find(name) is None:
         marks = pytest.mark.skip(reason="this pydicom-data version has no such file")
-    else:
-        marks = pytest.mark.xfail(strict=True, reason=TOO_SHORT_BUG)
     yield pytest.param(name, id="emri_small_jpeg_2k_lossless_too_short.dcm", marks=marks)
 
 
@@ -305,26 +294,80 @@ def test_known_malformed_files_fail(name: str, tmp_path: Path) -> None:
     assert _files_under(output) == []
 
 
+def _item_ends(data: bytes) -> list[int]:
+    """Offsets just past each item of the (explicit VR little endian) encapsulated Pixel Data."""
+    start = data.rindex(b"\xe0\x7f\x10\x00")
+    assert data[start + 4 : start + 6] in (b"OB", b"OW")
+    assert data[start + 8 : start + 12] == b"\xff\xff\xff\xff"
+    start += 12
+    ends: list[int] = []
+    while True:
+        group, element, length = struct.unpack("<HHI", data[start : start + 8])
+        if (group, element) != (0xFFFE, 0xE000):
+            return ends
+        start += 8 + length
+        ends.append(start)
+
+
+@pytest.mark.parametrize("delimiter", [False, True], ids=["cut", "cut-and-delimited"])
+def test_encapsulated_pixel_data_cut_at_an_item_boundary_fails(
+    delimiter: bool, tmp_path: Path
+) -> None:
+    """A multi-frame file cut after half its frames: structurally fine, frames missing."""
+    path = _find("test_files/rtdose_rle.dcm")  # RLE, 15 frames, one fragment each
+    assert path is not None
+    data = path.read_bytes()
+    ends = _item_ends(data)
+    assert len(ends) == 16  # the Basic Offset Table and 15 fragments
+    cut = data[: ends[8]] + (struct.pack("<HHI", 0xFFFE, 0xE0DD, 0) if delimiter else b"")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "cut.dcm").write_bytes(cut)
+    result = _run_one(folder / "cut.dcm", tmp_path / "out")
+    assert result.outcome is Outcome.FAILED, (result.outcome, result.reason)
+    assert _files_under(tmp_path / "out") == []
+
+
+def test_outcome_does_not_depend_on_warning_filters(tmp_path: Path) -> None:
+    source = PYDICOM_DATA / "test_files" / "CT_small.dcm"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = dcmread(source)
+        ds.StudyInstanceUID = "1.2.840.0123"  # a leading zero: not a valid UID
+        ds.save_as(folder / "bad-uid.dcm")
+    profile = PROFILE.with_options(["retain-uids"])
+    outcomes = {}
+    for action in ("ignore", "error"):
+        with warnings.catch_warnings():
+            warnings.simplefilter(action)
+            config = RunConfig(profile=profile, key=KEY, output=tmp_path / action, workers=1)
+            result = run([folder / "bad-uid.dcm"], config).results[0]
+        outcomes[action] = (result.outcome, result.reason)
+    assert outcomes["ignore"][0] is Outcome.WRITTEN
+    assert outcomes["error"] == outcomes["ignore"]
+
+
 # --------------------------------------------------------------------------------------------
 # No decoding, ever
 
+# The first file of each SOP instance is used (one output per instance).
 NO_DECODE_CANDIDATES = (
+    "test_files/MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS
+    "test_files/693_J2KI.dcm",  # JPEG 2000
+    "test_files/J2K_pixelrep_mismatch.dcm",  # JPEG 2000 lossless
+    "test_files/rtdose_rle.dcm",  # RLE, multi-frame
     "test_files/CT_small.dcm",
-    "test_files/MR_small_bigendian.dcm",
-    "test_files/MR_small_RLE.dcm",
-    "test_files/MR_small_jp2klossless.dcm",
-    "test_files/MR_small_jpeg_ls_lossless.dcm",
-    "test_files/693_J2KI.dcm",
-    "test_files/J2K_pixelrep_mismatch.dcm",
-    "test_files/rtdose_rle.dcm",
     "test_files/liver_1frame.dcm",
-    "pydicom-data/JPGLosslessP14SV1_1s_1f_8b.dcm",
-    "pydicom-data/emri_small_jpeg_2k_lossless.dcm",
-    "pydicom-data/emri_small_jpeg_ls_lossless.dcm",
-    "pydicom-data/emri_small_RLE.dcm",
+    "test_files/examples_overlay.dcm",
+    "test_files/dicomdirtests/77654033/CT2/17106",
+    "test_files/dicomdirtests/98892003/MR2/4950",
+    "pydicom-data/JPGLosslessP14SV1_1s_1f_8b.dcm",  # JPEG lossless
+    "pydicom-data/emri_small_jpeg_2k_lossless.dcm",  # multi-frame JPEG 2000
     "pydicom-data/MR2_J2KI.dcm",
     "pydicom-data/RG1_J2KR.dcm",
-    "pydicom-data/US1_J2KR.dcm",
+    "pydicom-data/bad_sequence.dcm",  # JPEG lossless
 )
 
 

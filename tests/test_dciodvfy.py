@@ -12,8 +12,7 @@ with ``ps3.15-basic``, and a few also with the retain-long-modified-dates, retai
 and retain-uids options; ``dciodvfy`` checks input and output, and the output's errors,
 normalised (values, offending characters and UIDs removed), must be a subset of the input's.
 
-Known exception (src issue, see :data:`KNOWN_NEW_ERRORS`): Segmentation objects whose only
-references are the Source Image Sequences of their Derivation Image functional groups.
+:data:`KNOWN_NEW_ERRORS` lists output errors accepted on purpose (none at present).
 """
 
 from __future__ import annotations
@@ -120,23 +119,8 @@ RETAINING_CASES = (
     "pydicom-data/bad_sequence.dcm",
 )
 
-SEG_SOURCE_IMAGES = (
-    "src issue: PS3.15 X/Z/U* resolves Source Image Sequence (0008,2112), Type 2 in the "
-    "Derivation Image functional group, to Z, while the Referenced Series Sequence of the "
-    "Common Instance Reference module (Type 1C: only if the instance references others) is "
-    "kept and still lists the source images. The standard's X/Z/U* asks for U when needed for "
-    "IOD conformance, so the sequence should be kept with its UIDs replaced (or the Common "
-    "Instance Reference emptied consistently)."
-)
-SEG_ERROR = (
-    "Error - ReferencedSeriesSequence present but Instance does not reference Instances"
-    " - attribute <ReferencedSeriesSequence>"
-)
 # (profile name, case) -> {normalised new error: why}; each must still occur (strict).
-KNOWN_NEW_ERRORS: dict[tuple[str, str], dict[str, str]] = {
-    ("basic", "test_files/liver_1frame.dcm"): {SEG_ERROR: SEG_SOURCE_IMAGES},
-    ("basic", "pydicom-data/liver_expb.dcm"): {SEG_ERROR: SEG_SOURCE_IMAGES},
-}
+KNOWN_NEW_ERRORS: dict[tuple[str, str], dict[str, str]] = {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,7 +240,14 @@ def _cases() -> Iterator[Any]:
     for name in BASIC_CASES:
         yield pytest.param("basic", name, id=f"basic:{name}")
     for name in RETAINING_CASES:
-        yield pytest.param("retaining", name, id=f"retaining:{name}")
+        marks: Any = ()
+        if name == "pydicom-data/bad_sequence.dcm":
+            # With its invalid UIDs retained, pydicom warns when dicomveil reads them back
+            # and the file FAILS under an "error" warning filter (a src issue pinned by
+            # test_corpus.py::test_outcome_does_not_depend_on_warning_filters): check the
+            # output as a default filter writes it.
+            marks = pytest.mark.filterwarnings("ignore::UserWarning")
+        yield pytest.param("retaining", name, id=f"retaining:{name}", marks=marks)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ Single codes (PS3.15 Table E.1-1a):
 Compound codes keep the first action unless IOD conformance needs the next one, which is
 decided by the attribute's Type in the IOD of the object being processed:
 ``Z/D`` (Type 2 vs 1), ``X/Z`` (3 vs 2), ``X/D`` (3 vs 1), ``X/Z/D`` (3 vs 2 vs 1) and
-``X/Z/U*`` (sequences of references: remove, empty, or keep and replace the UIDs inside).
+``X/Z/U*`` (sequences of references: removed where optional; where the IOD requires them
+(Type 1 or 2) kept with the UIDs inside replaced, rather than emptied, so that the object's
+other references to the same instances stay consistent).
 
 ``REPLACE`` is dicomveil's own: a custom profile's literal or templated replacement value.
 """
@@ -102,6 +104,10 @@ class Code(StrEnum):
         parts = [p.rstrip("*") for p in self.value.split("/")]
         if attribute_type is None or attribute_type == "3":
             return _NAMES[parts[0]]
+        if self is Code.X_Z_U:
+            # A required reference sequence is kept with its UIDs replaced: emptying it would
+            # leave the object's other references to those instances dangling.
+            return Action.UID
         if attribute_type in ("2", "2C"):
             if "Z" in parts:
                 return Action.EMPTY

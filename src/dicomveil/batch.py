@@ -17,6 +17,7 @@ import io as _io
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -154,6 +155,13 @@ class _Worker:
         )
 
     def process(self, task: Task) -> FileResult:
+        with warnings.catch_warnings():
+            # pydicom warns about invalid values in real-world files; they are not failures,
+            # and the outcome must not depend on the caller's warning filters.
+            warnings.simplefilter("ignore", UserWarning)
+            return self._process(task)
+
+    def _process(self, task: Task) -> FileResult:
         if task.member is None:
             return self._process_path(task, task.path)
         with tempfile.TemporaryDirectory(prefix="dicomveil-") as folder:

@@ -118,14 +118,18 @@ def _bare_dataset(head: bytes) -> bool:
     """A dataset without preamble: its first element is (0002,xxxx) or (0008,xxxx)."""
     if len(head) < 8:
         return False
-    group, element = struct.unpack("<HH", head[:4])
-    if group not in (0x0002, 0x0008) or element > 0x0020:
-        return False
     vr = head[4:6]
-    if vr.isalpha() and vr.isupper():
-        return True
-    length: int = struct.unpack("<I", head[4:8])[0]
-    return length < 1024
+    explicit = vr.isalpha() and vr.isupper()
+    for endian in ("<", ">"):
+        group, element = struct.unpack(endian + "HH", head[:4])
+        if group not in (0x0002, 0x0008) or element > 0x0020:
+            continue
+        if explicit:
+            return True
+        length: int = struct.unpack(endian + "I", head[4:8])[0]
+        if endian == "<" and length < 1024:
+            return True
+    return False
 
 
 def read_source(path: Path) -> SourceFile:
