@@ -298,6 +298,10 @@ def test_custom_profile_can_extend_another_file(tmp_path: Path) -> None:
             r"unknown template field",
         ),
         ('options = ["retain-nothing"]', r"options\[0\]: unknown option"),
+        (
+            '[[rules]]\nkeyword = "OtherPatientIDsSequence"\naction = "replace"\nvalue = "Anon"',
+            r"a sequence cannot be replaced",
+        ),
         ('allow = ["everything"]', r"allow\[0\]: unknown risk"),
         ('extends = "nope"', r"extends unknown profile"),
         ('colour = "blue"', r"unknown key\(s\) colour"),

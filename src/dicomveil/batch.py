@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import warnings
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -29,7 +30,15 @@ from pathlib import Path
 from .crosswalk import Crosswalk
 from .engine import Engine
 from .errors import CrosswalkError, DeidentificationError, DicomveilError, InputError
-from .io import copy_file, iter_files, read_source, remove_stale_temporaries, sniff, write_output
+from .io import (
+    Kind,
+    copy_file,
+    iter_files,
+    read_source,
+    remove_stale_temporaries,
+    sniff,
+    write_output,
+)
 from .keys import Key
 from .layout import Layout
 from .profiles import Profile
@@ -110,7 +119,7 @@ def discover(inputs: Sequence[Path]) -> Iterator[Task]:
         if not root.exists():
             raise InputError("no such file or folder", path=str(root))
         for path in iter_files(root):
-            if zipfile.is_zipfile(path) and not sniff(path):
+            if zipfile.is_zipfile(path) and sniff(path) is not Kind.DICOM:
                 try:
                     with zipfile.ZipFile(path) as archive:
                         members = [i.filename for i in archive.infolist() if not i.is_dir()]
@@ -173,15 +182,18 @@ class _Worker:
                     extracted.open("wb") as out,
                 ):
                     shutil.copyfileobj(src, out, 1 << 20)
-            except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:
+            except (zipfile.BadZipFile, zlib.error, OSError, RuntimeError, EOFError) as exc:
                 return FileResult(
                     task, Outcome.FAILED, f"cannot read from the archive ({type(exc).__name__})"
                 )
             return self._process_path(task, extracted)
 
     def _process_path(self, task: Task, path: Path) -> FileResult:
-        if not sniff(path):
-            return FileResult(task, Outcome.SKIPPED, "not DICOM: skipped, not copied")
+        kind = sniff(path)
+        if kind is Kind.NOT_DICOM:
+            return FileResult(task, Outcome.SKIPPED, kind.value)
+        if kind is not Kind.DICOM:
+            return FileResult(task, Outcome.FAILED, kind.value)
         try:
             source = read_source(path)
         except InputError as exc:
@@ -216,7 +228,11 @@ class _Worker:
         except OSError as exc:
             return FileResult(task, Outcome.FAILED, f"cannot write the output ({exc.strerror})")
         except Exception as exc:  # a file pydicom cannot encode back: fail it, keep going
-            return FileResult(task, Outcome.FAILED, f"cannot de-identify ({type(exc).__name__})")
+            return FileResult(
+                task,
+                Outcome.FAILED,
+                f"malformed element: cannot de-identify ({type(exc).__name__})",
+            )
         return FileResult(
             task,
             Outcome.WRITTEN,

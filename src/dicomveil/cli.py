@@ -37,7 +37,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
-err = Console(stderr=True, soft_wrap=True)
+# Messages carry file names that may contain "[...]": never interpret them as markup.
+err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
 ProfileArg = Annotated[
     str,
@@ -64,7 +65,7 @@ KeyArg = Annotated[
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"error: {message}", style="bold red")
     return typer.Exit(2)
 
 
@@ -78,7 +79,7 @@ def _load_key(path: Path | None) -> Key:
     key, where, created = load_or_create_default_key()
     if created:
         err.print(
-            f"[yellow]note:[/] created your default key at {where} (owner-only). Pseudonyms and "
+            f"note: created your default key at {where} (owner-only). Pseudonyms and "
             "UIDs stay stable only with the same key: back it up and keep it secret, or pass "
             "--key.",
             highlight=False,
@@ -150,7 +151,7 @@ def run_command(
             write_dicomdir(output, summary)
             err.print("wrote a fresh DICOMDIR", highlight=False)
         except DicomveilError as exc:
-            err.print(f"[bold red]DICOMDIR not written:[/] {exc}", highlight=False)
+            err.print(f"DICOMDIR not written: {exc}", style="bold red")
             raise typer.Exit(1) from None
     _print_summary(summary)
     raise typer.Exit(0 if summary.ok else 1)
@@ -160,9 +161,10 @@ def _run_with_progress(inputs: list[Path], config: RunConfig) -> RunSummary:
     def report(result: FileResult) -> None:
         if result.outcome is Outcome.FAILED:
             err.print(
-                f"[red]failed[/] {result.task.display}: {result.reason}",
+                f"failed {result.task.display}: {result.reason}",
+                style="red",
                 highlight=False,
-                markup=True,
+                markup=False,
             )
         elif result.outcome in (Outcome.WITHHELD, Outcome.SKIPPED) and not err.is_terminal:
             err.print(

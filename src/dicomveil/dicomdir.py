@@ -37,6 +37,8 @@ def write_dicomdir(output: Path, summary: RunSummary) -> None:
             fileset.write(output)
     except (ValueError, KeyError, AttributeError) as exc:
         raise DicomveilError(f"cannot build a DICOMDIR ({exc})") from None
+    finally:
+        _cleanup_staging(fileset)
     for path in files:
         with contextlib.suppress(OSError):
             path.unlink()
@@ -75,3 +77,12 @@ def _records(path: Path) -> RecordNode:
     for parent, child in pairwise(nodes):
         child.parent = parent
     return nodes[-1]
+
+
+def _cleanup_staging(fileset: FileSet) -> None:
+    """pydicom stages instances in a temporary folder it leaves to the garbage collector;
+    remove it now (a ResourceWarning otherwise)."""
+    stage = getattr(fileset, "_stage", {}).get("t")
+    cleanup = getattr(stage, "cleanup", None)
+    if callable(cleanup):
+        cleanup()

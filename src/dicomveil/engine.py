@@ -70,6 +70,7 @@ _BURNED_IN_SOP_PREFIXES = (
 )
 _UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+){2,}$")
 _DATE_VRS = ("DA", "DT")
+_ITEM_TAG_LE = b"\xfe\xff\x00\xe0"
 _PATIENT_AGE = 0x00101010
 
 
@@ -283,9 +284,10 @@ class _Walk:
         creator_tags: list[int] = []
         for tag in list(ds.keys()):
             group, element = tag >> 16, tag & 0xFFFF
-            if group == 0x0002:
-                # File meta in a dataset body is illegal; the writer rebuilds the real one.
-                self._remove(ds, tag, path, "file meta element inside the dataset")
+            if group in (0x0000, 0x0002):
+                # Command or file meta elements in a dataset body are illegal; the writer
+                # rebuilds the real file meta.
+                self._remove(ds, tag, path, "command or file meta element inside the dataset")
                 continue
             if group & 1:
                 if element == 0 or element < 0x0010 or group < 0x0009 or group == 0xFFFF:
@@ -363,6 +365,11 @@ class _Walk:
         # REPLACE
         assert decision.value is not None
         value = render_template(decision.value, self.fields)
+        if vr == "SQ":
+            # A text cannot stand for a sequence (NiDB's seeds try): remove it instead.
+            del ds[tag]
+            self._report(path, tag, vr, "X", source + " (a sequence cannot take a text: removed)")
+            return False
         if vr in ("UN", "OB", "OW"):
             ds[tag] = DataElement(tag, vr, _pad(value.encode("ascii", "replace")))
         else:
@@ -405,6 +412,11 @@ class _Walk:
         source: str,
     ) -> bool:
         profile = self.engine.profile
+        if vr == "UN" and isinstance(raw.value, bytes) and raw.value.startswith(_ITEM_TAG_LE):
+            # A sequence pydicom could not parse: its items cannot be de-identified.
+            del ds[tag]
+            self._report(path, tag, vr, "X", source + " (an unparsed sequence: removed)")
+            return False
         if vr == "UI" or (vr == "UN" and tag >> 16 & 1):
             if profile.replace_uids and tag not in CLASS_UID_TAGS:
                 changed = self._uids(ds, tag, vr, source)

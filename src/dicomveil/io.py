@@ -21,6 +21,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
@@ -102,16 +103,33 @@ class SourceFile:
         return _DICOMDIR_CLASS in (sop, media) or 0x00041220 in self.dataset
 
 
-def sniff(path: Path) -> bool:
-    """True when the file starts like DICOM: a DICM prefix, or a bare dataset of group 0008."""
+class Kind(StrEnum):
+    """What the first bytes of a file say it is."""
+
+    DICOM = "dicom"
+    NOT_DICOM = "not DICOM: skipped, not copied"
+    BAD_PREFIX = "damaged DICOM: the 128-byte preamble is not followed by 'DICM'"
+    DAMAGED_ZIP = "damaged zip archive: cannot be opened"
+    UNREADABLE = "cannot read the file"
+
+
+def sniff(path: Path) -> Kind:
+    """Classify a file by its first bytes: DICOM (a DICM prefix, or a bare dataset starting
+    with group 0002 or 0008), damaged DICOM or zip (their markers, broken), or not DICOM."""
     try:
         with path.open("rb") as fh:
-            head = fh.read(132)
+            head = fh.read(140)
     except OSError:
-        return False
+        return Kind.UNREADABLE
     if len(head) >= 132 and head[128:132] == b"DICM":
-        return True
-    return _bare_dataset(head)
+        return Kind.DICOM
+    if _bare_dataset(head):
+        return Kind.DICOM
+    if len(head) >= 136 and head[132:134] in (b"\x02\x00", b"\x00\x02"):
+        return Kind.BAD_PREFIX  # a file meta group where it belongs, behind a wrong prefix
+    if head.startswith(b"PK\x03\x04"):
+        return Kind.DAMAGED_ZIP  # a valid archive is opened before this is asked
+    return Kind.NOT_DICOM
 
 
 def _bare_dataset(head: bytes) -> bool:

@@ -426,6 +426,8 @@ def _parse_rule(raw: Any, source: str, entry: str) -> Rule:
         if action is Action.REPLACE:
             if not isinstance(value, str):
                 raise ProfileError("action 'replace' needs a string value")
+            if target.vr == "SQ":
+                raise ProfileError("a sequence cannot be replaced by a value; use X, Z or K")
             _check_template(value, target.vr)
         elif value is not None:
             raise ProfileError("only action 'replace' takes a value")
