@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import warnings
-from collections.abc import Callable, Iterator, MutableSequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,7 +269,7 @@ class _Walk:
     """State of one dataset's walk: template fields, the UID map, reports."""
 
     engine: Engine
-    types: Any
+    types: Mapping[str, str]
     fields: dict[str, str]
     offset: int | None
     explain: bool
@@ -385,7 +385,7 @@ class _Walk:
         if not code.is_compound:
             return code.resolve(None)
         keyword = keyword_for_tag(tag) or f"{tag:08X}"
-        key = ">".join(_collapse((*path, keyword)))
+        key = ">".join(_collapse((*(p.partition("[")[0] for p in path), keyword)))
         return code.resolve(self.types.get(key))
 
     def _clean(
@@ -433,9 +433,9 @@ class _Walk:
     # ---------------------------------------------------------------------------------------
     def _sequence(self, ds: Dataset, tag: int, path: tuple[str, ...]) -> None:
         value = ds[tag].value
-        keyword = keyword_for_tag(tag) or f"{tag:08X}"
-        for item in value:
-            self.dataset(item, (*path, keyword))
+        keyword = keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        for index, item in enumerate(value):
+            self.dataset(item, (*path, f"{keyword}[{index}]"))
 
     def _uids(self, ds: Dataset, tag: int, vr: str, source: str) -> bool:
         """Replace every instance UID of one element; True if anything changed."""
@@ -533,7 +533,7 @@ Cleaner = Callable[[str], Action]
 CLEANERS: dict[Option, Cleaner] = {}
 
 
-def _collapse(path: tuple[str, ...]) -> Iterator[str]:
+def _collapse(path: Iterable[str]) -> Iterator[str]:
     """SR content trees recurse: ContentSequence>ContentSequence>X is typed as one level."""
     previous = None
     for part in path:
