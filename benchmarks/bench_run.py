@@ -351,20 +351,16 @@ def machine_cpu_seconds() -> tuple[float, float, float] | None:
     return busy / tick, steal / tick, (busy + idle + iowait + steal) / tick
 
 
-def load_note(
+def other_load(
     before: tuple[float, float, float] | None,
     after: tuple[float, float, float] | None,
     own_cpu: float,
-) -> str | None:
-    """How much of the machine other processes (and the hypervisor) took while timing."""
+) -> tuple[float, float] | None:
+    """Fractions of the machine's CPU that other processes and the hypervisor took."""
     if before is None or after is None or after[2] <= before[2]:
         return None
     busy, steal, total = (a - b for a, b in zip(after, before, strict=True))
-    others = max(0.0, busy - own_cpu) / total
-    return (
-        f"other processes used {others:.0%} of the machine's CPU while timing "
-        f"(hypervisor steal {steal / total:.0%}); above a few % the numbers are noisy"
-    )
+    return max(0.0, busy - own_cpu) / total, steal / total
 
 
 def _cpu_seconds(who: int) -> float:
@@ -1014,7 +1010,7 @@ def _benchmark(
     results = run_rounds(contenders, scratch, args.rounds, gnu_time)
     elapsed = time.perf_counter() - started
     own = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN) - own0
-    load = load_note(machine0, machine_cpu_seconds(), own)
+    load = other_load(machine0, machine_cpu_seconds(), own)
     rows = result_rows(results, corpus)
     notes = [
         f"{args.rounds} round(s), contenders alternating; warm page cache; "
@@ -1026,7 +1022,10 @@ def _benchmark(
         + ("subprocess maxima from GNU time -v" if gnu_time else "GNU time -v not found"),
     ]
     if load is not None:
-        notes.append(load)
+        notes.append(
+            f"other processes used {load[0]:.0%} of the machine's CPU while timing "
+            f"(hypervisor steal {load[1]:.0%}); above a few % the numbers are noisy"
+        )
     if startup is not None:
         notes.append(f"CLI start-up alone (`dicomveil version`, median of 3): {startup:.2f} s")
     if info["start_method"] != "fork":
@@ -1059,7 +1058,8 @@ def _benchmark(
                 "cli": args.cli,
                 "gnu_time": gnu_time,
             },
-            "load": load,
+            "other_cpu_fraction": None if load is None else load[0],
+            "steal_fraction": None if load is None else load[1],
             "cli_startup_s": startup,
             "harness_rss_mb": None if baseline_kb is None else baseline_kb * 1024 / MB,
             "results": rows,
