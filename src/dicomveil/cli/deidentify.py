@@ -1,90 +1,28 @@
-"""The ``dicomveil`` command line (Typer + Rich).
-
-Exit codes: 0 everything asked for was done (withheld and skipped files are reported, not
-failures); 1 at least one file failed; 2 the command could not start (bad profile, key,
-crosswalk, layout or arguments). Messages name files and reasons, never values read from
-DICOM files.
-"""
+"""``run``, ``profiles``, ``explain``, ``keygen`` and ``version``: the de-identification
+commands."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import explain as _explain
-from ._version import __version__
-from .batch import FileResult, Outcome, RunConfig, RunSummary, run
-from .crosswalk import Crosswalk
-from .dicomdir import write_dicomdir
-from .errors import DicomveilError
-from .keys import Key, load_or_create_default_key, read_key, write_key
-from .layout import DEFAULT_LAYOUT, FIELDS, Layout
-from .options import Option
-from .profiles import Profile, preset_names
-from .tables import EDITION
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="De-identify DICOM files: PS3.15 profiles, keyed pseudonyms, streaming I/O.",
-    pretty_exceptions_enable=False,
-)
-out = Console()
-# Messages carry file names that may contain "[...]": never interpret them as markup.
-err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
-
-ProfileArg = Annotated[
-    str,
-    typer.Option(
-        "--profile", "-p", help="A preset name (see 'dicomveil profiles') or a .toml profile file."
-    ),
-]
-OptionArg = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--option",
-        "-o",
-        help="A PS3.15 option, e.g. retain-uids (repeatable; dcm4chee names accepted).",
-    ),
-]
-KeyArg = Annotated[
-    Path | None,
-    typer.Option(
-        "--key",
-        "-k",
-        help="Key file (see 'dicomveil keygen'); default: your user key, created on first use.",
-    ),
-]
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"error: {message}", style="bold red")
-    return typer.Exit(2)
-
-
-def _load_profile(profile: str, options: list[str] | None) -> Profile:
-    return Profile.named(profile).with_options(options or [])
-
-
-def _load_key(path: Path | None) -> Key:
-    if path is not None:
-        return read_key(path)
-    key, where, created = load_or_create_default_key()
-    if created:
-        err.print(
-            f"note: created your default key at {where} (owner-only). Pseudonyms and "
-            "UIDs stay stable only with the same key: back it up and keep it secret, or pass "
-            "--key.",
-            highlight=False,
-        )
-    return key
+from .. import explain as _explain
+from .._version import __version__
+from ..batch import FileResult, Outcome, RunConfig, RunSummary, run
+from ..crosswalk import Crosswalk
+from ..dicomdir import write_dicomdir
+from ..errors import DicomveilError
+from ..keys import write_key
+from ..layout import DEFAULT_LAYOUT, FIELDS, Layout
+from ..options import Option
+from ..profiles import Profile, preset_names
+from ..tables import EDITION
+from ._app import KeyArg, OptionArg, ProfileArg, app, err, fail, load_key, load_profile, out
 
 
 @app.command("run")
@@ -122,11 +60,11 @@ def run_command(
 ) -> None:
     """De-identify INPUT... into OUTPUT."""
     if len(paths) < 2:
-        raise _fail("give at least one input and the output folder")
+        raise fail("give at least one input and the output folder")
     inputs, output = paths[:-1], paths[-1]
     try:
-        chosen = _load_profile(profile, option)
-        secret = _load_key(key)
+        chosen = load_profile(profile, option)
+        secret = load_key(key)
         walk = Crosswalk.from_csv(crosswalk) if crosswalk else None
         config = RunConfig(
             profile=chosen,
@@ -145,7 +83,7 @@ def run_command(
         )
         summary = _run_with_progress(inputs, config)
     except DicomveilError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if dicomdir and summary.written:
         try:
             write_dicomdir(output, summary)
@@ -236,11 +174,11 @@ def explain_command(
 ) -> None:
     """Show, for each element, what the profile would do and why."""
     try:
-        chosen = _load_profile(profile, option)
-        secret = _load_key(key)
+        chosen = load_profile(profile, option)
+        secret = load_key(key)
         explanation = _explain.explain(file, chosen, secret, show_values=show_values)
     except DicomveilError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     table = Table(title=f"{chosen.name}: {explanation.verdict}")
     for column in ("element", "tag", "VR", "action", "why"):
         table.add_column(column)
@@ -263,7 +201,7 @@ def keygen_command(
     try:
         new = write_key(keyfile)
     except DicomveilError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     err.print(
         f"wrote {keyfile} (fingerprint {new.fingerprint}); keep it secret and backed up",
         highlight=False,
@@ -274,11 +212,3 @@ def keygen_command(
 def version_command() -> None:
     """Print the version and the PS3.15 edition."""
     out.print(f"dicomveil {__version__} (PS3.15 {EDITION})", highlight=False)
-
-
-def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        err.print("interrupted: no half-written output was left", highlight=False)
-        sys.exit(130)

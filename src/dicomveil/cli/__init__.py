@@ -1,0 +1,22 @@
+"""The ``dicomveil`` command line (Typer + Rich).
+
+Each group of commands lives in its own module and registers on :data:`app`; this package
+imports them so that ``dicomveil.cli:main`` sees every command.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import deidentify as _deidentify  # noqa: F401  (registers its commands)
+from ._app import app, err, out
+
+__all__ = ["app", "err", "main", "out"]
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted: no half-written output was left", highlight=False)
+        sys.exit(130)
