@@ -13,6 +13,7 @@ from .actions import Action, Code
 from .api import WithheldError, deidentify
 from .batch import FileResult, Outcome, RunConfig, RunSummary, run
 from .crosswalk import Crosswalk
+from .diff import ChangeKind, DiffReport, diff
 from .engine import ElementReport, Engine, Result
 from .errors import (
     CrosswalkError,
@@ -33,12 +34,14 @@ __all__ = [
     "DEFAULT_LAYOUT",
     "EDITION",
     "Action",
+    "ChangeKind",
     "Code",
     "CompiledProfile",
     "Crosswalk",
     "CrosswalkError",
     "DeidentificationError",
     "DicomveilError",
+    "DiffReport",
     "ElementReport",
     "Engine",
     "FileResult",
@@ -59,6 +62,7 @@ __all__ = [
     "WithheldError",
     "__version__",
     "deidentify",
+    "diff",
     "load_profile",
     "preset_names",
     "read_key",

@@ -30,7 +30,12 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomFileLike
 from pydicom.filereader import read_dataset
-from pydicom.filewriter import dcmwrite, write_dataset, write_file_meta_info
+from pydicom.filewriter import (
+    dcmwrite,
+    write_data_element,
+    write_dataset,
+    write_file_meta_info,
+)
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -90,6 +95,7 @@ class SourceFile:
     transfer_syntax: UID  # the output is written in it
     pixels: PixelSpan | None
     little_endian: bool = True  # of the pixel data bytes as found
+    raw_copy: bool = False  # unchanged elements may be copied as bytes from the input
 
     @property
     def has_pixel_data(self) -> bool:
@@ -210,7 +216,8 @@ def read_source(path: Path) -> SourceFile:
     except Exception as exc:  # pydicom raises many kinds on malformed input
         raise InputError(f"malformed DICOM ({type(exc).__name__})", path=str(path)) from None
     ds.preamble = b"\x00" * 128
-    return SourceFile(path, ds, ts, pixels, little_endian=little)
+    same_encoding = ds.original_encoding == (ts.is_implicit_VR, ts.is_little_endian)
+    return SourceFile(path, ds, ts, pixels, little_endian=little, raw_copy=same_encoding)
 
 
 def _check_lengths(ds: Dataset, size: int) -> None:
@@ -377,8 +384,9 @@ def _write(source: SourceFile, ds: Dataset, out: BinaryIO) -> None:
             dcmwrite(buffer, ds, enforce_file_format=True)
         out.write(buffer.getvalue())
         return
-    fp = DicomFileLike(out)
-    out.write(b"\x00" * 128 + b"DICM")
+    buffer = io.BytesIO()  # everything before the pixel data, written in one call
+    fp = DicomFileLike(buffer)
+    buffer.write(b"\x00" * 128 + b"DICM")
     fp.is_little_endian = True
     fp.is_implicit_VR = False
     write_file_meta_info(fp, meta, enforce_standard=True)
@@ -393,15 +401,48 @@ def _write(source: SourceFile, ds: Dataset, out: BinaryIO) -> None:
     charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        write_dataset(fp, ds)
+        if source.raw_copy:
+            _write_elements(fp, ds, source, pixels.start if pixels is not None else None)
+        else:
+            write_dataset(fp, ds)
         if pixels is not None:
-            out.write(_pixel_header(pixels, ds, fp.is_implicit_VR, fp.is_little_endian))
+            buffer.write(_pixel_header(pixels, ds, fp.is_implicit_VR, fp.is_little_endian))
+        out.write(buffer.getbuffer())
+        if pixels is not None:
             _copy_span(source.path, pixels.value_start, pixels.end, out)
+            rest = DicomFileLike(out)
+            rest.is_implicit_VR, rest.is_little_endian = fp.is_implicit_VR, fp.is_little_endian
             if pixels.encapsulated:
                 endian = "<" if fp.is_little_endian else ">"
                 out.write(struct.pack(endian + "HHI", 0xFFFE, 0xE0DD, 0))
             if len(tail):
-                write_dataset(fp, tail, parent_encoding=charset)
+                write_dataset(rest, tail, parent_encoding=charset)
+
+
+def _write_elements(fp: DicomFileLike, ds: Dataset, source: SourceFile, end: int | None) -> None:
+    """Write the dataset's elements in tag order: those the engine left untouched (still
+    pydicom's raw elements, read from this file in this encoding) are copied as bytes from
+    the input; the others are encoded by pydicom."""
+    with source.path.open("rb") as src:
+        head = src.read(end) if end is not None else src.read()
+    limit = len(head)
+    implicit = fp.is_implicit_VR
+    encoding = ds.get("SpecificCharacterSet", "ISO_IR 6")
+    for tag in sorted(ds.keys()):
+        elem = ds.get_item(tag, keep_deferred=True)
+        # UN elements are re-encoded: pydicom restores the dictionary VR where it knows one.
+        if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF and elem.VR != "UN":
+            header = 8 if implicit or (elem.VR or "").encode() not in _LONG_VRS else 12
+            start, stop = elem.value_tell - header, elem.value_tell + elem.length
+            if start >= 0 and stop <= limit and _same_tag(head, start, tag, fp.is_little_endian):
+                fp.write(head[start:stop])
+                continue
+        write_data_element(fp, ds[tag], encoding)
+
+
+def _same_tag(head: bytes, start: int, tag: int, little: bool) -> bool:
+    group, element = struct.unpack_from("<HH" if little else ">HH", head, start)
+    return bool((group << 16 | element) == tag)
 
 
 def _pixel_header(pixels: PixelSpan, ds: Dataset, implicit: bool, little: bool) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from . import deidentify as _deidentify  # noqa: F401  (registers its commands)
+from . import diff as _diff  # noqa: F401
 from ._app import app, err, out
 
 __all__ = ["app", "err", "main", "out"]
