@@ -39,13 +39,16 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import datetime as _dt
 import getpass
 import hashlib
 import io as _io
+import json
 import os
 import socket
 import tempfile
+import weakref
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -343,10 +346,10 @@ def _database_url(url_or_path: str | Path) -> tuple[URL, Path | None]:
     if isinstance(url_or_path, Path) or "://" not in text:
         path = Path(text).expanduser()
         return URL.create("sqlite", database=str(path)), path
+    if text.startswith("postgres://"):
+        text = "postgresql://" + text[len("postgres://") :]
     try:
-        url = make_url("postgresql://" + text[len("postgres://") :]) if text.startswith(
-            "postgres://"
-        ) else make_url(text)
+        url = make_url(text)
     except ArgumentError:
         raise AuditError("the audit database URL cannot be parsed") from None
     backend = url.get_backend_name()
@@ -357,9 +360,21 @@ def _database_url(url_or_path: str | Path) -> tuple[URL, Path | None]:
     if backend == "sqlite" and url.database and url.database != ":memory:":
         return url, Path(url.database)
     raise AuditError(
-        "the audit database is a SQLite file path or a postgresql:// URL, "
-        f"not {url.drivername}://"
+        f"the audit database is a SQLite file path or a postgresql:// URL, not {url.drivername}://"
     )
+
+
+_ENGINES: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    # A worker process forked by a batch run inherits the parent's pooled connections: it must
+    # never use nor close them (SQLAlchemy's "using connection pools with multiprocessing").
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
 def _describe(exc: SQLAlchemyError) -> str:
@@ -413,15 +428,11 @@ class AuditTrail:
                     raise AuditError(
                         f"cannot create the audit database {sqlite_file} ({exc.strerror})"
                     ) from None
-            engine = sa.create_engine(
-                url,
-                hide_parameters=True,
-                connect_args={"timeout": 60},
-                poolclass=sa.pool.NullPool,
-            )
+            engine = sa.create_engine(url, hide_parameters=True, connect_args={"timeout": 60})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = sa.create_engine(url, hide_parameters=True, pool_pre_ping=True)
+        _ENGINES.add(engine)
         trail = cls(engine, location)
         try:
             trail._prepare(create)
@@ -513,7 +524,8 @@ class AuditTrail:
         settings.update(options or {})
         with self._transaction() as conn:
             run_id = conn.execute(
-                _runs.insert().values(
+                _runs.insert()
+                .values(
                     operator=who,
                     started_at=started,
                     host=host,
@@ -527,7 +539,8 @@ class AuditTrail:
                     output=str(output),
                     status=RunStatus.RUNNING,
                 )
-            ).inserted_primary_key[0]
+                .returning(_runs.c.id)
+            ).scalar_one()
         self._runs_cache[int(run_id)] = _RunInfo(who, started, output)
         return int(run_id)
 
@@ -603,9 +616,7 @@ class AuditTrail:
         checked = row.qc_status is not QcStatus.PENDING or row.verified_at is not None
         if checked:
             values["qc_status"] = QcStatus.PENDING
-        conn.execute(
-            _subjects.update().where(_subjects.c.pseudonym == subject).values(**values)
-        )
+        conn.execute(_subjects.update().where(_subjects.c.pseudonym == subject).values(**values))
         if checked and row.qc_status is not QcStatus.PENDING:
             conn.execute(
                 _qc_events.insert().values(
@@ -693,13 +704,12 @@ class AuditTrail:
         operator = _who(who)
         at = _now()
         items = [dict(f) for f in findings]
-        status = {"passed": QcStatus.PASSED, "failed": QcStatus.FAILED}.get(
-            result.strip().lower()
-        )
+        status = {"passed": QcStatus.PASSED, "failed": QcStatus.FAILED}.get(result.strip().lower())
         with self._transaction() as conn:
             verification_id = int(
                 conn.execute(
-                    _verifications.insert().values(
+                    _verifications.insert()
+                    .values(
                         operator=operator,
                         verified_at=at,
                         output=str(folder),
@@ -707,7 +717,8 @@ class AuditTrail:
                         findings_count=len(items),
                         findings=items,
                     )
-                ).inserted_primary_key[0]
+                    .returning(_verifications.c.id)
+                ).scalar_one()
             )
             if subjects is None:
                 covered = set(
@@ -739,20 +750,18 @@ class AuditTrail:
                 values: dict[str, Any] = {"verified_by": operator, "verified_at": at}
                 if status is not None:
                     values["qc_status"] = status
-                conn.execute(
-                    _subjects.update().where(_subjects.c.pseudonym == pseudonym).values(**values)
-                )
+                current = conn.execute(
+                    _subjects.update()
+                    .where(_subjects.c.pseudonym == pseudonym)
+                    .values(**values)
+                    .returning(_subjects.c.qc_status)
+                ).scalar_one()
                 conn.execute(
                     _qc_events.insert().values(
                         pseudonym=pseudonym,
                         at=at,
                         who=operator,
-                        status=status
-                        or conn.execute(
-                            sa.select(_subjects.c.qc_status).where(
-                                _subjects.c.pseudonym == pseudonym
-                            )
-                        ).scalar_one(),
+                        status=current,
                         notes=f"verification: {result}, {len(items)} finding(s)",
                         verification_id=verification_id,
                     )
@@ -1069,7 +1078,7 @@ def tracking_sheet(
     ``patients.csv``) an ``original_id`` column follows the subject. Original IDs are PHI:
     pass the crosswalk only when the user asked to see them."""
     inverse = {new: old for old, new in original_ids.mapping.items()} if original_ids else None
-    columns = TRACKING_COLUMNS
+    columns: tuple[str, ...] = TRACKING_COLUMNS
     if inverse is not None:
         columns = (columns[0], "original_id", *columns[1:])
     rows: list[tuple[Cell, ...]] = []
@@ -1089,106 +1098,17 @@ def tracking_sheet(
     return Sheet("tracking", columns, rows)
 
 
-def runs_sheet(records: Iterable[RunRecord]) -> Sheet:
-    columns = (
-        "run",
-        "status",
-        "operator",
-        "started_at",
-        "finished_at",
-        "host",
-        "dicomveil_version",
-        "profile",
-        "profile_digest",
-        "edition",
-        "key_fingerprint",
-        "output",
-        "written",
-        "withheld",
-        "skipped",
-        "failed",
-        "options",
-    )
-    rows: list[tuple[Cell, ...]] = [
-        (
-            r.id,
-            r.status.value,
-            r.operator,
-            r.started_at,
-            r.finished_at,
-            r.host,
-            r.version,
-            r.profile_name,
-            r.profile_digest,
-            r.edition,
-            r.key_fingerprint,
-            r.output,
-            r.written,
-            r.withheld,
-            r.skipped,
-            r.failed,
-            _json(r.options),
-        )
-        for r in records
-    ]
-    return Sheet("runs", columns, rows)
+def records_sheet(title: str, kind: type[Any], records: Iterable[Any]) -> Sheet:
+    """A sheet of records (:class:`RunRecord`, :class:`FileRecord`, ...): one column a field."""
+    names = tuple(f.name for f in dataclasses.fields(kind))
+    return Sheet(title, names, [tuple(_cell(getattr(r, n)) for n in names) for r in records])
 
 
-def files_sheet(records: Iterable[FileRecord]) -> Sheet:
-    columns = (
-        "run",
-        "outcome",
-        "input",
-        "input_sha256",
-        "output",
-        "subject",
-        "reason",
-        "recorded_at",
-    )
-    rows: list[tuple[Cell, ...]] = [
-        (
-            r.run_id,
-            r.outcome.value,
-            r.input_path,
-            r.input_sha256,
-            r.output_path,
-            r.subject,
-            r.reason,
-            r.recorded_at,
-        )
-        for r in records
-    ]
-    return Sheet("files", columns, rows)
-
-
-def verifications_sheet(records: Iterable[VerificationRecord]) -> Sheet:
-    columns = (
-        "verification",
-        "operator",
-        "verified_at",
-        "output",
-        "result",
-        "findings_count",
-        "findings",
-    )
-    rows: list[tuple[Cell, ...]] = [
-        (
-            r.id,
-            r.operator,
-            r.verified_at,
-            r.output,
-            r.result,
-            r.findings_count,
-            _json(r.findings),
-        )
-        for r in records
-    ]
-    return Sheet("verifications", columns, rows)
-
-
-def _json(value: object) -> str:
-    import json
-
+def _cell(value: object) -> Cell:
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, str | int | _dt.datetime) or value is None:
+        return value
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
@@ -1251,7 +1171,7 @@ def _write_xlsx(sheet: Sheet, fh: _io.BufferedWriter) -> None:
         cells = []
         for value in row:
             if isinstance(value, _dt.datetime):
-                cell = WriteOnlyCell(ws, value=_utc(value).replace(tzinfo=None))
+                cell = WriteOnlyCell(ws, value=_utc(value).replace(tzinfo=None, microsecond=0))
                 cell.number_format = "yyyy-mm-dd hh:mm:ss"
             elif isinstance(value, str):
                 cell = WriteOnlyCell(ws, value=ILLEGAL_CHARACTERS_RE.sub("", value))

@@ -70,6 +70,9 @@ _BURNED_IN_SOP_PREFIXES = (
 )
 _UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+){2,}$")
 _DATE_VRS = ("DA", "DT")
+# Kept elements of these VRs still need a look: UIDs mapped, dates shifted, ages capped,
+# sequences walked, unknown VRs resolved.
+_SWEPT_VRS = frozenset({"UI", "DA", "DT", "AS", "SQ", "UN"})
 _ITEM_TAG_LE = b"\xfe\xff\x00\xe0"
 _PATIENT_AGE = 0x00101010
 
@@ -309,7 +312,13 @@ class _Walk:
             if element == 0:
                 self._remove(ds, tag, path, "group length: recomputed or dropped on write")
                 continue
-            self._apply(ds, tag, profile.public(tag), path)
+            decision = profile.public(tag)
+            if decision.code is Action.KEEP and not self.explain:
+                # The common case: kept unchanged, never decoded (explicit VR tells the VR).
+                vr = ds.get_item(tag, keep_deferred=True).VR
+                if vr is not None and vr not in _SWEPT_VRS:
+                    continue
+            self._apply(ds, tag, decision, path)
         for creator_tag in creator_tags:
             if (creator_tag >> 16, creator_tag & 0xFFFF) in used_blocks:
                 self._report(path, creator_tag, "LO", "K", "private creator of a kept block")

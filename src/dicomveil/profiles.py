@@ -220,6 +220,7 @@ class CompiledProfile:
     replace_uids: bool
     shift_dates: bool
     digest: str = field(default="")
+    _memo: dict[int, Decision] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -230,6 +231,13 @@ class CompiledProfile:
         return self.profile.base is Base.COPY
 
     def public(self, tag: int) -> Decision:
+        """The decision for a public (even group) tag; memoised per process."""
+        found = self._memo.get(tag)
+        if found is None:
+            found = self._memo[tag] = self._public(tag)
+        return found
+
+    def _public(self, tag: int) -> Decision:
         found = self.tags.get(tag)
         if found is not None:
             return found
