@@ -24,6 +24,17 @@ def _isolated_default_key(
     monkeypatch.setenv("DICOMVEIL_KEY", str(tmp_path_factory.mktemp("home") / "key"))
 
 
+@pytest.fixture(autouse=True)
+def _console_width_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich fixes a console's width for good when COLUMNS is set as it is created (pytest-xdist
+    sets COLUMNS=80 for its workers): let it follow COLUMNS (10000 in the CLI tests' env)
+    again, so that no line is wrapped and no table cell cut whoever runs the tests."""
+    import dicomveil.cli as dv_cli
+
+    for console in (dv_cli.out, dv_cli.err):
+        monkeypatch.setattr(console, "_width", None)
+
+
 @pytest.fixture
 def key() -> Key:
     return KEY

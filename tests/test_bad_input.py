@@ -28,66 +28,20 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
-from typer.testing import CliRunner, Result
 
-import dicomveil.cli as dv_cli
 import dicomveil.io as dv_io
 from dicomveil.batch import Outcome, RunConfig, run
-from dicomveil.cli import app
+from dicomveil.io import _LONG_VRS
 from dicomveil.keys import read_key
 from dicomveil.profiles import Profile
 from dicomveil.synthetic import PhiRecord, ct_series, fake_patient, phi_of, write_series
 
-# A wide console: Rich would otherwise wrap long lines (and file names) at 80 columns.
-ENV: dict[str, str | None] = {
-    "COLUMNS": "10000",
-    "FORCE_COLOR": None,
-    "TTY_COMPATIBLE": None,
-    "NO_COLOR": "1",
-}
-RUNNER = CliRunner(env=ENV)
-_LONG_VRS = {
-    b"OB",
-    b"OD",
-    b"OF",
-    b"OL",
-    b"OV",
-    b"OW",
-    b"SQ",
-    b"SV",
-    b"UC",
-    b"UN",
-    b"UR",
-    b"UT",
-    b"UV",
-}
-
-
-@pytest.fixture(autouse=True)
-def _no_user_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never touch the user's real key, whatever a test forgets to pass."""
-    monkeypatch.setenv("DICOMVEIL_KEY", str(tmp_path / "default-key" / "key"))
-
-
-@pytest.fixture(autouse=True)
-def _console_width_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rich fixes a console's width for good when COLUMNS is set as it is created (pytest-xdist
-    sets COLUMNS=80 for its workers): let it follow COLUMNS (10000 in ENV) again, so that no
-    line is wrapped and no table cell cut whoever runs the tests."""
-    for console in (dv_cli.out, dv_cli.err):
-        monkeypatch.setattr(console, "_width", None)
-
-
-def cli(*args: str | Path) -> Result:
-    return RUNNER.invoke(app, [str(a) for a in args], catch_exceptions=False)
+from ._support import cli, keygen
 
 
 @pytest.fixture
 def key(tmp_path: Path) -> Path:
-    path = tmp_path / "keys" / "project.key"
-    result = cli("keygen", path)
-    assert result.exit_code == 0, result.output
-    return path
+    return keygen(tmp_path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,13 +24,12 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
-from typer.testing import CliRunner, Result
 
-import dicomveil.cli as dv_cli
-from dicomveil.cli import app
 from dicomveil.options import Option
 from dicomveil.profiles import preset_names
 from dicomveil.synthetic import PhiRecord, phi_of
+
+from ._support import cli, keygen
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "sample"
@@ -42,41 +41,11 @@ PRESETS = (
     "qmenta",
     "lab-dicombrowser",
 )
-# A wide console: Rich would otherwise wrap long lines (and file names) at 80 columns.
-ENV: dict[str, str | None] = {
-    "COLUMNS": "10000",
-    "FORCE_COLOR": None,
-    "TTY_COMPATIBLE": None,
-    "NO_COLOR": "1",
-}
-RUNNER = CliRunner(env=ENV)
-
-
-@pytest.fixture(autouse=True)
-def _no_user_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never touch the user's real key, whatever a test forgets to pass."""
-    monkeypatch.setenv("DICOMVEIL_KEY", str(tmp_path / "default-key" / "key"))
-
-
-@pytest.fixture(autouse=True)
-def _console_width_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rich fixes a console's width for good when COLUMNS is set as it is created (pytest-xdist
-    sets COLUMNS=80 for its workers): let it follow COLUMNS (10000 in ENV) again, so that no
-    line is wrapped and no table cell cut whoever runs the tests."""
-    for console in (dv_cli.out, dv_cli.err):
-        monkeypatch.setattr(console, "_width", None)
-
-
-def cli(*args: str | Path) -> Result:
-    return RUNNER.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture
 def key(tmp_path: Path) -> Path:
-    path = tmp_path / "keys" / "project.key"
-    result = cli("keygen", path)
-    assert result.exit_code == 0, result.output
-    return path
+    return keygen(tmp_path)
 
 
 def sample_inputs() -> dict[Path, Dataset]:

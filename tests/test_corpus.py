@@ -50,7 +50,6 @@ import struct
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -66,29 +65,16 @@ from pydicom.encaps import generate_fragments
 
 from dicomveil import FileResult, Key, Outcome, Profile, RunConfig, run
 
+from ._support import PYDICOM_DATA, pydicom_data_folder
+
 KEY = Key(b"k" * 32)
 PROFILE = Profile.named("ps3.15-basic")
 PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
 UID_KEYWORDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-PYDICOM_DATA = Path(pydicom.__file__).resolve().parent / "data"
 BUNDLED_FOLDERS = ("test_files", "charset_files", "palettes")
 
 
-def _pydicom_data_folder() -> Path | None:
-    """The data folder of the pydicom-data package (module ``data_store``), if installed."""
-    for entry in entry_points(group="pydicom.data.external_sources"):
-        if entry.name != "pydicom-data":
-            continue
-        try:
-            store: Any = entry.load()()
-        except Exception:
-            return None
-        folder = Path(store.data_path)
-        return folder if folder.is_dir() else None
-    return None
-
-
-EXTERNAL = _pydicom_data_folder()
+EXTERNAL = pydicom_data_folder()
 NO_EXTERNAL = "pydicom-data is not installed (pip install pydicom-data)"
 
 

@@ -23,11 +23,9 @@ import subprocess
 import warnings
 from collections.abc import Iterator
 from functools import cache
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import pydicom
 import pytest
 from pydicom import dcmread
 from pydicom.uid import (
@@ -39,6 +37,8 @@ from pydicom.uid import (
 
 from dicomveil import Key, Option, Outcome, Profile, RunConfig, run, synthetic
 
+from ._support import PYDICOM_DATA, pydicom_data_folder
+
 DCIODVFY = shutil.which("dciodvfy")
 pytestmark = pytest.mark.skipif(
     DCIODVFY is None, reason="dciodvfy (dicom3tools) is not installed: apt-get install dicom3tools"
@@ -49,24 +49,9 @@ BASIC = Profile.named("ps3.15-basic")
 RETAINING = BASIC.with_options(
     [Option.RETAIN_LONG_MODIFIED_DATES, Option.RETAIN_SAFE_PRIVATE, Option.RETAIN_UIDS]
 )
-PYDICOM_DATA = Path(pydicom.__file__).resolve().parent / "data"
 
 
-def _pydicom_data_folder() -> Path | None:
-    """The data folder of the pydicom-data package (module ``data_store``), if installed."""
-    for entry in entry_points(group="pydicom.data.external_sources"):
-        if entry.name != "pydicom-data":
-            continue
-        try:
-            store: Any = entry.load()()
-        except Exception:
-            return None
-        folder = Path(store.data_path)
-        return folder if folder.is_dir() else None
-    return None
-
-
-EXTERNAL = _pydicom_data_folder()
+EXTERNAL = pydicom_data_folder()
 
 # Generated inputs (built by the ``generated`` fixture).
 SYNTHETIC_CT = {

@@ -43,6 +43,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from ._version import __version__
 from .errors import InputError
@@ -55,21 +56,8 @@ _PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
 _CHUNK = 1 << 20
 _DEFER = 256 * 1024
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
-_LONG_VRS = {
-    b"OB",
-    b"OD",
-    b"OF",
-    b"OL",
-    b"OV",
-    b"OW",
-    b"SQ",
-    b"SV",
-    b"UC",
-    b"UN",
-    b"UR",
-    b"UT",
-    b"UV",
-}
+# VRs whose explicit encoding has a 4-byte length (PS3.5 7.1.2), as bytes.
+_LONG_VRS = frozenset(str(vr).encode() for vr in EXPLICIT_VR_LENGTH_32)
 
 
 @dataclass(frozen=True)
