@@ -12,8 +12,8 @@ from ._version import __version__
 from .actions import Action, Code
 from .api import WithheldError, deidentify
 from .batch import FileResult, Outcome, RunConfig, RunSummary, run
+from .comparison import ChangeKind, DiffReport, diff
 from .crosswalk import Crosswalk
-from .diff import ChangeKind, DiffReport, diff
 from .engine import ElementReport, Engine, Result
 from .errors import (
     CrosswalkError,

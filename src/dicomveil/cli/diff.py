@@ -16,8 +16,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..diff import ChangeKind, DiffReport
-from ..diff import diff as diff_files
+from ..comparison import ChangeKind, DiffReport
+from ..comparison import diff as diff_files
 from ..errors import DicomveilError
 from ._app import app, err, fail, out
 
