@@ -184,13 +184,18 @@ def test_replace_value_invalid_for_vr_is_a_load_error(tmp_path: Path) -> None:
         _profile(tmp_path, "replace", ["StudyDate"], "Anonymous")
 
 
-def test_clean_falls_back_to_removal_until_cleaners_land(make_engine: EngineFactory) -> None:
-    ds = _dataset()
-    ds.SeriesDescription = "T1 MPRAGE sag 1mm"
-    ds.StudyDescription = "Brain for John Doe"
-    out = deid(make_engine("ps3.15-basic", "clean-descriptors"), ds)
-    assert "StudyDescription" not in out
-    assert "SeriesDescription" not in out
+def test_clean_keeps_descriptions_and_replaces_identifiers(make_engine: EngineFactory) -> None:
+    def described() -> Dataset:
+        ds = _dataset()
+        ds.SeriesDescription = "T1 MPRAGE sag 1mm"
+        ds.StudyDescription = "Brain for Dr. House, 05.01.2024"
+        return ds
+
+    out = deid(make_engine("ps3.15-basic", "clean-descriptors"), described())
+    assert out.StudyDescription == "Brain for Dr. [NAME], [DATE]"
+    assert out.SeriesDescription == "T1 MPRAGE sag 1mm"
+    basic = deid(make_engine("ps3.15-basic"), described())
+    assert "StudyDescription" not in basic and "SeriesDescription" not in basic
 
 
 @pytest.mark.parametrize(

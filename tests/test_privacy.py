@@ -212,3 +212,15 @@ def test_withheld_outcome_in_a_batch(tmp_path: Path, patient: synthetic.FakePati
 def test_deidentified_dataset_helper(make_engine: EngineFactory, mr: list[FileDataset]) -> None:
     out = deid(make_engine(), mr[0])
     assert out.PatientIdentityRemoved == "YES"
+
+
+def test_free_text_outside_table_e11_does_not_pass_through(
+    make_engine: EngineFactory, mr: list[FileDataset]
+) -> None:
+    """Overlay labels and descriptions go with the overlay; other free text is emptied."""
+    source = mr[0]
+    assert 0x60001500 in source and 0x60000022 in source
+    source.ContentDescription = "Annotated for DOE JOHN"
+    out = deid(make_engine(), source)
+    assert not [t for t in out.keys() if t >> 16 == 0x6000], "the whole overlay plane goes"
+    assert out["ContentDescription"].is_empty

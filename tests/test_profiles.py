@@ -194,7 +194,7 @@ def test_retain_patient_id_hash(make_engine: EngineFactory, patient: synthetic.F
     assert again.PatientID == out.PatientID
 
 
-def test_clean_structured_content_withholds_sr_until_cleaning_lands(
+def test_clean_structured_content_cleans_sr_content_the_basic_profile_withholds(
     make_engine: EngineFactory,
 ) -> None:
     def sr() -> Dataset:
@@ -208,20 +208,23 @@ def test_clean_structured_content_withholds_sr_until_cleaning_lands(
         ds.ContentSequence = [item]
         return ds
 
-    for options in ((), ("clean-structured-content",)):
-        result = make_engine("ps3.15-basic", *options).deidentify(sr())
-        assert result.dataset is None
-        assert result.withheld is Risk.STRUCTURED_CONTENT
+    result = make_engine("ps3.15-basic").deidentify(sr())
+    assert result.dataset is None
+    assert result.withheld is Risk.STRUCTURED_CONTENT
+    out = deid(make_engine("ps3.15-basic", "clean-structured-content"), sr())
+    assert out.ContentSequence[0].TextValue == "Seen by Dr [NAME]"
 
 
-def test_clean_graphics_removes_overlays_until_cleaning_lands(
+def test_clean_graphics_keeps_overlays_the_basic_profile_removes(
     make_engine: EngineFactory, patient: synthetic.FakePatient
 ) -> None:
     source = _mr(patient)
     assert 0x60003000 in source
-    for options in ((), ("clean-graphics",)):
-        out = deid(make_engine("ps3.15-basic", *options), _mr(patient))
-        assert 0x60003000 not in out and 0x60004000 not in out
+    basic = deid(make_engine("ps3.15-basic"), _mr(patient))
+    assert 0x60003000 not in basic and 0x60004000 not in basic
+    out = deid(make_engine("ps3.15-basic", "clean-graphics"), _mr(patient))
+    assert out[0x60003000].value == source[0x60003000].value
+    assert patient.surname.lower() not in str(out[0x60001500].value).lower()
 
 
 # ----------------------------------------------------------------------------- custom files

@@ -11,6 +11,7 @@ The front door::
 from ._version import __version__
 from .actions import Action, Code
 from .api import WithheldError, deidentify
+from .audit import AuditError, AuditRecorder, AuditTrail, QcStatus, RunStatus
 from .batch import FileResult, Outcome, RunConfig, RunSummary, run
 from .comparison import ChangeKind, DiffReport, diff
 from .crosswalk import Crosswalk
@@ -29,11 +30,16 @@ from .options import Option
 from .profiles import CompiledProfile, Profile, Risk, load_profile, preset_names
 from .pseudonyms import Pseudonymizer
 from .tables import EDITION
+from .text import Identifiers, Replacements, TextCleaner
+from .verify import Finding, RiskFlag, VerifyReport, verify
 
 __all__ = [
     "DEFAULT_LAYOUT",
     "EDITION",
     "Action",
+    "AuditError",
+    "AuditRecorder",
+    "AuditTrail",
     "ChangeKind",
     "Code",
     "CompiledProfile",
@@ -45,6 +51,8 @@ __all__ = [
     "ElementReport",
     "Engine",
     "FileResult",
+    "Finding",
+    "Identifiers",
     "InputError",
     "Key",
     "KeyFileError",
@@ -55,10 +63,16 @@ __all__ = [
     "Profile",
     "ProfileError",
     "Pseudonymizer",
+    "QcStatus",
+    "Replacements",
     "Result",
     "Risk",
+    "RiskFlag",
     "RunConfig",
+    "RunStatus",
     "RunSummary",
+    "TextCleaner",
+    "VerifyReport",
     "WithheldError",
     "__version__",
     "deidentify",
@@ -67,5 +81,6 @@ __all__ = [
     "preset_names",
     "read_key",
     "run",
+    "verify",
     "write_key",
 ]

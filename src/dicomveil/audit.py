@@ -38,20 +38,15 @@ A batch run records itself through :class:`AuditRecorder`, whose instances are
 from __future__ import annotations
 
 import contextlib
-import csv
-import dataclasses
 import datetime as _dt
 import getpass
 import hashlib
-import io as _io
-import json
 import os
 import socket
-import tempfile
 import weakref
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -59,16 +54,11 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 import sqlalchemy as sa
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Font
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from ._version import __version__
 from .batch import FileResult, Outcome, RunConfig, RunSummary, Task
-from .crosswalk import Crosswalk
 from .errors import DicomveilError
 from .tables import EDITION
 
@@ -387,6 +377,14 @@ def _describe(exc: SQLAlchemyError) -> str:
 # --------------------------------------------------------------------------------------------
 # The trail
 
+_VERDICTS: Final = {
+    "pass": QcStatus.PASSED,
+    "passed": QcStatus.PASSED,
+    "findings": QcStatus.FAILED,
+    "fail": QcStatus.FAILED,
+    "failed": QcStatus.FAILED,
+}
+
 
 @dataclass
 class _RunInfo:
@@ -464,27 +462,29 @@ class AuditTrail:
             raise AuditError(f"audit database {self.location}: {_describe(exc)}") from None
 
     def _prepare(self, create: bool) -> None:
-        for attempt in (1, 2):
-            try:
-                with self._transaction() as conn:
-                    present = sa.inspect(conn).has_table("schema_version")
-                    if not present and not create:
-                        raise AuditError(f"{self.location} is not a dicomveil audit database")
-                    _metadata.create_all(conn, checkfirst=True)
-                    version = conn.execute(sa.select(_schema_version.c.version)).scalar()
-                    if version is None:
-                        conn.execute(_schema_version.insert().values(version=SCHEMA_VERSION))
-                        version = SCHEMA_VERSION
-                break
-            except AuditError:
-                # Two processes creating the schema at once: the second sees the first's tables.
-                if attempt == 2 or not create:
-                    raise
+        try:
+            version = self._schema_version(create)
+        except AuditError:
+            if not create:
+                raise
+            # Two processes creating the schema at once: the second sees the first's tables.
+            version = self._schema_version(create)
         if version != SCHEMA_VERSION:
             raise AuditError(
                 f"audit database {self.location} has schema version {version}; this dicomveil "
                 f"{__version__} reads version {SCHEMA_VERSION}"
             )
+
+    def _schema_version(self, create: bool) -> int:
+        with self._transaction() as conn:
+            if not create and not sa.inspect(conn).has_table("schema_version"):
+                raise AuditError(f"{self.location} is not a dicomveil audit database")
+            _metadata.create_all(conn, checkfirst=True)
+            version = conn.execute(sa.select(_schema_version.c.version)).scalar()
+            if version is None:
+                conn.execute(_schema_version.insert().values(version=SCHEMA_VERSION))
+                return SCHEMA_VERSION
+            return int(version)
 
     # ---------------------------------------------------------------- runs and files
 
@@ -562,8 +562,8 @@ class AuditTrail:
         """Record one input's outcome (committed at once) and update its subject's row."""
         with self._transaction() as conn:
             info = self._run_info(conn, run_id)
-            output_path = None
-            if result.output is not None:
+            output_path = None  # a failed file's output (a collision) belongs to another input
+            if result.output is not None and result.outcome is Outcome.WRITTEN:
                 try:
                     output_path = result.output.resolve().relative_to(info.output).as_posix()
                 except ValueError:
@@ -697,14 +697,15 @@ class AuditTrail:
 
         ``findings`` must name tags, files and reasons, never values read from files. The
         subjects checked are ``subjects`` or else those that runs wrote into ``output``; each
-        gets checked by/when, and QC status ``passed`` or ``failed`` when ``result`` is one of
-        those words (any other result leaves it).
+        gets checked by/when, and QC status ``passed`` for a result ``pass``/``passed`` and
+        ``failed`` for ``findings``/``fail``/``failed`` (:class:`dicomveil.verify.Verdict`'s
+        words); any other result (``could-not-check``) leaves the status as it was.
         """
         folder = Path(output).resolve()
         operator = _who(who)
         at = _now()
         items = [dict(f) for f in findings]
-        status = {"passed": QcStatus.PASSED, "failed": QcStatus.FAILED}.get(result.strip().lower())
+        status = _VERDICTS.get(result.strip().lower())
         with self._transaction() as conn:
             verification_id = int(
                 conn.execute(
@@ -1048,136 +1049,3 @@ def recording(
 
 # --------------------------------------------------------------------------------------------
 # Sheets and exports
-
-TRACKING_COLUMNS: Final = (
-    "subject",
-    "deidentified_by",
-    "deidentified_at",
-    "checked_by",
-    "checked_at",
-    "qc_status",
-    "notes",
-)
-
-Cell = str | int | _dt.datetime | None
-
-
-@dataclass(frozen=True)
-class Sheet:
-    """A table to show or export: a title, column names and rows."""
-
-    title: str
-    columns: tuple[str, ...]
-    rows: list[tuple[Cell, ...]]
-
-
-def tracking_sheet(
-    subjects: Iterable[SubjectRecord], original_ids: Crosswalk | None = None
-) -> Sheet:
-    """The lab's tracking sheet; with a crosswalk (original ID -> study ID, or a ``--map-dir``
-    ``patients.csv``) an ``original_id`` column follows the subject. Original IDs are PHI:
-    pass the crosswalk only when the user asked to see them."""
-    inverse = {new: old for old, new in original_ids.mapping.items()} if original_ids else None
-    columns: tuple[str, ...] = TRACKING_COLUMNS
-    if inverse is not None:
-        columns = (columns[0], "original_id", *columns[1:])
-    rows: list[tuple[Cell, ...]] = []
-    for s in subjects:
-        row: list[Cell] = [
-            s.pseudonym,
-            s.deidentified_by,
-            s.deidentified_at,
-            s.verified_by,
-            s.verified_at,
-            s.qc_status.value,
-            s.notes,
-        ]
-        if inverse is not None:
-            row.insert(1, inverse.get(s.pseudonym, ""))
-        rows.append(tuple(row))
-    return Sheet("tracking", columns, rows)
-
-
-def records_sheet(title: str, kind: type[Any], records: Iterable[Any]) -> Sheet:
-    """A sheet of records (:class:`RunRecord`, :class:`FileRecord`, ...): one column a field."""
-    names = tuple(f.name for f in dataclasses.fields(kind))
-    return Sheet(title, names, [tuple(_cell(getattr(r, n)) for n in names) for r in records])
-
-
-def _cell(value: object) -> Cell:
-    if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, str | int | _dt.datetime) or value is None:
-        return value
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
-def format_cell(value: Cell) -> str:
-    """A cell as text: datetimes in ISO 8601 UTC (``...Z``), None as empty."""
-    if value is None:
-        return ""
-    if isinstance(value, _dt.datetime):
-        return _utc(value).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return str(value)
-
-
-def export_sheet(sheet: Sheet, path: Path, *, private: bool = False) -> None:
-    """Write a sheet as CSV or XLSX (by the file's suffix), replacing the file atomically.
-
-    In XLSX, times are UTC (Excel has no time zones) and no text is ever a formula. With
-    ``private`` the file is readable by its owner only (a sheet with original IDs).
-    """
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".xlsx"):
-        raise AuditError(f"{path}: export to a .csv or .xlsx file")
-    writer: Callable[[Sheet, _io.BufferedWriter], None] = (
-        _write_csv if suffix == ".csv" else _write_xlsx
-    )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                writer(sheet, fh)
-            Path(temp).chmod(0o600 if private else 0o644)
-            Path(temp).replace(path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise AuditError(f"{path}: cannot write the export ({exc.strerror})") from None
-
-
-def _write_csv(sheet: Sheet, fh: _io.BufferedWriter) -> None:
-    text = _io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(sheet.columns)
-    writer.writerows([format_cell(c) for c in row] for row in sheet.rows)
-    fh.write(text.getvalue().encode("utf-8"))
-
-
-def _write_xlsx(sheet: Sheet, fh: _io.BufferedWriter) -> None:
-    book = Workbook(write_only=True)
-    ws = book.create_sheet(sheet.title)
-    ws.freeze_panes = "A2"
-    bold = Font(bold=True)
-    header = []
-    for name in sheet.columns:
-        cell = WriteOnlyCell(ws, value=name)
-        cell.font = bold
-        header.append(cell)
-    ws.append(header)
-    for row in sheet.rows:
-        cells = []
-        for value in row:
-            if isinstance(value, _dt.datetime):
-                cell = WriteOnlyCell(ws, value=_utc(value).replace(tzinfo=None, microsecond=0))
-                cell.number_format = "yyyy-mm-dd hh:mm:ss"
-            elif isinstance(value, str):
-                cell = WriteOnlyCell(ws, value=ILLEGAL_CHARACTERS_RE.sub("", value))
-                cell.data_type = "s"  # never a formula, whatever the text starts with
-            else:
-                cell = WriteOnlyCell(ws, value=value)
-            cells.append(cell)
-        ws.append(cells)
-    book.save(fh)

@@ -27,11 +27,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from pydicom.dataset import Dataset
+
 from .crosswalk import Crosswalk
-from .engine import Engine
+from .engine import Engine, Result
 from .errors import CrosswalkError, DeidentificationError, DicomveilError, InputError
 from .io import (
     Kind,
+    SourceFile,
     copy_file,
     iter_files,
     read_source,
@@ -41,6 +44,7 @@ from .io import (
 )
 from .keys import Key
 from .layout import Layout
+from .pixels import PixelSettings, clean_pixels
 from .profiles import Profile
 from .pseudonyms import Pseudonymizer
 
@@ -88,6 +92,7 @@ class RunConfig:
     workers: int = 0  # 0: one per core
     today: _dt.date | None = None
     chunk_size: int = 8
+    pixels: PixelSettings = field(default_factory=PixelSettings)  # clean-pixel-data
 
 
 @dataclass
@@ -204,23 +209,15 @@ class _Worker:
                 Outcome.SKIPPED,
                 "DICOMDIR: never copied (use --dicomdir to write a fresh one)",
             )
-        engine = self.engine
         try:
-            if engine.profile.copy:
-                pseudonym = engine.deidentify(source.dataset).patient_pseudonym
-                destination = self.config.layout.path(self.config.output, source.dataset, pseudonym)
-                size = copy_file(path, destination)
-                return FileResult(
-                    task, Outcome.WRITTEN, output=destination, size=size, pseudonym=pseudonym
-                )
-            result = engine.deidentify(source.dataset, has_pixel_data=source.has_pixel_data)
-            if result.dataset is None:
-                assert result.withheld is not None
-                return FileResult(task, Outcome.WITHHELD, result.withheld.reason)
-            destination = self.config.layout.path(
-                self.config.output, result.dataset, result.patient_pseudonym
+            done = deidentify_source(
+                self.engine,
+                source,
+                lambda ds, pseudonym: self.config.layout.path(self.config.output, ds, pseudonym),
+                pixels=self.config.pixels,
             )
-            size = write_output(source, result.dataset, destination)
+            if isinstance(done, str):
+                return FileResult(task, Outcome.WITHHELD, done)
         except (CrosswalkError, DeidentificationError) as exc:
             return FileResult(task, Outcome.FAILED, str(exc))
         except DicomveilError as exc:
@@ -233,16 +230,64 @@ class _Worker:
                 Outcome.FAILED,
                 f"malformed element: cannot de-identify ({type(exc).__name__})",
             )
+        return done.file_result(task)
+
+
+@dataclass(frozen=True)
+class Deidentified:
+    """One input de-identified and written (see :func:`deidentify_source`)."""
+
+    output: Path
+    size: int
+    pseudonym: str
+    result: Result | None = None  # None for a byte-identical copy
+
+    def file_result(self, task: Task) -> FileResult:
+        result = self.result
+        if result is None:
+            return FileResult(task, Outcome.WRITTEN, output=self.output, size=self.size,
+                              pseudonym=self.pseudonym)  # fmt: skip
         return FileResult(
             task,
             Outcome.WRITTEN,
-            output=destination,
-            size=size,
+            reason="; ".join(result.notes),
+            output=self.output,
+            size=self.size,
             uid_map=result.uid_map,
             patient_id=result.patient_id_original,
-            pseudonym=result.patient_pseudonym,
+            pseudonym=self.pseudonym,
             date_offset_days=result.date_offset_days,
         )
+
+
+def deidentify_source(
+    engine: Engine,
+    source: SourceFile,
+    destination: Callable[[Dataset, str], Path],
+    *,
+    pixels: PixelSettings | None = None,
+    durable: bool = False,
+) -> Deidentified | str:
+    """The per-file pipeline every front end shares (batch, cluster, gateway): the
+    clean-pixel-data step, the engine, then the atomic write to ``destination(dataset,
+    pseudonym)``. Returns what was written, or the reason the file is withheld; errors
+    (:class:`DicomveilError`, :class:`OSError`, pydicom's on malformed values) propagate for
+    the caller to report its own way."""
+    if engine.profile.copy:
+        pseudonym = engine.deidentify(source.dataset).patient_pseudonym
+        target = destination(source.dataset, pseudonym)
+        return Deidentified(target, copy_file(source.path, target, durable=durable), pseudonym)
+    cleaned = clean_pixels(source, engine, pixels)  # a no-op without clean-pixel-data
+    if cleaned.withheld is not None:
+        return cleaned.withheld
+    result = engine.deidentify(source.dataset, has_pixel_data=source.has_pixel_data)
+    if result.dataset is None:
+        assert result.withheld is not None
+        return result.withheld.reason
+    target = destination(result.dataset, result.patient_pseudonym)
+    size = write_output(source, result.dataset, target, pixels=cleaned.replacement,
+                        durable=durable)  # fmt: skip
+    return Deidentified(target, size, result.patient_pseudonym, result)
 
 
 def _init_worker(config: RunConfig) -> None:

@@ -13,27 +13,30 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from pydicom import config as _pydicom_config
 from pydicom._uid_dict import UID_dictionary
-from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from . import tables
+from . import structured, tables
 from ._version import __version__
 from .actions import Action, Code, dummy_value
 from .crosswalk import Crosswalk
 from .dates import DateError, cap_age, shift_da, shift_dt
 from .errors import CrosswalkError, DeidentificationError
 from .options import BASIC_PROFILE_CODE, Option
-from .profiles import Base, CompiledProfile, Decision, Risk, render_template
+from .profiles import Base, CompiledProfile, Decision, Risk, known_tag, render_template
 from .pseudonyms import Pseudonymizer
+from .text import TEXT_VRS, VR_MAX_LENGTH, Category, Cleaned, Identifiers, TextCleaner
 
 # UIDs that name a class, syntax or scheme, not an instance: never replaced.
 CLASS_UID_TAGS = frozenset(
@@ -105,6 +108,7 @@ class Result:
     uid_map: dict[str, str] = field(default_factory=dict)
     patient_id_original: str = field(default="", repr=False)
     reports: list[ElementReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # warnings for the user (no values)
 
     @property
     def ok(self) -> bool:
@@ -126,6 +130,8 @@ class Engine:
         self.pseudonymizer = pseudonymizer
         self.crosswalk = crosswalk
         self.today = (today or _dt.date.today()).strftime("%Y%m%d")
+        self.cleaner = TextCleaner(profile.profile.clean)
+        self._cleans = any(option in CLEANERS for option in profile.profile.options)
 
     # ---------------------------------------------------------------------------------------
     def check_risks(
@@ -152,11 +158,21 @@ class Engine:
         risky_kind = modality in _BURNED_IN_MODALITIES or sop_class.startswith(
             _BURNED_IN_SOP_PREFIXES
         )
+        clean_pixels = Option.CLEAN_PIXEL_DATA in self.profile.profile.options
+        if clean_pixels and pixels and not risky_kind:
+            # clean-pixel-data looks wider (ImageType, XA, devices with known text regions).
+            # Its pixel step (dicomveil.pixels) runs before the engine and sets
+            # BurnedInAnnotation NO on what it has checked and cleaned.
+            from .pixels import header_signals
+
+            risky_kind = bool(header_signals(ds))
         if burned not in ("YES", "NO") and pixels and risky_kind:
             found.append(Risk.POSSIBLE_BURNED_IN)
         allow = self.profile.profile.allow
         for risk in found:
             if risk not in allow:
+                if clean_pixels and risk in (Risk.BURNED_IN_ANNOTATION, Risk.POSSIBLE_BURNED_IN):
+                    return risk, f"{risk.reason} (clean-pixel-data: the pixels were not checked)"
                 return risk, risk.reason
         return None
 
@@ -179,6 +195,7 @@ class Engine:
         )
         sop_class = _text(ds, 0x00080016)
         iod = tables.sop_class_iod(sop_class) if sop_class else None
+        encapsulated = sop_class.startswith(_ENCAPSULATED_DOCUMENT_PREFIX) or 0x00420011 in ds
         walk = _Walk(
             engine=self,
             types=tables.attribute_types(iod) if iod else {},
@@ -192,6 +209,10 @@ class Engine:
             },
             offset=offset,
             explain=explain,
+            identifiers=Identifiers.from_dataset(ds, extra_ids=(original_id,))
+            if self._cleans
+            else None,
+            patient_name=_text(ds, 0x00100010),
         )
         try:
             with warnings.catch_warnings():
@@ -201,6 +222,7 @@ class Engine:
         except _WithholdError as exc:
             return Result(dataset=None, withheld=exc.risk, withheld_detail=exc.detail)
         self._record(ds, offset)
+        notes = [_encapsulated_note(ds)] if encapsulated else []
         return Result(
             dataset=ds,
             patient_pseudonym=pseudonym,
@@ -208,6 +230,7 @@ class Engine:
             uid_map=walk.uid_map,
             patient_id_original=original_id,
             reports=walk.reports,
+            notes=notes,
         )
 
     # ---------------------------------------------------------------------------------------
@@ -278,6 +301,9 @@ class _Walk:
     explain: bool
     uid_map: dict[str, str] = field(default_factory=dict)
     reports: list[ElementReport] = field(default_factory=list)
+    identifiers: Identifiers | None = field(default=None, repr=False)  # for C of free text
+    patient_name: str = field(default="", repr=False)
+    structured: bool = False  # inside a sequence an option's C action cleans
 
     # ---------------------------------------------------------------------------------------
     def dataset(self, ds: Dataset, path: tuple[str, ...]) -> None:
@@ -313,6 +339,8 @@ class _Walk:
                 self._remove(ds, tag, path, "group length: recomputed or dropped on write")
                 continue
             decision = profile.public(tag)
+            if self.structured:
+                decision = self._in_structure(ds, tag, decision)
             if decision.code is Action.KEEP and not self.explain:
                 # The common case: kept unchanged, never decoded (explicit VR tells the VR).
                 vr = ds.get_item(tag, keep_deferred=True).VR
@@ -333,7 +361,10 @@ class _Walk:
         action = self._resolve(decision, tag, path)
         source = decision.source
         if action is Action.CLEAN:
-            action, source = self._clean(decision, vr, source, tag, path)
+            cleaned = self._clean(ds, tag, decision, vr, path)
+            if cleaned is not None:
+                return cleaned
+            action, source = self._clean_fallback(decision, vr, tag, path)
         if action is Action.REMOVE:
             del ds[tag]
             self._report(path, tag, vr, "X", source)
@@ -359,6 +390,10 @@ class _Walk:
             if vr == "SQ":
                 if len(ds[tag].value) == 0:
                     self._report(path, tag, vr, "D", source + " (empty sequence kept)")
+                    return True
+                if self._cleans_items(tag):
+                    self._sequence(ds, tag, path, structured=True)
+                    self._report(path, tag, vr, "D", source + " (items cleaned)")
                     return True
                 if Risk.STRUCTURED_CONTENT not in self.engine.profile.profile.allow:
                     keyword = keyword_for_tag(tag) or "a sequence"
@@ -398,18 +433,79 @@ class _Walk:
         return code.resolve(self.types.get(key))
 
     def _clean(
-        self, decision: Decision, vr: str, source: str, tag: int, path: tuple[str, ...]
-    ) -> tuple[Action, str]:
-        """C: the option's cleaner. Dates shift; without a cleaner the Basic Profile applies."""
+        self, ds: Dataset, tag: int, decision: Decision, vr: str, path: tuple[str, ...]
+    ) -> bool | None:
+        """C: the option's cleaner; None when it cannot clean this element (the caller then
+        applies the Basic Profile's action). True when the element stays."""
         option = decision.option
         if option is Option.RETAIN_LONG_MODIFIED_DATES:
-            return Action.KEEP, source + " (dates shifted)"
-        cleaner = CLEANERS.get(option) if option is not None else None
-        if cleaner is not None:
-            return cleaner(vr), source
+            return self._apply(
+                ds, tag, Decision(Action.KEEP, decision.source + " (dates shifted)"), path
+            )
+        cleaning = CLEANERS.get(option) if option is not None else None
+        if cleaning is None:
+            return None
+        source = decision.source
+        vr = structured.repeater_vr(tag, vr)
+        if vr == "SQ":
+            self._sequence(ds, tag, path, structured=True)
+            self._report(path, tag, vr, "C", source + " (items cleaned)")
+            return True
+        if vr in TEXT_VRS:
+            return self._clean_text(ds, tag, vr, path, source)
+        if cleaning is Cleaning.GRAPHICS and vr not in _NOT_GRAPHIC_VRS:
+            # Overlay and curve bitmaps, geometry and numbers: kept as they are.
+            self._report(path, tag, vr, "K", source + " (graphics kept)")
+            return True
+        return None
+
+    def _clean_fallback(
+        self, decision: Decision, vr: str, tag: int, path: tuple[str, ...]
+    ) -> tuple[Action, str]:
         fallback = decision.fallback or Code.X
-        action = self._resolve(Decision(fallback, source), tag, path)
-        return action, source + f" (no cleaner yet: the Basic Profile's {fallback.value})"
+        action = self._resolve(Decision(fallback, decision.source), tag, path)
+        return action, decision.source + (
+            f" (VR {vr} cannot be cleaned: the Basic Profile's {fallback.value})"
+        )
+
+    def _clean_text(
+        self, ds: Dataset, tag: int, vr: str, path: tuple[str, ...], source: str
+    ) -> bool | None:
+        """Replace the identifying spans of a text element; None if it cannot be done."""
+        value = ds[tag].value
+        if isinstance(value, bytes):
+            return None  # not decodable as text
+        values = [str(v) for v in _as_list(value) if v is not None]
+        limit = VR_MAX_LENGTH.get(vr)
+        results = [self.engine.cleaner.clean(v, self.identifiers, max_length=limit) for v in values]
+        if vr == "CS" and any(r.changed for r in results):
+            return None  # a code string cannot take a token: the Basic Profile's action
+        new = [r.text for r in results]
+        if any(r.changed for r in results):
+            stored: Any = new if isinstance(value, MutableSequence) else (new[0] if new else "")
+            ds[tag] = DataElement(tag, vr, stored)
+        summary = _summarise(results)
+        self._report(path, tag, vr, "C", f"{source} (cleaned: {summary})")
+        return True
+
+    def _in_structure(self, ds: Dataset, tag: int, decision: Decision) -> Decision:
+        vr = _vr_of(ds.get_item(tag, keep_deferred=True), tag)
+        profile = self.engine.profile
+        return structured.decision_in_structure(
+            tag,
+            vr,
+            decision,
+            default=profile.public_default,
+            keep_dates=self.offset is not None
+            or Option.RETAIN_LONG_FULL_DATES in profile.profile.options,
+        )
+
+    def _cleans_items(self, tag: int) -> bool:
+        """A Basic Profile D sequence whose items clean-structured-content cleans."""
+        options = self.engine.profile.profile.options
+        return tag in structured.CLEANED_D_SEQUENCES and (
+            Option.CLEAN_STRUCTURED_CONTENT in options
+        )
 
     def _keep(
         self,
@@ -440,11 +536,17 @@ class _Walk:
         return True
 
     # ---------------------------------------------------------------------------------------
-    def _sequence(self, ds: Dataset, tag: int, path: tuple[str, ...]) -> None:
+    def _sequence(
+        self, ds: Dataset, tag: int, path: tuple[str, ...], *, structured: bool = False
+    ) -> None:
         value = ds[tag].value
         keyword = keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-        for index, item in enumerate(value):
-            self.dataset(item, (*path, f"{keyword}[{index}]"))
+        outer, self.structured = self.structured, self.structured or structured
+        try:
+            for index, item in enumerate(value):
+                self.dataset(item, (*path, f"{keyword}[{index}]"))
+        finally:
+            self.structured = outer
 
     def _uids(self, ds: Dataset, tag: int, vr: str, source: str) -> bool:
         """Replace every instance UID of one element; True if anything changed."""
@@ -513,7 +615,23 @@ class _Walk:
             )
         if tag == 0x00100020 or tag == 0x00100010:
             return self.fields["pseudonym"]
+        if vr == "PN" and self.structured:
+            return self._person(ds, tag)
         return dummy_value(vr)
+
+    def _person(self, ds: Dataset, tag: int) -> Any:
+        """Keyed pseudonyms for the names of a PN element in a cleaned structure."""
+        names = [str(v) for v in _as_list(ds[tag].value) if v is not None and str(v).strip()]
+        if not names:
+            return dummy_value("PN")
+        patient = structured.person_key(self.patient_name)
+        new = [
+            self.fields["pseudonym"]
+            if patient and structured.person_key(name) == patient
+            else structured.person_pseudonym(self.engine.pseudonymizer, name)
+            for name in names
+        ]
+        return new if len(new) > 1 else new[0]
 
     def _remove(self, ds: Dataset, tag: int, path: tuple[str, ...], source: str) -> None:
         raw = ds.get_item(tag, keep_deferred=True)
@@ -535,11 +653,48 @@ class _Walk:
             )
 
 
-# Cleaners for the C (clean) actions of options, keyed by option. Until real cleaning lands,
-# every cleaner falls back to removal: safe, never an uncleaned value. A cleaner takes the
-# element's VR and returns the action to apply.
-Cleaner = Callable[[str], Action]
-CLEANERS: dict[Option, Cleaner] = {}
+class Cleaning(StrEnum):
+    """How an option's C (clean) action cleans an element (see :mod:`dicomveil.text` and
+    :mod:`dicomveil.structured`)."""
+
+    TEXT = "text"  # free text: identifying spans replaced by tokens; sequences walked
+    STRUCTURE = "structure"  # sequences walked with names, texts and dates cleaned
+    GRAPHICS = "graphics"  # bitmaps, geometry and numbers kept; texts cleaned
+
+
+# The cleaner of each option's C column. An element a cleaner cannot handle (a binary
+# MakerNote, a code string that would need a token) gets the Basic Profile's action.
+CLEANERS: dict[Option, Cleaning] = {
+    Option.CLEAN_DESCRIPTORS: Cleaning.TEXT,
+    Option.RETAIN_PATIENT_CHARACTERISTICS: Cleaning.TEXT,
+    Option.CLEAN_STRUCTURED_CONTENT: Cleaning.STRUCTURE,
+    Option.CLEAN_GRAPHICS: Cleaning.GRAPHICS,
+}
+_NOT_GRAPHIC_VRS = frozenset({"DA", "DT", "TM", "PN", "UI", "UN", "SQ"})
+
+
+def _encapsulated_note(ds: Dataset) -> str:
+    """The warning for an encapsulated document a profile allows: never cleaned."""
+    what = "encapsulated document allowed by the profile: its content (PDF, CDA, ...) "
+    if 0x00420011 not in ds:
+        return what + "was not cleaned: removed"
+    value = ds.get_item(0x00420011, keep_deferred=True).value
+    if value in (None, b"", dummy_value("OB")):
+        return what + "was not cleaned: replaced by a dummy value"
+    return what + "was not cleaned: kept as it was"
+
+
+def _summarise(results: Iterable[Cleaned]) -> str:
+    """What the cleaner replaced in one element: categories and counts, never values."""
+    counts: Counter[Category] = Counter()
+    truncated = False
+    for result in results:
+        counts.update(result.counts())
+        truncated = truncated or result.truncated
+    text = ", ".join(c.counted(counts[c]) for c in Category if counts[c])
+    return (text or "nothing identifying found") + (
+        "; truncated to fit the VR" if truncated else ""
+    )
 
 
 def _collapse(path: Iterable[str]) -> Iterator[str]:
@@ -555,7 +710,7 @@ def _collapse(path: Iterable[str]) -> Iterator[str]:
 def _vr_of(raw: DataElement | RawDataElement, tag: int) -> str:
     vr = raw.VR
     if vr is None or vr == "UN" or " or " in vr:
-        if dictionary_has_tag(tag):
+        if known_tag(tag):
             dict_vr = dictionary_VR(tag)
             if " or " not in dict_vr:
                 return str(dict_vr)

@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 from .engine import ElementReport, Engine
 from .io import read_source
 from .keys import Key
+from .pixels import PixelOutcome, PixelSettings, clean_pixels
 from .profiles import Profile
 from .pseudonyms import Pseudonymizer
 
@@ -34,16 +35,28 @@ class Row:
 class Explanation:
     verdict: str
     rows: tuple[Row, ...]
+    pixels: PixelOutcome | None = None  # clean-pixel-data: boxes found and redacted per frame
 
 
-def explain(path: Path, profile: Profile, key: Key, *, show_values: bool = False) -> Explanation:
+def explain(
+    path: Path,
+    profile: Profile,
+    key: Key,
+    *,
+    show_values: bool = False,
+    pixels: PixelSettings | None = None,
+) -> Explanation:
     source = read_source(path)
     original = copy.deepcopy(source.dataset) if show_values else None
     engine = Engine(profile.compile(), Pseudonymizer(key))
+    cleaned = clean_pixels(source, engine, pixels)
+    pixel_report = cleaned if cleaned.checked else None
+    if cleaned.withheld is not None:
+        return Explanation(f"withheld: {cleaned.withheld}", (), pixel_report)
     result = engine.deidentify(source.dataset, explain=True, has_pixel_data=source.has_pixel_data)
     if result.dataset is None:
         assert result.withheld is not None
-        return Explanation(f"withheld: {result.withheld.reason}", ())
+        return Explanation(f"withheld: {result.withheld.reason}", (), pixel_report)
     if engine.profile.copy:
         return Explanation("copied byte for byte: nothing is changed", ())
     before = flatten(original) if original is not None else {}
@@ -67,7 +80,11 @@ def explain(path: Path, profile: Profile, key: Key, *, show_values: bool = False
         if result.date_offset_days is not None
         else ""
     )
-    return Explanation(verdict, tuple(rows))
+    for note in result.notes:
+        verdict += f"; {note}"
+    if pixel_report is not None:
+        verdict += f"; pixels: {pixel_report.verdict}"
+    return Explanation(verdict, tuple(rows), pixel_report)
 
 
 def _key(report: ElementReport) -> str:

@@ -20,7 +20,7 @@ import struct
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
@@ -72,6 +72,19 @@ class PixelSpan:
     encapsulated: bool = False
     after: int = 0  # where the next element starts (past any sequence delimiter)
     fragments: int = 0  # encapsulated: items after the Basic Offset Table
+
+
+@dataclass(frozen=True)
+class PixelSource:
+    """Pixel Data to write instead of the input's bytes (redacted burned-in text).
+
+    ``data`` is the element's value in the output's transfer syntax: native pixel bytes, or,
+    when ``encapsulated``, the items (Basic Offset Table and fragments) without the sequence
+    delimiter, which the writer adds.
+    """
+
+    data: bytes
+    encapsulated: bool = False
 
 
 @dataclass
@@ -175,6 +188,9 @@ def read_source(path: Path) -> SourceFile:
             position = fh.tell()
             size = os.fstat(fh.fileno()).st_size
             pixels: PixelSpan | None = None
+            if position < size and position + 8 > size:
+                # pydicom stops without a word when the file ends inside an element header.
+                raise EOFError("the file ends inside an element header")
             if position + 8 <= size:
                 pixels = _pixel_span(fh, position, implicit, little, size)
                 _check_frames(ds, pixels)
@@ -334,18 +350,29 @@ def build_file_meta(ds: Dataset, transfer_syntax: UID) -> FileMetaDataset:
 
 
 def write_output(
-    source: SourceFile, ds: Dataset, destination: Path, *, durable: bool = False
+    source: SourceFile,
+    ds: Dataset,
+    destination: Path,
+    *,
+    durable: bool = False,
+    pixels: bytes | PixelSource | None = None,
 ) -> int:
     """Write ``ds`` (de-identified) with the source's pixel data to ``destination`` atomically.
 
-    Returns the number of bytes written.
+    ``pixels`` replaces the source's pixel data (bytes: native); by default it is copied
+    byte for byte. Returns the number of bytes written.
     """
+    if isinstance(pixels, bytes):
+        pixels = PixelSource(pixels)
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=destination.parent)
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
-            _write(source, ds, raw)
+            if pixels is None:
+                _write(source, ds, raw)
+            else:
+                _write_replaced(source, ds, raw, pixels)
             raw.flush()
             if durable:
                 os.fsync(raw.fileno())
@@ -361,7 +388,9 @@ def write_output(
     return size
 
 
-def _write(source: SourceFile, ds: Dataset, out: BinaryIO) -> None:
+def _write(
+    source: SourceFile, ds: Dataset, out: BinaryIO, replacement: bytes | None = None
+) -> None:
     meta = build_file_meta(ds, source.transfer_syntax)
     if source.pixels is None and source.transfer_syntax == DeflatedExplicitVRLittleEndian:
         ds.file_meta = meta
@@ -397,7 +426,10 @@ def _write(source: SourceFile, ds: Dataset, out: BinaryIO) -> None:
             buffer.write(_pixel_header(pixels, ds, fp.is_implicit_VR, fp.is_little_endian))
         out.write(buffer.getbuffer())
         if pixels is not None:
-            _copy_span(source.path, pixels.value_start, pixels.end, out)
+            if replacement is None:
+                _copy_span(source.path, pixels.value_start, pixels.end, out)
+            else:
+                out.write(replacement)
             rest = DicomFileLike(out)
             rest.is_implicit_VR, rest.is_little_endian = fp.is_implicit_VR, fp.is_little_endian
             if pixels.encapsulated:
@@ -405,6 +437,26 @@ def _write(source: SourceFile, ds: Dataset, out: BinaryIO) -> None:
                 out.write(struct.pack(endian + "HHI", 0xFFFE, 0xE0DD, 0))
             if len(tail):
                 write_dataset(rest, tail, parent_encoding=charset)
+
+
+def _write_replaced(source: SourceFile, ds: Dataset, out: BinaryIO, pixels: PixelSource) -> None:
+    """Write with new pixel data: the source's span (or in-memory Pixel Data) is replaced."""
+    span = source.pixels
+    if span is None:
+        # Deflated (or no span found): the dataset is written whole by pydicom.
+        if "PixelData" not in ds:
+            raise ValueError("replacement pixel data for a file without Pixel Data")
+        ds.PixelData = pixels.data
+        ds["PixelData"].is_undefined_length = pixels.encapsulated
+        if pixels.encapsulated:
+            ds["PixelData"].VR = "OB"
+        _write(source, ds, out)
+        return
+    if span.encapsulated != pixels.encapsulated:
+        raise ValueError("replacement pixel data must keep the source's encapsulation")
+    length = 0xFFFFFFFF if pixels.encapsulated else len(pixels.data)
+    replaced = replace(span, value_start=0, end=length if length != 0xFFFFFFFF else 0)
+    _write(replace(source, pixels=replaced), ds, out, pixels.data)
 
 
 def _write_elements(fp: DicomFileLike, ds: Dataset, source: SourceFile, end: int | None) -> None:
@@ -458,8 +510,9 @@ def _copy_span(path: Path, start: int, end: int, out: BinaryIO) -> None:
             remaining -= len(chunk)
 
 
-def copy_file(source: Path, destination: Path) -> int:
-    """A byte-identical copy (the ``original`` profile), written atomically."""
+def copy_file(source: Path, destination: Path, *, durable: bool = False) -> int:
+    """A byte-identical copy (the ``original`` profile), written atomically (and with
+    ``durable``, fsynced with its folder before it counts as written)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=destination.parent)
     temp = Path(temp_name)
@@ -467,9 +520,14 @@ def copy_file(source: Path, destination: Path) -> int:
         with os.fdopen(fd, "wb") as out, source.open("rb") as src:
             while chunk := src.read(_CHUNK):
                 out.write(chunk)
+            out.flush()
+            if durable:
+                os.fsync(out.fileno())
             size = out.tell()
         Path(temp).chmod(0o644)
         Path(temp).replace(destination)
+        if durable:
+            _fsync_dir(destination.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()

@@ -28,6 +28,7 @@ class Option(StrEnum):
     CLEAN_GRAPHICS = "clean-graphics"
     RETAIN_PATIENT_ID_HASH = "retain-patient-id-hash"
     RETAIN_TCIA_PRIVATE = "retain-tcia-private"
+    CLEAN_PIXEL_DATA = "clean-pixel-data"
 
     @property
     def column(self) -> str | None:
@@ -76,6 +77,7 @@ _COLUMNS: dict[Option, str] = {
 # PS3.16 CID 7050 De-identification Method.
 BASIC_PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
 _CODES: dict[Option, tuple[str, str]] = {
+    Option.CLEAN_PIXEL_DATA: ("113101", "Clean Pixel Data Option"),
     Option.CLEAN_GRAPHICS: ("113103", "Clean Graphics Option"),
     Option.CLEAN_STRUCTURED_CONTENT: ("113104", "Clean Structured Content Option"),
     Option.CLEAN_DESCRIPTORS: ("113105", "Clean Descriptors Option"),
@@ -102,15 +104,17 @@ _DESCRIPTIONS: dict[Option, str] = {
     Option.RETAIN_PATIENT_CHARACTERISTICS: "keep sex, age (capped at 90Y), size, weight",
     Option.RETAIN_LONG_FULL_DATES: "keep all dates and times unchanged",
     Option.RETAIN_LONG_MODIFIED_DATES: "shift all dates by one keyed offset per patient",
-    Option.CLEAN_DESCRIPTORS: "keep descriptions after cleaning (until cleaning lands: removed)",
-    Option.CLEAN_STRUCTURED_CONTENT: "keep SR content after cleaning (until cleaning lands: "
-    "withheld)",
-    Option.CLEAN_GRAPHICS: "keep overlays and graphics after cleaning (until cleaning lands: "
-    "removed)",
+    Option.CLEAN_DESCRIPTORS: "keep descriptions, comments and histories; identifying spans "
+    "become [NAME], [DATE], ...",
+    Option.CLEAN_STRUCTURED_CONTENT: "keep SR content trees: names, texts and dates cleaned, codes "
+    "and measurements kept",
+    Option.CLEAN_GRAPHICS: "keep overlays and graphic annotations; their texts cleaned",
     Option.RETAIN_PATIENT_ID_HASH: "PatientID and IssuerOfPatientID become keyed hashes "
     "(dcm4chee RetainPatientIDHashOption)",
     Option.RETAIN_TCIA_PRIVATE: "also keep private elements TCIA's knowledge base marks keep "
     "(dicomveil extension)",
+    Option.CLEAN_PIXEL_DATA: "find burned-in text (header signals, rectangle rules, OCR of every "
+    "frame) and black it out in the pixels; withhold what cannot be redacted",
 }
 
 _ALIASES: dict[str, Option] = {
@@ -125,6 +129,7 @@ _ALIASES: dict[str, Option] = {
     "CleanDescriptorsOption": Option.CLEAN_DESCRIPTORS,
     "CleanStructuredContentOption": Option.CLEAN_STRUCTURED_CONTENT,
     "CleanGraphicsOption": Option.CLEAN_GRAPHICS,
+    "CleanPixelDataOption": Option.CLEAN_PIXEL_DATA,
 }
 
 # Options whose K/C columns both touch the same attributes and cannot be combined.

@@ -34,6 +34,10 @@ Profile file format (TOML)::
     action = "replace"
     value = "{today}"                  # templates: {pseudonym} {today} {patient_id_hash}
                                        #            {issuer_hash}
+
+    [clean]                            # tokens of the clean-* options' free-text cleaner
+    replacement = "[REDACTED]"         # every category, or per category: name id date time
+    name = "[PERSON]"                  # phone email url address institution age
 """
 
 from __future__ import annotations
@@ -51,13 +55,19 @@ from pathlib import Path
 from typing import Any
 
 import pydicom.config
-from pydicom.datadict import dictionary_has_tag, dictionary_VR, tag_for_keyword
+from pydicom.datadict import (
+    dictionary_has_tag,
+    dictionary_VR,
+    repeater_has_tag,
+    tag_for_keyword,
+)
 from pydicom.valuerep import validate_value
 
 from . import tables
 from .actions import Action, Code
 from .errors import ProfileError
 from .options import EXCLUSIVE, Option
+from .text import Replacements
 
 
 class Base(StrEnum):
@@ -130,7 +140,7 @@ class Target:
         tag = self.tag
         if tag is None and self.group_pattern is not None and self.element is not None:
             tag = (self.group_pattern << 16) | self.element
-        if tag is None or not dictionary_has_tag(tag):
+        if tag is None or not known_tag(tag):
             return None
         vr = dictionary_VR(tag)
         return None if " or " in vr else vr
@@ -155,7 +165,7 @@ class Decision:
     source: str
     value: str | None = None  # template for REPLACE
     option: Option | None = None  # the option whose C (clean) column this is
-    fallback: Code | None = None  # with C: the Basic Profile code, used until a cleaner exists
+    fallback: Code | None = None  # with C: the Basic Profile code, where the cleaner cannot clean
 
 
 @dataclass(frozen=True)
@@ -170,6 +180,7 @@ class Profile:
     rules: tuple[Rule, ...] = ()
     allow: frozenset[Risk] = frozenset()
     keep_private: bool = False
+    clean: Replacements = field(default_factory=Replacements)  # free-text cleaner tokens
 
     def __post_init__(self) -> None:
         for group in EXCLUSIVE:
@@ -250,9 +261,14 @@ class CompiledProfile:
             )
             if found is not None:
                 return found
-        if dictionary_has_tag(tag):
+        if known_tag(tag):
             return self.public_default
         return self.unknown_public
+
+
+def known_tag(tag: int) -> bool:
+    """In the DICOM data dictionary, repeating groups (50xx, 60xx, 7Fxx) included."""
+    return bool(dictionary_has_tag(tag) or repeater_has_tag(tag))
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,6 +325,7 @@ _TOP_KEYS = {
     "allow",
     "private",
     "rules",
+    "clean",
 }
 _RULE_KEYS = {"tag", "keyword", "private", "action", "value", "reason"}
 
@@ -359,6 +376,9 @@ def _from_toml(
         if private not in ("keep", "remove"):
             raise ProfileError("must be 'keep' or 'remove'", source=source, entry="private")
         keep_private = private == "keep"
+    clean = parent.clean
+    if "clean" in data:
+        clean = clean.merged(Replacements.parse(data["clean"], source))
     rules = list(parent.rules)
     raw_rules = data.get("rules", [])
     if not isinstance(raw_rules, list):
@@ -376,6 +396,7 @@ def _from_toml(
             rules=tuple(rules),
             allow=frozenset(allow),
             keep_private=keep_private,
+            clean=clean,
         )
     except ProfileError as exc:
         raise ProfileError(str(exc), source=source) from None
@@ -475,7 +496,7 @@ def _parse_target(kind: str, value: Any) -> Target:
                 "private = {creator = ..., group = ..., element = ...}"
             )
         tag = (group << 16) | element_
-        if not dictionary_has_tag(tag) and not _in_table(tag):
+        if not known_tag(tag) and not _in_table(tag):
             raise ProfileError(f"unknown tag {value!r} (not in the DICOM data dictionary)")
         return Target(tag=tag)
     if not isinstance(value, dict) or set(value) != {"creator", "group", "element"}:
@@ -566,6 +587,7 @@ def _compile(profile: Profile) -> CompiledProfile:
             private_default = Decision(Action.REMOVE, "private attribute not on the safe list")
         if Option.RETAIN_TCIA_PRIVATE in profile.options:
             _add_tcia(private, profile.options)
+        _add_clean_extras(profile.options, tags, patterns)
     else:
         keep = Decision(Action.KEEP, f"{profile.base.value} profile: not changed by a rule")
         unknown_public = keep
@@ -629,6 +651,52 @@ def _row_decision(row: tables.TableRow, options: frozenset[Option]) -> Decision:
     return chosen
 
 
+def _add_clean_extras(
+    options: frozenset[Option],
+    tags: dict[int, Decision],
+    patterns: dict[tuple[int, int | None], Decision],
+) -> None:
+    """What the clean options touch beyond their columns (see dicomveil.structured)."""
+    from .structured import EXTRA_TEXT_TAGS, OVERLAY_GEOMETRY, OVERLAY_TEXTS
+
+    def clean(option: Option, name: str) -> Decision:
+        return Decision(
+            Action.CLEAN,
+            f"{name}: not in PS3.15 Table E.1-1, {option.value}: C",
+            option=option,
+            fallback=Code.X,
+        )
+
+    def remove(name: str, why: str) -> Decision:
+        return Decision(Code.X, f"{name}: {why}; removed (privacy first)")
+
+    for option, extras in EXTRA_TEXT_TAGS.items():
+        for tag, name in extras:
+            if option in options:
+                tags.setdefault(tag, clean(option, name))
+            else:
+                # Emptied, not removed: some are Type 2 (Content Description in presentation
+                # states), and an empty value is valid for every Type 2 and 3 attribute.
+                tags.setdefault(
+                    tag,
+                    Decision(
+                        Code.Z,
+                        f"{name}: free text not in PS3.15 Table E.1-1; emptied (privacy first)",
+                    ),
+                )
+    # The Basic Profile removes Overlay Data (60xx,3000): the rest of the overlay plane, its
+    # free-text label and description included, goes with it unless clean-graphics keeps it.
+    patterns.setdefault((0x6000, None), remove("overlay plane", "its Overlay Data is removed"))
+    if Option.CLEAN_GRAPHICS in options:
+        for element, name in OVERLAY_TEXTS:
+            patterns.setdefault((0x6000, element), clean(Option.CLEAN_GRAPHICS, name))
+        for element, name in OVERLAY_GEOMETRY:
+            patterns.setdefault(
+                (0x6000, element),
+                Decision(Action.KEEP, f"{name}: overlay geometry, clean-graphics: K"),
+            )
+
+
 def _add_tcia(private: dict[tuple[str, int, int], Decision], options: frozenset[Option]) -> None:
     shift = Option.RETAIN_LONG_MODIFIED_DATES in options
     full = Option.RETAIN_LONG_FULL_DATES in options
@@ -655,6 +723,7 @@ def _digest(compiled: CompiledProfile) -> str:
         "base": p.base.value,
         "options": sorted(o.value for o in p.options),
         "allow": sorted(r.value for r in p.allow),
+        "clean": p.clean.describe(),
         "tags": {f"{k:08X}": enc(v) for k, v in sorted(compiled.tags.items())},
         "patterns": {f"{k[0]:04X},{k[1]}": enc(v) for k, v in compiled.group_patterns.items()},
         "private": {"|".join(map(str, k)): enc(v) for k, v in sorted(compiled.private.items())},

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import sys
 
+from . import audit as _audit  # noqa: F401
 from . import deidentify as _deidentify  # noqa: F401  (registers its commands)
 from . import diff as _diff  # noqa: F401
+from . import gateway as _gateway  # noqa: F401
+from . import verify as _verify  # noqa: F401
 from ._app import app, err, out
 
 __all__ = ["app", "err", "main", "out"]

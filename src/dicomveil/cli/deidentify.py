@@ -4,6 +4,7 @@ commands."""
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -11,8 +12,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .. import cluster
 from .. import explain as _explain
 from .._version import __version__
+from ..audit import recording
 from ..batch import FileResult, Outcome, RunConfig, RunSummary, run
 from ..crosswalk import Crosswalk
 from ..dicomdir import write_dicomdir
@@ -23,14 +26,16 @@ from ..options import Option
 from ..profiles import Profile, preset_names
 from ..tables import EDITION
 from ._app import KeyArg, OptionArg, ProfileArg, app, err, fail, load_key, load_profile, out
+from ._pixels import PixelFillArg, PixelRulesArg, PreviewDirArg, pixel_settings, pixel_table
 
 
 @app.command("run")
 def run_command(
     paths: Annotated[
-        list[Path],
+        list[str],
         typer.Argument(
-            help="INPUT... OUTPUT: files, folders or .zip archives, then the output folder."
+            help="INPUT... OUTPUT: files, folders or .zip archives, then the output folder; "
+            "each may be an fsspec URL (s3://bucket/prefix)."
         ),
     ],
     profile: ProfileArg = "ps3.15-basic",
@@ -57,36 +62,85 @@ def run_command(
             help="Write a fresh DICOMDIR for the output (files get DICOMDIR-compatible names).",
         ),
     ] = False,
+    audit: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DB",
+            help="Record the run in this audit database (SQLite file or postgresql:// URL).",
+        ),
+    ] = None,
+    operator: Annotated[
+        str | None, typer.Option(help="With --audit: who runs it (default: your OS user name).")
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS|local",
+            help="Run on a Dask cluster: a scheduler address, or 'local' (--workers processes).",
+        ),
+    ] = None,
+    storage_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--storage-option",
+            metavar="KEY=VALUE",
+            help="fsspec option for URL locations, e.g. endpoint_url=http://host:9000.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(help="With --dask or URLs: files per task (0: automatic).")
+    ] = 0,
+    preview_dir: PreviewDirArg = None,
+    pixel_fill: PixelFillArg = None,
+    pixel_rules: PixelRulesArg = None,
 ) -> None:
     """De-identify INPUT... into OUTPUT."""
     if len(paths) < 2:
         raise fail("give at least one input and the output folder")
+    if operator is not None and audit is None:
+        raise fail("--operator goes with --audit DB")
     inputs, output = paths[:-1], paths[-1]
+    if cluster.is_url(output) and (audit is not None or dicomdir):
+        raise fail("--audit and --dicomdir need a local output folder")
     try:
+        runner = cluster.runner_for(
+            inputs,
+            output,
+            address=dask,
+            storage_options=storage_option or [],
+            batch_size=batch_size,
+        )
         chosen = load_profile(profile, option)
         secret = load_key(key)
         walk = Crosswalk.from_csv(crosswalk) if crosswalk else None
         config = RunConfig(
             profile=chosen,
             key=secret,
-            output=output,
+            output=Path(output),
             layout=Layout(layout),
             crosswalk=walk,
             map_dir=map_dir,
             workers=workers,
             today=_dt.date.today(),
+            pixels=pixel_settings(
+                preview_dir=preview_dir, fill=pixel_fill, rules=pixel_rules, output=output
+            ),
         )
         err.print(
             f"dicomveil {__version__}: profile {chosen.name} (PS3.15 {EDITION}), key "
             f"{secret.fingerprint}",
             highlight=False,
         )
-        summary = _run_with_progress(inputs, config)
+        with recording(audit, config, operator=operator) as recorder:
+            summary = _run_with_progress([Path(p) for p in inputs], config, recorder, runner)
+        if recorder is not None:
+            err.print(f"audit: run {recorder.run_id} in {recorder.trail.location}", highlight=False)
     except DicomveilError as exc:
         raise fail(str(exc)) from None
     if dicomdir and summary.written:
         try:
-            write_dicomdir(output, summary)
+            write_dicomdir(Path(output), summary)
             err.print("wrote a fresh DICOMDIR", highlight=False)
         except DicomveilError as exc:
             err.print(f"DICOMDIR not written: {exc}", style="bold red")
@@ -95,8 +149,20 @@ def run_command(
     raise typer.Exit(0 if summary.ok else 1)
 
 
-def _run_with_progress(inputs: list[Path], config: RunConfig) -> RunSummary:
+def _run_with_progress(
+    inputs: list[Path],
+    config: RunConfig,
+    audit: Callable[[FileResult], None] | None = None,
+    runner: cluster.Runner | None = None,
+) -> RunSummary:
+    def execute(progress: Callable[[FileResult], None]) -> RunSummary:
+        if runner is not None:
+            return runner(config, progress)
+        return run(inputs, config, progress=progress)
+
     def report(result: FileResult) -> None:
+        if audit is not None:
+            audit(result)
         if result.outcome is Outcome.FAILED:
             err.print(
                 f"failed {result.task.display}: {result.reason}",
@@ -112,7 +178,7 @@ def _run_with_progress(inputs: list[Path], config: RunConfig) -> RunSummary:
             )
 
     if not err.is_terminal:
-        return run(inputs, config, progress=report)
+        return execute(report)
     with Progress(
         TextColumn("de-identifying"),
         BarColumn(),
@@ -127,7 +193,7 @@ def _run_with_progress(inputs: list[Path], config: RunConfig) -> RunSummary:
             bar.advance(task)
             report(result)
 
-        return run(inputs, config, progress=tick)
+        return execute(tick)
 
 
 def _print_summary(summary: RunSummary) -> None:
@@ -171,12 +237,19 @@ def explain_command(
             help="Also print original and new values (PHI: do not share the output).",
         ),
     ] = False,
+    pixel_rules: PixelRulesArg = None,
 ) -> None:
     """Show, for each element, what the profile would do and why."""
     try:
         chosen = load_profile(profile, option)
         secret = load_key(key)
-        explanation = _explain.explain(file, chosen, secret, show_values=show_values)
+        explanation = _explain.explain(
+            file,
+            chosen,
+            secret,
+            show_values=show_values,
+            pixels=pixel_settings(rules=pixel_rules),
+        )
     except DicomveilError as exc:
         raise fail(str(exc)) from None
     table = Table(title=f"{chosen.name}: {explanation.verdict}")
@@ -191,6 +264,8 @@ def explain_command(
             cells += [row.before, row.after]
         table.add_row(*cells)
     out.print(table)
+    if explanation.pixels is not None:
+        out.print(pixel_table(explanation.pixels, show_values=show_values))
 
 
 @app.command("keygen")

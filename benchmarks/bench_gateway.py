@@ -1,0 +1,266 @@
+#!/usr/bin/env python
+"""Instances per second through the gateway, next to storescu -> storescp directly.
+
+Usage::
+
+    python benchmarks/bench_gateway.py [--files 400] [--size 128] [--senders 4] [--rounds 3]
+                                       [--json OUT]
+
+A synthetic corpus (CT series from :mod:`dicomveil.synthetic`) is written to a scratch
+folder and split between ``--senders`` concurrent dcmtk ``storescu`` processes. Contenders:
+
+* ``direct``: storescu -> dcmtk storescp (the network and storescp's writing: the ceiling);
+* ``gateway (folder)``: storescu -> ``dicomveil gateway`` writing to a folder; the time is
+  until every storescu got every acknowledgement (so every instance is de-identified and
+  fsynced);
+* ``gateway -> storescp``: the same with a forward route to storescp; the time runs until
+  the last instance arrived at storescp.
+
+The gateway runs as a ``dicomveil gateway --config`` subprocess, as in production. Each
+contender runs ``--rounds`` times on fresh folders; the table gives the median. Timings are
+for this machine only and are never thresholds in the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dicomveil import Key, synthetic, write_key
+
+# Debian's dcmtk leaves Nagle's algorithm on unless TCP_NODELAY is set: with it on, every
+# instance waits for a delayed ACK (about 40 ms on loopback), which measures nothing useful.
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def dcmtk(name: str) -> str:
+    """dcmtk's binary, not pynetdicom's Python script of the same name."""
+    for folder in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin"]:
+        candidate = Path(folder) / name
+        try:
+            with candidate.open("rb") as fh:
+                if fh.read(4) == b"\x7fELF":
+                    return str(candidate)
+        except OSError:
+            continue
+    raise SystemExit(f"dcmtk's {name} is needed: sudo apt-get install dcmtk")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], what: str, deadline: float = 600.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if check():
+            return
+        time.sleep(0.01)
+    raise SystemExit(f"gave up waiting for {what}")
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def make_corpus(folder: Path, files: int, size: int, senders: int) -> list[Path]:
+    """``senders`` folders holding ``files`` CT instances in all."""
+    per_series = 50
+    index = 0
+    parts = [folder / f"part{i}" for i in range(senders)]
+    while index < files:
+        patient = synthetic.fake_patient(index)
+        count = min(per_series, files - index)
+        series = synthetic.ct_series(patient, seed=index, n_slices=count, rows=size, columns=size)
+        for n, ds in enumerate(series):
+            target = parts[(index + n) % senders]
+            target.mkdir(parents=True, exist_ok=True)
+            synthetic.write_series([ds], target, names=f"IM{index + n:06d}")
+        index += count
+    return parts
+
+
+class Server:
+    def __init__(self, args: list[str], port: int, log: Path) -> None:
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=DCMTK_ENV
+            )
+        wait_for(lambda: listening(port) or self.proc.poll() is not None, args[0])
+        if self.proc.poll() is not None:
+            raise SystemExit(f"{args[0]} did not start; see {log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def send(port: int, parts: list[Path]) -> None:
+    """All parts at once, one storescu each; fails if any storescu fails."""
+    storescu = dcmtk("storescu")
+    procs = [
+        subprocess.Popen(
+            [
+                storescu,
+                *("-aet", "BENCH", "-aec", "DICOMVEIL", "+sd", "+r"),
+                "127.0.0.1",
+                str(port),
+                str(part),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=DCMTK_ENV,
+        )
+        for part in parts
+    ]
+    for proc in procs:
+        _, errors = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"storescu failed: {errors.decode(errors='replace')[-500:]}")
+
+
+def count_files(folder: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(folder))
+
+
+def gateway_config(folder: Path, port: int, key: Path, dest_port: int | None) -> Path:
+    forward = (
+        f'\n[route.forward]\nhost = "127.0.0.1"\nport = {dest_port}\nae_title = "DEST"\n'
+        if dest_port is not None
+        else f'output = "{folder / "out"}"\n'
+    )
+    text = f"""[gateway]
+ae_title = "DICOMVEIL"
+port = {port}
+state_dir = "{folder / "state"}"
+max_associations = 32
+
+[[route]]
+name = "bench"
+calling_ae = ["BENCH"]
+key = "{key}"
+{forward}"""
+    path = folder / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run_direct(scratch: Path, parts: list[Path], files: int) -> float:
+    port = free_port()
+    dest = scratch / "dest"
+    dest.mkdir()
+    server = Server(
+        [dcmtk("storescp"), "--output-directory", str(dest), "-aet", "DICOMVEIL", str(port)],
+        port,
+        scratch / "storescp.log",
+    )
+    try:
+        start = time.perf_counter()
+        send(port, parts)
+        wait_for(lambda: count_files(dest) >= files, "storescp's files")
+        return time.perf_counter() - start
+    finally:
+        server.stop()
+
+
+def run_gateway(scratch: Path, parts: list[Path], files: int, key: Path, forward: bool) -> float:
+    port = free_port()
+    dest_port = free_port() if forward else None
+    servers: list[Server] = []
+    dest = scratch / "dest"
+    try:
+        if dest_port is not None:
+            dest.mkdir()
+            servers.append(
+                Server(
+                    [
+                        dcmtk("storescp"),
+                        "--output-directory",
+                        str(dest),
+                        "-aet",
+                        "DEST",
+                        str(dest_port),
+                    ],
+                    dest_port,
+                    scratch / "storescp.log",
+                )
+            )
+        config = gateway_config(scratch, port, key, dest_port)
+        command = [str(Path(sys.executable).with_name("dicomveil")), "gateway", "--config"]
+        servers.append(Server([*command, str(config)], port, scratch / "gateway.log"))
+        start = time.perf_counter()
+        send(port, parts)
+        if dest_port is not None:
+            wait_for(lambda: count_files(dest) >= files, "forwarded files")
+        elapsed = time.perf_counter() - start
+        if dest_port is None and count_files(scratch / "out") < files:
+            raise SystemExit("the gateway wrote fewer files than were sent")
+        return elapsed
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=400)
+    parser.add_argument("--size", type=int, default=128, help="rows and columns of each image")
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dicomveil-bench-gateway-") as temp:
+        root = Path(temp)
+        parts = make_corpus(root / "corpus", args.files, args.size, args.senders)
+        key = root / "bench.key"
+        write_key(key, Key.generate())
+        contenders: dict[str, Callable[[Path], float]] = {
+            "direct (storescu -> storescp)": lambda s: run_direct(s, parts, args.files),
+            "gateway (folder)": lambda s: run_gateway(s, parts, args.files, key, False),
+            "gateway -> storescp": lambda s: run_gateway(s, parts, args.files, key, True),
+        }
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        for round_ in range(args.rounds):
+            for name, contender in contenders.items():
+                scratch = root / f"round{round_}-{len(times[name])}-{name.split()[0]}"
+                scratch.mkdir()
+                times[name].append(contender(scratch))
+                shutil.rmtree(scratch, ignore_errors=True)
+    direct = statistics.median(times["direct (storescu -> storescp)"])
+    print(
+        f"{args.files} instances ({args.size}x{args.size} CT), {args.senders} concurrent "
+        f"storescu, {args.rounds} rounds, median wall time"
+    )
+    print(f"{'contender':32} {'seconds':>9} {'instances/s':>12} {'vs direct':>10}")
+    results = {}
+    for name, values in times.items():
+        median = statistics.median(values)
+        rate = args.files / median
+        results[name] = {"seconds": median, "instances_per_second": rate, "runs": values}
+        print(f"{name:32} {median:9.2f} {rate:12.1f} {direct / median:10.2f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

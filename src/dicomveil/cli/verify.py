@@ -1,0 +1,149 @@
+"""``verify``: check de-identified output as a stranger would (see :mod:`dicomveil.verify`).
+
+Exit codes: 0 pass, 1 findings, 2 could not check (no output folder, a bad profile or map).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import DicomveilError
+from ..verify import IodCheck, Verdict, VerifyReport, verify
+from ._app import OptionArg, ProfileArg, app, err, fail, load_profile, out
+
+
+@app.command("verify")
+def verify_command(
+    output: Annotated[Path, typer.Argument(help="The de-identified output folder.")],
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            "--against",
+            help="The original input (files, folders or .zip): find its identifying values.",
+        ),
+    ] = None,
+    profile: ProfileArg = "ps3.15-basic",
+    option: OptionArg = None,
+    map_dir: Annotated[
+        Path | None,
+        typer.Option("--map-dir", help="The run's --map-dir: its uids.csv matches the files."),
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write a machine-readable report here.")
+    ] = None,
+    show_values: Annotated[
+        bool,
+        typer.Option(
+            "--show-values",
+            help="Print the identifying values found (PHI: do not share the report).",
+        ),
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes (0: one per core).")] = 0,
+    iod: Annotated[
+        IodCheck,
+        typer.Option(
+            help="dciodvfy, where installed: once per distinct file structure, on every file, "
+            "or off.",
+        ),
+    ] = IodCheck.STRUCTURE,
+    audit: Annotated[
+        str | None,
+        typer.Option(
+            "--audit",
+            metavar="DB",
+            help="Record this check in the audit trail (SQLite file or postgresql:// URL) and "
+            "set the checked subjects' QC status.",
+        ),
+    ] = None,
+    operator: Annotated[
+        str | None, typer.Option(help="Who checks (default: your OS user name).")
+    ] = None,
+) -> None:
+    """Check OUTPUT: profile conformance, leaks of the originals, references, validity."""
+    try:
+        chosen = load_profile(profile, option)
+    except DicomveilError as exc:
+        _write_json(json_file, VerifyReport(profile, 0, problems=(str(exc),)))
+        raise fail(str(exc)) from None
+    report = verify(
+        output,
+        against=against,
+        profile=chosen,
+        map_dir=map_dir,
+        show_values=show_values,
+        workers=workers,
+        iod=iod,
+    )
+    _write_json(json_file, report)
+    _print(report)
+    if audit is not None:
+        _record(audit, output, operator, report, show_values)
+    if report.result is Verdict.COULD_NOT_CHECK:
+        raise fail("; ".join(report.problems))
+    raise typer.Exit(report.exit_code)
+
+
+def _record(
+    db: str, output: Path, operator: str | None, report: VerifyReport, show_values: bool
+) -> None:
+    """The check goes into the audit trail; messages only when they carry no values."""
+    from ..audit import AuditTrail
+
+    findings = [
+        {
+            "file": f.file,
+            "path": f.path,
+            "check": f.check.value,
+            "category": f.category.value,
+            **({} if show_values else {"message": f.message}),
+        }
+        for f in report.findings
+    ]
+    try:
+        with AuditTrail.open(db) as trail:
+            number = trail.record_verification(output, operator, report.result.value, findings)
+    except DicomveilError as exc:
+        raise fail(str(exc)) from None
+    err.print(f"recorded as verification {number} in the audit trail")
+
+
+def _write_json(path: Path | None, report: VerifyReport) -> None:
+    if path is None:
+        return
+    try:
+        path.write_text(report.to_json() + "\n", encoding="utf-8")
+    except OSError as exc:
+        err.print(f"error: cannot write {path} ({exc.strerror})", style="bold red")
+        raise typer.Exit(2) from None
+
+
+def _print(report: VerifyReport) -> None:
+    if report.findings:
+        table = Table(title=f"findings ({len(report.findings)})")
+        for column in ("file", "check", "category", "element", "message"):
+            table.add_column(column)
+        for f in sorted(report.findings, key=lambda f: (f.file, f.check, f.path)):
+            table.add_row(
+                Text(f.file), f.check.value, f.category.value, Text(f.path), Text(f.message)
+            )
+        out.print(table)
+    if report.risk_flags:
+        table = Table(title=f"risk flags ({len(report.risk_flags)}): review before sharing")
+        for column in ("file", "flag", "element", "message"):
+            table.add_column(column)
+        for r in sorted(report.risk_flags, key=lambda r: (r.file, r.flag, r.path)):
+            table.add_row(Text(r.file), r.flag.value, Text(r.path), Text(r.message))
+        out.print(table)
+    for note in report.notes:
+        err.print(f"note: {note}", highlight=False)
+    out.print(
+        Text(
+            f"verify: {report.result.value}: {report.files} file(s), {len(report.findings)} "
+            f"finding(s), {len(report.risk_flags)} risk flag(s), profile {report.profile}"
+        )
+    )

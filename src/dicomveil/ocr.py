@@ -1,0 +1,235 @@
+"""OCR of burned-in text with Tesseract: views of a frame prepared for it and the words found.
+
+Medical images are not documents: text is light on dark, small, coloured, or a few grey
+levels off a grey band, and the background is speckle. Each frame is therefore looked at in
+two views, both turned into dark text on a light ground and enlarged so that small text
+reaches the size Tesseract reads best:
+
+* the frame itself, windowed to 8 bits (1st to 99.9th percentile, so a few hot pixels do not
+  flatten it; colour: the brightest sample of each pixel, so coloured text stays bright);
+* its local contrast (the frame minus a blurred copy of itself, amplified), which lifts
+  low-contrast text on bands and gradients.
+
+Tesseract runs in sparse-text mode (``--psm 11``); what it reads is kept as a word when it
+has a letter or digit, enough confidence and the shape of text. Words found in both views are
+merged.
+
+Optional: numpy, Pillow and pytesseract (``pip install 'dicomveil[pixels]'``) and the
+Tesseract program (Debian: ``apt-get install tesseract-ocr``); :func:`unavailable` says what
+is missing. The recognised text is kept in memory for ``--show-values`` only: it is PHI.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+    from PIL import Image
+
+INSTALL_HINT = (
+    "install the optional packages (pip install 'dicomveil[pixels]') and Tesseract "
+    "(Debian/Ubuntu: apt-get install tesseract-ocr)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A word Tesseract read, in the frame's pixel coordinates."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    confidence: float
+    text: str = field(default="", repr=False)  # PHI: shown with --show-values only
+
+
+@dataclass(frozen=True)
+class OcrSettings:
+    """How hard to look. Confidence is Tesseract's (0-100)."""
+
+    min_confidence: float = 40.0
+    languages: str = "eng"
+    local_contrast: bool = True
+    min_height: int = 5  # pixels, in the frame: smaller marks are not readable text
+    noise_threshold: float = 4.0  # grey levels: noisier frames are also read smoothed
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_confidence <= 100:
+            raise ValueError("min_confidence is a Tesseract confidence, 0 to 100")
+        if self.min_height < 1:
+            raise ValueError("min_height is at least 1 pixel")
+
+
+@cache
+def unavailable() -> str | None:
+    """Why OCR cannot run here (what to install), or None when it can."""
+    try:
+        import numpy  # noqa: F401
+        import PIL  # noqa: F401
+        import pytesseract
+    except ImportError as exc:
+        return f"OCR is not available ({exc.name} is missing): {INSTALL_HINT}"
+    try:
+        pytesseract.get_tesseract_version()
+    except Exception:  # TesseractNotFoundError, or a broken installation
+        return f"OCR is not available (the tesseract program is missing): {INSTALL_HINT}"
+    return None
+
+
+def to_gray8(frame: NDArray[Any], *, invert: bool = False) -> NDArray[np.uint8]:
+    """An 8-bit grey view of a frame (rows x columns, or rows x columns x samples).
+
+    Colour: the brightest sample of each pixel. More than 8 bits (or signed): windowed from
+    the 1st to the 99.9th percentile. ``invert`` for MONOCHROME1.
+    """
+    import numpy as np
+
+    data = frame.max(axis=2) if frame.ndim == 3 else frame
+    if data.dtype == np.uint8:
+        gray = data
+    else:
+        values = data.astype(np.float32)
+        low, high = (float(v) for v in np.percentile(values, (1.0, 99.9)))
+        if high <= low:
+            low, high = float(values.min()), float(values.max())
+        span = high - low or 1.0
+        gray = (np.clip((values - low) / span, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if invert:
+        gray = 255 - gray
+    return np.ascontiguousarray(gray)
+
+
+def scale_for(rows: int, columns: int) -> int:
+    """How much to enlarge a frame before OCR: small text must reach ~20 pixels."""
+    largest = max(rows, columns)
+    if largest <= 512:
+        return 3
+    if largest <= 2048:
+        return 2
+    return 1
+
+
+def noise_level(gray: NDArray[np.uint8]) -> float:
+    """The noise's standard deviation in grey levels where the frame is noisiest: per tile of
+    32 x 32 pixels a robust estimate from neighbouring pixels' differences (text edges
+    barely move a median), then the 90th percentile over tiles (speckle may fill only a
+    sector of the frame)."""
+    import numpy as np
+
+    diff = np.abs(np.diff(gray.astype(np.int16), axis=1)).astype(np.float32)
+    rows, columns = diff.shape
+    tile = 32
+    estimates = [
+        float(np.median(diff[y : y + tile, x : x + tile]))
+        for y in range(0, max(1, rows - tile + 1), tile)
+        for x in range(0, max(1, columns - tile + 1), tile)
+    ]
+    return float(np.percentile(estimates, 90)) * 1.4826 / 1.4142
+
+
+def views(gray: NDArray[np.uint8], settings: OcrSettings) -> list[tuple[str, Image.Image]]:
+    """The frame as Tesseract should see it: dark text on a light ground, enlarged; plus a
+    smoothed copy when the frame is noisy, and its local contrast."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    light_text = float(np.median(gray)) < 128.0
+    scale = scale_for(*gray.shape)
+    plain = Image.fromarray(255 - gray if light_text else gray)
+    result = [("windowed", _enlarge(plain, scale))]
+    if noise_level(gray) > settings.noise_threshold:
+        # Smoothing after enlarging keeps thin strokes that a median filter would erase.
+        size = (plain.width * scale, plain.height * scale)
+        smooth = plain.resize(size, Image.Resampling.BICUBIC)
+        result.append(("smoothed", smooth.filter(ImageFilter.GaussianBlur(0.5 * scale))))
+    if settings.local_contrast:
+        blurred = np.asarray(Image.fromarray(gray).filter(ImageFilter.GaussianBlur(6)))
+        detail = gray.astype(np.float32) - blurred.astype(np.float32)
+        if light_text:
+            detail = -detail
+        local = np.clip(200.0 + 4.0 * detail, 0.0, 255.0).astype(np.uint8)
+        result.append(("local contrast", _enlarge(Image.fromarray(local), scale)))
+    return result
+
+
+def _enlarge(image: Image.Image, scale: int) -> Image.Image:
+    from PIL import Image
+
+    if scale == 1:
+        return image
+    return image.resize((image.width * scale, image.height * scale), Image.Resampling.LANCZOS)
+
+
+def find_words(gray: NDArray[np.uint8], settings: OcrSettings | None = None) -> list[Word]:
+    """Words of text in an 8-bit grey frame (see :func:`to_gray8`), merged over the views.
+
+    Each view is a page of its own: Tesseract binarises a page as a whole, so views with
+    different histograms must not share one.
+    """
+    import pytesseract
+
+    settings = settings or OcrSettings()
+    # Tesseract's own threads fight with dicomveil's worker processes: one thread each.
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    rows, columns = gray.shape
+    scale = scale_for(rows, columns)
+    found: list[Word] = []
+    for _name, image in views(gray, settings):
+        data = pytesseract.image_to_data(
+            image, lang=settings.languages, config="--psm 11", output_type=pytesseract.Output.DICT
+        )
+        for i, raw_text in enumerate(data["text"]):
+            left, upper = int(data["left"][i]), int(data["top"][i])
+            width, height = int(data["width"][i]), int(data["height"][i])
+            x, y = left // scale, upper // scale
+            right, bottom = -(-(left + width) // scale), -(-(upper + height) // scale)
+            text = str(raw_text).strip()
+            word = Word(x, y, right - x, bottom - y, float(data["conf"][i]), text)
+            if _is_text(word, settings, rows):
+                found.append(word)
+    return merge_words(found)
+
+
+def _is_text(word: Word, settings: OcrSettings, rows: int) -> bool:
+    """A plausible word: a letter or digit, enough confidence, the shape of text."""
+    alnum = sum(ch.isalnum() for ch in word.text)
+    if alnum == 0 or word.confidence < settings.min_confidence:
+        return False
+    if word.height < settings.min_height or word.height > max(settings.min_height, rows // 3):
+        return False
+    # Short readings of noise: one or two characters need a confident reading.
+    if alnum <= 2 and word.confidence < max(settings.min_confidence, 70.0):
+        return False
+    per_char = word.width / max(1, len(word.text))
+    return 0.15 * word.height <= per_char <= 2.5 * word.height
+
+
+def merge_words(words: list[Word]) -> list[Word]:
+    """One word per place: readings that overlap by half the smaller box are merged."""
+    merged: list[Word] = []
+    for word in sorted(words, key=lambda w: -w.confidence):
+        for i, kept in enumerate(merged):
+            if _overlap(word, kept) >= 0.5:
+                x, y = min(word.x, kept.x), min(word.y, kept.y)
+                right = max(word.x + word.width, kept.x + kept.width)
+                bottom = max(word.y + word.height, kept.y + kept.height)
+                merged[i] = Word(x, y, right - x, bottom - y, kept.confidence, kept.text)
+                break
+        else:
+            merged.append(word)
+    return sorted(merged, key=lambda w: (w.y, w.x))
+
+
+def _overlap(a: Word, b: Word) -> float:
+    width = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
+    height = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
+    if width <= 0 or height <= 0:
+        return 0.0
+    smaller = min(a.width * a.height, b.width * b.height) or 1
+    return (width * height) / smaller

@@ -1,0 +1,289 @@
+"""Walking a dataset: elements with their VR, raw bytes, byte span and path, and their values.
+
+Also what the standard says about elements, written down here rather than borrowed from the
+engine: the VRs, the tags every check needs, and what a UI element holds.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from typing import Any, Final
+
+from pydicom._uid_dict import UID_dictionary
+from pydicom.charset import decode_bytes, python_encoding
+from pydicom.datadict import get_entry
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence as DicomSequence
+
+_DEFLATED: Final = "1.2.840.10008.1.2.1.99"
+_PIXEL_TAGS: Final = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+_SOP_INSTANCE_UID: Final = 0x00080018
+_CHARSET: Final = 0x00080005
+_ENCAPSULATED_DOCUMENT: Final = 0x00420011
+_TEXT_VRS: Final = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_SINGLE_VALUED: Final = frozenset({"LT", "ST", "UT", "UR"})
+_STRING_VRS: Final = _TEXT_VRS | {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"}
+_STRIPPED_BOTH: Final = frozenset({"AE", "CS", "DS", "IS", "AS", "UI"})
+_DATE_VRS: Final = frozenset({"DA", "DT"})
+# UI elements that name a class, syntax or scheme, not an instance.
+_CLASS_UID_SUFFIXES: Final = ("ClassUID", "SyntaxUID", "ClassesInStudy", "ClassesSupported")
+_CLASS_UID_KEYWORDS: Final = frozenset({
+    "CodingSchemeUID", "ContextUID", "MappingResourceUID", "ReferencedSOPClassUIDInFile",
+    "ReferencedTransferSyntaxUIDInFile", "ImplementationClassUID",
+    "PrivateInformationCreatorUID",
+})  # fmt: skip
+_REFERENCED_IN_ITEMS: Final = frozenset(
+    {"StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"}
+)
+
+
+@cache
+def _entry(tag: int) -> tuple[str, str] | None:
+    """(VR, keyword) from pydicom's dictionary, repeating groups included."""
+    try:
+        vr, _vm, _name, _retired, keyword = get_entry(tag)
+    except KeyError:
+        return None
+    return str(vr), str(keyword)
+
+
+def _dictionary_vr(tag: int) -> str:
+    entry = _entry(tag)
+    return entry[0] if entry is not None else ""
+
+
+def _keyword(tag: int) -> str:
+    entry = _entry(tag)
+    return entry[1] if entry is not None else ""
+
+
+@dataclass(slots=True)
+class _Node:
+    tag: int
+    vr: str
+    keyword: str
+    prefix: str
+    key: tuple[int, ...]
+    raw: bytes | None  # the value's bytes, when pydicom has not converted the element
+    element: DataElement | RawDataElement
+    start: int  # absolute offset of the value, -1 when unknown
+    length: int
+    creator: str  # private data elements: the block's private creator
+    encodings: tuple[str, ...]
+    depth: int
+    base: int  # the offset the element's own position is relative to
+    private: bool
+
+    @property
+    def path(self) -> str:
+        return self.prefix + _label(self.tag, self.keyword, self.creator)
+
+    @property
+    def is_creator(self) -> bool:
+        return self.private and 0x0010 <= self.tag & 0xFFFF <= 0x00FF
+
+
+def _nodes(
+    ds: Dataset,
+    base: int,
+    key: tuple[int, ...],
+    prefix: str,
+    encodings: tuple[str, ...],
+    depth: int,
+    skip: Callable[[int, str], bool] | None = None,
+) -> Iterator[_Node]:
+    """The elements of one dataset (not of its items); ``skip(tag, VR)`` passes over public
+    elements without building them."""
+    creators: dict[tuple[int, int], str] = {}  # a block's creator sorts before its elements
+    for tag in ds.keys():
+        element = ds.get_item(tag, keep_deferred=True)
+        group, number = tag >> 16, tag & 0xFFFF
+        vr = _vr_of(element, tag)
+        creator = ""
+        if group & 1:
+            keyword = ""
+            if 0x0010 <= number <= 0x00FF:
+                creators[(group, number)] = _creator_text(element)
+            elif number > 0x00FF:
+                creator = creators.get((group, number >> 8), "")
+        else:
+            keyword = _keyword(tag)
+            if skip is not None and skip(tag, vr):
+                continue
+        raw: bytes | None = None
+        if isinstance(element, RawDataElement):
+            start = base + element.value_tell
+            length = element.length
+            if isinstance(element.value, bytes):
+                raw = element.value
+        else:  # converted by pydicom already: its span is approximate
+            tell = getattr(element, "file_tell", None)
+            start = -1 if tell is None or vr == "SQ" else base + int(tell)
+            length = 12 + len(_as_text(element.value)) if start >= 0 else 0
+        yield _Node(  # positional: this runs for every element of every file
+            tag, vr, keyword, prefix, (*key, tag), raw, element, start, length, creator,
+            encodings, depth, base, bool(group & 1),
+        )  # fmt: skip
+
+
+def _items(ds: Dataset, node: _Node) -> Iterator[tuple[Dataset, int, tuple[int, ...], str]]:
+    """(item, base offset, key, path prefix) of a sequence element."""
+    try:
+        value = ds[node.tag].value
+    except Exception:  # an unparsable sequence: its bytes are still searched
+        return
+    if not isinstance(value, DicomSequence):
+        return
+    # Items of a defined-length sequence are parsed from its value (offsets relative to its
+    # start); those of an undefined-length one straight from the stream (the parent's).
+    base = node.start if isinstance(node.element, RawDataElement) else node.base
+    for index, item in enumerate(value):
+        if isinstance(item, Dataset):
+            yield item, base, (*node.key, index), f"{node.path}[{index}]>"
+
+
+def _label(tag: int, keyword: str, creator: str) -> str:
+    group, number = tag >> 16, tag & 0xFFFF
+    if group & 1 and number > 0x00FF and creator:
+        return f'({group:04X},"{creator}",xx{number & 0xFF:02X})'
+    return keyword or f"({group:04X},{number:04X})"
+
+
+def _creator_text(element: DataElement | RawDataElement) -> str:
+    value = element.value
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip("\x00 ")
+    return str(value or "").strip("\x00 ")
+
+
+def _vr_of(element: DataElement | RawDataElement, tag: int) -> str:
+    vr = element.VR
+    if vr and vr != "UN" and " or " not in vr:
+        return str(vr)
+    if tag >> 16 & 1:
+        return str(vr or "UN")
+    known = _dictionary_vr(tag)
+    if known and " or " not in known:
+        return known
+    return str(vr or "UN")
+
+
+def _encodings(ds: Dataset, inherited: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
+    """The Python codecs of the dataset's Specific Character Set, and unknown terms."""
+    if _CHARSET not in ds:
+        return inherited, []
+    value = ds[_CHARSET].value
+    terms = [str(v).strip() for v in (value if isinstance(value, MultiValue | list) else [value])]
+    unknown = [t for t in terms if t not in python_encoding]
+    codecs: list[str] = []
+    for i, term in enumerate(terms):
+        if term in ("", "ISO_IR 6", "ISO 2022 IR 6") and i == 0:
+            codecs.append("ascii")
+        elif term in python_encoding:
+            codecs.append(python_encoding[term])
+    return (tuple(codecs) or ("ascii",)), unknown
+
+
+def _decode(raw: bytes, encodings: tuple[str, ...]) -> tuple[str, bool]:
+    """Text of a value, and whether its bytes are legal in the character set."""
+    if len(encodings) == 1 or b"\x1b" not in raw:
+        try:
+            return raw.decode(encodings[0]), True
+        except (UnicodeDecodeError, LookupError):
+            return raw.decode("latin-1"), False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        text = decode_bytes(raw, list(encodings), set())
+    return text, not caught
+
+
+def _values(node: _Node) -> tuple[list[str], bool]:
+    """The string values of an element (split on backslash where the VR allows many), and
+    whether its bytes are legal in its character set."""
+    vr = node.vr
+    if vr not in _STRING_VRS:
+        return [], True
+    legal = True
+    raw = node.raw
+    if raw is not None:
+        if not raw:
+            return [], True
+        if vr in _TEXT_VRS:
+            text, legal = _decode(raw, node.encodings)
+        else:
+            text = raw.decode("latin-1")
+        parts = [text] if vr in _SINGLE_VALUED or "\\" not in text else text.split("\\")
+    else:
+        value = node.element.value
+        if value is None:
+            return [], True
+        items = value if isinstance(value, MultiValue | list | tuple) else [value]
+        parts = [_as_text(v) for v in items]
+    if vr in _STRIPPED_BOTH:
+        stripped = [part.strip("\x00 ") for part in parts]
+    else:
+        stripped = [part.rstrip("\x00 ") for part in parts]
+    return (stripped if any(stripped) else []), legal
+
+
+def _empty_binary(node: _Node) -> bool:
+    if node.raw is not None:
+        return not node.raw
+    value = node.element.value
+    return value is None or (isinstance(value, bytes | list | MultiValue) and not value)
+
+
+def _as_text(value: Any) -> str:
+    original = getattr(value, "original_string", None)  # PersonName
+    if isinstance(original, bytes):
+        return original.decode("latin-1")
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return str(value)
+
+
+def _joined(values: list[str]) -> str:
+    return "\\".join(values).casefold()
+
+
+def _text(ds: Dataset, tag: int) -> str:
+    """A short element's text, read from its bytes: no conversion, so pydicom logs nothing."""
+    if tag not in ds:
+        return ""
+    element = ds.get_item(tag, keep_deferred=True)
+    value = element.value
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip("\x00 ")
+    if isinstance(value, MultiValue | list):
+        return "\\".join(str(v) for v in value)
+    return str(value or "").strip("\x00 ")
+
+
+class _Role(StrEnum):
+    DEFINED = "defined"  # the object's own UIDs, and UIDs an item defines (dimensions, ...)
+    REFERENCE = "reference"
+
+
+def _uid_role(node: _Node) -> _Role | None:
+    """What an instance UID element does; None for file meta and private elements."""
+    if node.key[0] >> 16 == 0x0002 or node.private:
+        return None
+    if node.depth == 0:
+        return _Role.DEFINED
+    if node.keyword.startswith("Referenced") or node.keyword in _REFERENCED_IN_ITEMS:
+        return _Role.REFERENCE
+    return _Role.DEFINED
+
+
+def _is_instance_uid_element(keyword: str) -> bool:
+    return not (keyword.endswith(_CLASS_UID_SUFFIXES) or keyword in _CLASS_UID_KEYWORDS)
+
+
+def _well_known(uid: str) -> bool:
+    return uid in UID_dictionary

@@ -1,0 +1,223 @@
+"""The originals: where they are (files, zip members) and what each contributes to the
+checks (needles, values the output must not keep, the instance UIDs it defines)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from .elements import (
+    _SOP_INSTANCE_UID,
+    _encodings,
+    _items,
+    _Node,
+    _nodes,
+    _Role,
+    _text,
+    _uid_role,
+    _values,
+    _well_known,
+)
+from .expectations import _Expect, _expect_of, _replaced, _Rules
+from .needles import _MIN_TEXT, _NEEDLE_KEYWORDS, _NEEDLE_VRS, _VENDOR_KEYWORDS, _needles_of
+from .report import Category
+
+
+@dataclass
+class _InputFacts:
+    source: str
+    sop_uid: str
+    needles: dict[str, Category] = field(default_factory=dict)
+    kept: set[str] = field(default_factory=set)
+    # Key -> (VR, value) of what the output must not keep: replaced values and UIDs.
+    replaced: dict[tuple[int, ...], tuple[str, str]] = field(default_factory=dict)
+    defined: set[str] = field(default_factory=set)
+
+
+def _files(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+
+    def fail(error: OSError) -> None:
+        raise error
+
+    for folder, dirs, names in os.walk(root, onerror=fail):
+        dirs.sort()
+        for name in sorted(names):
+            yield Path(folder) / name
+
+
+def _sources(root: Path) -> Iterator[str]:
+    """Every input: files under ``root`` and members of zip archives (``archive!member``)."""
+    for path in _files(root):
+        if zipfile.is_zipfile(path) and not _has_prefix(path):
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    names = sorted(i.filename for i in archive.infolist() if not i.is_dir())
+            except (zipfile.BadZipFile, OSError):
+                continue
+            for name in names:
+                yield f"{path}!{name}"
+        else:
+            yield str(path)
+
+
+def _has_prefix(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def _source_bytes(source: str) -> bytes:
+    path, _, member = source.partition("!")
+    if member and not Path(source).exists():
+        with zipfile.ZipFile(path) as archive:
+            return archive.read(member)
+    return Path(source).read_bytes()
+
+
+def _read_input(source: str) -> Dataset | None:
+    """An input's header; ``None`` when it is not a DICOM composite object."""
+    try:
+        with _open_source(source) as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prefix = fh.read(132)[128:132] == b"DICM"
+            fh.seek(0)
+            ds = dcmread(fh, stop_before_pixels=True, force=not prefix)
+            if not _text(ds, _SOP_INSTANCE_UID):
+                return None
+    except Exception:  # not DICOM, or damaged: pydicom raises many kinds
+        return None
+    return ds
+
+
+def _open_source(source: str) -> BinaryIO:
+    """A file, or a zip member (in memory); only the header is read from a file."""
+    if Path(source).exists():
+        return Path(source).open("rb")
+    return io.BytesIO(_source_bytes(source))
+
+
+def _input_facts(source: str, rules: _Rules) -> _InputFacts | None:
+    ds = _read_input(source)
+    if ds is None:
+        return None
+    facts = _InputFacts(source, _text(ds, _SOP_INSTANCE_UID))
+
+    def visit(node: _Node, values: list[str], expect: _Expect, letters: frozenset[str]) -> None:
+        if not values:
+            return
+        if node.vr == "UI" or _replaced(letters):
+            facts.replaced[node.key] = (node.vr, "\\".join(values))
+            if node.vr == "UI" and _uid_role(node) is _Role.DEFINED:
+                facts.defined.update(v for v in values if not _well_known(v))
+        kept = expect.explicit and "K" in letters
+        if "K" in letters and _vocabulary(node):
+            # Codes and vendor names the profile keeps (ImageType, Manufacturer, ...) identify
+            # no one: a name component or institution equal to one of their words is noise.
+            for value in values:
+                facts.kept.add(value)
+                facts.kept.update(w for w in _WORD_SPLIT.split(value) if len(w) >= _MIN_TEXT)
+        for text, category, meaningful in _needles_of(node, values):
+            if category is Category.UID:
+                # With UIDs replaced, a kept private element's UIDs are replaced too.
+                if not rules.replace_uids or (kept and not node.private):
+                    facts.kept.add(text)
+                else:
+                    facts.needles.setdefault(text, category)
+            elif category is Category.TIME and rules.temporal_kept:
+                continue
+            elif kept:
+                facts.kept.add(text)
+            elif meaningful:
+                facts.needles.setdefault(text, category)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = getattr(ds, "file_meta", None)
+        if isinstance(meta, Dataset):
+            _walk_values(meta, rules, visit, ("ascii",))
+        _walk_values(ds, rules, visit, ("ascii",))
+    return facts
+
+
+def _walk_values(
+    ds: Dataset,
+    rules: _Rules,
+    visit: Callable[[_Node, list[str], _Expect, frozenset[str]], None],
+    inherited: tuple[str, ...],
+    base: int = 0,
+    key: tuple[int, ...] = (),
+    prefix: str = "",
+    depth: int = 0,
+) -> None:
+    encodings, _unknown = _encodings(ds, inherited)
+    for node in _nodes(ds, base, key, prefix, encodings, depth, rules.unwanted):
+        if node.is_creator:
+            continue
+        expect = _expect_of(rules, node)
+        letters = rules.resolve(expect, node.vr)
+        if node.vr == "SQ":
+            for item, item_base, item_key, item_prefix in _items(ds, node):
+                _walk_values(
+                    item, rules, visit, encodings, item_base, item_key, item_prefix, depth + 1
+                )
+            continue
+        if _wanted(node, letters):
+            values, _legal = _values(node)
+            visit(node, values, expect, letters)
+
+
+_WORD_SPLIT: Final = re.compile(r"[^0-9A-Za-z]+")
+
+
+def _vocabulary(node: _Node) -> bool:
+    """Coded values and vendor names: never a person's, whatever the input says (labels
+    and other texts are not: an overlay label may carry the patient's name)."""
+    return not node.private and (node.vr == "CS" or node.keyword in _VENDOR_KEYWORDS)
+
+
+def _wanted(node: _Node, letters: frozenset[str]) -> bool:
+    """Whether an input element can hold a needle or a value the output must not keep."""
+    return (
+        node.vr in _NEEDLE_VRS
+        or node.keyword in _NEEDLE_KEYWORDS
+        or node.keyword.endswith("ID")
+        or (node.private and node.vr == "UN")
+        or _replaced(letters)
+        or ("K" in letters and _vocabulary(node))
+    )
+
+
+def _aligned(ds: Dataset) -> dict[tuple[int, ...], tuple[str, str]]:
+    """Key -> (VR, joined value) of every string element of an input, at any depth."""
+    found: dict[tuple[int, ...], tuple[str, str]] = {}
+
+    def collect(sub: Dataset, inherited: tuple[str, ...], key: tuple[int, ...]) -> None:
+        encodings, _unknown = _encodings(sub, inherited)
+        for node in _nodes(sub, 0, key, "", encodings, 0):
+            if node.vr == "SQ":
+                for item, _base, item_key, _prefix in _items(sub, node):
+                    collect(item, encodings, item_key)
+                continue
+            values, _legal = _values(node)
+            if values:
+                found[node.key] = (node.vr, "\\".join(values))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        collect(ds, ("ascii",), ())
+    return found

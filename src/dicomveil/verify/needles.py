@@ -1,0 +1,297 @@
+"""Needles: the identifying values of the originals, in the forms people write them, compiled
+for a byte search (a trie regex for words and IDs, sets for UIDs, dates and numbers)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any, Final
+
+from .elements import _DATE_VRS, _TEXT_VRS, _is_instance_uid_element, _Node, _well_known
+from .report import Category
+
+# Identifying attributes by keyword (PN, DA, DT, TM and UI values are identifying by VR).
+_ID_KEYWORDS: Final = frozenset({
+    "PatientID", "OtherPatientIDs", "IssuerOfPatientID", "AccessionNumber", "StudyID",
+    "RequestedProcedureID", "ScheduledProcedureStepID", "PerformedProcedureStepID",
+    "AdmissionID", "IssuerOfAdmissionID", "PlacerOrderNumberImagingServiceRequest",
+    "FillerOrderNumberImagingServiceRequest", "PlacerOrderNumberProcedure",
+    "FillerOrderNumberProcedure", "MedicalRecordLocator", "ServiceEpisodeID",
+    "InsurancePlanIdentification", "ClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID",
+})  # fmt: skip
+_DEVICE_KEYWORDS: Final = frozenset({
+    "DeviceSerialNumber", "StationName", "PerformedStationName", "ScheduledStationName",
+    "StationAETitle", "PerformedStationAETitle", "ScheduledStationAETitle", "DetectorID",
+    "GantryID", "SourceSerialNumber", "DeviceID",
+})  # fmt: skip
+_INSTITUTION_KEYWORDS: Final = frozenset({"InstitutionName"})
+_ADDRESS_KEYWORDS: Final = frozenset(
+    {"PatientAddress", "InstitutionAddress", "ReferringPhysicianAddress", "PersonAddress"}
+)
+_PHONE_KEYWORDS: Final = frozenset(
+    {"PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers", "PersonTelephoneNumbers"}
+)
+_NEEDLE_VRS: Final = frozenset({"PN", "DA", "DT", "TM", "UI"})
+_NEEDLE_KEYWORDS: Final = (
+    _ID_KEYWORDS | _DEVICE_KEYWORDS | _INSTITUTION_KEYWORDS | _ADDRESS_KEYWORDS | _PHONE_KEYWORDS
+)
+# Values that identify no one, whatever element holds them.
+_NOT_IDENTIFYING: Final = frozenset({
+    "anonymized", "anonymous", "anonymised", "unknown", "none", "null", "test", "removed",
+    "patient", "other", "text", "default", "hospital", "clinic", "radiology",
+})  # fmt: skip
+_VENDOR_KEYWORDS: Final = frozenset(
+    {"Manufacturer", "ManufacturerModelName", "SoftwareVersions", "ConvolutionKernel"}
+)
+_HONORIFICS: Final = frozenset(
+    {"dr", "mr", "mrs", "ms", "miss", "prof", "md", "phd", "jr", "sr", "dr.", "mr.", "mrs."}
+)
+_MIN_TEXT: Final = 4  # shorter needles match by chance
+_MIN_DIGITS: Final = 6  # numbers: "2024" or "1234" are everywhere
+
+
+class _Kind(StrEnum):
+    """How a needle may sit in the bytes. Nothing that starts with a digit may follow a digit
+    or a dot (it would be part of a number or a UID)."""
+
+    DIGITS = "digits"  # all digits: a whole run of digits
+    UID = "uid"  # a whole UID-like token, or its leading components
+    DATE = "date"  # YYYYMMDD may run on (a DT goes on with the time)
+    WORD = "word"  # names, institutions, addresses: no letter may touch either end
+    PLAIN = "plain"  # IDs: anywhere
+
+
+@dataclass(frozen=True)
+class _Needles:
+    """Compiled needles. The many (UIDs, compact dates, numbers and times: thousands in a
+    large set) are looked up in sets for each UID-like token and each run of digits, so
+    their number does not slow the search; the rest (names, IDs, addresses) form one trie
+    regex."""
+
+    pattern: re.Pattern[bytes] | None
+    uids: frozenset[bytes]
+    dates: frozenset[bytes]  # YYYYMMDD: a run of digits that starts with one
+    numbers: frozenset[bytes]  # all digits: a whole run of digits
+    info: Mapping[bytes, tuple[Category, str]]
+
+    @property
+    def empty(self) -> bool:
+        return self.pattern is None and not (self.uids or self.dates or self.numbers)
+
+    def find(self, lowered: bytes) -> list[tuple[int, bytes]]:
+        """(offset, needle) of every hit, in order."""
+        hits: list[tuple[int, bytes]] = []
+        if self.pattern is not None:
+            hits.extend((m.start(), m.group(0)) for m in self.pattern.finditer(lowered))
+        if self.uids:
+            for match in _UID_TOKEN.finditer(lowered):
+                token = match.group(0)
+                if token in self.uids:
+                    hits.append((match.start(), token))
+                    continue
+                end = token.find(b".")  # the UID with components appended (derived from it)
+                while end != -1:
+                    if token[:end] in self.uids:
+                        hits.append((match.start(), token[:end]))
+                        break
+                    end = token.find(b".", end + 1)
+        if self.dates or self.numbers:
+            for match in _DIGIT_RUN.finditer(lowered):
+                run = match.group(0)
+                if run[:8] in self.dates:
+                    hits.append((match.start(), run[:8]))
+                elif run in self.numbers:
+                    hits.append((match.start(), run))
+        return sorted(hits)
+
+
+def _build_needles(raw: Mapping[str, Category], kept: Iterable[str]) -> _Needles:
+    skip = {k.casefold() for k in kept}
+    info: dict[bytes, tuple[Category, str]] = {}
+    kinds: dict[bytes, _Kind] = {}
+    uids: set[bytes] = set()
+    dates: set[bytes] = set()
+    numbers: set[bytes] = set()
+    for text, category in raw.items():
+        if text.casefold() in skip:
+            continue
+        kind = _kind(text, category)
+        for encoding in ("utf-8", "latin-1"):
+            try:
+                needle = text.encode(encoding).lower()
+            except UnicodeEncodeError:
+                continue
+            info.setdefault(needle, (category, text))
+            if kind is _Kind.UID:
+                uids.add(needle)
+            elif kind is _Kind.DATE and len(needle) == 8 and needle.isdigit():
+                dates.add(needle)
+            elif kind is _Kind.DIGITS:
+                numbers.add(needle)
+            else:
+                kinds.setdefault(needle, kind)
+    digit_start = [n for n in kinds if n[:1].isdigit()]
+    words = [n for n in kinds if not n[:1].isdigit() and kinds[n] is _Kind.WORD]
+    plain = [n for n in kinds if not n[:1].isdigit() and kinds[n] is not _Kind.WORD]
+    parts = [
+        _trie(group, kinds, guard)
+        for group, guard in (
+            (digit_start, rb"(?<![0-9.].)"),  # not inside a number or a UID
+            (words, rb"(?<![a-z].)"),
+            (plain, b""),
+        )
+        if group
+    ]
+    pattern = re.compile(b"|".join(parts), re.DOTALL) if parts else None
+    return _Needles(pattern, frozenset(uids), frozenset(dates), frozenset(numbers), info)
+
+
+_UID_TOKEN: Final = re.compile(rb"(?<![0-9.])[0-9]+(?:\.[0-9]+)+")
+_DIGIT_RUN: Final = re.compile(rb"(?<![0-9.])[0-9]{6,}")  # _MIN_DIGITS: shorter runs never match
+_TAILS: Final = {_Kind.WORD: rb"(?![a-z])"}  # what may not follow a needle of the trie
+
+
+def _trie(words: list[bytes], kinds: Mapping[bytes, _Kind], guard: bytes) -> bytes:
+    """One regex for many literal needles: a trie, so each position costs a byte compare.
+
+    ``guard`` follows the first byte: a look-behind on the byte before the needle.
+    """
+    root: dict[int, Any] = {}
+    for word in words:
+        node = root
+        for byte in word:
+            node = node.setdefault(byte, {})
+        node[-1] = kinds[word]
+
+    def build(node: dict[int, Any], depth: int) -> bytes:
+        branches = []
+        for byte, child in sorted(node.items(), key=lambda kv: kv[0]):
+            if byte < 0:
+                continue
+            literal = re.escape(bytes([byte])) + (guard if depth == 0 else b"")
+            branches.append(literal + build(child, depth + 1))
+        ending = node.get(-1)
+        tail = _TAILS.get(ending, b"") if isinstance(ending, _Kind) else b""
+        if not branches:
+            return tail
+        body = branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+        if ending is not None:
+            return b"(?:" + body + b"|" + tail + b")" if tail else b"(?:" + body + b")?"
+        return body
+
+    return build(root, 0)
+
+
+def _kind(text: str, category: Category) -> _Kind:
+    if category is Category.UID:
+        return _Kind.UID
+    if category is Category.DATE:
+        return _Kind.DATE
+    if text.isdigit():
+        return _Kind.DIGITS
+    if category in (Category.NAME, Category.INSTITUTION, Category.ADDRESS):
+        return _Kind.WORD  # words: "HERE" is not in "THERE"
+    return _Kind.PLAIN
+
+
+def _meaningful(text: str) -> bool:
+    text = text.strip()
+    if text.casefold() in _NOT_IDENTIFYING:
+        return False
+    if text.isdigit():
+        return len(text) >= _MIN_DIGITS
+    return len(text) >= _MIN_TEXT
+
+
+def _name_forms(value: str) -> set[str]:
+    """A PN value as people write it: components, with and without carets, either order."""
+    forms: set[str] = set()
+    for group in value.split("="):
+        parts = [p.strip() for p in group.split("^")]
+        words = [p for p in parts if p and p.casefold() not in _HONORIFICS]
+        if not words:
+            continue
+        forms.add(group.strip("^ "))
+        forms.update(words)
+        for part in words:
+            forms.update(w for w in part.split() if w.casefold() not in _HONORIFICS)
+        family = parts[0] if parts else ""
+        given = " ".join(p for p in parts[1:3] if p)
+        if family and given:
+            forms.update(
+                {
+                    f"{family} {given}",
+                    f"{given} {family}",
+                    f"{family}, {given}",
+                    f"{family},{given}",
+                    f"{family}{given}".replace(" ", ""),
+                    f"{given}{family}".replace(" ", ""),
+                    " ".join(words),
+                }
+            )
+    return {f for f in forms if _meaningful(f)}
+
+
+_DA_TEXT: Final = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+
+
+def _date_forms(value: str) -> set[str]:
+    forms: set[str] = set()
+    for part in value.split("-") if len(value) == 17 else [value]:
+        text = part.strip()[:8]
+        match = _DA_TEXT.match(text)
+        if not match or int(match[1]) < 1901 or not 1 <= int(match[2]) <= 12:
+            continue
+        y, m, d = match[1], match[2], match[3]
+        forms.update({text, f"{y}-{m}-{d}", f"{y}.{m}.{d}", f"{d}.{m}.{y}", f"{m}/{d}/{y}"})
+        forms.add(f"{d}/{m}/{y}")
+    return forms
+
+
+def _time_forms(value: str) -> set[str]:
+    text = value.strip().split(".")[0]
+    if len(text) >= 6 and text.isdigit() and text.strip("0"):
+        return {text[:6]}
+    return set()
+
+
+def _needles_of(node: _Node, values: list[str]) -> Iterator[tuple[str, Category, bool]]:
+    """Identifying values of one input element: (text, category, long enough to search)."""
+    for value in values:
+        yield from _forms(node.vr, node.keyword, node.private, value)
+
+
+@lru_cache(maxsize=1 << 16)  # a series repeats its patient's, study's and device's values
+def _forms(
+    vr: str, keyword: str, private: bool, value: str
+) -> tuple[tuple[str, Category, bool], ...]:
+    found: list[tuple[str, Category]] = []
+    if vr == "PN":
+        found.extend((form, Category.NAME) for form in _name_forms(value))
+    elif vr in _DATE_VRS:
+        found.extend((form, Category.DATE) for form in _date_forms(value))
+    elif vr == "TM":
+        found.extend((form, Category.TIME) for form in _time_forms(value))
+    elif vr == "UI":
+        if (private or _is_instance_uid_element(keyword)) and not _well_known(value):
+            found.append((value, Category.UID))
+    elif private or vr not in _TEXT_VRS | {"AE"}:
+        pass
+    elif keyword in _DEVICE_KEYWORDS:
+        found.append((value, Category.DEVICE))
+    elif keyword in _ID_KEYWORDS or (keyword.endswith("ID") and vr in ("LO", "SH")):
+        found.append((value, Category.ID))
+    elif keyword in _INSTITUTION_KEYWORDS:
+        found.append((value, Category.INSTITUTION))
+    elif keyword in _ADDRESS_KEYWORDS:
+        found.append((value, Category.ADDRESS))
+        found.extend((part.strip(), Category.ADDRESS) for part in value.split(","))
+    elif keyword in _PHONE_KEYWORDS:
+        found.append((value, Category.PHONE))
+        digits = "".join(c for c in value if c.isdigit())
+        if len(digits) >= 7:
+            found.append((digits, Category.PHONE))
+    return tuple((text, category, _meaningful(text)) for text, category in found)

@@ -1,0 +1,185 @@
+"""Running :func:`verify`: the inputs read, the output's files checked (in worker processes for
+large sets), and the checks across the whole set."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Final
+
+from ..profiles import Profile
+from .context import _Context, _Outcome
+from .elements import _well_known
+from .expectations import _Rules
+from .files import _FileCheck
+from .inputs import _files, _input_facts, _InputFacts, _sources
+from .needles import _build_needles
+from .references import _read_uid_map, _UidMap, _whole_set
+from .report import Category, IodCheck, VerifyReport
+from .validity import _INPUT_IOD, _IOD_BY_STRUCTURE
+
+_PARALLEL_FROM: Final = 48  # files; below this, worker start-up costs more than it saves
+
+_CONTEXT: _Context | None = None
+_RULES: _Rules | None = None
+
+
+def _init_worker(ctx: _Context | None, rules: _Rules | None) -> None:
+    global _CONTEXT, _RULES
+    _CONTEXT, _RULES = ctx, rules
+    _INPUT_IOD.clear()
+    _IOD_BY_STRUCTURE.clear()
+
+
+def _check_chunk(paths: list[Path]) -> list[_Outcome]:
+    assert _CONTEXT is not None
+    return [_FileCheck(_CONTEXT, path).run() for path in paths]
+
+
+def _facts_chunk(sources: list[str]) -> list[_InputFacts | None]:
+    assert _RULES is not None
+    return [_input_facts(source, _RULES) for source in sources]
+
+
+def _map_parallel(
+    function: Callable[[list[Any]], list[Any]],
+    items: list[Any],
+    workers: int,
+    init: tuple[_Context | None, _Rules | None],
+) -> list[Any]:
+    chunk = 16
+    chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
+    if workers <= 1 or len(items) < _PARALLEL_FROM:
+        _init_worker(*init)
+        try:
+            return [r for c in chunks for r in function(c)]
+        finally:
+            _init_worker(None, None)
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=init) as pool:
+        return [r for results in pool.map(function, chunks) for r in results]
+
+
+def verify(
+    output: Path,
+    *,
+    against: Path | None = None,
+    profile: Profile,
+    map_dir: Path | None = None,
+    show_values: bool = False,
+    workers: int = 0,
+    iod: IodCheck | str = IodCheck.STRUCTURE,
+) -> VerifyReport:
+    """Check a de-identified output folder (see :mod:`dicomveil.verify` for the checks).
+
+    ``against`` is the original input (files, folders or zip archives), ``map_dir`` the
+    ``--map-dir`` of the run (its ``uids.csv``); ``workers`` processes (0: one per core) are
+    used for large sets; ``iod`` says how ``dciodvfy`` runs where it is installed (see
+    :class:`IodCheck`; an unknown mode is a ValueError). Nothing in the data makes it raise:
+    what could not be checked is in :attr:`VerifyReport.problems`.
+    """
+    iod = IodCheck(iod)
+    rules = _Rules.of(profile)
+    notes: list[str] = []
+    problems: list[str] = []
+    output = Path(output)
+    try:
+        files = list(_files(output)) if output.exists() else []
+    except OSError as exc:
+        files = []
+        problems.append(f"cannot read the output folder ({exc.strerror})")
+    if not output.exists():
+        problems.append("the output folder does not exist")
+    elif not files and not problems:
+        problems.append("the output folder holds no files")
+    if against is not None and not Path(against).exists():
+        problems.append("the input given with --against does not exist")
+    uid_map = _UidMap()
+    if map_dir is not None:
+        try:
+            uid_map = _read_uid_map(Path(map_dir))
+        except (OSError, ValueError, csv.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            problems.append(f"cannot read uids.csv in the map folder ({reason})")
+    if problems:
+        return VerifyReport(rules.name, len(files), problems=tuple(problems))
+    count = workers or os.cpu_count() or 1
+
+    needles: dict[str, Category] = {}
+    kept: set[str] = set()
+    inputs_by_sop: dict[str, str] = {}
+    replaced: dict[str, dict[tuple[int, ...], tuple[str, str]]] = {}
+    input_defined: set[str] = set()
+    if against is not None:
+        try:
+            sources = list(_sources(Path(against)))
+        except OSError as exc:
+            return VerifyReport(
+                rules.name, len(files), problems=(f"cannot read the inputs ({exc.strerror})",)
+            )
+        unreadable = 0
+        for facts in _map_parallel(_facts_chunk, sources, count, (None, rules)):
+            if facts is None:
+                unreadable += 1
+                continue
+            inputs_by_sop.setdefault(facts.sop_uid, facts.source)
+            replaced[facts.source] = facts.replaced
+            input_defined.update(facts.defined)
+            for text, category in facts.needles.items():
+                needles.setdefault(text, category)
+            kept.update(facts.kept)
+        if unreadable:
+            notes.append(f"{unreadable} input file(s) are not DICOM objects: not used")
+        if not inputs_by_sop:
+            notes.append("no DICOM input found under --against: nothing to compare with")
+    if against is not None and map_dir is None and rules.replace_uids:
+        notes.append(
+            "without --map-dir the files cannot be matched to their inputs: values kept where "
+            "the profile replaces them, and errors the inputs already had, are not compared"
+        )
+    original_uids = {u for u, c in needles.items() if c is Category.UID}
+    if rules.replace_uids:
+        for old in uid_map.old_to_new:
+            if not _well_known(old):
+                needles.setdefault(old, Category.UID)
+                original_uids.add(old)
+    program = shutil.which("dciodvfy") if iod is not IodCheck.OFF else None
+    if iod is not IodCheck.OFF and program is None:
+        notes.append("dciodvfy (dicom3tools) is not installed: the IOD check was skipped")
+    ctx = _Context(
+        root=output,
+        rules=rules,
+        needles=_build_needles(needles, kept),
+        original_uids=frozenset(original_uids - kept),
+        map_new_to_old={new: old for old, new in uid_map.old_to_new.items()},
+        inputs_by_sop=inputs_by_sop,
+        replaced=replaced,
+        against=against is not None,
+        has_map=map_dir is not None,
+        show_values=show_values,
+        dciodvfy=program,
+        iod=iod,
+    )
+    outcomes: list[_Outcome] = _map_parallel(_check_chunk, files, count, (ctx, None))
+    findings = [f for o in outcomes for f in o.findings]
+    findings.extend(uid_map.findings)
+    across, inherited_references = _whole_set(ctx, outcomes, uid_map, input_defined)
+    findings.extend(across)
+    if inherited_references:
+        notes.append(
+            f"{inherited_references} reference(s) to instances outside the set were already "
+            "unresolved in the inputs: not reported"
+        )
+    inherited = sum(o.inherited_invalid for o in outcomes)
+    if inherited:
+        notes.append(f"{inherited} invalid value(s) were already in the inputs: not reported")
+    return VerifyReport(
+        profile=rules.name,
+        files=len(files),
+        findings=tuple(findings),
+        risk_flags=tuple(r for o in outcomes for r in o.flags),
+        notes=tuple(notes),
+    )

@@ -1,0 +1,1044 @@
+"""The DICOM gateway against real peers on loopback: dcmtk's storescu, storescp, findscu
+and dcmqrscp, pynetdicom clients (TLS, MPPS), raw sockets, and the gateway itself as a
+``dicomveil gateway`` subprocess killed with SIGKILL.
+
+What "the same bytes" means here:
+
+* the gateway's folder destination is compared file by file, whole files, with the output
+  of :func:`dicomveil.run` on the files storescu sent (same profile, key and layout);
+* storescp writes what it receives with a file meta group of its own, so for the forwarded
+  copies the bytes from the end of group 0002 to the end of the file are compared with the
+  same part of ``run``'s output (the data set as the gateway sent it, byte for byte).
+
+Every port is free when the test picks it; every subprocess and server is stopped in a
+fixture finalizer. Waits poll for a result with a generous deadline; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import gc
+import ipaddress
+import json
+import os
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, build_context
+from pynetdicom.association import Association
+from pynetdicom.dsutils import split_dataset
+from typer.testing import CliRunner
+
+from dicomveil import Outcome, Profile, Pseudonymizer, RunConfig, run, synthetic, write_key
+from dicomveil.cli import app
+from dicomveil.gateway import (
+    Gateway,
+    GatewayConfigError,
+    GatewayEvent,
+    GatewayEvents,
+    StoreStatus,
+    load_config,
+    read_status,
+    sanitize_query,
+)
+from dicomveil.gateway.queue import ClientAE
+
+from .conftest import KEY
+
+VERIFICATION = "1.2.840.10008.1.1"
+CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+MPPS = "1.2.840.10008.3.1.2.3.3"
+DICOMVEIL = str(Path(sys.executable).with_name("dicomveil"))  # the installed command
+DEADLINE = 60.0  # seconds to wait for something that should happen (never a threshold)
+
+
+def _dcmtk(name: str) -> str | None:
+    """dcmtk's binary (pynetdicom installs Python scripts of the same names: skip those)."""
+    for folder in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin"]:
+        candidate = Path(folder) / name
+        try:
+            with candidate.open("rb") as fh:
+                if fh.read(4) == b"\x7fELF":
+                    return str(candidate)
+        except OSError:
+            continue
+    return None
+
+
+TOOLS = {n: _dcmtk(n) for n in ("storescu", "storescp", "findscu", "dcmqrscp", "echoscu")}
+needs_dcmtk = pytest.mark.skipif(
+    any(v is None for v in TOOLS.values()),
+    reason="dcmtk is not installed (sudo apt-get install dcmtk)",
+)
+
+
+# Debian's dcmtk keeps Nagle's algorithm on unless TCP_NODELAY is set (each instance would
+# wait for a delayed ACK): set it, for speed only.
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def tool(name: str) -> str:
+    path = TOOLS[name]
+    assert path is not None
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"gave up waiting: {what}")
+
+
+def listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Peers: subprocesses stopped in finalizers
+
+
+class Processes:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, args: list[str], log: str, port: int | None = None) -> subprocess.Popen[bytes]:
+        with (self.folder / log).open("ab") as out:
+            proc = subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=DCMTK_ENV,
+            )
+        self.running.append(proc)
+        if port is not None:
+            wait_for(
+                lambda: listening(port) or proc.poll() is not None, f"{args[0]} on port {port}"
+            )
+            assert proc.poll() is None, (self.folder / log).read_text(errors="replace")
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)  # its own session: dcmqrscp forks per association
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(15)
+        return int(proc.returncode)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.running):
+            self.stop(proc)
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect after each test, so that an unclosed socket is blamed on the test that
+    left it."""
+    yield
+    gc.collect()
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    processes = Processes(tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.stop_all()
+
+
+@pytest.fixture
+def gateways() -> Iterator[Callable[..., Gateway]]:
+    started: list[Gateway] = []
+
+    def start(config: Path, events: GatewayEvents | None = None) -> Gateway:
+        gateway = Gateway(load_config(config), events=events)
+        started.append(gateway)
+        gateway.start()
+        return gateway
+
+    try:
+        yield start
+    finally:
+        for gateway in reversed(started):
+            gateway.stop()
+
+
+def storescp(procs: Processes, folder: Path, port: int) -> subprocess.Popen[bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    args = [tool("storescp"), "--output-directory", str(folder), "-aet", "DEST", str(port)]
+    return procs.start(args, "storescp.log", port)
+
+
+STORESCU_ARGS = ("-aet", "SCANNER", "-aec", "DICOMVEIL", "+sd", "+r")
+
+
+def storescu(port: int, *paths: Path, calling: str = "SCANNER") -> subprocess.CompletedProcess[str]:
+    args = [tool("storescu"), "-aet", calling, "-aec", "DICOMVEIL", "+sd", "+r"]
+    args += ["127.0.0.1", str(port), *map(str, paths)]  # +sd +r: folders, recursively
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=120, check=False, env=DCMTK_ENV
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The corpus, and what `dicomveil run` makes of it
+
+
+@dataclass
+class Corpus:
+    folder: Path  # ct1/, mr1/, ct2/ (7 instances) and us/ (1 withheld)
+    key: Path
+    expected: dict[str, bytes]  # de-identified SOP Instance UID -> run's output file
+    relative: dict[str, str]  # ... -> its path in run's output folder
+    pseudonyms: dict[str, str]  # original PatientID -> pseudonym
+    study_uids: dict[str, str]  # original Study Instance UID -> de-identified one
+    names: set[str]  # original patient names
+
+    @property
+    def storable(self) -> list[Path]:
+        return [self.folder / "ct1", self.folder / "mr1", self.folder / "ct2"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    root = tmp_path_factory.mktemp("corpus")
+    folder = root / "in"
+    p1, p2 = synthetic.fake_patient(1), synthetic.fake_patient(2)
+    datasets = {
+        "ct1": synthetic.ct_series(p1, seed=1, n_slices=3, rows=16, columns=16),
+        "mr1": synthetic.mr_series(p1, seed=1, n_slices=2, rows=16, columns=16),
+        "ct2": synthetic.ct_series(p2, seed=2, n_slices=2, rows=16, columns=16),
+        "us": [synthetic.us_burned_in(p2, seed=2)],
+    }
+    for name, series in datasets.items():
+        synthetic.write_series(series, folder / name)
+    key = write_key(root / "project.key", KEY)
+    assert key == KEY
+    output = root / "run"
+    summary = run(
+        [folder],
+        RunConfig(
+            profile=Profile.named("ps3.15-basic"),
+            key=KEY,
+            output=output,
+            workers=1,
+            today=dt.date.today(),
+        ),
+    )
+    assert summary.count(Outcome.WRITTEN) == 7 and summary.count(Outcome.WITHHELD) == 1
+    expected: dict[str, bytes] = {}
+    relative: dict[str, str] = {}
+    pseudonyms: dict[str, str] = {}
+    study_uids: dict[str, str] = {}
+    for result in summary.written:
+        assert result.output is not None
+        sop = result.output.stem
+        expected[sop] = result.output.read_bytes()
+        relative[sop] = result.output.relative_to(output).as_posix()
+        pseudonyms[result.patient_id] = result.pseudonym
+        study_uids.update(result.uid_map)
+    names = {str(ds.PatientName) for series in datasets.values() for ds in series}
+    return Corpus(folder, root / "project.key", expected, relative, pseudonyms, study_uids, names)
+
+
+def body(path: Path) -> bytes:
+    """The bytes after the file meta group (the data set as sent over the network)."""
+    _, offset = split_dataset(path)
+    return path.read_bytes()[offset:]
+
+
+def expected_body(corpus: Corpus, sop: str, folder: Path) -> bytes:
+    path = folder / f"expected-{sop}.dcm"
+    path.write_bytes(corpus.expected[sop])
+    return body(path)
+
+
+def write_config(folder: Path, text: str, corpus: Corpus) -> Path:
+    path = folder / "gateway.toml"
+    path.write_text(text.replace("@KEY@", str(corpus.key)), encoding="utf-8")
+    return path
+
+
+def received_files(folder: Path) -> dict[str, Path]:
+    """storescp's files by SOP Instance UID (names: <modality>.<SOP Instance UID>)."""
+    if not folder.exists():
+        return {}
+    return {p.name.split(".", 1)[1]: p for p in folder.iterdir() if "." in p.name}
+
+
+def gateway_config(port: int, state: Path, dest_port: int, *, output: bool = True) -> str:
+    return f"""
+[gateway]
+ae_title = "DICOMVEIL"
+port = {port}
+state_dir = "{state}"
+timeout = 10
+retry_initial = 0.1
+retry_max = 0.5
+
+[[route]]
+name = "research"
+calling_ae = ["SCANNER"]
+profile = "ps3.15-basic"
+key = "@KEY@"
+{'output = "out"' if output else ""}
+
+[route.forward]
+host = "127.0.0.1"
+port = {dest_port}
+ae_title = "DEST"
+"""
+
+
+def check_received(corpus: Corpus, dest: Path, scratch: Path) -> None:
+    files = received_files(dest)
+    assert set(files) == set(corpus.expected)
+    for sop, path in files.items():
+        assert body(path) == expected_body(corpus, sop, scratch), sop
+
+
+# --------------------------------------------------------------------------------------------
+# Store and forward
+
+
+@needs_dcmtk
+def test_store_and_forward_are_byte_identical_to_run(
+    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+) -> None:
+    dest_port = free_port()
+    storescp(procs, tmp_path / "dest", dest_port)
+    config = write_config(tmp_path, gateway_config(0, tmp_path / "state", dest_port), corpus)
+    gateway = gateways(config)
+
+    sent = storescu(gateway.port, corpus.folder)  # ct1, mr1, ct2 and the burned-in us
+    assert sent.returncode == 0, sent.stderr
+
+    wait_for(lambda: len(received_files(tmp_path / "dest")) == 7, "7 instances at storescp")
+    check_received(corpus, tmp_path / "dest", tmp_path)
+    written = {p.stem: p for p in (tmp_path / "out").rglob("*.dcm")}
+    assert set(written) == set(corpus.expected)
+    for sop, path in written.items():
+        assert path.read_bytes() == corpus.expected[sop]
+        assert path.relative_to(tmp_path / "out").as_posix() == corpus.relative[sop]
+
+    settings = load_config(config)
+    wait_for(lambda: read_status(settings)["routes"]["research"]["forwarded"] == 7, "status")
+    route = read_status(settings)["routes"]["research"]
+    assert route["received"] == 8 and route["written"] == 7 and route["withheld"] == 1
+    assert route["failed"] == 0 and route["queue_depth"] == 0
+    result = CliRunner().invoke(app, ["gateway", "status", "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["routes"]["research"]["withheld"] == 1
+    status_text = (tmp_path / "state" / "status.json").read_text()
+    for name in corpus.names:
+        assert name.split("^")[0] not in status_text
+
+
+def _client(
+    port: int,
+    calling: str = "SCANNER",
+    contexts: list[str] | None = None,
+    tls_args: tuple[ssl.SSLContext, str] | None = None,
+) -> Association:
+    ae = ClientAE(ae_title=calling)  # pynetdicom's AE, closing sockets that fail to connect
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    requested = [build_context(c) for c in (contexts or [VERIFICATION])]
+    return ae.associate(
+        "127.0.0.1", port, contexts=requested, ae_title="DICOMVEIL", tls_args=tls_args
+    )
+
+
+def test_store_statuses(tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]) -> None:
+    """Withheld: 0xB006 (a warning) and never written; a truncated data set: 0xC000; a data
+    set that is not the instance the request announced: 0xA900. The gateway goes on."""
+    text = gateway_config(0, tmp_path / "state", free_port()).split("[route.forward]")[0]
+    events = Recorder()
+    gateway = gateways(write_config(tmp_path, text, corpus), events)
+    us = next((corpus.folder / "us").iterdir())
+    ct = sorted((corpus.folder / "ct1").iterdir())[0]
+    data = ct.read_bytes()
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes(data[: len(data) - 300])  # ends inside the pixel data
+    meta, offset = split_dataset(ct)
+    announced = tmp_path / "announced.dcm"  # file meta (the request) names another instance
+    head = data[:offset].replace(
+        str(meta.MediaStorageSOPInstanceUID).encode(),
+        b"2.25.1" + b"0" * (len(str(meta.MediaStorageSOPInstanceUID)) - 6),
+    )
+    announced.write_bytes(head + data[offset:])
+    statuses = _send(gateway.port, [us, truncated, announced, ct], str(dcmread(us).SOPClassUID))
+    assert statuses == [
+        StoreStatus.WITHHELD_WARNING,
+        StoreStatus.MALFORMED,
+        StoreStatus.MISMATCH,
+        StoreStatus.SUCCESS,
+    ]
+    written = list((tmp_path / "out").rglob("*.dcm"))
+    assert len(written) == 1 and written[0].read_bytes() == corpus.expected[written[0].stem]
+    settings = load_config(tmp_path / "gateway.toml")
+    wait_for(lambda: read_status(settings)["routes"]["research"]["received"] == 4, "status")
+    route = read_status(settings)["routes"]["research"]
+    assert (route["written"], route["withheld"], route["failed"]) == (1, 1, 2)
+    errors = " ".join(e["message"] for e in read_status(settings)["last_errors"])
+    assert "truncated" in errors and "differs from the C-STORE request" in errors
+    kinds = [event.kind.value for event in events.seen]
+    assert kinds.count("received") == 4 and kinds.count("failed") == 2
+    assert kinds.count("withheld") == 1 and kinds.count("written") == 1
+    (written_event,) = [e for e in events.seen if e.kind.value == "written"]
+    assert written_event.result is not None and written_event.result.output == written[0]
+    assert written_event.calling_ae == "SCANNER" and written_event.route == "research"
+
+
+class Recorder:
+    """A GatewayEvents implementation that keeps every event (an audit trail's stand-in)."""
+
+    def __init__(self) -> None:
+        self.seen: list[GatewayEvent] = []
+
+    def received(self, event: GatewayEvent) -> None:
+        self.seen.append(event)
+
+    written = forwarded = withheld = failed = received
+
+
+def test_limits(tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]) -> None:
+    """One association at a time (the second is rejected: local limit exceeded), and at
+    most two instances per association (the third: 0xA700, out of resources)."""
+    text = gateway_config(0, tmp_path / "state", free_port()).split("[route.forward]")[0]
+    text = text.replace("timeout = 10", "timeout = 10\nmax_associations = 1")
+    text = text.replace("timeout = 10", "timeout = 10\nmax_instances_per_association = 2")
+    gateway = gateways(write_config(tmp_path, text, corpus))
+    files = sorted((corpus.folder / "ct1").iterdir())
+    first = _client(gateway.port, contexts=[CT_STORAGE])
+    assert first.is_established
+    try:
+        # rejected-transient (2), service provider presentation (3), local limit exceeded (2)
+        assert _rejection(_client(gateway.port)) == (2, 3, 2)
+        statuses = [int(first.send_c_store(f).Status) for f in files]
+    finally:
+        first.release()
+    assert statuses == [0, 0, StoreStatus.OUT_OF_RESOURCES]
+    wait_for(lambda: _echo_ok(gateway.port), "serving again after the release")
+
+
+def _send(port: int, files: list[Path], *sop_classes: str) -> list[int]:
+    """C-STORE each file's bytes as they are (pynetdicom's chunked mode: no re-encoding)."""
+    from pynetdicom import _config
+
+    previous = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        assoc = _client(port, contexts=[CT_STORAGE, *sop_classes])
+        assert assoc.is_established
+        try:
+            return [int(assoc.send_c_store(f).Status) for f in files]
+        finally:
+            assoc.release()
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = previous
+
+
+# --------------------------------------------------------------------------------------------
+# Failures of the destination and of the gateway
+
+
+@needs_dcmtk
+def test_destination_down_then_back(
+    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+) -> None:
+    dest_port = free_port()
+    dest = tmp_path / "dest"
+    first = storescp(procs, dest, dest_port)
+    config = write_config(
+        tmp_path, gateway_config(0, tmp_path / "state", dest_port, output=False), corpus
+    )
+    gateway = gateways(config)
+    assert storescu(gateway.port, corpus.folder / "ct1").returncode == 0
+    wait_for(lambda: len(received_files(dest)) == 3, "the first series at storescp")
+
+    procs.stop(first)
+    sent = storescu(gateway.port, corpus.folder / "mr1", corpus.folder / "ct2")
+    assert sent.returncode == 0, sent.stderr  # acknowledged: safely queued
+    settings = load_config(config)
+    wait_for(
+        lambda: (
+            (read_status(settings)["routes"]["research"].get("forwarding") or {}).get("attempts", 0)
+            >= 2
+        ),
+        "retries while the destination is down",
+    )
+    route = read_status(settings)["routes"]["research"]
+    assert route["queue_depth"] == 4 and route["forwarded"] == 3
+
+    storescp(procs, dest, dest_port)
+    wait_for(lambda: len(received_files(dest)) == 7, "the rest after the destination is back")
+    check_received(corpus, dest, tmp_path)
+    wait_for(lambda: read_status(settings)["routes"]["research"]["queue_depth"] == 0, "empty")
+
+
+@needs_dcmtk
+def test_sigkill_loses_nothing(tmp_path: Path, corpus: Corpus, procs: Processes) -> None:
+    """The gateway (``dicomveil gateway --config``) is killed with SIGKILL while instances
+    wait in its queue and storescu is sending; after a restart everything arrives, byte
+    for byte. The sender resends what was not acknowledged; instances the destination
+    receives twice are identical."""
+    port, dest_port = free_port(), free_port()
+    config = write_config(
+        tmp_path, gateway_config(port, tmp_path / "state", dest_port, output=False), corpus
+    )
+    command = [DICOMVEIL, "gateway", "--config", str(config)]
+    gateway = procs.start(command, "gateway.log", port)
+    sender = subprocess.Popen(
+        [tool("storescu"), *STORESCU_ARGS, "127.0.0.1", str(port), *map(str, corpus.storable)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=DCMTK_ENV,
+    )
+    try:
+        queue = tmp_path / "state" / "queue" / "research"
+        wait_for(lambda: len(list(queue.glob("*.dcm"))) >= 3, "instances queued")
+        procs.stop(gateway, signal.SIGKILL)
+    finally:
+        sender.wait(60)
+    assert gateway.returncode == -signal.SIGKILL
+
+    dest = tmp_path / "dest"
+    storescp(procs, dest, dest_port)
+    restarted = procs.start(command, "gateway.log", port)
+    resent = storescu(port, *corpus.storable)  # the sender retries what it could not send
+    assert resent.returncode == 0, resent.stderr
+    wait_for(lambda: len(received_files(dest)) == 7, "every instance after the restart")
+    check_received(corpus, dest, tmp_path)
+    wait_for(lambda: not list(queue.iterdir()) or _only_state(queue), "an empty queue")
+    assert procs.stop(restarted, signal.SIGTERM) == 0  # a clean stop on SIGTERM
+
+
+def _only_state(queue: Path) -> bool:
+    return {p.name for p in queue.iterdir()} <= {"state.json"}
+
+
+# --------------------------------------------------------------------------------------------
+# Queries through the gateway
+
+
+def dcmqrscp_config(folder: Path, port: int) -> Path:
+    storage = folder / "storage"
+    storage.mkdir(parents=True)
+    path = folder / "dcmqrscp.cfg"
+    path.write_text(
+        f"""NetworkTCPPort = {port}
+MaxPDUSize = 16384
+MaxAssociations = 16
+HostTable BEGIN
+HostTable END
+VendorTable BEGIN
+VendorTable END
+AETable BEGIN
+PACS {storage} RW (100, 100mb) ANY
+AETable END
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@needs_dcmtk
+def test_find_through_the_gateway(
+    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+) -> None:
+    upstream_port = free_port()
+    cfg = dcmqrscp_config(tmp_path / "qr", upstream_port)
+    procs.start([tool("dcmqrscp"), "-v", "-c", str(cfg)], "dcmqrscp.log", upstream_port)
+    filled = subprocess.run(
+        [tool("storescu"), "-aec", "PACS", "+sd", "+r", "127.0.0.1", str(upstream_port)]
+        + [str(p) for p in corpus.storable],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=DCMTK_ENV,
+    )
+    assert filled.returncode == 0, filled.stderr
+    config = write_config(
+        tmp_path,
+        f"""
+[gateway]
+port = 0
+state_dir = "state"
+timeout = 10
+
+[[route]]
+name = "query"
+calling_ae = ["RESEARCHER"]
+key = "@KEY@"
+
+[route.query]
+host = "127.0.0.1"
+port = {upstream_port}
+ae_title = "PACS"
+""",
+        corpus,
+    )
+    gateway = gateways(config)
+    surname = sorted(corpus.names)[0].split("^")[0]
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    found = subprocess.run(
+        [
+            *(tool("findscu"), "-aet", "RESEARCHER", "-aec", "DICOMVEIL", "-S", "-X"),
+            *("-od", str(answers), "-k", "QueryRetrieveLevel=STUDY"),
+            *("-k", f"PatientName={surname}*", "-k", "PatientID", "-k", "StudyInstanceUID"),
+            *("-k", "StudyDate=20240101-", "-k", "AccessionNumber"),
+            *("127.0.0.1", str(gateway.port)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=DCMTK_ENV,
+    )
+    assert found.returncode == 0, found.stdout + found.stderr
+    responses = [dcmread(p) for p in sorted(answers.iterdir())]
+    # The name and the date range were not passed upstream: both patients' studies answer.
+    expected = {
+        (corpus.pseudonyms[pid], uid_new)
+        for pid in corpus.pseudonyms
+        for uid_old, uid_new in corpus.study_uids.items()
+        if uid_old in _studies_of(corpus, pid)
+    }
+    got = {(str(r.PatientID), str(r.StudyInstanceUID)) for r in responses}
+    assert got == expected and len(got) == 2
+    for response in responses:
+        assert str(response.PatientName) not in corpus.names
+        assert str(response.get("AccessionNumber", "") or "") == ""
+        assert "IssuerOfPatientID" not in response  # not asked for
+    # What the upstream was asked (dcmqrscp -v dumps the identifier): every key, all empty.
+    log = (tmp_path / "dcmqrscp.log").read_text(errors="replace")
+    assert surname not in log and "20240101-" not in log
+    block = log.split("Find SCP Request Identifiers:", 1)[1].split("Find SCP Response", 1)[0]
+    keys = {line.split()[-1]: line for line in block.splitlines() if line.startswith("I: (")}
+    for keyword in ("PatientName", "StudyDate", "PatientID", "StudyInstanceUID"):
+        assert "(no value available)" in keys[keyword], keys[keyword]
+    assert "[STUDY]" in keys["QueryRetrieveLevel"]
+
+
+def _worklist_item(folder: Path) -> tuple[synthetic.FakePatient, str]:
+    """One scheduled procedure step for patient 1, as a dcmtk worklist file."""
+    patient = synthetic.fake_patient(1)
+    item = Dataset()
+    item.SpecificCharacterSet = "ISO_IR 100"
+    item.PatientName = patient.name
+    item.PatientID = patient.patient_id
+    item.IssuerOfPatientID = patient.issuer
+    item.PatientBirthDate = patient.birth_date
+    item.PatientSex = patient.sex
+    item.AccessionNumber = "ACC7731"
+    item.StudyInstanceUID = "1.2.826.0.1.3680043.2.1.77"
+    item.RequestedProcedureID = "RP1"
+    item.RequestedProcedureDescription = "CT CHEST"
+    step = Dataset()
+    step.Modality = "CT"
+    step.ScheduledStationAETitle = "SCANNER"
+    step.ScheduledProcedureStepStartDate = "20240108"
+    step.ScheduledProcedureStepStartTime = "0900"
+    step.ScheduledPerformingPhysicianName = "PLOVDIV^ANTON"
+    step.ScheduledProcedureStepID = "SPS1"
+    step.ScheduledProcedureStepDescription = "CT CHEST"
+    item.ScheduledProcedureStepSequence = [step]
+    folder.mkdir(parents=True)
+    (folder / "lockfile").touch()
+    item.file_meta = FileMetaDataset()
+    item.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    item.save_as(folder / "item1.wl", enforce_file_format=False)
+    return patient, str(item.StudyInstanceUID)
+
+
+@needs_dcmtk
+@pytest.mark.skipif(_dcmtk("wlmscpfs") is None, reason="dcmtk's wlmscpfs is not installed")
+def test_worklist_through_the_gateway(
+    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+) -> None:
+    patient, study_uid = _worklist_item(tmp_path / "worklists" / "RIS")
+    upstream_port = free_port()
+    wlmscpfs = _dcmtk("wlmscpfs")
+    assert wlmscpfs is not None
+    procs.start(
+        [wlmscpfs, "-v", "-dfp", str(tmp_path / "worklists"), str(upstream_port)],
+        "wlmscpfs.log",
+        upstream_port,
+    )
+    config = write_config(
+        tmp_path,
+        f"""
+[gateway]
+port = 0
+state_dir = "state"
+timeout = 10
+
+[[route]]
+name = "modality"
+calling_ae = ["SCANNER"]
+key = "@KEY@"
+
+[route.query]
+host = "127.0.0.1"
+port = {upstream_port}
+ae_title = "RIS"
+worklist = true
+""",
+        corpus,
+    )
+    gateway = gateways(config)
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    found = subprocess.run(
+        [
+            *(tool("findscu"), "-aet", "SCANNER", "-aec", "DICOMVEIL", "-W", "-X"),
+            *("-od", str(answers), "-k", f"PatientName={patient.name.split('^')[0]}*"),
+            *("-k", "PatientID", "-k", "StudyInstanceUID", "-k", "AccessionNumber"),
+            *("-k", "ScheduledProcedureStepSequence[0].Modality=CT"),
+            *("-k", "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate"),
+            *("127.0.0.1", str(gateway.port)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=DCMTK_ENV,
+    )
+    assert found.returncode == 0, found.stdout + found.stderr
+    (answer,) = [dcmread(p) for p in answers.iterdir()]
+    assert str(answer.PatientID) == corpus.pseudonyms[patient.patient_id]
+    assert str(answer.PatientName) != patient.name
+    assert str(answer.StudyInstanceUID) == Pseudonymizer(KEY).uid(study_uid)
+    assert not answer.get("AccessionNumber")
+    step = answer.ScheduledProcedureStepSequence[0]
+    assert step.Modality == "CT"  # kept, and it matched upstream
+    assert step.get("ScheduledProcedureStepStartDate") != "20240108"
+    log = (tmp_path / "wlmscpfs.log").read_text(errors="replace")
+    asked = log.split("Find SCP Request Identifiers:", 1)[1].split("Expanded", 1)[0]
+    assert "PatientName" in asked and patient.name.split("^")[0] not in asked
+
+
+def _studies_of(corpus: Corpus, patient_id: str) -> set[str]:
+    studies = set()
+    for folder in corpus.storable:
+        for path in folder.iterdir():
+            ds = dcmread(path, stop_before_pixels=True)
+            if ds.PatientID == patient_id:
+                studies.add(str(ds.StudyInstanceUID))
+    return studies
+
+
+def test_sanitize_query_passes_only_what_cannot_identify() -> None:
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.PatientName = "DOE^JOHN"
+    query.PatientID = "*"
+    query.StudyDate = "20240101"
+    query.Modality = "CT"
+    query.StudyInstanceUID = "2.25.1"
+    query.AccessionNumber = "A1"
+    compiled = Profile.named("ps3.15-basic").compile()
+    clean = sanitize_query(query, compiled)
+    assert clean.QueryRetrieveLevel == "STUDY" and clean.Modality == "CT"
+    assert clean.PatientID == "*"
+    for keyword in ("PatientName", "StudyDate", "StudyInstanceUID", "AccessionNumber"):
+        assert keyword in clean and not clean[keyword].value, keyword
+    assert sanitize_query(query, compiled, frozenset({"StudyDate"})).StudyDate == "20240101"
+    retained = Profile.named("ps3.15-basic").with_options(["retain-uids"]).compile()
+    assert sanitize_query(query, retained).StudyInstanceUID == "2.25.1"
+
+
+def test_mpps_is_forwarded_de_identified(
+    tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
+) -> None:
+    received: list[tuple[str, Dataset]] = []
+
+    def on_create(event: object) -> tuple[int, Dataset]:
+        from pynetdicom.events import Event
+
+        assert isinstance(event, Event)
+        received.append((str(event.request.AffectedSOPInstanceUID), event.attribute_list))  # type: ignore[union-attr]
+        return 0x0000, event.attribute_list
+
+    from pynetdicom import evt
+
+    upstream = AE(ae_title="RIS")
+    upstream.add_supported_context(MPPS)
+    upstream_port = free_port()
+    server = upstream.start_server(
+        ("127.0.0.1", upstream_port), block=False, evt_handlers=[(evt.EVT_N_CREATE, on_create)]
+    )
+    assert server is not None
+    try:
+        config = write_config(
+            tmp_path,
+            f"""
+[gateway]
+port = 0
+state_dir = "state"
+timeout = 10
+
+[[route]]
+name = "modality"
+calling_ae = ["SCANNER"]
+key = "@KEY@"
+
+[route.mpps]
+host = "127.0.0.1"
+port = {upstream_port}
+ae_title = "RIS"
+""",
+            corpus,
+        )
+        gateway = gateways(config)
+        patient = synthetic.fake_patient(1)
+        step = Dataset()
+        step.PatientName = patient.name
+        step.PatientID = patient.patient_id
+        step.IssuerOfPatientID = patient.issuer
+        step.PatientBirthDate = patient.birth_date
+        step.PerformedProcedureStepStatus = "IN PROGRESS"
+        step.PerformedProcedureStepStartDate = "20240108"
+        step.Modality = "CT"
+        assoc = _client(gateway.port, contexts=[MPPS])
+        assert assoc.is_established
+        try:
+            status, _ = assoc.send_n_create(step, MPPS, "1.2.826.0.1.3680043.2.1.1")
+        finally:
+            assoc.release()
+        assert status is not None and int(status.Status) == 0
+    finally:
+        server.shutdown()
+    assert len(received) == 1
+    uid, forwarded = received[0]
+    assert uid != "1.2.826.0.1.3680043.2.1.1" and uid.startswith("2.25.")
+    assert str(forwarded.PatientID) == corpus.pseudonyms[patient.patient_id]
+    assert str(forwarded.PatientName) != patient.name
+    assert forwarded.get("PatientBirthDate", "") in ("", None)
+    assert forwarded.Modality == "CT"
+
+
+# --------------------------------------------------------------------------------------------
+# Who may talk to it, and peers that misbehave
+
+
+def _rejection(assoc: Association) -> tuple[int, int, int]:
+    assert assoc.is_rejected
+    primitive = assoc.acceptor.primitive
+    assert primitive is not None
+    return int(primitive.result), int(primitive.result_source), int(primitive.diagnostic)  # type: ignore[arg-type]
+
+
+def _raw(port: int, data: bytes, *, close_write: bool = False) -> bytes:
+    """Send raw bytes; return what the gateway answers before it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        if close_write:
+            sock.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(ConnectionResetError):
+            return sock.recv(4096)  # the first answer, or b"" when it closed
+        return b""
+
+
+def _echo_ok(port: int, tls_args: tuple[ssl.SSLContext, str] | None = None) -> bool:
+    assoc = _client(port, tls_args=tls_args)
+    if not assoc.is_established:
+        return False
+    try:
+        return int(assoc.send_c_echo().Status) == 0
+    finally:
+        assoc.release()
+
+
+@needs_dcmtk
+def test_unknown_calling_ae_is_rejected(
+    tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
+) -> None:
+    text = gateway_config(0, tmp_path / "state", free_port()).split("[route.forward]")[0]
+    text = text.replace(
+        'calling_ae = ["SCANNER"]', 'calling_ae = ["SCANNER"]\ncalled_ae = ["DICOMVEIL"]'
+    )
+    gateway = gateways(write_config(tmp_path, text, corpus))
+    # calling AE title not recognised: rejected-permanent (1), service user (1), reason 3
+    assert _rejection(_client(gateway.port, calling="INTRUDER")) == (1, 1, 3)
+    ae = ClientAE(ae_title="SCANNER")
+    wrong_called = ae.associate(
+        "127.0.0.1", gateway.port, contexts=[build_context(VERIFICATION)], ae_title="OTHER"
+    )
+    assert _rejection(wrong_called) == (1, 1, 7)  # called AE title not recognised
+    echo = subprocess.run(
+        [tool("echoscu"), "-aet", "INTRUDER", "-aec", "DICOMVEIL", "127.0.0.1", str(gateway.port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=DCMTK_ENV,
+    )
+    assert echo.returncode != 0
+    assert "Calling AE Title Not Recognized" in echo.stdout + echo.stderr
+    assert _echo_ok(gateway.port)
+    settings = load_config(tmp_path / "gateway.toml")
+    wait_for(lambda: read_status(settings).get("rejected_associations") == 3, "status")
+
+
+def test_hostile_peers_get_an_abort_and_the_gateway_keeps_serving(
+    tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
+) -> None:
+    text = gateway_config(0, tmp_path / "state", free_port()).split("[route.forward]")[0]
+    gateway = gateways(write_config(tmp_path, text, corpus))
+    port = gateway.port
+    # Garbage (an HTTP request): an unknown PDU type -> A-ABORT.
+    assert _raw(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")[:1] == b"\x07"
+    # A PDU far longer than max_pdu_size: A-ABORT before it is read.
+    assert _raw(port, struct.pack(">BBL", 0x04, 0, 0x7FFFFFF0) + b"\x00" * 64)[:1] == b"\x07"
+    # A truncated A-ASSOCIATE-RQ, then the peer closes: the connection is closed.
+    assert _raw(port, struct.pack(">BBL", 0x01, 0, 200) + b"\x00\x01", close_write=True)[:1] in (
+        b"",
+        b"\x07",
+    )
+    # An association request that does not parse.
+    assert _raw(port, struct.pack(">BBL", 0x01, 0, 8) + b"\xff" * 8)[:1] in (b"\x07", b"")
+    assert _echo_ok(port)
+
+
+# --------------------------------------------------------------------------------------------
+# TLS
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "gateway.crt", folder / "gateway.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_tls(tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]) -> None:
+    cert, key = _self_signed(tmp_path)
+    text = gateway_config(0, tmp_path / "state", free_port()).split("[route.forward]")[0]
+    text = text.replace(
+        "[[route]]",
+        f'[gateway.tls]\ncertificate = "{cert}"\nprivate_key = "{key}"\n\n[[route]]',
+    )
+    gateway = gateways(write_config(tmp_path, text, corpus))
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+    tls = (context, "localhost")
+    assert _echo_ok(gateway.port, tls_args=tls)
+    ct = sorted((corpus.folder / "ct1").iterdir())[0]
+    assoc = _client(gateway.port, contexts=[CT_STORAGE], tls_args=tls)
+    assert assoc.is_established
+    try:
+        assert int(assoc.send_c_store(ct).Status) == 0
+    finally:
+        assoc.release()
+    written = list((tmp_path / "out").rglob("*.dcm"))
+    assert len(written) == 1 and written[0].read_bytes() == corpus.expected[written[0].stem]
+    assert not _echo_ok(gateway.port)  # plain TCP to the TLS port
+    assert _echo_ok(gateway.port, tls_args=tls)  # and it still serves TLS
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+
+
+def test_config_errors_name_the_file_and_the_entry(tmp_path: Path, corpus: Corpus) -> None:
+    good = gateway_config(0, tmp_path / "state", 104)
+    path = write_config(tmp_path, good, corpus)
+    assert load_config(path).routes[0].forward is not None
+    cases = {
+        good.replace("retry_max = 0.5", "retry_max = 0.5\nspeed = 3"): "speed",
+        good.replace('ae_title = "DEST"', 'ae_title = "DEST"\nprot = 1'): "route 'research'",
+        good.replace('calling_ae = ["SCANNER"]', "calling_ae = []"): "calling_ae",
+        good.replace('profile = "ps3.15-basic"', 'profile = "nope"'): "profile",
+        good.replace('key = "@KEY@"', 'key = "missing.key"'): "key",
+    }
+    for text, needle in cases.items():
+        write_config(tmp_path, text, corpus)
+        with pytest.raises(GatewayConfigError) as caught:
+            load_config(path)
+        assert str(path) in str(caught.value) and needle in str(caught.value)
+    runner = CliRunner()
+    result = runner.invoke(app, ["gateway", "--config", str(path)])
+    assert result.exit_code == 2
+
+
+def test_readme_configuration_loads(tmp_path: Path, corpus: Corpus) -> None:
+    """The README's gateway examples are a valid configuration (paths made local)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Gateway", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```toml\n")[1:]]
+    assert len(blocks) == 2
+    text = "\n".join(blocks)
+    tls = text.index("[gateway.tls]")
+    text = text[:tls] + text[text.index("[[route]]", tls) :]  # no certificates here
+    text = text.replace("/etc/dicomveil/project.key", str(corpus.key))
+    text = text.replace("/var/lib/dicomveil-gateway", str(tmp_path / "state"))
+    text = text.replace("/data/research", str(tmp_path / "out"))
+    config = load_config(write_config(tmp_path, text, corpus))
+    assert [r.name for r in config.routes] == ["research", "query"]
+    assert config.route_for("CT_SCANNER1", "DICOMVEIL", "10.20.1.2") is config.routes[0]
+    assert config.route_for("CT_SCANNER1", "DICOMVEIL", "192.0.2.1") is None
+    assert config.route_for("RESEARCH_VIEWER", "ANY", "192.0.2.1") is config.routes[1]

@@ -1,0 +1,691 @@
+"""``verify`` catches every class of fault seeded into otherwise clean output.
+
+Clean output comes from the real engine (:func:`dicomveil.run`) on synthetic patients; each
+test copies it, seeds one fault with pydicom or by patching bytes, and asserts that
+:func:`dicomveil.verify` reports it with the right check and category, that clean output
+passes, and that no value read from a file is printed unless ``--show-values`` asks for it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+import warnings
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from typer.testing import CliRunner
+
+import dicomveil.cli as dv_cli
+from dicomveil import (
+    Finding,
+    Key,
+    Outcome,
+    Profile,
+    RunConfig,
+    VerifyReport,
+    run,
+    synthetic,
+    verify,
+)
+from dicomveil.cli import app
+from dicomveil.verify import Category, Check, RiskKind, Verdict
+
+from .conftest import write_profile
+
+KEY = Key(b"k" * 32)
+BASIC = Profile.named("ps3.15-basic")
+RETAINING = BASIC.with_options(["retain-long-modified-dates", "retain-safe-private", "retain-uids"])
+PDF_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"
+HAS_DCIODVFY = shutil.which("dciodvfy") is not None
+RUNNER = CliRunner()
+
+
+@dataclass(frozen=True)
+class Case:
+    """A real de-identification run: inputs, output, maps, and the originals' PHI."""
+
+    input: Path
+    output: Path
+    maps: Path
+    profile: Profile
+    patient: synthetic.FakePatient
+    originals: tuple[FileDataset, ...]
+
+    def check(
+        self,
+        *,
+        against: Path | Literal["case"] | None = "case",
+        map_dir: Path | Literal["case"] | None = "case",
+        profile: Profile | None = None,
+        show_values: bool = False,
+        workers: int = 0,
+        iod: str = "structure",
+    ) -> VerifyReport:
+        """verify() on the output, by default with this case's inputs, maps and profile."""
+        return verify(
+            self.output,
+            against=self.input if isinstance(against, str) else against,
+            profile=profile or self.profile,
+            map_dir=self.maps if isinstance(map_dir, str) else map_dir,
+            show_values=show_values,
+            workers=workers,
+            iod=iod,
+        )
+
+    def outputs(self) -> list[Path]:
+        return sorted(p for p in self.output.rglob("*") if p.is_file())
+
+    def output_of(self, modality: str) -> Path:
+        for path in self.outputs():
+            if dcmread(path, stop_before_pixels=True).Modality == modality:
+                return path
+        raise AssertionError(f"no {modality} output")
+
+    def clone(self, folder: Path) -> Case:
+        shutil.copytree(self.output, folder / "out")
+        return replace(self, output=folder / "out")
+
+
+def _make_case(root: Path, profile: Profile, *, seed: int = 1) -> Case:
+    patient = synthetic.fake_patient(seed)
+    originals = (
+        *synthetic.ct_series(patient, seed=seed, n_slices=3, rows=16, columns=16),
+        *synthetic.mr_series(patient, seed=seed, n_slices=2, rows=16, columns=16),
+    )
+    synthetic.write_series(originals, root / "in")
+    config = RunConfig(
+        profile=profile, key=KEY, output=root / "out", workers=1, map_dir=root / "maps"
+    )
+    summary = run([root / "in"], config)
+    assert [r.outcome for r in summary.results] == [Outcome.WRITTEN] * len(originals)
+    return Case(root / "in", root / "out", root / "maps", profile, patient, originals)
+
+
+@pytest.fixture(scope="module")
+def basic(tmp_path_factory: pytest.TempPathFactory) -> Case:
+    return _make_case(tmp_path_factory.mktemp("basic"), BASIC)
+
+
+@pytest.fixture(scope="module")
+def retaining(tmp_path_factory: pytest.TempPathFactory) -> Case:
+    return _make_case(tmp_path_factory.mktemp("retaining"), RETAINING)
+
+
+def found(
+    report: VerifyReport, check: Check, category: Category, path: str | None = None
+) -> list[str]:
+    """Messages of the findings of one check and category (at one element path)."""
+    return [
+        f.message
+        for f in report.findings
+        if f.check is check and f.category is category and (path is None or f.path == path)
+    ]
+
+
+def assert_caught(report: VerifyReport) -> None:
+    assert report.result is Verdict.FINDINGS and report.exit_code == 1
+
+
+def phi_strings(case: Case) -> set[str]:
+    record = synthetic.phi_of(case.originals)
+    values = record.names | record.ids | record.uids | {d for d in record.dates if len(d) >= 8}
+    return {v for v in values if len(v) >= 5}
+
+
+def assert_no_phi(text: str, values: Iterable[str]) -> None:
+    lowered = text.lower()
+    leaked = sorted(v for v in values if v.lower() in lowered)
+    assert not leaked, f"PHI printed: {leaked}"
+
+
+def edit(path: Path, change: Callable[[Dataset], object]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # invalid values are what some tests write
+        ds = dcmread(path)
+        change(ds)
+        ds.save_as(path, enforce_file_format=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Clean output passes
+
+
+@pytest.mark.parametrize("name", ["basic", "retaining"])
+def test_clean_output_passes(name: str, request: pytest.FixtureRequest) -> None:
+    case: Case = request.getfixturevalue(name)
+    for report in (case.check(), case.check(against=None), case.check(map_dir=None)):
+        assert report.findings == (), [f.to_dict() for f in report.findings]
+        assert report.result is Verdict.PASS and report.exit_code == 0
+        assert report.files == len(case.originals)
+    flags = {r.flag for r in case.check().risk_flags}
+    if name == "retaining":
+        assert flags == {RiskKind.PRIVATE_ELEMENTS}  # safe private elements kept: flagged
+    else:
+        assert flags == set()
+
+
+def test_clean_output_passes_with_workers(basic: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = sys.modules["dicomveil.verify.runner"]
+    monkeypatch.setattr(module, "_PARALLEL_FROM", 1)
+    report = basic.check(workers=2)
+    assert report.result is Verdict.PASS and report.files == len(basic.originals)
+
+
+# --------------------------------------------------------------------------------------------
+# Seeded faults
+
+
+def test_name_in_a_private_element(basic: Case, tmp_path: Path) -> None:
+    case = basic.clone(tmp_path)
+
+    def add_private(ds: Dataset) -> None:
+        block = ds.private_block(0x0009, "ACME PRIVATE", create=True)
+        block.add_new(0x01, "LO", case.patient.name)
+
+    edit(case.output_of("CT"), add_private)
+    report = case.check()
+    assert_caught(report)
+    path = '(0009,"ACME PRIVATE",xx01)'
+    assert found(report, Check.CONFORMANCE, Category.PRIVATE_ELEMENT, path)
+    assert found(report, Check.LEAK, Category.NAME, path)
+
+
+def test_id_in_a_nested_sequence_item(basic: Case, tmp_path: Path) -> None:
+    case = basic.clone(tmp_path)
+
+    def nest(ds: Dataset) -> None:
+        ds.DeidentificationMethodCodeSequence[0].CodeMeaning = f"see {case.patient.patient_id}"
+
+    edit(case.output_of("MR"), nest)
+    report = case.check()
+    assert_caught(report)
+    assert found(
+        report, Check.LEAK, Category.ID, "DeidentificationMethodCodeSequence[0]>CodeMeaning"
+    )
+
+
+def test_original_uid_in_a_reference(basic: Case, tmp_path: Path) -> None:
+    case = basic.clone(tmp_path)
+    original = str(case.originals[0].SOPInstanceUID)
+
+    def refer(ds: Dataset) -> None:
+        item = Dataset()
+        item.ReferencedSOPClassUID = ds.SOPClassUID
+        item.ReferencedSOPInstanceUID = original
+        ds.ReferencedImageSequence = Sequence([item])
+
+    edit(case.output_of("MR"), refer)
+    report = case.check()
+    assert_caught(report)
+    path = "ReferencedImageSequence[0]>ReferencedSOPInstanceUID"
+    assert found(report, Check.REFERENCE, Category.ORIGINAL_UID, path)
+    assert not found(report, Check.LEAK, Category.UID, path), "reported once, by its check"
+    # The map alone (no inputs) knows the original UIDs too.
+    assert found(case.check(against=None), Check.REFERENCE, Category.ORIGINAL_UID, path)
+
+
+def test_reference_to_an_instance_not_in_the_output(basic: Case, tmp_path: Path) -> None:
+    case = basic.clone(tmp_path)
+
+    def refer(ds: Dataset) -> None:
+        item = Dataset()
+        item.ReferencedSOPClassUID = ds.SOPClassUID
+        item.ReferencedSOPInstanceUID = "2.25.1234567890123456789"
+        ds.ReferencedImageSequence = Sequence([item])
+
+    edit(case.output_of("MR"), refer)
+    report = case.check()
+    assert_caught(report)
+    assert found(report, Check.REFERENCE, Category.DANGLING_REFERENCE)
+
+
+def test_date_left_unshifted(retaining: Case, tmp_path: Path) -> None:
+    case = retaining.clone(tmp_path)
+    target = case.output_of("MR")
+    sop = str(dcmread(target).SOPInstanceUID)  # retain-uids: the original's UID
+    original = next(ds for ds in case.originals if str(ds.SOPInstanceUID) == sop)
+    assert dcmread(target).StudyDate != original.StudyDate, "the engine shifted it"
+    edit(target, lambda ds: setattr(ds, "StudyDate", original.StudyDate))
+    report = case.check()
+    assert_caught(report)
+    assert found(report, Check.CONFORMANCE, Category.ORIGINAL_KEPT, "StudyDate")
+    assert found(report, Check.LEAK, Category.DATE, "StudyDate")
+
+
+def test_shifted_date_equal_to_another_original_date(retaining: Case, tmp_path: Path) -> None:
+    """A date shifted like the rest of its file may land on another original date: that is
+    no leak. An original date moved elsewhere is."""
+    case = retaining.clone(tmp_path)
+    shutil.copytree(case.input, tmp_path / "in")
+    case = replace(case, input=tmp_path / "in")
+    target = case.output_of("MR")
+    shifted = str(dcmread(target).StudyDate)
+    edit(case.input / "IM0001", lambda ds: setattr(ds, "AdmittingDate", shifted))
+    report = case.check()
+    assert report.result is Verdict.PASS, [f.to_dict() for f in report.findings]
+
+    birth = str(case.originals[0].PatientBirthDate)
+    edit(target, lambda ds: setattr(ds, "ContentDate", birth))
+    assert found(case.check(), Check.LEAK, Category.DATE, "ContentDate")
+
+
+def test_invalid_date_value(retaining: Case, tmp_path: Path) -> None:
+    case = retaining.clone(tmp_path)
+    edit(case.output_of("CT"), lambda ds: setattr(ds, "ContentDate", "20231345"))
+    report = case.check()
+    assert_caught(report)
+    assert found(report, Check.VALIDITY, Category.INVALID_VALUE, "ContentDate")
+
+
+def test_element_the_profile_removes(basic: Case, tmp_path: Path) -> None:
+    case = basic.clone(tmp_path)
+    edit(case.output_of("CT"), lambda ds: setattr(ds, "PatientAddress", case.patient.address))
+    report = case.check()
+    assert_caught(report)
+    assert found(report, Check.CONFORMANCE, Category.REMOVED_PRESENT, "PatientAddress")
+    assert found(report, Check.LEAK, Category.ADDRESS, "PatientAddress")
+    # Without the inputs the conformance check still sees it.
+    alone = case.check(against=None, map_dir=None)
+    assert found(alone, Check.CONFORMANCE, Category.REMOVED_PRESENT, "PatientAddress")
+
+
+def test_copy_of_an_input_added_by_hand(basic: Case, tmp_path: Path) -> None:
+    case = basic.clone(tmp_path)
+    shutil.copy(case.input / "IM0001", case.output / "extra.dcm")
+    report = case.check()
+    assert_caught(report)
+    hand = [f for f in report.findings if f.file == "extra.dcm"]
+    assert {(f.check, f.category) for f in hand} >= {
+        (Check.REFERENCE, Category.UNMATCHED_FILE),
+        (Check.REFERENCE, Category.ORIGINAL_UID),
+        (Check.LEAK, Category.NAME),
+        (Check.LEAK, Category.ID),
+        (Check.CONFORMANCE, Category.REMOVED_PRESENT),
+        (Check.CONFORMANCE, Category.PRIVATE_ELEMENT),
+    }
+    assert all(f.file == "extra.dcm" for f in report.findings)
+
+
+def test_dicom_file_not_in_the_map(basic: Case, tmp_path: Path) -> None:
+    other = _make_case(tmp_path / "other", BASIC, seed=2)
+    case = basic.clone(tmp_path)
+    stranger = other.outputs()[0]
+    shutil.copy(stranger, case.output / "stranger.dcm")
+    for report in (case.check(), case.check(against=None)):
+        assert_caught(report)
+        assert [(f.file, f.category) for f in report.findings] == [
+            ("stranger.dcm", Category.UNMATCHED_FILE)
+        ]
+
+
+def test_duplicate_instance(basic: Case, tmp_path: Path) -> None:
+    case = basic.clone(tmp_path)
+    shutil.copy(case.output_of("CT"), case.output / "again.dcm")
+    report = case.check()
+    assert_caught(report)
+    assert found(report, Check.REFERENCE, Category.DUPLICATE_INSTANCE, "SOPInstanceUID")
+
+
+def test_name_in_a_file_path(basic: Case, tmp_path: Path) -> None:
+    case = basic.clone(tmp_path)
+    patient_folder = next(case.output.iterdir())
+    patient_folder.rename(case.output / f"{case.patient.surname}_scans")
+    report = case.check()
+    assert_caught(report)
+    assert found(report, Check.LEAK, Category.NAME, "(file path)")
+    assert len(found(report, Check.LEAK, Category.NAME)) == len(case.originals)
+    assert all(f.file.startswith("***_scans/") for f in report.findings)
+    shown = case.check(show_values=True)
+    assert all(f.file.startswith(f"{case.patient.surname}_scans/") for f in shown.findings)
+
+
+def _pdf(path: Path, text: bytes, *, compressed: bool) -> None:
+    content = b"BT /F1 12 Tf 72 712 Td (" + text + b") Tj ET"
+    if compressed:
+        stream = zlib.compress(content)
+        body = b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream)
+    else:
+        stream = content
+        body = b"<< /Length %d >>\nstream\n" % len(stream)
+    document = b"%PDF-1.4\n4 0 obj\n" + body + stream + b"\nendstream\nendobj\n%%EOF\n"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(PDF_CLASS)
+    meta.MediaStorageSOPInstanceUID = UID("2.25.98765432109876543210")
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), Dataset(), file_meta=meta, preamble=b"\x00" * 128)
+    ds.SOPClassUID = PDF_CLASS
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DOC"
+    ds.PatientName = "DV0000000000"
+    ds.PatientID = "DV0000000000"
+    ds.StudyInstanceUID = "2.25.98765432109876543211"
+    ds.SeriesInstanceUID = "2.25.98765432109876543212"
+    ds.BurnedInAnnotation = "YES"
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = document + b"\x00" * (len(document) % 2)
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "flate"])
+def test_pdf_left_in(basic: Case, tmp_path: Path, compressed: bool) -> None:
+    case = basic.clone(tmp_path)
+    text = f"Patient {case.patient.given_name} {case.patient.surname}".encode()
+    _pdf(case.output / "report.dcm", text, compressed=compressed)
+    report = case.check()
+    assert_caught(report)
+    path = (
+        "EncapsulatedDocument (a compressed PDF stream)" if compressed else "EncapsulatedDocument"
+    )
+    assert found(report, Check.LEAK, Category.NAME, path)
+    flags = {(r.file, r.flag) for r in report.risk_flags}
+    assert ("report.dcm", RiskKind.ENCAPSULATED_DOCUMENT) in flags
+
+
+def test_private_creator_without_elements(basic: Case, tmp_path: Path) -> None:
+    case = basic.clone(tmp_path)
+    edit(case.output_of("MR"), lambda ds: ds.add_new(0x00110010, "LO", "SOME VENDOR"))
+    report = case.check()
+    assert_caught(report)
+    assert found(report, Check.CONFORMANCE, Category.PRIVATE_CREATOR, "(0011,0010)")
+
+
+@pytest.mark.parametrize("phi", [True, False], ids=["name", "other-text"])
+def test_preamble_holding_text(basic: Case, tmp_path: Path, phi: bool) -> None:
+    case = basic.clone(tmp_path)
+    target = case.output_of("CT")
+    text = f"{case.patient.surname} {case.patient.patient_id}" if phi else "TIFF II* a dual file"
+    data = bytearray(target.read_bytes())
+    data[: len(text)] = text.encode()
+    target.write_bytes(bytes(data))
+    report = case.check()
+    assert_caught(report)
+    assert found(report, Check.CONFORMANCE, Category.PREAMBLE, "preamble")
+    assert bool(found(report, Check.LEAK, Category.NAME, "preamble")) is phi
+    assert bool(found(report, Check.LEAK, Category.ID, "preamble")) is phi
+
+
+def test_unparsable_file_is_a_finding(basic: Case, tmp_path: Path) -> None:
+    case = basic.clone(tmp_path)
+    (case.output / "notes.txt").write_text(f"called {case.patient.surname}")
+    report = case.check()
+    assert_caught(report)
+    notes = {(f.check, f.category) for f in report.findings if f.file == "notes.txt"}
+    assert notes == {
+        (Check.VALIDITY, Category.NO_PREFIX),
+        (Check.VALIDITY, Category.UNREADABLE),
+        (Check.LEAK, Category.NAME),
+    }
+
+
+def test_uid_map_inconsistencies(basic: Case, tmp_path: Path) -> None:
+    case = basic.clone(tmp_path)
+    maps = tmp_path / "maps"
+    shutil.copytree(case.maps, maps)
+    with (maps / "uids.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    rows.append([rows[1][0], "2.25.5"])  # a second new UID for one original
+    with (maps / "uids.csv").open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    report = case.check(map_dir=maps)
+    assert_caught(report)
+    assert [f.file for f in found_findings(report, Category.UID_MAP)] == ["uids.csv"]
+
+    # One file whose Study Instance UID differs from the others' for the same original.
+    edit(case.output_of("CT"), lambda ds: setattr(ds, "StudyInstanceUID", "2.25.4242"))
+    report = case.check()
+    messages = found(report, Check.REFERENCE, Category.UID_MAP, "StudyInstanceUID")
+    assert any("became different UIDs" in m for m in messages)
+    assert any("differs from the one uids.csv gives" in m for m in messages)
+
+
+def found_findings(report: VerifyReport, category: Category) -> list[Finding]:
+    return [f for f in report.findings if f.category is category]
+
+
+@pytest.mark.skipif(not HAS_DCIODVFY, reason="dciodvfy (dicom3tools) is not installed")
+def test_new_iod_error_is_caught_and_inherited_one_is_not(basic: Case, tmp_path: Path) -> None:
+    case = basic.clone(tmp_path)
+    edit(case.output_of("CT"), lambda ds: delattr(ds, "Modality"))
+    report = case.check()
+    assert_caught(report)
+    assert found(report, Check.VALIDITY, Category.IOD_ERROR, "Modality")
+    assert not found(case.check(iod="off"), Check.VALIDITY, Category.IOD_ERROR)
+
+    # The same error already in the input is not the de-identifier's doing.
+    ds = synthetic.ct_series(case.patient, seed=5, n_slices=1, rows=16, columns=16)[0]
+    del ds.Modality
+    synthetic.write_series([ds], tmp_path / "in2")
+    out, maps = tmp_path / "out2", tmp_path / "maps2"
+    config = RunConfig(profile=BASIC, key=KEY, output=out, workers=1, map_dir=maps)
+    assert run([tmp_path / "in2"], config).ok
+    inherited = verify(out, against=tmp_path / "in2", profile=BASIC, map_dir=maps)
+    assert not found(inherited, Check.VALIDITY, Category.IOD_ERROR), inherited.findings
+    alone = verify(out, profile=BASIC)
+    assert found(alone, Check.VALIDITY, Category.IOD_ERROR, "Modality")
+
+
+def test_engine_bug_is_caught_by_an_independent_profile(tmp_path: Path) -> None:
+    """A profile that keeps the name 'de-identifies' it; verified as ps3.15-basic it fails."""
+    broken = write_profile(
+        tmp_path,
+        'extends = "ps3.15-basic"\n'
+        '[[rules]]\nkeyword = "PatientName"\naction = "K"\n'
+        '[[rules]]\nprivate = { creator = "ACME PRIVATE", group = "0009", element = "xx01" }\n'
+        'action = "K"\n',
+        "broken.toml",
+    )
+    case = _make_case(tmp_path / "run", Profile.from_file(broken))
+    assert case.check().result is Verdict.PASS, "by its own profile the output conforms"
+    report = case.check(profile=BASIC)
+    assert_caught(report)
+    assert found(report, Check.CONFORMANCE, Category.ORIGINAL_KEPT, "PatientName")
+    assert found(report, Check.LEAK, Category.NAME, "PatientName")
+    private = '(0009,"ACME PRIVATE",xx01)'
+    assert found(report, Check.CONFORMANCE, Category.PRIVATE_ELEMENT, private)
+    assert found(report, Check.LEAK, Category.NAME, private)
+
+
+def test_risk_flags_are_reported_where_the_profile_allows_them(basic: Case, tmp_path: Path) -> None:
+    allowing = write_profile(
+        tmp_path,
+        'extends = "ps3.15-basic"\n'
+        'options = ["clean-graphics"]\n'
+        'allow = ["burned-in-annotation"]\n'
+        '[[rules]]\nkeyword = "SeriesDescription"\naction = "K"\n',
+        "allowing.toml",
+    )
+    profile = Profile.from_file(allowing)
+    patient = synthetic.fake_patient(3)
+    originals = [
+        synthetic.us_burned_in(patient, seed=3),
+        *synthetic.mr_series(patient, seed=3, n_slices=1, rows=16, columns=16),
+    ]
+    synthetic.write_series(originals, tmp_path / "in")
+    maps = tmp_path / "maps"
+    config = RunConfig(profile=profile, key=KEY, output=tmp_path / "out", workers=1, map_dir=maps)
+    assert len(run([tmp_path / "in"], config).written) == 2
+    mr = next(p for p in (tmp_path / "out").rglob("*.dcm") if dcmread(p).Modality == "MR")
+
+    def overlay(ds: Dataset) -> None:  # a whole overlay plane (clean-graphics lets it stay)
+        for element, vr, value in (
+            (0x0010, "US", 16), (0x0011, "US", 16), (0x0040, "CS", "G"), (0x0050, "SS", [1, 1]),
+            (0x0100, "US", 1), (0x0102, "US", 0), (0x3000, "OW", b"\x00" * 32),
+        ):  # fmt: skip
+            ds.add_new(0x60000000 | element, vr, value)
+
+    edit(mr, overlay)
+    report = verify(tmp_path / "out", against=tmp_path / "in", profile=profile, map_dir=maps)
+    assert report.result is Verdict.PASS, [f.to_dict() for f in report.findings]
+    flags = {(r.flag, r.path) for r in report.risk_flags}
+    assert (RiskKind.BURNED_IN_ANNOTATION, "BurnedInAnnotation") in flags
+    assert (RiskKind.FREE_TEXT, "SeriesDescription") in flags
+    assert (RiskKind.OVERLAY, "OverlayData") in flags
+    strict = verify(tmp_path / "out", against=tmp_path / "in", profile=BASIC, map_dir=maps)
+    assert found(strict, Check.CONFORMANCE, Category.REMOVED_PRESENT, "SeriesDescription")
+    assert found(strict, Check.CONFORMANCE, Category.REMOVED_PRESENT, "OverlayData")
+
+
+def test_deflated_output_is_searched_inflated(tmp_path: Path) -> None:
+    """A deflated dataset hides its text from a plain byte search: verify inflates it."""
+    patient = synthetic.fake_patient(6)
+    ds = synthetic.ct_series(patient, seed=6, n_slices=1, rows=16, columns=16)[0]
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    synthetic.write_series([ds], tmp_path / "in")
+    out, maps = tmp_path / "out", tmp_path / "maps"
+    summary = run([tmp_path / "in"], RunConfig(BASIC, KEY, out, workers=1, map_dir=maps))
+    target = summary.written[0].output
+    assert target is not None
+    assert verify(out, against=tmp_path / "in", profile=BASIC, map_dir=maps).result is Verdict.PASS
+
+    def add_private(ds: Dataset) -> None:
+        ds.private_block(0x0009, "ACME PRIVATE", create=True).add_new(0x01, "LO", patient.name)
+
+    edit(target, add_private)
+    assert patient.surname.encode() not in target.read_bytes(), "compressed"
+    report = verify(out, against=tmp_path / "in", profile=BASIC, map_dir=maps)
+    assert found(report, Check.LEAK, Category.NAME, '(0009,"ACME PRIVATE",xx01)')
+
+
+def test_dicomdir_and_zip_input(tmp_path: Path) -> None:
+    """A fresh DICOMDIR (placeholders where records need keys) and inputs in a zip archive."""
+    patient = synthetic.fake_patient(4)
+    originals = synthetic.ct_series(patient, seed=4, n_slices=2, rows=16, columns=16)
+    paths = synthetic.write_series(originals, tmp_path / "in")
+    archive = tmp_path / "in.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in paths:
+            zf.write(path, f"{patient.surname}/{path.name}")
+    key = tmp_path / "project.key"
+    assert cli("keygen", key)[0] == 0
+    out, maps = tmp_path / "out", tmp_path / "maps"
+    code, output = cli("run", archive, out, "--key", key, "--map-dir", maps, "--dicomdir")
+    assert code == 0, output
+    assert (out / "DICOMDIR").is_file()
+    code, output = cli("verify", out, "--against", archive, "--map-dir", maps)
+    assert code == 0, output
+
+
+# --------------------------------------------------------------------------------------------
+# No values unless asked; the report
+
+
+def _faulty(case: Case) -> Case:
+    def add_private(ds: Dataset) -> None:
+        block = ds.private_block(0x0009, "ACME PRIVATE", create=True)
+        block.add_new(0x01, "LO", case.patient.name)
+        ds.PatientAddress = case.patient.address
+        ds.OtherPatientIDsSequence = Sequence([Dataset()])
+        ds.OtherPatientIDsSequence[0].PatientID = case.patient.other_ids[0]
+        ds.ContentDate = "2024-01-1X"
+
+    edit(case.output_of("CT"), add_private)
+    next(case.output.iterdir()).rename(case.output / case.patient.surname)
+    return case
+
+
+def test_findings_hold_no_values_unless_asked(basic: Case, tmp_path: Path) -> None:
+    case = _faulty(basic.clone(tmp_path))
+    phi = phi_strings(case)
+    report = case.check()
+    assert_caught(report)
+    assert_no_phi(report.to_json(), phi)
+    shown = case.check(show_values=True).to_json()
+    for value in (case.patient.name, case.patient.surname, case.patient.other_ids[0]):
+        assert value in shown
+
+
+def test_report_json_shape(basic: Case, tmp_path: Path) -> None:
+    case = _faulty(basic.clone(tmp_path))
+    data = json.loads(case.check().to_json())
+    assert data["result"] == "findings" and data["files"] == len(case.originals)
+    assert set(data) >= {"result", "files", "findings", "risk_flags"}
+    assert data["findings"] and all(
+        set(f) == {"file", "path", "category", "check", "message"} for f in data["findings"]
+    )
+    assert {f["check"] for f in data["findings"]} == {"conformance", "leak", "validity"}
+
+
+def test_could_not_check(basic: Case, tmp_path: Path) -> None:
+    missing = verify(tmp_path / "nothing", profile=BASIC)
+    assert missing.result is Verdict.COULD_NOT_CHECK and missing.exit_code == 2
+    (tmp_path / "empty").mkdir()
+    assert verify(tmp_path / "empty", profile=BASIC).result is Verdict.COULD_NOT_CHECK
+    no_map = basic.check(map_dir=tmp_path / "empty")
+    assert no_map.result is Verdict.COULD_NOT_CHECK and "uids.csv" in no_map.problems[0]
+
+
+# --------------------------------------------------------------------------------------------
+# The command
+
+
+@pytest.fixture(autouse=True)
+def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    for console in (dv_cli.out, dv_cli.err):
+        monkeypatch.setattr(console, "_width", None)
+    monkeypatch.setenv("COLUMNS", "10000")
+
+
+def cli(*args: str | Path) -> tuple[int, str]:
+    result = RUNNER.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_cli_pass(basic: Case, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    code, output = cli(
+        "verify", basic.output, "--against", basic.input, "--map-dir", basic.maps, "--json", report
+    )
+    assert code == 0, output
+    assert "verify: pass" in output
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["result"] == "pass" and data["findings"] == [] and data["files"] == 5
+
+
+def test_cli_findings(basic: Case, tmp_path: Path) -> None:
+    case = _faulty(basic.clone(tmp_path))
+    report = tmp_path / "report.json"
+    args = ("verify", case.output, "--against", case.input, "--map-dir", case.maps)
+    code, output = cli(*args, "--json", report)
+    assert code == 1
+    assert "private-element" in output and '(0009,"ACME PRIVATE",xx01)' in output
+    assert json.loads(report.read_text(encoding="utf-8"))["result"] == "findings"
+    phi = phi_strings(case)
+    assert_no_phi(output, phi)
+    assert_no_phi(report.read_text(encoding="utf-8"), phi)
+    code, shown = cli(*args, "--show-values", "--json", report)
+    assert code == 1
+    assert case.patient.surname in shown
+    assert case.patient.name in report.read_text(encoding="utf-8")
+
+
+def test_cli_could_not_check(basic: Case, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    code, output = cli("verify", tmp_path / "missing", "--json", report)
+    assert code == 2 and "does not exist" in output
+    assert json.loads(report.read_text(encoding="utf-8"))["result"] == "could-not-check"
+    code, output = cli("verify", basic.output, "--profile", "no-such-profile", "--json", report)
+    assert code == 2 and "unknown profile" in output
+    assert json.loads(report.read_text(encoding="utf-8"))["result"] == "could-not-check"
+    code, _ = cli("verify", basic.output, "--map-dir", tmp_path)
+    assert code == 2
+
+
+def test_cli_options_change_the_profile(retaining: Case) -> None:
+    args = ("verify", retaining.output, "--against", retaining.input)
+    code, output = cli(*args)
+    assert code == 1, "the retained UIDs and dates are findings for ps3.15-basic"
+    options = ("-o", "retain-long-modified-dates", "-o", "retain-safe-private")
+    code, output = cli(*args, *options, "-o", "retain-uids")
+    assert code == 0, output
