@@ -38,6 +38,7 @@ A batch run records itself through :class:`AuditRecorder`, whose instances are
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import getpass
 import hashlib
@@ -51,7 +52,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, make_url
@@ -922,54 +923,29 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_Record = TypeVar("_Record", "RunRecord", "FileRecord", "SubjectRecord")
+# Columns whose names differ from the record's fields.
+_COLUMN_OF = {"version": "dicomveil_version"}
+
+
+def _record(kind: type[_Record], row: sa.Row[Any]) -> _Record:
+    """A record dataclass from a row: each field from the column of the same name."""
+    values = row._mapping
+    return kind(**{f.name: values[_COLUMN_OF.get(f.name, f.name)]
+                   for f in dataclasses.fields(kind)})  # fmt: skip
+
+
 def _run_record(row: sa.Row[Any]) -> RunRecord:
-    return RunRecord(
-        id=row.id,
-        operator=row.operator,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        host=row.host,
-        pid=row.pid,
-        version=row.dicomveil_version,
-        profile_name=row.profile_name,
-        profile_digest=row.profile_digest,
-        edition=row.edition,
-        options=dict(row.options),
-        key_fingerprint=row.key_fingerprint,
-        output=row.output,
-        written=row.written,
-        withheld=row.withheld,
-        skipped=row.skipped,
-        failed=row.failed,
-        status=row.status,
-    )
+    record = _record(RunRecord, row)
+    return dataclasses.replace(record, options=dict(record.options))
 
 
 def _file_record(row: sa.Row[Any]) -> FileRecord:
-    return FileRecord(
-        id=row.id,
-        run_id=row.run_id,
-        input_sha256=row.input_sha256,
-        input_path=row.input_path,
-        output_path=row.output_path,
-        outcome=row.outcome,
-        reason=row.reason,
-        subject=row.subject,
-        recorded_at=row.recorded_at,
-    )
+    return _record(FileRecord, row)
 
 
 def _subject_record(row: sa.Row[Any]) -> SubjectRecord:
-    return SubjectRecord(
-        pseudonym=row.pseudonym,
-        deidentified_by=row.deidentified_by,
-        deidentified_at=row.deidentified_at,
-        deidentified_run=row.deidentified_run,
-        verified_by=row.verified_by,
-        verified_at=row.verified_at,
-        qc_status=row.qc_status,
-        notes=row.notes,
-    )
+    return _record(SubjectRecord, row)
 
 
 # --------------------------------------------------------------------------------------------

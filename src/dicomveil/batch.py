@@ -95,6 +95,31 @@ class RunConfig:
     pixels: PixelSettings = field(default_factory=PixelSettings)  # clean-pixel-data
 
 
+class Collector:
+    """Adds each result to a summary as it arrives, failing an input whose output another
+    input of the run already wrote (two files with one SOP Instance UID), then reports it."""
+
+    def __init__(
+        self, summary: RunSummary, progress: Callable[[FileResult], None] | None = None
+    ) -> None:
+        self.summary = summary
+        self.progress = progress
+        self._seen: dict[Path, Task] = {}
+
+    def __call__(self, result: FileResult) -> None:
+        if result.outcome is Outcome.WRITTEN and result.output is not None:
+            earlier = self._seen.get(result.output)
+            if earlier is not None and earlier != result.task:
+                result.outcome = Outcome.FAILED
+                result.reason = (
+                    f"same SOP Instance UID as {earlier.display}: the output holds only one of them"
+                )
+            self._seen[result.output] = result.task
+        self.summary.results.append(result)
+        if self.progress is not None:
+            self.progress(result)
+
+
 @dataclass
 class RunSummary:
     results: list[FileResult] = field(default_factory=list)
@@ -317,20 +342,7 @@ def run(
     config.output.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(config.output)
     summary = RunSummary()
-    seen: dict[Path, Task] = {}
-
-    def collect(result: FileResult) -> None:
-        if result.outcome is Outcome.WRITTEN and result.output is not None:
-            earlier = seen.get(result.output)
-            if earlier is not None and earlier != result.task:
-                result.outcome = Outcome.FAILED
-                result.reason = (
-                    f"same SOP Instance UID as {earlier.display}: the output holds only one of them"
-                )
-            seen[result.output] = result.task
-        summary.results.append(result)
-        if progress is not None:
-            progress(result)
+    collect = Collector(summary, progress)
 
     workers = config.workers or os.cpu_count() or 1
     workers = min(workers, max(1, len(all_tasks)))

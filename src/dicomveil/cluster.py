@@ -49,6 +49,7 @@ import pydicom
 
 from ._version import __version__
 from .batch import (
+    Collector,
     FileResult,
     Outcome,
     RunConfig,
@@ -664,20 +665,7 @@ def run_on_dask(
     )
     _prepare_output(output, options)
     summary = RunSummary()
-    seen: dict[Path, Task] = {}
-
-    def collect(result: FileResult) -> None:
-        if result.outcome is Outcome.WRITTEN and result.output is not None:
-            earlier = seen.get(result.output)
-            if earlier is not None and earlier != result.task:
-                result.outcome = Outcome.FAILED
-                result.reason = (
-                    f"same SOP Instance UID as {earlier.display}: the output holds only one of them"
-                )
-            seen[result.output] = result.task
-        summary.results.append(result)
-        if progress is not None:
-            progress(result)
+    collect = Collector(summary, progress)
 
     if found:
         with _executor(address, config.workers, len(found)) as executor:
