@@ -10,6 +10,7 @@ untouched, and bulk values (pixel data) are not part of the dataset the engine s
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import re
 import warnings
@@ -17,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from pydicom import config as _pydicom_config
@@ -255,32 +257,44 @@ class Engine:
 
     def _record(self, ds: Dataset, offset: int | None) -> None:
         """PatientIdentityRemoved, DeidentificationMethod (+ codes), longitudinal flag."""
-        compiled = self.profile
-        profile = compiled.profile
-        ds.PatientIdentityRemoved = "YES"
-        methods = [f"dicomveil {__version__}", f"profile {profile.name}"[:64]]
+        methods, codes = self._method
+        ds[0x00120062] = DataElement(0x00120062, "CS", "YES")  # PatientIdentityRemoved
+        ds[0x00120063] = DataElement(0x00120063, "LO", methods)  # DeidentificationMethod
+        if codes is None:
+            return
+        ds[0x00120064] = DataElement(0x00120064, "SQ", Sequence(copy.deepcopy(codes)))
+        options = self.profile.profile.options
+        if offset is not None:
+            flag = "MODIFIED"
+        elif Option.RETAIN_LONG_FULL_DATES in options:
+            flag = "UNMODIFIED"
+        else:
+            flag = "REMOVED"
+        # LongitudinalTemporalInformationModified
+        ds[0x00280303] = DataElement(0x00280303, "CS", flag)
+
+    @cached_property
+    def _method(self) -> tuple[list[str], list[Dataset] | None]:
+        """DeidentificationMethod values and, for PS3.15 profiles, the CID 7050 code items;
+        the same for every dataset of the engine, so built once."""
+        profile = self.profile.profile
+        methods = [f"dicomveil {__version__}", f"profile {profile.name}"]
         if profile.base is Base.PS315:
             methods.append(f"PS3.15 {tables.EDITION} Basic Profile")
         methods.extend(o.value for o in sorted(profile.options, key=lambda o: o.value))
         methods.append(f"key {self.pseudonymizer.fingerprint}")
-        ds.DeidentificationMethod = [m[:64] for m in methods]
-        if profile.base is Base.PS315:
-            codes = [BASIC_PROFILE_CODE]
-            codes.extend(o.code for o in Option if o in profile.options and o.code is not None)
-            items = []
-            for value, meaning in codes:
-                item = Dataset()
-                item.CodeValue = value
-                item.CodingSchemeDesignator = "DCM"
-                item.CodeMeaning = meaning
-                items.append(item)
-            ds.DeidentificationMethodCodeSequence = Sequence(items)
-            if offset is not None:
-                ds.LongitudinalTemporalInformationModified = "MODIFIED"
-            elif Option.RETAIN_LONG_FULL_DATES in profile.options:
-                ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
-            else:
-                ds.LongitudinalTemporalInformationModified = "REMOVED"
+        if profile.base is not Base.PS315:
+            return [m[:64] for m in methods], None
+        items = []
+        codes = [BASIC_PROFILE_CODE]
+        codes.extend(o.code for o in Option if o in profile.options and o.code is not None)
+        for value, meaning in codes:
+            item = Dataset()
+            item.CodeValue = value
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = meaning
+            items.append(item)
+        return [m[:64] for m in methods], items
 
 
 class _WithholdError(Exception):

@@ -26,15 +26,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pydicom import dcmread
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomFileLike
+from pydicom.filebase import DicomBytesIO, DicomFileLike
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import (
     dcmwrite,
     write_data_element,
     write_dataset,
-    write_file_meta_info,
 )
 from pydicom.uid import (
     UID,
@@ -349,6 +348,18 @@ def build_file_meta(ds: Dataset, transfer_syntax: UID) -> FileMetaDataset:
     return meta
 
 
+def _write_file_meta(fp: DicomFileLike, meta: FileMetaDataset) -> None:
+    """The File Meta group (explicit VR little endian) behind its group length. The meta is
+    built here from known-valid values, so pydicom's checks of a foreign meta are skipped."""
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    for tag in sorted(meta.keys()):
+        write_data_element(body, meta[tag])
+    encoded = body.getvalue()
+    write_data_element(fp, DataElement(0x00020000, "UL", len(encoded)))
+    fp.write(encoded)
+
+
 def write_output(
     source: SourceFile,
     ds: Dataset,
@@ -406,7 +417,7 @@ def _write(
     buffer.write(b"\x00" * 128 + b"DICM")
     fp.is_little_endian = True
     fp.is_implicit_VR = False
-    write_file_meta_info(fp, meta, enforce_standard=True)
+    _write_file_meta(fp, meta)
     fp.is_implicit_VR = source.transfer_syntax.is_implicit_VR
     fp.is_little_endian = source.transfer_syntax.is_little_endian
     pixels = source.pixels

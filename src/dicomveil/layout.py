@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from pydicom.dataset import Dataset
@@ -73,12 +74,17 @@ class Layout:
 
     def path(self, root: Path, ds: Dataset, patient: str) -> Path:
         relative = self.relative_path(ds, patient)
-        destination = (root / relative).resolve()
-        base = root.resolve()
-        if base not in destination.parents:
+        # Every part is reduced to [A-Za-z0-9._-] and is never "." or "..": joined to the
+        # resolved root it cannot leave it (checked without a system call per file).
+        if any(part in ("", ".", "..") for part in relative.parts):
             raise LayoutError("the layout produced a path outside the output folder")
-        return destination
+        return _resolved(root) / relative
 
 
 def _safe(value: str) -> str:
     return _UNSAFE.sub("_", value.strip())[:128]
+
+
+@lru_cache(maxsize=64)
+def _resolved(root: Path) -> Path:
+    return root.resolve()
