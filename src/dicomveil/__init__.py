@@ -8,10 +8,13 @@ The front door::
                          options=["retain-uids"])
 """
 
+from importlib import import_module as _import_module
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from ._version import __version__
 from .actions import Action, Code
 from .api import WithheldError, deidentify
-from .audit import AuditError, AuditRecorder, AuditTrail, QcStatus, RunStatus
 from .batch import FileResult, Outcome, RunConfig, RunSummary, run
 from .comparison import ChangeKind, DiffReport, diff
 from .crosswalk import Crosswalk
@@ -32,6 +35,22 @@ from .pseudonyms import Pseudonymizer
 from .tables import EDITION
 from .text import Identifiers, Replacements, TextCleaner
 from .verify import Finding, RiskFlag, VerifyReport, verify
+
+if _TYPE_CHECKING:
+    from .audit import AuditError, AuditRecorder, AuditTrail, QcStatus, RunStatus
+
+# Loaded on first use: the audit trail brings SQLAlchemy, which most users of the engine
+# never need (PEP 562).
+_LAZY = {name: "audit" for name in ("AuditError", "AuditRecorder", "AuditTrail", "QcStatus",
+                                    "RunStatus")}  # fmt: skip
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dicomveil' has no attribute {name!r}")
+    return getattr(_import_module(f".{module}", __name__), name)
+
 
 __all__ = [
     "DEFAULT_LAYOUT",
