@@ -10,7 +10,6 @@ untouched, and bulk values (pixel data) are not part of the dataset the engine s
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import re
 import warnings
@@ -262,7 +261,8 @@ class Engine:
         ds[0x00120063] = DataElement(0x00120063, "LO", methods)  # DeidentificationMethod
         if codes is None:
             return
-        ds[0x00120064] = DataElement(0x00120064, "SQ", Sequence(copy.deepcopy(codes)))
+        # The code items are shared by every dataset of this engine: nothing writes to them.
+        ds[0x00120064] = DataElement(0x00120064, "SQ", Sequence(codes))
         options = self.profile.profile.options
         if offset is not None:
             flag = "MODIFIED"
