@@ -101,8 +101,10 @@ def _nodes(
     """The elements of one dataset (not of its items); ``skip(tag, VR)`` passes over public
     elements without building them."""
     creators: dict[tuple[int, int], str] = {}  # a block's creator sorts before its elements
-    for tag in ds.keys():
-        element = ds.get_item(tag, keep_deferred=True)
+    # The raw dict, in file order: no Tag conversion or lookup per element, and plain int tags
+    # (pydicom's BaseTag compares in Python, which every dict lookup keyed by a tag pays).
+    for base_tag, element in ds._dict.items():
+        tag = int(base_tag)
         group, number = tag >> 16, tag & 0xFFFF
         vr = _vr_of(element, tag)
         creator = ""
@@ -209,27 +211,51 @@ def _values(node: _Node) -> tuple[list[str], bool]:
     vr = node.vr
     if vr not in _STRING_VRS:
         return [], True
-    legal = True
     raw = node.raw
     if raw is not None:
         if not raw:
             return [], True
-        if vr in _TEXT_VRS:
-            text, legal = _decode(raw, node.encodings)
-        else:
-            text = raw.decode("latin-1")
-        parts = [text] if vr in _SINGLE_VALUED or "\\" not in text else text.split("\\")
+        memo = (vr, node.encodings, raw) if len(raw) <= _MEMO_BYTES else None
+        if memo is not None:
+            known = _VALUES.get(memo)
+            if known is not None:
+                return known
+        found = _values_of(raw, vr, node.encodings)
+        if memo is not None:
+            if len(_VALUES) >= _MAX_VALUES:
+                _VALUES.clear()
+            _VALUES[memo] = found
+        return found
+    value = node.element.value
+    if value is None:
+        return [], True
+    items = value if isinstance(value, MultiValue | list | tuple) else [value]
+    return _stripped(vr, [_as_text(v) for v in items]), True
+
+
+# Per process: (VR, encodings, bytes) -> values. Codes, dates, names and UIDs repeat from file
+# to file. The lists are shared: no caller changes them.
+_VALUES: dict[tuple[str, tuple[str, ...], bytes], tuple[list[str], bool]] = {}
+_MAX_VALUES: Final = 1 << 16
+_MEMO_BYTES: Final = 1024
+
+
+def _values_of(raw: bytes, vr: str, encodings: tuple[str, ...]) -> tuple[list[str], bool]:
+    legal = True
+    if vr in _TEXT_VRS:
+        text, legal = _decode(raw, encodings)
     else:
-        value = node.element.value
-        if value is None:
-            return [], True
-        items = value if isinstance(value, MultiValue | list | tuple) else [value]
-        parts = [_as_text(v) for v in items]
+        text = raw.decode("latin-1")
+    parts = [text] if vr in _SINGLE_VALUED or "\\" not in text else text.split("\\")
+    return _stripped(vr, parts), legal
+
+
+def _stripped(vr: str, parts: list[str]) -> list[str]:
     if vr in _STRIPPED_BOTH:
         stripped = [part.strip("\x00 ") for part in parts]
     else:
         stripped = [part.rstrip("\x00 ") for part in parts]
-    return (stripped if any(stripped) else []), legal
+    return stripped if any(stripped) else []
 
 
 def _empty_binary(node: _Node) -> bool:

@@ -59,6 +59,9 @@ class _Rules:
     unknown_public: _Expect
     descriptors: frozenset[int]
     _unwanted: dict[tuple[int, str], bool] = field(default_factory=dict, compare=False)
+    _decided: dict[tuple[int, str, str], tuple[_Expect, frozenset[str]]] = field(
+        default_factory=dict, compare=False
+    )
 
     @classmethod
     def of(cls, profile: Profile) -> _Rules:
@@ -162,6 +165,16 @@ class _Rules:
     def private_element(self, creator: str, tag: int) -> _Expect:
         found = self.private.get((creator, tag >> 16, tag & 0xFF))
         return found if found is not None else self.private_default
+
+    def decide(self, node: _Node) -> tuple[_Expect, frozenset[str]]:
+        """What may be present in the element, and the letters for its VR (remembered: the
+        same tags, VRs and creators come back in every file)."""
+        key = (node.tag, node.vr, node.creator)
+        found = self._decided.get(key)
+        if found is None:
+            expect = _expect_of(self, node)
+            found = self._decided[key] = (expect, self.resolve(expect, node.vr))
+        return found
 
     def resolve(self, expect: _Expect, vr: str) -> frozenset[str]:
         """The letters that apply to an element of this VR (dates under modified dates)."""

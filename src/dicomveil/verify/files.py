@@ -19,7 +19,6 @@ from .conformance import (
 )
 from .context import _FileState, _Outcome
 from .elements import _encodings, _items, _Node, _nodes, _text, _values
-from .expectations import _expect_of
 from .leaks import _check_name, _inflated, _pdf_streams, _search
 from .references import _match, _uid_element, _uid_pairs
 from .report import Category, RiskKind
@@ -113,8 +112,7 @@ class _FileCheck(_FileState):
                 used.add((group << 16) | (number >> 8))
             if number == 0 and group != 0x0002:
                 continue  # group length: no content
-            expect = _expect_of(self.ctx.rules, node)
-            letters = rules.resolve(expect, node.vr)
+            expect, letters = rules.decide(node)
             if self.outcome.directory and depth:
                 # A directory record needs some keys (PS3.3 F.5): placeholders are fine there,
                 # and originals are caught by the leak search.

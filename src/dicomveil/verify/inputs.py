@@ -8,12 +8,13 @@ import os
 import re
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO, ClassVar, Final
 
 from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from .elements import (
@@ -28,7 +29,7 @@ from .elements import (
     _values,
     _well_known,
 )
-from .expectations import _Expect, _expect_of, _replaced, _Rules
+from .expectations import _Expect, _replaced, _Rules
 from .needles import _MIN_TEXT, _NEEDLE_KEYWORDS, _NEEDLE_VRS, _VENDOR_KEYWORDS, _needles_of
 from .report import Category
 
@@ -61,7 +62,8 @@ def _files(root: Path) -> Iterator[Path]:
 def _sources(root: Path) -> Iterator[str]:
     """Every input: files under ``root`` and members of zip archives (``archive!member``)."""
     for path in _files(root):
-        if zipfile.is_zipfile(path) and not _has_prefix(path):
+        # The prefix first: is_zipfile reads up to 64 KiB at the end of a file that is not one.
+        if not _has_prefix(path) and zipfile.is_zipfile(path):
             try:
                 with zipfile.ZipFile(path) as archive:
                     names = sorted(i.filename for i in archive.infolist() if not i.is_dir())
@@ -116,48 +118,153 @@ def _input_facts(source: str, rules: _Rules) -> _InputFacts | None:
     if ds is None:
         return None
     facts = _InputFacts(source, _text(ds, _SOP_INSTANCE_UID))
-
-    def visit(node: _Node, values: list[str], expect: _Expect, letters: frozenset[str]) -> None:
-        if not values:
-            return
-        if node.vr == "UI" or _replaced(letters):
-            facts.replaced[node.key] = (node.vr, "\\".join(values))
-            if node.vr == "UI" and _uid_role(node) is _Role.DEFINED:
-                facts.defined.update(v for v in values if not _well_known(v))
-        kept = expect.explicit and "K" in letters
-        if "K" in letters and _vocabulary(node):
-            # Codes and vendor names the profile keeps (ImageType, Manufacturer, ...) identify
-            # no one: a name component or institution equal to one of their words is noise.
-            for value in values:
-                facts.kept.add(value)
-                facts.kept.update(w for w in _WORD_SPLIT.split(value) if len(w) >= _MIN_TEXT)
-        for text, category, meaningful in _needles_of(node, values):
-            if category is Category.UID:
-                # With UIDs replaced, a kept private element's UIDs are replaced too.
-                if not rules.replace_uids or (kept and not node.private):
-                    facts.kept.add(text)
-                else:
-                    facts.needles.setdefault(text, category)
-            elif category is Category.TIME and rules.temporal_kept:
-                continue
-            elif kept:
-                facts.kept.add(text)
-            elif meaningful:
-                facts.needles.setdefault(text, category)
-
+    found: list[tuple[tuple[int, ...], _Contribution]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         meta = getattr(ds, "file_meta", None)
         if isinstance(meta, Dataset):
-            _walk_values(meta, rules, visit, ("ascii",))
-        _walk_values(ds, rules, visit, ("ascii",))
+            _walk_values(meta, rules, found, ("ascii",))
+        _walk_values(ds, rules, found, ("ascii",))
+    for key, contribution in found:
+        if contribution.replaced is not None:
+            facts.replaced[key] = contribution.replaced
+        facts.defined.update(contribution.defined)
+        facts.kept.update(contribution.kept)
+        for text, category in contribution.needles:
+            facts.needles.setdefault(text, category)
     return facts
+
+
+@dataclass(frozen=True, slots=True)
+class _Contribution:
+    """What one input element adds to its file's facts."""
+
+    replaced: tuple[str, str] | None
+    defined: tuple[str, ...]
+    kept: tuple[str, ...]
+    needles: tuple[tuple[str, Category], ...]
+
+
+_NOTHING: Final = _Contribution(None, (), (), ())
+_Found = list[tuple[tuple[int, ...], _Contribution]]  # (element key, contribution), in order
+
+
+class _Memo:
+    """Per process, for one :class:`_Rules` at a time: the same bytes at the same place
+    contribute the same. A series repeats its patient's, study's and device's elements, and
+    whole sequences (the referenced study, the request, the codes): those are neither decoded
+    nor parsed again. Keys hold everything a contribution depends on but the item indexes."""
+
+    rules: ClassVar[_Rules | None] = None
+    elements: ClassVar[dict[tuple[object, ...], _Contribution]] = {}
+    sequences: ClassVar[
+        dict[tuple[object, ...], tuple[tuple[tuple[int, ...], _Contribution], ...]]
+    ] = {}
+
+    @classmethod
+    def of(cls, rules: _Rules) -> type[_Memo]:
+        full = len(cls.elements) + len(cls.sequences) >= _MAX_MEMO
+        if cls.rules is not rules or full:
+            cls.rules = rules
+            cls.elements.clear()
+            cls.sequences.clear()
+        return cls
+
+
+_MAX_MEMO: Final = 1 << 17
+_MEMO_BYTES: Final = 1024  # longer element values seldom repeat
+_MEMO_SEQUENCE_BYTES: Final = 1 << 16
+
+
+def _contribution(
+    node: _Node, rules: _Rules, expect: _Expect, letters: frozenset[str]
+) -> _Contribution:
+    values, _legal = _values(node)
+    if not values:
+        return _NOTHING
+    replaced = None
+    defined: list[str] = []
+    kept_texts: list[str] = []
+    needles: list[tuple[str, Category]] = []
+    if node.vr == "UI" or _replaced(letters):
+        replaced = (node.vr, "\\".join(values))
+        if node.vr == "UI" and _uid_role(node) is _Role.DEFINED:
+            defined.extend(v for v in values if not _well_known(v))
+    kept = expect.explicit and "K" in letters
+    if "K" in letters and _vocabulary(node):
+        # Codes and vendor names the profile keeps (ImageType, Manufacturer, ...) identify
+        # no one: a name component or institution equal to one of their words is noise.
+        for value in values:
+            kept_texts.append(value)
+            kept_texts.extend(w for w in _WORD_SPLIT.split(value) if len(w) >= _MIN_TEXT)
+    for text, category, meaningful in _needles_of(node, values):
+        if category is Category.UID:
+            # With UIDs replaced, a kept private element's UIDs are replaced too.
+            if not rules.replace_uids or (kept and not node.private):
+                kept_texts.append(text)
+            else:
+                needles.append((text, category))
+        elif category is Category.TIME and rules.temporal_kept:
+            continue
+        elif kept:
+            kept_texts.append(text)
+        elif meaningful:
+            needles.append((text, category))
+    return _Contribution(replaced, tuple(defined), tuple(kept_texts), tuple(needles))
+
+
+def _add(
+    found: _Found, node: _Node, rules: _Rules, expect: _Expect, letters: frozenset[str]
+) -> None:
+    contribution: _Contribution | None = None
+    key: tuple[object, ...] | None = None
+    memo = _Memo.of(rules)
+    if node.raw is not None and len(node.raw) <= _MEMO_BYTES:
+        meta = node.key[0] >> 16 == 0x0002
+        key = (node.tag, node.vr, node.creator, node.depth, meta, node.encodings, node.raw)
+        contribution = memo.elements.get(key)
+    if contribution is None:
+        contribution = _contribution(node, rules, expect, letters)
+        if key is not None:
+            memo.elements[key] = contribution
+    if contribution is not _NOTHING:
+        found.append((node.key, contribution))
+
+
+def _add_sequence(
+    found: _Found, ds: Dataset, node: _Node, rules: _Rules, encodings: tuple[str, ...]
+) -> None:
+    key: tuple[object, ...] | None = None
+    memo = _Memo.of(rules)
+    element = node.element
+    if (
+        isinstance(element, RawDataElement)
+        and node.raw is not None
+        and len(node.raw) <= _MEMO_SEQUENCE_BYTES
+    ):
+        key = (
+            node.tag, node.creator, node.depth, encodings, element.is_implicit_VR,
+            element.is_little_endian, element.length, node.raw,
+        )  # fmt: skip
+        known = memo.sequences.get(key)
+        if known is not None:
+            found.extend((node.key + suffix, c) for suffix, c in known)
+            return
+    inner: _Found = []
+    for item, item_base, item_key, item_prefix in _items(ds, node):
+        _walk_values(
+            item, rules, inner, encodings, item_base, item_key, item_prefix, node.depth + 1
+        )
+    found.extend(inner)
+    if key is not None:
+        size = len(node.key)
+        memo.sequences[key] = tuple((k[size:], c) for k, c in inner)
 
 
 def _walk_values(
     ds: Dataset,
     rules: _Rules,
-    visit: Callable[[_Node, list[str], _Expect, frozenset[str]], None],
+    found: _Found,
     inherited: tuple[str, ...],
     base: int = 0,
     key: tuple[int, ...] = (),
@@ -168,17 +275,12 @@ def _walk_values(
     for node in _nodes(ds, base, key, prefix, encodings, depth, rules.unwanted):
         if node.is_creator:
             continue
-        expect = _expect_of(rules, node)
-        letters = rules.resolve(expect, node.vr)
         if node.vr == "SQ":
-            for item, item_base, item_key, item_prefix in _items(ds, node):
-                _walk_values(
-                    item, rules, visit, encodings, item_base, item_key, item_prefix, depth + 1
-                )
+            _add_sequence(found, ds, node, rules, encodings)
             continue
+        expect, letters = rules.decide(node)
         if _wanted(node, letters):
-            values, _legal = _values(node)
-            visit(node, values, expect, letters)
+            _add(found, node, rules, expect, letters)
 
 
 _WORD_SPLIT: Final = re.compile(r"[^0-9A-Za-z]+")

@@ -17,7 +17,6 @@ from pydicom.dataset import Dataset
 
 from .context import _FileState
 from .elements import _DEFLATED, _ENCAPSULATED_DOCUMENT, _PIXEL_TAGS, _Node, _text, _values
-from .expectations import _expect_of
 from .report import Category
 
 _PDF_STREAM: Final = re.compile(rb"stream\r?\n")
@@ -148,7 +147,7 @@ def _coincidence(check: _FileState, node: _Node) -> bool:
     """A date shifted like the file's other dates that happens to equal another original
     date: it reveals nothing (its own original, in the matched input, differs)."""
     rules = check.ctx.rules
-    if rules.resolve(_expect_of(rules, node), node.vr) != {"S"}:
+    if rules.decide(node)[1] != {"S"}:
         return False
     before = check.original.get(node.key)
     shift = _days(before[1], "\\".join(_values(node)[0])) if before is not None else None

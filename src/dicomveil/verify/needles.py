@@ -151,6 +151,7 @@ def _build_needles(raw: Mapping[str, Category], kept: Iterable[str]) -> _Needles
 
 _UID_TOKEN: Final = re.compile(rb"(?<![0-9.])[0-9]+(?:\.[0-9]+)+")
 _DIGIT_RUN: Final = re.compile(rb"(?<![0-9.])[0-9]{6,}")  # _MIN_DIGITS: shorter runs never match
+_ESCAPED: Final = tuple(re.escape(bytes([byte])) for byte in range(256))
 _TAILS: Final = {_Kind.WORD: rb"(?![a-z])"}  # what may not follow a needle of the trie
 
 
@@ -171,7 +172,10 @@ def _trie(words: list[bytes], kinds: Mapping[bytes, _Kind], guard: bytes) -> byt
         for byte, child in sorted(node.items(), key=lambda kv: kv[0]):
             if byte < 0:
                 continue
-            literal = re.escape(bytes([byte])) + (guard if depth == 0 else b"")
+            literal = _ESCAPED[byte] + (guard if depth == 0 else b"")
+            while len(child) == 1 and -1 not in child:  # a chain: one literal, no recursion
+                ((byte, child),) = child.items()
+                literal += _ESCAPED[byte]
             branches.append(literal + build(child, depth + 1))
         ending = node.get(-1)
         tail = _TAILS.get(ending, b"") if isinstance(ending, _Kind) else b""

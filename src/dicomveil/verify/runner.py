@@ -51,7 +51,9 @@ def _map_parallel(
     workers: int,
     init: tuple[_Context | None, _Rules | None],
 ) -> list[Any]:
-    chunk = 16
+    # Small enough that the workers finish together (a last long chunk leaves a core idle),
+    # large enough that sending the paths and results costs little.
+    chunk = max(1, min(16, -(-len(items) // (max(workers, 1) * 4))))
     chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
     if workers <= 1 or len(items) < _PARALLEL_FROM:
         _init_worker(*init)
