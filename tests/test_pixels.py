@@ -460,3 +460,34 @@ def test_redacted_outputs_have_no_new_dciodvfy_errors(tmp_path: Path, syntax: UI
     cleaned = _written(_run(tmp_path / "clean", [path]))
     new = set(dciodvfy_errors(cleaned)) - set(dciodvfy_errors(plain))
     assert not new, new
+
+
+def _gray(image: textimages.TextImage) -> Any:
+    return ocr.to_gray8(np.asarray(image.dataset.pixel_array))
+
+
+@pytest.mark.parametrize("background", ["noise", "speckle"])
+def test_text_regions_find_text_on_noise_that_ocr_may_not_read(background: str) -> None:
+    """Privacy first: rows of text-like marks are redacted even when Tesseract can't read
+    them; every identifying line of readable size lies inside a found region."""
+    image = textimages.make(textimages.Spec(seed=5, background=background, sizes=(14, 16)))
+    gray = _gray(image)
+    assert ocr.noise_level(gray) > ocr.OcrSettings().noise_threshold
+    regions = ocr.text_regions(gray, float(np.median(gray)) < 128.0, ocr.OcrSettings())
+    assert regions
+    for line in (line for line in image.lines if line.identifying):
+        box = line.box
+        centre = (box.x + box.width / 2, box.y + box.height / 2)
+        assert any(
+            r.x <= centre[0] <= r.x + r.width and r.y <= centre[1] <= r.y + r.height
+            for r in regions
+        ), line.text
+
+
+@pytest.mark.parametrize("background", ["noise", "speckle"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_text_regions_stay_quiet_on_text_free_noise(background: str, seed: int) -> None:
+    image = textimages.make(textimages.Spec(seed=seed, background=background, text=False))
+    gray = _gray(image)
+    regions = ocr.text_regions(gray, float(np.median(gray)) < 128.0, ocr.OcrSettings())
+    assert len(regions) <= 1, "at most a stray region on an image without text"

@@ -14,6 +14,11 @@ Tesseract runs in sparse-text mode (``--psm 11``); what it reads is kept as a wo
 has a letter or digit, enough confidence and the shape of text. Words found in both views are
 merged.
 
+Privacy first on noisy frames (noise, speckle): thin fonts a person reads at a glance are often
+unreadable to Tesseract there, so rows of text-like marks (:func:`text_regions`: ink above the
+local background by a few noise deviations, joined along the row, with the height, width and
+stroke density of text) are boxes too, with no text and confidence 0.
+
 Optional: numpy, Pillow and pytesseract (``pip install 'dicomveil[pixels]'``) and the
 Tesseract program (Debian: ``apt-get install tesseract-ocr``); :func:`unavailable` says what
 is missing. The recognised text is kept in memory for ``--show-values`` only: it is PHI.
@@ -58,6 +63,8 @@ class OcrSettings:
     local_contrast: bool = True
     min_height: int = 5  # pixels, in the frame: smaller marks are not readable text
     noise_threshold: float = 4.0  # grey levels: noisier frames are also read smoothed
+    # Noisy frames: text-like rows of marks are boxes too, even when Tesseract cannot read them.
+    text_regions: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_confidence <= 100:
@@ -158,6 +165,156 @@ def views(gray: NDArray[np.uint8], settings: OcrSettings) -> list[tuple[str, Ima
     return result
 
 
+# Text regions (noisy frames): the mask is the frame smoothed by _SMOOTH pixels, above its
+# local background by _DEVIATIONS times the background's spread (2.5 misses thin fonts on
+# noise; 1.6 finds "text" in text-free noise); marks closer than _GAP_ALONG pixels along a
+# row (_GAP_ACROSS across) are joined; a region is kept when a row through it crosses at least
+# _STROKES ink strokes per pixel of its width (text: about 1-1.8; speckle grains: 0.3-0.9).
+_SMOOTH = 0.7
+_DEVIATIONS = 2.0
+_GAP_ALONG = 6
+_GAP_ACROSS = 2
+_STROKES = 0.8
+
+
+def text_mask(gray: NDArray[np.uint8], light_text: bool) -> NDArray[np.bool_]:
+    """Pixels that stand out from their neighbourhood, towards the text's side, by a few
+    noise deviations (after a slight smoothing): the ink of text, read or not."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    text_bright = Image.fromarray(np.ascontiguousarray(gray if light_text else 255 - gray))
+    smooth = text_bright.filter(ImageFilter.GaussianBlur(_SMOOTH))
+    values = np.asarray(smooth, dtype=np.float32)
+    local = _background(smooth)
+    above = values - local
+    deviation = max(2.0, _spread(above))
+    mask: NDArray[np.bool_] = above > _DEVIATIONS * deviation
+    return mask
+
+
+def _spread(residual: NDArray[np.float32]) -> float:
+    """How far the background strays from its local level: per tile of 32 x 32 pixels the
+    median absolute deviation (text is too sparse to move it; correlated speckle is measured
+    as it is, unlike by neighbouring pixels' differences), then the 90th percentile over
+    tiles (speckle may fill only a sector of the frame)."""
+    import numpy as np
+
+    rows, columns = residual.shape
+    tile = 32
+    estimates = [
+        float(np.median(np.abs(residual[y : y + tile, x : x + tile])))
+        for y in range(0, max(1, rows - tile + 1), tile)
+        for x in range(0, max(1, columns - tile + 1), tile)
+    ]
+    return float(np.percentile(estimates, 90)) * 1.4826
+
+
+def _background(image: Image.Image) -> NDArray[np.float32]:
+    """The local background: the median of a neighbourhood of about 20 pixels, computed on a
+    copy reduced 4 times (cheap, and a median keeps the edges of an ultrasound sector where a
+    mean would blur them into false text)."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    small = image.reduce(4) if min(image.size) >= 16 else image
+    median = small.filter(ImageFilter.MedianFilter(5))
+    median = median.resize(image.size, Image.Resampling.BILINEAR)
+    return np.asarray(median, dtype=np.float32)
+
+
+def text_regions(gray: NDArray[np.uint8], light_text: bool, settings: OcrSettings) -> list[Word]:
+    """Rows of text-like marks, whether or not Tesseract can read them (privacy first: thin
+    fonts on noise are often visible to a person and unreadable to Tesseract). Marks closer
+    than a few pixels are joined; a region is kept when it has the height of text, is wider
+    than high, is partly, not wholly, ink, and a row through it crosses strokes as often as
+    one through text does."""
+    import numpy as np
+
+    mask = text_mask(gray, light_text)
+    joined = _close(_close(mask, _GAP_ALONG, axis=1), _GAP_ACROSS, axis=0)
+    rows = gray.shape[0]
+    tallest = max(settings.min_height, min(rows // 3, 64))
+    wide: list[Word] = []
+    narrow: list[Word] = []
+    for x, y, right, bottom in _components(joined):
+        width, height = right - x, bottom - y
+        if not settings.min_height <= height <= tallest or width < 0.5 * height:
+            continue
+        marks = mask[y:bottom, x:right]
+        if not 0.08 <= float(np.mean(marks)) <= 0.6:
+            continue
+        # Strokes: a row through text crosses a stroke every half a text height or so; one
+        # through grains of speckle far less often.
+        crossings = np.count_nonzero(np.diff(marks.astype(np.int8), axis=1) == 1)
+        if crossings / width >= _STROKES:
+            word = Word(x, y, width, height, 0.0)
+            (wide if width >= 1.5 * height else narrow).append(word)
+    # A short word ("ID") counts when it stands in a row beside a wider one, at its height.
+    return wide + [word for word in narrow if any(_beside(word, other) for other in wide)]
+
+
+def _beside(a: Word, b: Word) -> bool:
+    """On one line of text: heights within a third, half overlapping, a text height apart."""
+    lower, higher = sorted((a.height, b.height))
+    overlap = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
+    gap = max(a.x, b.x) - min(a.x + a.width, b.x + b.width)
+    return higher <= 1.35 * lower and overlap >= 0.5 * lower and gap <= higher
+
+
+def _close(mask: NDArray[np.bool_], gap: int, axis: int) -> NDArray[np.bool_]:
+    """Gaps of up to ``gap`` pixels along ``axis`` filled (a morphological closing)."""
+    import numpy as np
+
+    if gap <= 0:
+        return mask
+    reach = (gap + 1) // 2
+
+    def spread(m: NDArray[np.bool_], fill: bool) -> NDArray[np.bool_]:
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (reach, reach)
+        padded = np.pad(m, pad, constant_values=fill)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * reach + 1, axis=axis)
+        return np.asarray(windows.all(axis=-1) if fill else windows.any(axis=-1), dtype=np.bool_)
+
+    return spread(spread(mask, False), True)
+
+
+def _components(mask: NDArray[np.bool_]) -> list[tuple[int, int, int, int]]:
+    """Bounding boxes (x, y, right, bottom) of the 8-connected components of a mask, from its
+    runs along rows joined with a union-find."""
+    import numpy as np
+
+    padded = np.pad(mask, ((0, 0), (1, 1))).astype(np.int8)
+    ys, xs = np.nonzero(np.diff(padded, axis=1))
+    run_y, starts, ends = ys[0::2].tolist(), xs[0::2].tolist(), xs[1::2].tolist()
+    parent = list(range(len(run_y)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    row_start: dict[int, int] = {}
+    for i, y in enumerate(run_y):
+        row_start.setdefault(y, i)
+    for i, y in enumerate(run_y):
+        j = row_start.get(y + 1)
+        if j is None:
+            continue
+        while j < len(run_y) and run_y[j] == y + 1 and starts[j] <= ends[i]:
+            if ends[j] >= starts[i]:
+                parent[root(j)] = root(i)
+            j += 1
+    boxes: dict[int, list[int]] = {}
+    for i, y in enumerate(run_y):
+        box = boxes.setdefault(root(i), [starts[i], y, ends[i], y + 1])
+        box[0], box[1] = min(box[0], starts[i]), min(box[1], y)
+        box[2], box[3] = max(box[2], ends[i]), max(box[3], y + 1)
+    return [(b[0], b[1], b[2], b[3]) for b in boxes.values()]
+
+
 def _enlarge(image: Image.Image, scale: int) -> Image.Image:
     from PIL import Image
 
@@ -172,6 +329,7 @@ def find_words(gray: NDArray[np.uint8], settings: OcrSettings | None = None) -> 
     Each view is a page of its own: Tesseract binarises a page as a whole, so views with
     different histograms must not share one.
     """
+    import numpy as np
     import pytesseract
 
     settings = settings or OcrSettings()
@@ -193,6 +351,8 @@ def find_words(gray: NDArray[np.uint8], settings: OcrSettings | None = None) -> 
             word = Word(x, y, right - x, bottom - y, float(data["conf"][i]), text)
             if _is_text(word, settings, rows):
                 found.append(word)
+    if settings.text_regions and noise_level(gray) > settings.noise_threshold:
+        found += text_regions(gray, float(np.median(gray)) < 128.0, settings)
     return merge_words(found)
 
 
