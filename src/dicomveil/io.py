@@ -391,7 +391,7 @@ def write_output(
         Path(temp).chmod(0o644)
         Path(temp).replace(destination)
         if durable:
-            _fsync_dir(destination.parent)
+            fsync_dir(destination.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()
@@ -538,7 +538,7 @@ def copy_file(source: Path, destination: Path, *, durable: bool = False) -> int:
         Path(temp).chmod(0o644)
         Path(temp).replace(destination)
         if durable:
-            _fsync_dir(destination.parent)
+            fsync_dir(destination.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()
@@ -546,7 +546,8 @@ def copy_file(source: Path, destination: Path, *, durable: bool = False) -> int:
     return size
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:

@@ -43,7 +43,7 @@ from pynetdicom import AE, _config, build_context
 from pynetdicom.association import Association
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
-from ..io import TEMP_SUFFIX, remove_stale_temporaries
+from ..io import TEMP_SUFFIX, fsync_dir, remove_stale_temporaries
 from .config import Node
 
 __all__ = [
@@ -70,16 +70,6 @@ _PROCESSING_FAILURE_RETRIES = 5  # 0x0110 from the destination: retried, then fa
 
 # --------------------------------------------------------------------------------------------
 # Files
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or a new file in ``folder`` durable."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def atomic_write_json(path: Path, data: Any, *, durable: bool = True) -> None:
