@@ -32,17 +32,17 @@ from .layout import DEFAULT_LAYOUT, Layout, LayoutError
 from .options import Option
 from .profiles import CompiledProfile, Profile, Risk, load_profile, preset_names
 from .pseudonyms import Pseudonymizer
+from .statuses import QcStatus, RunStatus
 from .tables import EDITION
 from .text import Identifiers, Replacements, TextCleaner
 from .verify import Finding, RiskFlag, VerifyReport, verify
 
 if _TYPE_CHECKING:
-    from .audit import AuditError, AuditRecorder, AuditTrail, QcStatus, RunStatus
+    from .audit import AuditError, AuditRecorder, AuditTrail
 
 # Loaded on first use: the audit trail brings SQLAlchemy, which most users of the engine
 # never need (PEP 562).
-_LAZY = {name: "audit" for name in ("AuditError", "AuditRecorder", "AuditTrail", "QcStatus",
-                                    "RunStatus")}  # fmt: skip
+_LAZY = {name: "audit" for name in ("AuditError", "AuditRecorder", "AuditTrail")}
 
 
 def __getattr__(name: str) -> _Any:

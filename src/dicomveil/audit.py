@@ -61,6 +61,8 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from ._version import __version__
 from .batch import FileResult, Outcome, RunConfig, RunSummary, Task
 from .errors import DicomveilError
+from .statuses import QcStatus as QcStatus  # re-exported: audit's public names
+from .statuses import RunStatus as RunStatus
 from .tables import EDITION
 
 SCHEMA_VERSION: Final = 1
@@ -69,18 +71,6 @@ _CHUNK: Final = 1 << 20
 
 class AuditError(DicomveilError):
     """An audit database that cannot be opened, read or written."""
-
-
-class RunStatus(StrEnum):
-    RUNNING = "running"
-    FINISHED = "finished"
-    INTERRUPTED = "interrupted"
-
-
-class QcStatus(StrEnum):
-    PENDING = "pending"
-    PASSED = "passed"
-    FAILED = "failed"
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,18 +10,21 @@ from __future__ import annotations
 import datetime as _dt
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..audit import AuditTrail, FileRecord, QcStatus, RunRecord, VerificationRecord
 from ..batch import Outcome
 from ..crosswalk import Crosswalk
 from ..errors import DicomveilError
-from ..sheets import Sheet, export_sheet, format_cell, records_sheet, tracking_sheet
+from ..statuses import QcStatus
 from ._app import app, err, fail, out
+
+if TYPE_CHECKING:  # the database layer (SQLAlchemy) loads only when a command needs it
+    from ..audit import FileRecord, RunRecord, VerificationRecord
+    from ..sheets import Sheet
 
 AuditDbArg = Annotated[
     str,
@@ -64,10 +67,11 @@ _SHOWN: dict[View, tuple[str, ...]] = {
     View.FILES: ("run_id", "outcome", "input_path", "output_path", "subject", "input_sha256"),
     View.VERIFICATIONS: ("id", "operator", "verified_at", "output", "result", "findings_count"),
 }
-_RECORDS = {View.RUNS: RunRecord, View.FILES: FileRecord, View.VERIFICATIONS: VerificationRecord}
 
 
 def _show(sheet: Sheet, columns: tuple[str, ...] | None = None, title: str = "") -> None:
+    from ..sheets import format_cell
+
     if not sheet.rows:
         err.print(f"no {sheet.title} recorded", highlight=False)
         return
@@ -90,6 +94,8 @@ def _show(sheet: Sheet, columns: tuple[str, ...] | None = None, title: str = "")
 def _export(sheet: Sheet, path: Path | None, *, private: bool = False) -> None:
     if path is None:
         return
+    from ..sheets import export_sheet
+
     export_sheet(sheet, path, private=private)
     err.print(f"wrote {path} ({len(sheet.rows)} rows)", highlight=False)
 
@@ -144,6 +150,9 @@ def track_command(
         raise fail("--show-original-ids needs --crosswalk CSV (the IDs are not in the database)")
     if crosswalk is not None and not show_original_ids:
         err.print("note: original IDs are shown only with --show-original-ids", highlight=False)
+    from ..audit import AuditTrail
+    from ..sheets import tracking_sheet
+
     try:
         walk = Crosswalk.from_csv(crosswalk) if crosswalk and show_original_ids else None
         with AuditTrail.open(audit, create=False) as trail:
@@ -180,6 +189,10 @@ def audit_command(
     if run is not None and view is View.VERIFICATIONS:
         raise fail("--run filters runs and files, not verifications")
     start = _since(since)
+    from ..audit import AuditTrail, FileRecord, RunRecord, VerificationRecord
+    from ..sheets import records_sheet
+
+    kinds = {View.RUNS: RunRecord, View.FILES: FileRecord, View.VERIFICATIONS: VerificationRecord}
     try:
         with AuditTrail.open(audit, create=False) as trail:
             records: list[RunRecord] | list[FileRecord] | list[VerificationRecord]
@@ -189,7 +202,7 @@ def audit_command(
                 records = trail.files(run_id=run, outcome=outcome, since=start)
             else:
                 records = trail.verifications(since=start)
-        sheet = records_sheet(view.value, _RECORDS[view], records)
+        sheet = records_sheet(view.value, kinds[view], records)
         _show(sheet, _SHOWN[view], title=f"{view.value} (times in UTC)")
         _export(sheet, export)
     except DicomveilError as exc:

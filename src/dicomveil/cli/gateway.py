@@ -21,7 +21,6 @@ import typer
 from rich.table import Table
 
 from ..errors import DicomveilError
-from ..gateway import Gateway, load_config, read_status
 from ._app import app, err, fail, out
 
 gateway_app = typer.Typer(
@@ -52,6 +51,8 @@ def gateway_command(
     if not isinstance(level, int):
         raise fail(f"unknown log level {log_level!r}")
     try:
+        from ..gateway import load_config  # pynetdicom loads only for this command
+
         settings = load_config(config)
     except DicomveilError as exc:
         raise fail(str(exc)) from None
@@ -66,6 +67,8 @@ def gateway_command(
         stop.set()
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    from ..gateway import Gateway
+
     gateway = Gateway(settings)
     try:
         try:
@@ -96,9 +99,13 @@ def status_command(
     if config is None:
         raise fail("give --config gateway.toml")
     try:
+        from ..gateway import load_config  # pynetdicom loads only for this command
+
         settings = load_config(config)
     except DicomveilError as exc:
         raise fail(str(exc)) from None
+    from ..gateway import read_status
+
     status = read_status(settings)
     if as_json:
         out.print_json(json.dumps(status))
