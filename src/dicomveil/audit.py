@@ -864,18 +864,7 @@ class AuditTrail:
         if operator is not None:
             query = query.where(_verifications.c.operator == operator)
         with self._transaction() as conn:
-            return [
-                VerificationRecord(
-                    id=row.id,
-                    operator=row.operator,
-                    verified_at=row.verified_at,
-                    output=row.output,
-                    result=row.result,
-                    findings_count=row.findings_count,
-                    findings=list(row.findings),
-                )
-                for row in conn.execute(query)
-            ]
+            return [_verification_record(row) for row in conn.execute(query)]
 
     def subjects(self) -> list[SubjectRecord]:
         """The tracking sheet, by pseudonym."""
@@ -889,18 +878,7 @@ class AuditTrail:
         if pseudonym is not None:
             query = query.where(_qc_events.c.pseudonym == pseudonym)
         with self._transaction() as conn:
-            return [
-                QcEvent(
-                    id=row.id,
-                    pseudonym=row.pseudonym,
-                    at=row.at,
-                    who=row.who,
-                    status=row.status,
-                    notes=row.notes,
-                    verification_id=row.verification_id,
-                )
-                for row in conn.execute(query)
-            ]
+            return [_record(QcEvent, row) for row in conn.execute(query)]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -913,7 +891,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-_Record = TypeVar("_Record", "RunRecord", "FileRecord", "SubjectRecord")
+_Record = TypeVar(
+    "_Record", "RunRecord", "FileRecord", "SubjectRecord", "VerificationRecord", "QcEvent"
+)
 # Columns whose names differ from the record's fields.
 _COLUMN_OF = {"version": "dicomveil_version"}
 
@@ -936,6 +916,11 @@ def _file_record(row: sa.Row[Any]) -> FileRecord:
 
 def _subject_record(row: sa.Row[Any]) -> SubjectRecord:
     return _record(SubjectRecord, row)
+
+
+def _verification_record(row: sa.Row[Any]) -> VerificationRecord:
+    record = _record(VerificationRecord, row)
+    return dataclasses.replace(record, findings=list(record.findings))
 
 
 # --------------------------------------------------------------------------------------------
