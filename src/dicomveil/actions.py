@@ -84,7 +84,7 @@ class Code(StrEnum):
 
     @property
     def is_compound(self) -> bool:
-        return "/" in self.value
+        return self not in _SINGLE
 
     @classmethod
     def parse(cls, text: str) -> Code:

@@ -149,7 +149,9 @@ def discover(inputs: Sequence[Path]) -> Iterator[Task]:
         if not root.exists():
             raise InputError("no such file or folder", path=str(root))
         for path in iter_files(root):
-            if zipfile.is_zipfile(path) and sniff(path) is not Kind.DICOM:
+            # A DICOM file is never opened as an archive (and checking that first spares
+            # reading the end of every DICOM file for a zip directory).
+            if sniff(path) is not Kind.DICOM and zipfile.is_zipfile(path):
                 try:
                     with zipfile.ZipFile(path) as archive:
                         members = [i.filename for i in archive.infolist() if not i.is_dir()]

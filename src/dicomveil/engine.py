@@ -133,6 +133,8 @@ class Engine:
         self.today = (today or _dt.date.today()).strftime("%Y%m%d")
         self.cleaner = TextCleaner(profile.profile.clean)
         self._cleans = any(option in CLEANERS for option in profile.profile.options)
+        # (code, tag, IOD) -> action, for top-level elements.
+        self.top_level_actions: dict[tuple[Code, int, str | None], Action] = {}
 
     # ---------------------------------------------------------------------------------------
     def check_risks(
@@ -200,6 +202,7 @@ class Engine:
         walk = _Walk(
             engine=self,
             types=tables.attribute_types(iod) if iod else {},
+            iod=iod,
             fields={
                 "pseudonym": pseudonym,
                 "today": self.today,
@@ -257,12 +260,14 @@ class Engine:
     def _record(self, ds: Dataset, offset: int | None) -> None:
         """PatientIdentityRemoved, DeidentificationMethod (+ codes), longitudinal flag."""
         methods, codes = self._method
-        ds[0x00120062] = DataElement(0x00120062, "CS", "YES")  # PatientIdentityRemoved
-        ds[0x00120063] = DataElement(0x00120063, "LO", methods)  # DeidentificationMethod
+        valid = _pydicom_config.IGNORE  # dicomveil's own values, valid by construction
+        # PatientIdentityRemoved, DeidentificationMethod
+        ds[0x00120062] = DataElement(0x00120062, "CS", "YES", validation_mode=valid)
+        ds[0x00120063] = DataElement(0x00120063, "LO", methods, validation_mode=valid)
         if codes is None:
             return
         # The code items are shared by every dataset of this engine: nothing writes to them.
-        ds[0x00120064] = DataElement(0x00120064, "SQ", Sequence(codes))
+        ds[0x00120064] = DataElement(0x00120064, "SQ", Sequence(codes), validation_mode=valid)
         options = self.profile.profile.options
         if offset is not None:
             flag = "MODIFIED"
@@ -271,7 +276,7 @@ class Engine:
         else:
             flag = "REMOVED"
         # LongitudinalTemporalInformationModified
-        ds[0x00280303] = DataElement(0x00280303, "CS", flag)
+        ds[0x00280303] = DataElement(0x00280303, "CS", flag, validation_mode=valid)
 
     @cached_property
     def _method(self) -> tuple[list[str], list[Dataset] | None]:
@@ -309,7 +314,8 @@ class _Walk:
     """State of one dataset's walk: template fields, the UID map, reports."""
 
     engine: Engine
-    types: Mapping[str, str]
+    types: Mapping[str, str]  # the attribute Types of the IOD
+    iod: str | None
     fields: dict[str, str]
     offset: int | None
     explain: bool
@@ -325,7 +331,10 @@ class _Walk:
         creators: dict[tuple[int, int], str] = {}
         used_blocks: set[tuple[int, int]] = set()
         creator_tags: list[int] = []
+        fast = not self.explain  # nothing to report: skip the bookkeeping of _apply
         for tag in list(ds.keys()):
+            # ``tag`` (pydicom's BaseTag, the dataset's own key) is used on the dataset; plain
+            # ints for dicomveil's lookups, because BaseTag compares in Python.
             group, element = tag >> 16, tag & 0xFFFF
             if group in (0x0000, 0x0002):
                 # Command or file meta elements in a dataset body are illegal; the writer
@@ -346,6 +355,9 @@ class _Walk:
                     decision = profile.private.get((creator, group, element & 0xFF))
                     if decision is None:
                         decision = profile.private_default
+                    if fast and self._resolve(decision, tag, path) is Action.REMOVE:
+                        del ds[tag]
+                        continue
                     if self._apply(ds, tag, decision, path):
                         used_blocks.add((group, element >> 8))
                 continue
@@ -355,10 +367,15 @@ class _Walk:
             decision = profile.public(tag)
             if self.structured:
                 decision = self._in_structure(ds, tag, decision)
-            if decision.code is Action.KEEP and not self.explain:
-                # The common case: kept unchanged, never decoded (explicit VR tells the VR).
-                vr = ds.get_item(tag, keep_deferred=True).VR
-                if vr is not None and vr not in _SWEPT_VRS:
+            if fast:
+                # The common cases: kept unchanged, never decoded (explicit VR tells the VR),
+                # or removed.
+                if decision.code is Action.KEEP:
+                    vr = ds.get_item(tag, keep_deferred=True).VR
+                    if vr is not None and vr not in _SWEPT_VRS:
+                        continue
+                elif self._resolve(decision, tag, path) is Action.REMOVE:
+                    del ds[tag]
                     continue
             self._apply(ds, tag, decision, path)
         for creator_tag in creator_tags:
@@ -397,7 +414,9 @@ class _Walk:
             self._report(path, tag, vr, "U", source)
             return True
         if action is Action.EMPTY:
-            ds[tag] = DataElement(tag, vr, Sequence() if vr == "SQ" else None)
+            ds[tag] = DataElement(
+                tag, vr, Sequence() if vr == "SQ" else None, validation_mode=_pydicom_config.IGNORE
+            )
             self._report(path, tag, vr, "Z", source)
             return True
         if action is Action.DUMMY:
@@ -442,6 +461,17 @@ class _Walk:
             return code
         if not code.is_compound:
             return code.resolve(None)
+        if path:
+            return self._resolve_compound(code, tag, path)
+        # At the top level the answer depends only on the code, the tag and the IOD.
+        key = (code, int(tag), self.iod)
+        cache = self.engine.top_level_actions
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = self._resolve_compound(code, tag, path)
+        return found
+
+    def _resolve_compound(self, code: Code, tag: int, path: tuple[str, ...]) -> Action:
         keyword = keyword_for_tag(tag) or f"{tag:08X}"
         key = ">".join(_collapse((*(p.partition("[")[0] for p in path), keyword)))
         return code.resolve(self.types.get(key))
@@ -564,11 +594,23 @@ class _Walk:
 
     def _uids(self, ds: Dataset, tag: int, vr: str, source: str) -> bool:
         """Replace every instance UID of one element; True if anything changed."""
+        raw = ds.get_item(tag, keep_deferred=True)
+        text = _ascii_value(raw) if isinstance(raw, RawDataElement) and vr == "UI" else None
+        if text is not None:
+            # Undecoded: the UIDs are read from the bytes, as pydicom would decode them.
+            old = [part.strip("\x00 ") for part in text.split("\\")]
+            mapped = [self._map_uid(uid) for uid in old]
+            if mapped == old:
+                return False
+            ds[tag] = DataElement(tag, "UI", mapped if len(mapped) > 1 else mapped[0],
+                                  validation_mode=_pydicom_config.IGNORE)  # fmt: skip
+            return True
         elem = ds[tag]
         if vr == "UI":
             values = _as_list(elem.value)
             new = [self._map_uid(str(v)) for v in values]
             if new != [str(v) for v in values]:
+                elem.validation_mode = _pydicom_config.IGNORE  # keyed UIDs are valid
                 elem.value = new if isinstance(elem.value, MutableSequence) else new[0]
                 return True
             return False
@@ -743,8 +785,13 @@ def _creator(ds: Dataset, tag: int) -> str:
 
 def _text(ds: Dataset, tag: int) -> str:
     """The string value of a (short) element, '' when absent or empty."""
-    if tag not in ds:
+    elem = ds.get_item(tag, keep_deferred=True)
+    if elem is None:
         return ""
+    if isinstance(elem, RawDataElement):
+        raw = _ascii_value(elem)
+        if raw is not None and "\\" not in raw:
+            return raw.strip("\x00 ")  # what pydicom's decoding, then the below, would give
     value = ds[tag].value
     if value is None:
         return ""
@@ -753,6 +800,21 @@ def _text(ds: Dataset, tag: int) -> str:
     if isinstance(value, MutableSequence):
         return "\\".join(str(v) for v in value)
     return str(value).strip("\x00 ")
+
+
+# String VRs whose raw ASCII bytes are their value (pydicom decodes them as ASCII too).
+_ASCII_STRING_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DT", "TM", "UI", "LO", "SH", "PN", "LT", "ST", "UT", "UC", "UR"}
+)
+
+
+def _ascii_value(elem: RawDataElement) -> str | None:
+    """The value of a raw string element with ASCII bytes, undecoded by pydicom; None when
+    pydicom must decode it (another VR, a deferred value, other characters)."""
+    value = elem.value
+    if elem.VR not in _ASCII_STRING_VRS or not isinstance(value, bytes) or not value.isascii():
+        return None
+    return value.decode("ascii")
 
 
 def _has_pixels(ds: Dataset) -> bool:

@@ -20,7 +20,7 @@ import struct
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
@@ -28,7 +28,7 @@ from typing import BinaryIO
 from pydicom import dcmread
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomBytesIO, DicomFileLike
+from pydicom.filebase import DicomBytesIO, DicomIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import (
     dcmwrite,
@@ -45,7 +45,9 @@ from pydicom.uid import (
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from ._version import __version__
+from .encoding import LONG_VRS, Encoder, by_tag
 from .errors import InputError
+from .scan import scan
 
 # dicomveil's implementation class UID: 2.25 + the UUID5 of "dicomveil" in the URL namespace.
 IMPLEMENTATION_CLASS_UID = UID("2.25.191839452806390734566826271547002622372")
@@ -96,6 +98,7 @@ class SourceFile:
     pixels: PixelSpan | None
     little_endian: bool = True  # of the pixel data bytes as found
     raw_copy: bool = False  # unchanged elements may be copied as bytes from the input
+    head: bytes | None = field(default=None, repr=False)  # the input's bytes before pixels
 
     @property
     def has_pixel_data(self) -> bool:
@@ -159,9 +162,43 @@ def _bare_dataset(head: bytes) -> bool:
 def read_source(path: Path) -> SourceFile:
     """Parse a file up to Pixel Data and locate the pixel data's byte span.
 
-    Raises :class:`InputError` (naming the file, never its content) when it is not DICOM or
-    cannot be parsed.
+    A well-formed file is scanned quickly (:mod:`dicomveil.scan`); any other is read by
+    pydicom. Raises :class:`InputError` (naming the file, never its content) when it is not
+    DICOM or cannot be parsed.
     """
+    scanned = _read_scanned(path)
+    if scanned is not None:
+        return scanned
+    return _read_with_pydicom(path)
+
+
+def _read_scanned(path: Path) -> SourceFile | None:
+    """The quick scan, or None when pydicom should read the file (and report what is wrong
+    with it)."""
+    try:
+        with path.open("rb") as fh:
+            scanned = scan(fh, str(path))
+            if scanned is None:
+                return None
+            ds = scanned.dataset
+            ts = _transfer_syntax(ds, ds.file_meta)
+            pixels: PixelSpan | None = None
+            if scanned.pixel_start < scanned.size:
+                pixels = _pixel_span(fh, scanned.pixel_start, ts.is_implicit_VR, True,
+                                     scanned.size)  # fmt: skip
+                if pixels is None or pixels.after < scanned.size:
+                    return None  # elements after the pixel data: pydicom reads those
+                _check_frames(ds, pixels)
+    except Exception:  # pydicom's reader reads it again and says what is wrong
+        return None
+    if ds.get("SOPInstanceUID") is None and not _is_directory(ds):
+        return None
+    ds.preamble = b"\x00" * 128
+    return SourceFile(path, ds, ts, pixels, little_endian=True, raw_copy=True,
+                      head=scanned.head)  # fmt: skip
+
+
+def _read_with_pydicom(path: Path) -> SourceFile:
     try:
         with path.open("rb") as fh, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -348,7 +385,7 @@ def build_file_meta(ds: Dataset, transfer_syntax: UID) -> FileMetaDataset:
     return meta
 
 
-def _write_file_meta(fp: DicomFileLike, meta: FileMetaDataset) -> None:
+def _write_file_meta(fp: DicomIO, meta: FileMetaDataset) -> None:
     """The File Meta group (explicit VR little endian) behind its group length. The meta is
     built here from known-valid values, so pydicom's checks of a foreign meta are skipped."""
     body = DicomBytesIO()
@@ -375,21 +412,19 @@ def write_output(
     """
     if isinstance(pixels, bytes):
         pixels = PixelSource(pixels)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=destination.parent)
+    fd, temp_name = _temporary(destination.parent)
     temp = Path(temp_name)
     try:
-        with os.fdopen(fd, "wb") as raw:
+        with os.fdopen(fd, "wb", buffering=0) as raw:
             if pixels is None:
                 _write(source, ds, raw)
             else:
                 _write_replaced(source, ds, raw, pixels)
-            raw.flush()
             if durable:
                 os.fsync(raw.fileno())
             size = raw.tell()
-        Path(temp).chmod(0o644)
-        Path(temp).replace(destination)
+            os.fchmod(raw.fileno(), 0o644)
+        temp.replace(destination)
         if durable:
             fsync_dir(destination.parent)
     except BaseException:
@@ -399,55 +434,110 @@ def write_output(
     return size
 
 
+def _temporary(folder: Path) -> tuple[int, str]:
+    """A new temporary file in ``folder``, made first if it does not exist yet."""
+    try:
+        return tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=folder)
+    except FileNotFoundError:
+        folder.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=folder)
+
+
 def _write(
     source: SourceFile, ds: Dataset, out: BinaryIO, replacement: bytes | None = None
 ) -> None:
-    meta = build_file_meta(ds, source.transfer_syntax)
-    if source.pixels is None and source.transfer_syntax == DeflatedExplicitVRLittleEndian:
-        ds.file_meta = meta
+    transfer_syntax = source.transfer_syntax
+    if source.pixels is None and transfer_syntax == DeflatedExplicitVRLittleEndian:
+        ds.file_meta = build_file_meta(ds, transfer_syntax)
         ds.preamble = b"\x00" * 128
         buffer = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dcmwrite(buffer, ds, enforce_file_format=True)
-        out.write(buffer.getvalue())
+        _write_all(out, buffer.getvalue())
         return
-    buffer = io.BytesIO()  # everything before the pixel data, written in one call
-    fp = DicomFileLike(buffer)
-    buffer.write(b"\x00" * 128 + b"DICM")
-    fp.is_little_endian = True
-    fp.is_implicit_VR = False
-    _write_file_meta(fp, meta)
-    fp.is_implicit_VR = source.transfer_syntax.is_implicit_VR
-    fp.is_little_endian = source.transfer_syntax.is_little_endian
+    head = bytearray(b"\x00" * 128 + b"DICM")  # everything before the pixel data: one write
+    head += _file_meta_bytes(ds, transfer_syntax)
+    implicit, little = transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian
     pixels = source.pixels
     tail = Dataset()
     if pixels is not None:
-        for tag in [t for t in list(ds.keys()) if t > pixels.tag]:
+        for tag in [t for t in ds.keys() if int(t) > pixels.tag]:
             tail[tag] = ds.get_item(tag)
             del ds[tag]
     charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
+    encoder = Encoder(implicit=implicit, little=little) if source.raw_copy else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if source.raw_copy:
-            _write_elements(fp, ds, source, pixels.start if pixels is not None else None)
+        if encoder is not None:
+            _write_elements(head, encoder, ds, source, pixels.start if pixels else None)
         else:
-            write_dataset(fp, ds)
+            head += _pydicom_dataset(ds, implicit, little)
         if pixels is not None:
-            buffer.write(_pixel_header(pixels, ds, fp.is_implicit_VR, fp.is_little_endian))
-        out.write(buffer.getbuffer())
-        if pixels is not None:
-            if replacement is None:
-                _copy_span(source.path, pixels.value_start, pixels.end, out)
+            head += _pixel_header(pixels, ds, implicit, little)
+        _write_all(out, head)
+        if pixels is None:
+            return
+        if replacement is None:
+            _copy_span(source.path, pixels.value_start, pixels.end, out)
+        else:
+            _write_all(out, replacement)
+        after = bytearray()
+        if pixels.encapsulated:
+            after += struct.pack("<HHI" if little else ">HHI", 0xFFFE, 0xE0DD, 0)
+        if len(tail):
+            if encoder is not None:
+                encoder.dataset(after, tail, charset)
             else:
-                out.write(replacement)
-            rest = DicomFileLike(out)
-            rest.is_implicit_VR, rest.is_little_endian = fp.is_implicit_VR, fp.is_little_endian
-            if pixels.encapsulated:
-                endian = "<" if fp.is_little_endian else ">"
-                out.write(struct.pack(endian + "HHI", 0xFFFE, 0xE0DD, 0))
-            if len(tail):
-                write_dataset(rest, tail, parent_encoding=charset)
+                after += _pydicom_dataset(tail, implicit, little, charset)
+        _write_all(out, after)
+
+
+def _write_all(out: BinaryIO, data: bytes | bytearray) -> None:
+    """Write all of ``data``: an unbuffered file may take less than it is given."""
+    view = memoryview(data)
+    while view:
+        written = out.write(view)
+        if not written:
+            raise OSError("the output file takes no more bytes")
+        view = view[written:]
+
+
+def _pydicom_dataset(
+    ds: Dataset, implicit: bool, little: bool, charset: str | list[str] = "ISO_IR 6"
+) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = implicit, little
+    write_dataset(fp, ds, parent_encoding=charset)
+    return fp.getvalue()
+
+
+def _file_meta_bytes(ds: Dataset, transfer_syntax: UID) -> bytes:
+    """The File Meta group (explicit VR little endian) behind its group length.
+
+    Every value is known to be valid, so the bytes are put together directly; an unusual
+    SOP Class or Instance UID (not a single ASCII string) goes through pydicom instead.
+    """
+    sop_class, sop_instance = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
+    if not all(isinstance(v, str) and v.isascii() and "\\" not in v
+               for v in (sop_class, sop_instance)):  # fmt: skip
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        _write_file_meta(fp, build_file_meta(ds, transfer_syntax))
+        return fp.getvalue()
+    body = bytearray(b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01")
+    for element, vr, value, pad in (
+        (0x0002, b"UI", str(sop_class), b"\x00"),
+        (0x0003, b"UI", str(sop_instance), b"\x00"),
+        (0x0010, b"UI", str(transfer_syntax), b"\x00"),
+        (0x0012, b"UI", str(IMPLEMENTATION_CLASS_UID), b"\x00"),
+        (0x0013, b"SH", IMPLEMENTATION_VERSION, b" "),
+    ):
+        data = value.encode("ascii")
+        if len(data) % 2:
+            data += pad
+        body += struct.pack("<HH2sH", 0x0002, element, vr, len(data)) + data
+    return struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body)) + bytes(body)
 
 
 def _write_replaced(source: SourceFile, ds: Dataset, out: BinaryIO, pixels: PixelSource) -> None:
@@ -470,30 +560,38 @@ def _write_replaced(source: SourceFile, ds: Dataset, out: BinaryIO, pixels: Pixe
     _write(replace(source, pixels=replaced), ds, out, pixels.data)
 
 
-def _write_elements(fp: DicomFileLike, ds: Dataset, source: SourceFile, end: int | None) -> None:
-    """Write the dataset's elements in tag order: those the engine left untouched (still
-    pydicom's raw elements, read from this file in this encoding) are copied as bytes from
-    the input; the others are encoded by pydicom."""
-    with source.path.open("rb") as src:
-        head = src.read(end) if end is not None else src.read()
+def _write_elements(
+    out: bytearray, encoder: Encoder, ds: Dataset, source: SourceFile, end: int | None
+) -> None:
+    """The dataset's elements in tag order: those the engine left untouched (still pydicom's
+    raw elements, read from this file in this encoding) are copied as bytes from the input;
+    the others are encoded (:mod:`dicomveil.encoding`)."""
+    head = source.head
+    if head is None or (end is not None and len(head) < end):
+        with source.path.open("rb") as src:
+            head = src.read(end) if end is not None else src.read()
     limit = len(head)
-    implicit = fp.is_implicit_VR
+    tag_at = struct.Struct("<I" if encoder.little else ">I").unpack_from
+    implicit = encoder.implicit
     encoding = ds.get("SpecificCharacterSet", "ISO_IR 6")
-    for tag in sorted(ds.keys()):
-        elem = ds.get_item(tag, keep_deferred=True)
+    for tag, elem in sorted(ds.items(), key=by_tag):
         # UN elements are re-encoded: pydicom restores the dictionary VR where it knows one.
-        if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF and elem.VR != "UN":
-            header = 8 if implicit or (elem.VR or "").encode() not in _LONG_VRS else 12
-            start, stop = elem.value_tell - header, elem.value_tell + elem.length
-            if start >= 0 and stop <= limit and _same_tag(head, start, tag, fp.is_little_endian):
-                fp.write(head[start:stop])
-                continue
-        write_data_element(fp, ds[tag], encoding)
+        if isinstance(elem, RawDataElement):
+            vr = elem.VR
+            if elem.length != 0xFFFFFFFF and vr != "UN":
+                header = 8 if implicit or vr not in LONG_VRS else 12
+                start, stop = elem.value_tell - header, elem.value_tell + elem.length
+                # The tag as stored: group and element as two 16-bit numbers.
+                if start >= 0 and stop <= limit and tag_at(head, start)[0] == _swap(tag):
+                    out += head[start:stop]
+                    continue
+            elem = ds[tag]
+        encoder.element(out, elem, encoding)
 
 
-def _same_tag(head: bytes, start: int, tag: int, little: bool) -> bool:
-    group, element = struct.unpack_from("<HH" if little else ">HH", head, start)
-    return bool((group << 16 | element) == tag)
+def _swap(tag: int) -> int:
+    """A tag as its (group, element) bytes read back as one 32-bit number."""
+    return (tag & 0xFFFF) << 16 | tag >> 16
 
 
 def _pixel_header(pixels: PixelSpan, ds: Dataset, implicit: bool, little: bool) -> bytes:
@@ -510,15 +608,28 @@ def _pixel_header(pixels: PixelSpan, ds: Dataset, implicit: bool, little: bool) 
 
 
 def _copy_span(path: Path, start: int, end: int, out: BinaryIO) -> None:
-    with path.open("rb") as src:
-        src.seek(start)
-        remaining = end - start
+    """Copy bytes ``start:end`` of the input to ``out`` (unbuffered, at its position): in
+    the kernel where it can (``copy_file_range``), else through a buffer."""
+    with path.open("rb", buffering=0) as src:
+        position, remaining = start, end - start
+        kernel = hasattr(os, "copy_file_range")
         while remaining:
-            chunk = src.read(min(_CHUNK, remaining))
-            if not chunk:
+            if kernel:
+                try:
+                    copied = os.copy_file_range(src.fileno(), out.fileno(), remaining, position)
+                except OSError:
+                    kernel = False  # another file system, an old kernel: copy by hand
+                    continue
+            else:
+                src.seek(position)
+                chunk = src.read(min(_CHUNK, remaining))
+                copied = len(chunk)
+                if copied:
+                    _write_all(out, chunk)
+            if not copied:
                 raise EOFError("the input changed while it was being copied")
-            out.write(chunk)
-            remaining -= len(chunk)
+            position += copied
+            remaining -= copied
 
 
 def copy_file(source: Path, destination: Path, *, durable: bool = False) -> int:

@@ -48,7 +48,7 @@ class Layout:
     template: str = DEFAULT_LAYOUT
 
     def __post_init__(self) -> None:
-        names = [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
+        names = _used_fields(self.template)
         unknown = [n for n in names if n not in FIELDS]
         if unknown:
             raise LayoutError(
@@ -60,12 +60,13 @@ class Layout:
             raise LayoutError("layout must be a relative path inside the output folder")
 
     def relative_path(self, ds: Dataset, patient: str) -> PurePosixPath:
-        values = {"patient": patient}
-        for name, keyword in _KEYWORDS.items():
-            values[name] = str(ds.get(keyword, "") or "")
+        values = {"patient": _safe(patient)}
+        for name in _used_fields(self.template):
+            if name != "patient":
+                values[name] = _safe(str(ds.get(_KEYWORDS[name], "") or ""))
         parts = []
         for part in self.template.split("/"):
-            rendered = part.format(**{k: _safe(v) for k, v in values.items()})
+            rendered = part.format(**values)
             rendered = _safe(rendered)
             if rendered in ("", ".", ".."):
                 rendered = "_"
@@ -83,6 +84,11 @@ class Layout:
 
 def _safe(value: str) -> str:
     return _UNSAFE.sub("_", value.strip())[:128]
+
+
+@lru_cache(maxsize=64)
+def _used_fields(template: str) -> tuple[str, ...]:
+    return tuple(sorted({f for _, f, _, _ in string.Formatter().parse(template) if f is not None}))
 
 
 @lru_cache(maxsize=64)

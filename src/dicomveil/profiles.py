@@ -243,6 +243,7 @@ class CompiledProfile:
 
     def public(self, tag: int) -> Decision:
         """The decision for a public (even group) tag; memoised per process."""
+        tag = int(tag)  # a pydicom BaseTag compares in Python: look up a plain int
         found = self._memo.get(tag)
         if found is None:
             found = self._memo[tag] = self._public(tag)

@@ -1,0 +1,239 @@
+"""A quick scan of a well-formed DICOM file into pydicom's raw elements.
+
+pydicom's reader is general: it handles every encoding, switches between implicit and explicit
+VR when a file does, reads past damaged values and warns. Most files need none of that. This
+scan reads the bytes before the pixel data in one go and cuts them into the same
+:class:`~pydicom.dataelem.RawDataElement` tuples pydicom builds (tag, VR, length, value bytes,
+offset, encoding), so the engine, the writer and every other reader of the dataset see what
+they would see after ``dcmread(..., stop_before_pixels=True)``. Values are not decoded here:
+pydicom decodes each one when something asks for it.
+
+It covers files with the ``DICM`` prefix in little endian, implicit or explicit VR, native or
+encapsulated, and no value larger than :data:`DEFER`. Anything else (big endian, deflate, a
+missing prefix, an unknown VR, a value that runs past the end, a sequence of undefined length
+that is not explicitly a sequence) returns ``None`` and the caller reads the file with
+pydicom, which reports or tolerates the problem its own way. A test checks that both readers
+give the same elements for every file of pydicom's test data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from struct import Struct
+from typing import BinaryIO, cast
+
+from pydicom.charset import convert_encodings
+from pydicom.dataelem import (
+    DataElement,
+    RawDataElement,
+    convert_raw_data_element,
+    empty_value_for_VR,
+)
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.tag import BaseTag
+from pydicom.uid import UID
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
+
+DEFER = 256 * 1024  # larger values are left to pydicom, which defers them
+_FIRST_READ = 64 * 1024
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_VRS = {vr.encode("ascii"): str(vr) for vr in VR if len(vr) == 2}
+_LONG_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
+_EXPLICIT = Struct("<HH2sH")
+_IMPLICIT = Struct("<HHI")
+_LENGTH = Struct("<I")
+
+
+class _NeedsPydicomError(Exception):
+    """The file needs pydicom's own reader."""
+
+
+@dataclass
+class Scanned:
+    """A file scanned up to its pixel data (``pixel_start`` is where that element starts,
+    or the file size when it has none)."""
+
+    dataset: FileDataset
+    head: bytes
+    pixel_start: int
+    size: int
+
+
+def scan(fh: BinaryIO, path: str) -> Scanned | None:
+    """Scan ``fh`` (opened at ``path``, positioned anywhere) up to its pixel data, or return
+    ``None`` when pydicom's reader should read it."""
+    try:
+        return _Scanner(fh).run(path)
+    except _NeedsPydicomError:
+        return None
+
+
+class _Scanner:
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.size = os.fstat(fh.fileno()).st_size
+        fh.seek(0)
+        self.buf = fh.read(min(self.size, _FIRST_READ))
+
+    def need(self, end: int) -> None:
+        """Make sure bytes up to ``end`` are in the buffer."""
+        if end <= len(self.buf):
+            return
+        if end > self.size:
+            raise _NeedsPydicomError  # runs past the end of the file: pydicom reports it
+        more = max(end - len(self.buf), len(self.buf))
+        self.fh.seek(len(self.buf))
+        self.buf += self.fh.read(min(more, self.size - len(self.buf)))
+        if end > len(self.buf):
+            raise _NeedsPydicomError
+
+    def run(self, path: str) -> Scanned:
+        self.need(132 + 12)
+        if self.buf[128:132] != b"DICM":
+            raise _NeedsPydicomError
+        meta_elements, position = self.elements(132, implicit=False, group=0x0002)
+        meta = FileMetaDataset(Dataset(meta_elements))
+        syntax = meta.get("TransferSyntaxUID")
+        if not syntax:
+            raise _NeedsPydicomError
+        uid = UID(str(syntax))
+        if not uid.is_transfer_syntax or uid.is_deflated or not uid.is_little_endian:
+            raise _NeedsPydicomError
+        implicit = uid.is_implicit_VR
+        if position + 6 <= self.size:
+            self.need(position + 6)
+            vr = self.buf[position + 4 : position + 6]
+            looks_explicit = 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B
+            if looks_explicit == implicit:
+                raise _NeedsPydicomError  # encoded otherwise than its transfer syntax says
+        elements, end = self.elements(position, implicit=implicit, group=None)
+        dataset = Dataset(elements)
+        charset = cast("RawDataElement | None", elements.get(BaseTag(0x00080005)))
+        encoding = (
+            convert_encodings(convert_raw_data_element(charset).value)
+            if charset is not None
+            else "iso8859"
+        )
+        dataset.set_original_encoding(implicit, True, encoding)
+        result = FileDataset(
+            path, dataset, preamble=self.buf[:128], file_meta=meta,
+            is_implicit_VR=implicit, is_little_endian=True,
+        )  # fmt: skip
+        return Scanned(result, self.buf[:end], end, self.size)
+
+    def elements(
+        self, position: int, *, implicit: bool, group: int | None
+    ) -> tuple[dict[BaseTag, DataElement | RawDataElement], int]:
+        """Top-level elements from ``position``: of one group (the file meta), or up to the
+        pixel data or the end of the file. Returns them and where the scan stopped."""
+        found: dict[BaseTag, DataElement | RawDataElement] = {}
+        size = self.size
+        buf = self.buf
+        vrs, long_vrs, pixel_tags = _VRS, _LONG_VRS, _PIXEL_TAGS
+        unpack_explicit, unpack_implicit = _EXPLICIT.unpack_from, _IMPLICIT.unpack_from
+        while position < size:
+            if position + 12 > len(buf):
+                if position + 8 > size:
+                    raise _NeedsPydicomError  # the file ends inside an element header
+                self.need(min(position + 12, size))
+                buf = self.buf
+            if implicit:
+                group_number, element, length = unpack_implicit(buf, position)
+                vr: str | None = None
+                value_tell = position + 8
+            else:
+                group_number, element, code, length = unpack_explicit(buf, position)
+                vr = vrs.get(code)
+                if vr is None:
+                    raise _NeedsPydicomError
+                if vr in long_vrs:
+                    if position + 12 > len(buf):
+                        raise _NeedsPydicomError
+                    (length,) = _LENGTH.unpack_from(buf, position + 8)
+                    value_tell = position + 12
+                else:
+                    value_tell = position + 8
+            if group is not None and group_number != group:
+                break
+            tag = group_number << 16 | element
+            if group_number == 0x7FE0 or group_number == 0xFFFE:
+                if tag in pixel_tags:
+                    break
+                if group_number == 0xFFFE:
+                    raise _NeedsPydicomError  # an item or delimiter at the top level
+            if length == _UNDEFINED:
+                if vr != "SQ":
+                    raise _NeedsPydicomError
+                end = self.undefined_end(value_tell, implicit)
+                buf = self.buf
+                value: bytes | None = buf[value_tell:end]
+                next_position = end + 8
+            else:
+                if length > DEFER and tag != 0x00080005:
+                    raise _NeedsPydicomError  # pydicom defers reading it
+                next_position = value_tell + length
+                if next_position > len(buf):
+                    self.need(next_position)
+                    buf = self.buf
+                value = (
+                    buf[value_tell:next_position]
+                    if length
+                    else cast("bytes | None", empty_value_for_VR(vr, True))
+                )
+            key = BaseTag(tag)
+            found[key] = RawDataElement(key, vr, length, value, value_tell, implicit, True)
+            position = next_position
+        return found, position
+
+    def undefined_end(self, position: int, implicit: bool) -> int:
+        """Where the sequence delimiter of a sequence of undefined length starts."""
+        while True:
+            self.need(position + 8)
+            group_number, element, length = _IMPLICIT.unpack_from(self.buf, position)
+            tag = group_number << 16 | element
+            position += 8
+            if tag == _SEQUENCE_END:
+                return position - 8
+            if tag != _ITEM:
+                raise _NeedsPydicomError
+            if length != _UNDEFINED:
+                position += length
+                continue
+            position = self.item_end(position, implicit)
+
+    def item_end(self, position: int, implicit: bool) -> int:
+        """Past the item delimiter of an item of undefined length starting at ``position``."""
+        while True:
+            self.need(position + 8)
+            if implicit:
+                group_number, element, length = _IMPLICIT.unpack_from(self.buf, position)
+                vr: str | None = None
+                header = 8
+            else:
+                group_number, element, code, length = _EXPLICIT.unpack_from(self.buf, position)
+                tag = group_number << 16 | element
+                if tag in (_ITEM_END, _ITEM, _SEQUENCE_END):
+                    (length,) = _LENGTH.unpack_from(self.buf, position + 4)
+                    vr, header = None, 8
+                else:
+                    vr = _VRS.get(code)
+                    if vr is None:
+                        raise _NeedsPydicomError
+                    header = 8
+                    if vr in _LONG_VRS:
+                        self.need(position + 12)
+                        (length,) = _LENGTH.unpack_from(self.buf, position + 8)
+                        header = 12
+            tag = group_number << 16 | element
+            position += header
+            if tag == _ITEM_END:
+                return position
+            if length != _UNDEFINED:
+                position += length
+                continue
+            if vr != "SQ":
+                raise _NeedsPydicomError  # implicit VR, or undefined-length values: pydicom decides
+            position = self.undefined_end(position, implicit) + 8
