@@ -1,7 +1,9 @@
-"""Helpers shared by several test modules: the CLI runner and pydicom-data's location."""
+"""Helpers shared by several test modules: the CLI runner and the real files of pydicom's
+test data and of pydicom-data."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -47,3 +49,28 @@ def pydicom_data_folder() -> Path | None:
         folder = Path(store.data_path)
         return folder if folder.is_dir() else None
     return None
+
+
+BUNDLED_FOLDERS = ("test_files", "charset_files", "palettes")
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    path: Path
+    name: str  # relative name, used as the test id
+
+
+def real_files() -> list[CorpusFile]:
+    """Every file of pydicom's bundled test data and, when installed, of pydicom-data."""
+    files = []
+    for folder in BUNDLED_FOLDERS:
+        for path in sorted((PYDICOM_DATA / folder).rglob("*")):
+            if path.is_file():
+                files.append(CorpusFile(path, path.relative_to(PYDICOM_DATA).as_posix()))
+    external = pydicom_data_folder()
+    if external is not None:
+        for path in sorted(external.rglob("*")):
+            if path.is_file():
+                name = "pydicom-data/" + path.relative_to(external).as_posix()
+                files.append(CorpusFile(path, name))
+    return files

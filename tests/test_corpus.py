@@ -49,7 +49,6 @@ import shutil
 import struct
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,40 +64,19 @@ from pydicom.encaps import generate_fragments
 
 from dicomveil import FileResult, Key, Outcome, Profile, RunConfig, run
 
-from ._support import PYDICOM_DATA, pydicom_data_folder
+from ._support import PYDICOM_DATA, CorpusFile, pydicom_data_folder, real_files
 
 KEY = Key(b"k" * 32)
 PROFILE = Profile.named("ps3.15-basic")
 PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
 UID_KEYWORDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-BUNDLED_FOLDERS = ("test_files", "charset_files", "palettes")
 
 
 EXTERNAL = pydicom_data_folder()
 NO_EXTERNAL = "pydicom-data is not installed (pip install pydicom-data)"
 
 
-@dataclass(frozen=True)
-class CorpusFile:
-    path: Path
-    name: str  # relative name, used as the test id
-
-
-def _corpus() -> list[CorpusFile]:
-    files = []
-    for folder in BUNDLED_FOLDERS:
-        for path in sorted((PYDICOM_DATA / folder).rglob("*")):
-            if path.is_file():
-                files.append(CorpusFile(path, path.relative_to(PYDICOM_DATA).as_posix()))
-    if EXTERNAL is not None:
-        for path in sorted(EXTERNAL.rglob("*")):
-            if path.is_file():
-                name = "pydicom-data/" + path.relative_to(EXTERNAL).as_posix()
-                files.append(CorpusFile(path, name))
-    return files
-
-
-CORPUS = _corpus()
+CORPUS = real_files()
 
 
 def _params() -> Iterator[Any]:

@@ -37,6 +37,7 @@ from .io import (
     SourceFile,
     copy_file,
     iter_files,
+    read_scanned,
     read_source,
     remove_stale_temporaries,
     sniff,
@@ -221,15 +222,17 @@ class _Worker:
             return self._process_path(task, extracted)
 
     def _process_path(self, task: Task, path: Path) -> FileResult:
-        kind = sniff(path)
-        if kind is Kind.NOT_DICOM:
-            return FileResult(task, Outcome.SKIPPED, kind.value)
-        if kind is not Kind.DICOM:
-            return FileResult(task, Outcome.FAILED, kind.value)
-        try:
-            source = read_source(path)
-        except InputError as exc:
-            return FileResult(task, Outcome.FAILED, exc.reason)
+        source = read_scanned(path)  # a well-formed file, read once
+        if source is None:
+            kind = sniff(path)
+            if kind is Kind.NOT_DICOM:
+                return FileResult(task, Outcome.SKIPPED, kind.value)
+            if kind is not Kind.DICOM:
+                return FileResult(task, Outcome.FAILED, kind.value)
+            try:
+                source = read_source(path)
+            except InputError as exc:
+                return FileResult(task, Outcome.FAILED, exc.reason)
         if source.is_dicomdir:
             return FileResult(
                 task,

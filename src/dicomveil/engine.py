@@ -332,9 +332,10 @@ class _Walk:
         used_blocks: set[tuple[int, int]] = set()
         creator_tags: list[int] = []
         fast = not self.explain  # nothing to report: skip the bookkeeping of _apply
-        for tag in list(ds.keys()):
+        for tag, elem in list(ds.items()):
             # ``tag`` (pydicom's BaseTag, the dataset's own key) is used on the dataset; plain
-            # ints for dicomveil's lookups, because BaseTag compares in Python.
+            # ints for dicomveil's lookups, because BaseTag compares in Python. ``elem`` is
+            # the element as stored: raw (undecoded) unless something decoded it.
             group, element = tag >> 16, tag & 0xFFFF
             if group in (0x0000, 0x0002):
                 # Command or file meta elements in a dataset body are illegal; the writer
@@ -371,7 +372,7 @@ class _Walk:
                 # The common cases: kept unchanged, never decoded (explicit VR tells the VR),
                 # or removed.
                 if decision.code is Action.KEEP:
-                    vr = ds.get_item(tag, keep_deferred=True).VR
+                    vr = elem.VR
                     if vr is not None and vr not in _SWEPT_VRS:
                         continue
                 elif self._resolve(decision, tag, path) is Action.REMOVE:

@@ -166,15 +166,16 @@ def read_source(path: Path) -> SourceFile:
     pydicom. Raises :class:`InputError` (naming the file, never its content) when it is not
     DICOM or cannot be parsed.
     """
-    scanned = _read_scanned(path)
+    scanned = read_scanned(path)
     if scanned is not None:
         return scanned
     return _read_with_pydicom(path)
 
 
-def _read_scanned(path: Path) -> SourceFile | None:
-    """The quick scan, or None when pydicom should read the file (and report what is wrong
-    with it)."""
+def read_scanned(path: Path) -> SourceFile | None:
+    """The quick scan of a well-formed file (:mod:`dicomveil.scan`), or None when the file
+    needs a closer look: :func:`sniff` and :func:`read_source` tell what it is and what is
+    wrong with it."""
     try:
         with path.open("rb") as fh:
             scanned = scan(fh, str(path))

@@ -30,13 +30,13 @@ from pydicom.dataelem import (
     convert_raw_data_element,
     empty_value_for_VR,
 )
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 DEFER = 256 * 1024  # larger values are left to pydicom, which defers them
-_FIRST_READ = 64 * 1024
+_FIRST_READ = 16 * 1024  # most headers fit; more is read when needed
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -95,7 +95,7 @@ class _Scanner:
         if self.buf[128:132] != b"DICM":
             raise _NeedsPydicomError
         meta_elements, position = self.elements(132, implicit=False, group=0x0002)
-        meta = FileMetaDataset(Dataset(meta_elements))
+        meta = FileMetaDataset(meta_elements)
         syntax = meta.get("TransferSyntaxUID")
         if not syntax:
             raise _NeedsPydicomError
@@ -110,18 +110,17 @@ class _Scanner:
             if looks_explicit == implicit:
                 raise _NeedsPydicomError  # encoded otherwise than its transfer syntax says
         elements, end = self.elements(position, implicit=implicit, group=None)
-        dataset = Dataset(elements)
         charset = cast("RawDataElement | None", elements.get(BaseTag(0x00080005)))
         encoding = (
             convert_encodings(convert_raw_data_element(charset).value)
             if charset is not None
             else "iso8859"
         )
-        dataset.set_original_encoding(implicit, True, encoding)
         result = FileDataset(
-            path, dataset, preamble=self.buf[:128], file_meta=meta,
+            path, elements, preamble=self.buf[:128], file_meta=meta,
             is_implicit_VR=implicit, is_little_endian=True,
         )  # fmt: skip
+        result.set_original_encoding(implicit, True, encoding)
         return Scanned(result, self.buf[:end], end, self.size)
 
     def elements(
