@@ -73,6 +73,14 @@ class Encoder:
         self._vr_bytes: dict[str, bytes] = {}
         self._pydicom_encodings: dict[Any, list[str]] = {}
 
+    @classmethod
+    def of(cls, *, implicit: bool, little: bool) -> Encoder:
+        """The shared encoder of one encoding (it holds no state between calls)."""
+        found = _ENCODERS.get((implicit, little))
+        if found is None:
+            found = _ENCODERS[(implicit, little)] = cls(implicit=implicit, little=little)
+        return found
+
     # ---------------------------------------------------------------------------------------
     def dataset(self, out: bytearray, ds: Dataset, parent: Encodings = None) -> None:
         """Every element of ``ds`` in tag order, as pydicom's ``write_dataset`` writes them
@@ -120,10 +128,10 @@ class Encoder:
         if vr == "SQ":
             self._sequence(out, elem, encodings)
             return
-        if elem.is_undefined_length or elem.is_buffered:
+        if elem.is_undefined_length:
             self._pydicom(out, elem, encodings)
             return
-        value = self._value(elem, vr, encodings)
+        value = self._value(elem, vr, encodings)  # None for a buffered value, among others
         if value is None or not self._header(out, elem.tag, vr, len(value)):
             self._pydicom(out, elem, encodings)
             return
@@ -242,6 +250,9 @@ class Encoder:
         buffer.is_implicit_VR = self.implicit
         write_data_element(buffer, elem, _for_pydicom(encodings))
         out += buffer.getvalue()
+
+
+_ENCODERS: dict[tuple[bool, bool], Encoder] = {}
 
 
 def _for_pydicom(encodings: Encodings) -> str | list[str] | None:

@@ -78,6 +78,8 @@ _DATE_VRS = ("DA", "DT")
 # sequences walked, unknown VRs resolved.
 _SWEPT_VRS = frozenset({"UI", "DA", "DT", "AS", "SQ", "UN"})
 _ITEM_TAG_LE = b"\xfe\xff\x00\xe0"
+# Verdicts of the top-level fast path (see _Walk._verdict).
+_KEPT, _REMOVED, _LOOK = object(), object(), object()
 _PATIENT_AGE = 0x00101010
 
 
@@ -135,6 +137,8 @@ class Engine:
         self._cleans = any(option in CLEANERS for option in profile.profile.options)
         # (code, tag, IOD) -> action, for top-level elements.
         self.top_level_actions: dict[tuple[Code, int, str | None], Action] = {}
+        # IOD -> tag -> _KEPT / _REMOVED / _LOOK, for top-level public elements.
+        self.top_level_verdicts: dict[str | None, dict[int, object]] = {}
 
     # ---------------------------------------------------------------------------------------
     def check_risks(
@@ -332,6 +336,11 @@ class _Walk:
         used_blocks: set[tuple[int, int]] = set()
         creator_tags: list[int] = []
         fast = not self.explain  # nothing to report: skip the bookkeeping of _apply
+        verdicts = (
+            self.engine.top_level_verdicts.setdefault(self.iod, {})
+            if fast and not path and not self.structured
+            else None
+        )
         for tag, elem in list(ds.items()):
             # ``tag`` (pydicom's BaseTag, the dataset's own key) is used on the dataset; plain
             # ints for dicomveil's lookups, because BaseTag compares in Python. ``elem`` is
@@ -365,12 +374,23 @@ class _Walk:
             if element == 0:
                 self._remove(ds, tag, path, "group length: recomputed or dropped on write")
                 continue
+            if verdicts is not None:
+                # The common cases at the top level, one look-up: kept unchanged (never
+                # decoded: explicit VR tells the VR), or removed.
+                verdict = verdicts.get(int(tag))  # an int: pydicom's tags compare in Python
+                if verdict is None:
+                    verdict = self._verdict(tag)
+                if verdict is _KEPT:
+                    vr = elem.VR
+                    if vr is not None and vr not in _SWEPT_VRS:
+                        continue
+                elif verdict is _REMOVED:
+                    del ds[tag]
+                    continue
             decision = profile.public(tag)
             if self.structured:
                 decision = self._in_structure(ds, tag, decision)
             if fast:
-                # The common cases: kept unchanged, never decoded (explicit VR tells the VR),
-                # or removed.
                 if decision.code is Action.KEEP:
                     vr = elem.VR
                     if vr is not None and vr not in _SWEPT_VRS:
@@ -455,6 +475,19 @@ class _Walk:
             ds[tag] = DataElement(tag, vr, value)
         self._report(path, tag, vr, "replace", source)
         return True
+
+    def _verdict(self, tag: int) -> object:
+        """What a public element at the top level comes to, before looking at it: kept (if
+        its VR needs no sweep), removed, or a closer look. Remembered per IOD."""
+        decision = self.engine.profile.public(tag)
+        if decision.code is Action.KEEP:
+            verdict = _KEPT
+        elif self._resolve(decision, tag, ()) is Action.REMOVE:
+            verdict = _REMOVED
+        else:
+            verdict = _LOOK
+        self.engine.top_level_verdicts.setdefault(self.iod, {})[int(tag)] = verdict
+        return verdict
 
     def _resolve(self, decision: Decision, tag: int, path: tuple[str, ...]) -> Action:
         code = decision.code

@@ -45,7 +45,7 @@ from pydicom.uid import (
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from ._version import __version__
-from .encoding import LONG_VRS, Encoder, by_tag
+from .encoding import LONG_VRS, Encoder
 from .errors import InputError
 from .scan import scan
 
@@ -461,18 +461,18 @@ def _write(
     head += _file_meta_bytes(ds, transfer_syntax)
     implicit, little = transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian
     pixels = source.pixels
-    tail = Dataset()
-    if pixels is not None:
-        for tag in [t for t in ds.keys() if int(t) > pixels.tag]:
-            tail[tag] = ds.get_item(tag)
-            del ds[tag]
     charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
-    encoder = Encoder(implicit=implicit, little=little) if source.raw_copy else None
+    encoder = Encoder.of(implicit=implicit, little=little) if source.raw_copy else None
+    tail = Dataset()  # elements after the pixel data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if encoder is not None:
-            _write_elements(head, encoder, ds, source, pixels.start if pixels else None)
+            tail = _write_elements(head, encoder, ds, source, pixels)
         else:
+            if pixels is not None:
+                for tag in [t for t in ds.keys() if int(t) > pixels.tag]:
+                    tail[tag] = ds.get_item(tag)
+                    del ds[tag]
             head += _pydicom_dataset(ds, implicit, little)
         if pixels is not None:
             head += _pixel_header(pixels, ds, implicit, little)
@@ -562,11 +562,15 @@ def _write_replaced(source: SourceFile, ds: Dataset, out: BinaryIO, pixels: Pixe
 
 
 def _write_elements(
-    out: bytearray, encoder: Encoder, ds: Dataset, source: SourceFile, end: int | None
-) -> None:
-    """The dataset's elements in tag order: those the engine left untouched (still pydicom's
-    raw elements, read from this file in this encoding) are copied as bytes from the input;
-    the others are encoded (:mod:`dicomveil.encoding`)."""
+    out: bytearray, encoder: Encoder, ds: Dataset, source: SourceFile, pixels: PixelSpan | None
+) -> Dataset:
+    """The dataset's elements before the pixel data in tag order: those the engine left
+    untouched (still pydicom's raw elements, read from this file in this encoding) are
+    copied as bytes from the input; the others are encoded (:mod:`dicomveil.encoding`).
+    Returns the elements that follow the pixel data."""
+    end = pixels.start if pixels is not None else None
+    last = pixels.tag if pixels is not None else 0xFFFFFFFF
+    tail = Dataset()
     head = source.head
     if head is None or (end is not None and len(head) < end):
         with source.path.open("rb") as src:
@@ -575,7 +579,11 @@ def _write_elements(
     tag_at = struct.Struct("<I" if encoder.little else ">I").unpack_from
     implicit = encoder.implicit
     encoding = ds.get("SpecificCharacterSet", "ISO_IR 6")
-    for tag, elem in sorted(ds.items(), key=by_tag):
+    # Sorted by the tag as an int (pydicom's tags compare in Python); tags are unique.
+    for number, tag, elem in sorted([(int(t), t, e) for t, e in ds.items()]):
+        if number > last:
+            tail[tag] = elem
+            continue
         # UN elements are re-encoded: pydicom restores the dictionary VR where it knows one.
         if isinstance(elem, RawDataElement):
             vr = elem.VR
@@ -588,6 +596,7 @@ def _write_elements(
                     continue
             elem = ds[tag]
         encoder.element(out, elem, encoding)
+    return tail
 
 
 def _swap(tag: int) -> int:

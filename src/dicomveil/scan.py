@@ -45,6 +45,7 @@ _LONG_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
 _EXPLICIT = Struct("<HH2sH")
 _IMPLICIT = Struct("<HHI")
 _LENGTH = Struct("<I")
+_new_raw = tuple.__new__
 
 
 class _NeedsPydicomError(Exception):
@@ -183,7 +184,10 @@ class _Scanner:
                     else cast("bytes | None", empty_value_for_VR(vr, True))
                 )
             key = BaseTag(tag)
-            found[key] = RawDataElement(key, vr, length, value, value_tell, implicit, True)
+            # RawDataElement(key, vr, ...) without the Python-level constructor of NamedTuple
+            found[key] = _new_raw(
+                RawDataElement, (key, vr, length, value, value_tell, implicit, True, True, False)
+            )
             position = next_position
         return found, position
 
