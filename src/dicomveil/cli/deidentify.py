@@ -15,7 +15,6 @@ from rich.table import Table
 from .. import cluster
 from .. import explain as _explain
 from .._version import __version__
-from ..audit import recording
 from ..batch import FileResult, Outcome, RunConfig, RunSummary, run
 from ..crosswalk import Crosswalk
 from ..dicomdir import write_dicomdir
@@ -132,6 +131,8 @@ def run_command(
             f"{secret.fingerprint}",
             highlight=False,
         )
+        from ..audit import recording  # SQLAlchemy: loaded only when a run is recorded
+
         with recording(audit, config, operator=operator) as recorder:
             summary = _run_with_progress([Path(p) for p in inputs], config, recorder, runner)
         if recorder is not None:
