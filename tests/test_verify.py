@@ -8,8 +8,12 @@ passes, and that no value read from a file is printed unless ``--show-values`` a
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import random
+import re
 import shutil
 import sys
 import warnings
@@ -22,6 +26,7 @@ from typing import Literal
 
 import pytest
 from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
@@ -41,7 +46,12 @@ from dicomveil import (
 )
 from dicomveil.cli import app
 from dicomveil.verify import Category, Check, RiskKind, Verdict
+from dicomveil.verify.elements import _Data, _encodings, _items, _nodes, _values
+from dicomveil.verify.leaks import _WHAT, _regions
+from dicomveil.verify.needles import _build_needles, _Kind, _kind, _trie
+from dicomveil.verify.reading import _load_output, _parse, _Read
 
+from ._support import CorpusFile, real_files
 from .conftest import write_profile
 
 KEY = Key(b"k" * 32)
@@ -98,11 +108,13 @@ class Case:
         return replace(self, output=folder / "out")
 
 
-def _make_case(root: Path, profile: Profile, *, seed: int = 1) -> Case:
+def _make_case(
+    root: Path, profile: Profile, *, seed: int = 1, rows: int = 16, slices: tuple[int, int] = (3, 2)
+) -> Case:
     patient = synthetic.fake_patient(seed)
     originals = (
-        *synthetic.ct_series(patient, seed=seed, n_slices=3, rows=16, columns=16),
-        *synthetic.mr_series(patient, seed=seed, n_slices=2, rows=16, columns=16),
+        *synthetic.ct_series(patient, seed=seed, n_slices=slices[0], rows=rows, columns=rows),
+        *synthetic.mr_series(patient, seed=seed, n_slices=slices[1], rows=rows, columns=rows),
     )
     synthetic.write_series(originals, root / "in")
     config = RunConfig(
@@ -575,6 +587,218 @@ def test_dicomdir_and_zip_input(tmp_path: Path) -> None:
     assert (out / "DICOMDIR").is_file()
     code, output = cli("verify", out, "--against", archive, "--map-dir", maps)
     assert code == 0, output
+
+
+# --------------------------------------------------------------------------------------------
+# Verify's own reader and search, against pydicom's reader and the one regex they replace
+
+REAL_FILES = real_files()
+_Row = tuple[object, ...]
+
+
+def _rows(data: _Data) -> list[_Row]:
+    """Every element at every depth as the checks see it: where it is, what it is, its
+    values, and (read raw) its bytes and their span."""
+    rows: list[_Row] = []
+
+    def walk(
+        ds: _Data, inherited: tuple[str, ...], base: int, key: tuple[int, ...], prefix: str
+    ) -> None:
+        encodings, unknown = _encodings(ds, inherited)
+        for node in _nodes(ds, base, key, prefix, encodings, len(key) // 2):
+            raw = isinstance(node.element, RawDataElement) and node.vr != "SQ"
+            rows.append((
+                node.key, node.vr, node.keyword, node.creator, node.path, encodings,
+                tuple(unknown), _values(node),
+                (node.raw, node.start, node.length) if raw else None,
+            ))  # fmt: skip
+            if node.vr == "SQ":
+                rows.append((node.key, "items", len(list(_items(ds, node)))))
+                for item, item_base, item_key, item_prefix in _items(ds, node):
+                    walk(item, encodings, item_base, item_key, item_prefix)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        walk(data, ("ascii",), 0, (), "")
+    return rows
+
+
+def _same_reading(mine: _Read, data: bytes, *, stop_before_pixels: bool) -> None:
+    """pydicom reads ``data`` too, and the checks see the same elements in both readings
+    (what pydicom converted while reading it has no raw bytes to compare)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = dcmread(io.BytesIO(data), stop_before_pixels=stop_before_pixels)
+    for ours, theirs in ((mine.meta, _Data.of(ds.file_meta)), (mine.data, _Data.of(ds))):
+        rows, expected = _rows(ours), _rows(theirs)
+        assert len(rows) == len(expected)
+        for row, want in zip(rows, expected, strict=True):
+            unraw = want[-1] is None and row[1] != "items"
+            assert ((*row[:-1], None) if unraw else row) == want
+
+
+def _check_reading(data: bytes) -> bool:
+    """verify's reader declines ``data`` or reads it as pydicom does, whole and up to the
+    pixel data; True when it read it."""
+    whole = _parse(data)
+    header = _parse(data, stop_before_pixels=True)
+    for mine, stop in ((whole, False), (header, True)):
+        if mine is not None:
+            _same_reading(mine, data, stop_before_pixels=stop)
+    return whole is not None
+
+
+@pytest.mark.parametrize("case", REAL_FILES, ids=[c.name for c in REAL_FILES])
+def test_reader_agrees_with_pydicom(case: CorpusFile) -> None:
+    _check_reading(case.path.read_bytes())
+
+
+def test_most_real_files_take_the_quick_path() -> None:
+    bundled = [c.path for c in REAL_FILES if c.name.startswith("test_files/")]
+    accepted = sum(_check_reading(path.read_bytes()) for path in bundled)
+    assert accepted >= len(bundled) // 3, (accepted, len(bundled))
+
+
+def test_damaged_copies_are_never_read_differently(basic: Case) -> None:
+    """Cut or change a real output at many places: the reader declines, or pydicom reads it
+    too and the checks see the same elements."""
+    data = basic.output_of("CT").read_bytes()
+    assert _check_reading(data)
+    changed = 0
+    for at in range(132, len(data), max(1, len(data) // 97)):
+        for damaged in (data[:at], data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1 :]):
+            try:
+                changed += _check_reading(damaged) and damaged != data
+            except Exception as exc:  # pydicom refuses what the reader accepted
+                pytest.fail(f"offset {at}: read a file pydicom refuses ({exc!r})")
+    assert changed, "some damage leaves a readable file"
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Case:
+    """Images whose pixel data go on past the first read of a file."""
+    return _make_case(tmp_path_factory.mktemp("large"), BASIC, seed=8, rows=192, slices=(1, 1))
+
+
+def test_large_output_is_read_but_for_its_pixels(large: Case) -> None:
+    for path in large.outputs():
+        data = path.read_bytes()
+        loaded = _load_output(path)
+        assert loaded.read is not None and loaded.image.hole is not None
+        start, end = loaded.image.hole
+        assert end - start >= 192 * 192 * 2 and loaded.image.size == len(data)
+        whole = _parse(data)
+        assert whole is not None
+        rows = _rows(loaded.read.data)
+        expected = _rows(whole.data)
+        pixels = [i for i, row in enumerate(expected) if row[0] == (0x7FE00010,)]
+        assert len(pixels) == 1 and rows[pixels[0]][-1] == (None, start, end - start)
+        del rows[pixels[0]], expected[pixels[0]]
+        assert rows == expected
+        searched = [(0, data[:start]), (end, data[end:])]
+        assert [(r[0], r[1]) for r in _regions(0, data, whole.data)] == [
+            (offset, part.lower()) for offset, part in searched
+        ]
+    assert large.check().result is Verdict.PASS
+
+
+def test_leak_after_the_pixel_data_is_caught(large: Case, tmp_path: Path) -> None:
+    case = large.clone(tmp_path)
+    target = case.output_of("CT")
+
+    def trailing(ds: Dataset) -> None:
+        ds.private_block(0x7FE1, "ACME PRIVATE", create=True).add_new(0x01, "LO", case.patient.name)
+
+    edit(target, trailing)
+    loaded = _load_output(target)
+    assert loaded.image.hole is not None and loaded.image.tail
+    report = case.check()
+    path = '(7FE1,"ACME PRIVATE",xx01)'
+    assert found(report, Check.CONFORMANCE, Category.PRIVATE_ELEMENT, path)
+    assert found(report, Check.LEAK, Category.NAME, path)
+
+
+def test_odd_length_pixel_data_is_invalid(large: Case, tmp_path: Path) -> None:
+    """The pixel data's value is not read, but its length is still checked."""
+    case = large.clone(tmp_path)
+    target = case.output_of("CT")
+    data = bytearray(target.read_bytes())
+    header = data.rindex(b"\xe0\x7f\x10\x00OW\x00\x00")
+    length = int.from_bytes(data[header + 8 : header + 12], "little")
+    assert header + 12 + length == len(data), "the pixel data ends the file"
+    data[header + 8 : header + 12] = (length - 1).to_bytes(4, "little")
+    target.write_bytes(bytes(data[:-1]))
+    assert _load_output(target).image.hole is not None
+    report = case.check()
+    assert found(report, Check.VALIDITY, Category.INVALID_VALUE, "PixelData")
+
+
+def _one_regex(raw: dict[str, Category]) -> Callable[[bytes], list[tuple[int, bytes]]]:
+    """The search as it was: names, IDs and dates as written in one trie regex."""
+    kinds: dict[bytes, _Kind] = {}
+    sets: dict[_Kind, set[bytes]] = {_Kind.UID: set(), _Kind.DATE: set(), _Kind.DIGITS: set()}
+    for text, category in raw.items():
+        kind = _kind(text, category)
+        for encoding in ("utf-8", "latin-1"):
+            with contextlib.suppress(UnicodeEncodeError):
+                needle = text.encode(encoding).lower()
+                if kind in (_Kind.UID, _Kind.DIGITS) or (
+                    kind is _Kind.DATE and len(needle) == 8 and needle.isdigit()
+                ):
+                    sets[kind].add(needle)
+                else:
+                    kinds.setdefault(needle, kind)
+    groups = (
+        ([n for n in kinds if n[:1].isdigit()], rb"(?<![0-9.].)"),
+        ([n for n in kinds if not n[:1].isdigit() and kinds[n] is _Kind.WORD], rb"(?<![a-z].)"),
+        ([n for n in kinds if not n[:1].isdigit() and kinds[n] is not _Kind.WORD], b""),
+    )
+    parts = [_trie(group, kinds, guard) for group, guard in groups if group]
+    pattern = re.compile(b"|".join(parts), re.DOTALL) if parts else None
+    uids, dates, numbers = sets[_Kind.UID], sets[_Kind.DATE], sets[_Kind.DIGITS]
+
+    def find(lowered: bytes) -> list[tuple[int, bytes]]:
+        hits = [(m.start(), m.group(0)) for m in pattern.finditer(lowered)] if pattern else []
+        for match in re.finditer(rb"(?<![0-9.])[0-9]+(?:\.[0-9]+)+", lowered):
+            token = match.group(0)
+            ends = [len(token)] + [i for i, byte in enumerate(token) if byte == ord(".")]
+            prefix = next((token[:end] for end in ends if token[:end] in uids), None)
+            if prefix is not None:
+                hits.append((match.start(), prefix))
+        for match in re.finditer(rb"(?<![0-9.])[0-9]{6,}", lowered):
+            run = match.group(0)
+            if run[:8] in dates:
+                hits.append((match.start(), run[:8]))
+            elif run in numbers:
+                hits.append((match.start(), run))
+        return sorted(hits)
+
+    return find
+
+
+def test_needle_search_finds_what_one_regex_found() -> None:
+    """Anchored needles (whole runs, starts and ends of runs) and the rest, at every offset,
+    leftmost first and without overlaps, as one regex of them all would."""
+    rng = random.Random(11)
+    words = ["smith", "smithson", "jo", "john", "ann", "anna", "o'brien", "müller", "zoë"]
+    numbers = ["12", "1234", "123456", "20240115", "555", "0917", "1.2.840", "2.25.99"]
+    for trial in range(150):
+        raw: dict[str, Category] = {}
+        for _ in range(rng.randint(3, 25)):
+            category = rng.choice(list(_WHAT))
+            parts = [rng.choice(words + numbers) for _ in range(rng.randint(1, 3))]
+            text = rng.choice(["", "+", "("]) + rng.choice([" ", "^", "-", "", "."]).join(parts)
+            if len(text.strip()) >= 2:
+                raw[text.upper() if rng.random() < 0.5 else text] = category
+        reference = _one_regex(raw)
+        needles = _build_needles(raw, ())
+        pieces = [t.encode(rng.choice(["utf-8", "latin-1"]), "replace").lower() for t in raw]
+        for _ in range(10):
+            hay = b"".join(
+                rng.choice(pieces) if rng.random() < 0.4 else bytes([rng.choice(b"ab1. -^x9/")])
+                for _ in range(rng.randint(0, 30))
+            )
+            assert needles.find(hay) == reference(hay), (trial, raw, hay)
 
 
 # --------------------------------------------------------------------------------------------

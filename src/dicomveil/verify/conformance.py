@@ -7,10 +7,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from pydicom.dataset import Dataset
-
 from .context import _FileState
-from .elements import _SOP_INSTANCE_UID, _STRING_VRS, _empty_binary, _joined, _Node, _text, _values
+from .elements import (
+    _SOP_INSTANCE_UID,
+    _STRING_VRS,
+    _Data,
+    _empty_binary,
+    _joined,
+    _Node,
+    _text,
+    _values,
+)
 from .expectations import _UNKNOWN, _Expect, _replaced
 from .needles import _NOT_IDENTIFYING
 from .report import Category
@@ -37,7 +44,7 @@ def _check_preamble(check: _FileState, data: bytes) -> None:
         )
 
 
-def _check_meta(check: _FileState, meta: Dataset, ds: Dataset) -> None:
+def _check_meta(check: _FileState, meta: _Data, ds: _Data) -> None:
     if not check.ctx.rules.copy:
         for tag, keyword in _FORBIDDEN_META.items():
             if tag in meta:
@@ -57,13 +64,10 @@ def _check_meta(check: _FileState, meta: Dataset, ds: Dataset) -> None:
 
 
 def _conform_sequence(
-    check: _FileState, ds: Dataset, node: _Node, expect: _Expect, letters: frozenset[str]
+    check: _FileState, ds: _Data, node: _Node, expect: _Expect, letters: frozenset[str]
 ) -> bool:
     """Conformance of a sequence; False when the sequence itself is a finding."""
-    try:
-        count = len(ds[node.tag].value)
-    except Exception:
-        count = 0
+    count = ds.count(node)
     if "K" in letters or "C" in letters:
         return True
     if letters == {"X"}:

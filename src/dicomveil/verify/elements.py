@@ -7,19 +7,20 @@ engine: the VRs, the tags every check needs, and what a UI element holds.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from pydicom._uid_dict import UID_dictionary
 from pydicom.charset import decode_bytes, python_encoding
 from pydicom.datadict import get_entry
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import BaseTag
 
 _DEFLATED: Final = "1.2.840.10008.1.2.1.99"
 _PIXEL_TAGS: Final = (0x7FE00008, 0x7FE00009, 0x7FE00010)
@@ -63,6 +64,93 @@ def _keyword(tag: int) -> str:
     return entry[1] if entry is not None else ""
 
 
+_Element = DataElement | RawDataElement
+
+
+class _Data:
+    """A dataset or a sequence item as the checks walk it: its elements (tag -> pydicom's raw
+    or converted element, in file order) and the items of its sequences.
+
+    :mod:`~dicomveil.verify.reading`'s parser makes them with every element raw, its offset
+    counted from the start of the file, and every sequence's items parsed. A dataset pydicom
+    read is wrapped as it is (:meth:`of`): pydicom converts a sequence into items when asked,
+    and their elements' offsets are relative to the sequence's value (defined length) or to
+    the parent's (undefined length), as :meth:`items` says.
+    """
+
+    __slots__ = ("_dataset", "_sequences", "elements")
+
+    def __init__(
+        self,
+        elements: Mapping[int, _Element],
+        sequences: Mapping[int, list[_Data]],
+        dataset: Dataset | None = None,
+    ) -> None:
+        self.elements = elements
+        self._sequences = sequences
+        self._dataset = dataset
+
+    @classmethod
+    def of(cls, ds: Dataset) -> _Data:
+        """A dataset read by pydicom."""
+        return cls(cast("Mapping[int, _Element]", ds._dict), {}, ds)
+
+    @classmethod
+    def joined(cls, *parts: _Data) -> _Data:
+        """One dataset of parts read one after the other (verify's parser only)."""
+        elements: dict[int, _Element] = {}
+        sequences: dict[int, list[_Data]] = {}
+        for part in parts:
+            elements.update(part.elements)
+            sequences.update(part._sequences)
+        return cls(elements, sequences)
+
+    def __contains__(self, tag: int) -> bool:
+        return tag in self.elements
+
+    def get(self, tag: int) -> _Element | None:
+        """An element as read (not converted)."""
+        return self.elements.get(tag)
+
+    def items(self, node: _Node) -> list[tuple[_Data, int]]:
+        """A sequence's items, each with the offset its elements' offsets are relative to."""
+        if self._dataset is None:
+            return [(item, 0) for item in self._sequences.get(node.tag, ())]
+        try:
+            value = self._dataset[node.tag].value
+        except Exception:  # an unparsable sequence: its bytes are still searched
+            return []
+        if not isinstance(value, DicomSequence):
+            return []
+        # Items of a defined-length sequence are parsed from its value (offsets relative to
+        # its start); those of an undefined-length one straight from the stream (the parent's).
+        base = node.start if isinstance(node.element, RawDataElement) else node.base
+        return [(_Data.of(item), base) for item in value if isinstance(item, Dataset)]
+
+    def count(self, node: _Node) -> int:
+        """How many items a sequence holds (0 when it cannot be read)."""
+        if self._dataset is None:
+            return len(self._sequences.get(node.tag, ()))
+        try:
+            return len(self._dataset[node.tag].value)
+        except Exception:
+            return 0
+
+    def value(self, tag: int) -> Any:
+        """An element's value as pydicom converts it (raises as pydicom does)."""
+        if self._dataset is not None:
+            return self._dataset[tag].value
+        element = self.elements[tag]
+        if isinstance(element, RawDataElement):
+            return _converted(element).value
+        return element.value
+
+
+def _converted(element: RawDataElement) -> DataElement:
+    """A raw element converted as pydicom converts it (verify's parser keeps int tags)."""
+    return convert_raw_data_element(element._replace(tag=BaseTag(element.tag)))
+
+
 @dataclass(slots=True)
 class _Node:
     tag: int
@@ -90,64 +178,71 @@ class _Node:
 
 
 def _nodes(
-    ds: Dataset,
+    data: _Data,
     base: int,
     key: tuple[int, ...],
     prefix: str,
     encodings: tuple[str, ...],
     depth: int,
-    skip: Callable[[int, str], bool] | None = None,
+    skip: Mapping[tuple[int, str], bool] | None = None,
+    taken: Callable[[int, str, str, bytes], bool] | None = None,
 ) -> Iterator[_Node]:
-    """The elements of one dataset (not of its items); ``skip(tag, VR)`` passes over public
-    elements without building them."""
+    """The elements of one dataset (not of its items); ``skip[(tag, VR)]`` passes over public
+    elements without building them, and ``taken(tag, VR, creator, raw bytes)`` is offered
+    each element read raw: when it returns True it has dealt with it (the input walk's memo)
+    and no node is built."""
     creators: dict[tuple[int, int], str] = {}  # a block's creator sorts before its elements
+    keywords, raw_type, node_type = _KEYWORDS, RawDataElement, _Node
     # The raw dict, in file order: no Tag conversion or lookup per element, and plain int tags
     # (pydicom's BaseTag compares in Python, which every dict lookup keyed by a tag pays).
-    for base_tag, element in ds._dict.items():
+    for base_tag, element in data.elements.items():
         tag = int(base_tag)
-        group, number = tag >> 16, tag & 0xFFFF
-        vr = _vr_of(element, tag)
-        creator = ""
-        if group & 1:
-            keyword = ""
-            if 0x0010 <= number <= 0x00FF:
-                creators[(group, number)] = _creator_text(element)
-            elif number > 0x00FF:
+        group = tag >> 16
+        vr = element.VR
+        if type(vr) is not str or vr == "UN" or len(vr) != 2:
+            vr = _vr_of(element, tag)
+        private = group & 1 == 1
+        if private:
+            keyword = creator = ""
+            number = tag & 0xFFFF
+            if number > 0x00FF:
                 creator = creators.get((group, number >> 8), "")
+            elif number >= 0x0010:
+                creators[(group, number)] = _creator_text(element)
         else:
-            keyword = _keyword(tag)
-            if skip is not None and skip(tag, vr):
+            creator = ""
+            keyword = keywords.get(tag)  # type: ignore[assignment]
+            if keyword is None:
+                keyword = keywords[tag] = _keyword(tag)
+            if skip is not None and skip[(tag, vr)]:
                 continue
         raw: bytes | None = None
-        if isinstance(element, RawDataElement):
+        if type(element) is raw_type:
             start = base + element.value_tell
             length = element.length
-            if isinstance(element.value, bytes):
-                raw = element.value
+            value = element.value
+            if type(value) is bytes:
+                raw = value
+                if taken is not None and taken(tag, vr, creator, raw):
+                    continue
         else:  # converted by pydicom already: its span is approximate
             tell = getattr(element, "file_tell", None)
             start = -1 if tell is None or vr == "SQ" else base + int(tell)
             length = 12 + len(_as_text(element.value)) if start >= 0 else 0
-        yield _Node(  # positional: this runs for every element of every file
+        yield node_type(  # positional: this runs for every element of every file
             tag, vr, keyword, prefix, (*key, tag), raw, element, start, length, creator,
-            encodings, depth, base, bool(group & 1),
+            encodings, depth, base, private,
         )  # fmt: skip
 
 
-def _items(ds: Dataset, node: _Node) -> Iterator[tuple[Dataset, int, tuple[int, ...], str]]:
+_KEYWORDS: dict[int, str] = {}  # per process: tag -> keyword ("" when unknown)
+
+
+def _items(data: _Data, node: _Node) -> Iterator[tuple[_Data, int, tuple[int, ...], str]]:
     """(item, base offset, key, path prefix) of a sequence element."""
-    try:
-        value = ds[node.tag].value
-    except Exception:  # an unparsable sequence: its bytes are still searched
-        return
-    if not isinstance(value, DicomSequence):
-        return
-    # Items of a defined-length sequence are parsed from its value (offsets relative to its
-    # start); those of an undefined-length one straight from the stream (the parent's).
-    base = node.start if isinstance(node.element, RawDataElement) else node.base
-    for index, item in enumerate(value):
-        if isinstance(item, Dataset):
-            yield item, base, (*node.key, index), f"{node.path}[{index}]>"
+    path = node.path
+    for index, (item, base) in enumerate(data.items(node)):
+        yield item, base, (*node.key, index), f"{path}[{index}]>"
 
 
 def _label(tag: int, keyword: str, creator: str) -> str:
@@ -176,11 +271,29 @@ def _vr_of(element: DataElement | RawDataElement, tag: int) -> str:
     return str(vr or "UN")
 
 
-def _encodings(ds: Dataset, inherited: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
+def _encodings(data: _Data, inherited: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
     """The Python codecs of the dataset's Specific Character Set, and unknown terms."""
-    if _CHARSET not in ds:
+    element = data.elements.get(_CHARSET)
+    if element is None:
         return inherited, []
-    value = ds[_CHARSET].value
+    if not isinstance(element, RawDataElement):
+        return _codecs(element.value)
+    # Converted as pydicom converts it, but not stored: the element stays raw, as read.
+    key = element.value if isinstance(element.value, bytes) else None
+    known = _CHARSETS.get(key) if key is not None else None
+    if known is None:
+        known = _codecs(_converted(element).value)
+        if key is not None and len(_CHARSETS) < _MAX_VALUES:
+            _CHARSETS[key] = known
+    return known
+
+
+# Per process: the bytes of a Specific Character Set -> its codecs and unknown terms (shared,
+# never changed by a caller).
+_CHARSETS: dict[bytes, tuple[tuple[str, ...], list[str]]] = {}
+
+
+def _codecs(value: Any) -> tuple[tuple[str, ...], list[str]]:
     terms = [str(v).strip() for v in (value if isinstance(value, MultiValue | list) else [value])]
     unknown = [t for t in terms if t not in python_encoding]
     codecs: list[str] = []
@@ -258,9 +371,23 @@ def _stripped(vr: str, parts: list[str]) -> list[str]:
     return stripped if any(stripped) else []
 
 
+def _unread(node: _Node) -> int | None:
+    """The length of a value verify's reader left unread (large pixel data: see
+    :func:`~.reading._load_output`), else None. pydicom reads every value verify asks it
+    for, and gives None for an empty one only."""
+    element = node.element
+    if node.raw is None and element.value is None and isinstance(element, RawDataElement):
+        length = element.length
+        if length and length != 0xFFFFFFFF:
+            return int(length)
+    return None
+
+
 def _empty_binary(node: _Node) -> bool:
     if node.raw is not None:
         return not node.raw
+    if _unread(node) is not None:
+        return False
     value = node.element.value
     return value is None or (isinstance(value, bytes | list | MultiValue) and not value)
 
@@ -278,11 +405,11 @@ def _joined(values: list[str]) -> str:
     return "\\".join(values).casefold()
 
 
-def _text(ds: Dataset, tag: int) -> str:
+def _text(data: _Data, tag: int) -> str:
     """A short element's text, read from its bytes: no conversion, so pydicom logs nothing."""
-    if tag not in ds:
+    element = data.elements.get(tag)
+    if element is None:
         return ""
-    element = ds.get_item(tag, keep_deferred=True)
     value = element.value
     if isinstance(value, bytes):
         return value.decode("latin-1").strip("\x00 ")

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 from .. import tables
 from ..options import Option
@@ -13,6 +13,8 @@ from ..profiles import Base, Profile
 from .elements import _DATE_VRS, _dictionary_vr, _entry, _keyword, _Node
 from .needles import _NEEDLE_KEYWORDS, _NEEDLE_VRS, _VENDOR_KEYWORDS
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _PATIENT_ID: Final = 0x00100020
 _ISSUER: Final = 0x00100021
 _FREE_TEXT_VRS: Final = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
@@ -58,10 +60,16 @@ class _Rules:
     public_default: _Expect
     unknown_public: _Expect
     descriptors: frozenset[int]
-    _unwanted: dict[tuple[int, str], bool] = field(default_factory=dict, compare=False)
-    _decided: dict[tuple[int, str, str], tuple[_Expect, frozenset[str]]] = field(
-        default_factory=dict, compare=False
+    # Remembered: the same tags, VRs and creators come back in every file. The walks look
+    # them up as dicts, with no call on the common path.
+    skip: _Lookup[tuple[int, str], bool] = field(init=False, compare=False, repr=False)
+    decided: _Lookup[tuple[int, str, str], tuple[_Expect, frozenset[str]]] = field(
+        init=False, compare=False, repr=False
     )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "skip", _Lookup(self._unwanted))
+        object.__setattr__(self, "decided", _Lookup(self._decide))
 
     @classmethod
     def of(cls, profile: Profile) -> _Rules:
@@ -74,8 +82,9 @@ class _Rules:
         private_default = _Expect(frozenset("X"), "private attributes are removed")
         descriptors: set[int] = set()
         if ps315:
+            enabled = [o for o in Option if o in options and o.column is not None]
             for row in tables.e1_1_rows():
-                expect = _row_expect(row, options)
+                expect = _row_expect(row, options, enabled)
                 if row.tag == "private":
                     private_default = expect
                 elif row.tag == "50xxxxxx":
@@ -147,34 +156,33 @@ class _Rules:
     def unwanted(self, tag: int, vr: str) -> bool:
         """Whether a public input element can hold neither a needle nor a value the output
         must not keep (most elements: the input walk skips them)."""
-        known = self._unwanted.get((tag, vr))
-        if known is None:
-            keyword = _keyword(tag)
-            letters = self.resolve(self.public(tag), vr)
-            known = not (
-                vr in _NEEDLE_VRS
-                or vr == "SQ"
-                or keyword in _NEEDLE_KEYWORDS
-                or keyword.endswith("ID")
-                or _replaced(letters)
-                or ("K" in letters and (vr == "CS" or keyword in _VENDOR_KEYWORDS))
-            )
-            self._unwanted[(tag, vr)] = known
-        return known
+        return self.skip[(tag, vr)]
+
+    def _unwanted(self, key: tuple[int, str]) -> bool:
+        tag, vr = key
+        keyword = _keyword(tag)
+        letters = self.resolve(self.public(tag), vr)
+        return not (
+            vr in _NEEDLE_VRS
+            or vr == "SQ"
+            or keyword in _NEEDLE_KEYWORDS
+            or keyword.endswith("ID")
+            or _replaced(letters)
+            or ("K" in letters and (vr == "CS" or keyword in _VENDOR_KEYWORDS))
+        )
 
     def private_element(self, creator: str, tag: int) -> _Expect:
         found = self.private.get((creator, tag >> 16, tag & 0xFF))
         return found if found is not None else self.private_default
 
     def decide(self, node: _Node) -> tuple[_Expect, frozenset[str]]:
-        """What may be present in the element, and the letters for its VR (remembered: the
-        same tags, VRs and creators come back in every file)."""
-        key = (node.tag, node.vr, node.creator)
-        found = self._decided.get(key)
-        if found is None:
-            expect = _expect_of(self, node)
-            found = self._decided[key] = (expect, self.resolve(expect, node.vr))
-        return found
+        """What may be present in the element, and the letters for its VR."""
+        return self.decided[(node.tag, node.vr, node.creator)]
+
+    def _decide(self, key: tuple[int, str, str]) -> tuple[_Expect, frozenset[str]]:
+        tag, vr, creator = key
+        expect = _expect_of(self, tag, creator)
+        return expect, self.resolve(expect, vr)
 
     def resolve(self, expect: _Expect, vr: str) -> frozenset[str]:
         """The letters that apply to an element of this VR (dates under modified dates)."""
@@ -186,9 +194,8 @@ class _Rules:
         return allowed
 
 
-def _row_expect(row: tables.TableRow, options: frozenset[Option]) -> _Expect:
+def _row_expect(row: tables.TableRow, options: frozenset[Option], enabled: list[Option]) -> _Expect:
     why = f"PS3.15 Table E.1-1 {row.name}: {row.basic}"
-    enabled = [o for o in Option if o in options and o.column is not None]
     kept = [o for o in enabled if row.options.get(str(o.column)) == "K"]
     if kept:
         return _Expect(frozenset("K"), f"{why}, {kept[0].value}: K", explicit=True)
@@ -220,11 +227,25 @@ def _replaced(letters: frozenset[str]) -> bool:
     return "K" not in letters and "C" not in letters and bool(letters & {"D", "U", "R", "S"})
 
 
-def _expect_of(rules: _Rules, node: _Node) -> _Expect:
-    if node.private:
-        if not node.creator:
+def _expect_of(rules: _Rules, tag: int, creator: str) -> _Expect:
+    if tag >> 16 & 1:
+        if not creator:
             return _Expect(frozenset("X"), "private element without a private creator")
-        return rules.private_element(node.creator, node.tag)
-    if node.tag >> 16 == 0x0002:
+        return rules.private_element(creator, tag)
+    if tag >> 16 == 0x0002:
         return _Expect(frozenset("K"), "file meta")
-    return rules.public(node.tag)
+    return rules.public(tag)
+
+
+class _Lookup(dict[_K, _V]):
+    """A dict that computes what it lacks (once): ``lookup[key]``."""
+
+    __slots__ = ("_compute",)
+
+    def __init__(self, compute: Callable[[_K], _V]) -> None:
+        super().__init__()
+        self._compute = compute
+
+    def __missing__(self, key: _K) -> _V:
+        value = self[key] = self._compute(key)
+        return value

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import warnings
 from typing import Final
-
-from pydicom import dcmread
-from pydicom.dataset import Dataset
 
 from .conformance import (
     _check_meta,
@@ -18,10 +14,11 @@ from .conformance import (
     _unused_creators,
 )
 from .context import _FileState, _Outcome
-from .elements import _encodings, _items, _Node, _nodes, _text, _values
+from .elements import _Data, _encodings, _items, _nodes, _text, _values
 from .leaks import _check_name, _inflated, _pdf_streams, _search
+from .reading import _load_output
 from .references import _match, _uid_element, _uid_pairs
-from .report import Category, RiskKind
+from .report import Category, IodCheck, RiskKind
 from .risks import _risks
 from .validity import _iod, _report_invalid, _shape, _validate
 
@@ -40,33 +37,25 @@ class _FileCheck(_FileState):
     def _run(self) -> None:
         _check_name(self)
         try:
-            data = self.path.read_bytes()
+            loaded = _load_output(self.path)
         except OSError as exc:
             self.add("", Category.UNREADABLE, f"cannot read ({exc.strerror})")
             return
-        if len(data) < 132 or data[128:132] != b"DICM":
+        image = loaded.image
+        if image.size < 132 or image.head[128:132] != b"DICM":
             self.add("", Category.NO_PREFIX, "no DICM prefix after the preamble")
-        try:
-            ds = dcmread(io.BytesIO(data))
-            ds.keys()
-        except Exception as exc:
-            self.add(
-                "",
-                Category.UNREADABLE,
-                f"pydicom cannot parse it ({type(exc).__name__})",
-            )
-            _search(self, data, None, [])
+        if loaded.read is None:
+            error = type(loaded.error).__name__
+            self.add("", Category.UNREADABLE, f"pydicom cannot parse it ({error})")
+            _search(self, image, None, [])
             return
-        meta = getattr(ds, "file_meta", None)
-        sop_class = _text(meta, 0x00020002) if isinstance(meta, Dataset) else ""
-        self.outcome.directory = sop_class == _DIRECTORY_CLASS
-        inflated = _inflated(data, ds)
+        meta, ds = loaded.read.meta, loaded.read.data
+        self.outcome.directory = _text(meta, 0x00020002) == _DIRECTORY_CLASS
+        inflated = _inflated(image, meta)
         try:
-            if isinstance(meta, Dataset):
-                self._walk(meta, ("ascii",), 0, (), "", 0, False)
+            self._walk(meta, ("ascii",), 0, (), "", 0, False)
             self._walk(ds, ("ascii",), inflated.base if inflated else 0, (), "", 0, False)
-            if isinstance(meta, Dataset):
-                _check_meta(self, meta, ds)
+            _check_meta(self, meta, ds)
             _risks(self, ds)
         except Exception as exc:  # pydicom raises many kinds on a malformed element
             self.add(
@@ -74,16 +63,16 @@ class _FileCheck(_FileState):
                 Category.UNREADABLE,
                 f"an element cannot be read ({type(exc).__name__})",
             )
-        _check_preamble(self, data)
+        _check_preamble(self, image.head)
         matched = _match(self, ds)
         self.original = self.ctx.replaced.get(matched, {}) if matched is not None else {}
-        _search(self, data, ds, _pdf_streams(ds), inflated)
+        _search(self, image, ds, _pdf_streams(ds), inflated)
         self._compare(matched)
         _iod(self, matched)
 
     def _walk(
         self,
-        ds: Dataset,
+        ds: _Data,
         inherited: tuple[str, ...],
         base: int,
         key: tuple[int, ...],
@@ -91,8 +80,13 @@ class _FileCheck(_FileState):
         depth: int,
         quiet: bool,
     ) -> None:
-        """Check every element of one dataset (and its items); ``quiet`` inside a finding."""
-        rules = self.ctx.rules
+        """Check every element of one dataset (and its items); ``quiet`` inside a finding.
+
+        This runs for every element of every file: what every element needs is looked up
+        once per dataset, and the checks that apply to few are tested before they are
+        called."""
+        ctx = self.ctx
+        rules = ctx.rules
         encodings, unknown = _encodings(ds, inherited)
         if unknown:
             self.add(
@@ -102,50 +96,57 @@ class _FileCheck(_FileState):
             )
         creators: dict[int, str] = {}  # creator tag -> path
         used: set[int] = set()  # creator tags of blocks with elements
+        decided, descriptors, spans = rules.decided, rules.descriptors, self.spans
+        directory = self.outcome.directory and depth
+        shaping = ctx.iod is IodCheck.STRUCTURE and ctx.dciodvfy is not None
         for node in _nodes(ds, base, key, prefix, encodings, depth):
-            group, number = node.tag >> 16, node.tag & 0xFFFF
-            if node.is_creator:
-                creators[node.tag] = node.path
-                self._record(node)
+            tag = node.tag
+            group, number = tag >> 16, tag & 0xFFFF
+            private = node.private
+            start, length = node.start, node.length
+            if private and 0x0010 <= number <= 0x00FF:  # a private creator
+                creators[tag] = node.path
+                if start >= 0 and length and length != 0xFFFFFFFF:
+                    spans.append((start, start + length, node))
                 continue
-            if node.private and number > 0x00FF:
+            if private and number > 0x00FF:
                 used.add((group << 16) | (number >> 8))
             if number == 0 and group != 0x0002:
                 continue  # group length: no content
-            expect, letters = rules.decide(node)
-            if self.outcome.directory and depth:
+            expect, letters = decided[(tag, node.vr, node.creator)]
+            if directory:
                 # A directory record needs some keys (PS3.3 F.5): placeholders are fine there,
                 # and originals are caught by the leak search.
                 letters = letters | {"D"}
-            if node.vr == "SQ":
+            vr = node.vr
+            if vr == "SQ":
                 noisy = not quiet and _conform_sequence(self, ds, node, expect, letters)
                 items = list(_items(ds, node))
-                _shape(self, node, [], len(items))
+                if shaping:
+                    _shape(self, node, [], len(items))
                 for item, item_base, item_key, item_prefix in items:
                     self._walk(
                         item, encodings, item_base, item_key, item_prefix, depth + 1, not noisy
                     )
                 continue
-            self._record(node)
+            if start >= 0 and length and length != 0xFFFFFFFF:
+                spans.append((start, start + length, node))
             values, legal = _values(node)
-            _shape(self, node, values)
+            if shaping:
+                _shape(self, node, values)
             _validate(self, node, values, legal)
-            if node.vr == "UI" or (node.private and node.vr == "UN"):
+            if vr == "UI" or (private and vr == "UN"):
                 _uid_element(self, node, values, expect)
-            if not quiet and group != 0x0002:
+            if not quiet and group != 0x0002 and "K" not in letters:
                 _conform(self, node, values, expect, letters)
-            if node.private:
+            if private:
                 label = f'({group:04X},"{node.creator}")' if node.creator else f"({group:04X})"
                 self.blocks[prefix + label] = self.blocks.get(prefix + label, 0) + 1
-            if not quiet and node.tag in rules.descriptors and values:
+            if not quiet and values and tag in descriptors:
                 self.flag(node.path, RiskKind.FREE_TEXT, "free text kept: review it for PHI")
         if rules.keep_private or quiet:
             return
         _unused_creators(self, creators, used)
-
-    def _record(self, node: _Node) -> None:
-        if node.start >= 0 and node.length and node.length != 0xFFFFFFFF:
-            self.spans.append((node.start, node.start + node.length, node))
 
     def _compare(self, source: str | None) -> None:
         """Against the matched input: originals kept, inherited invalid values, UID pairs."""

@@ -3,7 +3,6 @@ checks (needles, values the output must not keep, the instance UIDs it defines).
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import warnings
@@ -11,14 +10,13 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, ClassVar, Final
+from typing import ClassVar, Final
 
-from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
 
 from .elements import (
     _SOP_INSTANCE_UID,
+    _Data,
     _encodings,
     _items,
     _Node,
@@ -31,11 +29,18 @@ from .elements import (
 )
 from .expectations import _Expect, _replaced, _Rules
 from .needles import _MIN_TEXT, _NEEDLE_KEYWORDS, _NEEDLE_VRS, _VENDOR_KEYWORDS, _needles_of
+from .reading import _Read, _read_header
 from .report import Category
 
 
 @dataclass
 class _InputFacts:
+    """What one input gives the checks. ``needles``, ``kept`` and ``defined`` leave out what
+    this process already gave with an input that comes earlier in the run's order (see
+    :class:`_Memo`): the caller merges them in that order, first category first, so nothing
+    it would keep is missing; and a series repeats most of them, which cost their sending
+    and merging."""
+
     source: str
     sop_uid: str
     needles: dict[str, Category] = field(default_factory=dict)
@@ -91,47 +96,53 @@ def _source_bytes(source: str) -> bytes:
     return Path(source).read_bytes()
 
 
-def _read_input(source: str) -> Dataset | None:
-    """An input's header; ``None`` when it is not a DICOM composite object."""
+def _read_input(source: str, rules: _Rules | None = None) -> _Read | None:
+    """An input's header (a file's, or a zip member's, read in memory); ``None`` when it is
+    not a DICOM composite object. With ``rules``, what the input walk passes over
+    (:meth:`_Rules.unwanted`) may be left out of it."""
+    skip = rules.skip if rules is not None else None
     try:
-        with _open_source(source) as fh, warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            prefix = fh.read(132)[128:132] == b"DICM"
-            fh.seek(0)
-            ds = dcmread(fh, stop_before_pixels=True, force=not prefix)
-            if not _text(ds, _SOP_INSTANCE_UID):
+            path = Path(source)
+            if path.exists():
+                read = _read_header(path, None, skip)
+            else:
+                read = _read_header(None, _source_bytes(source), skip)
+            if not _text(read.data, _SOP_INSTANCE_UID):
                 return None
     except Exception:  # not DICOM, or damaged: pydicom raises many kinds
         return None
-    return ds
+    return read
 
 
-def _open_source(source: str) -> BinaryIO:
-    """A file, or a zip member (in memory); only the header is read from a file."""
-    if Path(source).exists():
-        return Path(source).open("rb")
-    return io.BytesIO(_source_bytes(source))
-
-
-def _input_facts(source: str, rules: _Rules) -> _InputFacts | None:
-    ds = _read_input(source)
-    if ds is None:
+def _input_facts(source: str, rules: _Rules, order: int = 0) -> _InputFacts | None:
+    """The facts of the input ``source``, the ``order``-th of the run (0 for all: repeats
+    are then given again)."""
+    read = _read_input(source, rules)
+    if read is None:
         return None
-    facts = _InputFacts(source, _text(ds, _SOP_INSTANCE_UID))
+    facts = _InputFacts(source, _text(read.data, _SOP_INSTANCE_UID))
     found: list[tuple[tuple[int, ...], _Contribution]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        meta = getattr(ds, "file_meta", None)
-        if isinstance(meta, Dataset):
-            _walk_values(meta, rules, found, ("ascii",))
-        _walk_values(ds, rules, found, ("ascii",))
+        _walk_values(read.meta, rules, found, ("ascii",))
+        _walk_values(read.data, rules, found, ("ascii",))
+    replaced, needles, given = facts.replaced, facts.needles, _Memo.of(rules).given
     for key, contribution in found:
         if contribution.replaced is not None:
-            facts.replaced[key] = contribution.replaced
-        facts.defined.update(contribution.defined)
-        facts.kept.update(contribution.kept)
+            replaced[key] = contribution.replaced
+        earlier = given.get(id(contribution))
+        if earlier is not None and earlier[0] is contribution and earlier[1] < order:
+            continue  # its needles, kept texts and UIDs went with an earlier input
+        given[id(contribution)] = (contribution, order)  # held: its id is not reused
+        if contribution.defined:
+            facts.defined.update(contribution.defined)
+        if contribution.kept:
+            facts.kept.update(contribution.kept)
         for text, category in contribution.needles:
-            facts.needles.setdefault(text, category)
+            if text not in needles:
+                needles[text] = category
     return facts
 
 
@@ -160,14 +171,17 @@ class _Memo:
     sequences: ClassVar[
         dict[tuple[object, ...], tuple[tuple[tuple[int, ...], _Contribution], ...]]
     ] = {}
+    # id -> (contribution, the earliest input it went with, in the run's order)
+    given: ClassVar[dict[int, tuple[_Contribution, int]]] = {}
 
     @classmethod
     def of(cls, rules: _Rules) -> type[_Memo]:
-        full = len(cls.elements) + len(cls.sequences) >= _MAX_MEMO
+        full = len(cls.elements) + len(cls.sequences) + len(cls.given) >= _MAX_MEMO
         if cls.rules is not rules or full:
             cls.rules = rules
             cls.elements.clear()
             cls.sequences.clear()
+            cls.given.clear()
         return cls
 
 
@@ -213,26 +227,8 @@ def _contribution(
     return _Contribution(replaced, tuple(defined), tuple(kept_texts), tuple(needles))
 
 
-def _add(
-    found: _Found, node: _Node, rules: _Rules, expect: _Expect, letters: frozenset[str]
-) -> None:
-    contribution: _Contribution | None = None
-    key: tuple[object, ...] | None = None
-    memo = _Memo.of(rules)
-    if node.raw is not None and len(node.raw) <= _MEMO_BYTES:
-        meta = node.key[0] >> 16 == 0x0002
-        key = (node.tag, node.vr, node.creator, node.depth, meta, node.encodings, node.raw)
-        contribution = memo.elements.get(key)
-    if contribution is None:
-        contribution = _contribution(node, rules, expect, letters)
-        if key is not None:
-            memo.elements[key] = contribution
-    if contribution is not _NOTHING:
-        found.append((node.key, contribution))
-
-
 def _add_sequence(
-    found: _Found, ds: Dataset, node: _Node, rules: _Rules, encodings: tuple[str, ...]
+    found: _Found, ds: _Data, node: _Node, rules: _Rules, encodings: tuple[str, ...]
 ) -> None:
     key: tuple[object, ...] | None = None
     memo = _Memo.of(rules)
@@ -262,7 +258,7 @@ def _add_sequence(
 
 
 def _walk_values(
-    ds: Dataset,
+    ds: _Data,
     rules: _Rules,
     found: _Found,
     inherited: tuple[str, ...],
@@ -272,15 +268,41 @@ def _walk_values(
     depth: int = 0,
 ) -> None:
     encodings, _unknown = _encodings(ds, inherited)
-    for node in _nodes(ds, base, key, prefix, encodings, depth, rules.unwanted):
+    known = _Memo.of(rules).elements
+
+    def taken(tag: int, vr: str, creator: str, raw: bytes) -> bool:
+        """The memo first: on a hit, no node, no decision, no value."""
+        if tag >> 16 & 1 and 0x0010 <= tag & 0xFFFF <= 0x00FF:
+            return True  # a private creator: nothing of its own
+        if vr == "SQ" or len(raw) > _MEMO_BYTES:
+            return False
+        in_meta = (key[0] if key else tag) >> 16 == 0x0002
+        contribution = known.get((tag, vr, creator, depth, in_meta, encodings, raw))
+        if contribution is None:
+            return False
+        if contribution is not _NOTHING:
+            found.append(((*key, tag), contribution))
+        return True
+
+    for node in _nodes(ds, base, key, prefix, encodings, depth, rules.skip, taken):
         if node.is_creator:
             continue
         if node.vr == "SQ":
             _add_sequence(found, ds, node, rules, encodings)
             continue
+        raw = node.raw
+        memo: tuple[object, ...] | None = None
+        if raw is not None and len(raw) <= _MEMO_BYTES:
+            in_meta = node.key[0] >> 16 == 0x0002
+            memo = (node.tag, node.vr, node.creator, depth, in_meta, encodings, raw)
         expect, letters = rules.decide(node)
-        if _wanted(node, letters):
-            _add(found, node, rules, expect, letters)
+        contribution = (
+            _contribution(node, rules, expect, letters) if _wanted(node, letters) else _NOTHING
+        )
+        if memo is not None:
+            known[memo] = contribution
+        if contribution is not _NOTHING:
+            found.append((node.key, contribution))
 
 
 _WORD_SPLIT: Final = re.compile(r"[^0-9A-Za-z]+")
@@ -304,11 +326,11 @@ def _wanted(node: _Node, letters: frozenset[str]) -> bool:
     )
 
 
-def _aligned(ds: Dataset) -> dict[tuple[int, ...], tuple[str, str]]:
+def _aligned(ds: _Data) -> dict[tuple[int, ...], tuple[str, str]]:
     """Key -> (VR, joined value) of every string element of an input, at any depth."""
     found: dict[tuple[int, ...], tuple[str, str]] = {}
 
-    def collect(sub: Dataset, inherited: tuple[str, ...], key: tuple[int, ...]) -> None:
+    def collect(sub: _Data, inherited: tuple[str, ...], key: tuple[int, ...]) -> None:
         encodings, _unknown = _encodings(sub, inherited)
         for node in _nodes(sub, 0, key, "", encodings, 0):
             if node.vr == "SQ":

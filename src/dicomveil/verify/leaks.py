@@ -13,10 +13,18 @@ from dataclasses import dataclass
 from typing import Final
 
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
 
 from .context import _FileState
-from .elements import _DEFLATED, _ENCAPSULATED_DOCUMENT, _PIXEL_TAGS, _Node, _text, _values
+from .elements import (
+    _DEFLATED,
+    _ENCAPSULATED_DOCUMENT,
+    _PIXEL_TAGS,
+    _Data,
+    _Node,
+    _text,
+    _values,
+)
+from .reading import _Image
 from .report import Category
 
 _PDF_STREAM: Final = re.compile(rb"stream\r?\n")
@@ -59,12 +67,13 @@ class _Inflated:
     data: bytes
 
 
-def _inflated(data: bytes, ds: Dataset) -> _Inflated | None:
+def _inflated(image: _Image, meta: _Data) -> _Inflated | None:
     """A deflated dataset, inflated (pydicom reads its elements from these bytes)."""
-    meta = getattr(ds, "file_meta", None)
-    if not isinstance(meta, Dataset) or _text(meta, 0x00020010) != _DEFLATED:
+    if _text(meta, 0x00020010) != _DEFLATED or image.hole is not None:
         return None
-    start = 132 + 12 + int(meta.get("FileMetaInformationGroupLength", 0) or 0)
+    data = image.head
+    length = meta.value(0x00020000) if 0x00020000 in meta else 0
+    start = 132 + 12 + int(length or 0)
     try:
         inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[start:])
     except zlib.error:
@@ -72,11 +81,11 @@ def _inflated(data: bytes, ds: Dataset) -> _Inflated | None:
     return _Inflated(base=len(data), meta_end=start, data=inflated)
 
 
-def _pdf_streams(ds: Dataset | None) -> list[bytes]:
+def _pdf_streams(ds: _Data | None) -> list[bytes]:
     if ds is None or _ENCAPSULATED_DOCUMENT not in ds:
         return []
     try:
-        document = ds[_ENCAPSULATED_DOCUMENT].value
+        document = ds.value(_ENCAPSULATED_DOCUMENT)
     except Exception:
         return []
     if not isinstance(document, bytes) or b"%PDF" not in document[:1024]:
@@ -94,8 +103,8 @@ def _pdf_streams(ds: Dataset | None) -> list[bytes]:
 
 def _search(
     check: _FileState,
-    data: bytes,
-    ds: Dataset | None,
+    image: _Image,
+    ds: _Data | None,
     streams: list[bytes],
     inflated: _Inflated | None = None,
 ) -> None:
@@ -103,10 +112,14 @@ def _search(
     if needles.empty:
         return
     regions: list[tuple[int, bytes, str | None]] = []
-    if inflated is None:
-        regions.extend(_regions(0, data, ds))
+    if image.hole is not None:  # the pixel data's value was not read
+        start, end = image.hole
+        regions.append((0, image.head[:start].lower(), None))
+        regions.append((end, image.tail.lower(), None))
+    elif inflated is None:
+        regions.extend(_regions(0, image.head, ds))
     else:
-        regions.append((0, data[: inflated.meta_end].lower(), None))
+        regions.append((0, image.head[: inflated.meta_end].lower(), None))
         regions.extend(_regions(inflated.base, inflated.data, ds))
     for stream in streams:
         regions.append((-1, stream.lower(), "EncapsulatedDocument (a compressed PDF stream)"))
@@ -177,7 +190,7 @@ def _days(before: str, after: str) -> int | None:
     return (new - old).days
 
 
-def _regions(base: int, data: bytes, ds: Dataset | None) -> list[tuple[int, bytes, str | None]]:
+def _regions(base: int, data: bytes, ds: _Data | None) -> list[tuple[int, bytes, str | None]]:
     """The bytes to search, lower-cased, without the pixel data's value."""
     skip = _pixel_span(ds) if ds is not None else None
     if skip is None:
@@ -185,11 +198,11 @@ def _regions(base: int, data: bytes, ds: Dataset | None) -> list[tuple[int, byte
     return [(base, data[: skip[0]].lower(), None), (base + skip[1], data[skip[1] :].lower(), None)]
 
 
-def _pixel_span(ds: Dataset) -> tuple[int, int] | None:
+def _pixel_span(ds: _Data) -> tuple[int, int] | None:
     for tag in _PIXEL_TAGS:
-        if tag not in ds:
+        element = ds.get(tag)
+        if element is None:
             continue
-        element = ds.get_item(tag, keep_deferred=True)
         if not isinstance(element, RawDataElement) or not isinstance(element.value, bytes):
             return None
         start = element.value_tell

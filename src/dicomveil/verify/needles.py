@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Final
 
 from .elements import _DATE_VRS, _TEXT_VRS, _is_instance_uid_element, _Node, _well_known
@@ -64,29 +64,69 @@ class _Kind(StrEnum):
     PLAIN = "plain"  # IDs: anywhere
 
 
+@dataclass(frozen=True, slots=True)
+class _Literal:
+    """A needle found by its anchor: a run of letters or digits in it that shows in the bytes
+    searched as a whole run (``exact``), the start of one (``prefix``: its first 4 bytes) or
+    the end of one (``suffix``: its last 4 bytes). ``at`` is where the key starts in it."""
+
+    needle: bytes
+    group: int  # the old trie's order at one offset: digit first, then words, then plain
+    word: bool  # no letter may follow it
+    at: int
+
+
+_Anchors = Mapping[bytes, tuple[_Literal, ...]]
+
+
 @dataclass(frozen=True)
 class _Needles:
-    """Compiled needles. The many (UIDs, compact dates, numbers and times: thousands in a
-    large set) are looked up in sets for each UID-like token and each run of digits, so
-    their number does not slow the search; the rest (names, IDs, addresses) form one trie
-    regex."""
+    """Compiled needles, for a byte search that finds what one regex of them all would find:
+    at the leftmost offset where a needle matches, the first of the digit-led, word and plain
+    needles that match there (the longest of them), then on after it, never overlapping.
+
+    The many (UIDs, compact dates, numbers and times: thousands in a large set) are looked up
+    in sets for each UID-like token and each run of digits, so their number does not slow the
+    search. The rest (names, IDs, addresses, dates as people write them) were one trie regex,
+    whose compiling (in Python, before any file could be checked) grew with the set to a good
+    part of a run; now each is keyed by an anchor (see :class:`_Literal`). A search cuts the
+    bytes into runs of letters and of digits (in C), and only anchors among them lead to
+    comparing needles; without a hit (a clean file) it is a few set intersections. Needles
+    with no anchor (all letters, or short runs only) keep a small trie regex, in a
+    look-ahead so that it reports every offset it matches at."""
 
     pattern: re.Pattern[bytes] | None
     uids: frozenset[bytes]
     dates: frozenset[bytes]  # YYYYMMDD: a run of digits that starts with one
     numbers: frozenset[bytes]  # all digits: a whole run of digits
     info: Mapping[bytes, tuple[Category, str]]
+    exact: _Anchors = field(default_factory=dict)
+    prefix: _Anchors = field(default_factory=dict)
+    suffix: _Anchors = field(default_factory=dict)
+    uid_keys: frozenset[bytes] = frozenset()  # the longest run of digits of each UID
+    groups: Mapping[bytes, int] = field(default_factory=dict)  # the pattern's needles
+
+    @cached_property
+    def keys(self) -> tuple[frozenset[bytes], frozenset[bytes], frozenset[bytes]]:
+        return frozenset(self.exact), frozenset(self.prefix), frozenset(self.suffix)
 
     @property
     def empty(self) -> bool:
-        return self.pattern is None and not (self.uids or self.dates or self.numbers)
+        return (
+            self.pattern is None
+            and not (self.uids or self.dates or self.numbers)
+            and not (self.exact or self.prefix or self.suffix)
+        )
 
     def find(self, lowered: bytes) -> list[tuple[int, bytes]]:
         """(offset, needle) of every hit, in order."""
         hits: list[tuple[int, bytes]] = []
-        if self.pattern is not None:
-            hits.extend((m.start(), m.group(0)) for m in self.pattern.finditer(lowered))
-        if self.uids:
+        # Runs of letters and runs of digits, each cut out in C (a regex is slower here).
+        digits = set(lowered.translate(_ONLY_DIGITS).split())
+        tokens = digits.union(lowered.translate(_ONLY_LETTERS).split())
+        if self.exact or self.prefix or self.suffix or self.pattern is not None:
+            hits.extend(self._literals(lowered, tokens))
+        if self.uids and not digits.isdisjoint(self.uid_keys):
             for match in _UID_TOKEN.finditer(lowered):
                 token = match.group(0)
                 if token in self.uids:
@@ -98,7 +138,9 @@ class _Needles:
                         hits.append((match.start(), token[:end]))
                         break
                     end = token.find(b".", end + 1)
-        if self.dates or self.numbers:
+        if (self.numbers and not digits.isdisjoint(self.numbers)) or (
+            self.dates and not self.dates.isdisjoint([t[:8] for t in digits if len(t) >= 8])
+        ):
             for match in _DIGIT_RUN.finditer(lowered):
                 run = match.group(0)
                 if run[:8] in self.dates:
@@ -106,6 +148,101 @@ class _Needles:
                 elif run in self.numbers:
                     hits.append((match.start(), run))
         return sorted(hits)
+
+    def _literals(self, hay: bytes, tokens: set[bytes]) -> list[tuple[int, bytes]]:
+        """The names, IDs, addresses and dates as written: every offset where one matches
+        (with the best there), then the leftmost-first, non-overlapping choice."""
+        best: dict[int, tuple[int, int, bytes]] = {}  # offset -> (group, -length, needle)
+
+        def offer(offset: int, group: int, needle: bytes) -> None:
+            rank = (group, -len(needle), needle)
+            known = best.get(offset)
+            if known is None or rank < known:
+                best[offset] = rank
+
+        keyed: list[tuple[bytes, tuple[_Literal, ...]]] = []
+        keys = self.keys  # a set with a set: the smaller is iterated (not so with a dict)
+        if self.exact:
+            keyed.extend((t, self.exact[t]) for t in tokens & keys[0])
+        if self.prefix:
+            starts = {t[:4] for t in tokens if len(t) >= 4}
+            keyed.extend((k, self.prefix[k]) for k in starts & keys[1])
+        if self.suffix:
+            ends = {t[-4:] for t in tokens if len(t) >= 4}
+            keyed.extend((k, self.suffix[k]) for k in ends & keys[2])
+        for key, literals in keyed:
+            where = hay.find(key)
+            while where != -1:
+                for literal in literals:
+                    offset = where - literal.at
+                    if offset >= 0 and _matches(hay, offset, literal):
+                        offer(offset, literal.group, literal.needle)
+                where = hay.find(key, where + 1)
+        if self.pattern is not None:
+            for match in self.pattern.finditer(hay):
+                needle = match.group(1)
+                offer(match.start(), self.groups[needle], needle)
+        found: list[tuple[int, bytes]] = []
+        end = 0
+        for offset in sorted(best):
+            if offset >= end:
+                needle = best[offset][2]
+                found.append((offset, needle))
+                end = offset + len(needle)
+        return found
+
+
+def _matches(hay: bytes, offset: int, literal: _Literal) -> bool:
+    """Whether the needle is at ``offset``, with what may not touch it not touching it."""
+    needle = literal.needle
+    if not hay.startswith(needle, offset):
+        return False
+    if offset and literal.group < 2 and hay[offset - 1] in _GUARDS[literal.group]:
+        return False
+    after = offset + len(needle)
+    return not (literal.word and after < len(hay) and hay[after] in _LETTERS)
+
+
+_LETTERS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz")
+_DIGITS: Final = frozenset(b"0123456789")
+# What may not stand before a needle, by group: not in a number or a UID; not in a word.
+_GUARDS: Final = (_DIGITS | {ord(".")}, _LETTERS)
+_RUNS: Final = re.compile(rb"[a-z]+|[0-9]+")
+_ONLY_LETTERS: Final = bytes(c if c in _LETTERS else 0x20 for c in range(256))
+_ONLY_DIGITS: Final = bytes(c if c in _DIGITS else 0x20 for c in range(256))
+
+
+def _anchor(needle: bytes, group: int, word: bool) -> tuple[str, bytes, int] | None:
+    """How to find a needle: (``exact``, ``prefix`` or ``suffix``, key, where the key starts
+    in it), or None (the regex). A run of letters or digits in the needle starts a run in the
+    bytes searched when something of another class stands before it (in the needle, or by
+    the needle's guard); it ends one when something of another class follows it (in the
+    needle, or by a word's tail). The key most unlikely to turn up by chance is taken: the
+    longest whole run, unless a run of 4 or more is known at one end only (then 4 bytes of
+    it); runs shorter than 4 ("25" of a date, "1" of a phone number) are everywhere."""
+    best: tuple[int, str, int, int] | None = None  # (rank, how, start, end)
+    for run in _RUNS.finditer(needle):
+        start, end = run.span()
+        length = end - start
+        letters = needle[start] in _LETTERS
+        opened = start > 0 or group == 0 or (group == 1 and letters)
+        closed = end < len(needle) or (word and letters)
+        if opened and closed:
+            found = (2 * length + 1, "exact", start, end)  # a whole run beats 4 bytes of one
+        elif length < 4:
+            continue
+        elif opened:
+            found = (8, "prefix", start, start + 4)
+        elif closed:
+            found = (8, "suffix", end - 4, end)
+        else:
+            continue
+        if best is None or found[0] > best[0]:
+            best = found
+    if best is None:
+        return None
+    _rank, how, start, end = best
+    return how, needle[start:end], start
 
 
 def _build_needles(raw: Mapping[str, Category], kept: Iterable[str]) -> _Needles:
@@ -119,11 +256,15 @@ def _build_needles(raw: Mapping[str, Category], kept: Iterable[str]) -> _Needles
         if text.casefold() in skip:
             continue
         kind = _kind(text, category)
+        encoded = None
         for encoding in ("utf-8", "latin-1"):
             try:
                 needle = text.encode(encoding).lower()
             except UnicodeEncodeError:
                 continue
+            if needle == encoded:
+                continue  # ASCII: the same bytes either way
+            encoded = needle
             info.setdefault(needle, (category, text))
             if kind is _Kind.UID:
                 uids.add(needle)
@@ -133,24 +274,45 @@ def _build_needles(raw: Mapping[str, Category], kept: Iterable[str]) -> _Needles
                 numbers.add(needle)
             else:
                 kinds.setdefault(needle, kind)
-    digit_start = [n for n in kinds if n[:1].isdigit()]
-    words = [n for n in kinds if not n[:1].isdigit() and kinds[n] is _Kind.WORD]
-    plain = [n for n in kinds if not n[:1].isdigit() and kinds[n] is not _Kind.WORD]
+    anchors: dict[str, dict[bytes, list[_Literal]]] = {"exact": {}, "prefix": {}, "suffix": {}}
+    rest: dict[int, list[bytes]] = {0: [], 1: [], 2: []}
+    for needle, kind in kinds.items():
+        word = kind is _Kind.WORD
+        group = 0 if needle[:1].isdigit() else 1 if word else 2
+        anchor = _anchor(needle, group, word)
+        if anchor is None:
+            rest[group].append(needle)
+            continue
+        how, key, at = anchor
+        anchors[how].setdefault(key, []).append(_Literal(needle, group, word, at))
     parts = [
-        _trie(group, kinds, guard)
+        _trie(rest[group], kinds, guard)
         for group, guard in (
-            (digit_start, rb"(?<![0-9.].)"),  # not inside a number or a UID
-            (words, rb"(?<![a-z].)"),
-            (plain, b""),
+            (0, rb"(?<![0-9.].)"),  # not inside a number or a UID
+            (1, rb"(?<![a-z].)"),
+            (2, b""),
         )
-        if group
+        if rest[group]
     ]
-    pattern = re.compile(b"|".join(parts), re.DOTALL) if parts else None
-    return _Needles(pattern, frozenset(uids), frozenset(dates), frozenset(numbers), info)
+    # A look-ahead: every offset where one matches, as the anchored needles are found.
+    pattern = re.compile(b"(?=(" + b"|".join(parts) + b"))", re.DOTALL) if parts else None
+    return _Needles(
+        pattern,
+        frozenset(uids),
+        frozenset(dates),
+        frozenset(numbers),
+        info,
+        exact={k: tuple(v) for k, v in anchors["exact"].items()},
+        prefix={k: tuple(v) for k, v in anchors["prefix"].items()},
+        suffix={k: tuple(v) for k, v in anchors["suffix"].items()},
+        uid_keys=frozenset(max(_DIGIT_PARTS.findall(u), key=len, default=u) for u in uids),
+        groups={n: g for g, needles in rest.items() for n in needles},
+    )
 
 
 _UID_TOKEN: Final = re.compile(rb"(?<![0-9.])[0-9]+(?:\.[0-9]+)+")
 _DIGIT_RUN: Final = re.compile(rb"(?<![0-9.])[0-9]{6,}")  # _MIN_DIGITS: shorter runs never match
+_DIGIT_PARTS: Final = re.compile(rb"[0-9]+")
 _ESCAPED: Final = tuple(re.escape(bytes([byte])) for byte in range(256))
 _TAILS: Final = {_Kind.WORD: rb"(?![a-z])"}  # what may not follow a needle of the trie
 

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from pydicom.dataset import Dataset
-
 from .context import _Context, _FileState, _Outcome
 from .elements import (
     _SOP_INSTANCE_UID,
+    _Data,
     _is_instance_uid_element,
     _Node,
     _Role,
@@ -57,7 +56,7 @@ def _uid_element(check: _FileState, node: _Node, values: list[str], expect: _Exp
         check.outcome.references.extend((u, node.path) for u in uids if u not in original)
 
 
-def _match(check: _FileState, ds: Dataset) -> str | None:
+def _match(check: _FileState, ds: _Data) -> str | None:
     """The input this output came from, if any."""
     ctx = check.ctx
     if check.outcome.directory:

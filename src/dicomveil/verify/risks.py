@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from pydicom.dataset import Dataset
-
 from .context import _FileState
-from .elements import _ENCAPSULATED_DOCUMENT, _PIXEL_TAGS, _keyword, _label, _text
+from .elements import _ENCAPSULATED_DOCUMENT, _PIXEL_TAGS, _Data, _keyword, _label, _text
 from .report import RiskKind
 
 _ENCAPSULATED_PREFIX: Final = "1.2.840.10008.5.1.4.1.1.104."
@@ -19,7 +17,7 @@ _RECOGNIZABLE: Final = 0x00280302
 _CONTENT_SEQUENCE: Final = 0x0040A730
 
 
-def _risks(check: _FileState, ds: Dataset) -> None:
+def _risks(check: _FileState, ds: _Data) -> None:
     pixels = any(t in ds for t in _PIXEL_TAGS)
     burned = _text(ds, _BURNED_IN).upper()
     if pixels and burned != "NO":
@@ -41,7 +39,7 @@ def _risks(check: _FileState, ds: Dataset) -> None:
             RiskKind.ENCAPSULATED_DOCUMENT,
             "an encapsulated document: its content cannot be vouched for",
         )
-    for tag in ds.keys():
+    for tag in ds.elements:
         if (tag >> 16) & 0xFF01 == 0x6000 and tag & 0xFFFF == 0x3000:
             check.flag(
                 _label(tag, _keyword(tag), ""),

@@ -7,7 +7,7 @@ import csv
 import os
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,9 +40,9 @@ def _check_chunk(paths: list[Path]) -> list[_Outcome]:
     return [_FileCheck(_CONTEXT, path).run() for path in paths]
 
 
-def _facts_chunk(sources: list[str]) -> list[_InputFacts | None]:
+def _facts_chunk(sources: list[tuple[int, str]]) -> list[_InputFacts | None]:
     assert _RULES is not None
-    return [_input_facts(source, _RULES) for source in sources]
+    return [_input_facts(source, _RULES, order) for order, source in sources]
 
 
 def _map_parallel(
@@ -51,18 +51,41 @@ def _map_parallel(
     workers: int,
     init: tuple[_Context | None, _Rules | None],
 ) -> list[Any]:
+    """``function`` over chunks of ``items``, in order, with ``workers`` processes.
+
+    The calling process is one of them: it takes the next chunk whenever the pool has
+    enough in hand. That is a process fewer to start for each of verify's two passes, its
+    results never pickled, and caches (keywords, decisions, values) that stay warm from one
+    pass to the next. Every process takes its chunks in order (see :class:`_InputFacts`)."""
     # Small enough that the workers finish together (a last long chunk leaves a core idle),
     # large enough that sending the paths and results costs little.
     chunk = max(1, min(16, -(-len(items) // (max(workers, 1) * 4))))
     chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
-    if workers <= 1 or len(items) < _PARALLEL_FROM:
-        _init_worker(*init)
-        try:
+    _init_worker(*init)
+    try:
+        if workers <= 1 or len(items) < _PARALLEL_FROM:
             return [r for c in chunks for r in function(c)]
-        finally:
-            _init_worker(None, None)
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=init) as pool:
-        return [r for results in pool.map(function, chunks) for r in results]
+        results: list[list[Any]] = [[] for _ in chunks]
+        with ProcessPoolExecutor(workers - 1, initializer=_init_worker, initargs=init) as pool:
+            pending: dict[Future[list[Any]], int] = {}
+            ahead = 2 * (workers - 1)  # chunks in the pool's hands: none waits for the next
+            position = 0
+            while position < len(chunks) or pending:
+                for future in [f for f in pending if f.done()]:
+                    results[pending.pop(future)] = future.result()
+                while position < len(chunks) and len(pending) < ahead:
+                    pending[pool.submit(function, chunks[position])] = position
+                    position += 1
+                if position < len(chunks):
+                    results[position] = function(chunks[position])
+                    position += 1
+                elif pending:
+                    done, _waiting = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        results[pending.pop(future)] = future.result()
+        return [r for c in results for r in c]
+    finally:
+        _init_worker(None, None)
 
 
 def verify(
@@ -123,7 +146,8 @@ def verify(
                 rules.name, len(files), problems=(f"cannot read the inputs ({exc.strerror})",)
             )
         unreadable = 0
-        for facts in _map_parallel(_facts_chunk, sources, count, (None, rules)):
+        numbered = list(enumerate(sources, start=1))
+        for facts in _map_parallel(_facts_chunk, numbered, count, (None, rules)):
             if facts is None:
                 unreadable += 1
                 continue

@@ -24,11 +24,13 @@ from .context import _FileState
 from .elements import (
     _DEFLATED,
     _STRING_VRS,
+    _Data,
     _is_instance_uid_element,
     _joined,
     _keyword,
     _Node,
     _text,
+    _unread,
 )
 from .inputs import _aligned, _read_input, _source_bytes
 from .report import Category, IodCheck
@@ -51,10 +53,12 @@ def _validate(check: _FileState, node: _Node, values: list[str], legal: bool) ->
         message = "bytes outside its character set"
         check.invalid.append((node, _joined(values), Category.CHARACTER_SET, message))
         return
-    if vr in _BINARY_SIZES and node.raw is not None and len(node.raw) % _BINARY_SIZES[vr]:
-        message = f"{len(node.raw)} bytes: not a whole number of {vr} values"
-        check.invalid.append((node, "", invalid, message))
-        return
+    if vr in _BINARY_SIZES:
+        size = len(node.raw) if node.raw is not None else _unread(node)
+        if size is not None and size % _BINARY_SIZES[vr]:
+            message = f"{size} bytes: not a whole number of {vr} values"
+            check.invalid.append((node, "", invalid, message))
+            return
     for index, value in enumerate(values):
         problem = _invalid(vr, value)
         if problem is not None:
@@ -78,8 +82,8 @@ def _report_invalid(check: _FileState, source: str | None) -> None:
     """The invalid values found, except those the matched input already had."""
     everything: Mapping[tuple[int, ...], tuple[str, str]] = {}
     if check.invalid and source is not None:  # rare: read the input again
-        ds = _read_input(source)
-        everything = _aligned(ds) if ds is not None else {}
+        read = _read_input(source)
+        everything = _aligned(read.data) if read is not None else {}
     for node, joined, category, message in check.invalid:
         before = everything.get(_META_SOURCE.get(node.key, node.key))
         if before is not None and joined and before[1].casefold() == joined:
@@ -188,7 +192,7 @@ def _deflated(path: Path) -> bool:
             meta = read_file_meta_info(path)
     except Exception:
         return False
-    return _text(meta, 0x00020010) == _DEFLATED
+    return _text(_Data.of(meta), 0x00020010) == _DEFLATED
 
 
 def _run_dciodvfy(program: str, path: Path) -> dict[str, str]:
