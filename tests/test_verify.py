@@ -46,7 +46,9 @@ from dicomveil import (
 )
 from dicomveil.cli import app
 from dicomveil.verify import Category, Check, RiskKind, Verdict
-from dicomveil.verify.elements import _Data, _encodings, _items, _nodes, _values
+from dicomveil.verify.elements import _Data, _encodings, _items, _nodes, _text, _values
+from dicomveil.verify.expectations import _Rules
+from dicomveil.verify.inputs import _InputWalk, _walk_values
 from dicomveil.verify.leaks import _WHAT, _regions
 from dicomveil.verify.needles import _build_needles, _Kind, _kind, _trie
 from dicomveil.verify.reading import _load_output, _parse, _Read
@@ -637,14 +639,46 @@ def _same_reading(mine: _Read, data: bytes, *, stop_before_pixels: bool) -> None
             assert ((*row[:-1], None) if unraw else row) == want
 
 
+def _found(read: _Read, rules: _Rules) -> list[tuple[tuple[int, ...], object]]:
+    found: list[tuple[tuple[int, ...], object]] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for data in (read.meta, read.data):
+            _walk_values(data, rules, found, ("ascii",))  # type: ignore[arg-type]
+    return found
+
+
 def _check_reading(data: bytes) -> bool:
     """verify's reader declines ``data`` or reads it as pydicom does, whole and up to the
-    pixel data; True when it read it."""
+    pixel data; True when it read it. Read for the input walk (what it passes over left
+    out), the walk finds the same in both readings."""
     whole = _parse(data)
     header = _parse(data, stop_before_pixels=True)
     for mine, stop in ((whole, False), (header, True)):
         if mine is not None:
             _same_reading(mine, data, stop_before_pixels=stop)
+    rules = _Rules.of(BASIC)
+    lean = _parse(data, stop_before_pixels=True, skip=rules.skip)
+    assert (lean is None) == (header is None)
+    walked: list[tuple[tuple[int, ...], object]] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sop: str | None = _InputWalk(data, True, rules).facts(walked)  # type: ignore[arg-type]
+    except Exception:
+        sop = None
+    if sop is not None:
+        assert lean is not None, "the one-pass walk reads only what the reader reads"
+    if lean is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+        theirs = _Read(_Data.of(ds.file_meta), _Data.of(ds), ds)
+        expected = _found(theirs, _Rules.of(BASIC))
+        assert _found(lean, rules) == expected
+        if sop is not None:
+            assert walked == expected
+            assert sop == _text(theirs.data, 0x00080018)
     return whole is not None
 
 
@@ -657,6 +691,13 @@ def test_most_real_files_take_the_quick_path() -> None:
     bundled = [c.path for c in REAL_FILES if c.name.startswith("test_files/")]
     accepted = sum(_check_reading(path.read_bytes()) for path in bundled)
     assert accepted >= len(bundled) // 3, (accepted, len(bundled))
+    rules = _Rules.of(BASIC)
+    walked = 0
+    for path in bundled:
+        with contextlib.suppress(Exception), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            walked += _InputWalk(path.read_bytes(), True, rules).facts([]) is not None
+    assert walked >= accepted * 3 // 4, (walked, accepted)
 
 
 def test_damaged_copies_are_never_read_differently(basic: Case) -> None:

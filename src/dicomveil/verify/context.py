@@ -3,13 +3,14 @@ the whole-set checks, and the state of one file's check that each check adds to.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .elements import _Node
+from .elements import _Data, _Node, _spans
 from .expectations import _Rules
 from .needles import _Needles
 from .report import Category, Finding, IodCheck, RiskFlag, RiskKind, _finding
@@ -30,13 +31,15 @@ class _Context:
     dciodvfy: str | None
     iod: IodCheck
 
-    def redact(self, text: str) -> str:
-        """``text`` with identifying parts masked (unless values may be shown)."""
+    def redact(self, text: str, hits: list[tuple[int, bytes]] | None = None) -> str:
+        """``text`` with identifying parts masked (unless values may be shown); ``hits``:
+        the needles found in it, when known."""
         if self.show_values or self.needles.empty:
             return text
         data = os.fsencode(text)
-        lowered = data.lower()
-        spans = [(at, at + len(n)) for at, n in self.needles.find(lowered)]
+        if hits is None:
+            hits = self.needles.find(data.lower())
+        spans = [(at, at + len(n)) for at, n in hits]
         if not spans:
             return text
         out = bytearray()
@@ -77,8 +80,14 @@ class _FileState:
         self.path = path
         rel = path.relative_to(ctx.root) if path != ctx.root else Path(path.name)
         self.rel = rel.as_posix()
-        self.outcome = _Outcome(ctx.redact(self.rel))
-        self.spans: list[tuple[int, int, _Node]] = []  # where each element's value lies
+        # Needles in the file's path, searched once: for the leak check and for masking.
+        needles = ctx.needles
+        self.name_hits = [] if needles.empty else needles.find(os.fsencode(self.rel).lower())
+        self.outcome = _Outcome(ctx.redact(self.rel, self.name_hits))
+        # What was walked (each dataset with the offset its elements' offsets are relative
+        # to), and where each element's value lies: found when a leak needs a place.
+        self.walked: list[tuple[_Data, int]] = []
+        self._spans: list[tuple[int, int, _Node]] | None = None
         self.pending: list[tuple[_Node, str, frozenset[str]]] = []  # for the original check
         # (node, joined value, category, message): reported unless the input had it too
         self.invalid: list[tuple[_Node, str, Category, str]] = []
@@ -88,6 +97,17 @@ class _FileState:
         self.signature = hashlib.blake2b(digest_size=16)  # the structure, for dciodvfy
         self.original: Mapping[tuple[int, ...], tuple[str, str]] = {}  # of the matched input
         self.shift: int | None = None  # days, once known
+
+    @property
+    def spans(self) -> list[tuple[int, int, _Node]]:
+        """(start, end, node) of every element value the walk saw: only the leak search
+        needs them, and only where it finds something, so they are not kept on the way."""
+        if self._spans is None:
+            self._spans = []
+            with contextlib.suppress(Exception):  # as far as the walk could read
+                for data, base in self.walked:
+                    _spans(data, base, self._spans)
+        return self._spans
 
     def add(self, path: str, category: Category, message: str) -> None:
         self.outcome.findings.append(

@@ -7,7 +7,7 @@ engine: the VRs, the tags every check needs, and what a UI element holds.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -78,17 +78,20 @@ class _Data:
     the parent's (undefined length), as :meth:`items` says.
     """
 
-    __slots__ = ("_dataset", "_sequences", "elements")
+    __slots__ = ("_dataset", "_sequences", "elements", "filtered")
 
     def __init__(
         self,
         elements: Mapping[int, _Element],
         sequences: Mapping[int, list[_Data]],
         dataset: Dataset | None = None,
+        *,
+        filtered: bool = False,
     ) -> None:
         self.elements = elements
         self._sequences = sequences
         self._dataset = dataset
+        self.filtered = filtered  # read without what the input walk passes over
 
     @classmethod
     def of(cls, ds: Dataset) -> _Data:
@@ -186,13 +189,16 @@ def _nodes(
     depth: int,
     skip: Mapping[tuple[int, str], bool] | None = None,
     taken: Callable[[int, str, str, bytes], bool] | None = None,
+    passable: _Passable | None = None,
 ) -> Iterator[_Node]:
-    """The elements of one dataset (not of its items); ``skip[(tag, VR)]`` passes over public
-    elements without building them, and ``taken(tag, VR, creator, raw bytes)`` is offered
-    each element read raw: when it returns True it has dealt with it (the input walk's memo)
-    and no node is built."""
+    """The elements of one dataset (not of its items), as nodes. Some are passed over without
+    building one: public elements ``skip[(tag, VR)]`` says; elements read raw for which
+    ``taken(tag, VR, creator, raw bytes)`` returns True (it dealt with them: the input
+    walk's memo); public elements read raw that ``passable`` lets pass (the output walk's:
+    ``how[(tag, VR)]`` is 2, or 1 with ``(VR, encodings, raw bytes)`` in its set)."""
     creators: dict[tuple[int, int], str] = {}  # a block's creator sorts before its elements
     keywords, raw_type, node_type = _KEYWORDS, RawDataElement, _Node
+    how, valid = passable if passable is not None else (None, None)
     # The raw dict, in file order: no Tag conversion or lookup per element, and plain int tags
     # (pydicom's BaseTag compares in Python, which every dict lookup keyed by a tag pays).
     for base_tag, element in data.elements.items():
@@ -202,20 +208,15 @@ def _nodes(
         if type(vr) is not str or vr == "UN" or len(vr) != 2:
             vr = _vr_of(element, tag)
         private = group & 1 == 1
+        creator = ""
         if private:
-            keyword = creator = ""
             number = tag & 0xFFFF
             if number > 0x00FF:
                 creator = creators.get((group, number >> 8), "")
             elif number >= 0x0010:
                 creators[(group, number)] = _creator_text(element)
-        else:
-            creator = ""
-            keyword = keywords.get(tag)  # type: ignore[assignment]
-            if keyword is None:
-                keyword = keywords[tag] = _keyword(tag)
-            if skip is not None and skip[(tag, vr)]:
-                continue
+        elif skip is not None and skip[(tag, vr)]:
+            continue
         raw: bytes | None = None
         if type(element) is raw_type:
             start = base + element.value_tell
@@ -225,10 +226,20 @@ def _nodes(
                 raw = value
                 if taken is not None and taken(tag, vr, creator, raw):
                     continue
+                if how is not None and not private:
+                    passing = how[(tag, vr)]
+                    if passing and (passing == 2 or (vr, encodings, raw) in valid):  # type: ignore[operator]
+                        continue
         else:  # converted by pydicom already: its span is approximate
             tell = getattr(element, "file_tell", None)
             start = -1 if tell is None or vr == "SQ" else base + int(tell)
             length = 12 + len(_as_text(element.value)) if start >= 0 else 0
+        if private:
+            keyword = ""
+        else:
+            keyword = keywords.get(tag)  # type: ignore[assignment]
+            if keyword is None:
+                keyword = keywords[tag] = _keyword(tag)
         yield node_type(  # positional: this runs for every element of every file
             tag, vr, keyword, prefix, (*key, tag), raw, element, start, length, creator,
             encodings, depth, base, private,
@@ -236,6 +247,34 @@ def _nodes(
 
 
 _KEYWORDS: dict[int, str] = {}  # per process: tag -> keyword ("" when unknown)
+# What the output walk may pass over: how (0 never, 1 when its value is known valid, 2 always)
+# by (tag, VR), and the (VR, encodings, bytes) of values known valid.
+_Passable = tuple[Mapping[tuple[int, str], int], Container[tuple[str, tuple[str, ...], bytes]]]
+
+
+def _spans(
+    data: _Data,
+    base: int,
+    into: list[tuple[int, int, _Node]],
+    inherited: tuple[str, ...] = ("ascii",),
+    key: tuple[int, ...] = (),
+    prefix: str = "",
+) -> None:
+    """(start, end, node) of the values of a dataset's elements, its items' included, as the
+    output walk sees them: private creators and every other element but group lengths and
+    sequences (whose items are walked)."""
+    encodings, _unknown = _encodings(data, inherited)
+    for node in _nodes(data, base, key, prefix, encodings, len(key) // 2):
+        number = node.tag & 0xFFFF
+        creator = node.private and 0x0010 <= number <= 0x00FF
+        if not creator and number == 0 and node.tag >> 16 != 0x0002:
+            continue
+        if node.vr == "SQ" and not creator:
+            for item, item_base, item_key, item_prefix in _items(data, node):
+                _spans(item, item_base, into, encodings, item_key, item_prefix)
+            continue
+        if node.start >= 0 and node.length and node.length != 0xFFFFFFFF:
+            into.append((node.start, node.start + node.length, node))
 
 
 def _items(data: _Data, node: _Node) -> Iterator[tuple[_Data, int, tuple[int, ...], str]]:

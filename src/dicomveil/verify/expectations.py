@@ -67,9 +67,26 @@ class _Rules:
         init=False, compare=False, repr=False
     )
 
+    # Public elements of an output that need only be valid (see the output walk).
+    passable: _Lookup[tuple[int, str], int] = field(init=False, compare=False, repr=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "skip", _Lookup(self._unwanted))
         object.__setattr__(self, "decided", _Lookup(self._decide))
+        object.__setattr__(self, "passable", _Lookup(self._passable))
+
+    def _passable(self, key: tuple[int, str]) -> int:
+        """2 for a group length (no content), 1 for a public element of an output whose
+        value the profile keeps or cleans, that is no UID, no sequence and no free text
+        the risk flags look at: its validity is all that is checked. 0 otherwise."""
+        tag, vr = key
+        group = tag >> 16
+        if group & 1 or vr == "SQ" or vr == "UI":
+            return 0
+        if tag & 0xFFFF == 0 and group != 0x0002:
+            return 2
+        letters = self.decided[(tag, vr, "")][1]
+        return 1 if ("K" in letters or "C" in letters) and tag not in self.descriptors else 0
 
     @classmethod
     def of(cls, profile: Profile) -> _Rules:

@@ -14,13 +14,22 @@ from .conformance import (
     _unused_creators,
 )
 from .context import _FileState, _Outcome
-from .elements import _Data, _encodings, _items, _nodes, _text, _values
+from .elements import (
+    _MAX_VALUES,
+    _MEMO_BYTES,
+    _Data,
+    _encodings,
+    _items,
+    _nodes,
+    _text,
+    _values,
+)
 from .leaks import _check_name, _inflated, _pdf_streams, _search
 from .reading import _load_output
 from .references import _match, _uid_element, _uid_pairs
 from .report import Category, IodCheck, RiskKind
 from .risks import _risks
-from .validity import _iod, _report_invalid, _shape, _validate
+from .validity import _VALID, _iod, _report_invalid, _shape, _validate
 
 _DIRECTORY_CLASS: Final = "1.2.840.10008.1.3.10"
 
@@ -52,9 +61,11 @@ class _FileCheck(_FileState):
         meta, ds = loaded.read.meta, loaded.read.data
         self.outcome.directory = _text(meta, 0x00020002) == _DIRECTORY_CLASS
         inflated = _inflated(image, meta)
+        base = inflated.base if inflated else 0
+        self.walked = [(meta, 0), (ds, base)]
         try:
             self._walk(meta, ("ascii",), 0, (), "", 0, False)
-            self._walk(ds, ("ascii",), inflated.base if inflated else 0, (), "", 0, False)
+            self._walk(ds, ("ascii",), base, (), "", 0, False)
             _check_meta(self, meta, ds)
             _risks(self, ds)
         except Exception as exc:  # pydicom raises many kinds on a malformed element
@@ -84,7 +95,10 @@ class _FileCheck(_FileState):
 
         This runs for every element of every file: what every element needs is looked up
         once per dataset, and the checks that apply to few are tested before they are
-        called."""
+        called. Most elements of an output are kept values (technical ones) whose only check
+        is validity, and most such values come back file after file: one whose bytes were
+        found valid before builds no node (:attr:`_Rules.passable`). Where element values lie is
+        found only when the leak search needs it (:attr:`_FileState.spans`)."""
         ctx = self.ctx
         rules = ctx.rules
         encodings, unknown = _encodings(ds, inherited)
@@ -96,18 +110,17 @@ class _FileCheck(_FileState):
             )
         creators: dict[int, str] = {}  # creator tag -> path
         used: set[int] = set()  # creator tags of blocks with elements
-        decided, descriptors, spans = rules.decided, rules.descriptors, self.spans
+        decided, descriptors, invalid = rules.decided, rules.descriptors, self.invalid
         directory = self.outcome.directory and depth
         shaping = ctx.iod is IodCheck.STRUCTURE and ctx.dciodvfy is not None
-        for node in _nodes(ds, base, key, prefix, encodings, depth):
+        valid = _VALID
+        fast = None if shaping or directory else (rules.passable, valid)
+        for node in _nodes(ds, base, key, prefix, encodings, depth, passable=fast):
             tag = node.tag
             group, number = tag >> 16, tag & 0xFFFF
             private = node.private
-            start, length = node.start, node.length
             if private and 0x0010 <= number <= 0x00FF:  # a private creator
                 creators[tag] = node.path
-                if start >= 0 and length and length != 0xFFFFFFFF:
-                    spans.append((start, start + length, node))
                 continue
             if private and number > 0x00FF:
                 used.add((group << 16) | (number >> 8))
@@ -129,12 +142,16 @@ class _FileCheck(_FileState):
                         item, encodings, item_base, item_key, item_prefix, depth + 1, not noisy
                     )
                 continue
-            if start >= 0 and length and length != 0xFFFFFFFF:
-                spans.append((start, start + length, node))
             values, legal = _values(node)
             if shaping:
                 _shape(self, node, values)
+            found = len(invalid)
             _validate(self, node, values, legal)
+            raw = node.raw
+            if raw is not None and len(invalid) == found and len(raw) <= _MEMO_BYTES:
+                if len(valid) >= _MAX_VALUES:
+                    valid.clear()
+                valid.add((vr, encodings, raw))
             if vr == "UI" or (private and vr == "UN"):
                 _uid_element(self, node, values, expect)
             if not quiet and group != 0x0002 and "K" not in letters:

@@ -5,7 +5,6 @@ PDF streams, an inflated copy of a deflated dataset; not pixel data) and in its 
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import re
 import zlib
 from collections import Counter
@@ -43,11 +42,8 @@ _WHAT: Final = {
 
 
 def _check_name(check: _FileState) -> None:
-    if check.ctx.needles.empty:
-        return
-    lowered = os.fsencode(check.rel).lower()
     seen: set[Category] = set()
-    for _at, needle in check.ctx.needles.find(lowered):
+    for _at, needle in check.name_hits:
         category, text = check.ctx.needles.info[needle]
         if category in seen:
             continue

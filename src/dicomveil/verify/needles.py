@@ -3,12 +3,13 @@ for a byte search (a trie regex for words and IDs, sets for UIDs, dates and numb
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property, lru_cache
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .elements import _DATE_VRS, _TEXT_VRS, _is_instance_uid_element, _Node, _well_known
 from .report import Category
@@ -64,8 +65,7 @@ class _Kind(StrEnum):
     PLAIN = "plain"  # IDs: anywhere
 
 
-@dataclass(frozen=True, slots=True)
-class _Literal:
+class _Literal(NamedTuple):
     """A needle found by its anchor: a run of letters or digits in it that shows in the bytes
     searched as a whole run (``exact``), the start of one (``prefix``: its first 4 bytes) or
     the end of one (``suffix``: its last 4 bytes). ``at`` is where the key starts in it."""
@@ -256,16 +256,9 @@ def _build_needles(raw: Mapping[str, Category], kept: Iterable[str]) -> _Needles
         if text.casefold() in skip:
             continue
         kind = _kind(text, category)
-        encoded = None
-        for encoding in ("utf-8", "latin-1"):
-            try:
-                needle = text.encode(encoding).lower()
-            except UnicodeEncodeError:
-                continue
-            if needle == encoded:
-                continue  # ASCII: the same bytes either way
-            encoded = needle
-            info.setdefault(needle, (category, text))
+        for needle in _encoded(text):
+            if needle not in info:
+                info[needle] = (category, text)
             if kind is _Kind.UID:
                 uids.add(needle)
             elif kind is _Kind.DATE and len(needle) == 8 and needle.isdigit():
@@ -305,14 +298,14 @@ def _build_needles(raw: Mapping[str, Category], kept: Iterable[str]) -> _Needles
         exact={k: tuple(v) for k, v in anchors["exact"].items()},
         prefix={k: tuple(v) for k, v in anchors["prefix"].items()},
         suffix={k: tuple(v) for k, v in anchors["suffix"].items()},
-        uid_keys=frozenset(max(_DIGIT_PARTS.findall(u), key=len, default=u) for u in uids),
+        # A UID that can match is digits and dots: its longest part, a run of digits.
+        uid_keys=frozenset(max(u.split(b"."), key=len) for u in uids),
         groups={n: g for g, needles in rest.items() for n in needles},
     )
 
 
 _UID_TOKEN: Final = re.compile(rb"(?<![0-9.])[0-9]+(?:\.[0-9]+)+")
 _DIGIT_RUN: Final = re.compile(rb"(?<![0-9.])[0-9]{6,}")  # _MIN_DIGITS: shorter runs never match
-_DIGIT_PARTS: Final = re.compile(rb"[0-9]+")
 _ESCAPED: Final = tuple(re.escape(bytes([byte])) for byte in range(256))
 _TAILS: Final = {_Kind.WORD: rb"(?![a-z])"}  # what may not follow a needle of the trie
 
@@ -349,6 +342,17 @@ def _trie(words: list[bytes], kinds: Mapping[bytes, _Kind], guard: bytes) -> byt
         return body
 
     return build(root, 0)
+
+
+def _encoded(text: str) -> tuple[bytes, ...]:
+    """A needle's bytes, lower-cased: in UTF-8 and in Latin-1 (once when they agree)."""
+    if text.isascii():
+        return (text.encode("ascii").lower(),)
+    forms: list[bytes] = []
+    for encoding in ("utf-8", "latin-1"):
+        with contextlib.suppress(UnicodeEncodeError):
+            forms.append(text.encode(encoding).lower())
+    return tuple(forms)
 
 
 def _kind(text: str, category: Category) -> _Kind:

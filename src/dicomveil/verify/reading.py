@@ -116,7 +116,8 @@ def _parse(
     """The file in ``buf`` read by verify's parser, or ``None`` when pydicom should read it.
     With ``complete`` false ``buf`` is the start of a file: raises :class:`_ShortError` when
     what it needs goes on past it. ``skip[(tag, VR)]`` leaves public elements out (not the
-    Specific Character Set, nor what has no explicit VR): what a caller would pass over."""
+    Specific Character Set): what the input walk would pass over, with the VR it would give
+    them; the datasets read are marked ``filtered`` so that it need not look again."""
     try:
         return _Parser(buf, complete, stop_before_pixels, skip=skip).run()
     except _DeclineError:
@@ -247,6 +248,17 @@ class _Parser:
             raise _DeclineError
 
     def run(self) -> _Read:
+        meta, position = self.start()
+        data, end, stopped = self.dataset(position, len(self.buf), top=True)
+        if not stopped and not self.complete:
+            raise _ShortError
+        if stopped:
+            self.pixels = end
+        return _Read(meta, data)
+
+    def start(self) -> tuple[_Data, int]:
+        """The prefix, the file meta and the transfer syntax checked: the file meta, and
+        where the dataset starts."""
         buf = self.buf
         self.need(132 + 8, len(buf))
         if buf[128:132] != b"DICM":
@@ -267,12 +279,7 @@ class _Parser:
         vr = buf[position + 4 : position + 6]
         if (0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B) == self.implicit:
             raise _DeclineError  # encoded otherwise than its transfer syntax says
-        data, end, stopped = self.dataset(position, len(buf), top=True)
-        if not stopped and not self.complete:
-            raise _ShortError
-        if stopped:
-            self.pixels = end
-        return _Read(meta, data)
+        return meta, position
 
     def header(self, position: int) -> tuple[int, str | None, int, int]:
         """(tag, VR, length, where the value starts) of the element at ``position``."""
@@ -352,11 +359,12 @@ class _Parser:
         stop = top and self.stop
         base = self.base
         skip = self.skip
+        filtered = skip is not None
         last = -1
         while position < limit or undefined:
-            if position + 8 > limit:
-                self.need(position + 8, limit)
             value_at = position + 8
+            if value_at > limit:
+                self.need(value_at, limit)
             if implicit:
                 group, number, length = unpack_implicit(buf, position)
                 vr: str | None = None
@@ -372,29 +380,17 @@ class _Parser:
                         self.need(value_at + 4, limit)
                     (length,) = unpack_length(buf, value_at)
                     value_at += 4
-            if group == 0xFFFE:
-                if number == 0xE00D and undefined and not length and vr is None:
-                    return _Data(elements, sequences), value_at, False
-                raise _DeclineError
             tag = group << 16 | number
             if tag <= last:
                 raise _DeclineError  # out of order, or twice: pydicom keeps what it finds
             last = tag
-            if stop and group == 0x7FE0 and tag in _PIXEL_TAGS:
-                return _Data(elements, sequences), position, True
-            if (
-                skip is not None
-                and vr is not None
-                and not group & 1
-                and length != undefined_length
-                and vr != "UN"
-                and tag != _CHARSET
-                and skip[(tag, vr)]
-            ):
-                position = value_at + length
-                if position > limit:
-                    self.need(position, limit)
-                continue
+            if group >= 0x7FE0:
+                if group == 0xFFFE:
+                    if number == 0xE00D and undefined and not length and vr is None:
+                        return _Data(elements, sequences, filtered=filtered), value_at, False
+                    raise _DeclineError
+                if stop and tag in _PIXEL_TAGS:
+                    return _Data(elements, sequences, filtered=filtered), position, True
             if length == undefined_length:
                 vr, items, value_end, position = self.undefined(tag, vr, value_at, limit)
                 value: bytes | None = buf[value_at:value_end]
@@ -404,6 +400,16 @@ class _Parser:
                 position = value_at + length
                 if position > limit:
                     self.need(position, limit)
+                if skip is not None and not group & 1 and tag != _CHARSET:
+                    # The VR the walk will give it (_vr_of): the dictionary's where none
+                    # was written or UN was.
+                    if vr is None or vr == "UN":
+                        known = _dictionary_vr(tag)
+                        checked = known if known and " or " not in known else "UN"
+                    else:
+                        checked = vr
+                    if skip[(tag, checked)]:
+                        continue
                 value = buf[value_at:position] if length else empty[vr]
                 if vr == "SQ":
                     sequences[tag] = self.items(value_at, position)
@@ -416,7 +422,7 @@ class _Parser:
             )
         if undefined:
             raise _DeclineError
-        return _Data(elements, sequences), position, False
+        return _Data(elements, sequences, filtered=filtered), position, False
 
     def undefined(
         self, tag: int, vr: str | None, position: int, limit: int

@@ -53,36 +53,48 @@ def _map_parallel(
 ) -> list[Any]:
     """``function`` over chunks of ``items``, in order, with ``workers`` processes.
 
-    The calling process is one of them: it takes the next chunk whenever the pool has
-    enough in hand. That is a process fewer to start for each of verify's two passes, its
-    results never pickled, and caches (keywords, decisions, values) that stay warm from one
-    pass to the next. Every process takes its chunks in order (see :class:`_InputFacts`)."""
-    # Small enough that the workers finish together (a last long chunk leaves a core idle),
-    # large enough that sending the paths and results costs little.
-    chunk = max(1, min(16, -(-len(items) // (max(workers, 1) * 4))))
+    The calling process is one of them: it works through the next chunk, file by file, and
+    between files hands the pool a chunk whenever one of its processes has none queued.
+    That is a process fewer to start for each of verify's two passes, its results never
+    pickled, and caches (keywords, decisions, values) that stay warm from one pass to the
+    next. Near the end the pool is handed one chunk at a time, so that no process is left
+    alone with a queue. Every process takes its chunks in order (see :class:`_InputFacts`).
+    """
+    pool_size = workers - 1
+    # Small enough that the processes finish together (a last long chunk leaves a core
+    # idle), large enough that sending the paths and results costs little.
+    chunk = max(1, min(8, -(-len(items) // (max(workers, 1) * 4))))
     chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
     _init_worker(*init)
     try:
-        if workers <= 1 or len(items) < _PARALLEL_FROM:
+        if pool_size < 1 or len(items) < _PARALLEL_FROM:
             return [r for c in chunks for r in function(c)]
         results: list[list[Any]] = [[] for _ in chunks]
-        with ProcessPoolExecutor(workers - 1, initializer=_init_worker, initargs=init) as pool:
+        with ProcessPoolExecutor(pool_size, initializer=_init_worker, initargs=init) as pool:
             pending: dict[Future[list[Any]], int] = {}
-            ahead = 2 * (workers - 1)  # chunks in the pool's hands: none waits for the next
             position = 0
-            while position < len(chunks) or pending:
+
+            def tend() -> None:
+                nonlocal position
                 for future in [f for f in pending if f.done()]:
                     results[pending.pop(future)] = future.result()
+                left = len(chunks) - position
+                ahead = pool_size * (2 if left > 4 * workers else 1)
                 while position < len(chunks) and len(pending) < ahead:
                     pending[pool.submit(function, chunks[position])] = position
                     position += 1
+
+            while True:
+                tend()
                 if position < len(chunks):
-                    results[position] = function(chunks[position])
-                    position += 1
+                    mine, position = position, position + 1
+                    for item in chunks[mine]:
+                        results[mine].extend(function([item]))
+                        tend()
                 elif pending:
-                    done, _waiting = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        results[pending.pop(future)] = future.result()
+                    wait(pending, return_when=FIRST_COMPLETED)
+                else:
+                    break
         return [r for c in results for r in c]
     finally:
         _init_worker(None, None)

@@ -68,6 +68,11 @@ def _validate(check: _FileState, node: _Node, values: list[str], legal: bool) ->
             return
 
 
+# Per process: (VR, encodings, bytes) of values :func:`_validate` found nothing wrong with (a
+# pure function of them), which the output walk then passes over.
+_VALID: set[tuple[str, tuple[str, ...], bytes]] = set()
+
+
 @lru_cache(maxsize=1 << 16)  # codes, numbers and dates repeat from file to file
 def _invalid(vr: str, value: str) -> str | None:
     """pydicom's reason why the value is not legal for the VR, or None."""
