@@ -12,6 +12,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import random
 import re
 import shutil
@@ -195,6 +196,37 @@ def test_clean_output_passes_with_workers(basic: Case, monkeypatch: pytest.Monke
     monkeypatch.setattr(module, "_PARALLEL_FROM", 1)
     report = basic.check(workers=2)
     assert report.result is Verdict.PASS and report.files == len(basic.originals)
+
+
+def _double(chunk: list[int]) -> list[int]:
+    return [2 * n for n in chunk]
+
+
+def _double_here(parent: int) -> Callable[[list[int]], list[int]]:
+    """Doubles in the process ``parent`` only: a child fails on its first chunk."""
+
+    def double(chunk: list[int]) -> list[int]:
+        if os.getpid() != parent:
+            raise RuntimeError("a failing child")
+        return _double(chunk)
+
+    return double
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked children: Linux")
+def test_forked_children_give_every_result_or_the_error() -> None:
+    module = sys.modules["dicomveil.verify.runner"]
+    chunks = [[n, n + 1] for n in range(0, 40, 2)]
+    assert module._forked(_double, chunks, 2) == [_double(c) for c in chunks]
+    # A child that fails leaves its chunks to the calling process, which works them.
+    here = module._forked(_double_here(os.getpid()), chunks, 1)
+    assert here == [_double(c) for c in chunks]
+
+    def broken(chunk: list[int]) -> list[int]:
+        raise ValueError(chunk)
+
+    with pytest.raises(ValueError):  # what fails in every process fails in the caller
+        module._forked(broken, chunks, 1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,13 +3,20 @@ large sets), and the checks across the whole set."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import multiprocessing
 import os
+import pickle
 import shutil
+import signal
+import sys
+import tempfile
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from ..profiles import Profile
 from .context import _Context, _Outcome
@@ -53,12 +60,16 @@ def _map_parallel(
 ) -> list[Any]:
     """``function`` over chunks of ``items``, in order, with ``workers`` processes.
 
-    The calling process is one of them: it works through the next chunk, file by file, and
+    The calling process is one of them: it works through its chunks file by file, and
     between files hands the pool a chunk whenever one of its processes has none queued.
     That is a process fewer to start for each of verify's two passes, its results never
     pickled, and caches (keywords, decisions, values) that stay warm from one pass to the
-    next. Near the end the pool is handed one chunk at a time, so that no process is left
-    alone with a queue. Every process takes its chunks in order (see :class:`_InputFacts`).
+    next. Each process takes a run of consecutive chunks (the pool the first, the calling
+    process the last), so that the files of one patient and series, which repeat each
+    other's values, meet one process's memos; whoever runs out takes the other's last
+    chunks. Near the end the pool is handed one chunk at a time, so that no process is left
+    alone with a queue. The order chunks are taken in does not matter (see
+    :class:`_InputFacts`): results come back in the order of ``items``.
     """
     pool_size = workers - 1
     # Small enough that the processes finish together (a last long chunk leaves a core
@@ -69,27 +80,28 @@ def _map_parallel(
     try:
         if pool_size < 1 or len(items) < _PARALLEL_FROM:
             return [r for c in chunks for r in function(c)]
+        if _FORK:
+            return [r for c in _forked(function, chunks, pool_size) for r in c]
         results: list[list[Any]] = [[] for _ in chunks]
+        split = len(chunks) * pool_size // workers
+        theirs, mine = deque(range(split)), deque(range(split, len(chunks)))
         with ProcessPoolExecutor(pool_size, initializer=_init_worker, initargs=init) as pool:
             pending: dict[Future[list[Any]], int] = {}
-            position = 0
 
             def tend() -> None:
-                nonlocal position
                 for future in [f for f in pending if f.done()]:
                     results[pending.pop(future)] = future.result()
-                left = len(chunks) - position
-                ahead = pool_size * (2 if left > 4 * workers else 1)
-                while position < len(chunks) and len(pending) < ahead:
-                    pending[pool.submit(function, chunks[position])] = position
-                    position += 1
+                ahead = pool_size * (2 if len(theirs) + len(mine) > 4 * workers else 1)
+                while (theirs or mine) and len(pending) < ahead:
+                    index = theirs.popleft() if theirs else mine.pop()
+                    pending[pool.submit(function, chunks[index])] = index
 
             while True:
                 tend()
-                if position < len(chunks):
-                    mine, position = position, position + 1
-                    for item in chunks[mine]:
-                        results[mine].extend(function([item]))
+                if mine or theirs:
+                    index = mine.popleft() if mine else theirs.pop()
+                    for item in chunks[index]:
+                        results[index].extend(function([item]))
                         tend()
                 elif pending:
                     wait(pending, return_when=FIRST_COMPLETED)
@@ -98,6 +110,80 @@ def _map_parallel(
         return [r for c in results for r in c]
     finally:
         _init_worker(None, None)
+
+
+# Where the calling process can fork (Linux): see _forked. Elsewhere a process pool is used.
+_FORK: Final = sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+def _forked(
+    function: Callable[[list[Any]], list[Any]], chunks: list[list[Any]], children: int
+) -> list[list[Any]]:
+    """``function`` of every chunk, in ``children`` forked processes and the calling one.
+
+    A process pool costs more than verify's passes can spare: a manager thread in the
+    calling process (it competes with the work there for the interpreter), the tasks and
+    the code sent to the workers, a wait at start and at shutdown. A forked child has all
+    it needs already (the chunks, the context), starts at once and needs no thread here.
+    The children take chunks from the front (a shared counter), the calling process from
+    the back: each meets consecutive files (one patient's, one series'), whose values its
+    memos then know. A child pickles its results into a temporary file read when it exits.
+    A chunk a child took but gave no result for (it failed, or was killed) is worked here,
+    so that what fails fails here, as it would without children.
+    """
+    context = multiprocessing.get_context("fork")
+    lock = context.Lock()
+    bounds = context.RawArray("q", [0, len(chunks)])  # the next from the front, the back end
+
+    def take(front: bool) -> int | None:
+        with lock:
+            if bounds[0] >= bounds[1]:
+                return None
+            if front:
+                bounds[0] += 1
+                return int(bounds[0] - 1)
+            bounds[1] -= 1
+            return int(bounds[1])
+
+    results: list[list[Any] | None] = [None] * len(chunks)
+    running: list[tuple[int, IO[bytes]]] = []
+    with contextlib.ExitStack() as files:
+        try:
+            for _ in range(children):
+                sink: IO[bytes] = files.enter_context(
+                    tempfile.TemporaryFile(prefix="dicomveil-verify-")
+                )
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:  # the child: its share, then out, whatever happens
+                    status = 1
+                    try:
+                        while (index := take(front=True)) is not None:
+                            pickle.dump((index, function(chunks[index])), sink, protocol=5)
+                        sink.flush()
+                        status = 0
+                    finally:
+                        os._exit(status)
+                running.append((pid, sink))
+            while (index := take(front=False)) is not None:
+                results[index] = function(chunks[index])
+            while running:
+                pid, sink = running.pop()
+                os.waitpid(pid, 0)
+                sink.seek(0)
+                while True:
+                    try:  # what this process's own child wrote, nothing from outside
+                        index, result = pickle.load(sink)  # noqa: S301
+                    except Exception:  # the end, or what a failing child left
+                        break
+                    results[index] = result
+        finally:
+            for pid, _sink in running:  # an error here: the children go too
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+                    os.waitpid(pid, 0)
+    return [r if r is not None else function(c) for r, c in zip(results, chunks, strict=True)]
 
 
 def verify(
