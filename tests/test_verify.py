@@ -46,13 +46,16 @@ from dicomveil import (
     verify,
 )
 from dicomveil.cli import app
-from dicomveil.verify import Category, Check, RiskKind, Verdict
+from dicomveil.verify import Category, Check, IodCheck, RiskKind, Verdict
+from dicomveil.verify.context import _Context
 from dicomveil.verify.elements import _Data, _encodings, _items, _nodes, _text, _values
 from dicomveil.verify.expectations import _Rules
+from dicomveil.verify.files import _FileCheck
 from dicomveil.verify.inputs import _InputWalk, _walk_values
 from dicomveil.verify.leaks import _WHAT, _regions
 from dicomveil.verify.needles import _build_needles, _Kind, _kind, _trie
 from dicomveil.verify.reading import _load_output, _parse, _Read
+from dicomveil.verify.validity import _VALID
 
 from ._support import CorpusFile, real_files
 from .conftest import write_profile
@@ -211,6 +214,21 @@ def _double_here(parent: int) -> Callable[[list[int]], list[int]]:
         return _double(chunk)
 
     return double
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "pool"])
+def test_workers_find_what_one_process_finds(
+    basic: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fork: bool
+) -> None:
+    """Inputs and outputs shared out in chunks among processes (needles merged in input
+    order, repeats sent once per process): the same report, finding for finding."""
+    module = sys.modules["dicomveil.verify.runner"]
+    case = _faulty(basic.clone(tmp_path))
+    alone = case.check(workers=1, show_values=True).to_dict()
+    monkeypatch.setattr(module, "_PARALLEL_FROM", 1)
+    monkeypatch.setattr(module, "_FORK", fork and module._FORK)
+    assert case.check(workers=2, show_values=True).to_dict() == alone
+    assert case.check(workers=3, show_values=True).to_dict() == alone
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked children: Linux")
@@ -804,6 +822,31 @@ def test_odd_length_pixel_data_is_invalid(large: Case, tmp_path: Path) -> None:
     assert _load_output(target).image.hole is not None
     report = case.check()
     assert found(report, Check.VALIDITY, Category.INVALID_VALUE, "PixelData")
+
+
+def test_structure_signature_does_not_depend_on_what_is_passed_over(basic: Case) -> None:
+    """Kept values known valid are passed over without a node; the structure they give the
+    dciodvfy signature is the same as with one."""
+    ctx = _Context(
+        root=basic.output, rules=_Rules.of(BASIC), needles=_build_needles({}, ()),
+        original_uids=frozenset(), map_new_to_old={}, inputs_by_sop={}, replaced={},
+        against=False, has_map=False, show_values=False, dciodvfy="dciodvfy",
+        iod=IodCheck.STRUCTURE,
+    )  # fmt: skip
+
+    def signature(path: Path) -> bytes:
+        read = _load_output(path).read
+        assert read is not None
+        check = _FileCheck(ctx, path)
+        check._walk(read.meta, ("ascii",), 0, (), "", 0, False)
+        check._walk(read.data, ("ascii",), 0, (), "", 0, False)
+        return check.signature.digest()
+
+    for path in basic.outputs():
+        _VALID.clear()
+        every_node = signature(path)
+        assert _VALID, "values found valid"
+        assert signature(path) == every_node
 
 
 def _one_regex(raw: dict[str, Category]) -> Callable[[bytes], list[tuple[int, bytes]]]:

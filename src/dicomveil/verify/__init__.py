@@ -3,9 +3,10 @@
 :func:`verify` reads every file under an output folder and reports what a reviewer must know
 before the data leave the site. It never asks the engine what it did: it derives what the
 profile demands from the profile's data (base, options, rules) and the tables of
-:mod:`dicomveil.tables` (PS3.15 Table E.1-1, Table E.3.10-1), reads the output with pydicom,
-searches the raw bytes itself, and compares with the originals when they are given. A bug in
-the engine therefore shows up here as a finding.
+:mod:`dicomveil.tables` (PS3.15 Table E.1-1, Table E.3.10-1), reads the files itself (a strict
+reader of its own for well-formed files, pydicom's for the rest), searches the raw bytes
+itself, and compares with the originals when they are given. A bug in the engine therefore
+shows up here as a finding.
 
 The checks (:class:`Check`):
 
@@ -38,9 +39,20 @@ overlays and SR content trees.
 No message holds a value read from a file unless ``show_values`` is set: findings name the
 file (with identifying parts of its name masked), the element and the category.
 
+Verify runs at least as fast as de-identification of the same files
+(``benchmarks/bench_verify.py``), without checking less: it reads what it checks and no more
+(an output's header and what follows its pixel data, an input's header without what the input
+walk passes over; :mod:`~dicomveil.verify.reading`), walks an input as it reads it
+(:class:`~dicomveil.verify.inputs._InputWalk`), remembers what comes back file after file
+(what an input value contributes, output values found valid, the profile's decision per tag),
+looks needles up by the runs of letters and digits of the bytes searched
+(:class:`~dicomveil.verify.needles._Needles`), and shares the files out among forked
+processes, the calling one included (:mod:`~dicomveil.verify.runner`).
+
 Modules: :mod:`~dicomveil.verify.report` (findings, risk flags, the report),
 :mod:`~dicomveil.verify.expectations` (what the profile demands),
-:mod:`~dicomveil.verify.elements` (walking a dataset), :mod:`~dicomveil.verify.inputs` and
+:mod:`~dicomveil.verify.reading` (reading a file), :mod:`~dicomveil.verify.elements`
+(walking a dataset), :mod:`~dicomveil.verify.inputs` and
 :mod:`~dicomveil.verify.needles` (the originals and their identifying values),
 :mod:`~dicomveil.verify.files` (one output file) and its checks
 :mod:`~dicomveil.verify.conformance`, :mod:`~dicomveil.verify.leaks`,

@@ -190,12 +190,14 @@ def _nodes(
     skip: Mapping[tuple[int, str], bool] | None = None,
     taken: Callable[[int, str, str, bytes], bool] | None = None,
     passable: _Passable | None = None,
+    shaped: Callable[[tuple[int, ...], str, bytes, int], None] | None = None,
 ) -> Iterator[_Node]:
     """The elements of one dataset (not of its items), as nodes. Some are passed over without
     building one: public elements ``skip[(tag, VR)]`` says; elements read raw for which
     ``taken(tag, VR, creator, raw bytes)`` returns True (it dealt with them: the input
     walk's memo); public elements read raw that ``passable`` lets pass (the output walk's:
-    ``how[(tag, VR)]`` is 2, or 1 with ``(VR, encodings, raw bytes)`` in its set)."""
+    ``how[(tag, VR)]`` is 2, or 1 with ``(VR, encodings, raw bytes)`` in its set), which are
+    then handed to ``shaped(key, VR, raw bytes, length)`` (when 1, if given)."""
     creators: dict[tuple[int, int], str] = {}  # a block's creator sorts before its elements
     keywords, raw_type, node_type = _KEYWORDS, RawDataElement, _Node
     how, valid = passable if passable is not None else (None, None)
@@ -229,6 +231,8 @@ def _nodes(
                 if how is not None and not private:
                     passing = how[(tag, vr)]
                     if passing and (passing == 2 or (vr, encodings, raw) in valid):  # type: ignore[operator]
+                        if shaped is not None and passing == 1:
+                            shaped((*key, tag), vr, raw, element.length)
                         continue
         else:  # converted by pydicom already: its span is approximate
             tell = getattr(element, "file_tell", None)
@@ -365,24 +369,29 @@ def _values(node: _Node) -> tuple[list[str], bool]:
         return [], True
     raw = node.raw
     if raw is not None:
-        if not raw:
-            return [], True
-        memo = (vr, node.encodings, raw) if len(raw) <= _MEMO_BYTES else None
-        if memo is not None:
-            known = _VALUES.get(memo)
-            if known is not None:
-                return known
-        found = _values_of(raw, vr, node.encodings)
-        if memo is not None:
-            if len(_VALUES) >= _MAX_VALUES:
-                _VALUES.clear()
-            _VALUES[memo] = found
-        return found
+        return _raw_values(raw, vr, node.encodings)
     value = node.element.value
     if value is None:
         return [], True
     items = value if isinstance(value, MultiValue | list | tuple) else [value]
     return _stripped(vr, [_as_text(v) for v in items]), True
+
+
+def _raw_values(raw: bytes, vr: str, encodings: tuple[str, ...]) -> tuple[list[str], bool]:
+    """:func:`_values` of an element of a string VR read raw."""
+    if not raw:
+        return [], True
+    memo = (vr, encodings, raw) if len(raw) <= _MEMO_BYTES else None
+    if memo is not None:
+        known = _VALUES.get(memo)
+        if known is not None:
+            return known
+    found = _values_of(raw, vr, encodings)
+    if memo is not None:
+        if len(_VALUES) >= _MAX_VALUES:
+            _VALUES.clear()
+        _VALUES[memo] = found
+    return found
 
 
 # Per process: (VR, encodings, bytes) -> values. Codes, dates, names and UIDs repeat from file

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import Final
 
 from .conformance import (
@@ -29,7 +30,7 @@ from .reading import _load_output
 from .references import _match, _uid_element, _uid_pairs
 from .report import Category, IodCheck, RiskKind
 from .risks import _risks
-from .validity import _VALID, _iod, _report_invalid, _shape, _validate
+from .validity import _VALID, _iod, _report_invalid, _shape, _shape_passed, _validate
 
 _DIRECTORY_CLASS: Final = "1.2.840.10008.1.3.10"
 
@@ -114,8 +115,9 @@ class _FileCheck(_FileState):
         directory = self.outcome.directory and depth
         shaping = ctx.iod is IodCheck.STRUCTURE and ctx.dciodvfy is not None
         valid = _VALID
-        fast = None if shaping or directory else (rules.passable, valid)
-        for node in _nodes(ds, base, key, prefix, encodings, depth, passable=fast):
+        fast = None if directory else (rules.passable, valid)
+        shaped = partial(_shape_passed, self, encodings) if shaping else None
+        for node in _nodes(ds, base, key, prefix, encodings, depth, passable=fast, shaped=shaped):
             tag = node.tag
             group, number = tag >> 16, tag & 0xFFFF
             private = node.private

@@ -1,5 +1,6 @@
 """Needles: the identifying values of the originals, in the forms people write them, compiled
-for a byte search (a trie regex for words and IDs, sets for UIDs, dates and numbers)."""
+for a byte search (sets for UIDs, dates and numbers; names, IDs and the rest keyed by runs of
+letters or digits they hold, see :class:`_Needles`)."""
 
 from __future__ import annotations
 

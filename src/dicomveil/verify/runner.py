@@ -153,9 +153,13 @@ def _forked(
                 sink: IO[bytes] = files.enter_context(
                     tempfile.TemporaryFile(prefix="dicomveil-verify-")
                 )
-                sys.stdout.flush()
-                sys.stderr.flush()
-                pid = os.fork()
+                for stream in (sys.stdout, sys.stderr):  # nothing buffered twice
+                    with contextlib.suppress(Exception):
+                        stream.flush()
+                try:
+                    pid = os.fork()
+                except OSError:
+                    break  # no more processes: fewer children, the rest is worked here
                 if pid == 0:  # the child: its share, then out, whatever happens
                     status = 1
                     try:

@@ -29,6 +29,7 @@ from .elements import (
     _joined,
     _keyword,
     _Node,
+    _raw_values,
     _text,
     _unread,
 )
@@ -134,6 +135,26 @@ def _shape(check: _FileState, node: _Node, values: list[str], items: int = 0) ->
     else:
         shape = str(node.length)
     check.signature.update(f"{node.key}{vr}{shape};".encode())
+
+
+def _shape_passed(
+    check: _FileState,
+    encodings: tuple[str, ...],
+    key: tuple[int, ...],
+    vr: str,
+    raw: bytes,
+    length: int,
+) -> None:
+    """:func:`_shape` of an element the output walk passes over (see :attr:`_Rules.passable`:
+    public, read raw, no UID and no sequence), without its node."""
+    if vr in _STRING_VRS:
+        values = _raw_values(raw, vr, encodings)[0]
+        shape = f"{len(values)}:" + ("\\".join(values) if vr == "CS" else "")
+    elif vr in _BINARY_SIZES and len(raw) <= 64:
+        shape = raw.hex()
+    else:
+        shape = str(length)
+    check.signature.update(f"{key}{vr}{shape};".encode())
 
 
 def _iod(check: _FileState, source: str | None) -> None:
