@@ -1,11 +1,16 @@
 """Streaming DICOM I/O: read a file up to its pixel data, write it back with the pixel data
 copied byte for byte, atomically.
 
-The header (everything before Pixel Data, plus the few elements after it) is parsed by
-pydicom; the Pixel Data element itself (native or encapsulated, any size) is never decoded
-nor held in memory: its bytes are copied from the input to the output in chunks. Deflated
-files are the exception: their dataset is compressed as a whole, so pydicom reads and
-writes them in memory.
+Reading: a well-formed file's header (everything before Pixel Data) is cut into pydicom's raw
+elements by a quick scan (:mod:`dicomveil.scan`); any other file is parsed by pydicom, which
+reports or tolerates what is unusual about it. Values are decoded only when something asks.
+
+Writing: elements the engine left untouched are copied as bytes from the input; the changed
+ones are encoded (:mod:`dicomveil.encoding`, byte for byte what pydicom writes). The Pixel
+Data element itself (native or encapsulated, any size) is never decoded nor held in memory:
+its bytes are copied from the input to the output by the kernel (``copy_file_range``), or in
+chunks where that is not possible. Deflated files are the exception: their dataset is
+compressed as a whole, so pydicom reads and writes them in memory.
 
 Output files are written to a temporary name in the destination folder and renamed into
 place, so an interrupted run never leaves a half-written file; inputs are opened read-only.
