@@ -455,17 +455,21 @@ class _Parser:
             group, number, length = _IMPLICIT.unpack_from(buf, position)
             if group << 16 | number != _ITEM:
                 raise _DeclineError
-            position += 8
-            if length == _UNDEFINED:
-                item, position, _stopped = self.dataset(position, end, undefined=True)
-            else:
-                self.need(position + length, end)
-                item, stop, _stopped = self.dataset(position, position + length)
-                if stop != position + length:
-                    raise _DeclineError
-                position = stop
+            item, position = self.item(position + 8, length, end)
             found.append(item)
         return found
+
+    def item(self, position: int, length: int, limit: int) -> tuple[_Data, int]:
+        """One item whose content starts at ``position`` (of ``length``, or undefined),
+        inside a container ending at ``limit``; and where the next item starts."""
+        if length == _UNDEFINED:
+            item, position, _stopped = self.dataset(position, limit, undefined=True)
+            return item, position
+        self.need(position + length, limit)
+        item, stop, _stopped = self.dataset(position, position + length)
+        if stop != position + length:
+            raise _DeclineError
+        return item, stop
 
     def undefined_items(self, position: int, limit: int) -> tuple[list[_Data], int]:
         """The items of a sequence of undefined length, and where its delimiter starts."""
@@ -479,15 +483,7 @@ class _Parser:
                 return found, position
             if tag != _ITEM:
                 raise _DeclineError
-            position += 8
-            if length == _UNDEFINED:
-                item, position, _stopped = self.dataset(position, limit, undefined=True)
-            else:
-                self.need(position + length, limit)
-                item, stop, _stopped = self.dataset(position, position + length)
-                if stop != position + length:
-                    raise _DeclineError
-                position = stop
+            item, position = self.item(position + 8, length, limit)
             found.append(item)
 
     def fragments(self, position: int, limit: int) -> int:
