@@ -230,7 +230,7 @@ class _Worker:
             if kind is not Kind.DICOM:
                 return FileResult(task, Outcome.FAILED, kind.value)
             try:
-                source = read_source(path)
+                source = read_source(path, quick=False)  # the quick scan declined it
             except InputError as exc:
                 return FileResult(task, Outcome.FAILED, exc.reason)
         if source.is_dicomdir:

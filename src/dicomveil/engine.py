@@ -379,7 +379,7 @@ class _Walk:
                 # decoded: explicit VR tells the VR), or removed.
                 verdict = verdicts.get(int(tag))  # an int: pydicom's tags compare in Python
                 if verdict is None:
-                    verdict = self._verdict(tag)
+                    verdict = verdicts[int(tag)] = self._verdict(tag)
                 if verdict is _KEPT:
                     vr = elem.VR
                     if vr is not None and vr not in _SWEPT_VRS:
@@ -478,7 +478,7 @@ class _Walk:
 
     def _verdict(self, tag: int) -> object:
         """What a public element at the top level comes to, before looking at it: kept (if
-        its VR needs no sweep), removed, or a closer look. Remembered per IOD."""
+        its VR needs no sweep), removed, or a closer look. The walk remembers it per IOD."""
         decision = self.engine.profile.public(tag)
         if decision.code is Action.KEEP:
             verdict = _KEPT
@@ -486,7 +486,6 @@ class _Walk:
             verdict = _REMOVED
         else:
             verdict = _LOOK
-        self.engine.top_level_verdicts.setdefault(self.iod, {})[int(tag)] = verdict
         return verdict
 
     def _resolve(self, decision: Decision, tag: int, path: tuple[str, ...]) -> Action:

@@ -164,14 +164,15 @@ def _bare_dataset(head: bytes) -> bool:
     return False
 
 
-def read_source(path: Path) -> SourceFile:
+def read_source(path: Path, *, quick: bool = True) -> SourceFile:
     """Parse a file up to Pixel Data and locate the pixel data's byte span.
 
     A well-formed file is scanned quickly (:mod:`dicomveil.scan`); any other is read by
-    pydicom. Raises :class:`InputError` (naming the file, never its content) when it is not
-    DICOM or cannot be parsed.
+    pydicom (``quick=False``: by pydicom straight away, for a caller whose own
+    :func:`read_scanned` already declined the file). Raises :class:`InputError` (naming the
+    file, never its content) when it is not DICOM or cannot be parsed.
     """
-    scanned = read_scanned(path)
+    scanned = read_scanned(path) if quick else None
     if scanned is not None:
         return scanned
     return _read_with_pydicom(path)
