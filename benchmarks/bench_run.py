@@ -5,6 +5,7 @@ Usage::
 
     python benchmarks/bench_run.py [--files N] [--size 512] [--rounds 3] [--workers 0]
                                    [--corpus DIR] [--scratch DIR] [--no-cli] [--json OUT]
+                                   [--baseline SRC]
     python benchmarks/bench_run.py --verify-pixels [--sample 25] [--files N] [--size 512]
 
 A deterministic corpus (CT series, and an MR series for every third patient, built with
@@ -474,7 +475,11 @@ def _expect_files(n: int) -> Callable[[Path], None]:
 
 
 def build_contenders(
-    corpus: Corpus, workers: int, key_file: Path, include_cli: bool
+    corpus: Corpus,
+    workers: int,
+    key_file: Path,
+    include_cli: bool,
+    baseline: Path | None = None,
 ) -> list[Contender]:
     profile = Profile.named(PROFILE_NAME)
     n_workers = workers or os.cpu_count() or 1
@@ -545,6 +550,25 @@ def build_contenders(
                 check_output=check,
             )
         )
+    if baseline is not None:
+        # Another dicomveil source tree (a git worktree of an earlier commit), run the same
+        # way as the CLI contender: the comparison "before and after" in one run.
+        source = baseline.resolve() / "src"
+        contenders.append(
+            Contender(
+                f"baseline CLI, {many}",
+                f"`dicomveil run` from {baseline} (PYTHONPATH={source}) as a subprocess, "
+                f"{PROFILE_NAME}, --workers {workers}",
+                command=lambda out: [
+                    "env", f"PYTHONPATH={source}", sys.executable, "-c",
+                    "from dicomveil.cli import main; main()", "run", "--profile", PROFILE_NAME,
+                    "--key", str(key_file), "--workers", str(workers), str(corpus.dicom),
+                    str(out),
+                ],
+                spawns=True,
+                check_output=check,
+            )
+        )  # fmt: skip
     return contenders
 
 
@@ -953,6 +977,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="where to write the outputs, removed after each run (default: the temp dir)",
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="SRC",
+        help="also time `dicomveil run` from another source tree (e.g. a git worktree of an "
+        "earlier commit), alternating with the others",
+    )
+    parser.add_argument(
         "--cli",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -1009,7 +1040,7 @@ def _benchmark(
     gnu_time = _gnu_time()
     key_file = scratch / "bench.key"
     write_key(key_file, KEY)
-    contenders = build_contenders(corpus, args.workers, key_file, args.cli)
+    contenders = build_contenders(corpus, args.workers, key_file, args.cli, args.baseline)
     warm_page_cache(corpus)
     warm_up(corpus, scratch, args.workers)
     gc.collect()

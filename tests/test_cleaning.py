@@ -677,8 +677,13 @@ def test_presentation_state_text_objects_are_cleaned(
 ) -> None:
     image = _ct(patient)
     source = build.gsps(patient, image)
-    withheld = make_engine().deidentify(build.gsps(patient, image))
-    assert withheld.withheld is Risk.STRUCTURED_CONTENT
+    # The Basic Profile's D on the Graphic Annotation Sequence: its items stay, their texts
+    # replaced by dummies and their references by new UIDs (issue 11: D never withholds).
+    basic = make_engine().deidentify(build.gsps(patient, image)).dataset
+    assert basic is not None
+    (dummy_text,) = basic.GraphicAnnotationSequence[0].TextObjectSequence
+    assert dummy_text.UnformattedTextValue == "ANONYMIZED"
+    assert patient.surname not in str(basic).upper()
     result = make_engine("ps3.15-basic", "clean-graphics").deidentify(build.gsps(patient, image))
     out = result.dataset
     assert out is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import gc
+import json
 import os
 import re
 import shutil
@@ -156,6 +157,25 @@ def test_run_on_the_sample(tmp_path: Path, key: Path) -> None:
     for path in files:
         assert_no_phi(str(path.relative_to(out)), values)
     assert_no_phi(result.stdout + result.stderr.replace(str(SAMPLE), ""), values)
+
+
+def test_run_json_report(tmp_path: Path, key: Path) -> None:
+    """--json: the counts, the reasons, and every input's outcome with its specific reason."""
+    out, report = tmp_path / "out", tmp_path / "run.json"
+    result = cli("run", "--key", key, "--workers", "1", "--json", report, SAMPLE, out)
+    assert result.exit_code == 0, result.output
+    document = json.loads(report.read_text(encoding="utf-8"))
+    assert document["summary"] == {"written": 8, "withheld": 1, "skipped": 1, "failed": 0}
+    assert document["profile"] == "ps3.15-basic"
+    by_input = {f["input"]: f for f in document["files"]}
+    us = by_input[str(SAMPLE / "us" / "IM0001")]
+    assert us["outcome"] == "withheld" and us["output"] is None
+    assert us["reason"].startswith("BurnedInAnnotation (0028,0301) is YES")
+    assert document["reasons"]["withheld"] == {us["reason"]: 1}
+    outputs = [f["output"] for f in document["files"] if f["outcome"] == "written"]
+    assert sorted(outputs) == sorted(p.relative_to(out).as_posix() for p in written(out))
+    values = phi_values(phi_of(sample_inputs().values()))
+    assert_no_phi(report.read_text(encoding="utf-8").replace(str(SAMPLE), ""), values)
 
 
 def test_map_dir(tmp_path: Path, key: Path) -> None:

@@ -149,16 +149,11 @@ def normalise(line: str) -> str:
 def dciodvfy_errors(path: Path) -> dict[str, str]:
     """Normalised error message -> the first original line with it."""
     assert DCIODVFY is not None
-    completed = subprocess.run(
-        [DCIODVFY, str(path)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=120,
-        check=False,
-    )
+    completed = subprocess.run([DCIODVFY, str(path)], capture_output=True, timeout=120, check=False)
+    # Bytes, split on LF only: a value may hold a CR, which text mode would make a new line.
+    output = (completed.stdout + completed.stderr).decode("utf-8", "replace")
     errors: dict[str, str] = {}
-    for line in (completed.stdout + completed.stderr).splitlines():
+    for line in output.split("\n"):
         if line.startswith("Error"):
             errors.setdefault(normalise(line), line.strip())
     return errors

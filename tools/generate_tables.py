@@ -13,7 +13,7 @@ Reads the CSV files described in ``<reference>/README.md`` and writes, into
 - ``ps3.15-safe-private.json``: DICOM PS3.15 2026d Table E.3.10-1 (Safe Private
   Attributes);
 - ``iod-types.json.gz``: SOP Class -> IOD, and the strictest Type of every attribute
-  path, per IOD, whose tag has a compound Basic Profile code (``X/Z``, ``Z/D``, ...);
+  path, per IOD, whose tag a compound code may need (see :func:`typed_tags`);
 - ``tcia-private.json``: TCIA (Posda) private tag dispositions, top-level elements.
 
 Output is deterministic (stable order, sorted keys, trailing newline, gzip mtime 0).
@@ -209,6 +209,22 @@ def build_safe_private(reference: Path) -> dict[str, object]:
     return table
 
 
+# Types the reference extraction lacks, each with its source; a row of the CSV wins.
+TYPE_SUPPLEMENT: Final[Mapping[tuple[str, str], tuple[str, str]]] = {
+    ("Color Palette", "ContentDescription"): (
+        "1",
+        "PS3.3 A.58 Color Palette IOD, Color Palette Definition Module: the Content "
+        "Identification Macro with Content Description required (dicom3tools' dciodvfy "
+        "module definition: Type 1); the extraction lists none of the macro's attributes",
+    ),
+    ("Color Palette", "AlternateContentDescriptionSequence>ContentDescription"): (
+        "1",
+        "PS3.3 Table 10-12 Content Identification Macro: Alternate Content Description "
+        "Sequence items, Content Description Type 1",
+    ),
+}
+
+
 def compound_tags(reference: Path) -> set[str]:
     """Single tags of Table E.1-1 whose Basic Profile code is compound (contains ``/``)."""
     return {
@@ -216,6 +232,31 @@ def compound_tags(reference: Path) -> set[str]:
         for rec in _read_csv(reference / E1_1_CSV)
         if "/" in rec["basic_profile"] and _TAG_RE.fullmatch(rec["tag"])
     }
+
+
+def typed_tags(reference: Path) -> set[str]:
+    """The tags whose Type per IOD the package needs: those with a compound Basic Profile
+    code in Table E.1-1, the free texts dicomveil empties beyond the table as Z/D
+    (``dicomveil.structured.EXTRA_TEXT_TAGS``), and those a bundled preset's rule gives a
+    compound code (``src/dicomveil/profiles/*.toml``). A custom profile's compound code on
+    any other tag takes its first (most protective) action."""
+    import tomllib
+
+    from pydicom.datadict import tag_for_keyword
+
+    from dicomveil.structured import EXTRA_TEXT_TAGS
+
+    tags = compound_tags(reference)
+    tags.update(f"{tag:08X}" for extras in EXTRA_TEXT_TAGS.values() for tag, _ in extras)
+    for preset in sorted((REPO / "src" / "dicomveil" / "profiles").glob("*.toml")):
+        for rule in tomllib.loads(preset.read_text(encoding="utf-8")).get("rules", []):
+            keyword = rule.get("keyword")
+            if "/" in str(rule.get("action", "")) and keyword:
+                tag = tag_for_keyword(keyword)
+                if tag is None:
+                    raise ReferenceDataError(f"{preset.name}: unknown keyword {keyword!r}")
+                tags.add(f"{tag:08X}")
+    return tags
 
 
 def build_iod_types(reference: Path) -> dict[str, object]:
@@ -226,7 +267,8 @@ def build_iod_types(reference: Path) -> dict[str, object]:
             raise ReferenceDataError(f"{SOP_CLASS_CSV}:{n}: unexpected row {rec}")
         sop_class_to_iod[uid] = iod
 
-    wanted = compound_tags(reference)
+    wanted = typed_tags(reference)
+    required = compound_tags(reference)
     rank = {t: i for i, t in enumerate(TYPE_ORDER)}
     types: dict[str, dict[str, str]] = {}
     found: set[str] = set()
@@ -243,14 +285,17 @@ def build_iod_types(reference: Path) -> dict[str, object]:
         old = paths.get(rec["path"])
         if old is None or rank[type_] < rank[old]:
             paths[rec["path"]] = type_
-    missing = wanted - found
+    for (iod, path), (type_, _why) in TYPE_SUPPLEMENT.items():
+        types.setdefault(iod, {}).setdefault(path, type_)
+    missing = required - found
     if missing:
         raise ReferenceDataError(
             f"{IOD_TYPES_CSV}: compound-code tags in no row: {sorted(missing)}"
         )
 
     table = _header(
-        "PS3.3 attribute Types per IOD for the compound codes of PS3.15 Table E.1-1",
+        "PS3.3 attribute Types per IOD for the compound codes of PS3.15 Table E.1-1 and of "
+        "the presets",
         IOD_EDITION,
         reference,
         IOD_TYPES_CSV,

@@ -313,7 +313,7 @@ def deidentify_source(
     result = engine.deidentify(source.dataset, has_pixel_data=source.has_pixel_data)
     if result.dataset is None:
         assert result.withheld is not None
-        return result.withheld.reason
+        return result.withheld_detail or result.withheld.reason
     target = destination(result.dataset, result.patient_pseudonym)
     size = write_output(source, result.dataset, target, pixels=cleaned.replacement,
                         durable=durable)  # fmt: skip

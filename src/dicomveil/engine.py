@@ -28,7 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from . import structured, tables
+from . import conditions, structured, tables
 from ._version import __version__
 from .actions import Action, Code, dummy_value
 from .crosswalk import Crosswalk
@@ -144,7 +144,10 @@ class Engine:
     def check_risks(
         self, ds: Dataset, has_pixel_data: bool | None = None
     ) -> tuple[Risk, str] | None:
-        """The first risk that withholds this dataset under the profile, if any.
+        """The first risk that withholds this dataset under the profile, if any, with the
+        reason: what in this file raised it (element, value class, SOP class) and the option
+        or ``allow`` entry that would let it through. Never a value of the file beyond the
+        enumerated ones (YES, NO, a modality, a SOP class name).
 
         ``has_pixel_data`` tells about pixel data the caller streams separately (not in
         ``ds``); by default the dataset itself is looked at.
@@ -154,34 +157,76 @@ class Engine:
         pixels = _has_pixels(ds) if has_pixel_data is None else has_pixel_data
         sop_class = _text(ds, 0x00080016)
         burned = _text(ds, 0x00280301).upper()
-        found: list[Risk] = []
+        found: list[tuple[Risk, str]] = []
         if sop_class.startswith(_ENCAPSULATED_DOCUMENT_PREFIX) or 0x00420011 in ds:
-            found.append(Risk.ENCAPSULATED_DOCUMENT)
+            what = (
+                f"SOP class {_sop_name(sop_class)}"
+                if sop_class.startswith(_ENCAPSULATED_DOCUMENT_PREFIX)
+                else "EncapsulatedDocument (0042,0011) present"
+            )
+            found.append(
+                (Risk.ENCAPSULATED_DOCUMENT, f"{what}: {Risk.ENCAPSULATED_DOCUMENT.reason}")
+            )
         if burned == "YES":
-            found.append(Risk.BURNED_IN_ANNOTATION)
+            found.append(
+                (Risk.BURNED_IN_ANNOTATION, "BurnedInAnnotation (0028,0301) is YES: text in "
+                 "the pixels cannot be cleaned without clean-pixel-data")
+            )  # fmt: skip
+        tree = self._content_tree(ds)
+        if tree:
+            found.append((Risk.STRUCTURED_CONTENT, tree))
         if _text(ds, 0x00280302).upper() == "YES":
-            found.append(Risk.RECOGNIZABLE_VISUAL_FEATURES)
+            found.append(
+                (Risk.RECOGNIZABLE_VISUAL_FEATURES, "RecognizableVisualFeatures (0028,0302) is "
+                 "YES: the image may show a face")
+            )  # fmt: skip
         modality = _text(ds, 0x00080060).upper()
-        risky_kind = modality in _BURNED_IN_MODALITIES or sop_class.startswith(
-            _BURNED_IN_SOP_PREFIXES
-        )
+        kinds = []
+        if modality in _BURNED_IN_MODALITIES:
+            kinds.append(f"Modality {modality}")
+        if sop_class.startswith(_BURNED_IN_SOP_PREFIXES):
+            kinds.append(f"SOP class {_sop_name(sop_class)}")
         clean_pixels = Option.CLEAN_PIXEL_DATA in self.profile.profile.options
-        if clean_pixels and pixels and not risky_kind:
+        if clean_pixels and pixels and not kinds:
             # clean-pixel-data looks wider (ImageType, XA, devices with known text regions).
             # Its pixel step (dicomveil.pixels) runs before the engine and sets
             # BurnedInAnnotation NO on what it has checked and cleaned.
             from .pixels import header_signals
 
-            risky_kind = bool(header_signals(ds))
-        if burned not in ("YES", "NO") and pixels and risky_kind:
-            found.append(Risk.POSSIBLE_BURNED_IN)
+            kinds.extend(header_signals(ds))
+        if burned not in ("YES", "NO") and pixels and kinds:
+            state = f"is {burned}" if burned else "is absent"
+            found.append(
+                (Risk.POSSIBLE_BURNED_IN, f"burned-in text not ruled out: {', '.join(kinds)} "
+                 f"(an image of a kind that often carries it) and BurnedInAnnotation "
+                 f"(0028,0301) {state}, not NO")
+            )  # fmt: skip
         allow = self.profile.profile.allow
-        for risk in found:
+        for risk, detail in found:
             if risk not in allow:
                 if clean_pixels and risk in (Risk.BURNED_IN_ANNOTATION, Risk.POSSIBLE_BURNED_IN):
-                    return risk, f"{risk.reason} (clean-pixel-data: the pixels were not checked)"
-                return risk, risk.reason
+                    return risk, f"{detail} (clean-pixel-data: the pixels were not checked)"
+                return risk, detail
         return None
+
+    def _content_tree(self, ds: Dataset) -> str:
+        """Why the top-level SR content tree withholds the object, or '' when there is none
+        or the profile keeps or cleans it on purpose (clean-structured-content, a rule).
+        A profile that keeps what it does not list (the presets) keeps the tree only by
+        default: that is not enough for free text about a person."""
+        if 0x0040A730 not in ds:
+            return ""
+        decision = self.profile.public(0x0040A730)
+        explicit = decision is not self.profile.public_default
+        if explicit and decision.code in (Action.KEEP, Action.CLEAN, Code.K, Code.C):
+            return ""
+        value = ds[0x0040A730].value
+        if not isinstance(value, Sequence) or len(value) == 0:
+            return ""
+        return (
+            f"ContentSequence (0040,A730): an SR content tree ({decision.source}); "
+            "clean-structured-content cleans it"
+        )
 
     def deidentify(
         self, ds: Dataset, *, explain: bool = False, has_pixel_data: bool | None = None
@@ -222,11 +267,15 @@ class Engine:
             else None,
             patient_name=_text(ds, 0x00100010),
         )
+        before = frozenset(t for t in conditions.watched() if t in ds)
         try:
             with warnings.catch_warnings():
                 # Real-world values break VR rules often; reading them must not warn or fail.
                 warnings.simplefilter("ignore", UserWarning)
                 walk.dataset(ds, ())
+            conditions.apply(
+                ds, before, lambda tag, vr, action, why: walk._report((), tag, vr, action, why)
+            )
         except _WithholdError as exc:
             return Result(dataset=None, withheld=exc.risk, withheld_detail=exc.detail)
         self._record(ds, offset)
@@ -327,7 +376,8 @@ class _Walk:
     reports: list[ElementReport] = field(default_factory=list)
     identifiers: Identifiers | None = field(default=None, repr=False)  # for C of free text
     patient_name: str = field(default="", repr=False)
-    structured: bool = False  # inside a sequence an option's C action cleans
+    structured: bool = False  # inside a sequence an option's C action cleans, or a D sequence
+    dummy_text: bool = False  # inside a D sequence: texts the table keeps become dummies
 
     # ---------------------------------------------------------------------------------------
     def dataset(self, ds: Dataset, path: tuple[str, ...]) -> None:
@@ -442,21 +492,7 @@ class _Walk:
             return True
         if action is Action.DUMMY:
             if vr == "SQ":
-                if len(ds[tag].value) == 0:
-                    self._report(path, tag, vr, "D", source + " (empty sequence kept)")
-                    return True
-                if self._cleans_items(tag):
-                    self._sequence(ds, tag, path, structured=True)
-                    self._report(path, tag, vr, "D", source + " (items cleaned)")
-                    return True
-                if Risk.STRUCTURED_CONTENT not in self.engine.profile.profile.allow:
-                    keyword = keyword_for_tag(tag) or "a sequence"
-                    raise _WithholdError(
-                        Risk.STRUCTURED_CONTENT, f"{Risk.STRUCTURED_CONTENT.reason} ({keyword})"
-                    )
-                self._sequence(ds, tag, path)
-                self._report(path, tag, vr, "K", source + " (allowed by the profile)")
-                return True
+                return self._dummy_sequence(ds, tag, path, source)
             ds[tag] = DataElement(tag, vr, self._dummy(ds, tag, vr))
             self._report(path, tag, vr, "D", source)
             return True
@@ -469,7 +505,10 @@ class _Walk:
             self._report(path, tag, vr, "X", source + " (a sequence cannot take a text: removed)")
             return False
         if vr in ("UN", "OB", "OW"):
-            ds[tag] = DataElement(tag, vr, _pad(value.encode("ascii", "replace")))
+            # A text (the VR unknown to the reader: implicit VR private elements) is padded
+            # as text is, with a space: a NUL would be invalid once the VR is known (LO).
+            data = value.encode("ascii", "replace")
+            ds[tag] = DataElement(tag, vr, data + b" " if len(data) % 2 else data)
         else:
             _validate(tag, vr, value)
             ds[tag] = DataElement(tag, vr, value)
@@ -573,9 +612,49 @@ class _Walk:
             vr,
             decision,
             default=profile.public_default,
+            clean_text=not self.dummy_text,
             keep_dates=self.offset is not None
             or Option.RETAIN_LONG_FULL_DATES in profile.profile.options,
         )
+
+    def _dummy_sequence(self, ds: Dataset, tag: int, path: tuple[str, ...], source: str) -> bool:
+        """D on a sequence (PS3.15 E.1-1): a dummy that is valid for the VR and the IOD.
+
+        An empty sequence stays empty. An SR content tree cannot be made a dummy without
+        losing the document: it withholds the object unless clean-structured-content cleans
+        it or the profile allows structured content. A code sequence becomes one item with a
+        dummy code of dicomveil's own coding scheme. Any other sequence keeps its items, each
+        cleaned by the table at every depth, with the names, free texts and dates the table
+        does not list replaced by dummies (or cleaned, inside a structure an option cleans).
+        """
+        items = ds[tag].value
+        if len(items) == 0:
+            self._report(path, tag, "SQ", "D", source + " (empty sequence kept)")
+            return True
+        if tag in structured.CONTENT_TREE_SEQUENCES:
+            if self._cleans_items(tag):
+                self._sequence(ds, tag, path, structured=True)
+                self._report(path, tag, "SQ", "D", source + " (items cleaned)")
+                return True
+            if Risk.STRUCTURED_CONTENT not in self.engine.profile.profile.allow:
+                raise _WithholdError(
+                    Risk.STRUCTURED_CONTENT,
+                    f"{_element_path(path, tag)}: an SR content tree ({source}); "
+                    "clean-structured-content cleans it",
+                )
+            self._sequence(ds, tag, path)
+            self._report(path, tag, "SQ", "K", source + " (allowed by the profile)")
+            return True
+        if structured.is_code_sequence(tag):
+            ds[tag] = DataElement(
+                tag, "SQ", Sequence([structured.dummy_code_item()]),
+                validation_mode=_pydicom_config.IGNORE,
+            )  # fmt: skip
+            self._report(path, tag, "SQ", "D", source + " (one dummy code item)")
+            return True
+        self._sequence(ds, tag, path, structured=True, dummy=not self.structured)
+        self._report(path, tag, "SQ", "D", source + " (items cleaned by the table)")
+        return True
 
     def _cleans_items(self, tag: int) -> bool:
         """A Basic Profile D sequence whose items clean-structured-content cleans."""
@@ -614,16 +693,27 @@ class _Walk:
 
     # ---------------------------------------------------------------------------------------
     def _sequence(
-        self, ds: Dataset, tag: int, path: tuple[str, ...], *, structured: bool = False
+        self,
+        ds: Dataset,
+        tag: int,
+        path: tuple[str, ...],
+        *,
+        structured: bool = False,
+        dummy: bool = False,
     ) -> None:
+        """Walk the items of a sequence; ``structured`` tightens the decisions inside (see
+        :mod:`dicomveil.structured`), ``dummy`` with it replaces texts by dummies instead of
+        cleaning them (the items of a D sequence)."""
         value = ds[tag].value
         keyword = keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-        outer, self.structured = self.structured, self.structured or structured
+        outer = (self.structured, self.dummy_text)
+        if structured and not self.structured:
+            self.structured, self.dummy_text = True, dummy
         try:
             for index, item in enumerate(value):
                 self.dataset(item, (*path, f"{keyword}[{index}]"))
         finally:
-            self.structured = outer
+            self.structured, self.dummy_text = outer
 
     def _uids(self, ds: Dataset, tag: int, vr: str, source: str) -> bool:
         """Replace every instance UID of one element; True if anything changed."""
@@ -784,6 +874,18 @@ def _summarise(results: Iterable[Cleaned]) -> str:
     return (text or "nothing identifying found") + (
         "; truncated to fit the VR" if truncated else ""
     )
+
+
+def _sop_name(uid: str) -> str:
+    """A SOP class by name where the dictionary knows it (never an instance UID)."""
+    entry = UID_dictionary.get(uid)
+    return str(entry[0]) if entry else uid
+
+
+def _element_path(path: tuple[str, ...], tag: int) -> str:
+    """Where an element is, for reasons and reports: ``A[0]>B (GGGG,EEEE)``; no values."""
+    keyword = keyword_for_tag(tag) or "element"
+    return ">".join((*path, f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})"))
 
 
 def _collapse(path: Iterable[str]) -> Iterator[str]:

@@ -56,7 +56,9 @@ def explain(
     result = engine.deidentify(source.dataset, explain=True, has_pixel_data=source.has_pixel_data)
     if result.dataset is None:
         assert result.withheld is not None
-        return Explanation(f"withheld: {result.withheld.reason}", (), pixel_report)
+        return Explanation(
+            f"withheld: {result.withheld_detail or result.withheld.reason}", (), pixel_report
+        )
     if engine.profile.copy:
         return Explanation("copied byte for byte: nothing is changed", ())
     before = flatten(original) if original is not None else {}

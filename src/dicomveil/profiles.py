@@ -22,6 +22,8 @@ Profile file format (TOML)::
     extends = "ps3.15-basic"           # a named profile or a path relative to this file
     options = ["retain-uids", "RetainLongitudinalTemporalInformationFullDatesOption"]
     allow = ["burned-in-annotation"]   # risks to let through instead of withholding
+    references = "keep"                # X/Z/U* reference sequences: keep (UIDs replaced)
+                                       # or remove (where the IOD does not require them)
     private = "remove"                 # private elements no rule matches: remove | keep
 
     [[rules]]
@@ -181,6 +183,9 @@ class Profile:
     allow: frozenset[Risk] = frozenset()
     keep_private: bool = False
     clean: Replacements = field(default_factory=Replacements)  # free-text cleaner tokens
+    # X/Z/U* reference sequences: kept with their UIDs replaced (False), or removed where
+    # the IOD does not require them (True: ``references = "remove"``).
+    remove_references: bool = False
 
     def __post_init__(self) -> None:
         for group in EXCLUSIVE:
@@ -327,6 +332,7 @@ _TOP_KEYS = {
     "private",
     "rules",
     "clean",
+    "references",
 }
 _RULE_KEYS = {"tag", "keyword", "private", "action", "value", "reason"}
 
@@ -371,12 +377,8 @@ def _from_toml(
             raise ProfileError(
                 f"unknown risk {item!r} (known: {known})", source=source, entry=f"allow[{i}]"
             ) from None
-    keep_private = parent.keep_private
-    if "private" in data:
-        private = _str(data, "private", source)
-        if private not in ("keep", "remove"):
-            raise ProfileError("must be 'keep' or 'remove'", source=source, entry="private")
-        keep_private = private == "keep"
+    keep_private = not _removes(data, "private", source, not parent.keep_private)
+    remove_references = _removes(data, "references", source, parent.remove_references)
     clean = parent.clean
     if "clean" in data:
         clean = clean.merged(Replacements.parse(data["clean"], source))
@@ -398,6 +400,7 @@ def _from_toml(
             allow=frozenset(allow),
             keep_private=keep_private,
             clean=clean,
+            remove_references=remove_references,
         )
     except ProfileError as exc:
         raise ProfileError(str(exc), source=source) from None
@@ -413,6 +416,16 @@ def _resolve_extends(
         if path.exists():
             return _load_file(path, chain)
     raise ProfileError(f"extends unknown profile {name!r}", source=source, entry="extends")
+
+
+def _removes(data: dict[str, Any], key: str, source: str, default: bool) -> bool:
+    """A ``keep`` / ``remove`` setting: True for remove; ``default`` when absent."""
+    if key not in data:
+        return default
+    value = _str(data, key, source)
+    if value not in ("keep", "remove"):
+        raise ProfileError("must be 'keep' or 'remove'", source=source, entry=key)
+    return value == "remove"
 
 
 def _str(data: dict[str, Any], key: str, source: str) -> str:
@@ -570,7 +583,7 @@ def _compile(profile: Profile) -> CompiledProfile:
             Action.REMOVE, "not in the DICOM data dictionary: cannot be vouched for, removed"
         )
         for row in tables.e1_1_rows():
-            decision = _row_decision(row, profile.options)
+            decision = _row_decision(row, profile.options, profile.remove_references)
             if row.tag == "private":
                 private_default = decision
             elif row.tag == "50xxxxxx":
@@ -632,10 +645,16 @@ def _compile(profile: Profile) -> CompiledProfile:
     return replace(compiled, digest=_digest(compiled))
 
 
-def _row_decision(row: tables.TableRow, options: frozenset[Option]) -> Decision:
+def _row_decision(
+    row: tables.TableRow, options: frozenset[Option], remove_references: bool = False
+) -> Decision:
     code = Code.parse(row.basic)
     source = f"PS3.15 Table E.1-1 {row.name}: {row.basic}"
     chosen: Decision = Decision(code, source)
+    if code is Code.X_Z_U and not remove_references:
+        # U is one of the table's choices for every Type: the reference stays, its UIDs
+        # replaced consistently with the objects it references (no privacy cost).
+        chosen = Decision(Action.UID, f"{source} (U: kept, UIDs replaced)")
     kept = False
     for option in Option:
         column = option.column
@@ -649,6 +668,11 @@ def _row_decision(row: tables.TableRow, options: frozenset[Option]) -> Decision:
             chosen = Decision(
                 Action.CLEAN, f"{source}, {option.value}: C", option=option, fallback=code
             )
+    if not kept and code is Code.U and Option.RETAIN_UIDS in options:
+        # PS3.15 E.3.9: the option retains UIDs; the table's column omits two U rows (UID
+        # (0040,A124) of SR content items, Digital Signature UID), which would otherwise be
+        # replaced while the same UIDs are kept where other elements reference them.
+        chosen = Decision(Action.KEEP, f"{source}, retain-uids: K (PS3.15 E.3.9)")
     return chosen
 
 
@@ -681,8 +705,9 @@ def _add_clean_extras(
                 tags.setdefault(
                     tag,
                     Decision(
-                        Code.Z,
-                        f"{name}: free text not in PS3.15 Table E.1-1; emptied (privacy first)",
+                        Code.Z_D,
+                        f"{name}: free text not in PS3.15 Table E.1-1; emptied, or a dummy "
+                        "where the IOD requires a value (privacy first): Z/D",
                     ),
                 )
     # The Basic Profile removes Overlay Data (60xx,3000): the rest of the overlay plane, its

@@ -26,7 +26,8 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Final
 
-from pydicom.datadict import get_entry
+from pydicom.datadict import get_entry, keyword_for_tag
+from pydicom.dataset import Dataset
 
 from . import tables
 from .actions import Action, Code
@@ -59,9 +60,36 @@ CODE_TAGS: Final = frozenset(
     }
 )
 
-# Basic Profile D sequences walked (not withheld) with clean-structured-content: the SR
-# Document General Module's observers, whose items hold only listed attributes.
+# Basic Profile D sequences whose items clean-structured-content cleans (person names become
+# keyed pseudonyms, as in the content tree) rather than the table's dummies: the SR Document
+# General Module's observers.
 CLEANED_D_SEQUENCES: Final = frozenset({0x0040A073})  # VerifyingObserverSequence
+
+# SR content trees: a D on them cannot keep the document, so they withhold the object unless
+# clean-structured-content cleans them or the profile allows structured content.
+CONTENT_TREE_SEQUENCES: Final = frozenset({0x0040A730})  # ContentSequence
+
+# The dummy code of a D code sequence (PS3.16 8.2: designators starting with "99" are
+# private coding schemes): one item, valid for the Code Sequence Macro.
+DUMMY_CODE: Final = ("ANONYMIZED", "99DICOMVEIL", "de-identified")
+
+
+def is_code_sequence(tag: int) -> bool:
+    """A sequence of coded entries (its keyword ends in CodeSequence, as every Code Sequence
+    Macro attribute's does)."""
+    keyword = keyword_for_tag(tag) or ""
+    return keyword.endswith("CodeSequence")
+
+
+def dummy_code_item() -> Dataset:
+    """A new item holding :data:`DUMMY_CODE`."""
+    item = Dataset()
+    value, scheme, meaning = DUMMY_CODE
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
+    return item
+
 
 # What an option also touches beyond its column of Table E.1-1: texts the table does not
 # list (the Basic Profile keeps them) that the option's cleaner cleans, and the overlay
@@ -117,12 +145,20 @@ def descriptor_tags() -> frozenset[int]:
 
 
 def decision_in_structure(
-    tag: int, vr: str, decision: Decision, *, default: Decision, keep_dates: bool
+    tag: int,
+    vr: str,
+    decision: Decision,
+    *,
+    default: Decision,
+    keep_dates: bool,
+    clean_text: bool = True,
 ) -> Decision:
     """The decision for an element inside a cleaned structure (see the module docstring).
 
     ``default`` is the compiled profile's decision for public attributes it does not list;
-    ``keep_dates`` is true when dates are kept or shifted rather than replaced.
+    ``keep_dates`` is true when dates are kept or shifted rather than replaced;
+    ``clean_text`` false (the items of a D sequence, no option cleaning them) replaces free
+    text the table does not list by a dummy instead of cleaning it.
     """
     listed = decision is not default
     if vr == "PN":
@@ -130,6 +166,10 @@ def decision_in_structure(
             return Decision(Action.DUMMY, decision.source + " (a name in a cleaned structure)")
         return decision
     if vr in TEXT_VRS and vr != "CS" and tag not in CODE_TAGS:
+        if not clean_text:
+            if listed:
+                return decision
+            return Decision(Action.DUMMY, decision.source + " (text in a D sequence)")
         if not listed or (tag in descriptor_tags() and decision.code is not Action.KEEP):
             return Decision(
                 Action.CLEAN,

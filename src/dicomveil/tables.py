@@ -168,8 +168,8 @@ _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 def attribute_types(iod: str) -> Mapping[str, str]:
     """Keyword path (``A>B>C``) -> strictest Type (1 > 1C > 2 > 2C > 3) in ``iod``.
 
-    Only paths ending in a tag with a compound Table E.1-1 Basic Profile code are
-    included; an unknown IOD gives an empty mapping.
+    Only paths ending in a tag that a compound code of Table E.1-1, of a preset or of
+    dicomveil's own free-text rules may need are included; an unknown IOD gives an empty mapping.
     """
     return _types().get(iod, _EMPTY)
 

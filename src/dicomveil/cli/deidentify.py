@@ -93,6 +93,14 @@ def run_command(
     preview_dir: PreviewDirArg = None,
     pixel_fill: PixelFillArg = None,
     pixel_rules: PixelRulesArg = None,
+    json_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            metavar="FILE",
+            help="Also write the summary and every file's outcome and reason as JSON.",
+        ),
+    ] = None,
 ) -> None:
     """De-identify INPUT... into OUTPUT."""
     if len(paths) < 2:
@@ -147,7 +155,49 @@ def run_command(
             err.print(f"DICOMDIR not written: {exc}", style="bold red")
             raise typer.Exit(1) from None
     _print_summary(summary)
+    if json_report is not None:
+        try:
+            _write_json(json_report, summary, chosen, Path(output))
+        except OSError as exc:
+            raise fail(f"cannot write {json_report} ({exc.strerror})") from None
     raise typer.Exit(0 if summary.ok else 1)
+
+
+def _write_json(path: Path, summary: RunSummary, profile: Profile, output: Path) -> None:
+    """The run's outcomes as JSON: counts, reasons, and one record per input (the input as
+    given, the outcome, the reason, the output relative to the output folder). Written to a
+    temporary file first, then moved into place."""
+    import json
+
+    def relative(target: Path | None) -> str | None:
+        if target is None:
+            return None
+        try:
+            return target.relative_to(output).as_posix()
+        except ValueError:
+            return str(target)
+
+    document = {
+        "dicomveil": __version__,
+        "profile": profile.name,
+        "summary": {o.value: summary.count(o) for o in Outcome},
+        "reasons": {
+            o.value: dict(sorted(summary.reasons(o).items()))
+            for o in (Outcome.WITHHELD, Outcome.SKIPPED, Outcome.FAILED)
+        },
+        "files": [
+            {
+                "input": r.task.display,
+                "outcome": r.outcome.value,
+                "reason": r.reason,
+                "output": relative(r.output) if r.outcome is Outcome.WRITTEN else None,
+            }
+            for r in summary.results
+        ],
+    }
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
 
 
 def _run_with_progress(

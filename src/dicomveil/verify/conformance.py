@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from ..conditions import conditions
 from .context import _FileState
 from .elements import (
     _SOP_INSTANCE_UID,
@@ -101,15 +102,21 @@ def _removed(check: _FileState, node: _Node, expect: _Expect) -> None:
         )
 
 
+# Type 2C attributes the table removes but PS3.3 may require (``required_with`` in the
+# package's data/conditions.toml): empty, at the top level, they carry nothing.
+_MAY_STAY_EMPTY: Final = frozenset(c.tag for c in conditions() if c.required_with)
+
+
 def _conform(
     check: _FileState, node: _Node, values: list[str], expect: _Expect, letters: frozenset[str]
 ) -> None:
     if "K" in letters or "C" in letters:
         return
-    if letters == {"X"}:
-        _removed(check, node, expect)
-        return
     empty = not values if node.vr in _STRING_VRS else _empty_binary(node)
+    if letters == {"X"}:
+        if not (empty and node.depth == 0 and node.tag in _MAY_STAY_EMPTY):
+            _removed(check, node, expect)
+        return
     if empty:
         return
     if letters <= {"X", "Z"}:
@@ -120,7 +127,7 @@ def _conform(
         )
         return
     if node.vr != "UI" and values and _replaced(letters):
-        check.pending.append((node, expect.why, letters))
+        check.pending.append((node, expect.why, letters, expect.value))
 
 
 def _unused_creators(check: _FileState, creators: Mapping[int, str], used: set[int]) -> None:
@@ -137,13 +144,15 @@ def _unused_creators(check: _FileState, creators: Mapping[int, str], used: set[i
 def _original_kept(check: _FileState) -> None:
     """Against the matched input: original values kept where the profile replaces them."""
     original = check.original
-    for node, why, letters in check.pending:
+    for node, why, letters, literal in check.pending:
         before = original.get(node.key)
         values, _legal = _values(node)
         if before is None or _joined(values) != before[1].casefold():
             continue
         if "R" in letters and _joined(values) in _NOT_IDENTIFYING:
             continue
+        if literal is not None and _joined(values) == literal.casefold():
+            continue  # the rule's own value, which the input happened to hold already
         what = "a shifted date" if letters == {"S"} else "a new value"
         check.add(
             node.path,

@@ -88,7 +88,8 @@ class _FileState:
         # to), and where each element's value lies: found when a leak needs a place.
         self.walked: list[tuple[_Data, int]] = []
         self._spans: list[tuple[int, int, _Node]] | None = None
-        self.pending: list[tuple[_Node, str, frozenset[str]]] = []  # for the original check
+        # For the original check: node, why, letters, a rule's literal replacement value.
+        self.pending: list[tuple[_Node, str, frozenset[str], str | None]] = []
         # (node, joined value, category, message): reported unless the input had it too
         self.invalid: list[tuple[_Node, str, Category, str]] = []
         self.uids: list[tuple[_Node, list[str]]] = []

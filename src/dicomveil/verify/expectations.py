@@ -32,6 +32,7 @@ class _Expect:
     allowed: frozenset[str]
     why: str
     explicit: bool = False  # kept on purpose (an option's K, a rule, a keep-all profile)
+    value: str | None = None  # a rule's literal replacement (no template field)
 
 
 def _letters(code: str) -> frozenset[str]:
@@ -126,7 +127,10 @@ class _Rules:
         for rule in profile.rules:
             action = rule.action.value
             letters = frozenset("R") if action == "R" else _letters(action)
-            expect = _Expect(letters, f"rule {rule.source}", explicit=letters == {"K"})
+            literal = rule.value if rule.value is not None and "{" not in rule.value else None
+            expect = _Expect(
+                letters, f"rule {rule.source}", explicit=letters == {"K"}, value=literal
+            )
             target = rule.target
             if target.tag is not None:
                 tags[target.tag] = expect
@@ -214,6 +218,8 @@ class _Rules:
 def _row_expect(row: tables.TableRow, options: frozenset[Option], enabled: list[Option]) -> _Expect:
     why = f"PS3.15 Table E.1-1 {row.name}: {row.basic}"
     kept = [o for o in enabled if row.options.get(str(o.column)) == "K"]
+    if not kept and row.basic == "U" and Option.RETAIN_UIDS in options:
+        kept = [Option.RETAIN_UIDS]  # PS3.15 E.3.9: every UID is retained
     if kept:
         return _Expect(frozenset("K"), f"{why}, {kept[0].value}: K", explicit=True)
     cleaned = [o for o in enabled if row.options.get(str(o.column)) == "C"]
@@ -221,7 +227,19 @@ def _row_expect(row: tables.TableRow, options: frozenset[Option], enabled: list[
         return _Expect(frozenset("M"), f"{why}, retain-long-modified-dates: C")
     if cleaned:
         return _Expect(_letters(row.basic) | {"C"}, f"{why}, {cleaned[0].value}: C")
+    walkers = [o for o in _STRUCTURE_CLEANERS if o in options]
+    if walkers and row.options.get("clean_descriptors") == "C":
+        # The options that clean structures (SR trees, waveform and graphic annotations)
+        # clean the descriptor texts inside them (README, "Cleaning free text, SR and
+        # overlays"); the checks here do not know where an element is, so a cleaned value
+        # is allowed wherever the attribute stands. The leak search still covers it.
+        return _Expect(
+            _letters(row.basic) | {"C"}, f"{why}, cleaned inside a structure ({walkers[0].value})"
+        )
     return _Expect(_letters(row.basic), why)
+
+
+_STRUCTURE_CLEANERS: Final = (Option.CLEAN_STRUCTURED_CONTENT, Option.CLEAN_GRAPHICS)
 
 
 def _add_tcia(private: dict[tuple[str, int, int], _Expect], options: frozenset[Option]) -> None:

@@ -320,7 +320,7 @@ def _build(t: _Template, values: list[str]) -> _Contribution:
             # With UIDs replaced, a kept private element's UIDs are replaced too.
             if not t.replace_uids or (t.kept and not t.private):
                 kept_texts.append(text)
-            else:
+            elif meaningful:  # a "UID" such as "0" identifies nothing and matches anything
                 needles.append((text, category))
         elif category is Category.TIME and t.temporal_kept:
             continue

@@ -168,7 +168,7 @@ def _usual_shift(check: _FileState) -> int | None:
     if check.shift is None:
         shifts = [
             _days(before[1], "\\".join(_values(node)[0]))
-            for node, _why, letters in check.pending
+            for node, _why, letters, _literal in check.pending
             if letters == {"S"} and (before := check.original.get(node.key)) is not None
         ]
         counted = Counter(d for d in shifts if d is not None)

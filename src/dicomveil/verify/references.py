@@ -66,7 +66,11 @@ def _match(check: _FileState, ds: _Data) -> str | None:
     if not sop:
         check.add("SOPInstanceUID", Category.INVALID_VALUE, "no SOP Instance UID")
         return None
-    kept = not ctx.rules.replace_uids or ctx.rules.public(_SOP_INSTANCE_UID).explicit
+    kept = (
+        not ctx.rules.replace_uids
+        or ctx.rules.public(_SOP_INSTANCE_UID).explicit
+        or _well_known(sop)  # a well-known SOP instance (PS3.6 Annex A): never replaced
+    )
     old = ctx.map_new_to_old.get(sop)
     if old is not None:
         source = ctx.inputs_by_sop.get(old)

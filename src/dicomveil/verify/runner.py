@@ -8,6 +8,7 @@ import csv
 import multiprocessing
 import os
 import pickle
+import re
 import shutil
 import signal
 import sys
@@ -271,7 +272,9 @@ def verify(
     original_uids = {u for u, c in needles.items() if c is Category.UID}
     if rules.replace_uids:
         for old in uid_map.old_to_new:
-            if not _well_known(old):
+            # A "UID" such as "0" (invalid, but real files hold it) identifies nothing and
+            # would be found in any number: the originals of the map need two components.
+            if not _well_known(old) and "." in old:
                 needles.setdefault(old, Category.UID)
                 original_uids.add(old)
     program = shutil.which("dciodvfy") if iod is not IodCheck.OFF else None
@@ -280,7 +283,7 @@ def verify(
     ctx = _Context(
         root=output,
         rules=rules,
-        needles=_build_needles(needles, kept),
+        needles=_build_needles(needles, kept | _token_words(profile)),
         original_uids=frozenset(original_uids - kept),
         map_new_to_old={new: old for old, new in uid_map.old_to_new.items()},
         inputs_by_sop=inputs_by_sop,
@@ -311,3 +314,14 @@ def verify(
         risk_flags=tuple(r for o in outcomes for r in o.flags),
         notes=tuple(notes),
     )
+
+
+def _token_words(profile: Profile) -> set[str]:
+    """The words of the tokens the profile's free-text cleaner writes (``[NAME]``,
+    ``[DATE]``, ...): a name part such as "Name" found in them is the token, not a leak."""
+    from ..text import Category as TextCategory
+
+    words: set[str] = set()
+    for category in TextCategory:
+        words.update(re.findall(r"[A-Za-z]{2,}", profile.clean.token(category)))
+    return words
