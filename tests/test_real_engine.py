@@ -25,6 +25,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.uid import ImplicitVRLittleEndian
 
 from dicomveil import Key, Outcome, Profile, Pseudonymizer, RunConfig, run
 
@@ -52,7 +53,7 @@ def deidentify(
 ) -> tuple[Outcome, str, Path | None]:
     chosen = profile if isinstance(profile, Profile) else Profile.named(profile)
     folder = tmp_path / "in"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     target = folder / source.name
     if not target.exists():
         os.link(source, target) if source.stat().st_dev == folder.stat().st_dev else (
@@ -281,3 +282,29 @@ def test_withhold_reasons_say_what_in_the_file_caused_them(
     assert outcome is Outcome.WITHHELD
     for word in words:
         assert word in reason
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+def test_reference_sequences_remapped_in_bytes_as_the_walk_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, implicit: bool
+) -> None:
+    """The byte-level remapping of plain reference sequences (a fast path) writes exactly
+    the bytes that walking the items writes."""
+    source, _ = _with_references(real("pydicom/test_files/CT_small.dcm"), tmp_path / "s")
+    if implicit:
+        ds = read(source)
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        source = save(ds, tmp_path / "s" / "implicit.dcm")
+    fast = written(tmp_path / "fast", source).read_bytes()
+    from dicomveil.engine import _Walk
+
+    calls: list[int] = []
+
+    def walk_instead(self: _Walk, ds: Dataset, tag: int, raw: object) -> bool:
+        calls.append(tag)
+        return False
+
+    monkeypatch.setattr(_Walk, "_references", walk_instead)
+    walked = written(tmp_path / "walked", source).read_bytes()
+    assert calls, "the fast path was offered the reference sequences"
+    assert fast == walked

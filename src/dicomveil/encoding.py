@@ -17,7 +17,7 @@ files.
 
 from __future__ import annotations
 
-from collections.abc import MutableSequence
+from collections.abc import Callable, MutableSequence
 from struct import Struct
 from typing import Any
 
@@ -277,3 +277,74 @@ def _joined(value: Any) -> str | None:
 
 def _pad(data: bytes) -> bytes:
     return data + b" " if len(data) % 2 else data
+
+
+# --------------------------------------------------------------------------------------------
+# Reference sequences, remapped without decoding
+
+REFERENCED_SOP_CLASS_UID = 0x00081150
+REFERENCED_SOP_INSTANCE_UID = 0x00081155
+_ITEM = b"\xfe\xff\x00\xe0"
+_U32 = Struct("<L")
+_U16 = Struct("<H")
+_TAG = Struct("<HH")
+
+
+def remap_references(value: bytes, implicit: bool, map_uid: Callable[[str], str]) -> bytes | None:
+    """The value of a little-endian reference sequence (items of Referenced SOP Class UID
+    and Referenced SOP Instance UID only, defined lengths) with every instance UID mapped;
+    None when the value is anything else (the caller then walks it as pydicom reads it).
+
+    This is what walking the items would do (class UIDs kept, instance UIDs mapped), and
+    the bytes are pydicom's for the same items: UIDs padded with NUL, lengths recomputed."""
+    out = bytearray()
+    at, end = 0, len(value)
+    while at < end:
+        if value[at : at + 4] != _ITEM or at + 8 > end:
+            return None
+        (length,) = _U32.unpack_from(value, at + 4)
+        if length == _UNDEFINED or at + 8 + length > end:
+            return None
+        item = _remap_item(value[at + 8 : at + 8 + length], implicit, map_uid)
+        if item is None:
+            return None
+        out += _ITEM + _U32.pack(len(item)) + item
+        at += 8 + length
+    return bytes(out)
+
+
+def _remap_item(data: bytes, implicit: bool, map_uid: Callable[[str], str]) -> bytes | None:
+    out = bytearray()
+    at, end = 0, len(data)
+    while at < end:
+        if at + 8 > end:
+            return None
+        group, element = _TAG.unpack_from(data, at)
+        tag = group << 16 | element
+        if tag not in (REFERENCED_SOP_CLASS_UID, REFERENCED_SOP_INSTANCE_UID):
+            return None
+        if implicit:
+            (length,) = _U32.unpack_from(data, at + 4)
+            start = at + 8
+        else:
+            if data[at + 4 : at + 6] != b"UI":
+                return None
+            (length,) = _U16.unpack_from(data, at + 6)
+            start = at + 8
+        if start + length > end:
+            return None
+        raw = data[start : start + length]
+        if tag == REFERENCED_SOP_INSTANCE_UID:
+            if not raw.isascii():
+                return None
+            uids = [u.strip("\x00 ") for u in raw.decode("ascii").split("\\")]
+            raw = "\\".join(map_uid(u) for u in uids).encode("ascii")
+            if len(raw) % 2:
+                raw += b"\x00"
+        header = data[at : at + 4]
+        if implicit:
+            out += header + _U32.pack(len(raw)) + raw
+        else:
+            out += header + b"UI" + _U16.pack(len(raw)) + raw
+        at = start + length
+    return bytes(out)

@@ -28,7 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from . import conditions, structured, tables
+from . import conditions, encoding, structured, tables
 from ._version import __version__
 from .actions import Action, Code, dummy_value
 from .crosswalk import Crosswalk
@@ -441,7 +441,16 @@ class _Walk:
             if self.structured:
                 decision = self._in_structure(ds, tag, decision)
             if fast:
-                if decision.code is Action.KEEP:
+                code = decision.code
+                if elem.VR == "UI" and (
+                    code is Action.UID or (code is Action.KEEP and profile.replace_uids)
+                ):
+                    # Instance UIDs replaced, class UIDs kept: what _apply would do for a UI
+                    # element (U, or K with UIDs replaced), without its bookkeeping.
+                    if int(tag) not in CLASS_UID_TAGS:
+                        self._uids(ds, tag, "UI", "")
+                    continue
+                if code is Action.KEEP:
                     vr = elem.VR
                     if vr is not None and vr not in _SWEPT_VRS:
                         continue
@@ -479,7 +488,8 @@ class _Walk:
             return self._keep(ds, tag, raw, vr, path, source)
         if action is Action.UID:
             if vr == "SQ":
-                self._sequence(ds, tag, path)
+                if not self._references(ds, tag, raw):
+                    self._sequence(ds, tag, path)
             else:
                 self._uids(ds, tag, vr, source)
             self._report(path, tag, vr, "U", source)
@@ -513,6 +523,32 @@ class _Walk:
             _validate(tag, vr, value)
             ds[tag] = DataElement(tag, vr, value)
         self._report(path, tag, vr, "replace", source)
+        return True
+
+    def _references(self, ds: Dataset, tag: int, raw: DataElement | RawDataElement) -> bool:
+        """A reference sequence still as read (items of SOP Class and Instance UIDs only)
+        remapped in its bytes, without decoding it: True when done. The same as walking it,
+        where the profile maps instance UIDs and keeps class UIDs; not when explaining (the
+        walk reports each element)."""
+        profile = self.engine.profile
+        if (
+            self.explain
+            or self.structured
+            or not isinstance(raw, RawDataElement)
+            or not isinstance(raw.value, bytes)
+            or not raw.is_little_endian
+            or raw.length == 0xFFFFFFFF
+            or not profile.replace_uids
+            or profile.public(encoding.REFERENCED_SOP_CLASS_UID).code is not Action.KEEP
+            or profile.public(encoding.REFERENCED_SOP_INSTANCE_UID).code
+            not in (Action.UID, Action.KEEP)
+        ):
+            return False
+        value = encoding.remap_references(raw.value, raw.is_implicit_VR, self._map_uid)
+        if value is None:
+            return False
+        # value_tell -1: not the input's bytes any more (the writer must not copy those).
+        ds[tag] = raw._replace(value=value, length=len(value), value_tell=-1)
         return True
 
     def _verdict(self, tag: int) -> object:

@@ -600,6 +600,12 @@ def _write_elements(
                 if start >= 0 and stop <= limit and tag_at(head, start)[0] == _swap(tag):
                     out += head[start:stop]
                     continue
+                same = elem.is_implicit_VR == implicit and elem.is_little_endian == encoder.little
+                if elem.value_tell < 0 and same:
+                    # Bytes the engine rewrote (a reference sequence remapped in place):
+                    # written as they are, header and value, never decoded.
+                    encoder.element(out, elem, encoding)
+                    continue
             elem = ds[tag]
         encoder.element(out, elem, encoding)
     return tail
