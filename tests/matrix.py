@@ -18,7 +18,6 @@ with it under "all options".
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from dicomveil import Key, Option, Profile, RunConfig, run
 from dicomveil.verify import verify
 
 from .oracles import DCIODVFY, Config, Facts, facts, judge, new_iod_errors
-from .realdata import RealFile, real_files
+from .realdata import RealFile, place, real_files
 
 KEY = Key(b"matrix-key-0123456789abcdef-0123")
 TODAY = dt.date(2026, 11, 30)
@@ -146,12 +145,7 @@ def run_case(config: Config, file: RealFile, workdir: Path | None = None) -> Cas
 
 def _run_case(config: Config, file: RealFile, root: Path) -> CaseResult:
     source = root / "in"
-    source.mkdir()
-    target = source / file.path.name
-    try:
-        os.link(file.path, target)  # the input is never modified: a link costs no copy
-    except OSError:
-        shutil.copyfile(file.path, target)
+    target = place(file.path, source)
     output, maps = root / "out", root / "maps"
     profile = profile_of(config)
     summary = run(

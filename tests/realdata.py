@@ -21,6 +21,7 @@ as in CI).
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,3 +132,16 @@ def missing_sources() -> list[str]:
             )
             missing.append(f"{source} ({how})")
     return missing
+
+
+def place(source: Path, folder: Path) -> Path:
+    """``source`` in ``folder`` under its own name: a hard link where the file system allows
+    (no copy; the real file is never written to), else a copy."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / source.name
+    if not target.exists():
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+    return target

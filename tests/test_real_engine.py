@@ -17,7 +17,6 @@ Each test fails on the engine before the issue (commit 5c0906f) and passes after
 from __future__ import annotations
 
 import datetime as dt
-import os
 import warnings
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from pydicom.uid import ImplicitVRLittleEndian
 from dicomveil import Key, Outcome, Profile, Pseudonymizer, RunConfig, run
 
 from .oracles import DCIODVFY, new_iod_errors
-from .realdata import REQUIRE, real_files
+from .realdata import REQUIRE, place, real_files
 
 KEY = Key(b"issue-11-key-0123456789abcdef-01")
 TODAY = dt.date(2026, 11, 30)
@@ -53,12 +52,7 @@ def deidentify(
 ) -> tuple[Outcome, str, Path | None]:
     chosen = profile if isinstance(profile, Profile) else Profile.named(profile)
     folder = tmp_path / "in"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / source.name
-    if not target.exists():
-        os.link(source, target) if source.stat().st_dev == folder.stat().st_dev else (
-            target.write_bytes(source.read_bytes())
-        )
+    place(source, folder)
     summary = run(
         [folder],
         RunConfig(

@@ -223,10 +223,7 @@ class Engine:
         value = ds[0x0040A730].value
         if not isinstance(value, Sequence) or len(value) == 0:
             return ""
-        return (
-            f"ContentSequence (0040,A730): an SR content tree ({decision.source}); "
-            "clean-structured-content cleans it"
-        )
+        return _content_tree_reason((), 0x0040A730, decision.source)
 
     def deidentify(
         self, ds: Dataset, *, explain: bool = False, has_pixel_data: bool | None = None
@@ -674,9 +671,7 @@ class _Walk:
                 return True
             if Risk.STRUCTURED_CONTENT not in self.engine.profile.profile.allow:
                 raise _WithholdError(
-                    Risk.STRUCTURED_CONTENT,
-                    f"{_element_path(path, tag)}: an SR content tree ({source}); "
-                    "clean-structured-content cleans it",
+                    Risk.STRUCTURED_CONTENT, _content_tree_reason(path, tag, source)
                 )
             self._sequence(ds, tag, path)
             self._report(path, tag, "SQ", "K", source + " (allowed by the profile)")
@@ -916,6 +911,15 @@ def _sop_name(uid: str) -> str:
     """A SOP class by name where the dictionary knows it (never an instance UID)."""
     entry = UID_dictionary.get(uid)
     return str(entry[0]) if entry else uid
+
+
+def _content_tree_reason(path: tuple[str, ...], tag: int, source: str) -> str:
+    """Why an SR content tree withholds the object (checked before the walk at the top
+    level, and in the walk wherever else one stands)."""
+    return (
+        f"{_element_path(path, tag)}: an SR content tree ({source}); "
+        "clean-structured-content cleans it"
+    )
 
 
 def _element_path(path: tuple[str, ...], tag: int) -> str:
