@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Throughput of cluster runs (:mod:`dicomveil.cluster`) next to :func:`dicomveil.run`.
+"""Throughput of cluster runs (:mod:`dicomveil.runs.cluster`) next to :func:`dicomveil.run`.
 
 Usage::
 
@@ -7,14 +7,14 @@ Usage::
                                        [--workers 0] [--batch-size 0] [--rounds 3]
                                        [--scratch DIR] [--json OUT]
 
-A deterministic corpus (CT series of four slices per patient, :mod:`dicomveil.synthetic`) is
+A deterministic corpus (CT series of four slices per patient, :mod:`tests.support.synthetic`) is
 written once into the scratch folder; then each contender de-identifies it ``--rounds``
 times, contenders alternating round by round, each into a fresh output folder:
 
 * ``batch.run``: the single-machine run, ``--workers`` processes;
-* ``fsspec, no Dask``: :func:`~dicomveil.cluster.run_on_dask` without a scheduler, reading
+* ``fsspec, no Dask``: :func:`~dicomveil.runs.cluster.run_on_dask` without a scheduler, reading
   and writing ``file://`` URLs (every file fetched to a temporary file, staged, moved);
-* ``dask``: :func:`~dicomveil.cluster.run_on_dask` on the cluster, plain paths. With
+* ``dask``: :func:`~dicomveil.runs.cluster.run_on_dask` on the cluster, plain paths. With
   ``--dask local`` the benchmark starts a ``LocalCluster`` of ``--workers`` processes once
   (its start-up is reported apart, not in the rounds); with a scheduler address the
   workers must see the scratch folder at the same path (a shared file system).
@@ -43,8 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import dicomveil
-from dicomveil import Key, Outcome, Profile, RunConfig, RunSummary, run, synthetic
-from dicomveil.cluster import run_on_dask
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the data builders
+
+from dicomveil import Key, Outcome, Profile, RunConfig, RunSummary, run
+from dicomveil.runs.cluster import run_on_dask
+from tests.support import synthetic
 
 KEY = Key(bytes(range(32)))  # a fixed, public key: benchmark only
 TODAY = dt.date(2025, 1, 15)

@@ -6,7 +6,7 @@ Usage::
     python benchmarks/bench_gateway.py [--files 400] [--size 128] [--senders 4] [--rounds 3]
                                        [--json OUT]
 
-A synthetic corpus (CT series from :mod:`dicomveil.synthetic`) is written to a scratch
+A synthetic corpus (CT series from :mod:`tests.support.synthetic`) is written to a scratch
 folder and split between ``--senders`` concurrent dcmtk ``storescu`` processes. Contenders:
 
 * ``direct``: storescu -> dcmtk storescp (the network and storescp's writing: the ceiling);
@@ -37,7 +37,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dicomveil import Key, synthetic, write_key
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the data builders
+
+from dicomveil import Key, write_key
+from tests.support import synthetic
 
 # Debian's dcmtk leaves Nagle's algorithm on unless TCP_NODELAY is set: with it on, every
 # instance waits for a delayed ACK (about 40 ms on loopback), which measures nothing useful.

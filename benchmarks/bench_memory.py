@@ -13,7 +13,7 @@ size (``ru_maxrss``) is the contender's own and not inherited from this process:
 * ``cp``: the floor;
 * ``pydicom read+write``: ``dcmread`` then ``dcmwrite``, which holds the pixel data in memory;
 * ``dicomveil run``: plain paths (streams the pixel data in 1 MiB chunks);
-* ``dicomveil run file://``: the cluster path (:mod:`dicomveil.cluster`): the input streamed
+* ``dicomveil run file://``: the cluster path (:mod:`dicomveil.runs.cluster`): the input streamed
   into a temporary file, de-identified, the output staged and streamed to its location.
 
 ``import only`` is the interpreter with ``dicomveil.cli`` imported: the part of every
@@ -45,7 +45,11 @@ from pathlib import Path
 from pydicom import dcmwrite
 
 import dicomveil
-from dicomveil import Key, synthetic, write_key
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the data builders
+
+from dicomveil import Key, write_key
+from tests.support import synthetic
 
 KEY = Key(bytes(range(32)))  # a fixed, public key: benchmark only
 FRAME_BYTES = 512 * 512 * 2

@@ -1,6 +1,6 @@
 """Burned-in text: detection recall and precision per box, and redaction coverage.
 
-Generates images with fake PHI rendered at known positions (dicomveil.textimages: fonts,
+Generates images with fake PHI rendered at known positions (tests.support.textimages: fonts,
 sizes, contrasts, backgrounds, colour, transfer syntaxes, multi-frame), runs dicomveil's
 clean-pixel-data step on each, writes the output, and scores:
 
@@ -39,9 +39,12 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from dicomveil import Engine, Key, Profile, Pseudonymizer, ocr, textimages
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the data builders
+
+from dicomveil import Engine, Key, Profile, Pseudonymizer
+from dicomveil.cleaners.pixels import PixelSettings, clean_pixels, ocr
 from dicomveil.io import read_source, write_output
-from dicomveil.pixels import PixelSettings, clean_pixels
+from tests.support import textimages
 
 BACKGROUNDS = ("dark", "speckle", "gradient", "noise", "light")
 SIZES = ((10, 12), (14, 16), (18, 24), (12, 14))

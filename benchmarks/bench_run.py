@@ -9,7 +9,7 @@ Usage::
     python benchmarks/bench_run.py --verify-pixels [--sample 25] [--files N] [--size 512]
 
 A deterministic corpus (CT series, and an MR series for every third patient, built with
-:mod:`dicomveil.synthetic`: full PHI headers, private groups, nested sequences) is generated
+:mod:`tests.support.synthetic`: full PHI headers, private groups, nested sequences) is generated
 once and cached; then every contender runs ``--rounds`` times, the contenders alternating
 round by round, each into a fresh output folder removed afterwards. The table gives, per
 contender, the median wall time, files/s, MB/s, the ratio of its files/s to ``cp -r``'s,
@@ -51,7 +51,11 @@ import pydicom
 from pydicom import dcmread, dcmwrite
 
 import dicomveil
-from dicomveil import Key, Outcome, Profile, RunConfig, run, synthetic, write_key
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the data builders
+
+from dicomveil import Key, Outcome, Profile, RunConfig, run, write_key
+from tests.support import synthetic
 
 # --------------------------------------------------------------------------------------------
 # Settings that define the corpus (any change gives a new cache fingerprint)

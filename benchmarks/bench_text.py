@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dicomveil.text import Category, Identifiers, TextCleaner
+from dicomveil.cleaners.text import Category, Identifiers, TextCleaner
 from tests import freetext_corpus as corpus
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from bench_run import prepare_corpus, warm_page_cache
 
 from dicomveil import Key, Profile, RunConfig, run
-from dicomveil.verify import IodCheck
-from dicomveil.verify import verify as verify_output
+from dicomveil.qc.verify import IodCheck
+from dicomveil.qc.verify import verify as verify_output
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Hand-built structured objects with PHI at every depth, for tests/test_cleaning.py:
 a Comprehensive SR (PNAME, TEXT, DATE, TIME, DATETIME, UIDREF, NUM, CODE, IMAGE items,
 nested four deep) and a Grayscale Softcopy Presentation State (text and graphic objects),
-both about an image of :mod:`dicomveil.synthetic`. Built with pydicom only; both pass
+both about an image of :mod:`tests.support.synthetic`. Built with pydicom only; both pass
 dciodvfy without errors as built."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
-from dicomveil import synthetic
+from tests.support import synthetic
 
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 GSPS = "1.2.840.10008.5.1.4.1.1.11.1"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset, FileDataset
 
-from dicomveil import Engine, Key, Profile, Pseudonymizer, synthetic
+from dicomveil import Engine, Key, Profile, Pseudonymizer
+from tests.support import synthetic
 
 KEY = Key(bytes(range(32)))
 OTHER_KEY = Key(bytes(range(1, 33)))

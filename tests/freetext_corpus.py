@@ -15,7 +15,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dicomveil.text import Category, Span
+from dicomveil.cleaners.text import Category, Span
 
 FOLDER = Path(__file__).resolve().parent / "data" / "freetext"
 CORPUS = FOLDER / "corpus.txt"

@@ -106,7 +106,9 @@ def run_config(name: str, profile: str, options: tuple[str, ...], kind: str) -> 
 
 def manifest() -> dict[str, dict[str, object]]:
     """Every configuration's record."""
-    return {name: run_config(name, profile, options, kind) for name, profile, options, kind in CONFIGS}
+    return {
+        name: run_config(name, profile, options, kind) for name, profile, options, kind in CONFIGS
+    }
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Used by ``tests/test_real_matrix.py`` (one test per file and profile) and by
 ``benchmarks/bench_matrix.py`` (the table of outcomes). Each case runs the real command
 path: :func:`dicomveil.run` on the one file (in its own folders, with ``--map-dir``), then
 the checks of the outcome against facts about the file (:mod:`tests.oracles`), and for a
-written file :func:`dicomveil.verify.verify` against its input and ``dciodvfy`` against the
+written file :func:`dicomveil.qc.verify.verify` against its input and ``dciodvfy`` against the
 input's own errors.
 
 Configurations: ``ps3.15-basic``; each option alone on ps3.15-basic; all clean options
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicomveil import Key, Option, Profile, RunConfig, run
-from dicomveil.verify import verify
+from dicomveil.qc.verify import verify
 
 from .oracles import DCIODVFY, Config, Facts, facts, judge, new_iod_errors
 from .realdata import RealFile, place, real_files

@@ -14,8 +14,9 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from pydicom.valuerep import validate_value
 
-from dicomveil import Action, Code, Profile, ProfileError
-from dicomveil.actions import DUMMY_VALUES, dummy_value
+from dicomveil import Profile
+from dicomveil.errors import ProfileError
+from dicomveil.standard.actions import DUMMY_VALUES, Action, Code, dummy_value
 
 from .conftest import EngineFactory, deid, write_profile
 

@@ -36,9 +36,12 @@ import sqlalchemy as sa
 from psycopg import sql
 from pydicom.dataset import FileDataset
 
-from dicomveil import EDITION, Outcome, Profile, RunConfig, __version__, synthetic, write_key
-from dicomveil.audit import SCHEMA_VERSION, AuditError, AuditTrail, QcStatus, RunStatus
-from dicomveil.sheets import TRACKING_COLUMNS
+from dicomveil import Outcome, Profile, RunConfig, __version__, write_key
+from dicomveil.qc.audit import SCHEMA_VERSION, AuditError, AuditTrail
+from dicomveil.qc.audit.sheets import TRACKING_COLUMNS
+from dicomveil.qc.audit.trail import QcStatus, RunStatus
+from dicomveil.standard.tables import EDITION
+from tests.support import synthetic
 
 from ._support import cli
 from .conftest import KEY

@@ -1,7 +1,7 @@
 """Bad input, bad configuration and bad luck: ``dicomveil run`` reports, keeps going, leaks
 nothing and never leaves half-written output.
 
-Inputs are synthetic DICOM files (:mod:`dicomveil.synthetic`) and corrupted copies of them.
+Inputs are synthetic DICOM files (:mod:`tests.support.synthetic`) and corrupted copies of them.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-import dicomveil.io as dv_io
-from dicomveil.batch import Outcome, RunConfig, run
-from dicomveil.io import _LONG_VRS
-from dicomveil.keys import read_key
+import dicomveil.io.core as dv_io
+from dicomveil.identity.keys import read_key
+from dicomveil.io.core import _LONG_VRS
 from dicomveil.profiles import Profile
-from dicomveil.synthetic import PhiRecord, ct_series, fake_patient, phi_of, write_series
+from dicomveil.runs.batch import Outcome, RunConfig, run
+from tests.support.synthetic import PhiRecord, ct_series, fake_patient, phi_of, write_series
 
 from ._support import cli, keygen
 

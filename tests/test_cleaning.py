@@ -3,7 +3,7 @@ clean-structured-content and clean-graphics keep the data and lose the identifie
 
 - the labelled corpus (``tests/data/freetext/``, English, German, French): every span whose
   value the patient's file holds is found (100 %), must-keep medical content survives, and
-  the engine cleans exactly as :class:`~dicomveil.text.TextCleaner` does;
+  the engine cleans exactly as :class:`~dicomveil.cleaners.text.TextCleaner` does;
 - descriptors: each category, German and French forms, sequence parameters untouched, VR
   limits, code strings and binaries fall back to the Basic Profile, profile tokens;
 - SR content trees at every depth: names, texts, dates under each date policy, UIDREFs and
@@ -29,24 +29,16 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ImplicitVRLittleEndian
 from pydicom.valuerep import validate_value
 
-from dicomveil import (
-    Crosswalk,
-    Engine,
-    Key,
-    Outcome,
-    Profile,
-    ProfileError,
-    Pseudonymizer,
-    Risk,
-    RunConfig,
-    run,
-    synthetic,
-)
-from dicomveil.dates import shift_da, shift_dt
-from dicomveil.explain import explain
+from dicomveil import Engine, Key, Outcome, Profile, Pseudonymizer, RunConfig, run
+from dicomveil.cleaners.structured import descriptor_tags
+from dicomveil.cleaners.text import Identifiers, TextCleaner
+from dicomveil.engine.explain import explain
+from dicomveil.errors import ProfileError
+from dicomveil.identity.crosswalk import Crosswalk
+from dicomveil.identity.dates import shift_da, shift_dt
 from dicomveil.io import read_source, write_output
-from dicomveil.structured import descriptor_tags
-from dicomveil.text import Identifiers, TextCleaner
+from dicomveil.profiles import Risk
+from tests.support import synthetic
 
 from . import cleaning_builders as build
 from . import freetext_corpus as corpus

@@ -26,9 +26,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 
-from dicomveil.options import Option
 from dicomveil.profiles import preset_names
-from dicomveil.synthetic import PhiRecord, phi_of
+from dicomveil.standard.options import Option
+from tests.support.synthetic import PhiRecord, phi_of
 
 from ._support import cli, keygen
 

@@ -1,4 +1,4 @@
-"""Cluster runs (:mod:`dicomveil.cluster`): the same bytes on one machine, on a local Dask
+"""Cluster runs (:mod:`dicomveil.runs.cluster`): the same bytes on one machine, on a local Dask
 cluster and between S3 buckets (moto in server mode on loopback); a failed task retried
 without duplicating output; bounded memory on a file larger than 1 GB."""
 
@@ -27,11 +27,12 @@ import s3fs
 from moto.server import ThreadedMotoServer
 from pydicom import dcmread, dcmwrite
 
-import dicomveil.cluster
-from dicomveil import Outcome, Profile, RunConfig, RunSummary, run, synthetic, write_key
-from dicomveil.batch import FileResult
-from dicomveil.cluster import ClusterError, is_url, parse_storage_options, run_on_dask
+import dicomveil.runs.cluster
+from dicomveil import Outcome, Profile, RunConfig, RunSummary, run, write_key
 from dicomveil.errors import DicomveilError, InputError
+from dicomveil.runs.batch import FileResult
+from dicomveil.runs.cluster import ClusterError, is_url, parse_storage_options, run_on_dask
+from tests.support import synthetic
 
 from ._support import cli
 from .conftest import KEY
@@ -229,7 +230,7 @@ def test_s3_input_that_does_not_exist_is_an_error(s3: S3, tmp_path: Path) -> Non
 def install_fault(marker: str, victim: str) -> None:
     """On a Dask worker: the first delivery of ``victim`` (after it is written) raises,
     failing its whole batch once; ``marker`` records that it happened."""
-    module: Any = dicomveil.cluster
+    module: Any = dicomveil.runs.cluster
     original = getattr(module, "_original_deliver", module._deliver)
     module._original_deliver = original
 
@@ -245,7 +246,7 @@ def install_fault(marker: str, victim: str) -> None:
 
 
 def remove_fault() -> None:
-    module: Any = dicomveil.cluster
+    module: Any = dicomveil.runs.cluster
     module._deliver = getattr(module, "_original_deliver", module._deliver)
 
 

@@ -10,19 +10,12 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from dicomveil import (
-    Crosswalk,
-    CrosswalkError,
-    Key,
-    Outcome,
-    Profile,
-    RunConfig,
-    RunSummary,
-    run,
-    synthetic,
-)
-from dicomveil.dates import DateError, cap_age, shift_da, shift_dt
-from dicomveil.pseudonyms import DATE_OFFSET_MAX_DAYS, DATE_OFFSET_MIN_DAYS, Pseudonymizer
+from dicomveil import Key, Outcome, Profile, RunConfig, RunSummary, run
+from dicomveil.errors import CrosswalkError
+from dicomveil.identity.crosswalk import Crosswalk
+from dicomveil.identity.dates import DateError, cap_age, shift_da, shift_dt
+from dicomveil.identity.pseudonyms import DATE_OFFSET_MAX_DAYS, DATE_OFFSET_MIN_DAYS, Pseudonymizer
+from tests.support import synthetic
 
 from .conftest import KEY, OTHER_KEY, EngineFactory, deid
 

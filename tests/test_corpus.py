@@ -62,7 +62,8 @@ from pydicom._uid_dict import UID_dictionary  # not re-exported by pydicom.uid f
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
 
-from dicomveil import FileResult, Key, Outcome, Profile, RunConfig, run
+from dicomveil import Key, Outcome, Profile, RunConfig, run
+from dicomveil.runs.batch import FileResult
 
 from ._support import PYDICOM_DATA, CorpusFile, pydicom_data_folder, real_files
 

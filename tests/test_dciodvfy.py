@@ -4,7 +4,7 @@ The issue: "Outputs of the test corpus pass ``dciodvfy`` with no error that the 
 not already have."
 
 The corpus: the synthetic CT (in each of its transfer syntaxes) and MR series of
-:mod:`dicomveil.synthetic`, a deflated copy of ``CT_small.dcm`` made here, and a selection
+:mod:`tests.support.synthetic`, a deflated copy of ``CT_small.dcm`` made here, and a selection
 of real files of pydicom's test data and of pydicom-data covering CT, MR, CR, RT (plan, ion
 plan, dose, structure set), SEG, enhanced MR and CT, big endian, implicit VR, no file meta,
 JPEG, JPEG-LS, JPEG 2000, RLE and multi-byte character sets. Each file is de-identified alone
@@ -35,7 +35,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from dicomveil import Key, Option, Outcome, Profile, RunConfig, run, synthetic
+from dicomveil import Key, Option, Outcome, Profile, RunConfig, run
+from tests.support import synthetic
 
 from ._support import PYDICOM_DATA, pydicom_data_folder
 

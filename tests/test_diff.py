@@ -26,10 +26,11 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileDataset
 from typer.testing import CliRunner
 
-from dicomveil import Key, Profile, RunConfig, run, synthetic
+from dicomveil import Key, Profile, RunConfig, run
 from dicomveil.cli import app
-from dicomveil.comparison import ChangeKind, DiffReport, MatchMethod, SummaryRow, diff
 from dicomveil.errors import InputError
+from dicomveil.qc.diff import ChangeKind, DiffReport, MatchMethod, SummaryRow, diff
+from tests.support import synthetic
 
 KEY = Key(bytes(range(32)))
 TODAY = dt.date(2026, 11, 30)

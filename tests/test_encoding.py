@@ -1,4 +1,4 @@
-"""The writer's element encoder (dicomveil.encoding) against pydicom's own writer.
+"""The writer's element encoder (dicomveil.io.encoding) against pydicom's own writer.
 
 On every real file of pydicom's test data (and pydicom-data when installed), as read, fully
 decoded and after de-identification, the encoder must give exactly the bytes pydicom's
@@ -17,11 +17,11 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_dataset
 
 from dicomveil import Key, Profile
-from dicomveil.encoding import Encoder, ascii_charset
 from dicomveil.engine import Engine
 from dicomveil.errors import InputError
+from dicomveil.identity.pseudonyms import Pseudonymizer
 from dicomveil.io import SourceFile, read_source
-from dicomveil.pseudonyms import Pseudonymizer
+from dicomveil.io.encoding import Encoder, ascii_charset
 
 from ._support import PYDICOM_DATA, CorpusFile, real_files
 

@@ -46,7 +46,7 @@ from pynetdicom.association import Association
 from pynetdicom.dsutils import split_dataset
 from typer.testing import CliRunner
 
-from dicomveil import Outcome, Profile, Pseudonymizer, RunConfig, run, synthetic, write_key
+from dicomveil import Outcome, Profile, Pseudonymizer, RunConfig, run, write_key
 from dicomveil.cli import app
 from dicomveil.gateway import (
     Gateway,
@@ -59,6 +59,7 @@ from dicomveil.gateway import (
     sanitize_query,
 )
 from dicomveil.gateway.queue import ClientAE
+from tests.support import synthetic
 
 from .conftest import KEY
 

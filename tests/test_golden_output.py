@@ -13,7 +13,9 @@ from .realdata import REQUIRE, missing_sources
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize(("name", "profile", "options", "kind"), CONFIGS, ids=[c[0] for c in CONFIGS])
+@pytest.mark.parametrize(
+    ("name", "profile", "options", "kind"), CONFIGS, ids=[c[0] for c in CONFIGS]
+)
 def test_output_unchanged(name: str, profile: str, options: tuple[str, ...], kind: str) -> None:
     if kind == "real" and missing_sources():
         if REQUIRE:
@@ -22,9 +24,7 @@ def test_output_unchanged(name: str, profile: str, options: tuple[str, ...], kin
     recorded = json.loads(RECORD.read_text())[name]
     fresh = run_config(name, profile, options, kind)
     assert fresh["outcomes"] == recorded["outcomes"]
-    changed = sorted(
-        path
-        for path in set(fresh["files"]) | set(recorded["files"])  # type: ignore[arg-type]
-        if fresh["files"].get(path) != recorded["files"].get(path)  # type: ignore[attr-defined]
-    )
+    new: dict[str, str] = fresh["files"]  # type: ignore[assignment]
+    old: dict[str, str] = recorded["files"]
+    changed = sorted(path for path in set(new) | set(old) if new.get(path) != old.get(path))
     assert not changed, f"{len(changed)} output files differ, e.g. {changed[:5]}"

@@ -1,6 +1,6 @@
 """clean-pixel-data: burned-in text found (header, rules, Tesseract) and blacked out.
 
-The images: text rendered by Pillow at known positions (:mod:`dicomveil.textimages`) in
+The images: text rendered by Pillow at known positions (:mod:`tests.support.textimages`) in
 every transfer syntax dicomveil re-encodes, and the ultrasounds with burned-in text of
 pydicom-data (``US1_*``, ``gdcm-US-ALOKA-16*``) and deid-data (``GREYSCALE_IMAGE``,
 ``RGB_IMAGE``). OCR tests need Tesseract and the pixels extra and skip, saying why, without
@@ -27,9 +27,7 @@ from pydicom.uid import (
 )
 
 from dicomveil import Key, Option, Outcome, Profile, RunConfig, RunSummary, run
-from dicomveil.errors import ProfileError
-from dicomveil.io import read_source, write_output
-from dicomveil.pixels import (
+from dicomveil.cleaners.pixels import (
     Box,
     PixelRules,
     PixelSettings,
@@ -37,6 +35,8 @@ from dicomveil.pixels import (
     header_signals,
     text_line_boxes,
 )
+from dicomveil.errors import ProfileError
+from dicomveil.io import read_source, write_output
 from dicomveil.profiles import Risk
 
 from ._support import cli, pydicom_data_folder
@@ -45,7 +45,8 @@ from .conftest import KEY, EngineFactory
 np = pytest.importorskip("numpy", reason="the pixels extra is not installed: numpy")
 pytest.importorskip("PIL", reason="the pixels extra is not installed: Pillow")
 
-from dicomveil import ocr, textimages  # noqa: E402  (needs numpy and Pillow)
+from dicomveil.cleaners.pixels import ocr  # noqa: E402
+from tests.support import textimages  # noqa: E402  (needs numpy and Pillow)
 
 OCR_MISSING = ocr.unavailable()
 needs_ocr = pytest.mark.skipif(OCR_MISSING is not None, reason=OCR_MISSING or "")

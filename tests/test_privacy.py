@@ -12,17 +12,9 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.uid import CTImageStorage
 
 import dicomveil
-from dicomveil import (
-    Key,
-    Outcome,
-    Profile,
-    Risk,
-    RunConfig,
-    WithheldError,
-    deidentify,
-    run,
-    synthetic,
-)
+from dicomveil import Key, Outcome, Profile, RunConfig, WithheldError, deidentify, run
+from dicomveil.profiles import Risk
+from tests.support import synthetic
 
 from .conftest import KEY, EngineFactory, deid
 

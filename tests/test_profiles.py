@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset, FileDataset
 
-from dicomveil import Option, Profile, ProfileError, Risk, preset_names, synthetic
-from dicomveil.profiles import Base
+from dicomveil import Option, Profile
+from dicomveil.errors import ProfileError
+from dicomveil.profiles import Base, Risk, preset_names
+from tests.support import synthetic
 
 from .conftest import TODAY, EngineFactory, deid, write_profile
 

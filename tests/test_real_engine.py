@@ -290,7 +290,7 @@ def test_reference_sequences_remapped_in_bytes_as_the_walk_would(
         ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
         source = save(ds, tmp_path / "s" / "implicit.dcm")
     fast = written(tmp_path / "fast", source).read_bytes()
-    from dicomveil.engine import _Walk
+    from dicomveil.engine.core import _Walk
 
     calls: list[int] = []
 

@@ -1,4 +1,4 @@
-"""The quick scan (dicomveil.scan) against pydicom's reader, on real files.
+"""The quick scan (dicomveil.io.scan) against pydicom's reader, on real files.
 
 For every file of pydicom's test data (and pydicom-data when installed) the scan either
 declines (and pydicom reads the file) or gives the same elements pydicom gives: same tags in
@@ -16,10 +16,10 @@ from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from dicomveil import synthetic
 from dicomveil.errors import InputError
 from dicomveil.io import read_scanned, read_source
-from dicomveil.scan import DEFER, scan
+from dicomveil.io.scan import DEFER, scan
+from tests.support import synthetic
 
 from ._support import PYDICOM_DATA, real_files
 

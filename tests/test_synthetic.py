@@ -1,4 +1,4 @@
-"""Tests of the synthetic DICOM builders (dicomveil.synthetic, tools/make_sample.py)."""
+"""Tests of the synthetic DICOM builders (tests.support.synthetic, tools/make_sample.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pydicom.uid import (
     UltrasoundImageStorage,
 )
 
-from dicomveil.synthetic import (
+from tests.support.synthetic import (
     FakePatient,
     PhiRecord,
     ct_series,

@@ -1,4 +1,4 @@
-"""Tests for dicomveil.tables and tools/generate_tables.py."""
+"""Tests for dicomveil.standard.tables and tools/generate_tables.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ GENERATOR = REPO / "tools" / "generate_tables.py"
 if importlib.util.find_spec("dicomveil") is None:  # not installed: use the source tree
     sys.path.insert(0, str(REPO / "src"))
 
-from dicomveil import tables  # noqa: E402
+from dicomveil.standard import tables  # noqa: E402
 
 PATTERN_TAGS = {"50xxxxxx", "60xx3000", "60xx4000", "private"}
 BASIC_CODES = {"D", "Z", "X", "U", "Z/D", "X/Z", "X/D", "X/Z/D", "X/Z/U*"}

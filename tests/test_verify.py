@@ -2,7 +2,7 @@
 
 Clean output comes from the real engine (:func:`dicomveil.run`) on synthetic patients; each
 test copies it, seeds one fault with pydicom or by patching bytes, and asserts that
-:func:`dicomveil.verify` reports it with the right check and category, that clean output
+:func:`dicomveil.qc.verify` reports it with the right check and category, that clean output
 passes, and that no value read from a file is printed unless ``--show-values`` asks for it.
 """
 
@@ -34,28 +34,19 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEnd
 from typer.testing import CliRunner
 
 import dicomveil.cli as dv_cli
-from dicomveil import (
-    Finding,
-    Key,
-    Outcome,
-    Profile,
-    RunConfig,
-    VerifyReport,
-    run,
-    synthetic,
-    verify,
-)
+from dicomveil import Key, Outcome, Profile, RunConfig, run, verify
 from dicomveil.cli import app
-from dicomveil.verify import Category, Check, IodCheck, RiskKind, Verdict
-from dicomveil.verify.context import _Context
-from dicomveil.verify.elements import _Data, _encodings, _items, _nodes, _text, _values
-from dicomveil.verify.expectations import _Rules
-from dicomveil.verify.files import _FileCheck
-from dicomveil.verify.inputs import _InputWalk, _walk_values
-from dicomveil.verify.leaks import _WHAT, _regions
-from dicomveil.verify.needles import _build_needles, _Kind, _kind, _trie
-from dicomveil.verify.reading import _load_output, _parse, _Read
-from dicomveil.verify.validity import _VALID
+from dicomveil.qc.verify import Category, Check, Finding, IodCheck, RiskKind, Verdict, VerifyReport
+from dicomveil.qc.verify.context import _Context
+from dicomveil.qc.verify.elements import _Data, _encodings, _items, _nodes, _text, _values
+from dicomveil.qc.verify.expectations import _Rules
+from dicomveil.qc.verify.files import _FileCheck
+from dicomveil.qc.verify.inputs import _InputWalk, _walk_values
+from dicomveil.qc.verify.leaks import _WHAT, _regions
+from dicomveil.qc.verify.needles import _build_needles, _Kind, _kind, _trie
+from dicomveil.qc.verify.reading import _load_output, _parse, _Read
+from dicomveil.qc.verify.validity import _VALID
+from tests.support import synthetic
 
 from ._support import CorpusFile, real_files
 from .conftest import write_profile
@@ -195,7 +186,7 @@ def test_clean_output_passes(name: str, request: pytest.FixtureRequest) -> None:
 
 
 def test_clean_output_passes_with_workers(basic: Case, monkeypatch: pytest.MonkeyPatch) -> None:
-    module = sys.modules["dicomveil.verify.runner"]
+    module = sys.modules["dicomveil.qc.verify.runner"]
     monkeypatch.setattr(module, "_PARALLEL_FROM", 1)
     report = basic.check(workers=2)
     assert report.result is Verdict.PASS and report.files == len(basic.originals)
@@ -222,7 +213,7 @@ def test_workers_find_what_one_process_finds(
 ) -> None:
     """Inputs and outputs shared out in chunks among processes (needles merged in input
     order, repeats sent once per process): the same report, finding for finding."""
-    module = sys.modules["dicomveil.verify.runner"]
+    module = sys.modules["dicomveil.qc.verify.runner"]
     case = _faulty(basic.clone(tmp_path))
     alone = case.check(workers=1, show_values=True).to_dict()
     monkeypatch.setattr(module, "_PARALLEL_FROM", 1)
@@ -233,7 +224,7 @@ def test_workers_find_what_one_process_finds(
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked children: Linux")
 def test_forked_children_give_every_result_or_the_error() -> None:
-    module = sys.modules["dicomveil.verify.runner"]
+    module = sys.modules["dicomveil.qc.verify.runner"]
     chunks = [[n, n + 1] for n in range(0, 40, 2)]
     assert module._forked(_double, chunks, 2) == [_double(c) for c in chunks]
     # A child that fails leaves its chunks to the calling process, which works them.

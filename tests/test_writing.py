@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from dicomveil import Key, Profile, RunConfig, run, synthetic
+from dicomveil import Key, Profile, RunConfig, run
+from tests.support import synthetic
 
 KEY = Key(b"w" * 32)
 

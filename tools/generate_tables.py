@@ -6,7 +6,7 @@ Usage::
     python tools/generate_tables.py [--reference DIR] [--check]
 
 Reads the CSV files described in ``<reference>/README.md`` and writes, into
-``src/dicomveil/data/``:
+``src/dicomveil/standard/data/``:
 
 - ``ps3.15-e1-1.json``: DICOM PS3.15 2026d Table E.1-1 (Application Level
   Confidentiality Profile Attributes);
@@ -36,7 +36,7 @@ from typing import Final
 
 REPO: Final = Path(__file__).resolve().parent.parent
 DEFAULT_REFERENCE: Final = REPO.parent / "shared" / "reference"
-DATA_DIR: Final = REPO / "src" / "dicomveil" / "data"
+DATA_DIR: Final = REPO / "src" / "dicomveil" / "standard" / "data"
 GENERATED_BY: Final = "tools/generate_tables.py"
 
 E1_1_CSV: Final = "ps3.15-table-e1-1.csv"
@@ -237,14 +237,14 @@ def compound_tags(reference: Path) -> set[str]:
 def typed_tags(reference: Path) -> set[str]:
     """The tags whose Type per IOD the package needs: those with a compound Basic Profile
     code in Table E.1-1, the free texts dicomveil empties beyond the table as Z/D
-    (``dicomveil.structured.EXTRA_TEXT_TAGS``), and those a bundled preset's rule gives a
-    compound code (``src/dicomveil/profiles/*.toml``). A custom profile's compound code on
+    (``dicomveil.cleaners.structured.EXTRA_TEXT_TAGS``), and those a bundled preset's rule gives a
+    compound code (``src/dicomveil/profiles/presets/*.toml``). A custom profile's compound code on
     any other tag takes its first (most protective) action."""
     import tomllib
 
     from pydicom.datadict import tag_for_keyword
 
-    from dicomveil.structured import EXTRA_TEXT_TAGS
+    from dicomveil.cleaners.structured import EXTRA_TEXT_TAGS
 
     tags = compound_tags(reference)
     tags.update(f"{tag:08X}" for extras in EXTRA_TEXT_TAGS.values() for tag, _ in extras)

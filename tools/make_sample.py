@@ -28,11 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "examples" / "sample"
 
-try:
-    from dicomveil import synthetic
-except ImportError:  # running from a checkout without the package installed
-    sys.path.insert(0, str(REPO / "src"))
-    from dicomveil import synthetic
+sys.path[:0] = [str(REPO), str(REPO / "src")]  # tests.support, and dicomveil uninstalled
+from tests.support import synthetic  # noqa: E402
 
 PATIENT_A_SEED = 1
 PATIENT_B_SEED = 2

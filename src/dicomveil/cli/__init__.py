@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import sys
 
-from . import audit as _audit  # noqa: F401
-from . import deidentify as _deidentify  # noqa: F401  (registers its commands)
-from . import diff as _diff  # noqa: F401
-from . import gateway as _gateway  # noqa: F401
-from . import verify as _verify  # noqa: F401
-from ._app import app, err, out
+from dicomveil.cli import audit as _audit  # noqa: F401
+from dicomveil.cli import deidentify as _deidentify  # noqa: F401  (registers its commands)
+from dicomveil.cli import diff as _diff  # noqa: F401
+from dicomveil.cli import gateway as _gateway  # noqa: F401
+from dicomveil.cli import verify as _verify  # noqa: F401
+from dicomveil.cli._app import app, err, out
 
 __all__ = ["app", "err", "main", "out"]
 

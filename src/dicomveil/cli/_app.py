@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..keys import Key, load_or_create_default_key, read_key
-from ..profiles import Profile
+from dicomveil.identity.keys import Key, load_or_create_default_key, read_key
+from dicomveil.profiles import Profile
 
 app = typer.Typer(
     add_completion=False,

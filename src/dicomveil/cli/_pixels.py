@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..errors import DicomveilError
-from ..pixels import PixelOutcome, PixelSettings
+from dicomveil.cleaners.pixels import PixelOutcome, PixelSettings
+from dicomveil.errors import DicomveilError
 
 PreviewDirArg = Annotated[
     Path | None,
@@ -82,7 +82,7 @@ def pixel_table(report: PixelOutcome, *, show_values: bool) -> Table:
 
 
 def _inside(inner: object, outer: object) -> bool:
-    from ..pixels import Box
+    from dicomveil.cleaners.pixels import Box
 
     assert isinstance(inner, Box) and isinstance(outer, Box)
     return (

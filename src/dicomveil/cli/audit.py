@@ -1,4 +1,4 @@
-"""``track`` and ``audit``: the tracking sheet and the audit trail (see :mod:`dicomveil.audit`).
+"""``track`` and ``audit``: the tracking sheet and the audit trail (see :mod:`dicomveil.qc.audit`).
 
 Neither command creates a database: they read (and ``track --set`` annotates) one that
 ``dicomveil run --audit`` made. Original patient IDs appear only with ``--crosswalk`` and
@@ -16,15 +16,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..batch import Outcome
-from ..crosswalk import Crosswalk
-from ..errors import DicomveilError
-from ..statuses import QcStatus
-from ._app import app, err, fail, out
+from dicomveil.cli._app import app, err, fail, out
+from dicomveil.errors import DicomveilError
+from dicomveil.identity.crosswalk import Crosswalk
+from dicomveil.qc.statuses import QcStatus
+from dicomveil.runs.batch import Outcome
 
 if TYPE_CHECKING:  # the database layer (SQLAlchemy) loads only when a command needs it
-    from ..audit import FileRecord, RunRecord, VerificationRecord
-    from ..sheets import Sheet
+    from dicomveil.qc.audit import FileRecord, RunRecord, VerificationRecord
+    from dicomveil.qc.audit.sheets import Sheet
 
 AuditDbArg = Annotated[
     str,
@@ -70,7 +70,7 @@ _SHOWN: dict[View, tuple[str, ...]] = {
 
 
 def _show(sheet: Sheet, columns: tuple[str, ...] | None = None, title: str = "") -> None:
-    from ..sheets import format_cell
+    from dicomveil.qc.audit.sheets import format_cell
 
     if not sheet.rows:
         err.print(f"no {sheet.title} recorded", highlight=False)
@@ -94,7 +94,7 @@ def _show(sheet: Sheet, columns: tuple[str, ...] | None = None, title: str = "")
 def _export(sheet: Sheet, path: Path | None, *, private: bool = False) -> None:
     if path is None:
         return
-    from ..sheets import export_sheet
+    from dicomveil.qc.audit.sheets import export_sheet
 
     export_sheet(sheet, path, private=private)
     err.print(f"wrote {path} ({len(sheet.rows)} rows)", highlight=False)
@@ -150,8 +150,8 @@ def track_command(
         raise fail("--show-original-ids needs --crosswalk CSV (the IDs are not in the database)")
     if crosswalk is not None and not show_original_ids:
         err.print("note: original IDs are shown only with --show-original-ids", highlight=False)
-    from ..audit import AuditTrail
-    from ..sheets import tracking_sheet
+    from dicomveil.qc.audit import AuditTrail
+    from dicomveil.qc.audit.sheets import tracking_sheet
 
     try:
         walk = Crosswalk.from_csv(crosswalk) if crosswalk and show_original_ids else None
@@ -189,8 +189,8 @@ def audit_command(
     if run is not None and view is View.VERIFICATIONS:
         raise fail("--run filters runs and files, not verifications")
     start = _since(since)
-    from ..audit import AuditTrail, FileRecord, RunRecord, VerificationRecord
-    from ..sheets import records_sheet
+    from dicomveil.qc.audit import AuditTrail, FileRecord, RunRecord, VerificationRecord
+    from dicomveil.qc.audit.sheets import records_sheet
 
     kinds = {View.RUNS: RunRecord, View.FILES: FileRecord, View.VERIFICATIONS: VerificationRecord}
     try:

@@ -12,20 +12,36 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import cluster
-from .. import explain as _explain
-from .._version import __version__
-from ..batch import FileResult, Outcome, RunConfig, RunSummary, run
-from ..crosswalk import Crosswalk
-from ..dicomdir import write_dicomdir
-from ..errors import DicomveilError
-from ..keys import write_key
-from ..layout import DEFAULT_LAYOUT, FIELDS, Layout
-from ..options import Option
-from ..profiles import Profile, preset_names
-from ..tables import EDITION
-from ._app import KeyArg, OptionArg, ProfileArg, app, err, fail, load_key, load_profile, out
-from ._pixels import PixelFillArg, PixelRulesArg, PreviewDirArg, pixel_settings, pixel_table
+from dicomveil._version import __version__
+from dicomveil.cli._app import (
+    KeyArg,
+    OptionArg,
+    ProfileArg,
+    app,
+    err,
+    fail,
+    load_key,
+    load_profile,
+    out,
+)
+from dicomveil.cli._pixels import (
+    PixelFillArg,
+    PixelRulesArg,
+    PreviewDirArg,
+    pixel_settings,
+    pixel_table,
+)
+from dicomveil.engine import explain as _explain
+from dicomveil.errors import DicomveilError
+from dicomveil.identity.crosswalk import Crosswalk
+from dicomveil.identity.keys import write_key
+from dicomveil.io.layout import DEFAULT_LAYOUT, FIELDS, Layout
+from dicomveil.profiles import Profile, preset_names
+from dicomveil.runs import cluster
+from dicomveil.runs.batch import FileResult, Outcome, RunConfig, RunSummary, run
+from dicomveil.runs.dicomdir import write_dicomdir
+from dicomveil.standard.options import Option
+from dicomveil.standard.tables import EDITION
 
 
 @app.command("run")
@@ -139,7 +155,7 @@ def run_command(
             f"{secret.fingerprint}",
             highlight=False,
         )
-        from ..audit import recording  # SQLAlchemy: loaded only when a run is recorded
+        from dicomveil.qc.audit import recording  # SQLAlchemy: loaded only when a run is recorded
 
         with recording(audit, config, operator=operator) as recorder:
             summary = _run_with_progress([Path(p) for p in inputs], config, recorder, runner)

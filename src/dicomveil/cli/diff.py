@@ -16,10 +16,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..comparison import ChangeKind, DiffReport
-from ..comparison import diff as diff_files
-from ..errors import DicomveilError
-from ._app import app, err, fail, out
+from dicomveil.cli._app import app, err, fail, out
+from dicomveil.errors import DicomveilError
+from dicomveil.qc.diff import ChangeKind, DiffReport
+from dicomveil.qc.diff import diff as diff_files
 
 _STYLES = {
     ChangeKind.REMOVED: "red",

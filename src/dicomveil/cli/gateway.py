@@ -20,8 +20,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..errors import DicomveilError
-from ._app import app, err, fail, out
+from dicomveil.cli._app import app, err, fail, out
+from dicomveil.errors import DicomveilError
 
 gateway_app = typer.Typer(
     help="A DICOM node that de-identifies what it receives and forwards it.",
@@ -51,7 +51,7 @@ def gateway_command(
     if not isinstance(level, int):
         raise fail(f"unknown log level {log_level!r}")
     try:
-        from ..gateway import load_config  # pynetdicom loads only for this command
+        from dicomveil.gateway import load_config  # pynetdicom loads only for this command
 
         settings = load_config(config)
     except DicomveilError as exc:
@@ -67,7 +67,7 @@ def gateway_command(
         stop.set()
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    from ..gateway import Gateway
+    from dicomveil.gateway import Gateway
 
     gateway = Gateway(settings)
     try:
@@ -99,12 +99,12 @@ def status_command(
     if config is None:
         raise fail("give --config gateway.toml")
     try:
-        from ..gateway import load_config  # pynetdicom loads only for this command
+        from dicomveil.gateway import load_config  # pynetdicom loads only for this command
 
         settings = load_config(config)
     except DicomveilError as exc:
         raise fail(str(exc)) from None
-    from ..gateway import read_status
+    from dicomveil.gateway import read_status
 
     status = read_status(settings)
     if as_json:

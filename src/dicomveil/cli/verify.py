@@ -1,4 +1,4 @@
-"""``verify``: check de-identified output as a stranger would (see :mod:`dicomveil.verify`).
+"""``verify``: check de-identified output as a stranger would (see :mod:`dicomveil.qc.verify`).
 
 Exit codes: 0 pass, 1 findings, 2 could not check (no output folder, a bad profile or map).
 """
@@ -12,9 +12,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import DicomveilError
-from ..verify import IodCheck, Verdict, VerifyReport, verify
-from ._app import OptionArg, ProfileArg, app, err, fail, load_profile, out
+from dicomveil.cli._app import OptionArg, ProfileArg, app, err, fail, load_profile, out
+from dicomveil.errors import DicomveilError
+from dicomveil.qc.verify import IodCheck, Verdict, VerifyReport, verify
 
 
 @app.command("verify")
@@ -92,7 +92,7 @@ def _record(
     db: str, output: Path, operator: str | None, report: VerifyReport, show_values: bool
 ) -> None:
     """The check goes into the audit trail; messages only when they carry no values."""
-    from ..audit import AuditTrail
+    from dicomveil.qc.audit import AuditTrail
 
     findings = [
         {

@@ -16,7 +16,7 @@ and never configures logging itself.
 
 import logging
 
-from .config import (
+from dicomveil.gateway.config import (
     GatewayConfig,
     GatewayConfigError,
     Node,
@@ -26,7 +26,7 @@ from .config import (
     WithheldStatus,
     load_config,
 )
-from .node import (
+from dicomveil.gateway.node import (
     TRANSFER_SYNTAXES,
     EventKind,
     Gateway,
@@ -37,7 +37,7 @@ from .node import (
     read_status,
     sanitize_query,
 )
-from .queue import Forwarder, RouteQueue
+from dicomveil.gateway.queue import Forwarder, RouteQueue
 
 logging.getLogger("dicomveil.gateway").addHandler(logging.NullHandler())
 

@@ -72,10 +72,10 @@ from typing import Any
 
 from pydicom.datadict import keyword_dict
 
-from ..errors import DicomveilError
-from ..keys import Key, default_key_path, read_key
-from ..layout import DEFAULT_LAYOUT, Layout
-from ..profiles import Profile
+from dicomveil.errors import DicomveilError
+from dicomveil.identity.keys import Key, default_key_path, read_key
+from dicomveil.io.layout import DEFAULT_LAYOUT, Layout
+from dicomveil.profiles import Profile
 
 __all__ = [
     "GatewayConfig",

@@ -90,15 +90,10 @@ from pynetdicom.dimse_primitives import C_STORE, N_CREATE, N_SET
 from pynetdicom.events import Event
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from ..actions import Action
-from ..batch import FileResult, Outcome, Task, deidentify_source
-from ..engine import Engine
-from ..errors import CrosswalkError, DeidentificationError, DicomveilError, InputError
-from ..io import read_source, remove_stale_temporaries
-from ..profiles import CompiledProfile, Risk
-from ..pseudonyms import Pseudonymizer
-from .config import GatewayConfig, Node, RouteConfig, WithheldStatus
-from .queue import (
+from dicomveil.engine import Engine
+from dicomveil.errors import CrosswalkError, DeidentificationError, DicomveilError, InputError
+from dicomveil.gateway.config import GatewayConfig, Node, RouteConfig, WithheldStatus
+from dicomveil.gateway.queue import (
     ClientAE,
     ClosingSocket,
     Forwarder,
@@ -107,6 +102,11 @@ from .queue import (
     durable_copy,
     no_delay,
 )
+from dicomveil.identity.pseudonyms import Pseudonymizer
+from dicomveil.io import read_source, remove_stale_temporaries
+from dicomveil.profiles import CompiledProfile, Risk
+from dicomveil.runs.batch import FileResult, Outcome, Task, deidentify_source
+from dicomveil.standard.actions import Action
 
 __all__ = [
     "EventKind",

@@ -43,8 +43,8 @@ from pynetdicom import AE, _config, build_context
 from pynetdicom.association import Association
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
-from ..io import TEMP_SUFFIX, fsync_dir, remove_stale_temporaries
-from .config import Node
+from dicomveil.gateway.config import Node
+from dicomveil.io import TEMP_SUFFIX, fsync_dir, remove_stale_temporaries
 
 __all__ = [
     "ClientAE",

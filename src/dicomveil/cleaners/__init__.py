@@ -1,0 +1,2 @@
+"""Cleaners: what an option's C (clean) action does to free text, structures, graphics
+and pixels."""

@@ -1,0 +1,40 @@
+"""Streaming DICOM I/O: read a file up to its pixel data, write it back with the pixel data
+copied byte for byte, atomically."""
+
+from dicomveil.io.core import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION,
+    TEMP_SUFFIX,
+    Kind,
+    PixelSource,
+    PixelSpan,
+    SourceFile,
+    build_file_meta,
+    copy_file,
+    fsync_dir,
+    iter_files,
+    read_scanned,
+    read_source,
+    remove_stale_temporaries,
+    sniff,
+    write_output,
+)
+
+__all__ = [
+    "IMPLEMENTATION_CLASS_UID",
+    "IMPLEMENTATION_VERSION",
+    "TEMP_SUFFIX",
+    "Kind",
+    "PixelSource",
+    "PixelSpan",
+    "SourceFile",
+    "build_file_meta",
+    "copy_file",
+    "fsync_dir",
+    "iter_files",
+    "read_scanned",
+    "read_source",
+    "remove_stale_temporaries",
+    "sniff",
+    "write_output",
+]

@@ -1,0 +1,1 @@
+"""Quality control: the independent verifier, the diff of input and output, the audit trail."""

@@ -1,0 +1,474 @@
+"""Needles: the identifying values of the originals, in the forms people write them, compiled
+for a byte search (sets for UIDs, dates and numbers; names, IDs and the rest keyed by runs of
+letters or digits they hold, see :class:`_Needles`)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property, lru_cache
+from typing import Any, Final, NamedTuple
+
+from dicomveil.qc.verify.elements import (
+    _DATE_VRS,
+    _TEXT_VRS,
+    _is_instance_uid_element,
+    _Node,
+    _well_known,
+)
+from dicomveil.qc.verify.report import Category
+
+# Identifying attributes by keyword (PN, DA, DT, TM and UI values are identifying by VR).
+_ID_KEYWORDS: Final = frozenset({
+    "PatientID", "OtherPatientIDs", "IssuerOfPatientID", "AccessionNumber", "StudyID",
+    "RequestedProcedureID", "ScheduledProcedureStepID", "PerformedProcedureStepID",
+    "AdmissionID", "IssuerOfAdmissionID", "PlacerOrderNumberImagingServiceRequest",
+    "FillerOrderNumberImagingServiceRequest", "PlacerOrderNumberProcedure",
+    "FillerOrderNumberProcedure", "MedicalRecordLocator", "ServiceEpisodeID",
+    "InsurancePlanIdentification", "ClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID",
+})  # fmt: skip
+_DEVICE_KEYWORDS: Final = frozenset({
+    "DeviceSerialNumber", "StationName", "PerformedStationName", "ScheduledStationName",
+    "StationAETitle", "PerformedStationAETitle", "ScheduledStationAETitle", "DetectorID",
+    "GantryID", "SourceSerialNumber", "DeviceID",
+})  # fmt: skip
+_INSTITUTION_KEYWORDS: Final = frozenset({"InstitutionName"})
+_ADDRESS_KEYWORDS: Final = frozenset(
+    {"PatientAddress", "InstitutionAddress", "ReferringPhysicianAddress", "PersonAddress"}
+)
+_PHONE_KEYWORDS: Final = frozenset(
+    {"PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers", "PersonTelephoneNumbers"}
+)
+_NEEDLE_VRS: Final = frozenset({"PN", "DA", "DT", "TM", "UI"})
+_NEEDLE_KEYWORDS: Final = (
+    _ID_KEYWORDS | _DEVICE_KEYWORDS | _INSTITUTION_KEYWORDS | _ADDRESS_KEYWORDS | _PHONE_KEYWORDS
+)
+# Values that identify no one, whatever element holds them.
+_NOT_IDENTIFYING: Final = frozenset({
+    "anonymized", "anonymous", "anonymised", "unknown", "none", "null", "test", "removed",
+    "patient", "other", "text", "default", "hospital", "clinic", "radiology",
+})  # fmt: skip
+_VENDOR_KEYWORDS: Final = frozenset(
+    {"Manufacturer", "ManufacturerModelName", "SoftwareVersions", "ConvolutionKernel"}
+)
+_HONORIFICS: Final = frozenset(
+    {"dr", "mr", "mrs", "ms", "miss", "prof", "md", "phd", "jr", "sr", "dr.", "mr.", "mrs."}
+)
+_MIN_TEXT: Final = 4  # shorter needles match by chance
+_MIN_DIGITS: Final = 6  # numbers: "2024" or "1234" are everywhere
+
+
+class _Kind(StrEnum):
+    """How a needle may sit in the bytes. Nothing that starts with a digit may follow a digit
+    or a dot (it would be part of a number or a UID)."""
+
+    DIGITS = "digits"  # all digits: a whole run of digits
+    UID = "uid"  # a whole UID-like token, or its leading components
+    DATE = "date"  # YYYYMMDD may run on (a DT goes on with the time)
+    WORD = "word"  # names, institutions, addresses: no letter may touch either end
+    PLAIN = "plain"  # IDs: anywhere
+
+
+class _Literal(NamedTuple):
+    """A needle found by its anchor: a run of letters or digits in it that shows in the bytes
+    searched as a whole run (``exact``), the start of one (``prefix``: its first 4 bytes) or
+    the end of one (``suffix``: its last 4 bytes). ``at`` is where the key starts in it."""
+
+    needle: bytes
+    group: int  # the old trie's order at one offset: digit first, then words, then plain
+    word: bool  # no letter may follow it
+    at: int
+
+
+_Anchors = Mapping[bytes, tuple[_Literal, ...]]
+
+
+@dataclass(frozen=True)
+class _Needles:
+    """Compiled needles, for a byte search that finds what one regex of them all would find:
+    at the leftmost offset where a needle matches, the first of the digit-led, word and plain
+    needles that match there (the longest of them), then on after it, never overlapping.
+
+    The many (UIDs, compact dates, numbers and times: thousands in a large set) are looked up
+    in sets for each UID-like token and each run of digits, so their number does not slow the
+    search. The rest (names, IDs, addresses, dates as people write them) were one trie regex,
+    whose compiling (in Python, before any file could be checked) grew with the set to a good
+    part of a run; now each is keyed by an anchor (see :class:`_Literal`). A search cuts the
+    bytes into runs of letters and of digits (in C), and only anchors among them lead to
+    comparing needles; without a hit (a clean file) it is a few set intersections. Needles
+    with no anchor (all letters, or short runs only) keep a small trie regex, in a
+    look-ahead so that it reports every offset it matches at."""
+
+    pattern: re.Pattern[bytes] | None
+    uids: frozenset[bytes]
+    dates: frozenset[bytes]  # YYYYMMDD: a run of digits that starts with one
+    numbers: frozenset[bytes]  # all digits: a whole run of digits
+    info: Mapping[bytes, tuple[Category, str]]
+    exact: _Anchors = field(default_factory=dict)
+    prefix: _Anchors = field(default_factory=dict)
+    suffix: _Anchors = field(default_factory=dict)
+    uid_keys: frozenset[bytes] = frozenset()  # the longest run of digits of each UID
+    groups: Mapping[bytes, int] = field(default_factory=dict)  # the pattern's needles
+
+    @cached_property
+    def keys(self) -> tuple[frozenset[bytes], frozenset[bytes], frozenset[bytes]]:
+        return frozenset(self.exact), frozenset(self.prefix), frozenset(self.suffix)
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.pattern is None
+            and not (self.uids or self.dates or self.numbers)
+            and not (self.exact or self.prefix or self.suffix)
+        )
+
+    def find(self, lowered: bytes) -> list[tuple[int, bytes]]:
+        """(offset, needle) of every hit, in order."""
+        hits: list[tuple[int, bytes]] = []
+        # Runs of letters and runs of digits, each cut out in C (a regex is slower here).
+        digits = set(lowered.translate(_ONLY_DIGITS).split())
+        tokens = digits.union(lowered.translate(_ONLY_LETTERS).split())
+        if self.exact or self.prefix or self.suffix or self.pattern is not None:
+            hits.extend(self._literals(lowered, tokens))
+        if self.uids and not digits.isdisjoint(self.uid_keys):
+            for match in _UID_TOKEN.finditer(lowered):
+                token = match.group(0)
+                if token in self.uids:
+                    hits.append((match.start(), token))
+                    continue
+                end = token.find(b".")  # the UID with components appended (derived from it)
+                while end != -1:
+                    if token[:end] in self.uids:
+                        hits.append((match.start(), token[:end]))
+                        break
+                    end = token.find(b".", end + 1)
+        if (self.numbers and not digits.isdisjoint(self.numbers)) or (
+            self.dates and not self.dates.isdisjoint([t[:8] for t in digits if len(t) >= 8])
+        ):
+            for match in _DIGIT_RUN.finditer(lowered):
+                run = match.group(0)
+                if run[:8] in self.dates:
+                    hits.append((match.start(), run[:8]))
+                elif run in self.numbers:
+                    hits.append((match.start(), run))
+        return sorted(hits)
+
+    def _literals(self, hay: bytes, tokens: set[bytes]) -> list[tuple[int, bytes]]:
+        """The names, IDs, addresses and dates as written: every offset where one matches
+        (with the best there), then the leftmost-first, non-overlapping choice."""
+        best: dict[int, tuple[int, int, bytes]] = {}  # offset -> (group, -length, needle)
+
+        def offer(offset: int, group: int, needle: bytes) -> None:
+            rank = (group, -len(needle), needle)
+            known = best.get(offset)
+            if known is None or rank < known:
+                best[offset] = rank
+
+        keyed: list[tuple[bytes, tuple[_Literal, ...]]] = []
+        keys = self.keys  # a set with a set: the smaller is iterated (not so with a dict)
+        if self.exact:
+            keyed.extend((t, self.exact[t]) for t in tokens & keys[0])
+        if self.prefix:
+            starts = {t[:4] for t in tokens if len(t) >= 4}
+            keyed.extend((k, self.prefix[k]) for k in starts & keys[1])
+        if self.suffix:
+            ends = {t[-4:] for t in tokens if len(t) >= 4}
+            keyed.extend((k, self.suffix[k]) for k in ends & keys[2])
+        for key, literals in keyed:
+            where = hay.find(key)
+            while where != -1:
+                for literal in literals:
+                    offset = where - literal.at
+                    if offset >= 0 and _matches(hay, offset, literal):
+                        offer(offset, literal.group, literal.needle)
+                where = hay.find(key, where + 1)
+        if self.pattern is not None:
+            for match in self.pattern.finditer(hay):
+                needle = match.group(1)
+                offer(match.start(), self.groups[needle], needle)
+        found: list[tuple[int, bytes]] = []
+        end = 0
+        for offset in sorted(best):
+            if offset >= end:
+                needle = best[offset][2]
+                found.append((offset, needle))
+                end = offset + len(needle)
+        return found
+
+
+def _matches(hay: bytes, offset: int, literal: _Literal) -> bool:
+    """Whether the needle is at ``offset``, with what may not touch it not touching it."""
+    needle = literal.needle
+    if not hay.startswith(needle, offset):
+        return False
+    if offset and literal.group < 2 and hay[offset - 1] in _GUARDS[literal.group]:
+        return False
+    after = offset + len(needle)
+    return not (literal.word and after < len(hay) and hay[after] in _LETTERS)
+
+
+_LETTERS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz")
+_DIGITS: Final = frozenset(b"0123456789")
+# What may not stand before a needle, by group: not in a number or a UID; not in a word.
+_GUARDS: Final = (_DIGITS | {ord(".")}, _LETTERS)
+_RUNS: Final = re.compile(rb"[a-z]+|[0-9]+")
+_ONLY_LETTERS: Final = bytes(c if c in _LETTERS else 0x20 for c in range(256))
+_ONLY_DIGITS: Final = bytes(c if c in _DIGITS else 0x20 for c in range(256))
+
+
+def _anchor(needle: bytes, group: int, word: bool) -> tuple[str, bytes, int] | None:
+    """How to find a needle: (``exact``, ``prefix`` or ``suffix``, key, where the key starts
+    in it), or None (the regex). A run of letters or digits in the needle starts a run in the
+    bytes searched when something of another class stands before it (in the needle, or by
+    the needle's guard); it ends one when something of another class follows it (in the
+    needle, or by a word's tail). The key most unlikely to turn up by chance is taken: the
+    longest whole run, unless a run of 4 or more is known at one end only (then 4 bytes of
+    it); runs shorter than 4 ("25" of a date, "1" of a phone number) are everywhere."""
+    best: tuple[int, str, int, int] | None = None  # (rank, how, start, end)
+    for run in _RUNS.finditer(needle):
+        start, end = run.span()
+        length = end - start
+        letters = needle[start] in _LETTERS
+        opened = start > 0 or group == 0 or (group == 1 and letters)
+        closed = end < len(needle) or (word and letters)
+        if opened and closed:
+            found = (2 * length + 1, "exact", start, end)  # a whole run beats 4 bytes of one
+        elif length < 4:
+            continue
+        elif opened:
+            found = (8, "prefix", start, start + 4)
+        elif closed:
+            found = (8, "suffix", end - 4, end)
+        else:
+            continue
+        if best is None or found[0] > best[0]:
+            best = found
+    if best is None:
+        return None
+    _rank, how, start, end = best
+    return how, needle[start:end], start
+
+
+def _build_needles(raw: Mapping[str, Category], kept: Iterable[str]) -> _Needles:
+    skip = {k.casefold() for k in kept}
+    info: dict[bytes, tuple[Category, str]] = {}
+    kinds: dict[bytes, _Kind] = {}
+    uids: set[bytes] = set()
+    dates: set[bytes] = set()
+    numbers: set[bytes] = set()
+    for text, category in raw.items():
+        if text.casefold() in skip:
+            continue
+        kind = _kind(text, category)
+        for needle in _encoded(text):
+            if needle not in info:
+                info[needle] = (category, text)
+            if kind is _Kind.UID:
+                uids.add(needle)
+            elif kind is _Kind.DATE and len(needle) == 8 and needle.isdigit():
+                dates.add(needle)
+            elif kind is _Kind.DIGITS:
+                numbers.add(needle)
+            else:
+                kinds.setdefault(needle, kind)
+    anchors: dict[str, dict[bytes, list[_Literal]]] = {"exact": {}, "prefix": {}, "suffix": {}}
+    rest: dict[int, list[bytes]] = {0: [], 1: [], 2: []}
+    for needle, kind in kinds.items():
+        word = kind is _Kind.WORD
+        group = 0 if needle[:1].isdigit() else 1 if word else 2
+        anchor = _anchor(needle, group, word)
+        if anchor is None:
+            rest[group].append(needle)
+            continue
+        how, key, at = anchor
+        anchors[how].setdefault(key, []).append(_Literal(needle, group, word, at))
+    parts = [
+        _trie(rest[group], kinds, guard)
+        for group, guard in (
+            (0, rb"(?<![0-9.].)"),  # not inside a number or a UID
+            (1, rb"(?<![a-z].)"),
+            (2, b""),
+        )
+        if rest[group]
+    ]
+    # A look-ahead: every offset where one matches, as the anchored needles are found.
+    pattern = re.compile(b"(?=(" + b"|".join(parts) + b"))", re.DOTALL) if parts else None
+    return _Needles(
+        pattern,
+        frozenset(uids),
+        frozenset(dates),
+        frozenset(numbers),
+        info,
+        exact={k: tuple(v) for k, v in anchors["exact"].items()},
+        prefix={k: tuple(v) for k, v in anchors["prefix"].items()},
+        suffix={k: tuple(v) for k, v in anchors["suffix"].items()},
+        # A UID that can match is digits and dots: its longest part, a run of digits.
+        uid_keys=frozenset(max(u.split(b"."), key=len) for u in uids),
+        groups={n: g for g, needles in rest.items() for n in needles},
+    )
+
+
+_UID_TOKEN: Final = re.compile(rb"(?<![0-9.])[0-9]+(?:\.[0-9]+)+")
+_DIGIT_RUN: Final = re.compile(rb"(?<![0-9.])[0-9]{6,}")  # _MIN_DIGITS: shorter runs never match
+_ESCAPED: Final = tuple(re.escape(bytes([byte])) for byte in range(256))
+_TAILS: Final = {_Kind.WORD: rb"(?![a-z])"}  # what may not follow a needle of the trie
+
+
+def _trie(words: list[bytes], kinds: Mapping[bytes, _Kind], guard: bytes) -> bytes:
+    """One regex for many literal needles: a trie, so each position costs a byte compare.
+
+    ``guard`` follows the first byte: a look-behind on the byte before the needle.
+    """
+    root: dict[int, Any] = {}
+    for word in words:
+        node = root
+        for byte in word:
+            node = node.setdefault(byte, {})
+        node[-1] = kinds[word]
+
+    def build(node: dict[int, Any], depth: int) -> bytes:
+        branches = []
+        for byte, child in sorted(node.items(), key=lambda kv: kv[0]):
+            if byte < 0:
+                continue
+            literal = _ESCAPED[byte] + (guard if depth == 0 else b"")
+            while len(child) == 1 and -1 not in child:  # a chain: one literal, no recursion
+                ((byte, child),) = child.items()
+                literal += _ESCAPED[byte]
+            branches.append(literal + build(child, depth + 1))
+        ending = node.get(-1)
+        tail = _TAILS.get(ending, b"") if isinstance(ending, _Kind) else b""
+        if not branches:
+            return tail
+        body = branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+        if ending is not None:
+            return b"(?:" + body + b"|" + tail + b")" if tail else b"(?:" + body + b")?"
+        return body
+
+    return build(root, 0)
+
+
+def _encoded(text: str) -> tuple[bytes, ...]:
+    """A needle's bytes, lower-cased: in UTF-8 and in Latin-1 (once when they agree)."""
+    if text.isascii():
+        return (text.encode("ascii").lower(),)
+    forms: list[bytes] = []
+    for encoding in ("utf-8", "latin-1"):
+        with contextlib.suppress(UnicodeEncodeError):
+            forms.append(text.encode(encoding).lower())
+    return tuple(forms)
+
+
+def _kind(text: str, category: Category) -> _Kind:
+    if category is Category.UID:
+        return _Kind.UID
+    if category is Category.DATE:
+        return _Kind.DATE
+    if text.isdigit():
+        return _Kind.DIGITS
+    if category in (Category.NAME, Category.INSTITUTION, Category.ADDRESS):
+        return _Kind.WORD  # words: "HERE" is not in "THERE"
+    return _Kind.PLAIN
+
+
+def _meaningful(text: str) -> bool:
+    text = text.strip()
+    if text.casefold() in _NOT_IDENTIFYING:
+        return False
+    if text.isdigit():
+        return len(text) >= _MIN_DIGITS
+    return len(text) >= _MIN_TEXT
+
+
+def _name_forms(value: str) -> set[str]:
+    """A PN value as people write it: components, with and without carets, either order."""
+    forms: set[str] = set()
+    for group in value.split("="):
+        parts = [p.strip() for p in group.split("^")]
+        words = [p for p in parts if p and p.casefold() not in _HONORIFICS]
+        if not words:
+            continue
+        forms.add(group.strip("^ "))
+        forms.update(words)
+        for part in words:
+            forms.update(w for w in part.split() if w.casefold() not in _HONORIFICS)
+        family = parts[0] if parts else ""
+        given = " ".join(p for p in parts[1:3] if p)
+        if family and given:
+            forms.update(
+                {
+                    f"{family} {given}",
+                    f"{given} {family}",
+                    f"{family}, {given}",
+                    f"{family},{given}",
+                    f"{family}{given}".replace(" ", ""),
+                    f"{given}{family}".replace(" ", ""),
+                    " ".join(words),
+                }
+            )
+    return {f for f in forms if _meaningful(f)}
+
+
+_DA_TEXT: Final = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+
+
+def _date_forms(value: str) -> set[str]:
+    forms: set[str] = set()
+    for part in value.split("-") if len(value) == 17 else [value]:
+        text = part.strip()[:8]
+        match = _DA_TEXT.match(text)
+        if not match or int(match[1]) < 1901 or not 1 <= int(match[2]) <= 12:
+            continue
+        y, m, d = match[1], match[2], match[3]
+        forms.update({text, f"{y}-{m}-{d}", f"{y}.{m}.{d}", f"{d}.{m}.{y}", f"{m}/{d}/{y}"})
+        forms.add(f"{d}/{m}/{y}")
+    return forms
+
+
+def _time_forms(value: str) -> set[str]:
+    text = value.strip().split(".")[0]
+    if len(text) >= 6 and text.isdigit() and text.strip("0"):
+        return {text[:6]}
+    return set()
+
+
+def _needles_of(node: _Node, values: list[str]) -> Iterator[tuple[str, Category, bool]]:
+    """Identifying values of one input element: (text, category, long enough to search)."""
+    for value in values:
+        yield from _forms(node.vr, node.keyword, node.private, value)
+
+
+@lru_cache(maxsize=1 << 16)  # a series repeats its patient's, study's and device's values
+def _forms(
+    vr: str, keyword: str, private: bool, value: str
+) -> tuple[tuple[str, Category, bool], ...]:
+    found: list[tuple[str, Category]] = []
+    if vr == "PN":
+        found.extend((form, Category.NAME) for form in _name_forms(value))
+    elif vr in _DATE_VRS:
+        found.extend((form, Category.DATE) for form in _date_forms(value))
+    elif vr == "TM":
+        found.extend((form, Category.TIME) for form in _time_forms(value))
+    elif vr == "UI":
+        if (private or _is_instance_uid_element(keyword)) and not _well_known(value):
+            found.append((value, Category.UID))
+    elif private or vr not in _TEXT_VRS | {"AE"}:
+        pass
+    elif keyword in _DEVICE_KEYWORDS:
+        found.append((value, Category.DEVICE))
+    elif keyword in _ID_KEYWORDS or (keyword.endswith("ID") and vr in ("LO", "SH")):
+        found.append((value, Category.ID))
+    elif keyword in _INSTITUTION_KEYWORDS:
+        found.append((value, Category.INSTITUTION))
+    elif keyword in _ADDRESS_KEYWORDS:
+        found.append((value, Category.ADDRESS))
+        found.extend((part.strip(), Category.ADDRESS) for part in value.split(","))
+    elif keyword in _PHONE_KEYWORDS:
+        found.append((value, Category.PHONE))
+        digits = "".join(c for c in value if c.isdigit())
+        if len(digits) >= 7:
+            found.append((digits, Category.PHONE))
+    return tuple((text, category, _meaningful(text)) for text, category in found)

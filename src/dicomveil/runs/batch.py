@@ -1,0 +1,434 @@
+"""Batch runs: files, folders and zip archives in, de-identified files out, on every core.
+
+One worker process per core compiles the profile once and handles files in chunks; workers
+share no mutable state (pseudonyms, UIDs and date offsets are keyed hashes), so the output
+does not depend on the number of workers. The parent collects results, detects outputs that
+collide, writes the maps (``--map-dir``) and counts outcomes. No message carries a value read
+from a file: inputs are named by their path as the user gave it, outputs by de-identified
+values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as _dt
+import io as _io
+import os
+import shutil
+import tempfile
+import warnings
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from dicomveil.cleaners.pixels import PixelSettings, clean_pixels
+from dicomveil.engine import Engine, Result
+from dicomveil.errors import CrosswalkError, DeidentificationError, DicomveilError, InputError
+from dicomveil.identity.crosswalk import Crosswalk
+from dicomveil.identity.keys import Key
+from dicomveil.identity.pseudonyms import Pseudonymizer
+from dicomveil.io import (
+    Kind,
+    SourceFile,
+    copy_file,
+    iter_files,
+    read_scanned,
+    read_source,
+    remove_stale_temporaries,
+    sniff,
+    write_output,
+)
+from dicomveil.io.layout import Layout
+from dicomveil.profiles import Profile
+
+
+class Outcome(StrEnum):
+    WRITTEN = "written"
+    WITHHELD = "withheld"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One input: a file on disk, or a member of a zip archive."""
+
+    path: Path
+    member: str | None = None
+
+    @property
+    def display(self) -> str:
+        return f"{self.path}!{self.member}" if self.member else str(self.path)
+
+
+@dataclass
+class FileResult:
+    task: Task
+    outcome: Outcome
+    reason: str = ""
+    output: Path | None = None
+    size: int = 0
+    uid_map: dict[str, str] = field(default_factory=dict)
+    patient_id: str = field(default="", repr=False)
+    pseudonym: str = ""
+    date_offset_days: int | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    profile: Profile
+    key: Key
+    output: Path
+    layout: Layout = field(default_factory=Layout)
+    crosswalk: Crosswalk | None = None
+    map_dir: Path | None = None
+    workers: int = 0  # 0: one per core
+    today: _dt.date | None = None
+    chunk_size: int = 8
+    pixels: PixelSettings = field(default_factory=PixelSettings)  # clean-pixel-data
+
+
+class Collector:
+    """Adds each result to a summary as it arrives, failing an input whose output another
+    input of the run already wrote (two files with one SOP Instance UID), then reports it."""
+
+    def __init__(
+        self, summary: RunSummary, progress: Callable[[FileResult], None] | None = None
+    ) -> None:
+        self.summary = summary
+        self.progress = progress
+        self._seen: dict[Path, Task] = {}
+
+    def __call__(self, result: FileResult) -> None:
+        if result.outcome is Outcome.WRITTEN and result.output is not None:
+            earlier = self._seen.get(result.output)
+            if earlier is not None and earlier != result.task:
+                result.outcome = Outcome.FAILED
+                result.reason = (
+                    f"same SOP Instance UID as {earlier.display}: the output holds only one of them"
+                )
+            self._seen[result.output] = result.task
+        self.summary.results.append(result)
+        if self.progress is not None:
+            self.progress(result)
+
+
+@dataclass
+class RunSummary:
+    results: list[FileResult] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.results if r.outcome is outcome)
+
+    def reasons(self, outcome: Outcome) -> Counter[str]:
+        return Counter(r.reason for r in self.results if r.outcome is outcome)
+
+    @property
+    def ok(self) -> bool:
+        return self.count(Outcome.FAILED) == 0
+
+    @property
+    def written(self) -> list[FileResult]:
+        return [r for r in self.results if r.outcome is Outcome.WRITTEN]
+
+
+# --------------------------------------------------------------------------------------------
+# Discovering inputs
+
+
+def discover(inputs: Sequence[Path]) -> Iterator[Task]:
+    """Tasks for every file under the inputs; zip archives are opened, never extracted."""
+    for root in inputs:
+        if not root.exists():
+            raise InputError("no such file or folder", path=str(root))
+        for path in iter_files(root):
+            # A DICOM file is never opened as an archive (and checking that first spares
+            # reading the end of every DICOM file for a zip directory).
+            if sniff(path) is not Kind.DICOM and zipfile.is_zipfile(path):
+                try:
+                    with zipfile.ZipFile(path) as archive:
+                        members = [i.filename for i in archive.infolist() if not i.is_dir()]
+                except (zipfile.BadZipFile, OSError):
+                    yield Task(path)
+                    continue
+                for member in sorted(members):
+                    yield Task(path, member)
+            else:
+                yield Task(path)
+
+
+def check_locations(inputs: Sequence[Path], output: Path, map_dir: Path | None) -> None:
+    """Refuse an output inside an input (it would be read again) and maps inside the output."""
+    out = output.resolve()
+    for root in inputs:
+        base = root.resolve()
+        if base == out or (root.is_dir() and base in out.parents):
+            raise DicomveilError(f"the output folder {output} is inside the input {root}")
+        if out in base.parents and root.is_dir():
+            raise DicomveilError(f"the input {root} is inside the output folder {output}")
+    if map_dir is not None:
+        maps = map_dir.resolve()
+        if maps == out or out in maps.parents:
+            raise DicomveilError("--map-dir must be outside the shareable output folder")
+
+
+# --------------------------------------------------------------------------------------------
+# Working on one file (in a worker process or inline)
+
+_worker: _Worker | None = None
+
+
+class _Worker:
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.engine = Engine(
+            config.profile.compile(),
+            Pseudonymizer(config.key),
+            crosswalk=config.crosswalk,
+            today=config.today,
+        )
+
+    def process(self, task: Task) -> FileResult:
+        with warnings.catch_warnings():
+            # pydicom warns about invalid values in real-world files; they are not failures,
+            # and the outcome must not depend on the caller's warning filters.
+            warnings.simplefilter("ignore", UserWarning)
+            return self._process(task)
+
+    def _process(self, task: Task) -> FileResult:
+        if task.member is None:
+            return self._process_path(task, task.path)
+        with tempfile.TemporaryDirectory(prefix="dicomveil-") as folder:
+            extracted = Path(folder) / "member"
+            try:
+                with (
+                    zipfile.ZipFile(task.path) as archive,
+                    archive.open(task.member) as src,
+                    extracted.open("wb") as out,
+                ):
+                    shutil.copyfileobj(src, out, 1 << 20)
+            except (zipfile.BadZipFile, zlib.error, OSError, RuntimeError, EOFError) as exc:
+                return FileResult(
+                    task, Outcome.FAILED, f"cannot read from the archive ({type(exc).__name__})"
+                )
+            return self._process_path(task, extracted)
+
+    def _process_path(self, task: Task, path: Path) -> FileResult:
+        source = read_scanned(path)  # a well-formed file, read once
+        if source is None:
+            kind = sniff(path)
+            if kind is Kind.NOT_DICOM:
+                return FileResult(task, Outcome.SKIPPED, kind.value)
+            if kind is not Kind.DICOM:
+                return FileResult(task, Outcome.FAILED, kind.value)
+            try:
+                source = read_source(path, quick=False)  # the quick scan declined it
+            except InputError as exc:
+                return FileResult(task, Outcome.FAILED, exc.reason)
+        if source.is_dicomdir:
+            return FileResult(
+                task,
+                Outcome.SKIPPED,
+                "DICOMDIR: never copied (use --dicomdir to write a fresh one)",
+            )
+        try:
+            done = deidentify_source(
+                self.engine,
+                source,
+                lambda ds, pseudonym: self.config.layout.path(self.config.output, ds, pseudonym),
+                pixels=self.config.pixels,
+            )
+            if isinstance(done, str):
+                return FileResult(task, Outcome.WITHHELD, done)
+        except (CrosswalkError, DeidentificationError) as exc:
+            return FileResult(task, Outcome.FAILED, str(exc))
+        except DicomveilError as exc:
+            return FileResult(task, Outcome.FAILED, str(exc))
+        except OSError as exc:
+            return FileResult(task, Outcome.FAILED, f"cannot write the output ({exc.strerror})")
+        except Exception as exc:  # a file pydicom cannot encode back: fail it, keep going
+            return FileResult(
+                task,
+                Outcome.FAILED,
+                f"malformed element: cannot de-identify ({type(exc).__name__})",
+            )
+        return done.file_result(task)
+
+
+@dataclass(frozen=True)
+class Deidentified:
+    """One input de-identified and written (see :func:`deidentify_source`)."""
+
+    output: Path
+    size: int
+    pseudonym: str
+    result: Result | None = None  # None for a byte-identical copy
+
+    def file_result(self, task: Task) -> FileResult:
+        result = self.result
+        if result is None:
+            return FileResult(task, Outcome.WRITTEN, output=self.output, size=self.size,
+                              pseudonym=self.pseudonym)  # fmt: skip
+        return FileResult(
+            task,
+            Outcome.WRITTEN,
+            reason="; ".join(result.notes),
+            output=self.output,
+            size=self.size,
+            uid_map=result.uid_map,
+            patient_id=result.patient_id_original,
+            pseudonym=self.pseudonym,
+            date_offset_days=result.date_offset_days,
+        )
+
+
+def deidentify_source(
+    engine: Engine,
+    source: SourceFile,
+    destination: Callable[[Dataset, str], Path],
+    *,
+    pixels: PixelSettings | None = None,
+    durable: bool = False,
+) -> Deidentified | str:
+    """The per-file pipeline every front end shares (batch, cluster, gateway): the
+    clean-pixel-data step, the engine, then the atomic write to ``destination(dataset,
+    pseudonym)``. Returns what was written, or the reason the file is withheld; errors
+    (:class:`DicomveilError`, :class:`OSError`, pydicom's on malformed values) propagate for
+    the caller to report its own way."""
+    if engine.profile.copy:
+        pseudonym = engine.deidentify(source.dataset).patient_pseudonym
+        target = destination(source.dataset, pseudonym)
+        return Deidentified(target, copy_file(source.path, target, durable=durable), pseudonym)
+    cleaned = clean_pixels(source, engine, pixels)  # a no-op without clean-pixel-data
+    if cleaned.withheld is not None:
+        return cleaned.withheld
+    result = engine.deidentify(source.dataset, has_pixel_data=source.has_pixel_data)
+    if result.dataset is None:
+        assert result.withheld is not None
+        return result.withheld_detail or result.withheld.reason
+    target = destination(result.dataset, result.patient_pseudonym)
+    size = write_output(source, result.dataset, target, pixels=cleaned.replacement,
+                        durable=durable)  # fmt: skip
+    return Deidentified(target, size, result.patient_pseudonym, result)
+
+
+def _init_worker(config: RunConfig) -> None:
+    global _worker
+    _worker = _Worker(config)
+
+
+def _process_chunk(tasks: list[Task]) -> list[FileResult]:
+    assert _worker is not None
+    return [_worker.process(task) for task in tasks]
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+
+def run(
+    inputs: Sequence[Path],
+    config: RunConfig,
+    *,
+    progress: Callable[[FileResult], None] | None = None,
+    tasks: Iterable[Task] | None = None,
+) -> RunSummary:
+    """De-identify every file under ``inputs`` into ``config.output``."""
+    check_locations(inputs, config.output, config.map_dir)
+    all_tasks = list(tasks if tasks is not None else discover(inputs))
+    config.output.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(config.output)
+    summary = RunSummary()
+    collect = Collector(summary, progress)
+
+    workers = config.workers or os.cpu_count() or 1
+    workers = min(workers, max(1, len(all_tasks)))
+    if workers == 1:
+        worker = _Worker(config)
+        for task in all_tasks:
+            collect(worker.process(task))
+    else:
+        chunks = [
+            all_tasks[i : i + config.chunk_size]
+            for i in range(0, len(all_tasks), config.chunk_size)
+        ]
+        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(config,)) as pool:
+            pending: set[Future[list[FileResult]]] = set()
+            queue = iter(chunks)
+            for chunk in queue:
+                pending.add(pool.submit(_process_chunk, chunk))
+                if len(pending) >= workers * 2:
+                    break
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    for result in future.result():
+                        collect(result)
+                    nxt = next(queue, None)
+                    if nxt is not None:
+                        pending.add(pool.submit(_process_chunk, nxt))
+    if config.map_dir is not None:
+        write_maps(config.map_dir, summary)
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# Maps: outside the shareable output
+
+
+def write_maps(folder: Path, summary: RunSummary) -> None:
+    """patients.csv and uids.csv (``id_old,id_new``, as MIDI-B scores) and date_offsets.csv.
+
+    Existing maps in the folder are merged, so several batches can share one map folder.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        Path(folder).chmod(0o700)
+    patients = _read_map(folder / "patients.csv")
+    uids = _read_map(folder / "uids.csv")
+    offsets = _read_rows(folder / "date_offsets.csv")
+    for result in summary.written:
+        if result.patient_id:
+            patients[result.patient_id] = result.pseudonym
+            if result.date_offset_days is not None:
+                offsets[result.patient_id] = [result.pseudonym, str(result.date_offset_days)]
+        uids.update(result.uid_map)
+    _write_csv(folder / "patients.csv", ["id_old", "id_new"], sorted(patients.items()))
+    _write_csv(folder / "uids.csv", ["id_old", "id_new"], sorted(uids.items()))
+    _write_csv(
+        folder / "date_offsets.csv",
+        ["patient_id", "pseudonym", "offset_days"],
+        sorted([k, *v] for k, v in offsets.items()),
+    )
+
+
+def _read_map(path: Path) -> dict[str, str]:
+    return {k: v[0] for k, v in _read_rows(path).items()}
+
+
+def _read_rows(path: Path) -> dict[str, list[str]]:
+    if not path.exists():
+        return {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    return {row[0]: row[1:] for row in rows[1:] if len(row) >= 2}
+
+
+def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[str]]) -> None:
+    buffer = _io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    fd, temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(buffer.getvalue())
+    Path(temp).chmod(0o600)
+    Path(temp).replace(path)

@@ -1,0 +1,1 @@
+"""Builders of synthetic test data (never shipped in the wheel)."""
