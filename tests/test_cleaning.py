@@ -37,7 +37,7 @@ from dicomveil.errors import ProfileError
 from dicomveil.identity.crosswalk import Crosswalk
 from dicomveil.identity.dates import shift_da, shift_dt
 from dicomveil.io import read_source, write_output
-from dicomveil.profiles import Risk
+from dicomveil.standard.risks import Risk
 from tests.support import synthetic
 
 from . import cleaning_builders as build

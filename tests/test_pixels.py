@@ -37,7 +37,7 @@ from dicomveil.cleaners.pixels import (
 )
 from dicomveil.errors import ProfileError
 from dicomveil.io import read_source, write_output
-from dicomveil.profiles import Risk
+from dicomveil.standard.risks import Risk
 
 from ._support import cli, pydicom_data_folder
 from .conftest import KEY, EngineFactory

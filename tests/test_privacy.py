@@ -13,7 +13,7 @@ from pydicom.uid import CTImageStorage
 
 import dicomveil
 from dicomveil import Key, Outcome, Profile, RunConfig, WithheldError, deidentify, run
-from dicomveil.profiles import Risk
+from dicomveil.standard.risks import Risk
 from tests.support import synthetic
 
 from .conftest import KEY, EngineFactory, deid

@@ -11,7 +11,8 @@ from pydicom.dataset import Dataset, FileDataset
 
 from dicomveil import Option, Profile
 from dicomveil.errors import ProfileError
-from dicomveil.profiles import Base, Risk, preset_names
+from dicomveil.profiles import Base, preset_names
+from dicomveil.standard.risks import Risk
 from tests.support import synthetic
 
 from .conftest import TODAY, EngineFactory, deid, write_profile

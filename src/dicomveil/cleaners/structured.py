@@ -32,9 +32,8 @@ from pydicom.dataset import Dataset
 
 from dicomveil.cleaners.text import TEXT_VRS, fold
 from dicomveil.identity.pseudonyms import Pseudonymizer
-from dicomveil.profiles import Decision
 from dicomveil.standard import tables
-from dicomveil.standard.actions import Action, Code
+from dicomveil.standard.actions import Action, Code, Decision
 from dicomveil.standard.options import Option
 
 # Coded entries (PS3.3 Table 8.8-1 Code Sequence Macro and template identification): kept.

@@ -43,10 +43,11 @@ from dicomveil.identity.crosswalk import Crosswalk
 from dicomveil.identity.dates import DateError, cap_age, shift_da, shift_dt
 from dicomveil.identity.pseudonyms import Pseudonymizer
 from dicomveil.io import encoding
-from dicomveil.profiles import Base, CompiledProfile, Decision, Risk, known_tag, render_template
+from dicomveil.profiles import Base, CompiledProfile, known_tag, render_template
 from dicomveil.standard import conditions, tables
-from dicomveil.standard.actions import Action, Code, dummy_value
+from dicomveil.standard.actions import Action, Code, Decision, dummy_value
 from dicomveil.standard.options import BASIC_PROFILE_CODE, Option
+from dicomveil.standard.risks import Risk
 
 # UIDs that name a class, syntax or scheme, not an instance: never replaced.
 CLASS_UID_TAGS = frozenset(

@@ -104,9 +104,10 @@ from dicomveil.gateway.queue import (
 )
 from dicomveil.identity.pseudonyms import Pseudonymizer
 from dicomveil.io import read_source, remove_stale_temporaries
-from dicomveil.profiles import CompiledProfile, Risk
+from dicomveil.profiles import CompiledProfile
 from dicomveil.runs.batch import FileResult, Outcome, Task, deidentify_source
 from dicomveil.standard.actions import Action
+from dicomveil.standard.risks import Risk
 
 __all__ = [
     "EventKind",

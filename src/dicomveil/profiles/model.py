@@ -68,8 +68,9 @@ from pydicom.valuerep import validate_value
 from dicomveil.cleaners.text import Replacements
 from dicomveil.errors import ProfileError
 from dicomveil.standard import tables
-from dicomveil.standard.actions import Action, Code
+from dicomveil.standard.actions import Action, Code, Decision
 from dicomveil.standard.options import EXCLUSIVE, Option
+from dicomveil.standard.risks import Risk
 
 
 class Base(StrEnum):
@@ -79,32 +80,6 @@ class Base(StrEnum):
     KEEP = "keep"
     COPY = "copy"
 
-
-class Risk(StrEnum):
-    """Objects withheld unless a profile explicitly allows them."""
-
-    BURNED_IN_ANNOTATION = "burned-in-annotation"
-    POSSIBLE_BURNED_IN = "possible-burned-in-annotation"
-    RECOGNIZABLE_VISUAL_FEATURES = "recognizable-visual-features"
-    ENCAPSULATED_DOCUMENT = "encapsulated-document"
-    STRUCTURED_CONTENT = "structured-content"
-
-    @property
-    def reason(self) -> str:
-        return _RISK_REASONS[self]
-
-
-_RISK_REASONS = {
-    Risk.BURNED_IN_ANNOTATION: "BurnedInAnnotation is YES: text in the pixels cannot be cleaned",
-    Risk.POSSIBLE_BURNED_IN: "burned-in text not ruled out: an image of a kind that often "
-    "carries it (ultrasound, secondary capture, photograph, ...) without BurnedInAnnotation NO",
-    Risk.RECOGNIZABLE_VISUAL_FEATURES: "RecognizableVisualFeatures is YES: the image may show "
-    "a face",
-    Risk.ENCAPSULATED_DOCUMENT: "encapsulated document (PDF, CDA, ...): its content cannot be "
-    "cleaned",
-    Risk.STRUCTURED_CONTENT: "structured content (SR content tree) cannot be vouched for by "
-    "this profile",
-}
 
 TEMPLATE_FIELDS = ("pseudonym", "today", "patient_id_hash", "issuer_hash")
 _TEMPLATE_SAMPLE = {
@@ -157,17 +132,6 @@ class Rule:
     value: str | None = None
     reason: str = ""
     source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What the engine does to one element, and why."""
-
-    code: Code | Action  # a Code (maybe compound, resolved by Type) or a resolved Action
-    source: str
-    value: str | None = None  # template for REPLACE
-    option: Option | None = None  # the option whose C (clean) column this is
-    fallback: Code | None = None  # with C: the Basic Profile code, where the cleaner cannot clean
 
 
 @dataclass(frozen=True)

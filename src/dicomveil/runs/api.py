@@ -17,9 +17,10 @@ from dicomveil.identity.crosswalk import Crosswalk
 from dicomveil.identity.keys import Key, load_or_create_default_key
 from dicomveil.identity.pseudonyms import Pseudonymizer
 from dicomveil.io.layout import Layout
-from dicomveil.profiles import Profile, Risk
+from dicomveil.profiles import Profile
 from dicomveil.runs.batch import RunConfig, RunSummary, run
 from dicomveil.standard.options import Option
+from dicomveil.standard.risks import Risk
 
 
 class WithheldError(DicomveilError):

@@ -21,9 +21,11 @@ other references to the same instances stay consistent).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from dicomveil.errors import ProfileError
+from dicomveil.standard.options import Option
 
 
 class Action(StrEnum):
@@ -171,3 +173,14 @@ def dummy_value(vr: str) -> object:
         return DUMMY_VALUES[vr]
     except KeyError:
         raise ProfileError(f"no dummy value is defined for VR {vr}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the engine does to one element, and why."""
+
+    code: Code | Action  # a Code (maybe compound, resolved by Type) or a resolved Action
+    source: str
+    value: str | None = None  # template for REPLACE
+    option: Option | None = None  # the option whose C (clean) column this is
+    fallback: Code | None = None  # with C: the Basic Profile code, where the cleaner cannot clean

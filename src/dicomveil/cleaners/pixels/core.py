@@ -62,8 +62,8 @@ from pydicom.uid import (
 from dicomveil.cleaners.pixels import ocr
 from dicomveil.errors import ProfileError
 from dicomveil.io import PixelSource, SourceFile
-from dicomveil.profiles import Risk
 from dicomveil.standard.options import Option
+from dicomveil.standard.risks import Risk
 
 if TYPE_CHECKING:
     import numpy as np
