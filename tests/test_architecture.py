@@ -2,7 +2,9 @@
 module over 600 lines, test-data builders outside the wheel.
 
 The import graph is read from the source with :mod:`ast` (every ``import`` statement, those
-inside functions included), not from what Python happens to have imported.
+inside functions included), not from what Python happens to have imported. Imports under
+``if TYPE_CHECKING:`` are left out: they never run (they name types for mypy), and a module
+that needs a type of a module above it imports it that way.
 """
 
 from __future__ import annotations
@@ -55,9 +57,29 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node of ``tree`` but the bodies of ``if TYPE_CHECKING:`` blocks."""
+    for child in ast.iter_child_nodes(tree):
+        if _is_type_checking(child):
+            assert isinstance(child, ast.If)
+            for other in child.orelse:
+                yield other
+                yield from _nodes(other)
+            continue
+        yield child
+        yield from _nodes(child)
+
+
 def _imports(name: str, path: Path, modules: dict[str, Path]) -> Iterator[str]:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name in modules:
@@ -130,6 +152,18 @@ def _part(module: str) -> str:
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_imports_inside_functions_count_and_type_checking_ones_do_not() -> None:
+    code = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from dicomveil.engine import Engine\n"
+        "def f():\n    from dicomveil.profiles import Profile\n"
+    )
+    names = {
+        n.module for n in _nodes(ast.parse(code)) if isinstance(n, ast.ImportFrom) and n.module
+    }
+    assert names == {"typing", "dicomveil.profiles"}
 
 
 def test_no_import_cycle() -> None:

@@ -37,7 +37,8 @@ from psycopg import sql
 from pydicom.dataset import FileDataset
 
 from dicomveil import Outcome, Profile, RunConfig, __version__, write_key
-from dicomveil.qc.audit import SCHEMA_VERSION, AuditError, AuditTrail
+from dicomveil.errors import AuditError
+from dicomveil.qc.audit import SCHEMA_VERSION, AuditTrail
 from dicomveil.qc.audit.sheets import TRACKING_COLUMNS
 from dicomveil.qc.audit.trail import QcStatus, RunStatus
 from dicomveil.standard.tables import EDITION

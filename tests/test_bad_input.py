@@ -29,9 +29,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-import dicomveil.io.core as dv_io
+import dicomveil.io.write as dv_io
 from dicomveil.identity.keys import read_key
-from dicomveil.io.core import _LONG_VRS
+from dicomveil.io.read import _LONG_VRS, SourceFile
 from dicomveil.profiles import Profile
 from dicomveil.runs.batch import Outcome, RunConfig, run
 from tests.support.synthetic import PhiRecord, ct_series, fake_patient, phi_of, write_series
@@ -515,7 +515,7 @@ def test_disk_full_fails_one_file_and_leaves_no_temporary(
     calls: list[int] = []
     temporaries_seen: list[Path] = []
 
-    def failing_write(src: dv_io.SourceFile, ds: Dataset, fh: BinaryIO) -> None:
+    def failing_write(src: SourceFile, ds: Dataset, fh: BinaryIO) -> None:
         calls.append(1)
         if len(calls) == 2:
             fh.write(b"\x00" * 4096)

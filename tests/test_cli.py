@@ -474,3 +474,20 @@ def test_default_key_is_created_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
     two = {p.relative_to(second_out): p.read_bytes() for p in written(second_out)}
     assert len(one) == 8
     assert one == two
+
+
+def test_python_m_dicomveil_is_the_command_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dicomveil", "profiles"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "ps3.15-basic" in result.stdout
+
+
+def test_main_takes_its_arguments() -> None:
+    from dicomveil.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["profiles", "--no-such-flag"])
+    assert exit_info.value.code == 2

@@ -48,9 +48,9 @@ from typer.testing import CliRunner
 
 from dicomveil import Outcome, Profile, Pseudonymizer, RunConfig, run, write_key
 from dicomveil.cli import app
+from dicomveil.errors import GatewayConfigError
 from dicomveil.gateway import (
     Gateway,
-    GatewayConfigError,
     GatewayEvent,
     GatewayEvents,
     StoreStatus,

@@ -471,3 +471,24 @@ def test_options_reach_the_engine_through_with_options() -> None:
     assert Option.RETAIN_UIDS in profile.options
     assert not profile.compile().replace_uids
     assert dt.date.today()  # the compile does not depend on the date
+
+
+def test_a_dummy_patient_name_is_the_pseudonym_from_profile_data(
+    tmp_path: Path, make_engine: EngineFactory, ct: list[FileDataset]
+) -> None:
+    """D on PatientName/PatientID writes the keyed pseudonym: a rule of the package's data
+    (profiles/identity.toml), not a branch in the engine, and explain names it."""
+    path = write_profile(
+        tmp_path,
+        'extends = "ps3.15-basic"\n[[rules]]\nkeyword = "PatientName"\naction = "D"\n'
+        '[[rules]]\nkeyword = "OperatorsName"\naction = "D"\n',
+    )
+    engine = make_engine(Profile.from_file(path))
+    assert engine.profile.dummies[0x00100010] == "{pseudonym}"
+    result = engine.deidentify(ct[0], explain=True)
+    assert result.dataset is not None
+    assert str(result.dataset.PatientName) == result.patient_pseudonym
+    assert str(result.dataset.OperatorsName) != result.patient_pseudonym  # the PN dummy
+    report = next(r for r in result.reports if r.tag == 0x00100010)
+    assert report.action == "D"
+    assert "identity.toml" in report.source and "{pseudonym}" in report.source

@@ -290,15 +290,15 @@ def test_reference_sequences_remapped_in_bytes_as_the_walk_would(
         ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
         source = save(ds, tmp_path / "s" / "implicit.dcm")
     fast = written(tmp_path / "fast", source).read_bytes()
-    from dicomveil.engine.core import _Walk
+    from dicomveil.engine import handlers
 
     calls: list[int] = []
 
-    def walk_instead(self: _Walk, ds: Dataset, tag: int, raw: object) -> bool:
+    def walk_instead(walk: object, ds: Dataset, tag: int, raw: object) -> bool:
         calls.append(tag)
         return False
 
-    monkeypatch.setattr(_Walk, "_references", walk_instead)
+    monkeypatch.setattr(handlers, "_references", walk_instead)
     walked = written(tmp_path / "walked", source).read_bytes()
     assert calls, "the fast path was offered the reference sequences"
     assert fast == walked

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -189,3 +192,28 @@ def test_table_digest() -> None:
     digest = tables.table_digest()
     assert re.fullmatch(r"[0-9a-f]{64}", digest)
     assert digest == tables.table_digest()
+
+
+def test_data_files_match_their_recorded_provenance() -> None:
+    """Without ../shared: each generated table is the content recorded with its sources'
+    sha256 when it was generated (a table edited by hand fails here), and each table's own
+    header names a source whose sha256 the record holds."""
+    data = REPO / "src" / "dicomveil" / "standard" / "data"
+    record = json.loads((data / "provenance.json").read_text())
+    assert set(record["files"]) == {"ps3.15-e1-1.json", "ps3.15-safe-private.json",
+                                    "iod-types.json.gz", "tcia-private.json"}  # fmt: skip
+    for name, expected in record["files"].items():
+        raw = (data / name).read_bytes()
+        content = gzip.decompress(raw) if name.endswith(".gz") else raw
+        assert hashlib.sha256(content).hexdigest() == expected, f"{name} was changed by hand"
+        table = json.loads(content)
+        assert record["sources"][table["source_file"]] == table["source_sha256"]
+
+
+def test_provenance_sources_match_the_reference() -> None:
+    reference = _reference()
+    record = json.loads(
+        (REPO / "src" / "dicomveil" / "standard" / "data" / "provenance.json").read_text()
+    )
+    for name, expected in record["sources"].items():
+        assert hashlib.sha256((reference / name).read_bytes()).hexdigest() == expected, name

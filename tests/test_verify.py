@@ -38,10 +38,11 @@ from dicomveil import Key, Outcome, Profile, RunConfig, run, verify
 from dicomveil.cli import app
 from dicomveil.qc.verify import Category, Check, Finding, IodCheck, RiskKind, Verdict, VerifyReport
 from dicomveil.qc.verify.context import _Context
+from dicomveil.qc.verify.contributions import _walk_values
 from dicomveil.qc.verify.elements import _Data, _encodings, _items, _nodes, _text, _values
 from dicomveil.qc.verify.expectations import _Rules
 from dicomveil.qc.verify.files import _FileCheck
-from dicomveil.qc.verify.inputs import _InputWalk, _walk_values
+from dicomveil.qc.verify.inputs import _InputWalk
 from dicomveil.qc.verify.leaks import _WHAT, _regions
 from dicomveil.qc.verify.needles import _build_needles, _Kind, _kind, _trie
 from dicomveil.qc.verify.reading import _load_output, _parse, _Read

@@ -37,6 +37,7 @@ from typing import Final
 REPO: Final = Path(__file__).resolve().parent.parent
 DEFAULT_REFERENCE: Final = REPO.parent / "shared" / "reference"
 DATA_DIR: Final = REPO / "src" / "dicomveil" / "standard" / "data"
+PROVENANCE_JSON: Final = "provenance.json"
 GENERATED_BY: Final = "tools/generate_tables.py"
 
 E1_1_CSV: Final = "ps3.15-table-e1-1.csv"
@@ -370,11 +371,30 @@ def generate(reference: Path) -> dict[str, bytes]:
     for name in (E1_1_CSV, SAFE_PRIVATE_CSV, IOD_TYPES_CSV, SOP_CLASS_CSV, TCIA_CSV):
         if not (reference / name).is_file():
             raise ReferenceDataError(f"{reference / name} is missing")
-    return {
+    files = {
         E1_1_JSON: render_json(build_e1_1(reference)),
         SAFE_PRIVATE_JSON: render_json(build_safe_private(reference)),
         IOD_TYPES_JSON_GZ: render_json_gz(build_iod_types(reference)),
         TCIA_JSON: render_json(build_tcia(reference)),
+    }
+    files[PROVENANCE_JSON] = render_json(provenance(files, reference))
+    return files
+
+
+def content_sha256(name: str, data: bytes) -> str:
+    """The sha256 of a data file's content (a .gz file: of its decompressed content)."""
+    return hashlib.sha256(gzip.decompress(data) if name.endswith(".gz") else data).hexdigest()
+
+
+def provenance(files: Mapping[str, bytes], reference: Path) -> dict[str, object]:
+    """Each generated file's content sha256 and the sha256 of every reference file read:
+    a clone without the reference folder still detects a table edited by hand
+    (tests/test_tables.py), and one with it sees which reference changed."""
+    sources = (E1_1_CSV, SAFE_PRIVATE_CSV, IOD_TYPES_CSV, SOP_CLASS_CSV, TCIA_CSV)
+    return {
+        "generated_by": "tools/generate_tables.py",
+        "files": {name: content_sha256(name, data) for name, data in sorted(files.items())},
+        "sources": {name: _sha256(reference / name) for name in sources},
     }
 
 

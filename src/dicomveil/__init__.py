@@ -16,13 +16,13 @@ architecture section): :mod:`dicomveil.standard` (the tables of the standard),
 
 from dicomveil._version import __version__
 from dicomveil.engine import Engine
-from dicomveil.errors import DicomveilError
+from dicomveil.errors import DicomveilError, WithheldError
 from dicomveil.identity.keys import Key, read_key, write_key
 from dicomveil.identity.pseudonyms import Pseudonymizer
 from dicomveil.profiles import Profile
 from dicomveil.qc.diff import diff
 from dicomveil.qc.verify import verify
-from dicomveil.runs.api import WithheldError, deidentify
+from dicomveil.runs.api import deidentify
 from dicomveil.runs.batch import Outcome, RunConfig, RunSummary, run
 from dicomveil.standard.options import Option
 

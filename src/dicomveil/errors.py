@@ -4,16 +4,30 @@ The tree::
 
     DicomveilError
     ├── ProfileError        a profile file or name that cannot be used (names the file and entry)
+    ├── GatewayConfigError  a gateway configuration that cannot be used (one line per problem)
+    ├── LayoutError         an output layout template with unknown fields or paths outside
     ├── KeyFileError        a key file that is missing, malformed or readable by others
     ├── CrosswalkError      a crosswalk CSV that is malformed, or a patient missing from it
     ├── InputError          an input file that cannot be read as DICOM (names the file)
-    └── DeidentificationError
-                            a dataset the engine cannot de-identify safely (names the tag)
+    ├── DeidentificationError
+    │                       a dataset the engine cannot de-identify safely (names the tag)
+    ├── WithheldError       a dataset the profile withholds (``deidentify`` of one dataset)
+    ├── AuditError          an audit database that cannot be opened, read or written
+    └── ClusterError        a Dask cluster or storage location that cannot be used
+
+Internal exceptions that never leave their module (a withheld walk, a reader that
+declines a file) derive from :class:`Exception` and are private to it.
 
 Messages never contain values read from a DICOM file: they name files, tags and reasons only.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dicomveil.standard.risks import Risk
 
 
 class DicomveilError(Exception):
@@ -58,3 +72,58 @@ class DeidentificationError(DicomveilError):
         self.reason = reason
         self.tag = tag
         super().__init__(f"{tag}: {reason}" if tag else reason)
+
+
+class GatewayConfigError(DicomveilError):
+    """A gateway configuration that cannot be used; names the file and the entry.
+
+    Its text has one line per problem: ``<file>: <entry>: <message>``.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    source : str
+        The configuration file.
+    entry : str
+        Where in it: a key path such as ``route[1].profile (route 'research')``; empty
+        when the problem is the whole file.
+    more : sequence of (str, str)
+        Further problems, as ``(entry, message)`` pairs.
+
+    Attributes
+    ----------
+    problems : tuple of (str, str)
+        Every problem, the first one being ``(entry, message)``.
+    """
+
+    def __init__(
+        self, message: str, *, source: str, entry: str = "", more: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        self.source = source
+        self.entry = entry
+        self.problems: tuple[tuple[str, str], ...] = ((entry, message), *more)
+        lines = (
+            f"{source}: {where + ': ' if where else ''}{text}" for where, text in self.problems
+        )
+        super().__init__("\n".join(lines))
+
+
+class LayoutError(DicomveilError):
+    """A layout template that uses unknown fields or could name paths outside the output."""
+
+
+class WithheldError(DicomveilError):
+    """The dataset is withheld by the profile: it carries what the profile cannot clean."""
+
+    def __init__(self, risk: Risk, detail: str) -> None:
+        self.risk = risk
+        super().__init__(detail)
+
+
+class AuditError(DicomveilError):
+    """An audit database that cannot be opened, read or written."""
+
+
+class ClusterError(DicomveilError):
+    """A cluster run that cannot start: missing extra, bad location or options, no scheduler."""

@@ -7,6 +7,7 @@ imports them so that ``dicomveil.cli:main`` sees every command.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from dicomveil.cli import audit as _audit  # noqa: F401
 from dicomveil.cli import deidentify as _deidentify  # noqa: F401  (registers its commands)
@@ -18,9 +19,21 @@ from dicomveil.cli._app import app, err, out
 __all__ = ["app", "err", "main", "out"]
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name (default: ``sys.argv[1:]``).
+
+    Raises
+    ------
+    SystemExit
+        Always, with the command's exit code (0 when everything succeeded).
+    """
     try:
-        app()
+        app(args=list(argv) if argv is not None else None, prog_name="dicomveil")
     except KeyboardInterrupt:
         err.print("interrupted: no half-written output was left", highlight=False)
         sys.exit(130)

@@ -52,7 +52,8 @@ KeyArg = Annotated[
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"error: {message}", style="bold red")
+    """Print an error (as written: no Rich markup, so ``[[route]]`` stays) for exit 2."""
+    err.print(f"error: {message}", style="bold red", markup=False, highlight=False)
     return typer.Exit(2)
 
 

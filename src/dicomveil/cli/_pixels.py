@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dicomveil.cleaners.pixels import PixelOutcome, PixelSettings
+from dicomveil.cleaners.pixels import Box, PixelOutcome, PixelSettings
 from dicomveil.errors import DicomveilError
 
 PreviewDirArg = Annotated[
@@ -44,7 +44,31 @@ def pixel_settings(
     rules: Path | None = None,
     output: str | None = None,
 ) -> PixelSettings:
-    """Settings from the command line, checked now (a bad rules file stops the run)."""
+    """Make the clean-pixel-data settings from the command line, checked now.
+
+    Parameters
+    ----------
+    preview_dir : Path or None
+        ``--preview-dir``: where PNG previews are written; outside the output.
+    fill : int or None
+        ``--pixel-fill``: the stored value painted over text.
+    rules : Path or None
+        ``--pixel-rules``: more rectangle rules.
+    output : str or None
+        The run's output (a folder or a URL), to refuse previews inside it.
+
+    Returns
+    -------
+    PixelSettings
+        The settings, their rules loaded and validated.
+
+    Raises
+    ------
+    DicomveilError
+        Previews inside the output folder, or an impossible setting.
+    ProfileError
+        The rules file cannot be used (a bad rules file stops the run before it starts).
+    """
     if preview_dir is not None and output is not None and "://" not in output:
         out, preview = Path(output).resolve(), preview_dir.resolve()
         if preview == out or out in preview.parents:
@@ -58,7 +82,21 @@ def pixel_settings(
 
 
 def pixel_table(report: PixelOutcome, *, show_values: bool) -> Table:
-    """Boxes found and redacted per frame; the recognised text only with --show-values."""
+    """Tabulate the boxes found and redacted per frame.
+
+    Parameters
+    ----------
+    report : PixelOutcome
+        What the pixel step did to one file.
+    show_values : bool
+        Add the recognised text (PHI: ``--show-values`` only).
+
+    Returns
+    -------
+    Table
+        One row per box found, with the padded box that redacted it; the header signals as
+        its caption.
+    """
     table = Table(title=f"pixels: {report.verdict}")
     for column in ("frame", "found by", "box", "redacted as"):
         table.add_column(column)
@@ -81,10 +119,7 @@ def pixel_table(report: PixelOutcome, *, show_values: bool) -> Table:
     return table
 
 
-def _inside(inner: object, outer: object) -> bool:
-    from dicomveil.cleaners.pixels import Box
-
-    assert isinstance(inner, Box) and isinstance(outer, Box)
+def _inside(inner: Box, outer: Box) -> bool:
     return (
         outer.x <= inner.x
         and outer.y <= inner.y

@@ -42,6 +42,8 @@ ExportArg = Annotated[
 
 
 class View(StrEnum):
+    """What ``dicomveil audit`` lists: runs, files or verifications."""
+
     RUNS = "runs"
     FILES = "files"
     VERIFICATIONS = "verifications"

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from dicomveil.cli._app import app, err, fail, out
 from dicomveil.errors import DicomveilError
-from dicomveil.qc.diff import ChangeKind, DiffReport
+from dicomveil.qc.diff import ChangeKind, DiffReport, render_html
 from dicomveil.qc.diff import diff as diff_files
 
 _STYLES = {
@@ -65,7 +65,7 @@ def diff_command(
     _print(report, show_values)
     if html is not None:
         try:
-            _write_html(html, report.to_html(show_values=show_values), private=show_values)
+            _write_html(html, render_html(report, show_values=show_values), private=show_values)
         except OSError as exc:
             raise fail(f"cannot write {html}: {exc.strerror or type(exc).__name__}") from None
         err.print(f"wrote {html}", highlight=False)

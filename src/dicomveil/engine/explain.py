@@ -13,7 +13,8 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from dicomveil.cleaners.pixels import PixelOutcome, PixelSettings, clean_pixels
-from dicomveil.engine.core import ElementReport, Engine
+from dicomveil.engine.core import Engine
+from dicomveil.engine.report import ElementReport
 from dicomveil.identity.keys import Key
 from dicomveil.identity.pseudonyms import Pseudonymizer
 from dicomveil.io import read_source

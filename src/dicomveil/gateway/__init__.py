@@ -8,17 +8,23 @@ From Python::
     with Gateway(load_config("gateway.toml")) as gateway:
         ...                                  # serving until the block ends
 
-Modules: :mod:`~dicomveil.gateway.config` (the TOML file), :mod:`~dicomveil.gateway.node`
-(the pynetdicom AE and its handlers, statuses, events), :mod:`~dicomveil.gateway.queue`
-(the durable queue and the forwarder). The gateway logs to the ``dicomveil.gateway`` logger
-and never configures logging itself.
+Modules: :mod:`~dicomveil.gateway.config` (the TOML file, validated by the pydantic models
+of :mod:`~dicomveil.gateway.schema`), :mod:`~dicomveil.gateway.node` (the pynetdicom AE,
+associations and the registration of the handlers), :mod:`~dicomveil.gateway.store`
+(C-STORE: de-identify, write, queue), :mod:`~dicomveil.gateway.query` (C-FIND),
+:mod:`~dicomveil.gateway.mpps` (MPPS), :mod:`~dicomveil.gateway.route` (a route at run
+time), :mod:`~dicomveil.gateway.events` (the audit hook), :mod:`~dicomveil.gateway.status`
+(the status file), :mod:`~dicomveil.gateway.transport` (sockets and associations, TLS, PDU
+limit), :mod:`~dicomveil.gateway.queue` (the durable queue) and
+:mod:`~dicomveil.gateway.forward` (the forwarder that empties it). The gateway logs to the
+``dicomveil.gateway`` logger and never configures logging itself.
 """
 
 import logging
 
+from dicomveil.errors import GatewayConfigError
 from dicomveil.gateway.config import (
     GatewayConfig,
-    GatewayConfigError,
     Node,
     QueryUpstream,
     RouteConfig,
@@ -26,18 +32,13 @@ from dicomveil.gateway.config import (
     WithheldStatus,
     load_config,
 )
-from dicomveil.gateway.node import (
-    TRANSFER_SYNTAXES,
-    EventKind,
-    Gateway,
-    GatewayEvent,
-    GatewayEvents,
-    NullEvents,
-    StoreStatus,
-    read_status,
-    sanitize_query,
-)
-from dicomveil.gateway.queue import Forwarder, RouteQueue
+from dicomveil.gateway.events import EventKind, GatewayEvent, GatewayEvents, NullEvents
+from dicomveil.gateway.forward import Forwarder
+from dicomveil.gateway.node import TRANSFER_SYNTAXES, Gateway
+from dicomveil.gateway.query import sanitize_query
+from dicomveil.gateway.queue import RouteQueue
+from dicomveil.gateway.status import read_status
+from dicomveil.gateway.store import StoreStatus
 
 logging.getLogger("dicomveil.gateway").addHandler(logging.NullHandler())
 

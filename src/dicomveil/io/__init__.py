@@ -1,22 +1,24 @@
 """Streaming DICOM I/O: read a file up to its pixel data, write it back with the pixel data
 copied byte for byte, atomically."""
 
-from dicomveil.io.core import (
-    IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION,
-    TEMP_SUFFIX,
+from dicomveil.io.read import (
     Kind,
-    PixelSource,
     PixelSpan,
     SourceFile,
-    build_file_meta,
-    copy_file,
-    fsync_dir,
     iter_files,
     read_scanned,
     read_source,
-    remove_stale_temporaries,
     sniff,
+)
+from dicomveil.io.write import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION,
+    TEMP_SUFFIX,
+    PixelSource,
+    build_file_meta,
+    copy_file,
+    fsync_dir,
+    remove_stale_temporaries,
     write_output,
 )
 

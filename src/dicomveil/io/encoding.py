@@ -54,14 +54,33 @@ _ASCII_CHARSETS = frozenset(
 
 
 def ascii_charset(encodings: Encodings) -> bool:
-    """True when every text of ASCII characters encodes as its ASCII bytes."""
+    """Tell whether every text of ASCII characters encodes as its ASCII bytes.
+
+    Parameters
+    ----------
+    encodings : str or MutableSequence[str] or None
+        A Specific Character Set value (None: the default repertoire).
+
+    Returns
+    -------
+    bool
+        True when ASCII text is written as it is in these character sets.
+    """
     if encodings is None or isinstance(encodings, str):
         return (encodings or "") in _ASCII_CHARSETS
     return all(isinstance(e, str) and e in _ASCII_CHARSETS for e in encodings)
 
 
 class Encoder:
-    """Encodes elements and datasets in one transfer syntax's encoding, into a bytearray."""
+    """Encodes elements and datasets in one transfer syntax's encoding, into a bytearray.
+
+    Parameters
+    ----------
+    implicit : bool
+        Implicit VR.
+    little : bool
+        Little endian.
+    """
 
     def __init__(self, *, implicit: bool, little: bool) -> None:
         self.implicit = implicit
@@ -75,7 +94,20 @@ class Encoder:
 
     @classmethod
     def of(cls, *, implicit: bool, little: bool) -> Encoder:
-        """The shared encoder of one encoding (it holds no state between calls)."""
+        """Get the shared encoder of one encoding (it holds no state between calls).
+
+        Parameters
+        ----------
+        implicit : bool
+            Implicit VR.
+        little : bool
+            Little endian.
+
+        Returns
+        -------
+        Encoder
+            The encoder, made on first use.
+        """
         found = _ENCODERS.get((implicit, little))
         if found is None:
             found = _ENCODERS[(implicit, little)] = cls(implicit=implicit, little=little)
@@ -83,8 +115,19 @@ class Encoder:
 
     # ---------------------------------------------------------------------------------------
     def dataset(self, out: bytearray, ds: Dataset, parent: Encodings = None) -> None:
-        """Every element of ``ds`` in tag order, as pydicom's ``write_dataset`` writes them
-        (retired group lengths of groups above 6 are left out)."""
+        """Encode every element of a dataset in tag order, as pydicom's ``write_dataset`` does.
+
+        Retired group lengths of groups above 6 are left out.
+
+        Parameters
+        ----------
+        out : bytearray
+            Where the bytes are appended.
+        ds : Dataset
+            The dataset (a sequence item, or the elements after the pixel data).
+        parent : str or MutableSequence[str] or None
+            The character set of the enclosing dataset, used when ``ds`` has none.
+        """
         if not self._as_read(ds):
             # Read in another encoding or character set: pydicom converts every element
             # (and corrects ambiguous VRs) on the way out.
@@ -119,7 +162,17 @@ class Encoder:
     def element(
         self, out: bytearray, elem: DataElement | RawDataElement, encodings: Encodings
     ) -> None:
-        """One element: header and value."""
+        """Encode one element: header and value.
+
+        Parameters
+        ----------
+        out : bytearray
+            Where the bytes are appended.
+        elem : DataElement or RawDataElement
+            The element; a raw element read in this encoding is copied as it is.
+        encodings : str or MutableSequence[str] or None
+            The character set of the dataset that holds it.
+        """
         if isinstance(elem, RawDataElement):
             if not self._raw(out, elem):
                 self._pydicom(out, elem, encodings)
@@ -260,8 +313,18 @@ def _for_pydicom(encodings: Encodings) -> str | list[str] | None:
 
 
 def by_tag(item: tuple[int, Any]) -> int:
-    """Sort key of a dataset's items: the tag as a plain int (pydicom's tags compare in
-    Python)."""
+    """Sort a dataset's items by tag.
+
+    Parameters
+    ----------
+    item : tuple[int, Any]
+        A ``(tag, element)`` pair of ``Dataset.items()``.
+
+    Returns
+    -------
+    int
+        The tag as a plain int (pydicom's tags compare in Python).
+    """
     return int(item[0])
 
 
@@ -291,12 +354,27 @@ _TAG = Struct("<HH")
 
 
 def remap_references(value: bytes, implicit: bool, map_uid: Callable[[str], str]) -> bytes | None:
-    """The value of a little-endian reference sequence (items of Referenced SOP Class UID
-    and Referenced SOP Instance UID only, defined lengths) with every instance UID mapped;
-    None when the value is anything else (the caller then walks it as pydicom reads it).
+    """Remap the instance UIDs of a reference sequence without decoding it.
 
     This is what walking the items would do (class UIDs kept, instance UIDs mapped), and
-    the bytes are pydicom's for the same items: UIDs padded with NUL, lengths recomputed."""
+    the bytes are pydicom's for the same items: UIDs padded with NUL, lengths recomputed.
+
+    Parameters
+    ----------
+    value : bytes
+        The value of a little-endian sequence.
+    implicit : bool
+        Whether it is encoded with implicit VR.
+    map_uid : Callable[[str], str]
+        The replacement of an instance UID.
+
+    Returns
+    -------
+    bytes or None
+        The remapped value; None when the value is not made of items of Referenced SOP
+        Class UID and Referenced SOP Instance UID only, with defined lengths (the caller
+        then walks it as pydicom reads it).
+    """
     out = bytearray()
     at, end = 0, len(value)
     while at < end:

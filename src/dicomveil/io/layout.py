@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from pydicom.dataset import Dataset
 
-from dicomveil.errors import DicomveilError
+from dicomveil.errors import LayoutError
 
 DEFAULT_LAYOUT = "{patient}/{study}/{series}/{sop}.dcm"
 FIELDS = {
@@ -39,12 +39,22 @@ _KEYWORDS = {
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class LayoutError(DicomveilError):
-    """A layout template that uses unknown fields or could name paths outside the output."""
-
-
 @dataclass(frozen=True)
 class Layout:
+    """Where each output file goes, below the output folder: a template of :data:`FIELDS`.
+
+    Parameters
+    ----------
+    template : str
+        A relative path of ``{field}`` placeholders, which must contain ``{sop}``
+        (default: :data:`DEFAULT_LAYOUT`).
+
+    Raises
+    ------
+    LayoutError
+        An unknown field, no ``{sop}``, or a path that could leave the output folder.
+    """
+
     template: str = DEFAULT_LAYOUT
 
     def __post_init__(self) -> None:
@@ -60,6 +70,21 @@ class Layout:
             raise LayoutError("layout must be a relative path inside the output folder")
 
     def relative_path(self, ds: Dataset, patient: str) -> PurePosixPath:
+        """Name a de-identified dataset's file, relative to the output folder.
+
+        Parameters
+        ----------
+        ds : Dataset
+            The de-identified dataset: the fields are read from it.
+        patient : str
+            The patient pseudonym (or the crosswalk's study ID).
+
+        Returns
+        -------
+        PurePosixPath
+            The template filled in, each component reduced to ``[A-Za-z0-9._-]`` (an empty
+            one, ``.`` or ``..`` becomes ``_``).
+        """
         values = {"patient": _safe(patient)}
         for name in _used_fields(self.template):
             if name != "patient":
@@ -74,6 +99,27 @@ class Layout:
         return PurePosixPath(*parts)
 
     def path(self, root: Path, ds: Dataset, patient: str) -> Path:
+        """Name a de-identified dataset's file in the output folder.
+
+        Parameters
+        ----------
+        root : Path
+            The output folder.
+        ds : Dataset
+            The de-identified dataset: the fields are read from it.
+        patient : str
+            The patient pseudonym (or the crosswalk's study ID).
+
+        Returns
+        -------
+        Path
+            :meth:`relative_path` below the resolved ``root``.
+
+        Raises
+        ------
+        LayoutError
+            The path would leave the output folder (never, by construction: a safeguard).
+        """
         relative = self.relative_path(ds, patient)
         # Every part is reduced to [A-Za-z0-9._-] and is never "." or "..": joined to the
         # resolved root it cannot leave it (checked without a system call per file).

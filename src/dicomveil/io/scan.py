@@ -54,8 +54,19 @@ class _NeedsPydicomError(Exception):
 
 @dataclass
 class Scanned:
-    """A file scanned up to its pixel data (``pixel_start`` is where that element starts,
-    or the file size when it has none)."""
+    """A file scanned up to its pixel data.
+
+    Attributes
+    ----------
+    dataset : FileDataset
+        The elements before the pixel data, as pydicom's raw elements, with the file meta.
+    head : bytes
+        The file's bytes up to the pixel data.
+    pixel_start : int
+        Where the pixel data element starts; the file size when it has none.
+    size : int
+        The file size.
+    """
 
     dataset: FileDataset
     head: bytes
@@ -64,8 +75,20 @@ class Scanned:
 
 
 def scan(fh: BinaryIO, path: str) -> Scanned | None:
-    """Scan ``fh`` (opened at ``path``, positioned anywhere) up to its pixel data, or return
-    ``None`` when pydicom's reader should read it."""
+    """Scan a well-formed file up to its pixel data.
+
+    Parameters
+    ----------
+    fh : BinaryIO
+        The file, opened for reading at ``path``, positioned anywhere.
+    path : str
+        Its path, recorded as the dataset's file name.
+
+    Returns
+    -------
+    Scanned or None
+        The file scanned, or None when pydicom's reader should read it (anything unusual).
+    """
     try:
         return _Scanner(fh).run(path)
     except _NeedsPydicomError:

@@ -7,12 +7,18 @@ from enum import StrEnum
 
 
 class RunStatus(StrEnum):
+    """A batch run's status in the audit trail: running, finished, or interrupted (its
+    process ended without finishing it)."""
+
     RUNNING = "running"
     FINISHED = "finished"
     INTERRUPTED = "interrupted"
 
 
 class QcStatus(StrEnum):
+    """A subject's quality-control status: pending until a verification or a person passes
+    or fails it; new output puts it back to pending."""
+
     PENDING = "pending"
     PASSED = "passed"
     FAILED = "failed"

@@ -12,7 +12,7 @@ from typing import overload
 from pydicom.dataset import Dataset
 
 from dicomveil.engine import Engine
-from dicomveil.errors import DicomveilError
+from dicomveil.errors import WithheldError
 from dicomveil.identity.crosswalk import Crosswalk
 from dicomveil.identity.keys import Key, load_or_create_default_key
 from dicomveil.identity.pseudonyms import Pseudonymizer
@@ -20,15 +20,6 @@ from dicomveil.io.layout import Layout
 from dicomveil.profiles import Profile
 from dicomveil.runs.batch import RunConfig, RunSummary, run
 from dicomveil.standard.options import Option
-from dicomveil.standard.risks import Risk
-
-
-class WithheldError(DicomveilError):
-    """The dataset is withheld by the profile: it carries what the profile cannot clean."""
-
-    def __init__(self, risk: Risk, detail: str) -> None:
-        self.risk = risk
-        super().__init__(detail)
 
 
 def _profile(profile: Profile | str, options: Iterable[str | Option]) -> Profile:

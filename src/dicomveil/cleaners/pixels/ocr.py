@@ -44,7 +44,19 @@ INSTALL_HINT = (
 
 @dataclass(frozen=True, slots=True)
 class Word:
-    """A word Tesseract read, in the frame's pixel coordinates."""
+    """A word Tesseract read, in the frame's pixel coordinates.
+
+    Attributes
+    ----------
+    x, y : int
+        The top-left corner.
+    width, height : int
+        The size in pixels.
+    confidence : float
+        Tesseract's confidence, 0 to 100 (0 for a row of text-like marks).
+    text : str
+        What was read: PHI, shown with ``--show-values`` only.
+    """
 
     x: int
     y: int
@@ -56,7 +68,28 @@ class Word:
 
 @dataclass(frozen=True)
 class OcrSettings:
-    """How hard to look. Confidence is Tesseract's (0-100)."""
+    """How hard to look.
+
+    Attributes
+    ----------
+    min_confidence : float
+        The least confidence of a word kept (Tesseract's, 0 to 100).
+    languages : str
+        Tesseract's languages (``eng``, ``eng+deu``).
+    local_contrast : bool
+        Also read the frame's local contrast (low-contrast text on bands and gradients).
+    min_height : int
+        The least height of text, in the frame's pixels.
+    noise_threshold : float
+        Grey levels of noise above which the frame is also read smoothed.
+    text_regions : bool
+        On noisy frames, rows of text-like marks are boxes too, read or not.
+
+    Raises
+    ------
+    ValueError
+        A confidence outside 0 to 100, or a least height below 1.
+    """
 
     min_confidence: float = 40.0
     languages: str = "eng"
@@ -75,7 +108,13 @@ class OcrSettings:
 
 @cache
 def unavailable() -> str | None:
-    """Why OCR cannot run here (what to install), or None when it can."""
+    """Tell why OCR cannot run here (checked once per process).
+
+    Returns
+    -------
+    str or None
+        What is missing and how to install it; None when OCR can run.
+    """
     try:
         import numpy  # noqa: F401
         import PIL  # noqa: F401
@@ -90,10 +129,22 @@ def unavailable() -> str | None:
 
 
 def to_gray8(frame: NDArray[Any], *, invert: bool = False) -> NDArray[np.uint8]:
-    """An 8-bit grey view of a frame (rows x columns, or rows x columns x samples).
+    """Make an 8-bit grey view of a frame.
 
     Colour: the brightest sample of each pixel. More than 8 bits (or signed): windowed from
-    the 1st to the 99.9th percentile. ``invert`` for MONOCHROME1.
+    the 1st to the 99.9th percentile.
+
+    Parameters
+    ----------
+    frame : NDArray
+        Rows x columns, or rows x columns x samples.
+    invert : bool
+        Invert the grey levels (MONOCHROME1: the lowest value is white).
+
+    Returns
+    -------
+    NDArray[np.uint8]
+        Rows x columns.
     """
     import numpy as np
 
@@ -113,7 +164,18 @@ def to_gray8(frame: NDArray[Any], *, invert: bool = False) -> NDArray[np.uint8]:
 
 
 def scale_for(rows: int, columns: int) -> int:
-    """How much to enlarge a frame before OCR: small text must reach ~20 pixels."""
+    """Choose how much to enlarge a frame before OCR: small text must reach ~20 pixels.
+
+    Parameters
+    ----------
+    rows, columns : int
+        The frame's size.
+
+    Returns
+    -------
+    int
+        The enlargement factor, 1 or more.
+    """
     largest = max(rows, columns)
     if largest <= 512:
         return 3
@@ -123,10 +185,22 @@ def scale_for(rows: int, columns: int) -> int:
 
 
 def noise_level(gray: NDArray[np.uint8]) -> float:
-    """The noise's standard deviation in grey levels where the frame is noisiest: per tile of
-    32 x 32 pixels a robust estimate from neighbouring pixels' differences (text edges
-    barely move a median), then the 90th percentile over tiles (speckle may fill only a
-    sector of the frame)."""
+    """Estimate the noise where the frame is noisiest.
+
+    Per tile of 32 x 32 pixels a robust estimate from neighbouring pixels' differences (text
+    edges barely move a median), then the 90th percentile over tiles (speckle may fill only
+    a sector of the frame).
+
+    Parameters
+    ----------
+    gray : NDArray[np.uint8]
+        The frame (:func:`to_gray8`).
+
+    Returns
+    -------
+    float
+        The noise's standard deviation, in grey levels.
+    """
     import numpy as np
 
     diff = np.abs(np.diff(gray.astype(np.int16), axis=1)).astype(np.float32)
@@ -141,8 +215,21 @@ def noise_level(gray: NDArray[np.uint8]) -> float:
 
 
 def views(gray: NDArray[np.uint8], settings: OcrSettings) -> list[tuple[str, Image.Image]]:
-    """The frame as Tesseract should see it: dark text on a light ground, enlarged; plus a
-    smoothed copy when the frame is noisy, and its local contrast."""
+    """Prepare the frame as Tesseract should see it: dark text on a light ground, enlarged.
+
+    Parameters
+    ----------
+    gray : NDArray[np.uint8]
+        The frame (:func:`to_gray8`).
+    settings : OcrSettings
+        Whether the local contrast view is made; above which noise a smoothed view is.
+
+    Returns
+    -------
+    list[tuple[str, Image.Image]]
+        Named views: the windowed frame; a smoothed copy when the frame is noisy; its local
+        contrast.
+    """
     import numpy as np
     from PIL import Image, ImageFilter
 
@@ -178,8 +265,21 @@ _STROKES = 0.8
 
 
 def text_mask(gray: NDArray[np.uint8], light_text: bool) -> NDArray[np.bool_]:
-    """Pixels that stand out from their neighbourhood, towards the text's side, by a few
-    noise deviations (after a slight smoothing): the ink of text, read or not."""
+    """Find the ink of text, read or not.
+
+    Parameters
+    ----------
+    gray : NDArray[np.uint8]
+        The frame (:func:`to_gray8`).
+    light_text : bool
+        Text is lighter than its ground.
+
+    Returns
+    -------
+    NDArray[np.bool_]
+        The pixels that stand out from their neighbourhood, towards the text's side, by a
+        few noise deviations (after a slight smoothing).
+    """
     import numpy as np
     from PIL import Image, ImageFilter
 
@@ -224,11 +324,27 @@ def _background(image: Image.Image) -> NDArray[np.float32]:
 
 
 def text_regions(gray: NDArray[np.uint8], light_text: bool, settings: OcrSettings) -> list[Word]:
-    """Rows of text-like marks, whether or not Tesseract can read them (privacy first: thin
-    fonts on noise are often visible to a person and unreadable to Tesseract). Marks closer
-    than a few pixels are joined; a region is kept when it has the height of text, is wider
-    than high, is partly, not wholly, ink, and a row through it crosses strokes as often as
-    one through text does."""
+    """Find rows of text-like marks, whether or not Tesseract can read them.
+
+    Privacy first: thin fonts on noise are often visible to a person and unreadable to
+    Tesseract. Marks closer than a few pixels are joined; a region is kept when it has the
+    height of text, is wider than high, is partly, not wholly, ink, and a row through it
+    crosses strokes as often as one through text does.
+
+    Parameters
+    ----------
+    gray : NDArray[np.uint8]
+        The frame (:func:`to_gray8`).
+    light_text : bool
+        Text is lighter than its ground.
+    settings : OcrSettings
+        The least height of text.
+
+    Returns
+    -------
+    list[Word]
+        One word per region, with no text and confidence 0.
+    """
     import numpy as np
 
     mask = text_mask(gray, light_text)
@@ -324,10 +440,23 @@ def _enlarge(image: Image.Image, scale: int) -> Image.Image:
 
 
 def find_words(gray: NDArray[np.uint8], settings: OcrSettings | None = None) -> list[Word]:
-    """Words of text in an 8-bit grey frame (see :func:`to_gray8`), merged over the views.
+    """Find the words of text in a frame, merged over the views (:func:`views`).
 
     Each view is a page of its own: Tesseract binarises a page as a whole, so views with
     different histograms must not share one.
+
+    Parameters
+    ----------
+    gray : NDArray[np.uint8]
+        The frame (:func:`to_gray8`).
+    settings : OcrSettings or None
+        How hard to look (default: :class:`OcrSettings`'s defaults).
+
+    Returns
+    -------
+    list[Word]
+        The words, in the frame's coordinates; on noisy frames also rows of text-like marks
+        (:func:`text_regions`).
     """
     import numpy as np
     import pytesseract
@@ -371,7 +500,19 @@ def _is_text(word: Word, settings: OcrSettings, rows: int) -> bool:
 
 
 def merge_words(words: list[Word]) -> list[Word]:
-    """One word per place: readings that overlap by half the smaller box are merged."""
+    """Keep one word per place: readings that overlap by half the smaller box are merged.
+
+    Parameters
+    ----------
+    words : list[Word]
+        Readings of one frame, from every view.
+
+    Returns
+    -------
+    list[Word]
+        The merged words, top to bottom and left to right; a merged word covers both
+        readings and keeps the more confident one's text and confidence.
+    """
     merged: list[Word] = []
     for word in sorted(words, key=lambda w: -w.confidence):
         for i, kept in enumerate(merged):

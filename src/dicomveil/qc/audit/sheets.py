@@ -16,8 +16,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from dicomveil.errors import AuditError
 from dicomveil.identity.crosswalk import Crosswalk
-from dicomveil.qc.audit.trail import AuditError, SubjectRecord, _utc
+from dicomveil.qc.audit.records import SubjectRecord, _utc
 
 TRACKING_COLUMNS: Final = (
     "subject",
@@ -44,9 +45,22 @@ class Sheet:
 def tracking_sheet(
     subjects: Iterable[SubjectRecord], original_ids: Crosswalk | None = None
 ) -> Sheet:
-    """The lab's tracking sheet; with a crosswalk (original ID -> study ID, or a ``--map-dir``
-    ``patients.csv``) an ``original_id`` column follows the subject. Original IDs are PHI:
-    pass the crosswalk only when the user asked to see them."""
+    """The lab's tracking sheet: who de-identified and who checked each subject.
+
+    Parameters
+    ----------
+    subjects : Iterable[SubjectRecord]
+        The subjects (:meth:`AuditTrail.subjects`).
+    original_ids : Crosswalk, optional
+        Original ID -> study ID (a ``--crosswalk`` file or a ``--map-dir`` ``patients.csv``):
+        an ``original_id`` column then follows the subject. Original IDs are PHI: pass the
+        crosswalk only when the user asked to see them.
+
+    Returns
+    -------
+    Sheet
+        The sheet ``tracking``, columns :data:`TRACKING_COLUMNS` (and ``original_id``).
+    """
     inverse = {new: old for old, new in original_ids.mapping.items()} if original_ids else None
     columns: tuple[str, ...] = TRACKING_COLUMNS
     if inverse is not None:
@@ -69,7 +83,22 @@ def tracking_sheet(
 
 
 def records_sheet(title: str, kind: type[Any], records: Iterable[Any]) -> Sheet:
-    """A sheet of records (:class:`RunRecord`, :class:`FileRecord`, ...): one column a field."""
+    """A sheet of records (:class:`RunRecord`, :class:`FileRecord`, ...): one column a field.
+
+    Parameters
+    ----------
+    title : str
+        The sheet's title.
+    kind : type
+        The records' dataclass: its fields name the columns.
+    records : Iterable
+        The records, one row each (enumerations by value, mappings and lists as JSON).
+
+    Returns
+    -------
+    Sheet
+        The sheet.
+    """
     names = tuple(f.name for f in dataclasses.fields(kind))
     return Sheet(title, names, [tuple(_cell(getattr(r, n)) for n in names) for r in records])
 
@@ -83,7 +112,18 @@ def _cell(value: object) -> Cell:
 
 
 def format_cell(value: Cell) -> str:
-    """A cell as text: datetimes in ISO 8601 UTC (``...Z``), None as empty."""
+    """A cell as text.
+
+    Parameters
+    ----------
+    value : Cell
+        The cell.
+
+    Returns
+    -------
+    str
+        Datetimes in ISO 8601 UTC (``...Z``, to the second), None as empty, the rest as is.
+    """
     if value is None:
         return ""
     if isinstance(value, _dt.datetime):
@@ -94,8 +134,22 @@ def format_cell(value: Cell) -> str:
 def export_sheet(sheet: Sheet, path: Path, *, private: bool = False) -> None:
     """Write a sheet as CSV or XLSX (by the file's suffix), replacing the file atomically.
 
-    In XLSX, times are UTC (Excel has no time zones) and no text is ever a formula. With
-    ``private`` the file is readable by its owner only (a sheet with original IDs).
+    In XLSX, times are UTC (Excel has no time zones) and no text is ever a formula; in CSV a
+    cell that a spreadsheet would run as a formula is quoted.
+
+    Parameters
+    ----------
+    sheet : Sheet
+        The sheet.
+    path : pathlib.Path
+        A ``.csv`` or ``.xlsx`` file.
+    private : bool, default False
+        Make the file readable by its owner only (a sheet with original IDs).
+
+    Raises
+    ------
+    AuditError
+        The suffix is neither, or the file cannot be written.
     """
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".xlsx"):

@@ -1,17 +1,17 @@
-"""``diff``: what de-identification changed, element by element, across a batch."""
+"""``diff``: what de-identification changed, element by element, across a batch.
 
-from dicomveil.qc.diff.model import (
-    ChangeKind,
-    DiffReport,
-    ElementChange,
-    FilePair,
-    MatchMethod,
-    Step,
-    StepKind,
-    StepPath,
-    SummaryRow,
-    diff,
-)
+Modules: :mod:`~dicomveil.qc.diff.steps` (kinds of change, match methods, element paths),
+:mod:`~dicomveil.qc.diff.model` (the report, and its plain text),
+:mod:`~dicomveil.qc.diff.matching` (finding and pairing the files),
+:mod:`~dicomveil.qc.diff.compare` (:func:`diff`, and comparing one pair),
+:mod:`~dicomveil.qc.diff.html` (the HTML page, from a template; it depends on the model, not
+the reverse).
+"""
+
+from dicomveil.qc.diff.compare import diff
+from dicomveil.qc.diff.html import render_html
+from dicomveil.qc.diff.model import DiffReport, ElementChange, FilePair, SummaryRow
+from dicomveil.qc.diff.steps import ChangeKind, MatchMethod, Step, StepKind, StepPath
 
 __all__ = [
     "ChangeKind",
@@ -24,4 +24,5 @@ __all__ = [
     "StepPath",
     "SummaryRow",
     "diff",
+    "render_html",
 ]

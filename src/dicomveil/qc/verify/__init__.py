@@ -52,8 +52,10 @@ processes, the calling one included (:mod:`~dicomveil.qc.verify.runner`).
 Modules: :mod:`~dicomveil.qc.verify.report` (findings, risk flags, the report),
 :mod:`~dicomveil.qc.verify.expectations` (what the profile demands),
 :mod:`~dicomveil.qc.verify.reading` (reading a file), :mod:`~dicomveil.qc.verify.elements`
-(walking a dataset), :mod:`~dicomveil.qc.verify.inputs` and
-:mod:`~dicomveil.qc.verify.needles` (the originals and their identifying values),
+(walking a dataset), :mod:`~dicomveil.qc.verify.sources` (where the originals are, reading
+them), :mod:`~dicomveil.qc.verify.contributions` (what an original's element gives the checks),
+:mod:`~dicomveil.qc.verify.inputs` (an original's facts, walked as it is read) and
+:mod:`~dicomveil.qc.verify.needles` (identifying values and their search),
 :mod:`~dicomveil.qc.verify.files` (one output file) and its checks
 :mod:`~dicomveil.qc.verify.conformance`, :mod:`~dicomveil.qc.verify.leaks`,
 :mod:`~dicomveil.qc.verify.references`, :mod:`~dicomveil.qc.verify.validity` and

@@ -118,6 +118,8 @@ class IodCheck(StrEnum):
 
 
 class Verdict(StrEnum):
+    """The result of a check: no finding, findings, or the output could not be checked."""
+
     PASS = "pass"  # noqa: S105  (a verdict, not a password)
     FINDINGS = "findings"
     COULD_NOT_CHECK = "could-not-check"
@@ -134,6 +136,13 @@ class Finding:
     message: str
 
     def to_dict(self) -> dict[str, str]:
+        """The finding for the JSON report.
+
+        Returns
+        -------
+        dict of str to str
+            ``file``, ``path``, ``category``, ``check`` and ``message``.
+        """
         return {
             "file": self.file,
             "path": self.path,
@@ -153,6 +162,13 @@ class RiskFlag:
     message: str
 
     def to_dict(self) -> dict[str, str]:
+        """The risk flag for the JSON report.
+
+        Returns
+        -------
+        dict of str to str
+            ``file``, ``path``, ``flag`` and ``message``.
+        """
         return {
             "file": self.file,
             "path": self.path,
@@ -174,6 +190,7 @@ class VerifyReport:
 
     @property
     def result(self) -> Verdict:
+        """Could not check when there are problems, else findings when any, else pass."""
         if self.problems:
             return Verdict.COULD_NOT_CHECK
         return Verdict.FINDINGS if self.findings else Verdict.PASS
@@ -184,6 +201,14 @@ class VerifyReport:
         return {Verdict.PASS: 0, Verdict.FINDINGS: 1, Verdict.COULD_NOT_CHECK: 2}[self.result]
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as the JSON report holds it.
+
+        Returns
+        -------
+        dict of str to Any
+            ``result``, ``files``, ``profile``, ``findings``, ``risk_flags``, ``notes`` and
+            ``problems``.
+        """
         return {
             "result": self.result.value,
             "files": self.files,
@@ -195,4 +220,11 @@ class VerifyReport:
         }
 
     def to_json(self) -> str:
+        """The report as JSON (:meth:`to_dict`, indented).
+
+        Returns
+        -------
+        str
+            The JSON text, without a final newline.
+        """
         return json.dumps(self.to_dict(), indent=2)

@@ -24,10 +24,11 @@ from dicomveil.qc.verify.context import _Context, _Outcome
 from dicomveil.qc.verify.elements import _well_known
 from dicomveil.qc.verify.expectations import _Rules
 from dicomveil.qc.verify.files import _FileCheck
-from dicomveil.qc.verify.inputs import _files, _input_facts, _InputFacts, _sources
+from dicomveil.qc.verify.inputs import _input_facts, _InputFacts
 from dicomveil.qc.verify.needles import _build_needles
 from dicomveil.qc.verify.references import _read_uid_map, _UidMap, _whole_set
 from dicomveil.qc.verify.report import Category, IodCheck, VerifyReport
+from dicomveil.qc.verify.sources import _files, _sources
 from dicomveil.qc.verify.validity import _INPUT_IOD, _IOD_BY_STRUCTURE
 
 _PARALLEL_FROM: Final = 48  # files; below this, worker start-up costs more than it saves
@@ -203,11 +204,36 @@ def verify(
 ) -> VerifyReport:
     """Check a de-identified output folder (see :mod:`dicomveil.qc.verify` for the checks).
 
-    ``against`` is the original input (files, folders or zip archives), ``map_dir`` the
-    ``--map-dir`` of the run (its ``uids.csv``); ``workers`` processes (0: one per core) are
-    used for large sets; ``iod`` says how ``dciodvfy`` runs where it is installed (see
-    :class:`IodCheck`; an unknown mode is a ValueError). Nothing in the data makes it raise:
-    what could not be checked is in :attr:`VerifyReport.problems`.
+    Nothing in the data makes it raise: what could not be checked is in
+    :attr:`VerifyReport.problems`.
+
+    Parameters
+    ----------
+    output : pathlib.Path
+        The de-identified output folder.
+    against : pathlib.Path, optional
+        The original input (files, folders or zip archives): its identifying values are
+        searched for, and what it already had is not reported.
+    profile : Profile
+        The profile the output was de-identified with.
+    map_dir : pathlib.Path, optional
+        The ``--map-dir`` of the run: its ``uids.csv`` matches the files.
+    show_values : bool, default False
+        Let messages hold the identifying values found (PHI).
+    workers : int, default 0
+        Processes used for large sets (0: one per core).
+    iod : IodCheck or str, default IodCheck.STRUCTURE
+        How ``dciodvfy`` runs where it is installed (see :class:`IodCheck`).
+
+    Returns
+    -------
+    VerifyReport
+        The findings, risk flags, notes and problems.
+
+    Raises
+    ------
+    ValueError
+        ``iod`` is not an :class:`IodCheck` mode.
     """
     iod = IodCheck(iod)
     rules = _Rules.of(profile)

@@ -33,8 +33,8 @@ from dicomveil.qc.verify.elements import (
     _text,
     _unread,
 )
-from dicomveil.qc.verify.inputs import _aligned, _read_input, _source_bytes
 from dicomveil.qc.verify.report import Category, IodCheck
+from dicomveil.qc.verify.sources import _aligned, _read_input, _source_bytes
 
 # A rebuilt file meta takes these from the dataset: an invalid value there is inherited.
 _META_SOURCE: Final[dict[tuple[int, ...], tuple[int, ...]]] = {

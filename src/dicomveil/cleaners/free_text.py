@@ -1,0 +1,86 @@
+"""The free-text cleaner: identifying spans of text values replaced by tokens.
+
+Used for clean-descriptors, retain-patient-characteristics and clean-structured-content
+(whose sequences the engine walks with :mod:`dicomveil.cleaners.structured`'s rules).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, MutableSequence
+from typing import Any
+
+from pydicom.multival import MultiValue
+
+from dicomveil.cleaners.base import Cleaning, Context, Element, Outcome
+from dicomveil.cleaners.text import TEXT_VRS, VR_MAX_LENGTH, Category, Cleaned
+
+
+class FreeText:
+    """Text VRs cleaned span by span; sequences walked item by item; nothing else."""
+
+    reads_identifiers = True
+
+    def clean(self, element: Element, context: Context) -> Cleaning | None:
+        """Clean one element (see :class:`dicomveil.cleaners.base.Cleaner`)."""
+        if element.vr == "SQ":
+            return Cleaning(Outcome.WALK_ITEMS, " (items cleaned)")
+        if element.vr in TEXT_VRS:
+            return clean_text(element, context)
+        return None
+
+
+def clean_text(element: Element, context: Context) -> Cleaning | None:
+    """Replace the identifying spans of a text element.
+
+    Parameters
+    ----------
+    element : Element
+        A text element (VR in ``TEXT_VRS``).
+    context : Context
+        The profile's text cleaner and the file's identifiers.
+
+    Returns
+    -------
+    Cleaning or None
+        The cleaned values (None values when nothing changed), with a summary of what was
+        replaced (categories and counts, never values); None when the value is not text
+        (undecodable bytes) or a code string would need a token.
+    """
+    value = element.value()
+    if isinstance(value, bytes):
+        return None  # not decodable as text
+    values = [str(v) for v in _as_list(value) if v is not None]
+    limit = VR_MAX_LENGTH.get(element.vr)
+    results = [context.text.clean(v, context.identifiers, max_length=limit) for v in values]
+    changed = any(r.changed for r in results)
+    if element.vr == "CS" and changed:
+        return None  # a code string cannot take a token: the Basic Profile's action
+    new = [r.text for r in results] if changed else None
+    return Cleaning(Outcome.TEXT, f" (cleaned: {summarise(results)})", new)
+
+
+def stored_value(original: Any, values: list[str]) -> Any:
+    """The value to store for cleaned ``values``: a list where the original was multi-valued."""
+    return values if isinstance(original, MutableSequence) else (values[0] if values else "")
+
+
+def summarise(results: Iterable[Cleaned]) -> str:
+    """What the cleaner replaced in one element: categories and counts, never values."""
+    counts: Counter[Category] = Counter()
+    truncated = False
+    for result in results:
+        counts.update(result.counts())
+        truncated = truncated or result.truncated
+    text = ", ".join(c.counted(counts[c]) for c in Category if counts[c])
+    return (text or "nothing identifying found") + (
+        "; truncated to fit the VR" if truncated else ""
+    )
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (MultiValue, list, tuple)):
+        return list(value)
+    return [value]

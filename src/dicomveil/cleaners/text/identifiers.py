@@ -1,0 +1,370 @@
+"""What the file itself says about the patient: :class:`Identifiers`, every identifying
+value one dataset holds at any depth (names, IDs, dates, phone numbers, e-mail addresses,
+addresses, institutions), and the compiled search for those values in free text.
+Knowledge is per file: a value that only another file of the same patient holds is not
+known.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from typing import Any, Final
+
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from dicomveil.cleaners.text.spans import Basis, Category, Span
+from dicomveil.cleaners.text.variants import (
+    _SPLIT_PHRASE,
+    _address_phrases,
+    _date_forms,
+    _id_variants,
+    _initial_forms,
+    _institution_phrases,
+    _name_words,
+    _phone_pattern,
+    _spelling_variants,
+    _trie_pattern,
+)
+from dicomveil.cleaners.text.vocabulary import _L, _R, _digits, _vocabulary, fold
+
+__all__ = ["Identifiers"]
+
+
+# Attributes whose values identify, by category (PN values are names wherever they are).
+_ID_KEYWORDS: Final = frozenset(
+    {
+        "PatientID",
+        "OtherPatientIDs",
+        "AccessionNumber",
+        "StudyID",
+        "RequestedProcedureID",
+        "ScheduledProcedureStepID",
+        "PerformedProcedureStepID",
+        "AdmissionID",
+        "ServiceEpisodeID",
+        "PlacerOrderNumberImagingServiceRequest",
+        "FillerOrderNumberImagingServiceRequest",
+        "PlacerOrderNumberImagingServiceRequestRetired",
+        "FillerOrderNumberImagingServiceRequestRetired",
+        "PlacerOrderNumberProcedure",
+        "FillerOrderNumberProcedure",
+        "MedicalRecordLocator",
+        "ClinicalTrialSubjectID",
+        "ClinicalTrialSubjectReadingID",
+        "DeviceSerialNumber",
+        "StationAETitle",
+        "UniqueDeviceIdentifier",
+    }
+)
+_NOT_ID_KEYWORDS: Final = frozenset(
+    {"ClinicalTrialProtocolID", "ClinicalTrialTimePointID", "ClinicalTrialSeriesID"}
+)
+_PHONE_KEYWORDS: Final = frozenset(
+    {
+        "PatientTelephoneNumbers",
+        "PatientTelecomInformation",
+        "PersonTelephoneNumbers",
+        "PersonTelecomInformation",
+        "ReferringPhysicianTelephoneNumbers",
+        "OrderCallbackPhoneNumber",
+        "OrderCallbackTelecomInformation",
+    }
+)
+_ADDRESS_KEYWORDS: Final = frozenset(
+    {
+        "PatientAddress",
+        "InstitutionAddress",
+        "PersonAddress",
+        "ReferringPhysicianAddress",
+        "RegionOfResidence",
+        "PatientInstitutionResidence",
+        "CurrentPatientLocation",
+        "AssignedLocation",
+    }
+)
+_INSTITUTION_KEYWORDS: Final = frozenset(
+    {
+        "InstitutionName",
+        "InstitutionalDepartmentName",
+        "IssuerOfPatientID",
+        "IssuerOfAdmissionID",
+        "StationName",
+        "PerformedStationName",
+        "ScheduledStationName",
+        "PerformedLocation",
+        "ScheduledProcedureStepLocation",
+        "RequestedProcedureLocation",
+        "VerifyingOrganization",
+        "ResponsibleOrganization",
+        "HumanPerformerOrganization",
+        "RequestingService",
+        "ClinicalTrialSiteName",
+        "LocalNamespaceEntityID",
+        "UniversalEntityID",
+    }
+)
+_COLLECTED_VRS: Final = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC", "DA", "DT", "CS"})
+
+
+@dataclass(frozen=True)
+class Identifiers:
+    """The identifying values of one patient that a cleaner can look for in free text.
+
+    Values are kept as found; :meth:`from_dataset` collects them from every level of one
+    dataset (the engine sees one file at a time). Never printed or logged.
+
+    Parameters
+    ----------
+    names : frozenset of str, optional
+        Person names (PN values, in DICOM form: ``"SMITH^JOHN"``).
+    ids : frozenset of str, optional
+        IDs: of the patient, accession numbers, study and procedure IDs, serial numbers, ...
+    dates : frozenset of datetime.date, optional
+        Dates (of birth, of the study, ...).
+    phones : frozenset of str, optional
+        Phone numbers.
+    emails : frozenset of str, optional
+        E-mail addresses.
+    addresses : frozenset of str, optional
+        Addresses, regions of residence and patient locations.
+    institutions : frozenset of str, optional
+        Institution, department and station names, issuers of IDs.
+    """
+
+    names: frozenset[str] = frozenset()
+    ids: frozenset[str] = frozenset()
+    dates: frozenset[date] = frozenset()
+    phones: frozenset[str] = frozenset()
+    emails: frozenset[str] = frozenset()
+    addresses: frozenset[str] = frozenset()
+    institutions: frozenset[str] = frozenset()
+
+    def __repr__(self) -> str:  # never show values
+        return "Identifiers(...)"
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset, *, extra_ids: Iterable[str] = ()) -> Identifiers:
+        """Every identifying value of ``ds`` (all sequence depths; private PN values too).
+
+        Parameters
+        ----------
+        ds : pydicom.dataset.Dataset
+            The dataset of one file; decoded values are not stored back into it.
+        extra_ids : iterable of str, optional
+            Further IDs of this patient (the crosswalk's original ID).
+
+        Returns
+        -------
+        Identifiers
+            The values found, sorted into their categories.
+        """
+        acc: dict[str, set[str]] = {k: set() for k in ("names", "ids", "phones", "addresses")}
+        acc["institutions"] = set()
+        acc["emails"] = set()
+        dates: set[date] = set()
+        for keyword, vr, values in _elements(ds):
+            if vr == "PN":
+                acc["names"].update(values)
+            elif vr in ("DA", "DT"):
+                for value in values:
+                    dates.update(_dates_in(value))
+            elif keyword in _PHONE_KEYWORDS:
+                for value in values:
+                    (acc["emails"] if "@" in value else acc["phones"]).add(value)
+            elif keyword in _ADDRESS_KEYWORDS:
+                acc["addresses"].update(values)
+            elif keyword in _INSTITUTION_KEYWORDS:
+                acc["institutions"].update(values)
+            elif keyword in _ID_KEYWORDS or (
+                keyword.endswith(("ID", "IDs"))
+                and vr in ("LO", "SH")
+                and keyword not in _NOT_ID_KEYWORDS
+            ):
+                acc["ids"].update(values)
+        acc["ids"].update(v.strip() for v in extra_ids if v.strip())
+        return cls(
+            names=frozenset(acc["names"]),
+            ids=frozenset(acc["ids"]),
+            dates=frozenset(dates),
+            phones=frozenset(acc["phones"]),
+            emails=frozenset(acc["emails"]),
+            addresses=frozenset(acc["addresses"]),
+            institutions=frozenset(acc["institutions"]),
+        )
+
+    def find(self, text: str, folded: str | None = None) -> list[Span]:
+        """Where this patient's known values occur in ``text``.
+
+        Parameters
+        ----------
+        text : str
+            The text to search.
+        folded : str or None, optional
+            ``fold(text)`` if already computed; ``None``: folded here.
+
+        Returns
+        -------
+        list of Span
+            The spans of the known values (basis :attr:`Basis.DATASET`), not merged: they
+            may overlap.
+        """
+        return _matcher(self).find(text, fold(text) if folded is None else folded)
+
+
+@lru_cache(maxsize=16)
+def _matcher(known: Identifiers) -> _Matcher:
+    """The compiled search for one patient's values; the files of a series share it."""
+    return _Matcher(known)
+
+
+def _elements(ds: Dataset) -> Iterator[tuple[str, str, list[str]]]:
+    """(keyword, VR, string values) of the collected VRs, at every depth, without storing
+    decoded values back into the dataset (kept elements stay raw for the writer)."""
+    for tag in list(ds.keys()):
+        if tag >> 16 in (0x0000, 0x0002) or tag >> 16 == 0xFFFE:
+            continue
+        raw = ds.get_item(tag, keep_deferred=True)
+        vr = raw.VR
+        if vr is None and dictionary_has_tag(tag):
+            vr = dictionary_VR(tag)
+        if vr == "SQ" or (vr == "UN" and not tag >> 16 & 1 and _dictionary_sq(tag)):
+            for item in _items(ds, tag):
+                yield from _elements(item)
+            continue
+        if vr not in _COLLECTED_VRS or (tag >> 16 & 1 and vr != "PN"):
+            continue
+        if raw.value is None:
+            continue
+        elem = raw if isinstance(raw, DataElement) else _decoded(ds, raw)
+        if elem is None:
+            continue
+        values = [str(v).strip() for v in _as_list(elem.value) if v is not None]
+        values = [v for v in values if v]
+        if values:
+            yield keyword_for_tag(tag) or "", str(vr), values
+
+
+def _items(ds: Dataset, tag: int) -> list[Dataset]:
+    try:
+        items = ds[tag].value
+    except Exception:  # a sequence pydicom cannot parse: the engine removes it
+        return []
+    return [item for item in items or () if isinstance(item, Dataset)]
+
+
+def _decoded(ds: Dataset, raw: RawDataElement) -> DataElement | None:
+    """The value of a raw element, decoded without storing it in the dataset."""
+    try:
+        return convert_raw_data_element(raw, encoding=ds._character_set, ds=ds)
+    except Exception:  # undecodable: nothing to look for
+        return None
+
+
+def _dictionary_sq(tag: int) -> bool:
+    return dictionary_has_tag(tag) and dictionary_VR(tag) == "SQ"
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, (MultiValue, list, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return []
+    return [value]
+
+
+_YMD = re.compile(r"(?<!\d)(1[89]\d{2}|2\d{3})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])")
+
+
+def _dates_in(value: str) -> Iterator[date]:
+    for m in _YMD.finditer(value):
+        try:
+            yield date(int(m[1]), int(m[2]), int(m[3]))
+        except ValueError:
+            continue
+
+
+class _Matcher:
+    """One compiled search for the known values of one patient."""
+
+    def __init__(self, known: Identifiers) -> None:
+        vocab = _vocabulary()
+        literals: dict[str, Category] = {}  # folded text -> category (searched as a trie)
+        patterns: dict[str, Category] = {}  # regular expressions (phrases, grouped numbers)
+
+        def literal(value: str, category: Category) -> None:
+            if value:
+                literals.setdefault(value, category)
+
+        def phrase(value: str, category: Category) -> None:
+            words = [w for w in _SPLIT_PHRASE.split(fold(value)) if w]
+            if len(words) == 1:
+                literal(words[0], category)
+            elif words:
+                patterns.setdefault(r"[\s,.;\-]+".join(re.escape(w) for w in words), category)
+
+        initials: set[str] = set()
+        for value in sorted(known.ids):
+            for variant in _id_variants(value):
+                literal(fold(variant), Category.ID)
+            digits = _digits(value).lstrip("0")
+            if len(digits) >= 6 and len(digits) >= len(re.sub(r"[\W_]", "", value)) - 4:
+                # a long number however it is grouped: "485 773 6201", "485-773-6201"
+                patterns.setdefault(r"[\s.\-/]?".join(digits), Category.ID)
+        for d in sorted(known.dates):
+            for form in _date_forms(d):
+                literal(form, Category.DATE)
+        for value in sorted(known.emails):
+            literal(fold(value.strip()), Category.EMAIL)
+        for value in sorted(known.names):
+            for word in _name_words(value, vocab):
+                for variant in _spelling_variants(word):
+                    literal(variant, Category.NAME)
+            initials.update(_initial_forms(value, vocab))
+        for value in sorted(known.addresses):
+            for part in _address_phrases(value, vocab):
+                phrase(part, Category.ADDRESS)
+        for value in sorted(known.institutions):
+            for part in _institution_phrases(value, vocab):
+                phrase(part, Category.INSTITUTION)
+        self._literals = literals
+        self._trie = re.compile(_L + _trie_pattern(literals) + _R) if literals else None
+        self._patterns: re.Pattern[str] | None = None
+        if patterns:
+            ordered = sorted(patterns, key=len, reverse=True)
+            self._patterns = re.compile(_L + "(?:" + "|".join(f"({p})" for p in ordered) + ")" + _R)
+            self._pattern_category = [patterns[p] for p in ordered]
+        self._initials: re.Pattern[str] | None = None
+        if initials:
+            self._initials = re.compile(_L + _trie_pattern(initials) + r"(?![^\W_])")
+        phones = sorted({d for d in (_digits(p).lstrip("0") for p in known.phones) if len(d) >= 6})
+        self._phones: re.Pattern[str] | None = None
+        if phones:
+            alternation = "|".join(_phone_pattern(d) for d in phones)
+            self._phones = re.compile(rf"(?<![\w+])(?:{alternation})(?!\d)")
+
+    def find(self, text: str, folded: str) -> list[Span]:
+        spans: list[Span] = []
+        if self._trie is not None:
+            for m in self._trie.finditer(folded):
+                category = self._literals[m.group()]
+                spans.append(Span(m.start(), m.end(), category, Basis.DATASET))
+        if self._patterns is not None:
+            for m in self._patterns.finditer(folded):
+                index = m.lastindex
+                assert index is not None
+                category = self._pattern_category[index - 1]
+                spans.append(Span(m.start(), m.end(), category, Basis.DATASET))
+        if self._initials is not None:
+            for m in self._initials.finditer(text):
+                spans.append(Span(m.start(), m.end(), Category.NAME, Basis.DATASET))
+        if self._phones is not None:
+            for m in self._phones.finditer(text):
+                spans.append(Span(m.start(), m.end(), Category.PHONE, Basis.DATASET))
+        return spans

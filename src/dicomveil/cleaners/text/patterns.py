@@ -1,0 +1,312 @@
+"""Recognizers with no dataset context, as regular expressions: dates (numeric, and with
+English, German or French month names), times, phone and fax numbers, e-mail addresses,
+URLs, ID- and MRN-like numbers, UIDs, ages over 89, street addresses and postal codes, and
+the cues of person names (titles, labels, "by", degrees, DICOM carets) that
+:mod:`dicomveil.cleaners.text.names` follows. Numbers with units are measurements, not IDs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+
+from dicomveil.cleaners.text.spans import Basis, Category, Span
+from dicomveil.cleaners.text.vocabulary import (
+    _L,
+    _LETTER,
+    _R,
+    _digits,
+    _Vocabulary,
+    _vocabulary,
+    fold,
+)
+
+
+@dataclass(frozen=True)
+class _Patterns:
+    dates: tuple[re.Pattern[str], ...]
+    numeric_dates: re.Pattern[str]
+    iso_dates: re.Pattern[str]
+    compact_dates: re.Pattern[str]
+    month_year: re.Pattern[str]
+    times: tuple[re.Pattern[str], ...]
+    time_words: re.Pattern[str]
+    phones: tuple[re.Pattern[str], ...]
+    phone_keyword: re.Pattern[str]
+    extension: re.Pattern[str]
+    email: re.Pattern[str]
+    url: re.Pattern[str]
+    id_keyword: re.Pattern[str]
+    id_generic: re.Pattern[str]
+    id_dashed: re.Pattern[str]
+    uid: re.Pattern[str]
+    ages: tuple[re.Pattern[str], ...]
+    addresses: tuple[re.Pattern[str], ...]
+    postal_city: re.Pattern[str]
+    titles: re.Pattern[str]
+    labels: re.Pattern[str]
+    by: re.Pattern[str]
+    suffix: re.Pattern[str]
+    caret: re.Pattern[str]
+    token: re.Pattern[str]
+    unit_after: re.Pattern[str]
+
+
+_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
+_YEAR4 = r"(?:1[89]\d{2}|20\d{2})"
+
+
+@cache
+def _patterns() -> _Patterns:
+    vocab = _vocabulary()
+    months = "|".join(sorted(vocab.months, key=len, reverse=True))
+    month = rf"(?:{months}){_R}\.?"
+    titles = "|".join(sorted((re.escape(t) for t in vocab.titles), key=len, reverse=True))
+    units = "|".join(sorted((re.escape(u) for u in vocab.units), key=len, reverse=True))
+    upper_word = r"[A-ZÀ-ÖØ-Þ][\w'\u2019.\-]*"
+    street_en = (
+        r"(?:street|st|avenue|ave|road|rd|drive|dr|lane|ln|boulevard|blvd|court|ct|way|place|pl"
+        r"|terrace|crescent|close|square|sq|highway|hwy|parkway|pkwy|circle)"
+    )
+    street_de = r"(?:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee)"
+    street_fr = (
+        r"(?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|allee|impasse|quai|route|cours)"
+    )
+    fr_upper = r"[A-ZÀ-ÖØ-Þ][^\W\d_]*"
+    return _Patterns(
+        # on folded text (lower case, no accents)
+        dates=(
+            # 3. März 2024, 3 mars 2024, 1er mars, 5th of March 2024, 05-Mar-2024, 5 March
+            re.compile(
+                rf"(?<![\w.,]){_DAY}(?:\.|er|st|nd|rd|th)?(?:\s+of)?[\s/\-]*{month}"
+                rf"(?:[\s,]*{_YEAR4}(?!\d)|[\-/.']\s?\d{{2}}(?!\d))?"
+            ),
+            # March 5, 2024; Mar 5 2024; March 5th
+            re.compile(
+                rf"{_L}{month}\s*{_DAY}(?:st|nd|rd|th)?(?!\d)(?:,?\s+{_YEAR4}(?!\d))?"
+                rf"(?![\w.,]\d)"
+            ),
+        ),
+        numeric_dates=re.compile(
+            rf"(?<![\w.,/\-])(\d{{1,2}})([./\-])(\d{{1,2}})\2({_YEAR4}|\d{{2}})(?![\d]|[.,]\d)"
+        ),
+        iso_dates=re.compile(
+            rf"(?<![\w.,/\-])({_YEAR4})([\-/.])(\d{{1,2}})\2(\d{{1,2}})(?![\d]|[.,]\d)"
+        ),
+        compact_dates=re.compile(
+            rf"(?<![\w.,]){_YEAR4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+            r"(?:[01]\d|2[0-3])?(?:[0-5]\d){0,2}(?:\.\d{1,6})?(?:[+\-]\d{4})?(?![\w]|[.,]\d)"
+        ),
+        month_year=re.compile(
+            rf"(?:{_L}{month}\s*{_YEAR4}(?!\d))"
+            rf"|(?:(?<![\w.,/\-])(?:0?[1-9]|1[0-2])[./]{_YEAR4}(?![\d]|[.,]\d))"
+            rf"|(?:(?<![\w.,/\-])(?:0[1-9]|[12]\d|3[01])\.(?:0[1-9]|1[0-2])\.(?![\d]))"
+        ),
+        times=(
+            re.compile(
+                r"(?<![\w:.,])(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?"
+                r"(?:\s*[ap]\.?m\.?(?![^\W_]))?(?![\d:])"
+            ),
+            re.compile(r"(?<![\w:.,])(?:1[0-2]|0?[1-9])(?::[0-5]\d)?\s*[ap]\.?m\.?(?![^\W_])"),
+            re.compile(rf"(?<![\w:.,])(?:[01]?\d|2[0-3])\s?h\s?[0-5]\d{_R}"),
+            re.compile(rf"(?<![\w:.,])(?:[01]?\d|2[0-3])(?:[.:][0-5]\d)?\s?uhr{_R}"),
+        ),
+        time_words=re.compile(
+            rf"{_L}(?:at|um|a|vers|gegen|ab|bis|heure|heures)\s+([1-9]:[0-5]\d){_R}"
+        ),
+        phones=(
+            re.compile(
+                r"(?<![\w+])\+\s?\d{1,3}(?:[\s.\-/]*(?:\(0\)|\(\d{1,5}\)|\d{1,5})){2,6}(?!\d)"
+            ),
+            re.compile(
+                r"(?<![\w.])(?:\(\d{3}\)\s?\d{3}[\s.\-]\d{4}|\d{3}([.\-])\d{3}\1\d{4})"
+                r"(?![\w]|[.,]\d)"
+            ),
+            re.compile(r"(?<![\w.])0[1-9]([\s.\-])\d{2}(?:\1\d{2}){3}(?![\w]|[.,]\d)"),
+            re.compile(r"(?<![\w.])0\d{2,4}(?:\s\d{3,4}){1,2}(?![\w]|[.,]\d)"),
+            re.compile(
+                r"(?<![\w.])0\d{2,5}(?:\s?[/\-]\s?\d{3,9}(?:-\d{1,5})?|\s\d{3,9}-\d{1,5})"
+                r"(?![\w]|[.,]\d)"
+            ),
+        ),
+        phone_keyword=re.compile(
+            rf"{_L}(?:tel|tele|telephone|telefon|telefonnummer|phone|ph|fax|telefax|telecopie"
+            r"|mobile|mobil|handy|portable|cell|pager|bip|gsm|rufnummer|durchwahl|ruckruf)"
+            r"\.?(?:\s*/\s*fax\.?)?\s*(?:no\.?|nr\.?|n°|number|#)?\s*[:.]?\s*"
+            r"(\+?\(?\d[\d\s().\-/]{3,}\d)"
+        ),
+        extension=re.compile(
+            rf"{_L}(?:ext|extension|durchwahl|dw|poste|app)\.?\s*(?:no\.?|nr\.?|n°|#)?\s*[:.]?\s*"
+            r"(\d{3,6})(?![\w]|[.,]\d)"
+        ),
+        email=re.compile(r"(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"),
+        url=re.compile(
+            r"(?:(?<![\w.])(?:https?|ftp)://[^\s<>\"']+|(?<![\w.])www\.[^\s<>\"']+)", re.IGNORECASE
+        ),
+        # on folded text
+        id_keyword=re.compile(
+            rf"{_L}(?:mrn|mr#|mr-?nr|pid|pat(?:ient(?:en)?)?[\s\-]?(?:id|nr|#|no)|id|ipp|nip"
+            r"|nda|acc(?:ession)?(?:\s*(?:no|nr|#|number))?|fall(?:nummer|[\s\-]?nr)"
+            r"|auftrag(?:snummer|s?[\s\-]?nr)|aufnahme[\s\-]?nr|n°(?:\s*(?:de\s+)?(?:dossier"
+            r"|patient|examen|sejour))?|no\s+de\s+dossier|dossier|order(?:\s*(?:no|#|number))?"
+            r"|case(?:\s*(?:no|#|number))?|ssn|nhs(?:\s*(?:no|number))?|versichertennummer"
+            r"|versicherungsnummer|secu|insee|nir|chart(?:\s*(?:no|#))?"
+            r"|record(?:\s*(?:no|#|number))?|kennung|identifiant)"
+            r"\.?\s*[:#=]?\s*([a-z0-9](?:[a-z0-9\-/._]*[a-z0-9])?)"
+        ),
+        # on the original text
+        id_generic=re.compile(r"(?<![\w.,/\-])(?:[A-Z]{1,6}[\-_]?)?\d{5,}[A-Z]?(?![\w]|[.,]\d)"),
+        id_dashed=re.compile(r"(?<![\w.,/\-])\d{2,}(?:-\d{2,}){1,3}(?![\w/\-]|[.,]\d)"),
+        uid=re.compile(r"(?<![\w.])[0-2](?:\.\d+){4,}(?![\w]|\.\d)"),
+        ages=(
+            re.compile(
+                r"(?<![\w.,])(9\d|1[01]\d)\s?-?\s?(?:years?\s?-?\s?old|year-old|yo|y/o|y\.o\."
+                r"|yrs?\.?|ans|jahre(?:\s+alt)?|jahrige[rnms]?|j\.)(?![^\W_])"
+            ),
+            re.compile(rf"{_L}(?:aged?|alter|age\s+de|agee?\s+de)\s*:?\s*(9\d|1[01]\d){_R}"),
+        ),
+        addresses=(
+            re.compile(
+                rf"{_L}\d{{1,5}}[A-Za-z]?,?\s+(?:{upper_word}\s+){{0,3}}{upper_word}\s+"
+                rf"(?i:{street_en})\b\.?"
+                r"(?:,?\s+(?i:apt|suite|unit|apartment)\.?\s*#?\w+)?"
+                r"(?:,\s*[A-ZÀ-ÖØ-Þ][\w'\u2019.\-]*(?:\s+[A-ZÀ-ÖØ-Þ][\w'\u2019.\-]*){0,2})?"
+                r"(?:,?\s+[A-Z]{2})?(?:\s+\d{5}(?:-\d{4})?)?"
+            ),
+            re.compile(
+                rf"{_L}(?:[A-ZÄÖÜ][^\W\d_]*[\s\-])?[A-ZÄÖÜ][^\W\d_\-]*(?i:{street_de})"
+                rf"\s*\d{{1,4}}\s?[a-z]?{_R}"
+            ),
+            re.compile(
+                rf"{_L}[A-ZÄÖÜ][^\W\d_\-]*\s+(?:Straße|Strasse|Str\.|Weg|Allee|Platz|Gasse|Ring"
+                rf"|Damm)\s+\d{{1,4}}\s?[a-z]?{_R}"
+            ),
+            re.compile(
+                rf"{_L}\d{{1,4}}(?:\s?(?:bis|ter))?,?\s+(?i:{street_fr})\s+"
+                r"(?:(?:de\s+la|de\s+l['\u2019]|du|des|de|d['\u2019]|la|le|les|l['\u2019])\s*)?"
+                rf"{fr_upper}(?:[\s\-'\u2019]+(?:de|du|des|la|le|{fr_upper}))*"
+            ),
+            re.compile(
+                r"(?i:(?<![\w.])(?:p\.?\s?o\.?\s?box|postfach|boite\s+postale|b\.?p\.?)\s*"
+                r"\d[\d ]{0,8}\d?)"
+            ),
+            re.compile(rf"{_L}[A-Z]{{2}}\s\d{{5}}(?:-\d{{4}})?{_R}"),
+        ),
+        postal_city=re.compile(
+            rf"{_L}(?:[A-Z]{{1,2}}-)?\d{{5}}\s+([A-ZÀ-ÖØ-Þ][^\W\d_]+"
+            r"(?:[\s\-][A-ZÀ-ÖØ-Þ][^\W\d_]+)?)(?:\s+(?i:cedex)(?:\s+\d{1,2})?)?"
+        ),
+        titles=re.compile(rf"{_L}(?i:{titles})(?:\.|{_R})"),
+        labels=re.compile(
+            rf"{_L}(?i:referring(?:\s+(?:physician|doctor|md|dr))?|referred\s+by"
+            r"|ref\.?\s*(?:phys|dr|md)\.?|radiologist|attending|physician|operator"
+            r"|technologist|tech|technician|radiographer|signed(?:\s+by)?|dictated\s+by"
+            r"|read\s+by|reported\s+by|verified\s+by|reviewed\s+by|approved\s+by|seen\s+by"
+            r"|requested\s+by|requesting\s+physician|ordering\s+physician|consultant|resident"
+            r"|fellow|author|observer|zuweiser(?:in)?|überweiser(?:in)?|uberweiser(?:in)?"
+            r"|überweisende[rn]?\s+arzt|befunder(?:in)?|befundet\s+von|befundende[rn]?\s+arzt"
+            r"|mtra|mtr|mta|untersucher(?:in)?|unterschrift|gez\.|gezeichnet|arzt|ärztin"
+            r"|oberarzt|oberärztin|assistenzarzt|assistenzärztin|médecin(?:\s+(?:prescripteur"
+            r"|demandeur|traitant|radiologue))?|medecin|prescripteur|demandeur|radiologue"
+            r"|manipulateur|manipulatrice|interprété\s+par|signé(?:\s+par)?|dicté\s+par"
+            r"|validé\s+par|vu\s+par|adressé\s+par|patient(?:in|e)?|pat\.|name|nom"
+            r"|nom\s+de\s+naissance|geburtsname|pt\.?|contact|kontakt|angehörige[rn]?"
+            r"|next\s+of\s+kin|mother|father|mutter|vater|mère|père|épouse|époux|wife|husband"
+            r"|ehefrau|ehemann)\s*[:=]\s*"
+        ),
+        by=re.compile(rf"{_L}(?:by|par|durch|von|per|from|chez|bei)\s+"),
+        suffix=re.compile(
+            r"(?:,\s*|\s+)(?:MD|M\.D\.|PhD|Ph\.D\.|RN|FACR|FRCR|FRCS|MBBS)(?![^\W_])"
+        ),
+        caret=re.compile(rf"{_L}{_LETTER}[\w'\u2019.\-]*\^[\w'\u2019.\-^]*"),
+        token=re.compile(r"[^\s,;:()\[\]{}<>\"/]+"),
+        unit_after=re.compile(rf"\s?(?:{units})(?![^\W_])", re.IGNORECASE),
+    )
+
+
+def _valid_dmy(day: int, month: int, year: int) -> bool:
+    try:
+        date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+def _year(text: str) -> int:
+    value = int(text)
+    return value + (2000 if value < 50 else 1900) if len(text) <= 2 else value
+
+
+def _number_spans(text: str, folded: str, p: _Patterns, vocab: _Vocabulary) -> Iterator[Span]:
+    """Dates, times, phone numbers, IDs, ages and addresses: spans that hold digits."""
+
+    def span(start: int, end: int, category: Category) -> Span:
+        return Span(start, end, category, Basis.PATTERN)
+
+    for rx in (*p.dates, p.month_year):
+        for m in rx.finditer(folded):
+            yield span(m.start(), m.end(), Category.DATE)
+    for m in p.numeric_dates.finditer(folded):
+        a, b, year = int(m[1]), int(m[3]), _year(m[4])
+        if _valid_dmy(a, b, year) or _valid_dmy(b, a, year):
+            yield span(m.start(), m.end(), Category.DATE)
+    for m in p.iso_dates.finditer(folded):
+        if _valid_dmy(int(m[4]), int(m[3]), int(m[1])):
+            yield span(m.start(), m.end(), Category.DATE)
+    for m in p.compact_dates.finditer(folded):
+        digits = m.group()
+        if _valid_dmy(int(digits[6:8]), int(digits[4:6]), int(digits[:4])):
+            yield span(m.start(), m.end(), Category.DATE)
+    for rx in p.times:
+        for m in rx.finditer(folded):
+            yield span(m.start(), m.end(), Category.TIME)
+    for m in p.time_words.finditer(folded):
+        yield span(m.start(1), m.end(1), Category.TIME)
+    for rx in p.phones:
+        for m in rx.finditer(text):
+            if 7 <= len(_digits(m.group())) <= 15:
+                yield span(m.start(), m.end(), Category.PHONE)
+    for m in p.phone_keyword.finditer(folded):
+        if len(_digits(m[1])) >= 5:
+            yield span(m.start(1), m.end(1), Category.PHONE)
+    for m in p.extension.finditer(folded):
+        yield span(m.start(1), m.end(1), Category.PHONE)
+    for m in p.id_keyword.finditer(folded):
+        if len(_digits(m[1])) >= 3 and not _is_measure(text, m.end(1)):
+            yield span(m.start(1), m.end(1), Category.ID)
+    for m in p.id_generic.finditer(text):
+        digits = _digits(m.group())
+        if _is_measure(text, m.end()):
+            continue
+        if len(digits) == len(m.group()) and len(digits) in (8, 12, 14) and _compact_date(digits):
+            continue
+        yield span(m.start(), m.end(), Category.ID)
+    for m in p.id_dashed.finditer(text):
+        if len(_digits(m.group())) >= 6 and not _is_measure(text, m.end()):
+            yield span(m.start(), m.end(), Category.ID)
+    for m in p.uid.finditer(text):
+        yield span(m.start(), m.end(), Category.ID)
+    for rx in p.ages:
+        for m in rx.finditer(folded):
+            yield span(m.start(1), m.end(1), Category.AGE)
+    for rx in p.addresses:
+        for m in rx.finditer(text):
+            yield span(m.start(), m.end(), Category.ADDRESS)
+    for m in p.postal_city.finditer(text):
+        city = fold(m[1].split()[0])
+        if city not in vocab.units and city not in vocab.not_names:
+            yield span(m.start(), m.end(), Category.ADDRESS)
+
+
+def _compact_date(digits: str) -> bool:
+    return _valid_dmy(int(digits[6:8]), int(digits[4:6]), int(digits[:4])) and (
+        1800 <= int(digits[:4]) <= 2099
+    )
+
+
+def _is_measure(text: str, end: int) -> bool:
+    """A number followed by a unit ("12345 ms") is a measurement, not an ID."""
+    return bool(_patterns().unit_after.match(text, end))

@@ -1,0 +1,215 @@
+"""How a value the file holds may be written in free text: the written forms of a date,
+the variants of an ID, the words, spelling variants and initials of a person name, the
+pattern of a phone number however it is grouped, the distinctive phrases of an address or
+institution; and the trie that searches many such literals at once. Used by the compiled
+search of :mod:`dicomveil.cleaners.text.identifiers`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import date
+from typing import Any, Final
+
+from dicomveil.cleaners.text.vocabulary import _DIGITS, _Vocabulary, fold
+
+_ID_STOPWORDS: Final = frozenset(
+    {"anonymous", "anonymized", "anonymised", "unknown", "none", "null", "test", "n/a", "na"}
+)
+_SPLIT_PHRASE = re.compile(r"[\s,;^]+")
+
+
+# Written forms of a known date (strftime with "-" flags is not portable: built by hand).
+def _date_forms(d: date) -> set[str]:
+    y, m, dd = d.year, d.month, d.day
+    yy = f"{y % 100:02d}"
+    forms = {
+        f"{y}{m:02d}{dd:02d}",
+        f"{y}-{m:02d}-{dd:02d}",
+        f"{y}/{m:02d}/{dd:02d}",
+        f"{y}.{m:02d}.{dd:02d}",
+        f"{y}-{m}-{dd}",
+        f"{dd:02d}{m:02d}{y}",
+        f"{dd:02d}.{m:02d}.",
+        f"{dd}.{m}.",
+        f"{dd:02d}/{m:02d}",
+        f"{m:02d}/{dd:02d}",
+    }
+    for sep in "./-":
+        for day, month in ((f"{dd:02d}", f"{m:02d}"), (str(dd), str(m))):
+            for year in (str(y), yy):
+                forms.add(f"{day}{sep}{month}{sep}{year}")
+                forms.add(f"{month}{sep}{day}{sep}{year}")
+    return forms
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """One regular expression for many literal strings, as a trie: the engine follows one
+    branch per character instead of trying every string at every position. Longer
+    strings win (greedy), backtracking to shorter ones where the boundary fails."""
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        branches = [re.escape(char) + build(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if "" in node:
+            return body + "?" if len(branches) == 1 and len(body) == 1 else f"(?:{body})?"
+        return body
+
+    return "(?:" + build(root) + ")"
+
+
+_PHONE_SEPARATORS = r"[\s.\-/()]*"
+
+
+def _phone_pattern(digits: str) -> str:
+    """A known phone number however it is written: any separators, with or without its
+    country code, trunk zero or "(0)" ("+1 555 204 8861", "(555) 204-8861",
+    "+49 (0)361 5550172", "0361/5550172")."""
+    cores = {digits}
+    for drop in (1, 2, 3):  # the number without what may be its country code
+        if len(digits) - drop >= 7:
+            cores.add(digits[drop:])
+    prefix = r"(?:\+?\d{1,3}" + _PHONE_SEPARATORS + r")?(?:\(0\)|0)?" + _PHONE_SEPARATORS
+    bodies = "|".join(_PHONE_SEPARATORS.join(core) for core in sorted(cores, key=len, reverse=True))
+    return f"{prefix}(?:{bodies})"
+
+
+def _name_words(value: str, vocab: _Vocabulary) -> set[str]:
+    """Folded name parts of two or more letters, honorifics left out."""
+    out: set[str] = set()
+    for group in value.split("="):
+        for component in group.split("^"):
+            for word in re.split(r"[\s,]+", component):
+                word = word.strip(".'\u2019-")
+                if not word:
+                    continue
+                parts = (
+                    [word, *re.split(r"[-'\u2019]", word)]
+                    if re.search(r"[-'\u2019]", word)
+                    else [word]
+                )
+                for part in parts:
+                    folded = fold(part.strip("."))
+                    if (
+                        len(folded) >= 2
+                        and not folded.isdigit()
+                        and folded not in vocab.honorifics
+                        and re.search(r"[^\W\d_]", folded)
+                    ):
+                        out.add(folded)
+    return out
+
+
+def _spelling_variants(folded: str) -> set[str]:
+    """Umlaut transliterations both ways: Müller, Mueller, Muller; Strasse, Straße."""
+    out = {folded}
+    out.add(re.sub(r"(?<=[^\W\d_])(ae|oe|ue)", lambda m: m.group()[0], folded))
+    if "ss" in folded:
+        out.add(folded.replace("ss", "ß"))
+    if "ß" in folded:
+        out.add(folded.replace("ß", "ss"))
+    return out
+
+
+def _name_letters(value: str) -> list[str]:
+    """Initial letters in reading order (given names, then family name) of a person name."""
+    group = value.split("=")[0]
+    components = [c for c in group.split("^")]
+    family = components[0] if components else ""
+    given = components[1:3]
+    words: list[str] = []
+    for component in (*given, family):
+        words.extend(w for w in re.split(r"[\s,.\-]+", component) if w)
+    if "^" not in group:  # "Jonathan Holloway": already in reading order
+        words = [w for w in re.split(r"[\s,.\-]+", group) if w]
+    return [w[0].upper() for w in words if w[0].isalpha()]
+
+
+def _initial_forms(value: str, vocab: _Vocabulary) -> set[str]:
+    """J.H., J. H., J.Q.H., H.J.; undotted only with three or more letters (JQH)."""
+    letters = _name_letters(value)
+    if len(letters) < 2:
+        return set()
+    forms: set[str] = set()
+    orders = [letters, [letters[-1], *letters[:-1]]]
+    if len(letters) > 2:
+        orders += [[letters[0], letters[-1]], [letters[-1], letters[0]]]
+    for order in orders:
+        forms.add(".".join(order) + ".")
+        forms.add(". ".join(order) + ".")
+        if len(order) >= 3:
+            forms.add("".join(order))
+    return forms
+
+
+def _id_variants(value: str) -> set[str]:
+    """An ID as written, without separators, and its number without prefix or zeros."""
+    value = value.strip()
+    folded = fold(value)
+    has_digit = bool(_DIGITS.search(value))
+    if folded in _ID_STOPWORDS or len(value) < 3 or (not has_digit and len(value) < 5):
+        return set()
+    out = {value}
+    compact = re.sub(r"[\s\-_/.]", "", value)
+    if compact != value and len(compact) >= 3:
+        out.add(compact)
+    core = re.sub(r"^[^\d]*", "", compact).lstrip("0")
+    if len(core) >= 5 and core.isdigit() and core != compact:
+        out.add(core)
+    return out
+
+
+def _phrase_pattern(phrase: str) -> str:
+    words = [w for w in _SPLIT_PHRASE.split(fold(phrase)) if w]
+    return r"[\s,.;\-]+".join(re.escape(w) for w in words)
+
+
+def _address_phrases(value: str, vocab: _Vocabulary) -> set[str]:
+    """The whole address, its comma/caret parts, postal codes and distinctive words."""
+    out = {value}
+    for part in re.split(r"[,;^\n\r]+", value):
+        part = part.strip()
+        if len(part) >= 4 and (" " in part or _DIGITS.search(part)):
+            out.add(part)
+        tokens = part.split()
+        trailing: list[str] = []
+        while tokens and _DIGITS.search(tokens[-1]):
+            trailing.insert(0, tokens.pop())
+        if trailing and len("".join(trailing)) >= 4:
+            out.add(" ".join(trailing))  # postal codes: "02135", "AS4 7TT"
+        for word in re.split(r"[\s.]+", part):
+            folded = fold(word)
+            postal = re.fullmatch(r"\d{4,6}|[a-z]{1,2}-\d{4,5}", folded)
+            if postal or (
+                len(folded) >= 4
+                and folded.isalpha()
+                and folded not in vocab.street_types
+                and folded not in vocab.institution_generic
+            ):
+                out.add(word)
+    return {p for p in out if p.strip()}
+
+
+def _institution_phrases(value: str, vocab: _Vocabulary) -> set[str]:
+    """The whole name, and every run of its words holding a distinctive one ("Elsewhere",
+    "Saint Elsewhere"; not "General Hospital")."""
+    out = {value}
+    words = [w for w in re.split(r"[\s,.;()/&\-]+", value) if w]
+    distinctive = [
+        len(f) >= 4 and f.isalpha() and f not in vocab.institution_generic
+        for f in (fold(w).strip("'\u2019") for w in words)
+    ]
+    for i in range(len(words)):
+        for j in range(i + 1, len(words) + 1):
+            if any(distinctive[i:j]):
+                out.add(" ".join(words[i:j]))
+    return {p for p in out if len(fold(p).strip()) >= 3}

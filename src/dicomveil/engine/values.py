@@ -1,0 +1,148 @@
+"""Small readers of element values and names shared by the engine's modules.
+
+They read what a value is without changing it: the text of a short element (from its raw
+bytes where pydicom has not decoded it), the VR to act on, the private creator, a path for
+reports. None of them returns more of a value than the engine needs to decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, MutableSequence
+from typing import Any
+
+from pydicom import config as _pydicom_config
+from pydicom._uid_dict import UID_dictionary
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from dicomveil.errors import DeidentificationError
+from dicomveil.profiles import known_tag
+
+# UIDs that name a class, syntax or scheme, not an instance: never replaced.
+CLASS_UID_TAGS = frozenset(
+    {
+        0x00000002,  # AffectedSOPClassUID
+        0x00000003,  # RequestedSOPClassUID
+        0x00020002,  # MediaStorageSOPClassUID
+        0x00020010,  # TransferSyntaxUID
+        0x00020012,  # ImplementationClassUID
+        0x00041510,  # ReferencedSOPClassUIDInFile
+        0x00041512,  # ReferencedTransferSyntaxUIDInFile
+        0x00080016,  # SOPClassUID
+        0x0008001A,  # RelatedGeneralSOPClassUID
+        0x0008001B,  # OriginalSpecializedSOPClassUID
+        0x00080062,  # SOPClassesInStudy
+        0x0008010C,  # CodingSchemeUID
+        0x00080117,  # ContextUID
+        0x00080118,  # MappingResourceUID
+        0x00081150,  # ReferencedSOPClassUID
+        0x0008115A,  # SOPClassesSupported
+        0x04000510,  # EncryptedContentTransferSyntaxUID
+    }
+)
+
+
+def sop_name(uid: str) -> str:
+    """A SOP class by name where the dictionary knows it (never an instance UID)."""
+    entry = UID_dictionary.get(uid)
+    return str(entry[0]) if entry else uid
+
+
+def element_path(path: tuple[str, ...], tag: int) -> str:
+    """Where an element is, for reasons and reports: ``A[0]>B (GGGG,EEEE)``; no values."""
+    keyword = keyword_for_tag(tag) or "element"
+    return ">".join((*path, f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})"))
+
+
+def collapse(path: Iterable[str]) -> Iterator[str]:
+    """SR content trees recurse: ContentSequence>ContentSequence>X is typed as one level."""
+    previous = None
+    for part in path:
+        if part == "ContentSequence" and previous == "ContentSequence":
+            continue
+        previous = part
+        yield part
+
+
+def vr_of(raw: DataElement | RawDataElement, tag: int) -> str:
+    vr = raw.VR
+    if vr is None or vr == "UN" or " or " in vr:
+        if known_tag(tag):
+            dict_vr = dictionary_VR(tag)
+            if " or " not in dict_vr:
+                return str(dict_vr)
+            return str(vr or "UN") if vr and " or " not in vr else "OB"
+        return str(vr or "UN")
+    return str(vr)
+
+
+def creator_of(ds: Dataset, tag: int) -> str:
+    raw = ds.get_item(tag, keep_deferred=True)
+    value = raw.value
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip("\x00 ")
+    return str(value or "").strip("\x00 ")
+
+
+def text_of(ds: Dataset, tag: int) -> str:
+    """The string value of a (short) element, '' when absent or empty."""
+    elem = ds.get_item(tag, keep_deferred=True)
+    if elem is None:
+        return ""
+    if isinstance(elem, RawDataElement):
+        raw = ascii_value(elem)
+        if raw is not None and "\\" not in raw:
+            return raw.strip("\x00 ")  # what pydicom's decoding, then the below, would give
+    value = ds[tag].value
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip("\x00 ")
+    if isinstance(value, MutableSequence):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip("\x00 ")
+
+
+# String VRs whose raw ASCII bytes are their value (pydicom decodes them as ASCII too).
+_ASCII_STRING_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DT", "TM", "UI", "LO", "SH", "PN", "LT", "ST", "UT", "UC", "UR"}
+)
+
+
+def ascii_value(elem: RawDataElement) -> str | None:
+    """The value of a raw string element with ASCII bytes, undecoded by pydicom; None when
+    pydicom must decode it (another VR, a deferred value, other characters)."""
+    value = elem.value
+    if elem.VR not in _ASCII_STRING_VRS or not isinstance(value, bytes) or not value.isascii():
+        return None
+    return value.decode("ascii")
+
+
+def has_pixels(ds: Dataset) -> bool:
+    return any(t in ds for t in (0x7FE00010, 0x7FE00008, 0x7FE00009))
+
+
+def as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (MultiValue, list, tuple)):
+        return list(value)
+    return [value]
+
+
+def pad(data: bytes) -> bytes:
+    return data + b"\x00" if len(data) % 2 else data
+
+
+def validate(tag: int, vr: str, value: str) -> None:
+    try:
+        from pydicom.valuerep import validate_value
+
+        validate_value(vr, value, _pydicom_config.RAISE)
+    except ValueError:
+        raise DeidentificationError(
+            f"the profile's replacement is not valid for VR {vr}",
+            tag=f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
+        ) from None

@@ -1,0 +1,357 @@
+"""The walk of one dataset: every element looked up in the compiled profile, its action
+applied by the action's handler (:mod:`dicomveil.engine.handlers`), sequences recursed.
+
+Elements the profile keeps unchanged are never decoded: pydicom's raw elements pass through
+untouched. At the top level, the fate of most elements is one look-up per (tag, IOD),
+remembered by the engine across datasets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, MutableSequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydicom import config as _pydicom_config
+from pydicom._uid_dict import UID_dictionary
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+
+from dicomveil.cleaners.structured import decision_in_structure, person_key, person_pseudonym
+from dicomveil.cleaners.text import Identifiers
+from dicomveil.engine.handlers import HANDLERS, At
+from dicomveil.engine.report import ElementReport
+from dicomveil.engine.values import (
+    CLASS_UID_TAGS,
+    as_list,
+    ascii_value,
+    collapse,
+    creator_of,
+    pad,
+    text_of,
+    vr_of,
+)
+from dicomveil.identity.dates import DateError, cap_age, shift_da, shift_dt
+from dicomveil.profiles import render_template
+from dicomveil.standard.actions import Action, Code, Decision, dummy_value
+from dicomveil.standard.options import Option
+
+if TYPE_CHECKING:
+    from dicomveil.engine.core import Engine
+
+_UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+){2,}$")
+# Kept elements of these VRs still need a look: UIDs mapped, dates shifted, ages capped,
+# sequences walked, unknown VRs resolved.
+_SWEPT_VRS = frozenset({"UI", "DA", "DT", "AS", "SQ", "UN"})
+# Verdicts of the top-level fast path (see Walk._verdict).
+KEPT, REMOVED, LOOK = object(), object(), object()
+
+
+@dataclass
+class Walk:
+    """State of one dataset's walk: template fields, the UID map, reports."""
+
+    engine: Engine
+    types: Mapping[str, str]  # the attribute Types of the IOD
+    iod: str | None
+    fields: dict[str, str]
+    offset: int | None
+    explain: bool
+    uid_map: dict[str, str] = field(default_factory=dict)
+    reports: list[ElementReport] = field(default_factory=list)
+    identifiers: Identifiers | None = field(default=None, repr=False)  # for C of free text
+    patient_name: str = field(default="", repr=False)
+    structured: bool = False  # inside a sequence an option's C action cleans, or a D sequence
+    dummy_text: bool = False  # inside a D sequence: texts the table keeps become dummies
+
+    # ---------------------------------------------------------------------------------------
+    def dataset(self, ds: Dataset, path: tuple[str, ...]) -> None:
+        """Walk every element of ``ds`` (at ``path``), applying the profile."""
+        profile = self.engine.profile
+        creators: dict[tuple[int, int], str] = {}
+        used_blocks: set[tuple[int, int]] = set()
+        creator_tags: list[int] = []
+        fast = not self.explain  # nothing to report: skip the bookkeeping of apply
+        verdicts = (
+            self.engine.top_level_verdicts.setdefault(self.iod, {})
+            if fast and not path and not self.structured
+            else None
+        )
+        for tag, elem in list(ds.items()):
+            # ``tag`` (pydicom's BaseTag, the dataset's own key) is used on the dataset; plain
+            # ints for dicomveil's lookups, because BaseTag compares in Python. ``elem`` is
+            # the element as stored: raw (undecoded) unless something decoded it.
+            group, element = tag >> 16, tag & 0xFFFF
+            if group in (0x0000, 0x0002):
+                # Command or file meta elements in a dataset body are illegal; the writer
+                # rebuilds the real file meta.
+                self.remove(ds, tag, path, "command or file meta element inside the dataset")
+                continue
+            if group & 1:
+                if element == 0 or element < 0x0010 or group < 0x0009 or group == 0xFFFF:
+                    self.remove(ds, tag, path, "not a valid private element")
+                elif element <= 0x00FF:
+                    creators[(group, element)] = creator_of(ds, tag)
+                    creator_tags.append(tag)
+                else:
+                    creator = creators.get((group, element >> 8))
+                    if creator is None:
+                        self.remove(ds, tag, path, "private element without a private creator")
+                        continue
+                    decision = profile.private.get((creator, group, element & 0xFF))
+                    if decision is None:
+                        decision = profile.private_default
+                    if fast and self.resolve(decision, tag, path) is Action.REMOVE:
+                        del ds[tag]
+                        continue
+                    if self.apply(ds, tag, decision, path):
+                        used_blocks.add((group, element >> 8))
+                continue
+            if element == 0:
+                self.remove(ds, tag, path, "group length: recomputed or dropped on write")
+                continue
+            if verdicts is not None:
+                # The common cases at the top level, one look-up: kept unchanged (never
+                # decoded: explicit VR tells the VR), or removed.
+                verdict = verdicts.get(int(tag))  # an int: pydicom's tags compare in Python
+                if verdict is None:
+                    verdict = verdicts[int(tag)] = self._verdict(tag)
+                if verdict is KEPT:
+                    vr = elem.VR
+                    if vr is not None and vr not in _SWEPT_VRS:
+                        continue
+                elif verdict is REMOVED:
+                    del ds[tag]
+                    continue
+            decision = profile.public(tag)
+            if self.structured:
+                decision = self._in_structure(ds, tag, decision)
+            if fast:
+                code = decision.code
+                if elem.VR == "UI" and (
+                    code is Action.UID or (code is Action.KEEP and profile.replace_uids)
+                ):
+                    # Instance UIDs replaced, class UIDs kept: what apply would do for a UI
+                    # element (U, or K with UIDs replaced), without its bookkeeping.
+                    if int(tag) not in CLASS_UID_TAGS:
+                        self.uids(ds, tag, "UI", "")
+                    continue
+                if code is Action.KEEP:
+                    vr = elem.VR
+                    if vr is not None and vr not in _SWEPT_VRS:
+                        continue
+                elif self.resolve(decision, tag, path) is Action.REMOVE:
+                    del ds[tag]
+                    continue
+            self.apply(ds, tag, decision, path)
+        for creator_tag in creator_tags:
+            if (creator_tag >> 16, creator_tag & 0xFFFF) in used_blocks:
+                self.report(path, creator_tag, "LO", "K", "private creator of a kept block")
+            else:
+                self.remove(ds, creator_tag, path, "private creator of a block with nothing kept")
+
+    # ---------------------------------------------------------------------------------------
+    def apply(self, ds: Dataset, tag: int, decision: Decision, path: tuple[str, ...]) -> bool:
+        """Apply one decision with its action's handler; True when the element stays."""
+        raw = ds.get_item(tag, keep_deferred=True)
+        vr = vr_of(raw, tag)
+        action = self.resolve(decision, tag, path)
+        return HANDLERS[action](self, At(ds, tag, raw, vr, path), decision, decision.source)
+
+    def _verdict(self, tag: int) -> object:
+        """What a public element at the top level comes to, before looking at it: kept (if
+        its VR needs no sweep), removed, or a closer look. The walk remembers it per IOD."""
+        decision = self.engine.profile.public(tag)
+        if decision.code is Action.KEEP:
+            verdict = KEPT
+        elif self.resolve(decision, tag, ()) is Action.REMOVE:
+            verdict = REMOVED
+        else:
+            verdict = LOOK
+        return verdict
+
+    def resolve(self, decision: Decision, tag: int, path: tuple[str, ...]) -> Action:
+        """The action of a decision here: a compound code resolved by the attribute's Type."""
+        code = decision.code
+        if isinstance(code, Action):
+            return code
+        if not code.is_compound:
+            return code.resolve(None)
+        if path:
+            return self._resolve_compound(code, tag, path)
+        # At the top level the answer depends only on the code, the tag and the IOD.
+        key = (code, int(tag), self.iod)
+        cache = self.engine.top_level_actions
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = self._resolve_compound(code, tag, path)
+        return found
+
+    def _resolve_compound(self, code: Code, tag: int, path: tuple[str, ...]) -> Action:
+        keyword = keyword_for_tag(tag) or f"{tag:08X}"
+        key = ">".join(collapse((*(p.partition("[")[0] for p in path), keyword)))
+        return code.resolve(self.types.get(key))
+
+    def _in_structure(self, ds: Dataset, tag: int, decision: Decision) -> Decision:
+        vr = vr_of(ds.get_item(tag, keep_deferred=True), tag)
+        profile = self.engine.profile
+        return decision_in_structure(
+            tag,
+            vr,
+            decision,
+            default=profile.public_default,
+            clean_text=not self.dummy_text,
+            keep_dates=self.offset is not None
+            or Option.RETAIN_LONG_FULL_DATES in profile.profile.options,
+        )
+
+    # ---------------------------------------------------------------------------------------
+    def sequence(
+        self,
+        ds: Dataset,
+        tag: int,
+        path: tuple[str, ...],
+        *,
+        structured: bool = False,
+        dummy: bool = False,
+    ) -> None:
+        """Walk the items of a sequence; ``structured`` tightens the decisions inside (see
+        :mod:`dicomveil.cleaners.structured`), ``dummy`` with it replaces texts by dummies
+        instead of cleaning them (the items of a D sequence)."""
+        value = ds[tag].value
+        keyword = keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        outer = (self.structured, self.dummy_text)
+        if structured and not self.structured:
+            self.structured, self.dummy_text = True, dummy
+        try:
+            for index, item in enumerate(value):
+                self.dataset(item, (*path, f"{keyword}[{index}]"))
+        finally:
+            self.structured, self.dummy_text = outer
+
+    def uids(self, ds: Dataset, tag: int, vr: str, source: str) -> bool:
+        """Replace every instance UID of one element; True if anything changed."""
+        raw = ds.get_item(tag, keep_deferred=True)
+        text = ascii_value(raw) if isinstance(raw, RawDataElement) and vr == "UI" else None
+        if text is not None:
+            # Undecoded: the UIDs are read from the bytes, as pydicom would decode them.
+            old = [part.strip("\x00 ") for part in text.split("\\")]
+            mapped = [self.map_uid(uid) for uid in old]
+            if mapped == old:
+                return False
+            ds[tag] = DataElement(tag, "UI", mapped if len(mapped) > 1 else mapped[0],
+                                  validation_mode=_pydicom_config.IGNORE)  # fmt: skip
+            return True
+        elem = ds[tag]
+        if vr == "UI":
+            values = as_list(elem.value)
+            new = [self.map_uid(str(v)) for v in values]
+            if new != [str(v) for v in values]:
+                elem.validation_mode = _pydicom_config.IGNORE  # keyed UIDs are valid
+                elem.value = new if isinstance(elem.value, MutableSequence) else new[0]
+                return True
+            return False
+        raw_value = elem.value
+        if isinstance(raw_value, bytes):
+            text = raw_value.decode("ascii", "replace").rstrip("\x00 ")
+            parts = text.split("\\")
+            if parts and all(_UID_TEXT.match(p) for p in parts):
+                mapped = "\\".join(self.map_uid(p) for p in parts)
+                elem.value = pad(mapped.encode("ascii"))
+                return True
+        return False
+
+    def map_uid(self, uid: str) -> str:
+        """The keyed replacement of an instance UID (well-known UIDs kept), remembered."""
+        value = uid.strip("\x00 ")
+        if not value or value in UID_dictionary:
+            return value
+        new = self.engine.pseudonymizer.uid(value)
+        self.uid_map[value] = new
+        return new
+
+    def shift(self, ds: Dataset, tag: int, vr: str, path: tuple[str, ...], source: str) -> None:
+        """Shift a date or date-time element by the patient's offset (invalid: emptied)."""
+        assert self.offset is not None
+        shifter: Callable[[str, int], str] = shift_da if vr == "DA" else shift_dt
+        elem = ds[tag]
+        values = [str(v) for v in as_list(elem.value) if v is not None]
+        if not values or all(not v for v in values):
+            self.report(path, tag, vr, "K", source)
+            return
+        try:
+            shifted = [shifter(v, self.offset) if v else "" for v in values]
+        except DateError:
+            ds[tag] = DataElement(tag, vr, None)
+            self.report(path, tag, vr, "Z", source + " (not a valid date: emptied)")
+            return
+        ds[tag] = DataElement(tag, vr, shifted if len(shifted) > 1 else shifted[0])
+        self.report(path, tag, vr, "shift", source)
+
+    def cap_age(self, ds: Dataset, tag: int) -> None:
+        """Ages over 89 become 90Y (PS3.15 E.3.1); an invalid age is emptied."""
+        value = str(ds[tag].value or "")
+        if not value:
+            return
+        try:
+            capped = cap_age(value)
+        except DateError:
+            ds[tag] = DataElement(tag, "AS", None)
+            return
+        if capped != value:
+            ds[tag] = DataElement(tag, "AS", capped)
+
+    def dummy(self, ds: Dataset, tag: int, vr: str) -> Any:
+        """The D value of an element: the profile's identity template where it has one
+        (PatientName, PatientID: the pseudonym), a keyed UID, a keyed person pseudonym in
+        a cleaned structure, else the VR's dummy."""
+        if vr == "UI":
+            original = text_of(ds, tag)
+            return (
+                self.map_uid(original)
+                if original
+                else self.engine.pseudonymizer.uid(f"dummy:{tag:08X}")
+            )
+        template = self.engine.profile.dummies.get(int(tag))
+        if template is not None:
+            return render_template(template, self.fields)
+        if vr == "PN" and self.structured:
+            return self._person(ds, tag)
+        return dummy_value(vr)
+
+    def _person(self, ds: Dataset, tag: int) -> Any:
+        """Keyed pseudonyms for the names of a PN element in a cleaned structure."""
+        names = [str(v) for v in as_list(ds[tag].value) if v is not None and str(v).strip()]
+        if not names:
+            return dummy_value("PN")
+        patient = person_key(self.patient_name)
+        new = [
+            self.fields["pseudonym"]
+            if patient and person_key(name) == patient
+            else person_pseudonym(self.engine.pseudonymizer, name)
+            for name in names
+        ]
+        return new if len(new) > 1 else new[0]
+
+    def remove(self, ds: Dataset, tag: int, path: tuple[str, ...], source: str) -> None:
+        """Remove an element and report it."""
+        raw = ds.get_item(tag, keep_deferred=True)
+        vr = vr_of(raw, tag)
+        del ds[tag]
+        self.report(path, tag, vr, "X", source)
+
+    def report(self, path: tuple[str, ...], tag: int, vr: str, action: str, source: str) -> None:
+        """Record one decision for ``explain`` (nothing when not explaining)."""
+        if self.explain:
+            self.reports.append(
+                ElementReport(
+                    path=">".join(path),
+                    tag=tag,
+                    keyword=keyword_for_tag(tag) or ("private" if tag >> 16 & 1 else "unknown"),
+                    vr=vr,
+                    action=action,
+                    source=source,
+                )
+            )

@@ -1,0 +1,168 @@
+"""Events for an audit trail: what happened to each instance the gateway received.
+
+:class:`GatewayEvents` is the hook: an audit integration implements its callbacks and
+passes it to :class:`~dicomveil.gateway.node.Gateway`; :class:`NullEvents` is the default.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from dicomveil.runs.batch import FileResult
+
+__all__ = ["EventKind", "GatewayEvent", "GatewayEvents", "NullEvents", "emit"]
+
+LOGGER = logging.getLogger("dicomveil.gateway")
+
+
+class EventKind(StrEnum):
+    """What happened to an instance; the value names the :class:`GatewayEvents` callback."""
+
+    RECEIVED = "received"
+    WRITTEN = "written"
+    FORWARDED = "forwarded"
+    WITHHELD = "withheld"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class GatewayEvent:
+    """One thing that happened to one instance.
+
+    ``result`` is the file result of the pipeline (as ``dicomveil run`` reports it; its
+    ``patient_id`` holds the original PatientID, for an audit trail's maps, and is never
+    logged). For RECEIVED it is None; for FORWARDED it names the queued file that was sent.
+    """
+
+    kind: EventKind
+    route: str
+    calling_ae: str = ""
+    address: str = ""
+    result: FileResult | None = None
+    destination: str = ""
+    status: int | None = None
+
+
+class GatewayEvents(Protocol):
+    """Callbacks for every received, written, forwarded, withheld and failed instance.
+
+    An audit integration implements these; they run in the gateway's threads (keep them
+    short) and an exception they raise is logged and otherwise ignored.
+    """
+
+    def received(self, event: GatewayEvent) -> None:
+        """An instance arrived (C-STORE request accepted for processing).
+
+        Parameters
+        ----------
+        event : GatewayEvent
+            The route, the sender and the file result.
+        """
+
+    def written(self, event: GatewayEvent) -> None:
+        """An instance was de-identified and is on disk (folder and/or queue).
+
+        Parameters
+        ----------
+        event : GatewayEvent
+            The route, the sender and the file result.
+        """
+
+    def forwarded(self, event: GatewayEvent) -> None:
+        """A queued instance was confirmed by the route's destination.
+
+        Parameters
+        ----------
+        event : GatewayEvent
+            The route, the sender and the file result.
+        """
+
+    def withheld(self, event: GatewayEvent) -> None:
+        """The profile does not release an instance: neither written nor forwarded.
+
+        Parameters
+        ----------
+        event : GatewayEvent
+            The route, the sender and the file result.
+        """
+
+    def failed(self, event: GatewayEvent) -> None:
+        """An instance could not be stored, or the destination refused it for good.
+
+        Parameters
+        ----------
+        event : GatewayEvent
+            The route, the sender and the file result.
+        """
+
+
+class NullEvents:
+    """The default: nothing is recorded beyond the gateway's status file."""
+
+    def received(self, event: GatewayEvent) -> None:
+        """Do nothing (see :meth:`GatewayEvents.received`).
+
+        Parameters
+        ----------
+        event : GatewayEvent
+            Ignored.
+        """
+
+    def written(self, event: GatewayEvent) -> None:
+        """Do nothing (see :meth:`GatewayEvents.written`).
+
+        Parameters
+        ----------
+        event : GatewayEvent
+            Ignored.
+        """
+
+    def forwarded(self, event: GatewayEvent) -> None:
+        """Do nothing (see :meth:`GatewayEvents.forwarded`).
+
+        Parameters
+        ----------
+        event : GatewayEvent
+            Ignored.
+        """
+
+    def withheld(self, event: GatewayEvent) -> None:
+        """Do nothing (see :meth:`GatewayEvents.withheld`).
+
+        Parameters
+        ----------
+        event : GatewayEvent
+            Ignored.
+        """
+
+    def failed(self, event: GatewayEvent) -> None:
+        """Do nothing (see :meth:`GatewayEvents.failed`).
+
+        Parameters
+        ----------
+        event : GatewayEvent
+            Ignored.
+        """
+
+
+def emit(events: GatewayEvents, kind: EventKind, event: GatewayEvent) -> None:
+    """Call the callback of ``events`` that ``kind`` names; log its exception, if any.
+
+    Parameters
+    ----------
+    events : GatewayEvents
+        The callbacks.
+    kind : EventKind
+        Which callback.
+    event : GatewayEvent
+        What it is told.
+    """
+    callback: Callable[[GatewayEvent], None] = getattr(events, kind.value)
+    try:
+        callback(event)
+    except Exception:
+        LOGGER.exception("a gateway event callback failed (%s)", kind.value)

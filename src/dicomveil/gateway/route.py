@@ -1,0 +1,188 @@
+"""What the gateway's DIMSE handlers share: a route at run time and the peer it serves.
+
+A :class:`Route` holds a configured route's compiled profiles, pseudonymizer, engines, and
+its queue and forwarder when it forwards; a :class:`Peer` is the route an association was
+given and who asked for it. The de-identification runs one instance at a time
+(:data:`PIPELINE_LOCK`, process-wide): pydicom's reading relies on
+``warnings.catch_warnings``, which is not thread-safe, and the work is CPU-bound under the
+GIL anyway; receiving stays concurrent.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from dicomveil.engine import Engine
+from dicomveil.gateway.config import GatewayConfig, RouteConfig
+from dicomveil.gateway.forward import Forwarder, ForwardListener
+from dicomveil.gateway.queue import RouteQueue
+from dicomveil.identity.pseudonyms import Pseudonymizer
+from dicomveil.standard.risks import Risk
+
+__all__ = ["PIPELINE_LOCK", "Peer", "Route", "status_dataset"]
+
+PIPELINE_LOCK = threading.Lock()
+
+
+class Route:
+    """A route's engines, queue and forwarder.
+
+    Parameters
+    ----------
+    config : RouteConfig
+        The route.
+    gateway : GatewayConfig
+        The gateway's configuration (state folder, forwarding retries and limits).
+    listener : ForwardListener
+        Told by the route's forwarder of what it forwarded or refused.
+    """
+
+    def __init__(
+        self, config: RouteConfig, gateway: GatewayConfig, listener: ForwardListener
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.compiled = config.profile.compile()
+        # Query answers and MPPS: nothing is withheld (no pixels), but a data set the engine
+        # cannot clean is never passed on.
+        self.answer_compiled = replace(config.profile, allow=frozenset(Risk)).compile()
+        self.pseudonymizer = Pseudonymizer(config.key)
+        self._engine: tuple[_dt.date, Engine] | None = None
+        self._answer_engine: tuple[_dt.date, Engine] | None = None
+        self.queue: RouteQueue | None = None
+        self.forwarder: Forwarder | None = None
+        if config.forward is not None:
+            self.queue = RouteQueue(gateway.state_dir / "queue" / config.name)
+            self.forwarder = Forwarder(
+                config.name,
+                self.queue,
+                config.forward,
+                listener,
+                retry_initial=gateway.retry_initial,
+                retry_max=gateway.retry_max,
+                timeout=gateway.timeout,
+                max_pdu_size=gateway.max_pdu_size,
+            )
+
+    def engine(self) -> Engine:
+        """The storage engine, with today's date (``dicomveil run`` uses the date it starts).
+
+        Returns
+        -------
+        Engine
+            The engine of the route's profile and key, made anew when the date changes.
+        """
+        today = _dt.date.today()
+        if self._engine is None or self._engine[0] != today:
+            self._engine = (today, Engine(self.compiled, self.pseudonymizer, today=today))
+        return self._engine[1]
+
+    def answer_engine(self) -> Engine:
+        """The engine for query answers and MPPS: the route's profile withholding nothing.
+
+        Returns
+        -------
+        Engine
+            The engine, with today's date, made anew when the date changes.
+        """
+        today = _dt.date.today()
+        if self._answer_engine is None or self._answer_engine[0] != today:
+            engine = Engine(self.answer_compiled, self.pseudonymizer, today=today)
+            self._answer_engine = (today, engine)
+        return self._answer_engine[1]
+
+    def targets(self, ds: Dataset, pseudonym: str) -> list[Path]:
+        """Where a de-identified instance goes: the output folder's file, then the queue's.
+
+        Parameters
+        ----------
+        ds : Dataset
+            The de-identified data set (its UIDs name the files).
+        pseudonym : str
+            The patient pseudonym (the layout's ``{patient}``).
+
+        Returns
+        -------
+        list of Path
+            One path per destination of the route, the folder first.
+        """
+        paths: list[Path] = []
+        if self.config.output is not None:
+            paths.append(self.config.layout.path(self.config.output, ds, pseudonym))
+        if self.queue is not None:
+            paths.append(self.queue.entry_path(str(ds.get("SOPInstanceUID", "") or "")))
+        return paths
+
+    def clean(self, ds: Dataset) -> Dataset | None:
+        """De-identify a data set without pixels (a query answer, an MPPS attribute list).
+
+        Parameters
+        ----------
+        ds : Dataset
+            The data set (it may be changed in place).
+
+        Returns
+        -------
+        Dataset or None
+            The de-identified data set, or None when the engine cannot clean it (then it is
+            never passed on).
+        """
+        try:
+            done = self.answer_engine().deidentify(ds, has_pixel_data=False)
+        except Exception:
+            return None
+        return done.dataset
+
+    def map_uid(self, uid: str) -> str:
+        """The UID as the de-identified data has it (unchanged with ``retain-uids``).
+
+        Parameters
+        ----------
+        uid : str
+            An original UID.
+
+        Returns
+        -------
+        str
+            Its pseudonymous UID, or ``uid`` itself when the profile keeps UIDs.
+        """
+        return self.pseudonymizer.uid(uid) if self.compiled.replace_uids else uid
+
+
+@dataclass
+class Peer:
+    """The route an association was given, who asked for it, and its instance count."""
+
+    route: Route
+    calling_ae: str
+    called_ae: str
+    address: str
+    serial: int
+    count: int = 0
+
+
+def status_dataset(code: int, comment: str = "") -> Dataset:
+    """A DIMSE response status, with an Error Comment unless it is a success.
+
+    Parameters
+    ----------
+    code : int
+        The status code.
+    comment : str
+        Why (never values from a data set); cut to the 64 characters of an LO.
+
+    Returns
+    -------
+    Dataset
+        The status data set a pynetdicom handler returns.
+    """
+    status = Dataset()
+    status.Status = int(code)
+    if comment and code != 0:
+        status.ErrorComment = comment[:64]
+    return status

@@ -1,0 +1,307 @@
+"""C-STORE: de-identify on receive, write to the folder and/or the queue, then answer.
+
+The received data set is written with the negotiated transfer syntax as a Part 10 file to a
+spool file and goes through the pipeline of ``dicomveil run``
+(:func:`~dicomveil.io.read_source`, :meth:`~dicomveil.engine.Engine.deidentify`,
+:func:`~dicomveil.io.write_output`), so the output has the bytes ``dicomveil run`` writes
+for the same input file, profile and key. Nothing is ever transcoded. A queued instance
+wakes the route's forwarder.
+
+C-STORE statuses (the ErrorComment says why, without values from the data set):
+
+========  =================================================================================
+0x0000    de-identified and on disk (folder and/or queue), fsynced
+0xB006    withheld (``withheld_status = "warning"``, the default): the profile will not
+          release this object (burned-in text, an encapsulated document...). It is neither
+          written nor forwarded; retrying cannot change that, so the sender is told it may
+          stop trying ("Elements Discarded": here the whole object)
+0xC001    withheld, with ``withheld_status = "failure"``
+0xC000    the data set cannot be parsed (truncated, malformed, unknown transfer syntax)
+0xC002    the data set cannot be de-identified safely (a value the engine refuses)
+0xA900    the data set does not match the request (SOP Class or Instance UID differ)
+0xA700    out of resources: the disk is full, or the association sent more instances than
+          ``max_instances_per_association``
+0x0110    processing failure: any other error while writing
+========  =================================================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import cast
+
+from pydicom.dataset import Dataset
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.events import Event
+
+from dicomveil.errors import CrosswalkError, DeidentificationError, DicomveilError, InputError
+from dicomveil.gateway.config import GatewayConfig, WithheldStatus
+from dicomveil.gateway.events import EventKind, GatewayEvent
+from dicomveil.gateway.queue import durable_copy
+from dicomveil.gateway.route import PIPELINE_LOCK, Peer, Route, status_dataset
+from dicomveil.gateway.status import StatusBoard
+from dicomveil.io import read_source
+from dicomveil.runs.batch import FileResult, Outcome, Task, deidentify_source
+
+__all__ = ["StoreHandler", "StoreStatus", "Stored", "store_instance"]
+
+LOGGER = logging.getLogger("dicomveil.gateway")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class StoreStatus(IntEnum):
+    """C-STORE response statuses of the gateway (PS3.4 Table B.2-1)."""
+
+    SUCCESS = 0x0000
+    WITHHELD_WARNING = 0xB006
+    WITHHELD_FAILURE = 0xC001
+    MALFORMED = 0xC000
+    CANNOT_DEIDENTIFY = 0xC002
+    MISMATCH = 0xA900
+    OUT_OF_RESOURCES = 0xA700
+    PROCESSING_FAILURE = 0x0110
+
+
+@dataclass
+class Stored:
+    """What became of one instance: its file result, the status, whether it was queued."""
+
+    result: FileResult
+    status: StoreStatus
+    queued: bool = False
+
+
+def store_instance(route: Route, path: Path, task: Task, expect: tuple[str, str]) -> Stored:
+    """De-identify one spooled Part 10 file exactly as ``dicomveil run`` would, and write
+    it, fsynced, to the route's folder and/or queue.
+
+    Parameters
+    ----------
+    route : Route
+        The route the instance came in on.
+    path : Path
+        The spooled file.
+    task : Task
+        Names the instance in the file result (never a value from the data set).
+    expect : tuple of str
+        The SOP Class and SOP Instance UIDs of the C-STORE request.
+
+    Returns
+    -------
+    Stored
+        WRITTEN with SUCCESS, WITHHELD, or FAILED with the status that says why; every
+        error is turned into a result, none is raised.
+    """
+    try:
+        source = read_source(path)
+    except InputError as exc:
+        return Stored(FileResult(task, Outcome.FAILED, exc.reason), StoreStatus.MALFORMED)
+    ds = source.dataset
+    if source.is_dicomdir:
+        return Stored(
+            FileResult(task, Outcome.FAILED, "a DICOMDIR is not an instance to store"),
+            StoreStatus.MISMATCH,
+        )
+    found = (str(ds.get("SOPClassUID", "") or ""), str(ds.get("SOPInstanceUID", "") or ""))
+    if found != expect:
+        return Stored(
+            FileResult(
+                task,
+                Outcome.FAILED,
+                "the data set's SOP Class or Instance UID differs from the C-STORE request",
+            ),
+            StoreStatus.MISMATCH,
+        )
+    engine = route.engine()
+    try:
+        # The pipeline of ``dicomveil run`` itself: same bytes, clean-pixel-data included.
+        done = deidentify_source(
+            engine,
+            source,
+            lambda ds, pseudonym: route.targets(ds, pseudonym)[0],
+            durable=True,
+        )
+        if isinstance(done, str):
+            return Stored(FileResult(task, Outcome.WITHHELD, done), StoreStatus.WITHHELD_WARNING)
+        written = done.result.dataset if done.result is not None else None
+        targets = route.targets(written or source.dataset, done.pseudonym)
+        for extra in targets[1:]:
+            durable_copy(done.output, extra)
+    except (CrosswalkError, DeidentificationError) as exc:
+        return Stored(FileResult(task, Outcome.FAILED, str(exc)), StoreStatus.CANNOT_DEIDENTIFY)
+    except DicomveilError as exc:
+        return Stored(FileResult(task, Outcome.FAILED, str(exc)), StoreStatus.CANNOT_DEIDENTIFY)
+    except OSError as exc:
+        status = (
+            StoreStatus.OUT_OF_RESOURCES
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            else StoreStatus.PROCESSING_FAILURE
+        )
+        reason = f"cannot write the output ({exc.strerror or type(exc).__name__})"
+        return Stored(FileResult(task, Outcome.FAILED, reason), status)
+    except Exception as exc:  # a data set pydicom cannot encode back
+        reason = f"malformed element: cannot de-identify ({type(exc).__name__})"
+        return Stored(FileResult(task, Outcome.FAILED, reason), StoreStatus.MALFORMED)
+    result = done.file_result(task)
+    return Stored(result, StoreStatus.SUCCESS, route.queue is not None)
+
+
+class StoreHandler:
+    """The C-STORE service: counts, events and the status of each instance received.
+
+    Parameters
+    ----------
+    config : GatewayConfig
+        The gateway's configuration (instance limit, status of withheld objects).
+    spool : Path
+        The folder received data sets are spooled to.
+    board : StatusBoard
+        Counts and errors for the status file.
+    emit : callable
+        Called with the kind and the event of everything that happens to an instance.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        spool: Path,
+        board: StatusBoard,
+        emit: Callable[[EventKind, GatewayEvent], None],
+    ) -> None:
+        self.config = config
+        self.spool = spool
+        self.board = board
+        self.emit = emit
+
+    def __call__(self, event: Event, peer: Peer | None) -> Dataset:
+        """Answer one C-STORE request (pynetdicom's ``EVT_C_STORE``).
+
+        Parameters
+        ----------
+        event : Event
+            The request.
+        peer : Peer or None
+            The association's route and sender; None when it has no route.
+
+        Returns
+        -------
+        Dataset
+            The response status (see :class:`StoreStatus`), with an Error Comment.
+        """
+        if peer is None:
+            return status_dataset(StoreStatus.PROCESSING_FAILURE, "no route for this association")
+        route = peer.route
+        if route.config.output is None and route.queue is None:
+            return status_dataset(
+                StoreStatus.PROCESSING_FAILURE, "this route does not store instances"
+            )
+        peer.count += 1
+        index = peer.count
+        task = Task(Path(f"c-store:{_safe(peer.calling_ae)}:{peer.serial}:{index}"))
+        if index > self.config.max_instances_per_association:
+            return status_dataset(
+                StoreStatus.OUT_OF_RESOURCES, "too many instances in one association"
+            )
+        self.board.count(route.name, EventKind.RECEIVED)
+        self.emit(EventKind.RECEIVED, self._event(EventKind.RECEIVED, peer, None))
+        try:
+            stored = self._store(event, route, task)
+        except Exception as exc:  # never let a data set take the handler down
+            LOGGER.exception("route %s: storing failed", route.name)
+            stored = Stored(
+                FileResult(task, Outcome.FAILED, f"internal error ({type(exc).__name__})"),
+                StoreStatus.PROCESSING_FAILURE,
+            )
+        result = stored.result
+        if result.outcome is Outcome.WRITTEN:
+            self.board.count(route.name, EventKind.WRITTEN)
+            self.emit(EventKind.WRITTEN, self._event(EventKind.WRITTEN, peer, result))
+            if stored.queued and route.forwarder is not None:
+                route.forwarder.notify()
+            return status_dataset(StoreStatus.SUCCESS)
+        if result.outcome is Outcome.WITHHELD:
+            self.board.count(route.name, EventKind.WITHHELD)
+            self.emit(EventKind.WITHHELD, self._event(EventKind.WITHHELD, peer, result))
+            code = (
+                StoreStatus.WITHHELD_FAILURE
+                if self.config.withheld_status is WithheldStatus.FAILURE
+                else StoreStatus.WITHHELD_WARNING
+            )
+            return status_dataset(code, f"withheld: {result.reason}")
+        self.board.count(route.name, EventKind.FAILED)
+        self.board.error(route.name, f"C-STORE from {peer.calling_ae} failed: {result.reason}")
+        self.emit(EventKind.FAILED, self._event(EventKind.FAILED, peer, result, stored.status))
+        LOGGER.warning(
+            "route %s: an instance from %s failed (0x%04X): %s",
+            route.name,
+            peer.calling_ae,
+            stored.status,
+            result.reason,
+        )
+        return status_dataset(stored.status, result.reason)
+
+    def _store(self, event: Event, route: Route, task: Task) -> Stored:
+        request = cast(C_STORE, event.request)
+        expect = (
+            str(request.AffectedSOPClassUID or ""),
+            str(request.AffectedSOPInstanceUID or ""),
+        )
+        try:
+            data = event.encoded_dataset(include_meta=True)
+        except Exception:
+            return Stored(
+                FileResult(task, Outcome.FAILED, "the data set cannot be read"),
+                StoreStatus.MALFORMED,
+            )
+        fd, name = tempfile.mkstemp(prefix="rx-", suffix=".dcm", dir=self.spool)
+        spool = Path(name)
+        try:
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+            except OSError as exc:
+                status = (
+                    StoreStatus.OUT_OF_RESOURCES
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                    else StoreStatus.PROCESSING_FAILURE
+                )
+                reason = f"cannot spool the data set ({exc.strerror or type(exc).__name__})"
+                return Stored(FileResult(task, Outcome.FAILED, reason), status)
+            del data
+            with PIPELINE_LOCK:
+                return store_instance(route, spool, task, expect)
+        finally:
+            with contextlib.suppress(OSError):
+                spool.unlink()
+
+    def _event(
+        self, kind: EventKind, peer: Peer, result: FileResult | None, status: int | None = None
+    ) -> GatewayEvent:
+        destinations = []
+        if peer.route.config.output is not None:
+            destinations.append("folder")
+        if peer.route.config.forward is not None:
+            destinations.append("queue")
+        return GatewayEvent(
+            kind,
+            peer.route.name,
+            calling_ae=peer.calling_ae,
+            address=peer.address,
+            result=result,
+            destination="+".join(destinations),
+            status=status,
+        )
+
+
+def _safe(text: str) -> str:
+    return _UNSAFE.sub("_", text)[:16] or "_"

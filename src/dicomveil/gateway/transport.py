@@ -1,0 +1,242 @@
+"""The gateway's sockets and associations, in both directions.
+
+Accepting: :class:`AcceptorHandler` is pynetdicom's request handler with a socket timeout, a
+PDU size limit (:class:`LimitedSocket`: a PDU longer than the limit is answered with an
+A-ABORT and the connection closed before it is read) and the TLS handshake done in the
+connection's own thread, so a peer that never completes it cannot block other connections.
+
+Requesting (sending to destinations): :class:`ClientAE` and :class:`ClosingSocket`, whose
+sockets are closed when connecting fails and send each DIMSE message at once (Nagle's
+algorithm off); :func:`open_association` opens one association to another node for one SOP
+class (the C-FIND and MPPS proxies). The forwarder of :mod:`dicomveil.gateway.forward` uses
+the same client AE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import struct
+import time
+from typing import Any
+
+from pynetdicom import AE, build_context, evt
+from pynetdicom.association import Association
+from pynetdicom.transport import AddressInformation, AssociationSocket, RequestHandler
+
+from dicomveil.gateway.config import Node
+
+__all__ = [
+    "MIN_PDU_LIMIT",
+    "AcceptorHandler",
+    "ClientAE",
+    "ClosingSocket",
+    "LimitedSocket",
+    "no_delay",
+    "open_association",
+]
+
+LOGGER = logging.getLogger("dicomveil.gateway")
+
+MIN_PDU_LIMIT = 1 << 20  # association requests may be long (many contexts, identities)
+# A-ABORT PDU (PS3.8 9.3.8): source 2 (service provider), reason 6 (invalid PDU parameter).
+_ABORT_INVALID_PDU = struct.pack(">BBLBBBB", 0x07, 0, 4, 0, 0, 0x02, 0x06)
+
+
+def no_delay(sock: socket.socket) -> None:
+    """Turn Nagle's algorithm off (DICOM sends small messages and waits for answers).
+
+    Parameters
+    ----------
+    sock : socket.socket
+        A TCP socket; an error setting the option is ignored.
+    """
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Requesting associations
+
+
+class ClosingSocket(AssociationSocket):
+    """pynetdicom 3.0 shuts down a socket that failed to connect before closing it; the
+    shutdown raises (not connected) and the socket is left open: close it in any case.
+    Nagle's algorithm is off: each DIMSE message is sent at once (no delayed-ACK stalls)."""
+
+    def _create_socket(self, address: AddressInformation) -> socket.socket:
+        sock = super()._create_socket(address)
+        no_delay(sock)
+        return sock
+
+    def _shutdown_socket(self) -> None:
+        sock = self.socket
+        try:
+            super()._shutdown_socket()
+        finally:
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+
+class ClientAE(AE):
+    """An AE for associations we request; its sockets are closed when connecting fails."""
+
+    def _create_socket(
+        self,
+        assoc: Association,
+        address: AddressInformation,
+        tls_args: tuple[ssl.SSLContext, str] | None,
+    ) -> AssociationSocket:
+        sock = ClosingSocket(assoc, address=address)
+        sock.tls_args = tls_args
+        return sock
+
+
+def open_association(node: Node, sop_class: str, timeout: float) -> Association | None:
+    """An established association to ``node`` for one SOP class, or None.
+
+    Parameters
+    ----------
+    node : Node
+        The node to associate with (TLS when it has a TLS configuration).
+    sop_class : str
+        The SOP class UID of the one presentation context proposed (default syntaxes).
+    timeout : float
+        ACSE, DIMSE, network and connection timeouts, in seconds.
+
+    Returns
+    -------
+    Association or None
+        The association, or None when the node cannot be reached, rejects or aborts.
+    """
+    ae = ClientAE(ae_title=node.calling_ae_title)
+    ae.acse_timeout = timeout
+    ae.dimse_timeout = timeout
+    ae.network_timeout = timeout
+    ae.connection_timeout = timeout
+    tls = (node.tls.client_context(), node.host) if node.tls is not None else None
+    try:
+        assoc = ae.associate(
+            node.host,
+            node.port,
+            contexts=[build_context(sop_class)],
+            ae_title=node.ae_title,
+            tls_args=tls,
+        )
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return assoc if assoc.is_established else None
+
+
+# --------------------------------------------------------------------------------------------
+# Accepting associations: PDU size limit and TLS in the connection's own thread
+
+
+class LimitedSocket(ClosingSocket):
+    """Refuses a PDU longer than ``limit`` before reading it: A-ABORT, then close."""
+
+    limit = MIN_PDU_LIMIT
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        """Read ``nr_bytes`` from the peer, unless that is more than ``limit``.
+
+        Parameters
+        ----------
+        nr_bytes : int
+            How many bytes pynetdicom wants to read (a PDU's announced length).
+
+        Returns
+        -------
+        bytearray
+            The bytes read.
+
+        Raises
+        ------
+        OSError
+            When ``nr_bytes`` is over the limit: an A-ABORT was sent and the association
+            ends.
+        """
+        if nr_bytes > self.limit:
+            LOGGER.warning("aborted an association: a PDU of %d bytes is too long", nr_bytes)
+            with contextlib.suppress(OSError):
+                if self.socket is not None:
+                    self.socket.sendall(_ABORT_INVALID_PDU)
+            raise OSError("PDU too long")
+        return super().recv(nr_bytes)
+
+
+class AcceptorHandler(RequestHandler):
+    """pynetdicom's request handler with a PDU size limit, a socket timeout, and the TLS
+    handshake done here (in the connection's thread) rather than in the accept loop, so a
+    peer that never completes it cannot block other connections.
+
+    Parameters
+    ----------
+    request, client_address, server
+        As for :class:`socketserver.BaseRequestHandler`.
+    tls : ssl.SSLContext or None
+        The server context, or None for plain TCP.
+    limit : int
+        The longest PDU accepted, in bytes.
+    timeout : float
+        The socket timeout, in seconds (the TLS handshake included).
+    """
+
+    def __init__(
+        self,
+        request: Any,
+        client_address: Any,
+        server: Any,
+        *,
+        tls: ssl.SSLContext | None,
+        limit: int,
+        timeout: float,
+    ) -> None:
+        self._tls = tls
+        self._limit = limit
+        self._timeout = timeout
+        super().__init__(request, client_address, server)
+
+    def handle(self) -> None:
+        """Set the timeout, do the TLS handshake if any, then serve the association."""
+        sock = self.request
+        assert isinstance(sock, socket.socket)
+        sock.settimeout(self._timeout)
+        no_delay(sock)
+        if self._tls is not None:
+            try:
+                self.request = self._tls.wrap_socket(sock, server_side=True)
+            except (OSError, ValueError) as exc:
+                LOGGER.warning(
+                    "TLS handshake with %s failed (%s)", self.client_address[0], type(exc).__name__
+                )
+                with contextlib.suppress(OSError):
+                    sock.close()
+                return
+        super().handle()
+
+    def _create_association(self) -> Association:
+        # As RequestHandler._create_association, with our socket class.
+        assoc = Association(self.ae, "acceptor")
+        assoc._server = self.server
+        assoc.name = f"AcceptorThread@{time.strftime('%Y%m%d%H%M%S')}"
+        sock = LimitedSocket(assoc, client_socket=self.request)
+        sock.limit = self._limit
+        assoc.set_socket(sock)
+        assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
+        assoc.acceptor.ae_title = self.server.ae_title
+        assoc.acceptor.address_info = self.local
+        assoc.acceptor.implementation_class_uid = self.ae.implementation_class_uid
+        assoc.acceptor.implementation_version_name = self.ae.implementation_version_name
+        assoc.acceptor.supported_contexts = list(self.server.contexts)
+        assoc.requestor.address_info = self.remote
+        for event, handlers in self.server._handlers.items():
+            if event.is_intervention and handlers:
+                assoc.bind(event, *handlers)
+            elif isinstance(event, evt.NotificationEvent):
+                for handler in handlers:
+                    assoc.bind(event, handler[0], handler[1])  # type: ignore[index]
+        return assoc

@@ -1,0 +1,442 @@
+"""Reading DICOM inputs up to their pixel data (the writing side is :mod:`dicomveil.io.write`).
+
+A well-formed file's header (everything before Pixel Data) is cut into pydicom's raw elements
+by a quick scan (:mod:`dicomveil.io.scan`); any other file is parsed by pydicom, which reports
+or tolerates what is unusual about it. Values are decoded only when something asks. The Pixel
+Data element is only located (:class:`PixelSpan`), never read: the writer copies its bytes.
+Deflated files are the exception: their dataset is compressed as a whole, so pydicom reads
+them in memory. Inputs are opened read-only.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filereader import read_dataset
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
+from dicomveil.errors import InputError
+from dicomveil.io.scan import scan
+
+_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+_DEFER = 256 * 1024
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+# VRs whose explicit encoding has a 4-byte length (PS3.5 7.1.2), as bytes.
+_LONG_VRS = frozenset(str(vr).encode() for vr in EXPLICIT_VR_LENGTH_32)
+
+
+@dataclass(frozen=True)
+class PixelSpan:
+    """Where the Pixel Data element lies in the input: header and value, in bytes.
+
+    Attributes
+    ----------
+    tag : int
+        The element's tag: Pixel Data, or Float or Double Float Pixel Data.
+    start : int
+        Offset of the element's tag.
+    value_start : int
+        Offset of its value (the first item, when encapsulated).
+    end : int
+        Offset just past its value (or where the sequence delimiter starts).
+    vr : str
+        As found, or as the dictionary and the data imply for implicit VR input.
+    encapsulated : bool
+        The value is a sequence of items (compressed pixel data).
+    after : int
+        Where the next element starts (past any sequence delimiter).
+    fragments : int
+        Encapsulated: the items after the Basic Offset Table.
+    """
+
+    tag: int
+    start: int  # offset of the element's tag
+    value_start: int  # offset of its value (the first item, when encapsulated)
+    end: int  # offset just past its value (or past the sequence delimiter)
+    vr: str  # as found, or as the dictionary and the data imply for implicit VR input
+    encapsulated: bool = False
+    after: int = 0  # where the next element starts (past any sequence delimiter)
+    fragments: int = 0  # encapsulated: items after the Basic Offset Table
+
+
+@dataclass
+class SourceFile:
+    """A DICOM input read up to its bulk data.
+
+    Attributes
+    ----------
+    path : Path
+        The file read.
+    dataset : Dataset
+        Its elements up to Pixel Data (and those after it), values decoded on demand.
+    transfer_syntax : UID
+        The input's transfer syntax; the output is written in it.
+    pixels : PixelSpan or None
+        Where the pixel data lies in the file; None without pixel data, or when the
+        dataset was read whole (deflated).
+    little_endian : bool
+        The byte order of the pixel data bytes as found.
+    raw_copy : bool
+        Elements left unchanged may be copied as bytes from the input.
+    head : bytes or None
+        The input's bytes before the pixel data, when the quick scan kept them.
+    """
+
+    path: Path
+    dataset: Dataset
+    transfer_syntax: UID  # the output is written in it
+    pixels: PixelSpan | None
+    little_endian: bool = True  # of the pixel data bytes as found
+    raw_copy: bool = False  # unchanged elements may be copied as bytes from the input
+    head: bytes | None = field(default=None, repr=False)  # the input's bytes before pixels
+
+    @property
+    def has_pixel_data(self) -> bool:
+        """Whether the input has pixel data (located, or in the dataset)."""
+        return self.pixels is not None or any(t in self.dataset for t in _PIXEL_TAGS)
+
+    @property
+    def is_dicomdir(self) -> bool:
+        """Whether the input is a DICOMDIR (its SOP class, or a directory record sequence)."""
+        meta = getattr(self.dataset, "file_meta", None)
+        sop = str(self.dataset.get("SOPClassUID", "") or "")
+        media = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
+        return _DICOMDIR_CLASS in (sop, media) or 0x00041220 in self.dataset
+
+
+class Kind(StrEnum):
+    """What the first bytes of a file say it is."""
+
+    DICOM = "dicom"
+    NOT_DICOM = "not DICOM: skipped, not copied"
+    BAD_PREFIX = "damaged DICOM: the 128-byte preamble is not followed by 'DICM'"
+    DAMAGED_ZIP = "damaged zip archive: cannot be opened"
+    UNREADABLE = "cannot read the file"
+
+
+def sniff(path: Path) -> Kind:
+    """Classify a file by its first bytes.
+
+    DICOM: a DICM prefix, or a bare dataset starting with group 0002 or 0008; damaged DICOM
+    or zip: their markers, broken; anything else is not DICOM.
+
+    Parameters
+    ----------
+    path : Path
+        The file to look at.
+
+    Returns
+    -------
+    Kind
+        What the file is; :attr:`Kind.UNREADABLE` when it cannot be opened.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(140)
+    except OSError:
+        return Kind.UNREADABLE
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return Kind.DICOM
+    if _bare_dataset(head):
+        return Kind.DICOM
+    if len(head) >= 136 and head[132:134] in (b"\x02\x00", b"\x00\x02"):
+        return Kind.BAD_PREFIX  # a file meta group where it belongs, behind a wrong prefix
+    if head.startswith(b"PK\x03\x04"):
+        return Kind.DAMAGED_ZIP  # a valid archive is opened before this is asked
+    return Kind.NOT_DICOM
+
+
+def _bare_dataset(head: bytes) -> bool:
+    """A dataset without preamble: its first element is (0002,xxxx) or (0008,xxxx)."""
+    if len(head) < 8:
+        return False
+    vr = head[4:6]
+    explicit = vr.isalpha() and vr.isupper()
+    for endian in ("<", ">"):
+        group, element = struct.unpack(endian + "HH", head[:4])
+        if group not in (0x0002, 0x0008) or element > 0x0020:
+            continue
+        if explicit:
+            return True
+        length: int = struct.unpack(endian + "I", head[4:8])[0]
+        if endian == "<" and length < 1024:
+            return True
+    return False
+
+
+def read_source(path: Path, *, quick: bool = True) -> SourceFile:
+    """Parse a file up to Pixel Data and locate the pixel data's byte span.
+
+    A well-formed file is scanned quickly (:mod:`dicomveil.io.scan`); any other is read by
+    pydicom.
+
+    Parameters
+    ----------
+    path : Path
+        The input file.
+    quick : bool
+        Try the quick scan first; False reads with pydicom straight away, for a caller
+        whose own :func:`read_scanned` already declined the file.
+
+    Returns
+    -------
+    SourceFile
+        The dataset up to its bulk data and where the pixel data lies.
+
+    Raises
+    ------
+    InputError
+        The file is not DICOM or cannot be parsed (the message names the file, never its
+        content).
+    """
+    scanned = read_scanned(path) if quick else None
+    if scanned is not None:
+        return scanned
+    return _read_with_pydicom(path)
+
+
+def read_scanned(path: Path) -> SourceFile | None:
+    """Read a well-formed file by the quick scan (:mod:`dicomveil.io.scan`).
+
+    Parameters
+    ----------
+    path : Path
+        The input file.
+
+    Returns
+    -------
+    SourceFile or None
+        The file read, or None when it needs a closer look: :func:`sniff` and
+        :func:`read_source` tell what it is and what is wrong with it.
+    """
+    try:
+        with path.open("rb") as fh:
+            scanned = scan(fh, str(path))
+            if scanned is None:
+                return None
+            ds = scanned.dataset
+            ts = _transfer_syntax(ds, ds.file_meta)
+            pixels: PixelSpan | None = None
+            if scanned.pixel_start < scanned.size:
+                pixels = _pixel_span(fh, scanned.pixel_start, ts.is_implicit_VR, True,
+                                     scanned.size)  # fmt: skip
+                if pixels is None or pixels.after < scanned.size:
+                    return None  # elements after the pixel data: pydicom reads those
+                _check_frames(ds, pixels)
+    except Exception:  # pydicom's reader reads it again and says what is wrong
+        return None
+    if ds.get("SOPInstanceUID") is None and not _is_directory(ds):
+        return None
+    ds.preamble = b"\x00" * 128
+    return SourceFile(path, ds, ts, pixels, little_endian=True, raw_copy=True,
+                      head=scanned.head)  # fmt: skip
+
+
+def _read_with_pydicom(path: Path) -> SourceFile:
+    try:
+        with path.open("rb") as fh, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            head = fh.read(132)
+            fh.seek(0)
+            has_prefix = len(head) >= 132 and head[128:132] == b"DICM"
+            if not has_prefix and not _bare_dataset(head):
+                raise InputError("not a DICOM file (no DICM prefix)", path=str(path))
+            ds = dcmread(fh, stop_before_pixels=True, defer_size=_DEFER, force=not has_prefix)
+            meta = getattr(ds, "file_meta", None)
+            ts = _transfer_syntax(ds, meta)
+            # The encoding actually found (a few files disagree with their own meta).
+            found_implicit, found_little = ds.original_encoding
+            implicit = ts.is_implicit_VR if found_implicit is None else bool(found_implicit)
+            little = ts.is_little_endian if found_little is None else bool(found_little)
+            if little != ts.is_little_endian:
+                raise InputError("byte order differs from the transfer syntax", path=str(path))
+            if ts == DeflatedExplicitVRLittleEndian:
+                # The whole dataset is one zlib stream: read it fully (no streaming).
+                fh.seek(0)
+                full = dcmread(fh, force=not has_prefix)
+                return SourceFile(path, full, ts, None)
+            position = fh.tell()
+            size = os.fstat(fh.fileno()).st_size
+            pixels: PixelSpan | None = None
+            if position < size and position + 8 > size:
+                # pydicom stops without a word when the file ends inside an element header.
+                raise EOFError("the file ends inside an element header")
+            if position + 8 <= size:
+                pixels = _pixel_span(fh, position, implicit, little, size)
+                _check_frames(ds, pixels)
+                if pixels is not None and pixels.after < size:
+                    fh.seek(pixels.after)
+                    tail = read_dataset(fh, implicit, little, defer_size=_DEFER)
+                    for tag in list(tail.keys()):
+                        ds[tag] = tail.get_item(tag)
+            _check_lengths(ds, size)
+            _note_actual_encoding(ds, little)
+            for warning in caught:
+                text = str(warning.message)
+                if "End of file" in text or "EOF" in text or "truncat" in text.lower():
+                    raise InputError("truncated: the file ends inside an element", path=str(path))
+            if ds.get("SOPInstanceUID") is None and not _is_directory(ds):
+                raise InputError(
+                    "no SOP Instance UID: not a DICOM composite object", path=str(path)
+                )
+    except InputError:
+        raise
+    except (OSError, EOFError) as exc:
+        if isinstance(exc, EOFError):
+            reason = f"truncated ({exc})" if str(exc) else "truncated"
+        else:
+            reason = exc.strerror or type(exc).__name__
+        raise InputError(f"cannot read: {reason}", path=str(path)) from None
+    except Exception as exc:  # pydicom raises many kinds on malformed input
+        raise InputError(f"malformed DICOM ({type(exc).__name__})", path=str(path)) from None
+    ds.preamble = b"\x00" * 128
+    same_encoding = ds.original_encoding == (ts.is_implicit_VR, ts.is_little_endian)
+    return SourceFile(path, ds, ts, pixels, little_endian=little, raw_copy=same_encoding)
+
+
+def _check_lengths(ds: Dataset, size: int) -> None:
+    """pydicom reads a value cut short by the end of the file silently: refuse it."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag, keep_deferred=True)
+        if not isinstance(raw, RawDataElement) or raw.length == 0xFFFFFFFF:
+            continue
+        if raw.value is None:
+            if raw.value_tell + raw.length > size:
+                raise EOFError("a value runs past the end of the file")
+        elif isinstance(raw.value, bytes) and len(raw.value) < raw.length:
+            raise EOFError("a value is cut short by the end of the file")
+
+
+def _check_frames(ds: Dataset, pixels: PixelSpan | None) -> None:
+    """Each frame needs at least one fragment (PS3.5 A.4): fewer means frames are missing."""
+    if pixels is None or not pixels.encapsulated:
+        return
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return
+    if pixels.fragments < frames:
+        raise EOFError(f"{frames} frames but {pixels.fragments} pixel data fragments")
+
+
+def _note_actual_encoding(ds: Dataset, little: bool) -> None:
+    """pydicom falls back to implicit VR when an 'explicit' file is not; record what was
+    found, so the writer re-encodes the elements instead of copying implicit bytes."""
+    for tag in list(ds.keys())[:4]:
+        raw = ds.get_item(tag, keep_deferred=True)
+        if isinstance(raw, RawDataElement):
+            if raw.is_implicit_VR != ds.original_encoding[0]:
+                ds.set_original_encoding(raw.is_implicit_VR, little, ds.original_character_set)
+            return
+
+
+def _is_directory(ds: Dataset) -> bool:
+    return 0x00041220 in ds
+
+
+def _transfer_syntax(ds: Dataset, meta: FileMetaDataset | None) -> UID:
+    value = meta.get("TransferSyntaxUID") if meta is not None else None
+    if value:
+        uid = UID(str(value))
+        if uid.is_transfer_syntax:
+            return uid
+        raise InputError(f"unknown transfer syntax {uid}")
+    # No file meta: the encoding pydicom found while reading.
+    implicit, little = ds.original_encoding
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little in (True, None) else ExplicitVRBigEndian
+
+
+def _pixel_span(
+    fh: BinaryIO, start: int, implicit: bool, little: bool, size: int
+) -> PixelSpan | None:
+    endian = "<" if little else ">"
+    fh.seek(start)
+    header = fh.read(8)
+    group, element = struct.unpack(endian + "HH", header[:4])
+    tag = (group << 16) | element
+    if tag not in _PIXEL_TAGS:
+        return None
+    # Trust the bytes over the transfer syntax: a few files are encoded otherwise.
+    implicit = header[4:6] not in _LONG_VRS and not (
+        header[4:6].isalpha() and header[4:6].isupper()
+    )
+    if implicit:
+        (length,) = struct.unpack(endian + "I", header[4:8])
+        value_start = start + 8
+        vr = ""
+    elif header[4:6] in _LONG_VRS:
+        (length,) = struct.unpack(endian + "I", fh.read(4))
+        value_start = start + 12
+        vr = header[4:6].decode("ascii")
+    else:
+        (length,) = struct.unpack(endian + "H", header[6:8])
+        value_start = start + 8
+        vr = header[4:6].decode("ascii", "replace")
+    if not vr:
+        vr = {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, "OB" if length == 0xFFFFFFFF else "")
+    if length != 0xFFFFFFFF:
+        end = value_start + length
+        if end > size:
+            raise EOFError("pixel data is truncated")
+        return PixelSpan(tag, start, value_start, end, vr, False, end)
+    # Encapsulated: items until the sequence delimiter; only item headers are read.
+    position = value_start
+    items = 0
+    while True:
+        fh.seek(position)
+        item = fh.read(8)
+        if len(item) < 8:
+            raise EOFError("encapsulated pixel data ends without its sequence delimiter")
+        item_group, item_element, item_length = struct.unpack(endian + "HHI", item)
+        position += 8
+        if (item_group, item_element) == (0xFFFE, 0xE0DD):
+            return PixelSpan(
+                tag, start, value_start, position - 8, vr, True, position, max(0, items - 1)
+            )
+        if (item_group, item_element) != (0xFFFE, 0xE000) or item_length == 0xFFFFFFFF:
+            raise ValueError("malformed encapsulated pixel data")
+        items += 1
+        position += item_length
+        if position > size:
+            raise EOFError("encapsulated pixel data is truncated")
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Every regular file under ``root`` (or ``root`` itself), in a stable order.
+
+    Parameters
+    ----------
+    root : Path
+        A file or a folder.
+
+    Yields
+    ------
+    Path
+        ``root`` when it is a file; else the files under it, folder by folder, sorted by name.
+    """
+    if root.is_file():
+        yield root
+        return
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            yield Path(folder) / name

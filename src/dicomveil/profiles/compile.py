@@ -1,0 +1,310 @@
+"""A profile compiled into lookups: the decision for every element, built once per run.
+
+Composition, in order (later wins): the base (PS3.15 Table E.1-1's Basic Profile column,
+or keep everything); each option's column; the safe-private and TCIA lists with their
+options; the clean options' extras; the rules of the profile and of those it extends; the
+identity templates of :file:`identity.toml`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import cache
+from importlib import resources
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from pydicom.datadict import tag_for_keyword
+
+from dicomveil.cleaners.structured import EXTRA_TEXT_TAGS, OVERLAY_GEOMETRY, OVERLAY_TEXTS
+from dicomveil.errors import ProfileError
+from dicomveil.profiles.rules import Base, check_template, known_tag
+from dicomveil.standard import tables
+from dicomveil.standard.actions import Action, Code, Decision
+from dicomveil.standard.options import Option
+
+if TYPE_CHECKING:
+    from dicomveil.profiles.model import Profile
+
+IDENTITY_SOURCE = "dicomveil/profiles/identity.toml"
+
+
+@dataclass(frozen=True)
+class CompiledProfile:
+    """A profile turned into lookups; built once per run."""
+
+    profile: Profile
+    tags: Mapping[int, Decision]
+    group_patterns: Mapping[tuple[int, int | None], Decision]
+    private: Mapping[tuple[str, int, int], Decision]
+    private_default: Decision
+    public_default: Decision
+    unknown_public: Decision
+    replace_uids: bool
+    shift_dates: bool
+    # D on these tags writes this template (profiles/identity.toml [dummy]).
+    dummies: Mapping[int, str] = field(default_factory=dict)
+    dummies_source: str = IDENTITY_SOURCE
+    digest: str = field(default="")
+    _memo: dict[int, Decision] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    @property
+    def copy(self) -> bool:
+        return self.profile.base is Base.COPY
+
+    def public(self, tag: int) -> Decision:
+        """The decision for a public (even group) tag; memoised per process."""
+        tag = int(tag)  # a pydicom BaseTag compares in Python: look up a plain int
+        found = self._memo.get(tag)
+        if found is None:
+            found = self._memo[tag] = self._public(tag)
+        return found
+
+    def _public(self, tag: int) -> Decision:
+        found = self.tags.get(tag)
+        if found is not None:
+            return found
+        group = tag >> 16
+        if 0x5000 <= group <= 0x60FF and (group & 0xFF00) in (0x5000, 0x6000):
+            base = group & 0xFF00
+            element = tag & 0xFFFF
+            found = self.group_patterns.get((base, element)) or self.group_patterns.get(
+                (base, None)
+            )
+            if found is not None:
+                return found
+        if known_tag(tag):
+            return self.public_default
+        return self.unknown_public
+
+
+@cache
+def compile_profile(profile: Profile) -> CompiledProfile:
+    """Turn a profile into the lookups the engine uses (cached per profile).
+
+    Parameters
+    ----------
+    profile : Profile
+        The profile.
+
+    Returns
+    -------
+    CompiledProfile
+        Decisions by tag, by repeating-group pattern and by private creator, the defaults,
+        the identity templates, and a digest of it all.
+    """
+    tags: dict[int, Decision] = {}
+    patterns: dict[tuple[int, int | None], Decision] = {}
+    private: dict[tuple[str, int, int], Decision] = {}
+    ps315 = profile.base is Base.PS315
+    keep = Decision(Action.KEEP, "not in PS3.15 Table E.1-1: kept")
+    if ps315:
+        private_default = Decision(Code.X, "PS3.15 Table E.1-1 private attributes: X")
+        unknown_public = Decision(
+            Action.REMOVE, "not in the DICOM data dictionary: cannot be vouched for, removed"
+        )
+        for row in tables.e1_1_rows():
+            decision = _row_decision(row, profile.options, profile.remove_references)
+            if row.tag == "private":
+                private_default = decision
+            elif row.tag == "50xxxxxx":
+                patterns[(0x5000, None)] = decision
+            elif row.tag.startswith("60xx"):
+                patterns[(0x6000, int(row.tag[4:], 16))] = decision
+            else:
+                tags[int(row.tag, 16)] = decision
+        if private_default.code is Action.CLEAN and Option.RETAIN_SAFE_PRIVATE in profile.options:
+            for safe in tables.safe_private_rows():
+                private[(safe.creator, safe.group, safe.offset)] = Decision(
+                    Action.KEEP,
+                    "PS3.15 Table E.3.10-1 safe private attribute (retain-safe-private)",
+                )
+            private_default = Decision(Action.REMOVE, "private attribute not on the safe list")
+        if Option.RETAIN_TCIA_PRIVATE in profile.options:
+            _add_tcia(private, profile.options)
+        _add_clean_extras(profile.options, tags, patterns)
+    else:
+        keep = Decision(Action.KEEP, f"{profile.base.value} profile: not changed by a rule")
+        unknown_public = keep
+        private_default = keep
+    if not ps315 or profile.keep_private:
+        private_default = Decision(
+            Action.KEEP if profile.keep_private else Action.REMOVE,
+            "profile default for private attributes",
+        )
+    for rule in profile.rules:
+        reason = f"rule {rule.source}" + (f" ({rule.reason})" if rule.reason else "")
+        decision = Decision(rule.action, reason, rule.value)
+        target = rule.target
+        if target.tag is not None:
+            tags[target.tag] = decision
+        elif target.group_pattern is not None:
+            patterns[(target.group_pattern, target.element)] = decision
+        else:
+            assert target.creator is not None and target.group is not None
+            assert target.offset is not None
+            private[(target.creator, target.group, target.offset)] = decision
+    if Option.RETAIN_PATIENT_ID_HASH in profile.options:
+        # The option replaces the default pseudonym; a rule with another value still wins.
+        for tag, template in identity_templates("retain-patient-id-hash").items():
+            current = tags.get(tag)
+            if current is None or current.value in (None, "{pseudonym}"):
+                tags[tag] = Decision(Action.REPLACE, "option retain-patient-id-hash", template)
+    replace_uids = ps315 and Option.RETAIN_UIDS not in profile.options
+    shift_dates = ps315 and Option.RETAIN_LONG_MODIFIED_DATES in profile.options
+    compiled = CompiledProfile(
+        profile=profile,
+        tags=tags,
+        group_patterns=patterns,
+        private=private,
+        private_default=private_default,
+        public_default=keep,
+        unknown_public=unknown_public,
+        replace_uids=replace_uids,
+        shift_dates=shift_dates,
+        dummies=identity_templates("dummy"),
+    )
+    return replace(compiled, digest=_digest(compiled))
+
+
+@cache
+def identity_templates(table: str) -> Mapping[int, str]:
+    """Tag -> template of one table of ``identity.toml`` (``dummy``, an option's name)."""
+    data = tomllib.loads(
+        resources.files("dicomveil.profiles").joinpath("identity.toml").read_text("utf-8")
+    )
+    found: dict[int, str] = {}
+    for keyword, template in data[table].items():
+        tag = tag_for_keyword(keyword)
+        if tag is None:
+            raise ProfileError(f"unknown keyword {keyword!r}", source=IDENTITY_SOURCE, entry=table)
+        check_template(str(template), None)
+        found[tag] = str(template)
+    return MappingProxyType(found)
+
+
+def _row_decision(
+    row: tables.TableRow, options: frozenset[Option], remove_references: bool = False
+) -> Decision:
+    code = Code.parse(row.basic)
+    source = f"PS3.15 Table E.1-1 {row.name}: {row.basic}"
+    chosen: Decision = Decision(code, source)
+    if code is Code.X_Z_U and not remove_references:
+        # U is one of the table's choices for every Type: the reference stays, its UIDs
+        # replaced consistently with the objects it references (no privacy cost).
+        chosen = Decision(Action.UID, f"{source} (U: kept, UIDs replaced)")
+    kept = False
+    for option in Option:
+        column = option.column
+        if column is None or option not in options:
+            continue
+        value = row.options.get(column)
+        if value == "K":
+            chosen = Decision(Action.KEEP, f"{source}, {option.value}: K")
+            kept = True
+        elif value == "C" and not kept:
+            chosen = Decision(
+                Action.CLEAN, f"{source}, {option.value}: C", option=option, fallback=code
+            )
+    if not kept and code is Code.U and Option.RETAIN_UIDS in options:
+        # PS3.15 E.3.9: the option retains UIDs; the table's column omits two U rows (UID
+        # (0040,A124) of SR content items, Digital Signature UID), which would otherwise be
+        # replaced while the same UIDs are kept where other elements reference them.
+        chosen = Decision(Action.KEEP, f"{source}, retain-uids: K (PS3.15 E.3.9)")
+    return chosen
+
+
+def _add_clean_extras(
+    options: frozenset[Option],
+    tags: dict[int, Decision],
+    patterns: dict[tuple[int, int | None], Decision],
+) -> None:
+    """What the clean options touch beyond their columns (see dicomveil.cleaners.structured)."""
+
+    def clean(option: Option, name: str) -> Decision:
+        return Decision(
+            Action.CLEAN,
+            f"{name}: not in PS3.15 Table E.1-1, {option.value}: C",
+            option=option,
+            fallback=Code.X,
+        )
+
+    def remove(name: str, why: str) -> Decision:
+        return Decision(Code.X, f"{name}: {why}; removed (privacy first)")
+
+    for option, extras in EXTRA_TEXT_TAGS.items():
+        for tag, name in extras:
+            if option in options:
+                tags.setdefault(tag, clean(option, name))
+            else:
+                # Emptied, not removed: some are Type 2 (Content Description in presentation
+                # states), and an empty value is valid for every Type 2 and 3 attribute.
+                tags.setdefault(
+                    tag,
+                    Decision(
+                        Code.Z_D,
+                        f"{name}: free text not in PS3.15 Table E.1-1; emptied, or a dummy "
+                        "where the IOD requires a value (privacy first): Z/D",
+                    ),
+                )
+    # The Basic Profile removes Overlay Data (60xx,3000): the rest of the overlay plane, its
+    # free-text label and description included, goes with it unless clean-graphics keeps it.
+    patterns.setdefault((0x6000, None), remove("overlay plane", "its Overlay Data is removed"))
+    if Option.CLEAN_GRAPHICS in options:
+        for element, name in OVERLAY_TEXTS:
+            patterns.setdefault((0x6000, element), clean(Option.CLEAN_GRAPHICS, name))
+        for element, name in OVERLAY_GEOMETRY:
+            patterns.setdefault(
+                (0x6000, element),
+                Decision(Action.KEEP, f"{name}: overlay geometry, clean-graphics: K"),
+            )
+
+
+def _add_tcia(private: dict[tuple[str, int, int], Decision], options: frozenset[Option]) -> None:
+    shift = Option.RETAIN_LONG_MODIFIED_DATES in options
+    full = Option.RETAIN_LONG_FULL_DATES in options
+    for (creator, group, offset), disposition in tables.tcia_private().items():
+        key = (creator, group, offset)
+        if key in private:
+            continue
+        source = f"TCIA private tag knowledge base: {disposition} (retain-tcia-private)"
+        if disposition == "keep":
+            private[key] = Decision(Action.KEEP, source)
+        elif disposition == "hash":
+            private[key] = Decision(Action.UID, source)
+        elif disposition == "date-shift" and (shift or full):
+            private[key] = Decision(Action.KEEP, source)
+        # remove, date-shift-integer and date-shift without a date option: the default (X).
+
+
+def _digest(compiled: CompiledProfile) -> str:
+    def enc(d: Decision) -> list[str | None]:
+        return [d.code.value, d.value, d.option.value if d.option else None]
+
+    p = compiled.profile
+    content = {
+        "base": p.base.value,
+        "options": sorted(o.value for o in p.options),
+        "allow": sorted(r.value for r in p.allow),
+        "clean": p.clean.describe(),
+        "tags": {f"{k:08X}": enc(v) for k, v in sorted(compiled.tags.items())},
+        "patterns": {f"{k[0]:04X},{k[1]}": enc(v) for k, v in compiled.group_patterns.items()},
+        "private": {"|".join(map(str, k)): enc(v) for k, v in sorted(compiled.private.items())},
+        "defaults": [
+            enc(compiled.private_default),
+            enc(compiled.public_default),
+            enc(compiled.unknown_public),
+        ],
+        "tables": tables.table_digest(),
+        "edition": tables.EDITION,
+    }
+    blob = json.dumps(content, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()

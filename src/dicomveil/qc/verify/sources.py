@@ -1,0 +1,116 @@
+"""The originals: where they are (files under a folder, members of zip archives), reading an
+input's header, and the string values of an input aligned by element key."""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from dicomveil.qc.verify.elements import (
+    _SOP_INSTANCE_UID,
+    _Data,
+    _encodings,
+    _items,
+    _nodes,
+    _text,
+    _values,
+)
+from dicomveil.qc.verify.expectations import _Rules
+from dicomveil.qc.verify.reading import _Read, _read_header
+
+
+def _files(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+
+    def fail(error: OSError) -> None:
+        raise error
+
+    for folder, dirs, names in os.walk(root, onerror=fail):
+        dirs.sort()
+        base = Path(folder)
+        for name in sorted(names):
+            yield base / name
+
+
+def _sources(root: Path) -> Iterator[str]:
+    """Every input: files under ``root`` and members of zip archives (``archive!member``)."""
+    for path in _files(root):
+        # The prefix first: is_zipfile reads up to 64 KiB at the end of a file that is not one.
+        if not _has_prefix(path) and zipfile.is_zipfile(path):
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    names = sorted(i.filename for i in archive.infolist() if not i.is_dir())
+            except (zipfile.BadZipFile, OSError):
+                continue
+            for name in names:
+                yield f"{path}!{name}"
+        else:
+            yield str(path)
+
+
+def _has_prefix(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))  # no file object
+    except OSError:
+        return False
+    try:
+        os.lseek(fd, 128, os.SEEK_SET)
+        return os.read(fd, 4) == b"DICM"
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _source_bytes(source: str) -> bytes:
+    path, _, member = source.partition("!")
+    if member and not Path(source).exists():
+        with zipfile.ZipFile(path) as archive:
+            return archive.read(member)
+    return Path(source).read_bytes()
+
+
+def _read_input(source: str, rules: _Rules | None = None) -> _Read | None:
+    """An input's header (a file's, or a zip member's, read in memory); ``None`` when it is
+    not a DICOM composite object. With ``rules``, what the input walk passes over
+    (:meth:`_Rules.unwanted`) may be left out of it."""
+    skip = rules.skip if rules is not None else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            path = Path(source)
+            if path.exists():
+                read = _read_header(path, None, skip)
+            else:
+                read = _read_header(None, _source_bytes(source), skip)
+            if not _text(read.data, _SOP_INSTANCE_UID):
+                return None
+    except Exception:  # not DICOM, or damaged: pydicom raises many kinds
+        return None
+    return read
+
+
+def _aligned(ds: _Data) -> dict[tuple[int, ...], tuple[str, str]]:
+    """Key -> (VR, joined value) of every string element of an input, at any depth."""
+    found: dict[tuple[int, ...], tuple[str, str]] = {}
+
+    def collect(sub: _Data, inherited: tuple[str, ...], key: tuple[int, ...]) -> None:
+        encodings, _unknown = _encodings(sub, inherited)
+        for node in _nodes(sub, 0, key, "", encodings, 0):
+            if node.vr == "SQ":
+                for item, _base, item_key, _prefix in _items(sub, node):
+                    collect(item, encodings, item_key)
+                continue
+            values, _legal = _values(node)
+            if values:
+                found[node.key] = (node.vr, "\\".join(values))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        collect(ds, ("ascii",), ())
+    return found
