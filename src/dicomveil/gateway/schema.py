@@ -33,6 +33,7 @@ from pydantic import (
 from pydicom.datadict import keyword_dict
 
 from dicomveil.io.layout import DEFAULT_LAYOUT
+from dicomveil.validation import key_path
 
 __all__ = [
     "GatewayFile",
@@ -278,12 +279,7 @@ def entry(loc: Sequence[str | int], data: Mapping[str, Any]) -> str:
         For example ``gateway.port`` or ``route[2].forward.prot (route 'research')``
         (array indexes counted from 1); empty for the whole file.
     """
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part + 1}]"
-        else:
-            text += f".{part}" if text else part
+    text = key_path(loc, first=1)
     routes = data.get("route")
     if len(loc) > 1 and loc[0] == "route" and isinstance(loc[1], int) and isinstance(routes, list):
         table = routes[loc[1]] if 0 <= loc[1] < len(routes) else None

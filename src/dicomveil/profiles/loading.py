@@ -13,7 +13,7 @@ that calls it.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -26,6 +26,7 @@ from dicomveil.errors import ProfileError
 from dicomveil.profiles.rules import Base, Rule, parse_rule
 from dicomveil.standard.options import Option
 from dicomveil.standard.risks import Risk
+from dicomveil.validation import key_path
 
 if TYPE_CHECKING:
     from dicomveil.profiles.model import Profile
@@ -145,9 +146,9 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
         loc = tuple(error["loc"])
         kind = error["type"]
         if kind == "extra_forbidden":
-            unknown.setdefault(_entry(loc[:-1]), []).append(str(loc[-1]))
+            unknown.setdefault(key_path(loc[:-1]), []).append(str(loc[-1]))
             continue
-        entry = _entry(loc)
+        entry = key_path(loc)
         if kind == "list_type" and loc == ("rules",):
             message = "must be an array of tables ([[rules]])"
         elif kind in ("model_type", "dict_type") and loc[:1] == ("rules",) and len(loc) == 2:
@@ -168,18 +169,6 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
         (entry, f"unknown key(s) {', '.join(sorted(keys))}") for entry, keys in unknown.items()
     ]
     return extra + found
-
-
-def _entry(loc: Sequence[int | str]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif not text:
-            text = part
-        else:
-            text += f".{part}"
-    return text
 
 
 def _from_toml(

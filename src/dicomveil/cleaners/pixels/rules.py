@@ -12,7 +12,6 @@ line of the :class:`~dicomveil.errors.ProfileError` raised, naming the file and 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -26,6 +25,7 @@ from pydicom.dataset import Dataset
 from dicomveil.cleaners.pixels.boxes import Box
 from dicomveil.cleaners.pixels.header import header_int, header_text
 from dicomveil.errors import ProfileError
+from dicomveil.validation import key_path
 
 
 @dataclass(frozen=True)
@@ -355,15 +355,15 @@ def _problem(error: ErrorDetails) -> tuple[str, str]:
     kind = error["type"]
     context: dict[str, Any] = dict(error.get("ctx") or {})
     key = loc[-1] if loc and isinstance(loc[-1], str) else None
-    parent = _entry(loc[:-1] if key is not None else loc)
+    parent = key_path(loc[:-1] if key is not None else loc)
     if kind == "box_outside_image":
-        return f"{_entry(loc)}.boxes[{context['box']}]", error["msg"]
+        return f"{key_path(loc)}.boxes[{context['box']}]", error["msg"]
     if kind == "duplicate_name":
         return f"rule[{context['rule']}]", error["msg"]
     if kind == "matches_every_device":
-        return _entry(loc), error["msg"]
+        return key_path(loc), error["msg"]
     if kind == "value_error":  # a box that cannot be (Box's own message)
-        return _entry(loc), str(context.get("error", error["msg"]))
+        return key_path(loc), str(context.get("error", error["msg"]))
     if kind == "extra_forbidden":
         return parent, f"unknown key {key!r}"
     if kind == "literal_error" and loc == ("version",):
@@ -386,16 +386,3 @@ def _problem(error: ErrorDetails) -> tuple[str, str]:
     if kind in ("string_type", "int_type") and key:
         return parent, f"'{key}' must be {expected}"
     return parent, f"'{key}': {error['msg']}" if key else error["msg"]
-
-
-def _entry(loc: Sequence[int | str]) -> str:
-    """``rule[2].boxes[0]`` for pydantic's location ``('rule', 2, 'boxes', 0)``."""
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif not text:
-            text = part
-        else:
-            text += f".{part}"
-    return text
