@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pydicom
 
-from ._support import pydicom_data_folder
+from tests.support.commands import pydicom_data_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE = os.environ.get("DICOMVEIL_REQUIRE_TEST_DATA") == "1"

@@ -43,8 +43,8 @@ from dicomveil.qc.audit.sheets import TRACKING_COLUMNS
 from dicomveil.qc.audit.trail import QcStatus, RunStatus
 from dicomveil.standard.tables import EDITION
 from tests.support import synthetic
+from tests.support.commands import cli
 
-from ._support import cli
 from .conftest import KEY
 
 TABLES = {"schema_version", "runs", "files", "verifications", "subjects", "qc_events"}

@@ -34,9 +34,8 @@ from dicomveil.identity.keys import read_key
 from dicomveil.io.read import _LONG_VRS, SourceFile
 from dicomveil.profiles import Profile
 from dicomveil.runs.batch import Outcome, RunConfig, run
+from tests.support.commands import cli, keygen
 from tests.support.synthetic import PhiRecord, ct_series, fake_patient, phi_of, write_series
-
-from ._support import cli, keygen
 
 
 @pytest.fixture

@@ -38,9 +38,9 @@ from dicomveil.identity.crosswalk import Crosswalk
 from dicomveil.identity.dates import shift_da, shift_dt
 from dicomveil.io import read_source, write_output
 from dicomveil.standard.risks import Risk
+from tests.support import structured as build
 from tests.support import synthetic
 
-from . import cleaning_builders as build
 from . import freetext_corpus as corpus
 from .conftest import KEY, TODAY, EngineFactory, deid, write_profile
 

@@ -28,9 +28,8 @@ from pydicom.fileset import FileSet
 
 from dicomveil.profiles import preset_names
 from dicomveil.standard.options import Option
+from tests.support.commands import cli, keygen
 from tests.support.synthetic import PhiRecord, phi_of
-
-from ._support import cli, keygen
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "sample"

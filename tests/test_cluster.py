@@ -33,8 +33,8 @@ from dicomveil.errors import DicomveilError, InputError
 from dicomveil.runs.batch import FileResult
 from dicomveil.runs.cluster import ClusterError, is_url, parse_storage_options, run_on_dask
 from tests.support import synthetic
+from tests.support.commands import cli
 
-from ._support import cli
 from .conftest import KEY
 
 TODAY = dt.date(2026, 11, 30)

@@ -64,8 +64,7 @@ from pydicom.encaps import generate_fragments
 
 from dicomveil import Key, Outcome, Profile, RunConfig, run
 from dicomveil.runs.batch import FileResult
-
-from ._support import PYDICOM_DATA, CorpusFile, pydicom_data_folder, real_files
+from tests.support.commands import PYDICOM_DATA, CorpusFile, pydicom_data_folder, real_files
 
 KEY = Key(b"k" * 32)
 PROFILE = Profile.named("ps3.15-basic")

@@ -37,8 +37,7 @@ from pydicom.uid import (
 
 from dicomveil import Key, Option, Outcome, Profile, RunConfig, run
 from tests.support import synthetic
-
-from ._support import PYDICOM_DATA, pydicom_data_folder
+from tests.support.commands import PYDICOM_DATA, pydicom_data_folder
 
 DCIODVFY = shutil.which("dciodvfy")
 pytestmark = pytest.mark.skipif(

@@ -22,8 +22,7 @@ from dicomveil.errors import InputError
 from dicomveil.identity.pseudonyms import Pseudonymizer
 from dicomveil.io import SourceFile, read_source
 from dicomveil.io.encoding import Encoder, ascii_charset
-
-from ._support import PYDICOM_DATA, CorpusFile, real_files
+from tests.support.commands import PYDICOM_DATA, CorpusFile, real_files
 
 FILES = real_files()
 PROFILE = Profile.named("ps3.15-basic").with_options(

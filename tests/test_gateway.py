@@ -497,13 +497,14 @@ def test_destination_down_then_back(
     sent = storescu(gateway.port, corpus.folder / "mr1", corpus.folder / "ct2")
     assert sent.returncode == 0, sent.stderr  # acknowledged: safely queued
     settings = load_config(config)
-    wait_for(
-        lambda: (
-            (read_status(settings)["routes"]["research"].get("forwarding") or {}).get("attempts", 0)
-            >= 2
-        ),
-        "retries while the destination is down",
-    )
+
+    def retrying() -> bool:
+        # The status file is rewritten every second or so: wait for one that shows the
+        # retries, then check its counts.
+        route = read_status(settings)["routes"]["research"]
+        return bool((route.get("forwarding") or {}).get("attempts", 0) >= 2 and route["forwarded"])
+
+    wait_for(retrying, "retries while the destination is down")
     route = read_status(settings)["routes"]["research"]
     assert route["queue_depth"] == 4 and route["forwarded"] == 3
 

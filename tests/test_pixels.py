@@ -38,8 +38,8 @@ from dicomveil.cleaners.pixels import (
 from dicomveil.errors import ProfileError
 from dicomveil.io import read_source, write_output
 from dicomveil.standard.risks import Risk
+from tests.support.commands import cli, pydicom_data_folder
 
-from ._support import cli, pydicom_data_folder
 from .conftest import KEY, EngineFactory
 
 np = pytest.importorskip("numpy", reason="the pixels extra is not installed: numpy")

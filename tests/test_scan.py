@@ -20,8 +20,7 @@ from dicomveil.errors import InputError
 from dicomveil.io import read_scanned, read_source
 from dicomveil.io.scan import DEFER, scan
 from tests.support import synthetic
-
-from ._support import PYDICOM_DATA, real_files
+from tests.support.commands import PYDICOM_DATA, real_files
 
 FILES = real_files()
 

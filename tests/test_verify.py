@@ -48,8 +48,8 @@ from dicomveil.qc.verify.needles import _build_needles, _Kind, _kind, _trie
 from dicomveil.qc.verify.reading import _load_output, _parse, _Read
 from dicomveil.qc.verify.validity import _VALID
 from tests.support import synthetic
+from tests.support.commands import CorpusFile, real_files
 
-from ._support import CorpusFile, real_files
 from .conftest import write_profile
 
 KEY = Key(b"k" * 32)

@@ -1001,6 +1001,8 @@ def us_burned_in(patient: FakePatient, *, seed: int) -> FileDataset:
 
 # ----------------------------------------------------------------------- phi_of
 
+# The ground truth of which values of a generated file identify: written for this
+# generator on purpose, independent of dicomveil.standard.keywords (which it checks).
 _ID_KEYWORDS = frozenset(
     {
         "PatientID",

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
+from pydicom.multival import MultiValue
+
 from dicomveil.cleaners.text import Identifiers, TextCleaner
 
 
@@ -75,6 +77,16 @@ class Context:
 
     text: TextCleaner
     identifiers: Identifiers | None
+
+
+def as_list(value: Any) -> list[Any]:
+    """An element's value as a list of its values: none for None, the items of a
+    multi-valued one, else the value alone."""
+    if value is None:
+        return []
+    if isinstance(value, (MultiValue, list, tuple)):
+        return list(value)
+    return [value]
 
 
 class Cleaner(Protocol):

@@ -10,9 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, MutableSequence
 from typing import Any
 
-from pydicom.multival import MultiValue
-
-from dicomveil.cleaners.base import Cleaning, Context, Element, Outcome
+from dicomveil.cleaners.base import Cleaning, Context, Element, Outcome, as_list
 from dicomveil.cleaners.text import TEXT_VRS, VR_MAX_LENGTH, Category, Cleaned
 
 
@@ -50,7 +48,7 @@ def clean_text(element: Element, context: Context) -> Cleaning | None:
     value = element.value()
     if isinstance(value, bytes):
         return None  # not decodable as text
-    values = [str(v) for v in _as_list(value) if v is not None]
+    values = [str(v) for v in as_list(value) if v is not None]
     limit = VR_MAX_LENGTH.get(element.vr)
     results = [context.text.clean(v, context.identifiers, max_length=limit) for v in values]
     changed = any(r.changed for r in results)
@@ -76,11 +74,3 @@ def summarise(results: Iterable[Cleaned]) -> str:
     return (text or "nothing identifying found") + (
         "; truncated to fit the VR" if truncated else ""
     )
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, (MultiValue, list, tuple)):
-        return list(value)
-    return [value]

@@ -9,7 +9,7 @@ never values read from DICOM files.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -49,6 +49,32 @@ KeyArg = Annotated[
         help="Key file (see 'dicomveil keygen'); default: your user key, created on first use.",
     ),
 ]
+CrosswalkArg = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="CSV",
+        help="CSV of original patient ID -> study ID (header row, two columns; a --map-dir "
+        "patients.csv works too).",
+    ),
+]
+
+
+def flag(name: str, help: str) -> Any:
+    """A boolean option that is only ever switched on (``--show-values``, no ``--no-`` form).
+
+    Parameters
+    ----------
+    name : str
+        The option as typed.
+    help : str
+        Its help text.
+
+    Returns
+    -------
+    typer.models.OptionInfo
+        For ``Annotated[bool, flag(...)] = False``.
+    """
+    return typer.Option(name, help=help)
 
 
 def fail(message: str) -> typer.Exit:

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from dicomveil.cli._app import app, err, fail, out
+from dicomveil.cli._app import CrosswalkArg, app, err, fail, flag, out
 from dicomveil.errors import DicomveilError
 from dicomveil.identity.crosswalk import Crosswalk
 from dicomveil.qc.statuses import QcStatus
@@ -127,18 +127,12 @@ def track_command(
         str | None, typer.Option(help="Who decides (default: your OS user name).")
     ] = None,
     export: ExportArg = None,
-    crosswalk: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="CSV",
-            help="Original ID -> subject CSV (a --crosswalk file or a --map-dir patients.csv).",
-        ),
-    ] = None,
+    crosswalk: CrosswalkArg = None,
     show_original_ids: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--show-original-ids",
-            help="With --crosswalk: add the original IDs (PHI: do not share the sheet).",
+            "With --crosswalk: add the original IDs (PHI: do not share the sheet).",
         ),
     ] = False,
 ) -> None:

@@ -14,12 +14,14 @@ from rich.table import Table
 
 from dicomveil._version import __version__
 from dicomveil.cli._app import (
+    CrosswalkArg,
     KeyArg,
     OptionArg,
     ProfileArg,
     app,
     err,
     fail,
+    flag,
     load_key,
     load_profile,
     out,
@@ -56,15 +58,10 @@ def run_command(
     profile: ProfileArg = "ps3.15-basic",
     option: OptionArg = None,
     key: KeyArg = None,
-    crosswalk: Annotated[
-        Path | None,
-        typer.Option(help="CSV of original patient ID -> study ID (header row, two columns)."),
-    ] = None,
+    crosswalk: CrosswalkArg = None,
     map_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--map-dir", help="Write patient, UID and date-offset maps here (outside the output)."
-        ),
+        typer.Option(help="Write patient, UID and date-offset maps here (outside the output)."),
     ] = None,
     layout: Annotated[
         str, typer.Option(help="Output path template; fields: " + ", ".join(FIELDS))
@@ -72,9 +69,9 @@ def run_command(
     workers: Annotated[int, typer.Option(help="Worker processes (0: one per core).")] = 0,
     dicomdir: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--dicomdir",
-            help="Write a fresh DICOMDIR for the output (files get DICOMDIR-compatible names).",
+            "Write a fresh DICOMDIR for the output (files get DICOMDIR-compatible names).",
         ),
     ] = False,
     audit: Annotated[
@@ -299,10 +296,7 @@ def explain_command(
     key: KeyArg = None,
     show_values: Annotated[
         bool,
-        typer.Option(
-            "--show-values",
-            help="Also print original and new values (PHI: do not share the output).",
-        ),
+        flag("--show-values", "Also print original and new values (PHI: do not share the output)."),
     ] = False,
     pixel_rules: PixelRulesArg = None,
 ) -> None:

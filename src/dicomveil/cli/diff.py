@@ -16,7 +16,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from dicomveil.cli._app import app, err, fail, out
+from dicomveil.cli._app import app, err, fail, flag, out
+from dicomveil.cli._qc import RunMapsArg
 from dicomveil.errors import DicomveilError
 from dicomveil.qc.diff import ChangeKind, DiffReport, render_html
 from dicomveil.qc.diff import diff as diff_files
@@ -35,13 +36,7 @@ _STYLES = {
 def diff_command(
     original: Annotated[Path, typer.Argument(help="The original file or folder.")],
     deidentified: Annotated[Path, typer.Argument(help="The de-identified file or folder.")],
-    map_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--map-dir",
-            help="The run's map folder: files are matched through its uids.csv.",
-        ),
-    ] = None,
+    map_dir: RunMapsArg = None,
     html: Annotated[
         Path | None,
         typer.Option(
@@ -50,10 +45,7 @@ def diff_command(
     ] = None,
     show_values: Annotated[
         bool,
-        typer.Option(
-            "--show-values",
-            help="Also show original and new values (PHI: do not share the output).",
-        ),
+        flag("--show-values", "Also show original and new values (PHI: do not share the output)."),
     ] = False,
 ) -> None:
     """Compare ORIGINAL with DEIDENTIFIED: per element, removed, emptied, replaced, shifted,

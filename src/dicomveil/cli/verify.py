@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from dicomveil.cli._app import OptionArg, ProfileArg, app, err, fail, load_profile, out
+from dicomveil.cli._app import OptionArg, ProfileArg, app, err, fail, flag, load_profile, out
+from dicomveil.cli._qc import RunMapsArg
 from dicomveil.errors import DicomveilError
 from dicomveil.qc.verify import IodCheck, Verdict, VerifyReport, verify
 
@@ -29,19 +30,13 @@ def verify_command(
     ] = None,
     profile: ProfileArg = "ps3.15-basic",
     option: OptionArg = None,
-    map_dir: Annotated[
-        Path | None,
-        typer.Option("--map-dir", help="The run's --map-dir: its uids.csv matches the files."),
-    ] = None,
+    map_dir: RunMapsArg = None,
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Also write a machine-readable report here.")
     ] = None,
     show_values: Annotated[
         bool,
-        typer.Option(
-            "--show-values",
-            help="Print the identifying values found (PHI: do not share the report).",
-        ),
+        flag("--show-values", "Print the identifying values found (PHI: do not share the report)."),
     ] = False,
     workers: Annotated[int, typer.Option(help="Worker processes (0: one per core).")] = 0,
     iod: Annotated[

@@ -126,9 +126,20 @@ class Engine:
     def check_risks(
         self, ds: Dataset, has_pixel_data: bool | None = None
     ) -> tuple[Risk, str] | None:
-        """The first risk that withholds this dataset under the profile, if any.
+        """The first risk that withholds ``ds`` under the profile, if any.
 
-        See :func:`dicomveil.engine.risks.check_risks`.
+        Parameters
+        ----------
+        ds : pydicom.dataset.Dataset
+            The object, as read.
+        has_pixel_data : bool, optional
+            Whether it has pixel data the caller streams separately (default: look at
+            ``ds``).
+
+        Returns
+        -------
+        tuple of (Risk, str) or None
+            The risk and its reason (see :func:`dicomveil.engine.risks.check_risks`).
         """
         return check_risks(self.profile, ds, has_pixel_data)
 

@@ -67,17 +67,22 @@ def check_risks(
         found.append((Risk.ENCAPSULATED_DOCUMENT, f"{what}: {Risk.ENCAPSULATED_DOCUMENT.reason}"))
     if burned == "YES":
         found.append(
-            (Risk.BURNED_IN_ANNOTATION, "BurnedInAnnotation (0028,0301) is YES: text in "
-             "the pixels cannot be cleaned without clean-pixel-data")
-        )  # fmt: skip
+            (
+                Risk.BURNED_IN_ANNOTATION,
+                "BurnedInAnnotation (0028,0301) is YES: text in "
+                "the pixels cannot be cleaned without clean-pixel-data",
+            )
+        )
     tree = content_tree(profile, ds)
     if tree:
         found.append((Risk.STRUCTURED_CONTENT, tree))
     if text_of(ds, 0x00280302).upper() == "YES":
         found.append(
-            (Risk.RECOGNIZABLE_VISUAL_FEATURES, "RecognizableVisualFeatures (0028,0302) is "
-             "YES: the image may show a face")
-        )  # fmt: skip
+            (
+                Risk.RECOGNIZABLE_VISUAL_FEATURES,
+                "RecognizableVisualFeatures (0028,0302) is YES: the image may show a face",
+            )
+        )
     modality = text_of(ds, 0x00080060).upper()
     kinds = []
     if modality in _BURNED_IN_MODALITIES:
@@ -96,10 +101,13 @@ def check_risks(
     if burned not in ("YES", "NO") and pixels and kinds:
         state = f"is {burned}" if burned else "is absent"
         found.append(
-            (Risk.POSSIBLE_BURNED_IN, f"burned-in text not ruled out: {', '.join(kinds)} "
-             f"(an image of a kind that often carries it) and BurnedInAnnotation "
-             f"(0028,0301) {state}, not NO")
-        )  # fmt: skip
+            (
+                Risk.POSSIBLE_BURNED_IN,
+                f"burned-in text not ruled out: {', '.join(kinds)} "
+                f"(an image of a kind that often carries it) and BurnedInAnnotation "
+                f"(0028,0301) {state}, not NO",
+            )
+        )
     allow = profile.profile.allow
     for risk, detail in found:
         if risk not in allow:

@@ -8,14 +8,12 @@ reports. None of them returns more of a value than the engine needs to decide.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableSequence
-from typing import Any
 
 from pydicom import config as _pydicom_config
 from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 
 from dicomveil.errors import DeidentificationError
 from dicomveil.profiles import known_tag
@@ -122,14 +120,6 @@ def ascii_value(elem: RawDataElement) -> str | None:
 
 def has_pixels(ds: Dataset) -> bool:
     return any(t in ds for t in (0x7FE00010, 0x7FE00008, 0x7FE00009))
-
-
-def as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, (MultiValue, list, tuple)):
-        return list(value)
-    return [value]
 
 
 def pad(data: bytes) -> bytes:

@@ -19,13 +19,13 @@ from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
+from dicomveil.cleaners.base import as_list
 from dicomveil.cleaners.structured import decision_in_structure, person_key, person_pseudonym
 from dicomveil.cleaners.text import Identifiers
 from dicomveil.engine.handlers import HANDLERS, At
 from dicomveil.engine.report import ElementReport
 from dicomveil.engine.values import (
     CLASS_UID_TAGS,
-    as_list,
     ascii_value,
     collapse,
     creator_of,
@@ -241,8 +241,12 @@ class Walk:
             mapped = [self.map_uid(uid) for uid in old]
             if mapped == old:
                 return False
-            ds[tag] = DataElement(tag, "UI", mapped if len(mapped) > 1 else mapped[0],
-                                  validation_mode=_pydicom_config.IGNORE)  # fmt: skip
+            ds[tag] = DataElement(
+                tag,
+                "UI",
+                mapped if len(mapped) > 1 else mapped[0],
+                validation_mode=_pydicom_config.IGNORE,
+            )
             return True
         elem = ds[tag]
         if vr == "UI":

@@ -113,27 +113,20 @@ class WithheldStatus(StrEnum):
 
 @dataclass(frozen=True)
 class TlsConfig:
-    """Certificates for DICOM over TLS (PS3.15 B.1). Paths are absolute."""
+    """Certificates for DICOM over TLS (PS3.15 B.1). Paths are absolute.
+
+    Its contexts (:meth:`server_context`, :meth:`client_context`) take TLS 1.2 or later;
+    making one raises :exc:`OSError` or :exc:`ssl.SSLError` when a certificate or key
+    cannot be loaded.
+    """
 
     certificate: Path | None = None
     private_key: Path | None = None
     ca: Path | None = None
 
     def server_context(self) -> ssl.SSLContext:
-        """A server context: our certificate; client certificates required when ``ca``.
-
-        Returns
-        -------
-        ssl.SSLContext
-            TLS 1.2 or later.
-
-        Raises
-        ------
-        OSError, ssl.SSLError
-            When a certificate or key cannot be loaded.
-        """
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        """A server context: our certificate; client certificates required when ``ca``."""
+        context = _tls_context(ssl.Purpose.CLIENT_AUTH)
         assert self.certificate is not None and self.private_key is not None
         context.load_cert_chain(self.certificate, self.private_key)
         if self.ca is not None:
@@ -142,25 +135,21 @@ class TlsConfig:
         return context
 
     def client_context(self) -> ssl.SSLContext:
-        """A client context: the peer verified against ``ca`` (else the system's CAs).
-
-        Returns
-        -------
-        ssl.SSLContext
-            TLS 1.2 or later, with our certificate when one is configured.
-
-        Raises
-        ------
-        OSError, ssl.SSLError
-            When a certificate or key cannot be loaded.
-        """
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        """A client context: the peer verified against ``ca`` (else the system's CAs), with
+        our certificate when one is configured."""
+        context = _tls_context(ssl.Purpose.SERVER_AUTH)
         if self.ca is not None:
             context.load_verify_locations(self.ca)
         if self.certificate is not None and self.private_key is not None:
             context.load_cert_chain(self.certificate, self.private_key)
         return context
+
+
+def _tls_context(purpose: ssl.Purpose) -> ssl.SSLContext:
+    """The default context for ``purpose``, TLS 1.2 or later."""
+    context = ssl.create_default_context(purpose)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 @dataclass(frozen=True)
@@ -264,38 +253,16 @@ class GatewayConfig:
         return frozenset(t for r in self.routes for t in r.calling_ae)
 
     def route_for(self, calling: str, called: str, address: str) -> RouteConfig | None:
-        """The first route that takes an association (see :meth:`RouteConfig.matches`).
-
-        Parameters
-        ----------
-        calling, called : str
-            The calling and called AE titles of the association request.
-        address : str
-            The peer's IP address.
-
-        Returns
-        -------
-        RouteConfig or None
-            The route, or None when none does (the association is rejected).
-        """
+        """The first route that takes an association, or None when none does (the
+        association is rejected). The arguments are those of :meth:`RouteConfig.matches`."""
         for route in self.routes:
             if route.matches(calling, called, address):
                 return route
         return None
 
     def with_port(self, port: int) -> GatewayConfig:
-        """The same configuration listening on another port (tests, benchmarks).
-
-        Parameters
-        ----------
-        port : int
-            The port (0 picks a free one).
-
-        Returns
-        -------
-        GatewayConfig
-            A copy with that port.
-        """
+        """A copy of this configuration listening on ``port`` (0 picks a free one): tests,
+        benchmarks."""
         return replace(self, port=port)
 
 
@@ -358,21 +325,15 @@ class _Builder:
         routes = tuple(
             self.route(table, index, gateway.ae_title) for index, table in enumerate(model.route)
         )
+        # The node, its limits and timeouts are taken as the file has them.
+        settings = gateway.model_dump(exclude={"state_dir", "withheld_status", "tls"})
         return GatewayConfig(
             source=self.path,
             state_dir=self.resolve(gateway.state_dir),
             routes=routes,
-            ae_title=gateway.ae_title,
-            host=gateway.host,
-            port=gateway.port,
-            max_associations=gateway.max_associations,
-            max_pdu_size=gateway.max_pdu_size,
-            max_instances_per_association=gateway.max_instances_per_association,
-            timeout=gateway.timeout,
             withheld_status=WithheldStatus(gateway.withheld_status),
-            retry_initial=gateway.retry_initial,
-            retry_max=gateway.retry_max,
             tls=tls,
+            **settings,
         )
 
     def route(self, table: RouteTable, index: int, ae_title: str) -> RouteConfig:

@@ -51,102 +51,33 @@ class GatewayEvents(Protocol):
     """Callbacks for every received, written, forwarded, withheld and failed instance.
 
     An audit integration implements these; they run in the gateway's threads (keep them
-    short) and an exception they raise is logged and otherwise ignored.
+    short) and an exception they raise is logged and otherwise ignored. Each is given the
+    :class:`GatewayEvent`: the route, the sender and the file result.
     """
 
     def received(self, event: GatewayEvent) -> None:
-        """An instance arrived (C-STORE request accepted for processing).
-
-        Parameters
-        ----------
-        event : GatewayEvent
-            The route, the sender and the file result.
-        """
+        """``event``: an instance arrived (C-STORE request accepted for processing)."""
 
     def written(self, event: GatewayEvent) -> None:
-        """An instance was de-identified and is on disk (folder and/or queue).
-
-        Parameters
-        ----------
-        event : GatewayEvent
-            The route, the sender and the file result.
-        """
+        """``event``: an instance was de-identified and is on disk (folder and/or queue)."""
 
     def forwarded(self, event: GatewayEvent) -> None:
-        """A queued instance was confirmed by the route's destination.
-
-        Parameters
-        ----------
-        event : GatewayEvent
-            The route, the sender and the file result.
-        """
+        """``event``: a queued instance was confirmed by the route's destination."""
 
     def withheld(self, event: GatewayEvent) -> None:
-        """The profile does not release an instance: neither written nor forwarded.
-
-        Parameters
-        ----------
-        event : GatewayEvent
-            The route, the sender and the file result.
-        """
+        """``event``: the profile withholds an instance (neither written nor forwarded)."""
 
     def failed(self, event: GatewayEvent) -> None:
-        """An instance could not be stored, or the destination refused it for good.
-
-        Parameters
-        ----------
-        event : GatewayEvent
-            The route, the sender and the file result.
-        """
+        """``event``: an instance could not be stored, or its destination refused it for good."""
 
 
 class NullEvents:
     """The default: nothing is recorded beyond the gateway's status file."""
 
-    def received(self, event: GatewayEvent) -> None:
-        """Do nothing (see :meth:`GatewayEvents.received`).
+    def _ignore(self, event: GatewayEvent) -> None:
+        """Do nothing with ``event`` (every :class:`GatewayEvents` callback)."""
 
-        Parameters
-        ----------
-        event : GatewayEvent
-            Ignored.
-        """
-
-    def written(self, event: GatewayEvent) -> None:
-        """Do nothing (see :meth:`GatewayEvents.written`).
-
-        Parameters
-        ----------
-        event : GatewayEvent
-            Ignored.
-        """
-
-    def forwarded(self, event: GatewayEvent) -> None:
-        """Do nothing (see :meth:`GatewayEvents.forwarded`).
-
-        Parameters
-        ----------
-        event : GatewayEvent
-            Ignored.
-        """
-
-    def withheld(self, event: GatewayEvent) -> None:
-        """Do nothing (see :meth:`GatewayEvents.withheld`).
-
-        Parameters
-        ----------
-        event : GatewayEvent
-            Ignored.
-        """
-
-    def failed(self, event: GatewayEvent) -> None:
-        """Do nothing (see :meth:`GatewayEvents.failed`).
-
-        Parameters
-        ----------
-        event : GatewayEvent
-            Ignored.
-        """
+    received = written = forwarded = withheld = failed = _ignore
 
 
 def emit(events: GatewayEvents, kind: EventKind, event: GatewayEvent) -> None:

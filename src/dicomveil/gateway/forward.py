@@ -46,46 +46,20 @@ _PROCESSING_FAILURE_RETRIES = 5  # 0x0110 from the destination: retried, then fa
 class ForwardListener(Protocol):
     """What the forwarder tells: instances forwarded or refused, and transient errors.
 
-    Reasons and messages never carry values from the instances (statuses, counts and
-    configuration values only).
+    Every call names the route first (``route``: the route's name). ``entry`` is the
+    queued file as it was named in the queue (before it was deleted or moved). Reasons and
+    messages never carry values from the instances (statuses, counts and configuration
+    values only).
     """
 
     def forwarded(self, route: str, entry: Path, size: int) -> None:
-        """The destination confirmed a queued file (it is deleted from the queue).
-
-        Parameters
-        ----------
-        route : str
-            The route's name.
-        entry : Path
-            The queued file that was sent.
-        size : int
-            Its size, in bytes.
-        """
+        """The destination confirmed ``entry`` (``size`` bytes): it is deleted from the queue."""
 
     def refused(self, route: str, entry: Path, reason: str) -> None:
-        """The destination refused a queued file for good: it was moved to ``failed/``.
-
-        Parameters
-        ----------
-        route : str
-            The route's name.
-        entry : Path
-            The queued file (its name before it moved).
-        reason : str
-            Why (statuses and configuration values only).
-        """
+        """The destination refused ``entry`` for good, for ``reason``: it moved to ``failed/``."""
 
     def error(self, route: str, message: str) -> None:
-        """Forwarding failed for now and will be retried.
-
-        Parameters
-        ----------
-        route : str
-            The route's name.
-        message : str
-            What failed.
-        """
+        """Forwarding failed for now (``message`` says what failed) and will be retried."""
 
 
 class _TransientError(Exception):

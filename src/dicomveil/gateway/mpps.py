@@ -18,9 +18,7 @@ from pydicom.uid import UID
 from pynetdicom.dimse_primitives import N_CREATE, N_SET
 from pynetdicom.events import Event
 
-from dicomveil.gateway.config import GatewayConfig
-from dicomveil.gateway.route import PIPELINE_LOCK, Peer
-from dicomveil.gateway.status import StatusBoard
+from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer
 from dicomveil.gateway.transport import open_association
 
 __all__ = ["ModalityPerformedProcedureStep", "MppsHandler"]
@@ -29,34 +27,14 @@ __all__ = ["ModalityPerformedProcedureStep", "MppsHandler"]
 ModalityPerformedProcedureStep = UID("1.2.840.10008.3.1.2.3.3")
 
 
-class MppsHandler:
-    """The MPPS service: de-identifies N-CREATE and N-SET requests and forwards them.
-
-    Parameters
-    ----------
-    config : GatewayConfig
-        The gateway's configuration (timeouts of the upstream association).
-    board : StatusBoard
-        Errors for the status file.
-    """
-
-    def __init__(self, config: GatewayConfig, board: StatusBoard) -> None:
-        self.config = config
-        self.board = board
+class MppsHandler(Handler):
+    """The MPPS service: de-identifies N-CREATE and N-SET requests and forwards them."""
 
     def __call__(
         self, event: Event, peer: Peer | None, *, create: bool
     ) -> tuple[int, Dataset | None]:
-        """Answer one N-CREATE or N-SET request (``EVT_N_CREATE``, ``EVT_N_SET``).
-
-        Parameters
-        ----------
-        event : Event
-            The request.
-        peer : Peer or None
-            The association's route and sender; None when it has no route.
-        create : bool
-            True for N-CREATE, False for N-SET.
+        """Answer one N-CREATE (``create``) or N-SET request (``EVT_N_CREATE``,
+        ``EVT_N_SET``).
 
         Returns
         -------

@@ -271,19 +271,10 @@ class Gateway:
     def _emit(self, kind: EventKind, event: GatewayEvent) -> None:
         emit(self.events, kind, event)
 
-    # ForwardListener ---------------------------------------------------------------------
+    # ForwardListener (the arguments: see :class:`~dicomveil.gateway.forward.ForwardListener`)
     def forwarded(self, route: str, entry: Path, size: int) -> None:
-        """Count and report an instance the route's destination confirmed.
-
-        Parameters
-        ----------
-        route : str
-            The route's name.
-        entry : Path
-            The queued file that was sent.
-        size : int
-            Its size, in bytes.
-        """
+        """Count and report the queue ``entry`` (``size`` bytes) that ``route``'s destination
+        confirmed (see :class:`ForwardListener`)."""
         self.board.count(route, EventKind.FORWARDED)
         destination = self.routes[route].config.forward
         result = FileResult(Task(entry), Outcome.WRITTEN, output=entry, size=size)
@@ -298,32 +289,16 @@ class Gateway:
         )
 
     def refused(self, route: str, entry: Path, reason: str) -> None:
-        """Count and report an instance the route's destination refused for good.
-
-        Parameters
-        ----------
-        route : str
-            The route's name.
-        entry : Path
-            The queued file (now in ``failed/``).
-        reason : str
-            Why (statuses and configuration values only).
-        """
+        """Count and report the queue ``entry`` that ``route``'s destination refused for good,
+        and why (``reason``; see :class:`ForwardListener`)."""
         self.board.count(route, EventKind.FAILED)
         self.board.error(route, f"forwarding: {reason}")
         result = FileResult(Task(entry), Outcome.FAILED, reason)
         self._emit(EventKind.FAILED, GatewayEvent(EventKind.FAILED, route, result=result))
 
     def error(self, route: str, message: str) -> None:
-        """Keep a transient forwarding error of ``route`` in the status.
-
-        Parameters
-        ----------
-        route : str
-            The route's name.
-        message : str
-            What failed (it is retried).
-        """
+        """Keep ``message``, a transient forwarding error of ``route``, in the status (the
+        instance is retried)."""
         self.board.error(route, f"forwarding: {message}")
 
     # Association ---------------------------------------------------------------------------

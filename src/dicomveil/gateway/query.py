@@ -22,9 +22,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID
 from pynetdicom.events import Event
 
-from dicomveil.gateway.config import GatewayConfig
-from dicomveil.gateway.route import PIPELINE_LOCK, Peer, Route, status_dataset
-from dicomveil.gateway.status import StatusBoard
+from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route, status_dataset
 from dicomveil.gateway.transport import open_association
 from dicomveil.profiles import CompiledProfile
 from dicomveil.standard.actions import Action
@@ -179,32 +177,13 @@ def _dictionary_vr(tag: int) -> str | None:
 # The handler
 
 
-class FindHandler:
-    """The C-FIND service: proxies a query upstream and yields the cleaned answers.
-
-    Parameters
-    ----------
-    config : GatewayConfig
-        The gateway's configuration (timeouts of the upstream association).
-    board : StatusBoard
-        Query counts and errors for the status file.
-    """
-
-    def __init__(self, config: GatewayConfig, board: StatusBoard) -> None:
-        self.config = config
-        self.board = board
+class FindHandler(Handler):
+    """The C-FIND service: proxies a query upstream and yields the cleaned answers."""
 
     def __call__(
         self, event: Event, peer: Peer | None
     ) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         """Answer one C-FIND request (pynetdicom's ``EVT_C_FIND``).
-
-        Parameters
-        ----------
-        event : Event
-            The request.
-        peer : Peer or None
-            The association's route and sender; None when it has no route.
 
         Yields
         ------

@@ -38,7 +38,6 @@ __all__ = [
     "ClosingSocket",
     "RouteQueue",
     "atomic_write_json",
-    "durable_copy",
     "fsync_dir",
 ]
 
@@ -85,46 +84,6 @@ def atomic_write_json(path: Path, data: Any, *, durable: bool = True) -> None:
         with contextlib.suppress(OSError):
             Path(temp).unlink()
         raise
-
-
-def durable_copy(source: Path, destination: Path) -> int:
-    """Copy a file atomically and durably (temporary name, fsync, rename, fsync folder).
-
-    Parameters
-    ----------
-    source : Path
-        The file to copy.
-    destination : Path
-        Where the copy goes (mode 0644; its folder is made if missing).
-
-    Returns
-    -------
-    int
-        The size of the copy, in bytes.
-
-    Raises
-    ------
-    OSError
-        When it cannot be copied; no temporary file is left.
-    """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=destination.parent)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            while chunk := src.read(1 << 20):
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-            size = out.tell()
-        temp.chmod(0o644)
-        temp.replace(destination)
-        fsync_dir(destination.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    return size
 
 
 # --------------------------------------------------------------------------------------------

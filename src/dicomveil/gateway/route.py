@@ -21,10 +21,11 @@ from dicomveil.engine import Engine
 from dicomveil.gateway.config import GatewayConfig, RouteConfig
 from dicomveil.gateway.forward import Forwarder, ForwardListener
 from dicomveil.gateway.queue import RouteQueue
+from dicomveil.gateway.status import StatusBoard
 from dicomveil.identity.pseudonyms import Pseudonymizer
 from dicomveil.standard.risks import Risk
 
-__all__ = ["PIPELINE_LOCK", "Peer", "Route", "status_dataset"]
+__all__ = ["PIPELINE_LOCK", "Handler", "Peer", "Route", "status_dataset"]
 
 PIPELINE_LOCK = threading.Lock()
 
@@ -164,6 +165,26 @@ class Peer:
     address: str
     serial: int
     count: int = 0
+
+
+class Handler:
+    """A DIMSE service of the gateway (C-STORE, C-FIND, MPPS).
+
+    The node calls it with the pynetdicom event of one request (``event``) and the
+    association's :class:`Peer` (``peer``: its route and sender; None when it has no route),
+    and returns what pynetdicom expects of that event's handler.
+
+    Parameters
+    ----------
+    config : GatewayConfig
+        The gateway's configuration (limits, timeouts of the upstream associations).
+    board : StatusBoard
+        Counts and errors for the status file.
+    """
+
+    def __init__(self, config: GatewayConfig, board: StatusBoard) -> None:
+        self.config = config
+        self.board = board
 
 
 def status_dataset(code: int, comment: str = "") -> Dataset:

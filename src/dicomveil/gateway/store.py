@@ -46,10 +46,9 @@ from pynetdicom.events import Event
 from dicomveil.errors import CrosswalkError, DeidentificationError, DicomveilError, InputError
 from dicomveil.gateway.config import GatewayConfig, WithheldStatus
 from dicomveil.gateway.events import EventKind, GatewayEvent
-from dicomveil.gateway.queue import durable_copy
-from dicomveil.gateway.route import PIPELINE_LOCK, Peer, Route, status_dataset
+from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route, status_dataset
 from dicomveil.gateway.status import StatusBoard
-from dicomveil.io import read_source
+from dicomveil.io import copy_file, read_source
 from dicomveil.runs.batch import FileResult, Outcome, Task, deidentify_source
 
 __all__ = ["StoreHandler", "StoreStatus", "Stored", "store_instance"]
@@ -79,6 +78,18 @@ class Stored:
     result: FileResult
     status: StoreStatus
     queued: bool = False
+
+
+def _write_failure(task: Task, exc: OSError, what: str) -> Stored:
+    """A file that cannot be written: out of resources when the disk is full or over quota,
+    else a processing failure; the reason is ``what`` and the error's text."""
+    status = (
+        StoreStatus.OUT_OF_RESOURCES
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        else StoreStatus.PROCESSING_FAILURE
+    )
+    reason = f"{what} ({exc.strerror or type(exc).__name__})"
+    return Stored(FileResult(task, Outcome.FAILED, reason), status)
 
 
 def store_instance(route: Route, path: Path, task: Task, expect: tuple[str, str]) -> Stored:
@@ -136,19 +147,13 @@ def store_instance(route: Route, path: Path, task: Task, expect: tuple[str, str]
         written = done.result.dataset if done.result is not None else None
         targets = route.targets(written or source.dataset, done.pseudonym)
         for extra in targets[1:]:
-            durable_copy(done.output, extra)
+            copy_file(done.output, extra, durable=True)
     except (CrosswalkError, DeidentificationError) as exc:
         return Stored(FileResult(task, Outcome.FAILED, str(exc)), StoreStatus.CANNOT_DEIDENTIFY)
     except DicomveilError as exc:
         return Stored(FileResult(task, Outcome.FAILED, str(exc)), StoreStatus.CANNOT_DEIDENTIFY)
     except OSError as exc:
-        status = (
-            StoreStatus.OUT_OF_RESOURCES
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT)
-            else StoreStatus.PROCESSING_FAILURE
-        )
-        reason = f"cannot write the output ({exc.strerror or type(exc).__name__})"
-        return Stored(FileResult(task, Outcome.FAILED, reason), status)
+        return _write_failure(task, exc, "cannot write the output")
     except Exception as exc:  # a data set pydicom cannot encode back
         reason = f"malformed element: cannot de-identify ({type(exc).__name__})"
         return Stored(FileResult(task, Outcome.FAILED, reason), StoreStatus.MALFORMED)
@@ -156,7 +161,7 @@ def store_instance(route: Route, path: Path, task: Task, expect: tuple[str, str]
     return Stored(result, StoreStatus.SUCCESS, route.queue is not None)
 
 
-class StoreHandler:
+class StoreHandler(Handler):
     """The C-STORE service: counts, events and the status of each instance received.
 
     Parameters
@@ -178,20 +183,12 @@ class StoreHandler:
         board: StatusBoard,
         emit: Callable[[EventKind, GatewayEvent], None],
     ) -> None:
-        self.config = config
+        super().__init__(config, board)
         self.spool = spool
-        self.board = board
         self.emit = emit
 
     def __call__(self, event: Event, peer: Peer | None) -> Dataset:
         """Answer one C-STORE request (pynetdicom's ``EVT_C_STORE``).
-
-        Parameters
-        ----------
-        event : Event
-            The request.
-        peer : Peer or None
-            The association's route and sender; None when it has no route.
 
         Returns
         -------
@@ -270,13 +267,7 @@ class StoreHandler:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
             except OSError as exc:
-                status = (
-                    StoreStatus.OUT_OF_RESOURCES
-                    if exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                    else StoreStatus.PROCESSING_FAILURE
-                )
-                reason = f"cannot spool the data set ({exc.strerror or type(exc).__name__})"
-                return Stored(FileResult(task, Outcome.FAILED, reason), status)
+                return _write_failure(task, exc, "cannot spool the data set")
             del data
             with PIPELINE_LOCK:
                 return store_instance(route, spool, task, expect)

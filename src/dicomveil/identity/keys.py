@@ -44,6 +44,7 @@ class Key:
 
     @classmethod
     def generate(cls) -> Key:
+        """A new random key (32 bytes from :mod:`secrets`)."""
         return cls(secrets.token_bytes(_KEY_BYTES))
 
 
@@ -56,7 +57,27 @@ def default_key_path() -> Path:
 
 
 def write_key(path: Path, key: Key | None = None, *, overwrite: bool = False) -> Key:
-    """Write a new key file readable by its owner only; refuse to replace an existing one."""
+    """Write a key file readable by its owner only (mode 0600).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Where to write it (parent folders are created).
+    key : Key, optional
+        The key to write (default: a new one).
+    overwrite : bool
+        Replace an existing file (default: refuse).
+
+    Returns
+    -------
+    Key
+        The key written.
+
+    Raises
+    ------
+    KeyFileError
+        When the file exists (and ``overwrite`` is false) or cannot be written.
+    """
     key = key or Key.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
@@ -71,7 +92,24 @@ def write_key(path: Path, key: Key | None = None, *, overwrite: bool = False) ->
 
 
 def read_key(path: Path) -> Key:
-    """Read a key file, refusing loose permissions and malformed content."""
+    """Read a key file.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The key file.
+
+    Returns
+    -------
+    Key
+        The key.
+
+    Raises
+    ------
+    KeyFileError
+        When the file is missing, not a regular file, readable by others than its owner,
+        or not a key.
+    """
     try:
         st = path.stat()
     except FileNotFoundError:

@@ -29,6 +29,21 @@ class Pseudonymizer:
         self.uid = lru_cache(maxsize=65536)(self._uid)
 
     def digest(self, domain: str, value: str) -> bytes:
+        """The keyed HMAC-SHA256 of a value in one domain.
+
+        Parameters
+        ----------
+        domain : str
+            What the digest is for (``uid``, ``patient``, ``date-offset``, ...): the same
+            value gives unrelated digests in different domains.
+        value : str
+            The value.
+
+        Returns
+        -------
+        bytes
+            32 bytes.
+        """
         message = domain.encode("ascii") + b"\x00" + value.encode("utf-8", "surrogateescape")
         return hmac.new(self._secret, message, hashlib.sha256).digest()
 
@@ -39,19 +54,66 @@ class Pseudonymizer:
         return f"{_UID_ROOT}{number}"
 
     def patient_pseudonym(self, patient_key: str) -> str:
-        """A short pseudonymous patient ID such as ``DV7Q2M4K9XA3B``, for one patient key."""
+        """A short pseudonymous patient ID such as ``DV7Q2M4K9XA3B``.
+
+        Parameters
+        ----------
+        patient_key : str
+            What identifies the patient (issuer and PatientID, or name and birth date).
+
+        Returns
+        -------
+        str
+            ``DV`` and 12 base-32 characters (valid for LO, SH and PN).
+        """
         raw = self.digest("patient", patient_key)
         return "DV" + base64.b32encode(raw).decode("ascii")[:12]
 
     def patient_id_hash(self, issuer: str, patient_id: str) -> str:
-        """A full keyed hash of PatientID and its issuer (dcm4chee's RetainPatientIDHash)."""
+        """A keyed hash of PatientID and its issuer (dcm4chee-arc's Retain Patient ID Hash).
+
+        Parameters
+        ----------
+        issuer : str
+            IssuerOfPatientID ('' when absent).
+        patient_id : str
+            PatientID.
+
+        Returns
+        -------
+        str
+            32 upper-case hexadecimal characters.
+        """
         return self.digest("patient-id-hash", f"{issuer}\x00{patient_id}").hex()[:32].upper()
 
     def issuer_hash(self, issuer: str) -> str:
+        """A keyed hash of IssuerOfPatientID (see :meth:`patient_id_hash`).
+
+        Parameters
+        ----------
+        issuer : str
+            IssuerOfPatientID.
+
+        Returns
+        -------
+        str
+            32 upper-case hexadecimal characters.
+        """
         return self.digest("issuer-hash", issuer).hex()[:32].upper()
 
     def date_offset_days(self, patient_key: str) -> int:
-        """A per-patient shift into the past of 1 to 10 years, never zero."""
+        """The patient's date shift: into the past, 1 to 10 years, never zero.
+
+        Parameters
+        ----------
+        patient_key : str
+            What identifies the patient (see :meth:`patient_pseudonym`).
+
+        Returns
+        -------
+        int
+            Days to add to every date (negative).
+        """
         raw = int.from_bytes(self.digest("date-offset", patient_key)[:8], "big")
         span = DATE_OFFSET_MAX_DAYS - DATE_OFFSET_MIN_DAYS + 1
         return -(DATE_OFFSET_MIN_DAYS + raw % span)

@@ -94,20 +94,8 @@ class Encoder:
 
     @classmethod
     def of(cls, *, implicit: bool, little: bool) -> Encoder:
-        """Get the shared encoder of one encoding (it holds no state between calls).
-
-        Parameters
-        ----------
-        implicit : bool
-            Implicit VR.
-        little : bool
-            Little endian.
-
-        Returns
-        -------
-        Encoder
-            The encoder, made on first use.
-        """
+        """The shared encoder of one encoding (as the constructor's parameters), made on
+        first use: it holds no state between calls."""
         found = _ENCODERS.get((implicit, little))
         if found is None:
             found = _ENCODERS[(implicit, little)] = cls(implicit=implicit, little=little)

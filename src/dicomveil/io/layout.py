@@ -99,21 +99,8 @@ class Layout:
         return PurePosixPath(*parts)
 
     def path(self, root: Path, ds: Dataset, patient: str) -> Path:
-        """Name a de-identified dataset's file in the output folder.
-
-        Parameters
-        ----------
-        root : Path
-            The output folder.
-        ds : Dataset
-            The de-identified dataset: the fields are read from it.
-        patient : str
-            The patient pseudonym (or the crosswalk's study ID).
-
-        Returns
-        -------
-        Path
-            :meth:`relative_path` below the resolved ``root``.
+        """Name a de-identified dataset's file in the output folder ``root``:
+        :meth:`relative_path` below the resolved ``root``.
 
         Raises
         ------

@@ -235,8 +235,7 @@ def read_scanned(path: Path) -> SourceFile | None:
             ts = _transfer_syntax(ds, ds.file_meta)
             pixels: PixelSpan | None = None
             if scanned.pixel_start < scanned.size:
-                pixels = _pixel_span(fh, scanned.pixel_start, ts.is_implicit_VR, True,
-                                     scanned.size)  # fmt: skip
+                pixels = _pixel_span(fh, scanned.pixel_start, ts.is_implicit_VR, True, scanned.size)
                 if pixels is None or pixels.after < scanned.size:
                     return None  # elements after the pixel data: pydicom reads those
                 _check_frames(ds, pixels)
@@ -245,8 +244,7 @@ def read_scanned(path: Path) -> SourceFile | None:
     if ds.get("SOPInstanceUID") is None and not _is_directory(ds):
         return None
     ds.preamble = b"\x00" * 128
-    return SourceFile(path, ds, ts, pixels, little_endian=True, raw_copy=True,
-                      head=scanned.head)  # fmt: skip
+    return SourceFile(path, ds, ts, pixels, little_endian=True, raw_copy=True, head=scanned.head)
 
 
 def _read_with_pydicom(path: Path) -> SourceFile:

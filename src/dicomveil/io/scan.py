@@ -141,9 +141,13 @@ class _Scanner:
             else "iso8859"
         )
         result = FileDataset(
-            path, elements, preamble=self.buf[:128], file_meta=meta,
-            is_implicit_VR=implicit, is_little_endian=True,
-        )  # fmt: skip
+            path,
+            elements,
+            preamble=self.buf[:128],
+            file_meta=meta,
+            is_implicit_VR=implicit,
+            is_little_endian=True,
+        )
         result.set_original_encoding(implicit, True, encoding)
         return Scanned(result, self.buf[:end], end, self.size)
 

@@ -20,6 +20,7 @@ import os
 import struct
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -139,16 +140,26 @@ def write_output(
     ValueError
         Replacement pixel data for a file without Pixel Data, or of another encapsulation.
     """
-    if isinstance(pixels, bytes):
-        pixels = PixelSource(pixels)
+    replacement = PixelSource(pixels) if isinstance(pixels, bytes) else pixels
+
+    def fill(raw: BinaryIO) -> None:
+        if replacement is None:
+            _write(source, ds, raw)
+        else:
+            _write_replaced(source, ds, raw, replacement)
+
+    return _write_atomically(destination, fill, durable=durable)
+
+
+def _write_atomically(destination: Path, fill: Callable[[BinaryIO], None], *, durable: bool) -> int:
+    """Write a file by ``fill(raw)`` to a temporary name in the destination folder (made if
+    missing) and rename it into place; on any error the temporary file is removed. Returns
+    the number of bytes written. ``raw`` is unbuffered: a write may take less than given."""
     fd, temp_name = _temporary(destination.parent)
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb", buffering=0) as raw:
-            if pixels is None:
-                _write(source, ds, raw)
-            else:
-                _write_replaced(source, ds, raw, pixels)
+            fill(raw)
             if durable:
                 os.fsync(raw.fileno())
             size = raw.tell()
@@ -248,8 +259,9 @@ def _file_meta_bytes(ds: Dataset, transfer_syntax: UID) -> bytes:
     SOP Class or Instance UID (not a single ASCII string) goes through pydicom instead.
     """
     sop_class, sop_instance = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
-    if not all(isinstance(v, str) and v.isascii() and "\\" not in v
-               for v in (sop_class, sop_instance)):  # fmt: skip
+    if not all(
+        isinstance(v, str) and v.isascii() and "\\" not in v for v in (sop_class, sop_instance)
+    ):
         fp = DicomBytesIO()
         fp.is_little_endian, fp.is_implicit_VR = True, False
         _write_file_meta(fp, build_file_meta(ds, transfer_syntax))
@@ -377,47 +389,23 @@ def _copy_span(path: Path, start: int, end: int, out: BinaryIO) -> None:
 
 
 def copy_file(source: Path, destination: Path, *, durable: bool = False) -> int:
-    """Copy a file byte for byte (the ``original`` profile), atomically.
+    """Copy ``source`` byte for byte to ``destination`` (the ``original`` profile),
+    atomically as :func:`write_output` writes, and return the number of bytes written.
 
-    Parameters
-    ----------
-    source : Path
-        The input file.
-    destination : Path
-        The output file; its folder is made if missing.
-    durable : bool
-        Fsync the copy and its folder before it counts as written.
-
-    Returns
-    -------
-    int
-        The number of bytes written.
+    With ``durable`` the copy and its folder are fsynced before it counts as written.
 
     Raises
     ------
     OSError
         The input cannot be read or the output cannot be written.
     """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=destination.parent)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+
+    def fill(raw: BinaryIO) -> None:
+        with source.open("rb") as src:
             while chunk := src.read(_CHUNK):
-                out.write(chunk)
-            out.flush()
-            if durable:
-                os.fsync(out.fileno())
-            size = out.tell()
-        Path(temp).chmod(0o644)
-        Path(temp).replace(destination)
-        if durable:
-            fsync_dir(destination.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    return size
+                _write_all(raw, chunk)
+
+    return _write_atomically(destination, fill, durable=durable)
 
 
 def fsync_dir(folder: Path) -> None:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
@@ -35,7 +35,11 @@ IDENTITY_SOURCE = "dicomveil/profiles/identity.toml"
 
 @dataclass(frozen=True)
 class CompiledProfile:
-    """A profile turned into lookups; built once per run."""
+    """A profile turned into lookups; built once per run.
+
+    What follows from the profile alone (``replace_uids``, ``shift_dates``, the dummies'
+    templates, the digest) is set when it is made.
+    """
 
     profile: Profile
     tags: Mapping[int, Decision]
@@ -44,13 +48,22 @@ class CompiledProfile:
     private_default: Decision
     public_default: Decision
     unknown_public: Decision
-    replace_uids: bool
-    shift_dates: bool
+    replace_uids: bool = field(init=False)
+    shift_dates: bool = field(init=False)
     # D on these tags writes this template (profiles/identity.toml [dummy]).
-    dummies: Mapping[int, str] = field(default_factory=dict)
-    dummies_source: str = IDENTITY_SOURCE
-    digest: str = field(default="")
+    dummies: Mapping[int, str] = field(init=False)
+    dummies_source: str = field(default=IDENTITY_SOURCE, init=False)
+    digest: str = field(init=False)
     _memo: dict[int, Decision] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ps315 = self.profile.base is Base.PS315
+        options = self.profile.options
+        object.__setattr__(self, "replace_uids", ps315 and Option.RETAIN_UIDS not in options)
+        shift_dates = ps315 and Option.RETAIN_LONG_MODIFIED_DATES in options
+        object.__setattr__(self, "shift_dates", shift_dates)
+        object.__setattr__(self, "dummies", identity_templates("dummy"))
+        object.__setattr__(self, "digest", _digest(self))
 
     @property
     def name(self) -> str:
@@ -61,7 +74,7 @@ class CompiledProfile:
         return self.profile.base is Base.COPY
 
     def public(self, tag: int) -> Decision:
-        """The decision for a public (even group) tag; memoised per process."""
+        """The decision for the public (even group) tag ``tag``; memoised per process."""
         tag = int(tag)  # a pydicom BaseTag compares in Python: look up a plain int
         found = self._memo.get(tag)
         if found is None:
@@ -88,24 +101,14 @@ class CompiledProfile:
 
 @cache
 def compile_profile(profile: Profile) -> CompiledProfile:
-    """Turn a profile into the lookups the engine uses (cached per profile).
-
-    Parameters
-    ----------
-    profile : Profile
-        The profile.
-
-    Returns
-    -------
-    CompiledProfile
-        Decisions by tag, by repeating-group pattern and by private creator, the defaults,
-        the identity templates, and a digest of it all.
-    """
+    """Turn ``profile`` into the lookups the engine uses (cached per profile): decisions by
+    tag, by repeating-group pattern and by private creator, the defaults, the identity
+    templates, and a digest of it all."""
     tags: dict[int, Decision] = {}
     patterns: dict[tuple[int, int | None], Decision] = {}
     private: dict[tuple[str, int, int], Decision] = {}
     ps315 = profile.base is Base.PS315
-    keep = Decision(Action.KEEP, "not in PS3.15 Table E.1-1: kept")
+    public_default = Decision(Action.KEEP, "not in PS3.15 Table E.1-1: kept")
     if ps315:
         private_default = Decision(Code.X, "PS3.15 Table E.1-1 private attributes: X")
         unknown_public = Decision(
@@ -113,14 +116,13 @@ def compile_profile(profile: Profile) -> CompiledProfile:
         )
         for row in tables.e1_1_rows():
             decision = _row_decision(row, profile.options, profile.remove_references)
-            if row.tag == "private":
+            place = row.place
+            if place is None:
                 private_default = decision
-            elif row.tag == "50xxxxxx":
-                patterns[(0x5000, None)] = decision
-            elif row.tag.startswith("60xx"):
-                patterns[(0x6000, int(row.tag[4:], 16))] = decision
+            elif isinstance(place, tuple):
+                patterns[place] = decision
             else:
-                tags[int(row.tag, 16)] = decision
+                tags[place] = decision
         if private_default.code is Action.CLEAN and Option.RETAIN_SAFE_PRIVATE in profile.options:
             for safe in tables.safe_private_rows():
                 private[(safe.creator, safe.group, safe.offset)] = Decision(
@@ -132,9 +134,10 @@ def compile_profile(profile: Profile) -> CompiledProfile:
             _add_tcia(private, profile.options)
         _add_clean_extras(profile.options, tags, patterns)
     else:
-        keep = Decision(Action.KEEP, f"{profile.base.value} profile: not changed by a rule")
-        unknown_public = keep
-        private_default = keep
+        public_default = Decision(
+            Action.KEEP, f"{profile.base.value} profile: not changed by a rule"
+        )
+        unknown_public = private_default = public_default
     if not ps315 or profile.keep_private:
         private_default = Decision(
             Action.KEEP if profile.keep_private else Action.REMOVE,
@@ -158,21 +161,9 @@ def compile_profile(profile: Profile) -> CompiledProfile:
             current = tags.get(tag)
             if current is None or current.value in (None, "{pseudonym}"):
                 tags[tag] = Decision(Action.REPLACE, "option retain-patient-id-hash", template)
-    replace_uids = ps315 and Option.RETAIN_UIDS not in profile.options
-    shift_dates = ps315 and Option.RETAIN_LONG_MODIFIED_DATES in profile.options
-    compiled = CompiledProfile(
-        profile=profile,
-        tags=tags,
-        group_patterns=patterns,
-        private=private,
-        private_default=private_default,
-        public_default=keep,
-        unknown_public=unknown_public,
-        replace_uids=replace_uids,
-        shift_dates=shift_dates,
-        dummies=identity_templates("dummy"),
+    return CompiledProfile(
+        profile, tags, patterns, private, private_default, public_default, unknown_public
     )
-    return replace(compiled, digest=_digest(compiled))
 
 
 @cache

@@ -107,7 +107,14 @@ class Profile:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Profile:
-        """A TOML profile file (see :meth:`named`)."""
+        """A TOML profile file (its format: see the module), even when its name is also a
+        preset's; otherwise as :meth:`named`.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The file.
+        """
         return loading.load_file(Path(path), (), cls)
 
     def with_options(self, options: Iterable[str | Option]) -> Profile:

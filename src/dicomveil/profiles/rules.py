@@ -81,7 +81,8 @@ class Rule:
 
 
 def known_tag(tag: int) -> bool:
-    """In the DICOM data dictionary, repeating groups (50xx, 60xx, 7Fxx) included."""
+    """Whether ``tag`` is in the DICOM data dictionary (repeating groups 50xx, 60xx, 7Fxx
+    included)."""
     return bool(dictionary_has_tag(tag) or repeater_has_tag(tag))
 
 

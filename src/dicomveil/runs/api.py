@@ -7,7 +7,7 @@ import datetime as _dt
 from collections.abc import Iterable, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import overload
+from typing import TypedDict, Unpack, overload
 
 from pydicom.dataset import Dataset
 
@@ -27,29 +27,25 @@ def _profile(profile: Profile | str, options: Iterable[str | Option]) -> Profile
     return resolved.with_options(options)
 
 
+class _Settings(TypedDict, total=False):
+    """The keyword arguments of :func:`deidentify` (as typed in its overloads)."""
+
+    profile: Profile | str
+    options: Iterable[str | Option]
+    key: Key | None
+    crosswalk: Crosswalk | None
+    today: _dt.date | None
+
+
 @overload
-def deidentify(
-    source: Dataset,
-    output: None = None,
-    *,
-    profile: Profile | str = ...,
-    options: Iterable[str | Option] = ...,
-    key: Key | None = ...,
-    crosswalk: Crosswalk | None = ...,
-    today: _dt.date | None = ...,
-) -> Dataset: ...
+def deidentify(source: Dataset, output: None = None, **settings: Unpack[_Settings]) -> Dataset: ...
 
 
 @overload
 def deidentify(
     source: str | PathLike[str] | Sequence[str | PathLike[str]],
     output: str | PathLike[str],
-    *,
-    profile: Profile | str = ...,
-    options: Iterable[str | Option] = ...,
-    key: Key | None = ...,
-    crosswalk: Crosswalk | None = ...,
-    today: _dt.date | None = ...,
+    **settings: Unpack[_Settings],
 ) -> RunSummary: ...
 
 
@@ -63,10 +59,39 @@ def deidentify(
     crosswalk: Crosswalk | None = None,
     today: _dt.date | None = None,
 ) -> Dataset | RunSummary:
-    """De-identify a dataset (returns a de-identified copy; the input is not changed) or
-    files, folders and zip archives on disk (written under ``output``; returns the summary).
+    """De-identify a dataset in memory, or files, folders and zip archives on disk.
 
-    Without ``key`` the user's default key is used (created on first use).
+    Parameters
+    ----------
+    source : pydicom.dataset.Dataset, path or sequence of paths
+        A dataset (never changed: a de-identified copy is returned), or inputs on disk.
+    output : path, optional
+        With inputs on disk: the output folder (required); with a dataset: none.
+    profile : Profile or str
+        The profile, or a preset's name or a TOML file's path (default ``ps3.15-basic``).
+    options : iterable of str or Option
+        Options added to the profile.
+    key : Key, optional
+        The key of pseudonyms, UIDs and date shifts (default: the user's default key,
+        created on first use).
+    crosswalk : Crosswalk, optional
+        Study IDs by original PatientID, instead of keyed pseudonyms.
+    today : datetime.date, optional
+        The date of the ``{today}`` template (default: today).
+
+    Returns
+    -------
+    pydicom.dataset.Dataset or RunSummary
+        The de-identified copy of a dataset; for inputs on disk, the run's summary.
+
+    Raises
+    ------
+    WithheldError
+        A dataset that the profile withholds (the reason names what, never a value).
+    ProfileError, KeyFileError, CrosswalkError
+        An unusable profile, key or crosswalk.
+    TypeError
+        A dataset with an output folder, or inputs on disk without one.
     """
     chosen = _profile(profile, options)
     secret = key if key is not None else load_or_create_default_key()[0]

@@ -23,7 +23,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -126,9 +126,33 @@ class RunSummary:
     results: list[FileResult] = field(default_factory=list)
 
     def count(self, outcome: Outcome) -> int:
+        """How many inputs came to ``outcome``.
+
+        Parameters
+        ----------
+        outcome : Outcome
+            Written, withheld, skipped or failed.
+
+        Returns
+        -------
+        int
+            The number of inputs.
+        """
         return sum(1 for r in self.results if r.outcome is outcome)
 
     def reasons(self, outcome: Outcome) -> Counter[str]:
+        """The reasons of the inputs that came to ``outcome``, counted.
+
+        Parameters
+        ----------
+        outcome : Outcome
+            Withheld, skipped or failed (written files have notes, if any).
+
+        Returns
+        -------
+        collections.Counter of str
+            Reason -> number of inputs (reasons never hold values of the files).
+        """
         return Counter(r.reason for r in self.results if r.outcome is outcome)
 
     @property
@@ -273,19 +297,17 @@ class Deidentified:
     result: Result | None = None  # None for a byte-identical copy
 
     def file_result(self, task: Task) -> FileResult:
+        written = FileResult(
+            task, Outcome.WRITTEN, output=self.output, size=self.size, pseudonym=self.pseudonym
+        )
         result = self.result
         if result is None:
-            return FileResult(task, Outcome.WRITTEN, output=self.output, size=self.size,
-                              pseudonym=self.pseudonym)  # fmt: skip
-        return FileResult(
-            task,
-            Outcome.WRITTEN,
+            return written
+        return replace(
+            written,
             reason="; ".join(result.notes),
-            output=self.output,
-            size=self.size,
             uid_map=result.uid_map,
             patient_id=result.patient_id_original,
-            pseudonym=self.pseudonym,
             date_offset_days=result.date_offset_days,
         )
 
@@ -315,8 +337,7 @@ def deidentify_source(
         assert result.withheld is not None
         return result.withheld_detail or result.withheld.reason
     target = destination(result.dataset, result.patient_pseudonym)
-    size = write_output(source, result.dataset, target, pixels=cleaned.replacement,
-                        durable=durable)  # fmt: skip
+    size = write_output(source, result.dataset, target, pixels=cleaned.replacement, durable=durable)
     return Deidentified(target, size, result.patient_pseudonym, result)
 
 
@@ -341,7 +362,31 @@ def run(
     progress: Callable[[FileResult], None] | None = None,
     tasks: Iterable[Task] | None = None,
 ) -> RunSummary:
-    """De-identify every file under ``inputs`` into ``config.output``."""
+    """De-identify every file under ``inputs`` into ``config.output``, in parallel.
+
+    Parameters
+    ----------
+    inputs : sequence of pathlib.Path
+        Files, folders (walked recursively) and zip archives.
+    config : RunConfig
+        The profile, key, output folder, layout, maps and workers of the run.
+    progress : callable, optional
+        Called with each file's result as it arrives (from the calling thread).
+    tasks : iterable of Task, optional
+        The inputs, already discovered (default: discovered from ``inputs``).
+
+    Returns
+    -------
+    RunSummary
+        Every input's outcome (written, withheld, skipped, failed) and reason.
+
+    Raises
+    ------
+    DicomveilError
+        When the output or map folder lies inside an input, or an input inside it.
+    InputError
+        When an input does not exist.
+    """
     check_locations(inputs, config.output, config.map_dir)
     all_tasks = list(tasks if tasks is not None else discover(inputs))
     config.output.mkdir(parents=True, exist_ok=True)

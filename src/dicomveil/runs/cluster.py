@@ -54,7 +54,7 @@ from dicomveil.runs.batch import (
     discover,
     write_maps,
 )
-from dicomveil.runs.executors import executor_for
+from dicomveil.runs.executors import Work, executor_for
 from dicomveil.runs.remote import (
     FoundInput,
     RemoteTask,
@@ -333,9 +333,8 @@ def run_on_dask(
         with executor_for(address, config.workers, len(found)) as executor:
             batches = _batches(found, batch_size, executor.slots)
             try:
-                for batch, outcome in executor.map(
-                    _run_batch, job, batches, retries, name=job.token
-                ):
+                work = Work(_run_batch, job, batches, retries, name=job.token)
+                for batch, outcome in executor.map(work):
                     if isinstance(outcome, BaseException):
                         # Our own errors name no values read from files; others may: type only.
                         why = str(outcome) if isinstance(outcome, DicomveilError) else ""

@@ -1,8 +1,9 @@
 """Where the batches of a cluster run are run: in this process, in worker processes of this
 machine, or as tasks on a Dask cluster (:mod:`dicomveil.runs.cluster`).
 
-An executor calls one function, ``fn(shared, batch)``, on every batch and yields each batch
-with what the function returned or the exception it raised, in the order batches complete.
+An executor runs a :class:`Work`: it calls one function, ``fn(shared, batch)``, on every
+batch and yields each batch with what the function returned or the exception it raised, in
+the order batches complete.
 ``shared`` (what every batch of the run needs) is shipped to each worker once. A batch whose
 call raises is run again up to ``retries`` times. The executors know nothing of DICOM: the
 function, its argument and its results only need to pickle.
@@ -15,7 +16,8 @@ import importlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from dicomveil.errors import ClusterError
 from dicomveil.runs.remote import INSTALL_HINT
@@ -24,7 +26,33 @@ S = TypeVar("S")  # what every batch of a run shares
 T = TypeVar("T")  # an item of a batch
 R = TypeVar("R")  # what the function returns for a batch
 
-__all__ = ["Dask", "Executor", "Inline", "Pool", "executor_for"]
+__all__ = ["Dask", "Executor", "Inline", "Pool", "Work", "executor_for"]
+
+
+@dataclass(frozen=True)
+class Work(Generic[S, T, R]):
+    """What an executor is asked to run: one function on every batch.
+
+    Attributes
+    ----------
+    fn : Callable[[S, list[T]], R]
+        The function run on each batch, ``fn(shared, batch)`` (a module-level function: it
+        may be pickled).
+    shared : S
+        Its first argument, the same for every batch.
+    batches : Sequence[list[T]]
+        The batches.
+    retries : int
+        How many times a batch whose call raises is run again.
+    name : str
+        Unique to this run: names its tasks where the executor names them (Dask).
+    """
+
+    fn: Callable[[S, list[T]], R]
+    shared: S
+    batches: Sequence[list[T]]
+    retries: int
+    name: str
 
 
 class Executor(Protocol):
@@ -38,29 +66,8 @@ class Executor(Protocol):
 
     slots: int
 
-    def map(
-        self,
-        fn: Callable[[S, list[T]], R],
-        shared: S,
-        batches: Sequence[list[T]],
-        retries: int,
-        *,
-        name: str,
-    ) -> Iterator[tuple[list[T], R | BaseException]]:
-        """Call ``fn(shared, batch)`` on every batch.
-
-        Parameters
-        ----------
-        fn : Callable[[S, list[T]], R]
-            The function run on each batch (a module-level function: it may be pickled).
-        shared : S
-            Its first argument, the same for every batch.
-        batches : Sequence[list[T]]
-            The batches.
-        retries : int
-            How many times a batch whose call raises is run again.
-        name : str
-            Unique to this run: names its tasks where the executor names them (Dask).
+    def map(self, work: Work[S, T, R]) -> Iterator[tuple[list[T], R | BaseException]]:
+        """Call ``work.fn(work.shared, batch)`` on every batch of ``work``.
 
         Yields
         ------
@@ -81,42 +88,18 @@ class Inline:
 
     slots = 1
 
-    def map(
-        self,
-        fn: Callable[[S, list[T]], R],
-        shared: S,
-        batches: Sequence[list[T]],
-        retries: int,
-        *,
-        name: str,
-    ) -> Iterator[tuple[list[T], R | BaseException]]:
-        """Call ``fn(shared, batch)`` on every batch, in order (see :meth:`Executor.map`).
+    def map(self, work: Work[S, T, R]) -> Iterator[tuple[list[T], R | BaseException]]:
+        """Every batch in order, each call run again on an exception (see :meth:`Executor.map`).
 
-        Parameters
-        ----------
-        fn : Callable[[S, list[T]], R]
-            The function run on each batch.
-        shared : S
-            Its first argument, the same for every batch.
-        batches : Sequence[list[T]]
-            The batches.
-        retries : int
-            How many times a batch whose call raises is run again.
-        name : str
-            Unused: nothing is named in this process.
-
-        Yields
-        ------
-        tuple[list[T], R or BaseException]
-            Each batch with the function's result, or the exception of its last attempt.
+        ``work.name`` is unused: nothing is named in this process.
         """
-        for batch in batches:
-            for attempt in range(retries + 1):
+        for batch in work.batches:
+            for attempt in range(work.retries + 1):
                 try:
-                    yield batch, fn(shared, batch)
+                    yield batch, work.fn(work.shared, batch)
                     break
                 except Exception as exc:
-                    if attempt == retries:
+                    if attempt == work.retries:
                         yield batch, exc
 
 
@@ -152,40 +135,16 @@ class Pool:
     def __init__(self, workers: int) -> None:
         self.slots = workers
 
-    def map(
-        self,
-        fn: Callable[[S, list[T]], R],
-        shared: S,
-        batches: Sequence[list[T]],
-        retries: int,
-        *,
-        name: str,
-    ) -> Iterator[tuple[list[T], R | BaseException]]:
-        """Call ``fn(shared, batch)`` on every batch in the worker processes.
+    def map(self, work: Work[S, T, R]) -> Iterator[tuple[list[T], R | BaseException]]:
+        """Every batch in the worker processes (see :meth:`Executor.map`).
 
-        ``shared`` is handed to each process once, when it starts; at most two batches per
-        process are queued at a time (see :meth:`Executor.map`).
-
-        Parameters
-        ----------
-        fn : Callable[[S, list[T]], R]
-            The function run on each batch (module-level: it is pickled).
-        shared : S
-            Its first argument, the same for every batch.
-        batches : Sequence[list[T]]
-            The batches.
-        retries : int
-            How many times a batch whose call raises is run again.
-        name : str
-            Unused: the processes' tasks are not named.
-
-        Yields
-        ------
-        tuple[list[T], R or BaseException]
-            Each batch with the function's result, or the exception of its last attempt.
+        ``work.shared`` is handed to each process once, when it starts; at most two batches
+        per process are queued at a time. ``work.name`` is unused: the processes' tasks are
+        not named.
         """
-        with ProcessPoolExecutor(self.slots, initializer=_init_pool, initargs=(fn, shared)) as pool:
-            queue = iter(batches)
+        initargs = (work.fn, work.shared)
+        with ProcessPoolExecutor(self.slots, initializer=_init_pool, initargs=initargs) as pool:
+            queue = iter(work.batches)
             pending: dict[Future[R], tuple[list[T], int]] = {}
 
             def submit(batch: list[T], attempt: int) -> None:
@@ -200,7 +159,7 @@ class Pool:
                 for future in done:
                     batch, attempt = pending.pop(future)
                     exc = future.exception()
-                    if exc is not None and attempt < retries:
+                    if exc is not None and attempt < work.retries:
                         submit(batch, attempt + 1)
                         continue
                     yield batch, exc if exc is not None else future.result()
@@ -262,49 +221,24 @@ class Dask:
         """Close the client, and the local cluster if one was started."""
         self._stack.close()
 
-    def map(
-        self,
-        fn: Callable[[S, list[T]], R],
-        shared: S,
-        batches: Sequence[list[T]],
-        retries: int,
-        *,
-        name: str,
-    ) -> Iterator[tuple[list[T], R | BaseException]]:
-        """Submit one Dask task per batch, ``shared`` scattered to every worker once.
+    def map(self, work: Work[S, T, R]) -> Iterator[tuple[list[T], R | BaseException]]:
+        """One Dask task per batch, ``work.shared`` scattered to every worker once.
 
-        Dask runs a task that raises again, ``retries`` times (see :meth:`Executor.map`).
-
-        Parameters
-        ----------
-        fn : Callable[[S, list[T]], R]
-            The function run on each batch (module-level: it is pickled by reference).
-        shared : S
-            Its first argument, the same for every batch.
-        batches : Sequence[list[T]]
-            The batches.
-        retries : int
-            How many times a batch whose task raises is run again.
-        name : str
-            Unique to this run: the tasks' keys are ``dicomveil-batch-<index>-<name>``.
-
-        Yields
-        ------
-        tuple[list[T], R or BaseException]
-            Each batch with the function's result, or the exception of its last attempt.
+        Dask runs a task that raises again, ``work.retries`` times; the tasks' keys are
+        ``dicomveil-batch-<index>-<work.name>`` (see :meth:`Executor.map`).
         """
         as_completed: Any = importlib.import_module("distributed").as_completed
-        scattered = self.client.scatter(shared, broadcast=True, hash=False)
+        scattered = self.client.scatter(work.shared, broadcast=True, hash=False)
         futures = {
             self.client.submit(
-                fn,
+                work.fn,
                 scattered,
                 batch,
-                key=f"dicomveil-batch-{index}-{name}",
-                retries=retries,
+                key=f"dicomveil-batch-{index}-{work.name}",
+                retries=work.retries,
                 pure=False,
             ): batch
-            for index, batch in enumerate(batches)
+            for index, batch in enumerate(work.batches)
         }
         for future in as_completed(futures, loop=self.client.loop):
             batch = futures.pop(future)

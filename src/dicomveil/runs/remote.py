@@ -378,16 +378,9 @@ def check_remote_locations(
 ) -> None:
     """Refuse an output inside an input or the reverse (as a local run does).
 
-    Parameters
-    ----------
-    inputs : Sequence[str or Path]
-        Local paths and fsspec URLs.
-    output : str or Path
-        A local path or an fsspec URL.
-    options : Mapping[str, Any]
-        fsspec storage options.
-    map_dir : Path or None
-        The maps' folder: refused inside a local output.
+    ``inputs`` and ``output`` are those of :func:`dicomveil.runs.cluster.run` (local paths
+    or fsspec URLs), ``options`` its fsspec storage options, ``map_dir`` its maps' folder
+    (refused inside a local output).
 
     Raises
     ------

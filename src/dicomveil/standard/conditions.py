@@ -95,7 +95,9 @@ def apply(
         if missing and any(_has_value(ds, t) for t in condition.required_with):
             vr = dictionary_VR(tag)
             ds[tag] = DataElement(
-                tag, vr, Sequence() if vr == "SQ" else None,
+                tag,
+                vr,
+                Sequence() if vr == "SQ" else None,
                 validation_mode=_pydicom_config.IGNORE,
-            )  # fmt: skip
+            )
             report(tag, vr, "Z", f"{condition.source}: its condition holds, kept empty")

@@ -46,7 +46,24 @@ class Option(StrEnum):
 
     @classmethod
     def parse(cls, name: str | Option) -> Option:
-        """Accept our names, their underscore forms, and dcm4chee-arc's option names."""
+        """An option by any of its names.
+
+        Parameters
+        ----------
+        name : str or Option
+            dicomveil's name (``retain-uids``), its underscore form, the PS3.15 option
+            name, or dcm4chee-arc's.
+
+        Returns
+        -------
+        Option
+            The option.
+
+        Raises
+        ------
+        ProfileError
+            When no option has that name.
+        """
         if isinstance(name, Option):
             return name
         key = name.strip()

@@ -40,20 +40,8 @@ def header_text(ds: Dataset, tag: int) -> str:
 
 
 def header_int(ds: Dataset, tag: int) -> int | None:
-    """Read an element's value as a whole number.
-
-    Parameters
-    ----------
-    ds : Dataset
-        The dataset.
-    tag : int
-        The element's tag.
-
-    Returns
-    -------
-    int or None
-        The value; None when the element is absent, empty or not a number.
-    """
+    """The value of element ``tag`` of ``ds`` as a whole number; None when the element is
+    absent, empty or not a number."""
     try:
         elem = ds.get(tag)
         return None if elem is None or elem.value is None else int(elem.value)

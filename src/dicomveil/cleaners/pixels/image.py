@@ -46,17 +46,7 @@ class WithholdError(Exception):
 
 
 def read_full(source: SourceFile) -> Dataset:
-    """Read the whole input, pixel data included.
-
-    Parameters
-    ----------
-    source : SourceFile
-        The input.
-
-    Returns
-    -------
-    Dataset
-        Every element of the file, read by pydicom.
+    """Every element of the input ``source``, pixel data included, read by pydicom.
 
     Raises
     ------

@@ -331,19 +331,8 @@ def text_regions(gray: NDArray[np.uint8], light_text: bool, settings: OcrSetting
     height of text, is wider than high, is partly, not wholly, ink, and a row through it
     crosses strokes as often as one through text does.
 
-    Parameters
-    ----------
-    gray : NDArray[np.uint8]
-        The frame (:func:`to_gray8`).
-    light_text : bool
-        Text is lighter than its ground.
-    settings : OcrSettings
-        The least height of text.
-
-    Returns
-    -------
-    list[Word]
-        One word per region, with no text and confidence 0.
+    ``gray`` and ``light_text`` are as for :func:`text_mask`; ``settings`` gives the least
+    height of text. Returns one word per region, with no text and confidence 0.
     """
     import numpy as np
 

@@ -168,17 +168,7 @@ class PixelRules:
         return cls(tuple(entry.rule() for entry in parsed.rule))
 
     def __add__(self, other: PixelRules) -> PixelRules:
-        """Join two sets of rules.
-
-        Parameters
-        ----------
-        other : PixelRules
-            The rules added after these.
-
-        Returns
-        -------
-        PixelRules
-            Both sets, in order.
+        """Both sets of rules, these then ``other``.
 
         Raises
         ------
@@ -192,18 +182,8 @@ class PixelRules:
         return PixelRules(self.rules + other.rules)
 
     def matching(self, ds: Dataset) -> tuple[RectangleRule, ...]:
-        """Select the rules that apply to an image.
-
-        Parameters
-        ----------
-        ds : Dataset
-            The image's header.
-
-        Returns
-        -------
-        tuple[RectangleRule, ...]
-            The matching rules, in order.
-        """
+        """The rules that apply to the image of header ``ds`` (:meth:`RectangleRule.matches`),
+        in order."""
         return tuple(rule for rule in self.rules if rule.matches(ds))
 
 
@@ -214,7 +194,7 @@ def _bundled_rules() -> PixelRules:
         .joinpath("data/pixel-rules.toml")
         .read_text("utf-8")
     )
-    return PixelRules.from_toml(text, "dicomveil/data/pixel-rules.toml")
+    return PixelRules.from_toml(text, "dicomveil/cleaners/pixels/data/pixel-rules.toml")
 
 
 @cache
@@ -294,16 +274,8 @@ class _RuleEntry(_Table):
         return self
 
     def rule(self) -> RectangleRule:
-        return RectangleRule(
-            name=self.name,
-            boxes=tuple(entry.box() for entry in self.boxes),
-            manufacturer=self.manufacturer,
-            model=self.model,
-            modality=self.modality,
-            rows=self.rows,
-            columns=self.columns,
-            source=self.source,
-        )
+        boxes = tuple(entry.box() for entry in self.boxes)
+        return RectangleRule(boxes=boxes, **self.model_dump(exclude={"boxes"}))
 
 
 class _RulesFile(_Table):

@@ -173,20 +173,10 @@ class TextCleaner:
     replacements: Replacements = field(default_factory=Replacements)
 
     def find(self, text: str, identifiers: Identifiers | None = None) -> list[Span]:
-        """The identifying spans of ``text``, merged, in order.
+        """The identifying spans of ``text``, merged (none overlap), in order of position.
 
-        Parameters
-        ----------
-        text : str
-            The text to search.
-        identifiers : Identifiers or None, optional
-            The values the file holds, searched for besides the patterns; ``None``:
-            patterns only.
-
-        Returns
-        -------
-        list of Span
-            The spans, merged (none overlap) and in order of position.
+        ``identifiers``, the values the file holds, are searched for besides the patterns
+        (``None``: patterns only).
         """
         if not text.strip():
             return []
@@ -199,25 +189,11 @@ class TextCleaner:
     def clean(
         self, text: str, identifiers: Identifiers | None = None, *, max_length: int | None = None
     ) -> Cleaned:
-        """``text`` with every identifying span replaced by its category's token.
+        """``text`` with every identifying span (:meth:`find`) replaced by its category's
+        token, and the spans replaced.
 
-        With ``max_length`` the result is cut to fit (never inside a token).
-
-        Parameters
-        ----------
-        text : str
-            The text to clean.
-        identifiers : Identifiers or None, optional
-            The values the file holds, searched for besides the patterns; ``None``:
-            patterns only.
-        max_length : int or None, optional
-            The most characters the result may have (the VR's maximum length); ``None``:
-            no limit.
-
-        Returns
-        -------
-        Cleaned
-            The cleaned text and the spans replaced.
+        With ``max_length``, the most characters the result may have (the VR's maximum
+        length), the result is cut to fit, never inside a token; ``None``: no limit.
         """
         spans = self.find(text, identifiers)
         parts: list[str] = []

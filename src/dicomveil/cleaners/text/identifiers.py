@@ -33,36 +33,19 @@ from dicomveil.cleaners.text.variants import (
     _trie_pattern,
 )
 from dicomveil.cleaners.text.vocabulary import _L, _R, _digits, _vocabulary, fold
+from dicomveil.standard.keywords import ID_KEYWORDS
 
 __all__ = ["Identifiers"]
 
 
 # Attributes whose values identify, by category (PN values are names wherever they are).
-_ID_KEYWORDS: Final = frozenset(
-    {
-        "PatientID",
-        "OtherPatientIDs",
-        "AccessionNumber",
-        "StudyID",
-        "RequestedProcedureID",
-        "ScheduledProcedureStepID",
-        "PerformedProcedureStepID",
-        "AdmissionID",
-        "ServiceEpisodeID",
-        "PlacerOrderNumberImagingServiceRequest",
-        "FillerOrderNumberImagingServiceRequest",
-        "PlacerOrderNumberImagingServiceRequestRetired",
-        "FillerOrderNumberImagingServiceRequestRetired",
-        "PlacerOrderNumberProcedure",
-        "FillerOrderNumberProcedure",
-        "MedicalRecordLocator",
-        "ClinicalTrialSubjectID",
-        "ClinicalTrialSubjectReadingID",
-        "DeviceSerialNumber",
-        "StationAETitle",
-        "UniqueDeviceIdentifier",
-    }
-)
+_ID_KEYWORDS: Final = ID_KEYWORDS | {
+    "PlacerOrderNumberImagingServiceRequestRetired",
+    "FillerOrderNumberImagingServiceRequestRetired",
+    "DeviceSerialNumber",
+    "StationAETitle",
+    "UniqueDeviceIdentifier",
+}
 _NOT_ID_KEYWORDS: Final = frozenset(
     {"ClinicalTrialProtocolID", "ClinicalTrialTimePointID", "ClinicalTrialSeriesID"}
 )

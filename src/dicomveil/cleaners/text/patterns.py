@@ -8,7 +8,7 @@ the cues of person names (titles, labels, "by", degrees, DICOM carets) that
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -26,33 +26,34 @@ from dicomveil.cleaners.text.vocabulary import (
 
 
 @dataclass(frozen=True)
+class _Finder:
+    """A pattern whose matches are spans of one category.
+
+    ``folded``: it is searched in the folded text (lower case, no accents), else in the
+    original; ``group``: the span is that group of a match; ``keep(match, text, vocab)``:
+    a match is a span only if it holds.
+    """
+
+    rx: re.Pattern[str]
+    category: Category
+    folded: bool = True
+    group: int = 0
+    keep: Callable[[re.Match[str], str, _Vocabulary], bool] | None = None
+
+
+@dataclass(frozen=True)
 class _Patterns:
-    dates: tuple[re.Pattern[str], ...]
-    numeric_dates: re.Pattern[str]
-    iso_dates: re.Pattern[str]
-    compact_dates: re.Pattern[str]
-    month_year: re.Pattern[str]
-    times: tuple[re.Pattern[str], ...]
-    time_words: re.Pattern[str]
-    phones: tuple[re.Pattern[str], ...]
-    phone_keyword: re.Pattern[str]
-    extension: re.Pattern[str]
+    finders: tuple[_Finder, ...]  # dates, times, phone numbers, IDs, ages, addresses
     email: re.Pattern[str]
     url: re.Pattern[str]
-    id_keyword: re.Pattern[str]
-    id_generic: re.Pattern[str]
-    id_dashed: re.Pattern[str]
-    uid: re.Pattern[str]
-    ages: tuple[re.Pattern[str], ...]
-    addresses: tuple[re.Pattern[str], ...]
-    postal_city: re.Pattern[str]
+    # the cues of person names (:mod:`dicomveil.cleaners.text.names`)
     titles: re.Pattern[str]
     labels: re.Pattern[str]
     by: re.Pattern[str]
     suffix: re.Pattern[str]
     caret: re.Pattern[str]
     token: re.Pattern[str]
-    unit_after: re.Pattern[str]
+    unit_after: re.Pattern[str]  # a unit after a number: a measurement (_is_measure)
 
 
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])"
@@ -77,127 +78,212 @@ def _patterns() -> _Patterns:
     )
     fr_upper = r"[A-ZÀ-ÖØ-Þ][^\W\d_]*"
     return _Patterns(
-        # on folded text (lower case, no accents)
-        dates=(
+        finders=(
             # 3. März 2024, 3 mars 2024, 1er mars, 5th of March 2024, 05-Mar-2024, 5 March
-            re.compile(
-                rf"(?<![\w.,]){_DAY}(?:\.|er|st|nd|rd|th)?(?:\s+of)?[\s/\-]*{month}"
-                rf"(?:[\s,]*{_YEAR4}(?!\d)|[\-/.']\s?\d{{2}}(?!\d))?"
+            _Finder(
+                re.compile(
+                    rf"(?<![\w.,]){_DAY}(?:\.|er|st|nd|rd|th)?(?:\s+of)?[\s/\-]*{month}"
+                    rf"(?:[\s,]*{_YEAR4}(?!\d)|[\-/.']\s?\d{{2}}(?!\d))?"
+                ),
+                Category.DATE,
             ),
             # March 5, 2024; Mar 5 2024; March 5th
-            re.compile(
-                rf"{_L}{month}\s*{_DAY}(?:st|nd|rd|th)?(?!\d)(?:,?\s+{_YEAR4}(?!\d))?"
-                rf"(?![\w.,]\d)"
+            _Finder(
+                re.compile(
+                    rf"{_L}{month}\s*{_DAY}(?:st|nd|rd|th)?(?!\d)(?:,?\s+{_YEAR4}(?!\d))?"
+                    rf"(?![\w.,]\d)"
+                ),
+                Category.DATE,
             ),
-        ),
-        numeric_dates=re.compile(
-            rf"(?<![\w.,/\-])(\d{{1,2}})([./\-])(\d{{1,2}})\2({_YEAR4}|\d{{2}})(?![\d]|[.,]\d)"
-        ),
-        iso_dates=re.compile(
-            rf"(?<![\w.,/\-])({_YEAR4})([\-/.])(\d{{1,2}})\2(\d{{1,2}})(?![\d]|[.,]\d)"
-        ),
-        compact_dates=re.compile(
-            rf"(?<![\w.,]){_YEAR4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
-            r"(?:[01]\d|2[0-3])?(?:[0-5]\d){0,2}(?:\.\d{1,6})?(?:[+\-]\d{4})?(?![\w]|[.,]\d)"
-        ),
-        month_year=re.compile(
-            rf"(?:{_L}{month}\s*{_YEAR4}(?!\d))"
-            rf"|(?:(?<![\w.,/\-])(?:0?[1-9]|1[0-2])[./]{_YEAR4}(?![\d]|[.,]\d))"
-            rf"|(?:(?<![\w.,/\-])(?:0[1-9]|[12]\d|3[01])\.(?:0[1-9]|1[0-2])\.(?![\d]))"
-        ),
-        times=(
-            re.compile(
-                r"(?<![\w:.,])(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?"
-                r"(?:\s*[ap]\.?m\.?(?![^\W_]))?(?![\d:])"
+            # month and year, day and month
+            _Finder(
+                re.compile(
+                    rf"(?:{_L}{month}\s*{_YEAR4}(?!\d))"
+                    rf"|(?:(?<![\w.,/\-])(?:0?[1-9]|1[0-2])[./]{_YEAR4}(?![\d]|[.,]\d))"
+                    rf"|(?:(?<![\w.,/\-])(?:0[1-9]|[12]\d|3[01])\.(?:0[1-9]|1[0-2])\.(?![\d]))"
+                ),
+                Category.DATE,
             ),
-            re.compile(r"(?<![\w:.,])(?:1[0-2]|0?[1-9])(?::[0-5]\d)?\s*[ap]\.?m\.?(?![^\W_])"),
-            re.compile(rf"(?<![\w:.,])(?:[01]?\d|2[0-3])\s?h\s?[0-5]\d{_R}"),
-            re.compile(rf"(?<![\w:.,])(?:[01]?\d|2[0-3])(?:[.:][0-5]\d)?\s?uhr{_R}"),
-        ),
-        time_words=re.compile(
-            rf"{_L}(?:at|um|a|vers|gegen|ab|bis|heure|heures)\s+([1-9]:[0-5]\d){_R}"
-        ),
-        phones=(
-            re.compile(
-                r"(?<![\w+])\+\s?\d{1,3}(?:[\s.\-/]*(?:\(0\)|\(\d{1,5}\)|\d{1,5})){2,6}(?!\d)"
+            # numeric: day and month in either order, ISO, compact (DA, DT)
+            _Finder(
+                re.compile(
+                    rf"(?<![\w.,/\-])(\d{{1,2}})([./\-])(\d{{1,2}})\2({_YEAR4}|\d{{2}})"
+                    r"(?![\d]|[.,]\d)"
+                ),
+                Category.DATE,
+                keep=_numeric_date,
             ),
-            re.compile(
-                r"(?<![\w.])(?:\(\d{3}\)\s?\d{3}[\s.\-]\d{4}|\d{3}([.\-])\d{3}\1\d{4})"
-                r"(?![\w]|[.,]\d)"
+            _Finder(
+                re.compile(
+                    rf"(?<![\w.,/\-])({_YEAR4})([\-/.])(\d{{1,2}})\2(\d{{1,2}})(?![\d]|[.,]\d)"
+                ),
+                Category.DATE,
+                keep=_iso_date,
             ),
-            re.compile(r"(?<![\w.])0[1-9]([\s.\-])\d{2}(?:\1\d{2}){3}(?![\w]|[.,]\d)"),
-            re.compile(r"(?<![\w.])0\d{2,4}(?:\s\d{3,4}){1,2}(?![\w]|[.,]\d)"),
-            re.compile(
-                r"(?<![\w.])0\d{2,5}(?:\s?[/\-]\s?\d{3,9}(?:-\d{1,5})?|\s\d{3,9}-\d{1,5})"
-                r"(?![\w]|[.,]\d)"
+            _Finder(
+                re.compile(
+                    rf"(?<![\w.,]){_YEAR4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+                    r"(?:[01]\d|2[0-3])?(?:[0-5]\d){0,2}(?:\.\d{1,6})?(?:[+\-]\d{4})?"
+                    r"(?![\w]|[.,]\d)"
+                ),
+                Category.DATE,
+                keep=_compact_date_match,
             ),
-        ),
-        phone_keyword=re.compile(
-            rf"{_L}(?:tel|tele|telephone|telefon|telefonnummer|phone|ph|fax|telefax|telecopie"
-            r"|mobile|mobil|handy|portable|cell|pager|bip|gsm|rufnummer|durchwahl|ruckruf)"
-            r"\.?(?:\s*/\s*fax\.?)?\s*(?:no\.?|nr\.?|n°|number|#)?\s*[:.]?\s*"
-            r"(\+?\(?\d[\d\s().\-/]{3,}\d)"
-        ),
-        extension=re.compile(
-            rf"{_L}(?:ext|extension|durchwahl|dw|poste|app)\.?\s*(?:no\.?|nr\.?|n°|#)?\s*[:.]?\s*"
-            r"(\d{3,6})(?![\w]|[.,]\d)"
+            # times
+            _Finder(
+                re.compile(
+                    r"(?<![\w:.,])(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?"
+                    r"(?:\s*[ap]\.?m\.?(?![^\W_]))?(?![\d:])"
+                ),
+                Category.TIME,
+            ),
+            _Finder(
+                re.compile(r"(?<![\w:.,])(?:1[0-2]|0?[1-9])(?::[0-5]\d)?\s*[ap]\.?m\.?(?![^\W_])"),
+                Category.TIME,
+            ),
+            _Finder(
+                re.compile(rf"(?<![\w:.,])(?:[01]?\d|2[0-3])\s?h\s?[0-5]\d{_R}"), Category.TIME
+            ),
+            _Finder(
+                re.compile(rf"(?<![\w:.,])(?:[01]?\d|2[0-3])(?:[.:][0-5]\d)?\s?uhr{_R}"),
+                Category.TIME,
+            ),
+            _Finder(
+                re.compile(
+                    rf"{_L}(?:at|um|a|vers|gegen|ab|bis|heure|heures)\s+([1-9]:[0-5]\d){_R}"
+                ),
+                Category.TIME,
+                group=1,
+            ),
+            # phone numbers (on the original text: 7 to 15 digits), after a keyword, extensions
+            *(
+                _Finder(rx, Category.PHONE, folded=False, keep=_phone_number)
+                for rx in (
+                    re.compile(
+                        r"(?<![\w+])\+\s?\d{1,3}(?:[\s.\-/]*(?:\(0\)|\(\d{1,5}\)|\d{1,5})){2,6}"
+                        r"(?!\d)"
+                    ),
+                    re.compile(
+                        r"(?<![\w.])(?:\(\d{3}\)\s?\d{3}[\s.\-]\d{4}|\d{3}([.\-])\d{3}\1\d{4})"
+                        r"(?![\w]|[.,]\d)"
+                    ),
+                    re.compile(r"(?<![\w.])0[1-9]([\s.\-])\d{2}(?:\1\d{2}){3}(?![\w]|[.,]\d)"),
+                    re.compile(r"(?<![\w.])0\d{2,4}(?:\s\d{3,4}){1,2}(?![\w]|[.,]\d)"),
+                    re.compile(
+                        r"(?<![\w.])0\d{2,5}(?:\s?[/\-]\s?\d{3,9}(?:-\d{1,5})?|\s\d{3,9}-\d{1,5})"
+                        r"(?![\w]|[.,]\d)"
+                    ),
+                )
+            ),
+            _Finder(
+                re.compile(
+                    rf"{_L}(?:tel|tele|telephone|telefon|telefonnummer|phone|ph|fax|telefax"
+                    r"|telecopie|mobile|mobil|handy|portable|cell|pager|bip|gsm|rufnummer"
+                    r"|durchwahl|ruckruf)"
+                    r"\.?(?:\s*/\s*fax\.?)?\s*(?:no\.?|nr\.?|n°|number|#)?\s*[:.]?\s*"
+                    r"(\+?\(?\d[\d\s().\-/]{3,}\d)"
+                ),
+                Category.PHONE,
+                group=1,
+                keep=_keyword_phone,
+            ),
+            _Finder(
+                re.compile(
+                    rf"{_L}(?:ext|extension|durchwahl|dw|poste|app)\.?\s*(?:no\.?|nr\.?|n°|#)?"
+                    r"\s*[:.]?\s*(\d{3,6})(?![\w]|[.,]\d)"
+                ),
+                Category.PHONE,
+                group=1,
+            ),
+            # IDs: after a keyword (on folded text), then on the original text
+            _Finder(
+                re.compile(
+                    rf"{_L}(?:mrn|mr#|mr-?nr|pid|pat(?:ient(?:en)?)?[\s\-]?(?:id|nr|#|no)|id|ipp"
+                    r"|nip|nda|acc(?:ession)?(?:\s*(?:no|nr|#|number))?|fall(?:nummer|[\s\-]?nr)"
+                    r"|auftrag(?:snummer|s?[\s\-]?nr)|aufnahme[\s\-]?nr|n°(?:\s*(?:de\s+)?(?:dossier"
+                    r"|patient|examen|sejour))?|no\s+de\s+dossier|dossier|order(?:\s*(?:no|#|number))?"
+                    r"|case(?:\s*(?:no|#|number))?|ssn|nhs(?:\s*(?:no|number))?|versichertennummer"
+                    r"|versicherungsnummer|secu|insee|nir|chart(?:\s*(?:no|#))?"
+                    r"|record(?:\s*(?:no|#|number))?|kennung|identifiant)"
+                    r"\.?\s*[:#=]?\s*([a-z0-9](?:[a-z0-9\-/._]*[a-z0-9])?)"
+                ),
+                Category.ID,
+                group=1,
+                keep=_keyword_id,
+            ),
+            _Finder(
+                re.compile(r"(?<![\w.,/\-])(?:[A-Z]{1,6}[\-_]?)?\d{5,}[A-Z]?(?![\w]|[.,]\d)"),
+                Category.ID,
+                folded=False,
+                keep=_generic_id,
+            ),
+            _Finder(
+                re.compile(r"(?<![\w.,/\-])\d{2,}(?:-\d{2,}){1,3}(?![\w/\-]|[.,]\d)"),
+                Category.ID,
+                folded=False,
+                keep=_dashed_id,
+            ),
+            _Finder(
+                re.compile(r"(?<![\w.])[0-2](?:\.\d+){4,}(?![\w]|\.\d)"), Category.ID, folded=False
+            ),
+            # ages over 89
+            _Finder(
+                re.compile(
+                    r"(?<![\w.,])(9\d|1[01]\d)\s?-?\s?(?:years?\s?-?\s?old|year-old|yo|y/o|y\.o\."
+                    r"|yrs?\.?|ans|jahre(?:\s+alt)?|jahrige[rnms]?|j\.)(?![^\W_])"
+                ),
+                Category.AGE,
+                group=1,
+            ),
+            _Finder(
+                re.compile(rf"{_L}(?:aged?|alter|age\s+de|agee?\s+de)\s*:?\s*(9\d|1[01]\d){_R}"),
+                Category.AGE,
+                group=1,
+            ),
+            # street addresses and postal codes (on the original text)
+            *(
+                _Finder(rx, Category.ADDRESS, folded=False)
+                for rx in (
+                    re.compile(
+                        rf"{_L}\d{{1,5}}[A-Za-z]?,?\s+(?:{upper_word}\s+){{0,3}}{upper_word}\s+"
+                        rf"(?i:{street_en})\b\.?"
+                        r"(?:,?\s+(?i:apt|suite|unit|apartment)\.?\s*#?\w+)?"
+                        r"(?:,\s*[A-ZÀ-ÖØ-Þ][\w'\u2019.\-]*(?:\s+[A-ZÀ-ÖØ-Þ][\w'\u2019.\-]*){0,2})?"
+                        r"(?:,?\s+[A-Z]{2})?(?:\s+\d{5}(?:-\d{4})?)?"
+                    ),
+                    re.compile(
+                        rf"{_L}(?:[A-ZÄÖÜ][^\W\d_]*[\s\-])?[A-ZÄÖÜ][^\W\d_\-]*(?i:{street_de})"
+                        rf"\s*\d{{1,4}}\s?[a-z]?{_R}"
+                    ),
+                    re.compile(
+                        rf"{_L}[A-ZÄÖÜ][^\W\d_\-]*\s+(?:Straße|Strasse|Str\.|Weg|Allee|Platz"
+                        rf"|Gasse|Ring|Damm)\s+\d{{1,4}}\s?[a-z]?{_R}"
+                    ),
+                    re.compile(
+                        rf"{_L}\d{{1,4}}(?:\s?(?:bis|ter))?,?\s+(?i:{street_fr})\s+"
+                        r"(?:(?:de\s+la|de\s+l['\u2019]|du|des|de|d['\u2019]|la|le|les|l['\u2019])"
+                        rf"\s*)?{fr_upper}(?:[\s\-'\u2019]+(?:de|du|des|la|le|{fr_upper}))*"
+                    ),
+                    re.compile(
+                        r"(?i:(?<![\w.])(?:p\.?\s?o\.?\s?box|postfach|boite\s+postale|b\.?p\.?)\s*"
+                        r"\d[\d ]{0,8}\d?)"
+                    ),
+                    re.compile(rf"{_L}[A-Z]{{2}}\s\d{{5}}(?:-\d{{4}})?{_R}"),
+                )
+            ),
+            _Finder(
+                re.compile(
+                    rf"{_L}(?:[A-Z]{{1,2}}-)?\d{{5}}\s+([A-ZÀ-ÖØ-Þ][^\W\d_]+"
+                    r"(?:[\s\-][A-ZÀ-ÖØ-Þ][^\W\d_]+)?)(?:\s+(?i:cedex)(?:\s+\d{1,2})?)?"
+                ),
+                Category.ADDRESS,
+                folded=False,
+                keep=_postal_city,
+            ),
         ),
         email=re.compile(r"(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"),
         url=re.compile(
             r"(?:(?<![\w.])(?:https?|ftp)://[^\s<>\"']+|(?<![\w.])www\.[^\s<>\"']+)", re.IGNORECASE
-        ),
-        # on folded text
-        id_keyword=re.compile(
-            rf"{_L}(?:mrn|mr#|mr-?nr|pid|pat(?:ient(?:en)?)?[\s\-]?(?:id|nr|#|no)|id|ipp|nip"
-            r"|nda|acc(?:ession)?(?:\s*(?:no|nr|#|number))?|fall(?:nummer|[\s\-]?nr)"
-            r"|auftrag(?:snummer|s?[\s\-]?nr)|aufnahme[\s\-]?nr|n°(?:\s*(?:de\s+)?(?:dossier"
-            r"|patient|examen|sejour))?|no\s+de\s+dossier|dossier|order(?:\s*(?:no|#|number))?"
-            r"|case(?:\s*(?:no|#|number))?|ssn|nhs(?:\s*(?:no|number))?|versichertennummer"
-            r"|versicherungsnummer|secu|insee|nir|chart(?:\s*(?:no|#))?"
-            r"|record(?:\s*(?:no|#|number))?|kennung|identifiant)"
-            r"\.?\s*[:#=]?\s*([a-z0-9](?:[a-z0-9\-/._]*[a-z0-9])?)"
-        ),
-        # on the original text
-        id_generic=re.compile(r"(?<![\w.,/\-])(?:[A-Z]{1,6}[\-_]?)?\d{5,}[A-Z]?(?![\w]|[.,]\d)"),
-        id_dashed=re.compile(r"(?<![\w.,/\-])\d{2,}(?:-\d{2,}){1,3}(?![\w/\-]|[.,]\d)"),
-        uid=re.compile(r"(?<![\w.])[0-2](?:\.\d+){4,}(?![\w]|\.\d)"),
-        ages=(
-            re.compile(
-                r"(?<![\w.,])(9\d|1[01]\d)\s?-?\s?(?:years?\s?-?\s?old|year-old|yo|y/o|y\.o\."
-                r"|yrs?\.?|ans|jahre(?:\s+alt)?|jahrige[rnms]?|j\.)(?![^\W_])"
-            ),
-            re.compile(rf"{_L}(?:aged?|alter|age\s+de|agee?\s+de)\s*:?\s*(9\d|1[01]\d){_R}"),
-        ),
-        addresses=(
-            re.compile(
-                rf"{_L}\d{{1,5}}[A-Za-z]?,?\s+(?:{upper_word}\s+){{0,3}}{upper_word}\s+"
-                rf"(?i:{street_en})\b\.?"
-                r"(?:,?\s+(?i:apt|suite|unit|apartment)\.?\s*#?\w+)?"
-                r"(?:,\s*[A-ZÀ-ÖØ-Þ][\w'\u2019.\-]*(?:\s+[A-ZÀ-ÖØ-Þ][\w'\u2019.\-]*){0,2})?"
-                r"(?:,?\s+[A-Z]{2})?(?:\s+\d{5}(?:-\d{4})?)?"
-            ),
-            re.compile(
-                rf"{_L}(?:[A-ZÄÖÜ][^\W\d_]*[\s\-])?[A-ZÄÖÜ][^\W\d_\-]*(?i:{street_de})"
-                rf"\s*\d{{1,4}}\s?[a-z]?{_R}"
-            ),
-            re.compile(
-                rf"{_L}[A-ZÄÖÜ][^\W\d_\-]*\s+(?:Straße|Strasse|Str\.|Weg|Allee|Platz|Gasse|Ring"
-                rf"|Damm)\s+\d{{1,4}}\s?[a-z]?{_R}"
-            ),
-            re.compile(
-                rf"{_L}\d{{1,4}}(?:\s?(?:bis|ter))?,?\s+(?i:{street_fr})\s+"
-                r"(?:(?:de\s+la|de\s+l['\u2019]|du|des|de|d['\u2019]|la|le|les|l['\u2019])\s*)?"
-                rf"{fr_upper}(?:[\s\-'\u2019]+(?:de|du|des|la|le|{fr_upper}))*"
-            ),
-            re.compile(
-                r"(?i:(?<![\w.])(?:p\.?\s?o\.?\s?box|postfach|boite\s+postale|b\.?p\.?)\s*"
-                r"\d[\d ]{0,8}\d?)"
-            ),
-            re.compile(rf"{_L}[A-Z]{{2}}\s\d{{5}}(?:-\d{{4}})?{_R}"),
-        ),
-        postal_city=re.compile(
-            rf"{_L}(?:[A-Z]{{1,2}}-)?\d{{5}}\s+([A-ZÀ-ÖØ-Þ][^\W\d_]+"
-            r"(?:[\s\-][A-ZÀ-ÖØ-Þ][^\W\d_]+)?)(?:\s+(?i:cedex)(?:\s+\d{1,2})?)?"
         ),
         titles=re.compile(rf"{_L}(?i:{titles})(?:\.|{_R})"),
         labels=re.compile(
@@ -242,63 +328,57 @@ def _year(text: str) -> int:
 
 def _number_spans(text: str, folded: str, p: _Patterns, vocab: _Vocabulary) -> Iterator[Span]:
     """Dates, times, phone numbers, IDs, ages and addresses: spans that hold digits."""
+    for finder in p.finders:
+        group = finder.group
+        for m in finder.rx.finditer(folded if finder.folded else text):
+            if finder.keep is None or finder.keep(m, text, vocab):
+                yield Span(m.start(group), m.end(group), finder.category, Basis.PATTERN)
 
-    def span(start: int, end: int, category: Category) -> Span:
-        return Span(start, end, category, Basis.PATTERN)
 
-    for rx in (*p.dates, p.month_year):
-        for m in rx.finditer(folded):
-            yield span(m.start(), m.end(), Category.DATE)
-    for m in p.numeric_dates.finditer(folded):
-        a, b, year = int(m[1]), int(m[3]), _year(m[4])
-        if _valid_dmy(a, b, year) or _valid_dmy(b, a, year):
-            yield span(m.start(), m.end(), Category.DATE)
-    for m in p.iso_dates.finditer(folded):
-        if _valid_dmy(int(m[4]), int(m[3]), int(m[1])):
-            yield span(m.start(), m.end(), Category.DATE)
-    for m in p.compact_dates.finditer(folded):
-        digits = m.group()
-        if _valid_dmy(int(digits[6:8]), int(digits[4:6]), int(digits[:4])):
-            yield span(m.start(), m.end(), Category.DATE)
-    for rx in p.times:
-        for m in rx.finditer(folded):
-            yield span(m.start(), m.end(), Category.TIME)
-    for m in p.time_words.finditer(folded):
-        yield span(m.start(1), m.end(1), Category.TIME)
-    for rx in p.phones:
-        for m in rx.finditer(text):
-            if 7 <= len(_digits(m.group())) <= 15:
-                yield span(m.start(), m.end(), Category.PHONE)
-    for m in p.phone_keyword.finditer(folded):
-        if len(_digits(m[1])) >= 5:
-            yield span(m.start(1), m.end(1), Category.PHONE)
-    for m in p.extension.finditer(folded):
-        yield span(m.start(1), m.end(1), Category.PHONE)
-    for m in p.id_keyword.finditer(folded):
-        if len(_digits(m[1])) >= 3 and not _is_measure(text, m.end(1)):
-            yield span(m.start(1), m.end(1), Category.ID)
-    for m in p.id_generic.finditer(text):
-        digits = _digits(m.group())
-        if _is_measure(text, m.end()):
-            continue
-        if len(digits) == len(m.group()) and len(digits) in (8, 12, 14) and _compact_date(digits):
-            continue
-        yield span(m.start(), m.end(), Category.ID)
-    for m in p.id_dashed.finditer(text):
-        if len(_digits(m.group())) >= 6 and not _is_measure(text, m.end()):
-            yield span(m.start(), m.end(), Category.ID)
-    for m in p.uid.finditer(text):
-        yield span(m.start(), m.end(), Category.ID)
-    for rx in p.ages:
-        for m in rx.finditer(folded):
-            yield span(m.start(1), m.end(1), Category.AGE)
-    for rx in p.addresses:
-        for m in rx.finditer(text):
-            yield span(m.start(), m.end(), Category.ADDRESS)
-    for m in p.postal_city.finditer(text):
-        city = fold(m[1].split()[0])
-        if city not in vocab.units and city not in vocab.not_names:
-            yield span(m.start(), m.end(), Category.ADDRESS)
+# What makes a match a span (the ``keep`` of a finder).
+
+
+def _numeric_date(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    a, b, year = int(m[1]), int(m[3]), _year(m[4])
+    return _valid_dmy(a, b, year) or _valid_dmy(b, a, year)
+
+
+def _iso_date(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    return _valid_dmy(int(m[4]), int(m[3]), int(m[1]))
+
+
+def _compact_date_match(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    digits = m.group()
+    return _valid_dmy(int(digits[6:8]), int(digits[4:6]), int(digits[:4]))
+
+
+def _phone_number(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    return 7 <= len(_digits(m.group())) <= 15
+
+
+def _keyword_phone(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    return len(_digits(m[1])) >= 5
+
+
+def _keyword_id(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    return len(_digits(m[1])) >= 3 and not _is_measure(text, m.end(1))
+
+
+def _generic_id(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    digits = _digits(m.group())
+    if _is_measure(text, m.end()):
+        return False
+    is_date = len(digits) == len(m.group()) and len(digits) in (8, 12, 14)
+    return not (is_date and _compact_date(digits))
+
+
+def _dashed_id(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    return len(_digits(m.group())) >= 6 and not _is_measure(text, m.end())
+
+
+def _postal_city(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    city = fold(m[1].split()[0])
+    return city not in vocab.units and city not in vocab.not_names
 
 
 def _compact_date(digits: str) -> bool:

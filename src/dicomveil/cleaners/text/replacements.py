@@ -14,18 +14,8 @@ from dicomveil.errors import ProfileError
 __all__ = ["DEFAULT_TOKENS", "Replacements"]
 
 
-DEFAULT_TOKENS: Final[Mapping[Category, str]] = {
-    Category.NAME: "[NAME]",
-    Category.ID: "[ID]",
-    Category.DATE: "[DATE]",
-    Category.TIME: "[TIME]",
-    Category.PHONE: "[PHONE]",
-    Category.EMAIL: "[EMAIL]",
-    Category.URL: "[URL]",
-    Category.ADDRESS: "[ADDRESS]",
-    Category.INSTITUTION: "[INSTITUTION]",
-    Category.AGE: "[AGE]",
-}
+# The default token of each category: its name in capitals, in brackets ("[NAME]").
+DEFAULT_TOKENS: Final[Mapping[Category, str]] = {c: f"[{c.value.upper()}]" for c in Category}
 
 # A token must fit an SH value (16 characters, PS3.5 6.2).
 _TOKEN_MAX = 16
@@ -55,19 +45,8 @@ class Replacements:
     tokens: tuple[tuple[Category, str], ...] = ()
 
     def token(self, category: Category) -> str:
-        """The token that replaces a span of ``category``.
-
-        Parameters
-        ----------
-        category : Category
-            The category of the span.
-
-        Returns
-        -------
-        str
-            The category's own token if given, else the default if given, else the
-            category's :data:`DEFAULT_TOKENS` entry.
-        """
+        """The token that replaces a span of ``category``: the category's own token if
+        given, else the default if given, else the category's :data:`DEFAULT_TOKENS` entry."""
         for known, token in self.tokens:
             if known is category:
                 return token

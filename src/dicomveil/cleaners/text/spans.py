@@ -27,18 +27,8 @@ class Category(StrEnum):
     AGE = "age"
 
     def counted(self, n: int) -> str:
-        """``"1 name"``, ``"2 names"``, ``"3 phone numbers"``.
-
-        Parameters
-        ----------
-        n : int
-            How many identifiers of this category.
-
-        Returns
-        -------
-        str
-            ``n`` and the noun of this category, singular or plural.
-        """
+        """``n`` and the noun of this category, singular or plural: ``"1 name"``,
+        ``"2 names"``, ``"3 phone numbers"``."""
         one, many = _NOUNS[self]
         return f"{n} {one if n == 1 else many}"
 

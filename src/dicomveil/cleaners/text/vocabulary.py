@@ -69,19 +69,8 @@ _FOLD_TABLE: Final = {
 
 
 def fold(text: str) -> str:
-    """Lower case without accents, **the same length** as ``text`` (offsets carry over).
-
-    Parameters
-    ----------
-    text : str
-        The text to fold.
-
-    Returns
-    -------
-    str
-        ``text`` in lower case without accents; every offset of ``text`` is the same
-        character's offset in the result.
-    """
+    """``text`` in lower case without accents, **the same length** as ``text``: every
+    offset of ``text`` is the same character's offset in the result."""
     return text.translate(_FOLD_TABLE)
 
 

@@ -150,12 +150,8 @@ def recording(
     ----------
     audit : str or pathlib.Path or None
         The audit database (an SQLite file or a ``postgresql://`` URL), or None.
-    config : RunConfig
-        The run's configuration.
-    operator : str, optional
-        Who runs it (default: the OS user name).
-    options : Mapping[str, Any], optional
-        More settings to store with the run's options.
+    config, operator, options
+        As for :class:`AuditRecorder`.
 
     Yields
     ------

@@ -20,10 +20,10 @@ from dicomveil.runs.batch import Outcome
 class RunRecord:
     """One row of ``runs``: one batch run.
 
+    Its ``id`` is the number :meth:`AuditTrail.start_run` returned, which ``--run`` takes.
+
     Attributes
     ----------
-    id : int
-        The run's number in the database.
     operator : str
         Who ran it (the OS user or ``--operator``).
     started_at, finished_at : datetime.datetime
@@ -74,10 +74,10 @@ class RunRecord:
 class FileRecord:
     """One row of ``files``: one input of a run and what became of it.
 
+    Numbered (``id``) in the order recorded, as :meth:`AuditTrail.files` lists them.
+
     Attributes
     ----------
-    id : int
-        The record's number in the database.
     run_id : int
         The run that recorded it.
     input_sha256 : str or None
@@ -111,10 +111,11 @@ class FileRecord:
 class VerificationRecord:
     """One row of ``verifications``: one check of an output folder.
 
+    Its ``id`` is the number :meth:`AuditTrail.record_verification` returned; the QC events
+    it caused carry it.
+
     Attributes
     ----------
-    id : int
-        The verification's number in the database.
     operator : str
         Who checked.
     verified_at : datetime.datetime
@@ -141,6 +142,8 @@ class VerificationRecord:
 @dataclass(frozen=True)
 class SubjectRecord:
     """One row of ``subjects``: the tracking sheet's line of one subject.
+
+    Keyed by pseudonym; runs, verifications and :meth:`AuditTrail.set_qc` update it.
 
     Attributes
     ----------
@@ -170,10 +173,11 @@ class SubjectRecord:
 class QcEvent:
     """One row of ``qc_events``: one change of a subject's QC status.
 
+    Numbered (``id``) in the order of the changes, as :meth:`AuditTrail.qc_events` lists
+    them.
+
     Attributes
     ----------
-    id : int
-        The event's number in the database.
     pseudonym : str
         The subject.
     at : datetime.datetime

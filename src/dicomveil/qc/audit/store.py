@@ -29,10 +29,9 @@ import dataclasses
 import datetime as _dt
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
 import sqlalchemy as sa
@@ -95,13 +94,19 @@ def _enum(cls: type[StrEnum]) -> sa.Enum:
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _metadata = sa.MetaData()
 
+
+def _numbered(name: str, *columns: sa.Column[Any] | sa.Index) -> sa.Table:
+    """A table whose rows are numbered: ``id`` first, then ``columns``."""
+    return sa.Table(
+        name, _metadata, sa.Column("id", _ID, primary_key=True, autoincrement=True), *columns
+    )
+
+
 _schema_version = sa.Table(
     "schema_version", _metadata, sa.Column("version", sa.Integer, nullable=False)
 )
-_runs = sa.Table(
+_runs = _numbered(
     "runs",
-    _metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
     sa.Column("operator", sa.Text, nullable=False),
     sa.Column("started_at", _UtcDateTime, nullable=False),
     sa.Column("finished_at", _UtcDateTime),
@@ -121,10 +126,8 @@ _runs = sa.Table(
     sa.Column("status", _enum(RunStatus), nullable=False),
     sa.Index("runs_host_status", "host", "status"),
 )
-_files = sa.Table(
+_files = _numbered(
     "files",
-    _metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
     sa.Column("run_id", _ID, sa.ForeignKey("runs.id"), nullable=False, index=True),
     sa.Column("input_sha256", sa.String(64), index=True),
     sa.Column("input_path", sa.Text, nullable=False),
@@ -134,10 +137,8 @@ _files = sa.Table(
     sa.Column("subject", sa.Text, index=True),
     sa.Column("recorded_at", _UtcDateTime, nullable=False),
 )
-_verifications = sa.Table(
+_verifications = _numbered(
     "verifications",
-    _metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
     sa.Column("operator", sa.Text, nullable=False),
     sa.Column("verified_at", _UtcDateTime, nullable=False),
     sa.Column("output", sa.Text, nullable=False),
@@ -157,10 +158,8 @@ _subjects = sa.Table(
     sa.Column("qc_status", _enum(QcStatus), nullable=False),
     sa.Column("notes", sa.Text, nullable=False, default=""),
 )
-_qc_events = sa.Table(
+_qc_events = _numbered(
     "qc_events",
-    _metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
     sa.Column(
         "pseudonym", sa.Text, sa.ForeignKey("subjects.pseudonym"), nullable=False, index=True
     ),
@@ -300,12 +299,7 @@ class AuditStore:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     @contextlib.contextmanager
@@ -315,6 +309,11 @@ class AuditStore:
                 yield conn
         except SQLAlchemyError as exc:
             raise AuditError(f"audit database {self.location}: {_describe(exc)}") from None
+
+    def _read(self, query: sa.Select[Any], record: Callable[[sa.Row[Any]], _R]) -> list[_R]:
+        """The rows ``query`` selects, each made a record by ``record``."""
+        with self._transaction() as conn:
+            return [record(row) for row in conn.execute(query)]
 
     def _prepare(self, create: bool) -> None:
         try:
@@ -352,6 +351,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _listing(
+    table: sa.Table, when: str = "", since: _dt.datetime | None = None, **equal: object
+) -> sa.Select[Any]:
+    """The rows of ``table`` in the order of their ``id``: those whose column ``when`` is
+    ``since`` or later (a naive datetime is UTC), and whose columns named in ``equal`` hold
+    the values given (None: any)."""
+    query = sa.select(table).order_by(table.c.id)
+    if since is not None:
+        query = query.where(table.c[when] >= _utc(since))
+    for name, value in equal.items():
+        if value is not None:
+            query = query.where(table.c[name] == value)
+    return query
+
+
+_R = TypeVar("_R")
 _Record = TypeVar(
     "_Record", "RunRecord", "FileRecord", "SubjectRecord", "VerificationRecord", "QcEvent"
 )
@@ -362,8 +377,9 @@ _COLUMN_OF = {"version": "dicomveil_version"}
 def _record(kind: type[_Record], row: sa.Row[Any]) -> _Record:
     """A record dataclass from a row: each field from the column of the same name."""
     values = row._mapping
-    return kind(**{f.name: values[_COLUMN_OF.get(f.name, f.name)]
-                   for f in dataclasses.fields(kind)})  # fmt: skip
+    return kind(
+        **{f.name: values[_COLUMN_OF.get(f.name, f.name)] for f in dataclasses.fields(kind)}
+    )
 
 
 def _run_record(row: sa.Row[Any]) -> RunRecord:

@@ -2,25 +2,9 @@
 
 An :class:`AuditTrail` lives in an embedded SQLite database (a file the user chooses, on a local
 disk) or, for a team, in PostgreSQL (``postgresql://user@host/database``). The schema is
-created on first use and carries its version (:mod:`~dicomveil.qc.audit.store`). Tables:
-
-``runs``
-    one row per run: who (OS user or ``--operator``), started/finished (UTC), host, process,
-    dicomveil version, profile name and digest (:attr:`Profile.digest`), PS3.15 edition, the
-    options of the run, the key's fingerprint (never the key), output folder, counts of written,
-    withheld, skipped and failed files, and status ``running``/``finished``/``interrupted``.
-``files``
-    one row per input, committed as it is recorded: run, SHA-256 of the input's bytes, the input
-    path as the user gave it, the output path relative to the output folder, outcome, reason and
-    the subject's pseudonym.
-``verifications``
-    one row per check of an output folder: who, when, folder, result, findings (count, JSON).
-``subjects``
-    the tracking sheet, per subject pseudonym: de-identified by/when (latest run), checked
-    by/when (latest verification or QC decision), QC status ``pending``/``passed``/``failed``,
-    notes. A run that writes new output for a subject puts its QC status back to ``pending``.
-``qc_events``
-    every change of a QC status: subject, when, who, status, notes, verification.
+created on first use and carries its version; its tables (``runs``, ``files``,
+``verifications``, ``subjects``, ``qc_events``) are described in
+:mod:`~dicomveil.qc.audit.store`, their rows in :mod:`~dicomveil.qc.audit.records`.
 
 Nothing read from a DICOM file is stored except the subject pseudonym, which is itself a
 de-identified value; input paths are stored as the user gave them. A crash leaves a consistent
@@ -45,6 +29,7 @@ Modules: :mod:`~dicomveil.qc.audit.records` (the records and :class:`AuditError`
 from __future__ import annotations
 
 import datetime as _dt
+from functools import partial
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -55,11 +40,11 @@ from dicomveil.qc.audit.records import (
     RunRecord,
     SubjectRecord,
     VerificationRecord,
-    _utc,
 )
 from dicomveil.qc.audit.store import (
     _file_record,
     _files,
+    _listing,
     _qc_events,
     _record,
     _run_record,
@@ -78,15 +63,9 @@ from dicomveil.runs.batch import Outcome
 class AuditTrail(AuditWriter):
     """The audit database. Open it with :meth:`open`; close it (or use ``with``) when done.
 
-    What it writes comes from :class:`~dicomveil.qc.audit.writing.AuditWriter`, opening and
-    closing from :class:`~dicomveil.qc.audit.store.AuditStore`; what it reads is here.
-
-    Parameters
-    ----------
-    engine : sqlalchemy.Engine
-        The engine of the database (see :meth:`open`).
-    location : str
-        The database for messages: the SQLite file, or the URL with its password hidden.
+    What it writes comes from :class:`~dicomveil.qc.audit.writing.AuditWriter`; opening,
+    closing and the constructor's parameters from :class:`~dicomveil.qc.audit.store.AuditStore`;
+    what it reads is here.
     """
 
     # ---------------------------------------------------------------- queries
@@ -160,15 +139,9 @@ class AuditTrail(AuditWriter):
         ValueError
             ``status`` is not a run status.
         """
-        query = sa.select(_runs).order_by(_runs.c.id)
-        if run_id is not None:
-            query = query.where(_runs.c.id == run_id)
-        if since is not None:
-            query = query.where(_runs.c.started_at >= _utc(since))
-        if status is not None:
-            query = query.where(_runs.c.status == RunStatus(status))
-        with self._transaction() as conn:
-            return [_run_record(row) for row in conn.execute(query)]
+        checked = None if status is None else RunStatus(status)
+        query = _listing(_runs, "started_at", since, id=run_id, status=checked)
+        return self._read(query, _run_record)
 
     def files(
         self,
@@ -206,19 +179,16 @@ class AuditTrail(AuditWriter):
         ValueError
             ``outcome`` is not an outcome.
         """
-        query = sa.select(_files).order_by(_files.c.id)
-        if run_id is not None:
-            query = query.where(_files.c.run_id == run_id)
-        if outcome is not None:
-            query = query.where(_files.c.outcome == Outcome(outcome))
-        if since is not None:
-            query = query.where(_files.c.recorded_at >= _utc(since))
-        if subject is not None:
-            query = query.where(_files.c.subject == subject)
-        if input_sha256 is not None:
-            query = query.where(_files.c.input_sha256 == input_sha256)
-        with self._transaction() as conn:
-            return [_file_record(row) for row in conn.execute(query)]
+        query = _listing(
+            _files,
+            "recorded_at",
+            since,
+            run_id=run_id,
+            outcome=None if outcome is None else Outcome(outcome),
+            subject=subject,
+            input_sha256=input_sha256,
+        )
+        return self._read(query, _file_record)
 
     def verifications(
         self,
@@ -248,15 +218,9 @@ class AuditTrail(AuditWriter):
         AuditError
             The database cannot be read.
         """
-        query = sa.select(_verifications).order_by(_verifications.c.id)
-        if since is not None:
-            query = query.where(_verifications.c.verified_at >= _utc(since))
-        if output is not None:
-            query = query.where(_verifications.c.output == str(Path(output).resolve()))
-        if operator is not None:
-            query = query.where(_verifications.c.operator == operator)
-        with self._transaction() as conn:
-            return [_verification_record(row) for row in conn.execute(query)]
+        folder = None if output is None else str(Path(output).resolve())
+        query = _listing(_verifications, "verified_at", since, output=folder, operator=operator)
+        return self._read(query, _verification_record)
 
     def subjects(self) -> list[SubjectRecord]:
         """The tracking sheet.
@@ -271,9 +235,8 @@ class AuditTrail(AuditWriter):
         AuditError
             The database cannot be read.
         """
-        with self._transaction() as conn:
-            rows = conn.execute(sa.select(_subjects).order_by(_subjects.c.pseudonym))
-            return [_subject_record(row) for row in rows]
+        query = sa.select(_subjects).order_by(_subjects.c.pseudonym)
+        return self._read(query, _subject_record)
 
     def qc_events(self, pseudonym: str | None = None) -> list[QcEvent]:
         """The history of QC statuses, oldest first.
@@ -293,8 +256,5 @@ class AuditTrail(AuditWriter):
         AuditError
             The database cannot be read.
         """
-        query = sa.select(_qc_events).order_by(_qc_events.c.id)
-        if pseudonym is not None:
-            query = query.where(_qc_events.c.pseudonym == pseudonym)
-        with self._transaction() as conn:
-            return [_record(QcEvent, row) for row in conn.execute(query)]
+        query = _listing(_qc_events, pseudonym=pseudonym)
+        return self._read(query, partial(_record, QcEvent))

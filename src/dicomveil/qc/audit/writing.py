@@ -54,14 +54,7 @@ class _RunInfo:
 
 class AuditWriter(AuditStore):
     """What the audit trail writes: the base of :class:`~dicomveil.qc.audit.AuditTrail`, which
-    is what callers open.
-
-    Parameters
-    ----------
-    engine : sqlalchemy.Engine
-        The engine of the database (see :meth:`AuditStore.open`).
-    location : str
-        The database for messages: the SQLite file, or the URL with its password hidden.
+    is what callers open. The constructor's parameters are :class:`AuditStore`'s.
     """
 
     def __init__(self, engine: sa.Engine, location: str) -> None:
@@ -235,14 +228,13 @@ class AuditWriter(AuditStore):
             values["qc_status"] = QcStatus.PENDING
         conn.execute(_subjects.update().where(_subjects.c.pseudonym == subject).values(**values))
         if checked and row.qc_status is not QcStatus.PENDING:
-            conn.execute(
-                _qc_events.insert().values(
-                    pseudonym=subject,
-                    at=_now(),
-                    who=info.operator,
-                    status=QcStatus.PENDING,
-                    notes=f"new output from run {run_id}",
-                )
+            _add_qc_event(
+                conn,
+                subject,
+                _now(),
+                info.operator,
+                QcStatus.PENDING,
+                f"new output from run {run_id}",
             )
 
     def finish_run(self, run_id: int, summary: RunSummary) -> None:
@@ -402,16 +394,8 @@ class AuditWriter(AuditStore):
                     .values(**values)
                     .returning(_subjects.c.qc_status)
                 ).scalar_one()
-                conn.execute(
-                    _qc_events.insert().values(
-                        pseudonym=pseudonym,
-                        at=at,
-                        who=operator,
-                        status=current,
-                        notes=f"verification: {result}, {len(items)} finding(s)",
-                        verification_id=verification_id,
-                    )
-                )
+                notes = f"verification: {result}, {len(items)} finding(s)"
+                _add_qc_event(conn, pseudonym, at, operator, current, notes, verification_id)
         return verification_id
 
     def set_qc(
@@ -468,21 +452,32 @@ class AuditWriter(AuditStore):
             conn.execute(
                 _subjects.update().where(_subjects.c.pseudonym == pseudonym).values(**values)
             )
-            conn.execute(
-                _qc_events.insert().values(
-                    pseudonym=pseudonym,
-                    at=at,
-                    who=operator,
-                    status=new,
-                    notes=row.notes if notes is None else notes,
-                )
-            )
+            _add_qc_event(conn, pseudonym, at, operator, new, row.notes if notes is None else notes)
             updated = conn.execute(
                 sa.select(_subjects).where(_subjects.c.pseudonym == pseudonym)
             ).one()
         return _subject_record(updated)
 
-    # ---------------------------------------------------------------- queries
+
+def _add_qc_event(
+    conn: Connection,
+    pseudonym: str,
+    at: _dt.datetime,
+    who: str,
+    status: QcStatus,
+    notes: str,
+    verification_id: int | None = None,
+) -> None:
+    """A row of ``qc_events``: a subject's QC status changed (by a verification, if given)."""
+    row = {
+        "pseudonym": pseudonym,
+        "at": at,
+        "who": who,
+        "status": status,
+        "notes": notes,
+        "verification_id": verification_id,
+    }
+    conn.execute(_qc_events.insert(), row)
 
 
 def _alive(pid: int) -> bool:

@@ -203,9 +203,15 @@ def _add_sequence(
         and len(node.raw) <= _MEMO_SEQUENCE_BYTES
     ):
         key = (
-            node.tag, node.creator, node.depth, encodings, element.is_implicit_VR,
-            element.is_little_endian, element.length, node.raw,
-        )  # fmt: skip
+            node.tag,
+            node.creator,
+            node.depth,
+            encodings,
+            element.is_implicit_VR,
+            element.is_little_endian,
+            element.length,
+            node.raw,
+        )
         known = memo.sequences.get(key)
         if known is not None:
             found.extend((node.key + suffix, c) for suffix, c in known)

@@ -34,11 +34,17 @@ _STRIPPED_BOTH: Final = frozenset({"AE", "CS", "DS", "IS", "AS", "UI"})
 _DATE_VRS: Final = frozenset({"DA", "DT"})
 # UI elements that name a class, syntax or scheme, not an instance.
 _CLASS_UID_SUFFIXES: Final = ("ClassUID", "SyntaxUID", "ClassesInStudy", "ClassesSupported")
-_CLASS_UID_KEYWORDS: Final = frozenset({
-    "CodingSchemeUID", "ContextUID", "MappingResourceUID", "ReferencedSOPClassUIDInFile",
-    "ReferencedTransferSyntaxUIDInFile", "ImplementationClassUID",
-    "PrivateInformationCreatorUID",
-})  # fmt: skip
+_CLASS_UID_KEYWORDS: Final = frozenset(
+    {
+        "CodingSchemeUID",
+        "ContextUID",
+        "MappingResourceUID",
+        "ReferencedSOPClassUIDInFile",
+        "ReferencedTransferSyntaxUIDInFile",
+        "ImplementationClassUID",
+        "PrivateInformationCreatorUID",
+    }
+)
 _REFERENCED_IN_ITEMS: Final = frozenset(
     {"StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"}
 )
@@ -72,7 +78,8 @@ class _Data:
     or converted element, in file order) and the items of its sequences.
 
     :mod:`~dicomveil.qc.verify.reading`'s parser makes them with every element raw, its offset
-    counted from the start of the file, and every sequence's items parsed. A dataset pydicom
+    counted from the start of the file, and every sequence's items parsed (but for the
+    input walk's top level: see :meth:`parsed_items`). A dataset pydicom
     read is wrapped as it is (:meth:`of`): pydicom converts a sequence into items when asked,
     and their elements' offsets are relative to the sequence's value (defined length) or to
     the parent's (undefined length), as :meth:`items` says.
@@ -114,6 +121,12 @@ class _Data:
     def get(self, tag: int) -> _Element | None:
         """An element as read (not converted)."""
         return self.elements.get(tag)
+
+    def parsed_items(self, tag: int) -> list[_Data] | None:
+        """The items of a sequence as verify's parser read them; None where it did not: a
+        dataset pydicom read, or a sequence of defined length at a top level read ``lazy``
+        (:meth:`~dicomveil.qc.verify.reading._Parser.dataset`)."""
+        return self._sequences.get(tag)
 
     def items(self, node: _Node) -> list[tuple[_Data, int]]:
         """A sequence's items, each with the offset its elements' offsets are relative to."""
@@ -187,7 +200,7 @@ def _nodes(
     prefix: str,
     encodings: tuple[str, ...],
     depth: int,
-    skip: Mapping[tuple[int, str], bool] | None = None,
+    skip: Mapping[tuple[int, str | None], bool] | None = None,
     taken: Callable[[int, str, str, bytes], bool] | None = None,
     passable: _Passable | None = None,
     shaped: Callable[[tuple[int, ...], str, bytes, int], None] | None = None,
@@ -245,9 +258,21 @@ def _nodes(
             if keyword is None:
                 keyword = keywords[tag] = _keyword(tag)
         yield node_type(  # positional: this runs for every element of every file
-            tag, vr, keyword, prefix, (*key, tag), raw, element, start, length, creator,
-            encodings, depth, base, private,
-        )  # fmt: skip
+            tag,
+            vr,
+            keyword,
+            prefix,
+            (*key, tag),
+            raw,
+            element,
+            start,
+            length,
+            creator,
+            encodings,
+            depth,
+            base,
+            private,
+        )
 
 
 _KEYWORDS: dict[int, str] = {}  # per process: tag -> keyword ("" when unknown)

@@ -54,8 +54,8 @@ class _Rules:
     temporal_kept: bool  # a retain-long option: times of day stay
     replace_uids: bool
     keep_private: bool
-    tags: Mapping[int, _Expect]
-    patterns: Mapping[tuple[int, int | None], _Expect]
+    # By tag, and by (group base, element or None: any) for the repeating groups 50xx, 60xx.
+    placed: Mapping[int | tuple[int, int | None], _Expect]
     private: Mapping[tuple[str, int, int], _Expect]
     private_default: _Expect
     public_default: _Expect
@@ -63,7 +63,7 @@ class _Rules:
     descriptors: frozenset[int]
     # Remembered: the same tags, VRs and creators come back in every file. The walks look
     # them up as dicts, with no call on the common path.
-    skip: _Lookup[tuple[int, str], bool] = field(init=False, compare=False, repr=False)
+    skip: _Lookup[tuple[int, str | None], bool] = field(init=False, compare=False, repr=False)
     decided: _Lookup[tuple[int, str, str], tuple[_Expect, frozenset[str]]] = field(
         init=False, compare=False, repr=False
     )
@@ -93,8 +93,7 @@ class _Rules:
     def of(cls, profile: Profile) -> _Rules:
         options = profile.options
         ps315 = profile.base is Base.PS315
-        tags: dict[int, _Expect] = {}
-        patterns: dict[tuple[int, int | None], _Expect] = {}
+        placed: dict[int | tuple[int, int | None], _Expect] = {}
         private: dict[tuple[str, int, int], _Expect] = {}
         keep_all = _Expect(frozenset("K"), f"{profile.base.value} profile: kept", explicit=True)
         private_default = _Expect(frozenset("X"), "private attributes are removed")
@@ -103,17 +102,17 @@ class _Rules:
             enabled = [o for o in Option if o in options and o.column is not None]
             for row in tables.e1_1_rows():
                 expect = _row_expect(row, options, enabled)
-                if row.tag == "private":
+                place = row.place
+                if place is None:
                     private_default = expect
-                elif row.tag == "50xxxxxx":
-                    patterns[(0x5000, None)] = expect
-                elif row.tag.startswith("60xx"):
-                    patterns[(0x6000, int(row.tag[4:], 16))] = expect
-                else:
-                    tag = int(row.tag, 16)
-                    tags[tag] = expect
-                    if "clean_descriptors" in row.options and _dictionary_vr(tag) in _FREE_TEXT_VRS:
-                        descriptors.add(tag)
+                    continue
+                placed[place] = expect
+                if (
+                    isinstance(place, int)
+                    and "clean_descriptors" in row.options
+                    and _dictionary_vr(place) in _FREE_TEXT_VRS
+                ):
+                    descriptors.add(place)
             if Option.RETAIN_SAFE_PRIVATE in options:
                 for safe in tables.safe_private_rows():
                     private[(safe.creator, safe.group, safe.offset)] = _Expect(
@@ -133,14 +132,14 @@ class _Rules:
             )
             target = rule.target
             if target.tag is not None:
-                tags[target.tag] = expect
+                placed[target.tag] = expect
             elif target.group_pattern is not None:
-                patterns[(target.group_pattern, target.element)] = expect
+                placed[(target.group_pattern, target.element)] = expect
             elif target.creator is not None and target.group is not None:
                 private[(target.creator, target.group, target.offset or 0)] = expect
         if Option.RETAIN_PATIENT_ID_HASH in options:
             for tag in (_PATIENT_ID, _ISSUER):
-                tags[tag] = _Expect(frozenset("R"), "option retain-patient-id-hash")
+                placed[tag] = _Expect(frozenset("R"), "option retain-patient-id-hash")
         return cls(
             name=profile.name,
             copy=profile.base is Base.COPY,
@@ -151,8 +150,7 @@ class _Rules:
             ),
             replace_uids=ps315 and Option.RETAIN_UIDS not in options,
             keep_private=profile.keep_private or profile.base is Base.COPY,
-            tags=tags,
-            patterns=patterns,
+            placed=placed,
             private=private,
             private_default=private_default,
             public_default=_KEEP_DEFAULT if ps315 else keep_all,
@@ -161,26 +159,31 @@ class _Rules:
         )
 
     def public(self, tag: int) -> _Expect:
-        found = self.tags.get(tag)
+        found = self.placed.get(tag)
         if found is not None:
             return found
         group = tag >> 16
         if (group & 0xFF00) in (0x5000, 0x6000):
             base = group & 0xFF00
-            found = self.patterns.get((base, tag & 0xFFFF)) or self.patterns.get((base, None))
+            found = self.placed.get((base, tag & 0xFFFF)) or self.placed.get((base, None))
             if found is not None:
                 return found
         if _entry(tag) is not None:
             return self.public_default
         return self.unknown_public
 
-    def unwanted(self, tag: int, vr: str) -> bool:
+    def unwanted(self, tag: int, vr: str | None) -> bool:
         """Whether a public input element can hold neither a needle nor a value the output
-        must not keep (most elements: the input walk skips them)."""
+        must not keep (most elements: the input walk skips them). ``vr`` is the walk's, or
+        as a reader read it: None in implicit VR, or UN, then stand for the VR the walk gives
+        (:func:`~.elements._vr_of`: the dictionary's, unless it has none or several)."""
         return self.skip[(tag, vr)]
 
-    def _unwanted(self, key: tuple[int, str]) -> bool:
+    def _unwanted(self, key: tuple[int, str | None]) -> bool:
         tag, vr = key
+        if vr is None or vr == "UN":
+            known = _dictionary_vr(tag)
+            vr = known if known and " or " not in known else "UN"
         keyword = _keyword(tag)
         letters = self.resolve(self.public(tag), vr)
         return not (

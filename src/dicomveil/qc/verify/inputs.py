@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from pydicom.dataelem import RawDataElement
 
@@ -26,11 +27,9 @@ from dicomveil.qc.verify.contributions import (
 from dicomveil.qc.verify.elements import (
     _CHARSET,
     _KEYWORDS,
-    _PIXEL_TAGS,
     _SOP_INSTANCE_UID,
     _creator_text,
     _Data,
-    _dictionary_vr,
     _encodings,
     _keyword,
     _Node,
@@ -38,20 +37,7 @@ from dicomveil.qc.verify.elements import (
     _vr_of,
 )
 from dicomveil.qc.verify.expectations import _Rules
-from dicomveil.qc.verify.reading import (
-    _EMPTY,
-    _EXPLICIT,
-    _HEAD,
-    _IMPLICIT,
-    _LENGTH,
-    _LONG_VRS,
-    _UNDEFINED,
-    _VRS,
-    _DeclineError,
-    _new_raw,
-    _Parser,
-    _ShortError,
-)
+from dicomveil.qc.verify.reading import _HEAD, _UNDEFINED, _Parser, _ShortError
 from dicomveil.qc.verify.report import Category
 from dicomveil.qc.verify.sources import _read_input, _source_bytes
 
@@ -139,10 +125,11 @@ class _InputWalk(_Parser):
 
     Reading an input into a :class:`_Data` and walking it after iterates every element
     twice and builds a tuple for each; most contribute what an earlier file's same bytes
-    contributed. Here each element read is looked up in the memo at once, and a sequence
-    whose bytes this walk parsed before is not parsed again (its contributions are known).
+    contributed. Here the top level is read leaving the items of its sequences of defined
+    length unread, each element is looked up in the memo at once, and a sequence whose
+    bytes this walk parsed before is not parsed again (its contributions are known).
     What it finds is what reading, then :func:`_walk_values` finds, element by element:
-    the reader's checks decline the same files (they are its own), the memo keys are the
+    the reader's checks decline the same files (it is the reader), the memo keys are the
     same, and whatever it does not handle the same way ends it (then the file is read,
     then walked): a Specific Character Set after an element that depends on it, anything
     the reader declines. Items of a sequence not seen before are read and walked as usual.
@@ -153,103 +140,30 @@ class _InputWalk(_Parser):
         self.rules = rules
 
     def facts(self, found: _Found) -> str:
-        """The SOP Instance UID ("" when none); what the header contributes, into found."""
+        """The SOP Instance UID ("" when none); what the header contributes goes into ``found``,
+        in order. Raises :class:`_DeclineError` where verify's reader declines the file
+        (pydicom reads it), :class:`_ShortError` where the buffer holds the start of the file
+        and the header goes on past it, :class:`_FallbackError` for a Specific Character Set
+        after an element that depends on it."""
         meta, position = self.start()
-        _walk_values(meta, self.rules, found, ("ascii",))
-        return self.top(position, found)
-
-    def top(self, position: int, found: _Found) -> str:
-        """Walk the top level of the dataset from ``position`` as it is read.
-
-        Parameters
-        ----------
-        position : int
-            Where the dataset starts (after the file meta).
-        found : _Found
-            Where the contributions go, in order.
-
-        Returns
-        -------
-        str
-            The SOP Instance UID ("" when none).
-
-        Raises
-        ------
-        _DeclineError
-            Verify's reader declines the file (pydicom reads it).
-        _ShortError
-            The buffer holds the start of the file and the header goes on past it.
-        _FallbackError
-            A Specific Character Set after an element that depends on it.
-        """
-        buf, limit, implicit, rules = self.buf, len(self.buf), self.implicit, self.rules
-        memo = _Memo.of(rules)
-        known = memo.elements
-        skip, keywords = rules.skip, _KEYWORDS
-        unpack_explicit, unpack_implicit, unpack_length = (
-            _EXPLICIT.unpack_from, _IMPLICIT.unpack_from, _LENGTH.unpack_from,
-        )  # fmt: skip
-        vrs, long_vrs, empty, new_raw, raw_type = _VRS, _LONG_VRS, _EMPTY, _new_raw, RawDataElement
+        rules = self.rules
+        _walk_values(meta, rules, found, ("ascii",))
+        data = self.top(position, lazy=True)
+        known = _Memo.of(rules).elements
+        keywords = _KEYWORDS
         encodings: tuple[str, ...] = ("ascii",)
         touched = False  # an element that depends on the character set went by
         creators: dict[tuple[int, int], str] = {}
         sop = ""
-        last = -1
-        while position < limit:
-            value_at = position + 8
-            if value_at > limit:
-                self.need(value_at, limit)
-            if implicit:
-                group, number, length = unpack_implicit(buf, position)
-                vr: str | None = None
-            else:
-                group, number, code, length = unpack_explicit(buf, position)
-                vr = vrs.get(code)
-                if vr is None:
-                    raise _DeclineError  # an item or delimiter at the top level, or no VR
-                if vr in long_vrs:
-                    if value_at + 4 > limit:
-                        self.need(value_at + 4, limit)
-                    (length,) = unpack_length(buf, value_at)
-                    value_at += 4
-            tag = group << 16 | number
-            if tag <= last:
-                raise _DeclineError
-            last = tag
-            if group >= 0x7FE0:
-                if group == 0xFFFE:
-                    raise _DeclineError
-                if tag in _PIXEL_TAGS:
-                    self.pixels = position
-                    return sop
-            items: list[_Data] | None = None
-            if length == _UNDEFINED:
-                vr, items, value_end, position = self.undefined(tag, vr, value_at, limit)
-                value: bytes | None = buf[value_at:value_end]
-            else:
-                position = value_at + length
-                if position > limit:
-                    self.need(position, limit)
-                if not group & 1 and tag != _CHARSET:  # what the reader leaves out
-                    if vr is None or vr == "UN":
-                        known_vr = _dictionary_vr(tag)
-                        checked = known_vr if known_vr and " or " not in known_vr else "UN"
-                    else:
-                        checked = vr
-                    if skip[(tag, checked)]:
-                        continue
-                value = buf[value_at:position] if length else empty[vr]
-                if vr == "UN" and not group & 1 and _dictionary_vr(tag) == "SQ":
-                    raise _DeclineError  # pydicom reads such a sequence its own way
-            element = new_raw(
-                raw_type, (tag, vr, length, value, value_at, implicit, True, True, False)
-            )
-            # The rest as _nodes and _walk_values have it.
-            effective = vr
+        # The rest as _nodes and _walk_values have it (verify's parser reads every element raw).
+        for tag, element in cast("dict[int, RawDataElement]", data.elements).items():
+            group = tag >> 16
+            effective = element.VR
             if type(effective) is not str or effective == "UN" or len(effective) != 2:
                 effective = _vr_of(element, tag)
             creator = ""
             if group & 1:
+                number = tag & 0xFFFF
                 if number > 0x00FF:
                     creator = creators.get((group, number >> 8), "")
                 elif number >= 0x0010:
@@ -260,11 +174,12 @@ class _InputWalk(_Parser):
                     raise _FallbackError  # what went before was read with others
                 encodings, _unknown = _encodings(_Data({tag: element}, {}), ("ascii",))
             touched = True
+            value = element.value
             raw = value if type(value) is bytes else None
             if tag == _SOP_INSTANCE_UID:
                 sop = raw.decode("latin-1").strip("\x00 ") if raw is not None else ""
             if effective == "SQ":
-                self.sequence(element, creator, encodings, items, found)
+                self.sequence(element, creator, encodings, data.parsed_items(tag), found)
                 continue
             memo_key: tuple[object, ...] | None = None
             if raw is not None and len(raw) <= _MEMO_BYTES:
@@ -278,16 +193,26 @@ class _InputWalk(_Parser):
             if keyword is None:
                 keyword = keywords[tag] = _keyword(tag)
             node = _Node(
-                tag, effective, keyword, "", (tag,), raw, element, value_at, length, creator,
-                encodings, 0, 0, bool(group & 1),
-            )  # fmt: skip
+                tag,
+                effective,
+                keyword,
+                "",
+                (tag,),
+                raw,
+                element,
+                element.value_tell,
+                element.length,
+                creator,
+                encodings,
+                0,
+                0,
+                bool(group & 1),
+            )
             contribution = _contribution(node, rules)
             if memo_key is not None:
                 known[memo_key] = contribution
             if contribution is not _NOTHING:
                 found.append(((tag,), contribution))
-        if not self.complete:
-            raise _ShortError
         return sop
 
     def sequence(

@@ -20,21 +20,30 @@ from dicomveil.qc.verify.elements import (
     _well_known,
 )
 from dicomveil.qc.verify.report import Category
+from dicomveil.standard.keywords import ID_KEYWORDS
 
-# Identifying attributes by keyword (PN, DA, DT, TM and UI values are identifying by VR).
-_ID_KEYWORDS: Final = frozenset({
-    "PatientID", "OtherPatientIDs", "IssuerOfPatientID", "AccessionNumber", "StudyID",
-    "RequestedProcedureID", "ScheduledProcedureStepID", "PerformedProcedureStepID",
-    "AdmissionID", "IssuerOfAdmissionID", "PlacerOrderNumberImagingServiceRequest",
-    "FillerOrderNumberImagingServiceRequest", "PlacerOrderNumberProcedure",
-    "FillerOrderNumberProcedure", "MedicalRecordLocator", "ServiceEpisodeID",
-    "InsurancePlanIdentification", "ClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID",
-})  # fmt: skip
-_DEVICE_KEYWORDS: Final = frozenset({
-    "DeviceSerialNumber", "StationName", "PerformedStationName", "ScheduledStationName",
-    "StationAETitle", "PerformedStationAETitle", "ScheduledStationAETitle", "DetectorID",
-    "GantryID", "SourceSerialNumber", "DeviceID",
-})  # fmt: skip
+# Identifying attributes by keyword (PN, DA, DT, TM and UI values are identifying by VR):
+# the IDs of the standard's list, and the issuers, which verify also looks for.
+_ID_KEYWORDS: Final = ID_KEYWORDS | {
+    "IssuerOfPatientID",
+    "IssuerOfAdmissionID",
+    "InsurancePlanIdentification",
+}
+_DEVICE_KEYWORDS: Final = frozenset(
+    {
+        "DeviceSerialNumber",
+        "StationName",
+        "PerformedStationName",
+        "ScheduledStationName",
+        "StationAETitle",
+        "PerformedStationAETitle",
+        "ScheduledStationAETitle",
+        "DetectorID",
+        "GantryID",
+        "SourceSerialNumber",
+        "DeviceID",
+    }
+)
 _INSTITUTION_KEYWORDS: Final = frozenset({"InstitutionName"})
 _ADDRESS_KEYWORDS: Final = frozenset(
     {"PatientAddress", "InstitutionAddress", "ReferringPhysicianAddress", "PersonAddress"}
@@ -47,10 +56,25 @@ _NEEDLE_KEYWORDS: Final = (
     _ID_KEYWORDS | _DEVICE_KEYWORDS | _INSTITUTION_KEYWORDS | _ADDRESS_KEYWORDS | _PHONE_KEYWORDS
 )
 # Values that identify no one, whatever element holds them.
-_NOT_IDENTIFYING: Final = frozenset({
-    "anonymized", "anonymous", "anonymised", "unknown", "none", "null", "test", "removed",
-    "patient", "other", "text", "default", "hospital", "clinic", "radiology",
-})  # fmt: skip
+_NOT_IDENTIFYING: Final = frozenset(
+    {
+        "anonymized",
+        "anonymous",
+        "anonymised",
+        "unknown",
+        "none",
+        "null",
+        "test",
+        "removed",
+        "patient",
+        "other",
+        "text",
+        "default",
+        "hospital",
+        "clinic",
+        "radiology",
+    }
+)
 _VENDOR_KEYWORDS: Final = frozenset(
     {"Manufacturer", "ManufacturerModelName", "SoftwareVersions", "ConvolutionKernel"}
 )

@@ -66,6 +66,8 @@ _HEAD: Final = 16 * 1024  # read first: a header, unless it is long (then the re
 # A value that may be left unread (pixel data): what pydicom would not decode as text.
 _UNREAD_VRS: Final = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", None})
 _new_raw = tuple.__new__
+# Public elements left out of a reading, by (tag, VR as read: None in implicit VR).
+_Skip = Mapping[tuple[int, str | None], bool]
 
 
 class _DeclineError(Exception):
@@ -111,13 +113,14 @@ def _parse(
     *,
     complete: bool = True,
     stop_before_pixels: bool = False,
-    skip: Mapping[tuple[int, str], bool] | None = None,
+    skip: _Skip | None = None,
 ) -> _Read | None:
     """The file in ``buf`` read by verify's parser, or ``None`` when pydicom should read it.
     With ``complete`` false ``buf`` is the start of a file: raises :class:`_ShortError` when
     what it needs goes on past it. ``skip[(tag, VR)]`` leaves public elements out (not the
-    Specific Character Set): what the input walk would pass over, with the VR it would give
-    them; the datasets read are marked ``filtered`` so that it need not look again."""
+    Specific Character Set): what the input walk would pass over (the VR as read, None in
+    implicit VR: see :meth:`~.expectations._Rules.unwanted`); the datasets read are marked
+    ``filtered`` so that it need not look again."""
     try:
         return _Parser(buf, complete, stop_before_pixels, skip=skip).run()
     except _DeclineError:
@@ -187,9 +190,7 @@ def _split(fh: BinaryIO, head: bytes, size: int) -> _Loaded | None:
     return _Loaded(_Image(head, (value_at, end), tail, size), _Read(first.meta, data))
 
 
-def _read_header(
-    path: Path | None, data: bytes | None, skip: Mapping[tuple[int, str], bool] | None = None
-) -> _Read:
+def _read_header(path: Path | None, data: bytes | None, skip: _Skip | None = None) -> _Read:
     """An input's header (up to its pixel data): from ``path``, or from the bytes of a zip
     member; raises what pydicom raises on what it cannot read. ``skip``: see :func:`_parse`
     (pydicom's reading has everything)."""
@@ -230,14 +231,14 @@ class _Parser:
         *,
         base: int = 0,
         implicit: bool = False,
-        skip: Mapping[tuple[int, str], bool] | None = None,
+        skip: _Skip | None = None,
     ) -> None:
         self.buf = buf
         self.complete = complete
         self.stop = stop_before_pixels
         self.base = base  # the offset of buf in the file
         self.implicit = implicit
-        self.skip = skip  # public elements (tag, explicit VR) left out of the reading
+        self.skip = skip  # public elements (tag, VR as read) left out of the reading
         self.pixels: int | None = None  # where the top level stopped at pixel data
 
     def need(self, end: int, limit: int) -> None:
@@ -249,12 +250,17 @@ class _Parser:
 
     def run(self) -> _Read:
         meta, position = self.start()
-        data, end, stopped = self.dataset(position, len(self.buf), top=True)
-        if not stopped and not self.complete:
-            raise _ShortError
+        return _Read(meta, self.top(position))
+
+    def top(self, position: int, *, lazy: bool = False) -> _Data:
+        """The top-level dataset from ``position`` (where it stopped at the pixel data goes in
+        ``pixels``); ``lazy``: see :meth:`dataset`."""
+        data, end, stopped = self.dataset(position, len(self.buf), top=True, lazy=lazy)
         if stopped:
             self.pixels = end
-        return _Read(meta, data)
+        elif not self.complete:
+            raise _ShortError
+        return data
 
     def start(self) -> tuple[_Data, int]:
         """The prefix, the file meta and the transfer syntax checked: the file meta, and
@@ -337,11 +343,21 @@ class _Parser:
         return _Data(elements, {}), position
 
     def dataset(
-        self, position: int, limit: int, *, top: bool = False, undefined: bool = False
+        self,
+        position: int,
+        limit: int,
+        *,
+        top: bool = False,
+        undefined: bool = False,
+        lazy: bool = False,
     ) -> tuple[_Data, int, bool]:
         """A dataset from ``position``: the top level (to ``limit``, the end of the buffer),
         an item of defined length (to ``limit``, its end) or of undefined length (to its
         delimiter). Returns it, where it ends, and whether it stopped at the pixel data.
+
+        With ``lazy``, the items of a sequence of defined length are left unread (its value
+        is all there is of it): the input walk (:class:`~.inputs._InputWalk`) parses them
+        only when it has not seen their bytes before.
 
         This loop runs for every element of every file: locals, no call but the unpacking
         on the common path. Tags are plain ints, in the dict and in the tuples (pydicom's
@@ -352,8 +368,10 @@ class _Parser:
         elements: dict[int, RawDataElement] = {}
         sequences: dict[int, list[_Data]] = {}
         unpack_explicit, unpack_implicit, unpack_length = (
-            _EXPLICIT.unpack_from, _IMPLICIT.unpack_from, _LENGTH.unpack_from,
-        )  # fmt: skip
+            _EXPLICIT.unpack_from,
+            _IMPLICIT.unpack_from,
+            _LENGTH.unpack_from,
+        )
         vrs, long_vrs, empty, new_raw, raw_type = _VRS, _LONG_VRS, _EMPTY, _new_raw, RawDataElement
         undefined_length = _UNDEFINED
         stop = top and self.stop
@@ -400,23 +418,16 @@ class _Parser:
                 position = value_at + length
                 if position > limit:
                     self.need(position, limit)
-                if skip is not None and not group & 1 and tag != _CHARSET:
-                    # The VR the walk will give it (_vr_of): the dictionary's where none
-                    # was written or UN was.
-                    if vr is None or vr == "UN":
-                        known = _dictionary_vr(tag)
-                        checked = known if known and " or " not in known else "UN"
-                    else:
-                        checked = vr
-                    if skip[(tag, checked)]:
-                        continue
+                if skip is not None and not group & 1 and tag != _CHARSET and skip[(tag, vr)]:
+                    continue
                 value = buf[value_at:position] if length else empty[vr]
-                if vr == "SQ":
-                    sequences[tag] = self.items(value_at, position)
-                elif (vr is None or vr == "UN") and not group & 1 and _dictionary_vr(tag) == "SQ":
+                if vr == "SQ" or (
+                    (vr is None or vr == "UN") and not group & 1 and _dictionary_vr(tag) == "SQ"
+                ):
                     if vr == "UN":
                         raise _DeclineError  # pydicom reads such a sequence its own way
-                    sequences[tag] = self.items(value_at, position)
+                    if not lazy:
+                        sequences[tag] = self.items(value_at, position)
             elements[tag] = new_raw(
                 raw_type, (tag, vr, length, value, base + value_at, implicit, True, True, False)
             )

@@ -1,5 +1,5 @@
-"""The originals: where they are (files under a folder, members of zip archives), reading an
-input's header, and the string values of an input aligned by element key."""
+"""The originals: where they are (files under a folder, members of zip archives), and reading
+an input's header."""
 
 from __future__ import annotations
 
@@ -9,15 +9,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from dicomveil.qc.verify.elements import (
-    _SOP_INSTANCE_UID,
-    _Data,
-    _encodings,
-    _items,
-    _nodes,
-    _text,
-    _values,
-)
+from dicomveil.qc.verify.elements import _SOP_INSTANCE_UID, _text
 from dicomveil.qc.verify.expectations import _Rules
 from dicomveil.qc.verify.reading import _Read, _read_header
 
@@ -93,24 +85,3 @@ def _read_input(source: str, rules: _Rules | None = None) -> _Read | None:
     except Exception:  # not DICOM, or damaged: pydicom raises many kinds
         return None
     return read
-
-
-def _aligned(ds: _Data) -> dict[tuple[int, ...], tuple[str, str]]:
-    """Key -> (VR, joined value) of every string element of an input, at any depth."""
-    found: dict[tuple[int, ...], tuple[str, str]] = {}
-
-    def collect(sub: _Data, inherited: tuple[str, ...], key: tuple[int, ...]) -> None:
-        encodings, _unknown = _encodings(sub, inherited)
-        for node in _nodes(sub, 0, key, "", encodings, 0):
-            if node.vr == "SQ":
-                for item, _base, item_key, _prefix in _items(sub, node):
-                    collect(item, encodings, item_key)
-                continue
-            values, _legal = _values(node)
-            if values:
-                found[node.key] = (node.vr, "\\".join(values))
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        collect(ds, ("ascii",), ())
-    return found

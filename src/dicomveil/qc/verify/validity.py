@@ -25,16 +25,20 @@ from dicomveil.qc.verify.elements import (
     _DEFLATED,
     _STRING_VRS,
     _Data,
+    _encodings,
     _is_instance_uid_element,
+    _items,
     _joined,
     _keyword,
     _Node,
+    _nodes,
     _raw_values,
     _text,
     _unread,
+    _values,
 )
 from dicomveil.qc.verify.report import Category, IodCheck
-from dicomveil.qc.verify.sources import _aligned, _read_input, _source_bytes
+from dicomveil.qc.verify.sources import _read_input, _source_bytes
 
 # A rebuilt file meta takes these from the dataset: an invalid value there is inherited.
 _META_SOURCE: Final[dict[tuple[int, ...], tuple[int, ...]]] = {
@@ -42,9 +46,21 @@ _META_SOURCE: Final[dict[tuple[int, ...], tuple[int, ...]]] = {
     (0x00020003,): (0x00080018,),
 }
 _BINARY_SIZES: Final = {
-    "AT": 4, "FD": 8, "FL": 4, "OD": 8, "OF": 4, "OL": 4, "OV": 8, "OW": 2, "SL": 4,
-    "SS": 2, "SV": 8, "UL": 4, "US": 2, "UV": 8,
-}  # fmt: skip
+    "AT": 4,
+    "FD": 8,
+    "FL": 4,
+    "OD": 8,
+    "OF": 4,
+    "OL": 4,
+    "OV": 8,
+    "OW": 2,
+    "SL": 4,
+    "SS": 2,
+    "SV": 8,
+    "UL": 4,
+    "US": 2,
+    "UV": 8,
+}
 
 
 def _validate(check: _FileState, node: _Node, values: list[str], legal: bool) -> None:
@@ -82,6 +98,27 @@ def _invalid(vr: str, value: str) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def _aligned(ds: _Data) -> dict[tuple[int, ...], tuple[str, str]]:
+    """Key -> (VR, joined value) of every string element of an input, at any depth."""
+    found: dict[tuple[int, ...], tuple[str, str]] = {}
+
+    def collect(sub: _Data, inherited: tuple[str, ...], key: tuple[int, ...]) -> None:
+        encodings, _unknown = _encodings(sub, inherited)
+        for node in _nodes(sub, 0, key, "", encodings, 0):
+            if node.vr == "SQ":
+                for item, _base, item_key, _prefix in _items(sub, node):
+                    collect(item, encodings, item_key)
+                continue
+            values, _legal = _values(node)
+            if values:
+                found[node.key] = (node.vr, "\\".join(values))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        collect(ds, ("ascii",), ())
+    return found
 
 
 def _report_invalid(check: _FileState, source: str | None) -> None:
