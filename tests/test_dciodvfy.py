@@ -17,7 +17,6 @@ normalised (values, offending characters and UIDs removed), must be a subset of 
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import warnings
@@ -36,6 +35,7 @@ from pydicom.uid import (
 )
 
 from dicomveil import Key, Option, Outcome, Profile, RunConfig, run
+from dicomveil.qc.verify.validity import normalise
 from tests.support import synthetic
 from tests.support.commands import PYDICOM_DATA, pydicom_data_folder
 
@@ -109,40 +109,7 @@ KNOWN_NEW_ERRORS: dict[tuple[str, str], dict[str, str]] = {}
 
 
 # --------------------------------------------------------------------------------------------
-# dciodvfy and its messages
-
-_META_AS_DATASET = (
-    # The writer rebuilds File Meta from the dataset, so an invalid SOP Instance/Class UID of
-    # the dataset is now also in the meta: the same error, reported on the meta element.
-    (
-        "(0x0002,0x0003) UI Media Storage SOP Instance UID",
-        "(0x0008,0x0018) UI SOP Instance UID",
-    ),
-    ("(0x0002,0x0003) Media Storage SOP Instance UID", "(0x0008,0x0018) SOP Instance UID"),
-    ("(0x0002,0x0002) UI Media Storage SOP Class UID", "(0x0008,0x0016) UI SOP Class UID"),
-    ("(0x0002,0x0002) Media Storage SOP Class UID", "(0x0008,0x0016) SOP Class UID"),
-)
-_ASSIGNED_VALUE = re.compile(r"(\[\d+\] = )<.*?>(?= - |$)")  # "UI [1] = <value> - why"
-_OFFENDING_CHARACTER = re.compile(r"'.' \(0x[0-9a-fA-F]+\)")  # "= 'f' (0x66)"
-_QUOTED = re.compile(r'"[^"]*"')  # "Illegal root for UID - "1.2.3" in ..."
-_ENUMERATED = re.compile(r"(value )<[^<>]*>")  # "Unrecognized enumerated value <0x2>"
-_UID_OR_DECIMAL = re.compile(r"(?<![0-9A-Za-z])[0-9]+(?:\.[0-9]+)+")
-_MULTI_VALUE = re.compile(r"(values are ).*$")  # "... - values are 0\0\0"
-_TRAILING_NUMBER = re.compile(r"(?<= )[0-9]+$")  # "... ReferencedSOPInstanceUID 0"
-
-
-def normalise(line: str) -> str:
-    """An error message without the values it quotes (they differ after de-identification)."""
-    text = line.strip()
-    for meta, dataset in _META_AS_DATASET:
-        text = text.replace(meta, dataset)
-    text = _ASSIGNED_VALUE.sub(r"\1<>", text)
-    text = _OFFENDING_CHARACTER.sub("'?'", text)
-    text = _QUOTED.sub('""', text)
-    text = _ENUMERATED.sub(r"\1<>", text)
-    text = _UID_OR_DECIMAL.sub("#", text)
-    text = _MULTI_VALUE.sub(r"\1#", text)
-    return _TRAILING_NUMBER.sub("#", text)
+# dciodvfy and its messages (normalised as verify does: dicomveil.qc.verify.validity)
 
 
 @cache

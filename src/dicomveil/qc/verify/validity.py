@@ -16,6 +16,7 @@ from typing import Final
 
 import pydicom.config
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian
 from pydicom.valuerep import validate_value
@@ -215,8 +216,20 @@ def _iod(check: _FileState, source: str | None) -> None:
         )
 
 
-def _normalise(line: str) -> str:
-    """An error message without the values it quotes (they differ after de-identification)."""
+def normalise(line: str) -> str:
+    """A dciodvfy error message without the values it quotes (they differ after
+    de-identification): the key by which the errors of an input and its output compare.
+
+    Parameters
+    ----------
+    line : str
+        One ``Error - ...`` line of dciodvfy.
+
+    Returns
+    -------
+    str
+        The line with quoted values, offending characters, UIDs and numbers blanked.
+    """
     text = line.strip()
     for meta, dataset in _META_AS_DATASET:
         text = text.replace(meta, dataset)
@@ -227,7 +240,12 @@ def _normalise(line: str) -> str:
     text = _UID_OR_DECIMAL.sub("#", text)
     text = _MULTI_VALUE.sub(r"\1#", text)
     text = _TRAILING_NUMBER.sub("#", text)
-    return _ANGLED.sub(lambda m: m[0] if _CAMEL.match(m[0][1:-1]) else "<>", text)
+    return _ANGLED.sub(lambda m: m[0] if _is_name(m[0][1:-1]) else "<>", text)
+
+
+def _is_name(text: str) -> bool:
+    """A module name or an attribute keyword (``GeneralStudy``, ``StudyID``), not a value."""
+    return bool(_CAMEL.match(text)) or tag_for_keyword(text) is not None
 
 
 def _dciodvfy(program: str, path: Path) -> dict[str, str]:
@@ -261,19 +279,16 @@ def _deflated(path: Path) -> bool:
 def _run_dciodvfy(program: str, path: Path) -> dict[str, str]:
     try:
         completed = subprocess.run(
-            [program, str(path)],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=300,
-            check=False,
+            [program, str(path)], capture_output=True, timeout=300, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return {}
+    # Bytes, split on LF only: a value may hold a CR, which text mode would make a new line.
+    output = (completed.stdout + completed.stderr).decode("utf-8", "replace")
     errors: dict[str, str] = {}
-    for line in (completed.stdout + completed.stderr).splitlines():
+    for line in output.split("\n"):
         if line.startswith("Error"):
-            errors.setdefault(_normalise(line), line.strip())
+            errors.setdefault(normalise(line), line.strip())
     return errors
 
 
