@@ -11,13 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, MutableSequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from pydicom import config as _pydicom_config
 from pydicom._uid_dict import UID_dictionary
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.valuerep import VR
 
 from dicomveil.cleaners.base import as_list
 from dicomveil.cleaners.structured import decision_in_structure, person_key, person_pseudonym
@@ -45,6 +47,12 @@ _UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+){2,}$")
 # Kept elements of these VRs still need a look: UIDs mapped, dates shifted, ages capped,
 # sequences walked, unknown VRs resolved.
 _SWEPT_VRS = frozenset({"UI", "DA", "DT", "AS", "SQ", "UN"})
+# The VRs of PS3.5; an element read with other VR bytes is damaged and never copied.
+_VALID_VRS = frozenset(vr.value for vr in VR)
+_PLAIN_VRS = _VALID_VRS - _SWEPT_VRS  # kept elements of these VRs need no look
+# VRs with a 32-bit length, like SQ: a sequence whose VR bytes were damaged into one of
+# these still holds its items (UN is resolved by pydicom itself).
+_DAMAGED_SEQUENCE_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UC", "UR", "UT"})
 # Verdicts of the top-level fast path (see Walk._verdict).
 KEPT, REMOVED, LOOK = object(), object(), object()
 
@@ -112,6 +120,13 @@ class Walk:
             if element == 0:
                 self.remove(ds, tag, path, "group length: recomputed or dropped on write")
                 continue
+            if elem.VR in _DAMAGED_SEQUENCE_VRS and _is_sequence(int(tag)):
+                # A sequence with damaged VR bytes: read as the sequence it is (its items
+                # de-identified like any other), never copied as bytes; if its value does
+                # not parse as items, reading it fails the file.
+                elem = ds[tag] = (
+                    elem._replace(VR="SQ") if isinstance(elem, RawDataElement) else elem
+                )
             if verdicts is not None:
                 # The common cases at the top level, one look-up: kept unchanged (never
                 # decoded: explicit VR tells the VR), or removed.
@@ -119,8 +134,7 @@ class Walk:
                 if verdict is None:
                     verdict = verdicts[int(tag)] = self._verdict(tag)
                 if verdict is KEPT:
-                    vr = elem.VR
-                    if vr is not None and vr not in _SWEPT_VRS:
+                    if elem.VR in _PLAIN_VRS:
                         continue
                 elif verdict is REMOVED:
                     del ds[tag]
@@ -139,8 +153,7 @@ class Walk:
                         self.uids(ds, tag, "UI", "")
                     continue
                 if code is Action.KEEP:
-                    vr = elem.VR
-                    if vr is not None and vr not in _SWEPT_VRS:
+                    if elem.VR in _PLAIN_VRS:
                         continue
                 elif self.resolve(decision, tag, path) is Action.REMOVE:
                     del ds[tag]
@@ -156,6 +169,10 @@ class Walk:
     def apply(self, ds: Dataset, tag: int, decision: Decision, path: tuple[str, ...]) -> bool:
         """Apply one decision with its action's handler; True when the element stays."""
         raw = ds.get_item(tag, keep_deferred=True)
+        if raw.VR is not None and raw.VR not in _VALID_VRS:
+            # Damaged VR bytes: the value cannot be decoded or vouched for.
+            self.remove(ds, tag, path, "unknown VR: removed (never copied through)")
+            return False
         vr = vr_of(raw, tag)
         action = self.resolve(decision, tag, path)
         return HANDLERS[action](self, At(ds, tag, raw, vr, path), decision, decision.source)
@@ -359,3 +376,9 @@ class Walk:
                     source=source,
                 )
             )
+
+
+@cache
+def _is_sequence(tag: int) -> bool:
+    """A public tag the dictionary gives VR SQ."""
+    return dictionary_has_tag(tag) and dictionary_VR(tag) == "SQ"

@@ -5,10 +5,12 @@ from dicomveil.io.read import (
     Kind,
     PixelSpan,
     SourceFile,
+    failure_reason,
     iter_files,
     read_scanned,
     read_source,
     sniff,
+    special_file_reason,
 )
 from dicomveil.io.write import (
     IMPLEMENTATION_CLASS_UID,
@@ -32,11 +34,13 @@ __all__ = [
     "SourceFile",
     "build_file_meta",
     "copy_file",
+    "failure_reason",
     "fsync_dir",
     "iter_files",
     "read_scanned",
     "read_source",
     "remove_stale_temporaries",
     "sniff",
+    "special_file_reason",
     "write_output",
 ]

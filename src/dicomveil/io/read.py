@@ -11,6 +11,8 @@ them in memory. Inputs are opened read-only.
 from __future__ import annotations
 
 import os
+import re
+import stat
 import struct
 import warnings
 from collections.abc import Iterator
@@ -355,7 +357,8 @@ def _transfer_syntax(ds: Dataset, meta: FileMetaDataset | None) -> UID:
         uid = UID(str(value))
         if uid.is_transfer_syntax:
             return uid
-        raise InputError(f"unknown transfer syntax {uid}")
+        # Never the value: a damaged length can make it the rest of the file.
+        raise InputError("unknown transfer syntax in TransferSyntaxUID (0002,0010)")
     # No file meta: the encoding pydicom found while reading.
     implicit, little = ds.original_encoding
     if implicit:
@@ -429,12 +432,92 @@ def iter_files(root: Path) -> Iterator[Path]:
     Yields
     ------
     Path
-        ``root`` when it is a file; else the files under it, folder by folder, sorted by name.
+        ``root`` when it is not a folder; else every entry under it that is not a folder
+        (FIFOs and links included: see :func:`special_file_reason`), folder by folder,
+        sorted by name.
     """
-    if root.is_file():
+    if not root.is_dir():  # a file, or a FIFO or device given by name (the caller skips it)
         yield root
         return
     for folder, dirs, files in os.walk(root):
         dirs.sort()
         for name in sorted(files):
             yield Path(folder) / name
+
+
+_TAG_TEXT = re.compile(r"\(([0-9A-Fa-f]{4}),\s*([0-9A-Fa-f]{4})\)")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a file could not be read or de-identified, in words that never quote its values.
+
+    The one place where an exception raised while parsing or decoding a file (by pydicom
+    or by dicomveil) becomes the reason of a failed file: the element is named by its tag
+    when the exception names one, the exception by its kind; its text is never repeated.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What was raised.
+
+    Returns
+    -------
+    str
+        For example ``unknown VR in (0002,0002)`` or ``malformed DICOM (struct.error)``.
+    """
+    if isinstance(exc, InputError):
+        return exc.reason
+    text = str(exc)
+    found = _TAG_TEXT.search(text)
+    where = f" in ({found[1].upper()},{found[2].upper()})" if found else ""
+    kind = type(exc).__name__
+    if isinstance(exc, NotImplementedError) and "Value Representation" in text:
+        return f"unknown VR{where}"
+    if kind == "BytesLengthException":
+        return f"a value's length does not fit its VR{where}"
+    if isinstance(exc, RecursionError):
+        return "sequences nested too deep"
+    if isinstance(exc, MemoryError):
+        return f"a length larger than the memory available{where}"
+    if isinstance(exc, EOFError):
+        return "truncated: the file ends inside an element"
+    if isinstance(exc, OSError):
+        return f"cannot read: {exc.strerror or kind}"
+    return f"malformed DICOM{where} ({kind})"
+
+
+def special_file_reason(path: Path, root: Path) -> str | None:
+    """Why ``path`` (found under the input ``root``) is not read, or None for a regular file.
+
+    Only regular files are read: a FIFO would block the run, a device never ends, and a
+    link that leaves the input folder reads what the user did not give.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A file found under ``root``.
+    root : pathlib.Path
+        The input it was found under (a folder, or the file itself).
+
+    Returns
+    -------
+    str or None
+        The reason to skip it, or None.
+    """
+    try:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            target = path.resolve(strict=True)
+            base = root.resolve()
+            if path != root and target != base and base not in target.parents:
+                return "a symbolic link out of the input folder: not followed"
+            info = target.stat()
+    except (OSError, RuntimeError):
+        return "a broken symbolic link or an unreadable entry"
+    if stat.S_ISREG(info.st_mode):
+        return None
+    if stat.S_ISFIFO(info.st_mode):
+        return "a FIFO, not a regular file: not read"
+    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+        return "a device, not a regular file: not read"
+    return "not a regular file: not read"

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
+from pydicom import dcmread
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO, DicomIO
@@ -36,8 +37,9 @@ from pydicom.filewriter import (
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from dicomveil._version import __version__
+from dicomveil.errors import InputError
 from dicomveil.io.encoding import LONG_VRS, Encoder
-from dicomveil.io.read import PixelSpan, SourceFile
+from dicomveil.io.read import PixelSpan, SourceFile, failure_reason
 
 # dicomveil's implementation class UID: 2.25 + the UUID5 of "dicomveil" in the URL namespace.
 IMPLEMENTATION_CLASS_UID = UID("2.25.191839452806390734566826271547002622372")
@@ -148,13 +150,43 @@ def write_output(
         else:
             _write_replaced(source, ds, raw, replacement)
 
-    return _write_atomically(destination, fill, durable=durable)
+    # A file the quick scan read is well formed and everything written is either its own
+    # checked bytes or freshly encoded; a file pydicom's lenient reader had to read may
+    # carry damage through: it is read back before it counts as written.
+    check = None if source.head is not None else _check_readable
+    return _write_atomically(destination, fill, durable=durable, check=check)
 
 
-def _write_atomically(destination: Path, fill: Callable[[BinaryIO], None], *, durable: bool) -> int:
+def _check_readable(path: Path) -> None:
+    """Read ``path`` back with pydicom, every element decoded; raise when it cannot be.
+
+    Raises
+    ------
+    InputError
+        The written file cannot be read back (why, without its values).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = dcmread(path, stop_before_pixels=True)
+            for _ in ds.iterall():
+                pass
+    except Exception as exc:
+        reason = failure_reason(exc)
+        raise InputError(f"the output could not be read back ({reason}): not written") from None
+
+
+def _write_atomically(
+    destination: Path,
+    fill: Callable[[BinaryIO], None],
+    *,
+    durable: bool,
+    check: Callable[[Path], None] | None = None,
+) -> int:
     """Write a file by ``fill(raw)`` to a temporary name in the destination folder (made if
-    missing) and rename it into place; on any error the temporary file is removed. Returns
-    the number of bytes written. ``raw`` is unbuffered: a write may take less than given."""
+    missing), ``check`` it, and rename it into place; on any error the temporary file is
+    removed. Returns the number of bytes written. ``raw`` is unbuffered: a write may take
+    less than given."""
     fd, temp_name = _temporary(destination.parent)
     temp = Path(temp_name)
     try:
@@ -164,6 +196,8 @@ def _write_atomically(destination: Path, fill: Callable[[BinaryIO], None], *, du
                 os.fsync(raw.fileno())
             size = raw.tell()
             os.fchmod(raw.fileno(), 0o644)
+        if check is not None:
+            check(temp)
         temp.replace(destination)
         if durable:
             fsync_dir(destination.parent)

@@ -39,11 +39,13 @@ from dicomveil.io import (
     Kind,
     SourceFile,
     copy_file,
+    failure_reason,
     iter_files,
     read_scanned,
     read_source,
     remove_stale_temporaries,
     sniff,
+    special_file_reason,
     write_output,
 )
 from dicomveil.io.layout import Layout
@@ -63,6 +65,7 @@ class Task:
 
     path: Path
     member: str | None = None
+    skip: str | None = None  # why it is not read (a FIFO, a device, a link out of the input)
 
     @property
     def display(self) -> str:
@@ -174,6 +177,10 @@ def discover(inputs: Sequence[Path]) -> Iterator[Task]:
         if not root.exists():
             raise InputError("no such file or folder", path=str(root))
         for path in iter_files(root):
+            special = special_file_reason(path, root)
+            if special is not None:
+                yield Task(path, skip=special)
+                continue
             # A DICOM file is never opened as an archive (and checking that first spares
             # reading the end of every DICOM file for a zip directory).
             if sniff(path) is not Kind.DICOM and zipfile.is_zipfile(path):
@@ -228,6 +235,8 @@ class _Worker:
             return self._process(task)
 
     def _process(self, task: Task) -> FileResult:
+        if task.skip is not None:
+            return FileResult(task, Outcome.SKIPPED, task.skip)
         if task.member is None:
             return self._process_path(task, task.path)
         with tempfile.TemporaryDirectory(prefix="dicomveil-") as folder:
@@ -246,23 +255,13 @@ class _Worker:
             return self._process_path(task, extracted)
 
     def _process_path(self, task: Task, path: Path) -> FileResult:
-        source = read_scanned(path)  # a well-formed file, read once
-        if source is None:
-            kind = sniff(path)
-            if kind is Kind.NOT_DICOM:
-                return FileResult(task, Outcome.SKIPPED, kind.value)
-            if kind is not Kind.DICOM:
-                return FileResult(task, Outcome.FAILED, kind.value)
-            try:
-                source = read_source(path, quick=False)  # the quick scan declined it
-            except InputError as exc:
-                return FileResult(task, Outcome.FAILED, exc.reason)
-        if source.is_dicomdir:
-            return FileResult(
-                task,
-                Outcome.SKIPPED,
-                "DICOMDIR: never copied (use --dicomdir to write a fresh one)",
-            )
+        try:  # the reading boundary: whatever parsing raises fails this file only
+            read = self._read(task, path)
+        except Exception as exc:
+            return FileResult(task, Outcome.FAILED, failure_reason(exc))
+        if isinstance(read, FileResult):
+            return read
+        source = read
         try:
             done = deidentify_source(
                 self.engine,
@@ -278,13 +277,27 @@ class _Worker:
             return FileResult(task, Outcome.FAILED, str(exc))
         except OSError as exc:
             return FileResult(task, Outcome.FAILED, f"cannot write the output ({exc.strerror})")
-        except Exception as exc:  # a file pydicom cannot encode back: fail it, keep going
+        except Exception as exc:  # a value pydicom cannot decode or encode: fail, keep going
+            return FileResult(task, Outcome.FAILED, f"cannot de-identify: {failure_reason(exc)}")
+        return done.file_result(task)
+
+    def _read(self, task: Task, path: Path) -> SourceFile | FileResult:
+        """The input read, or the result that ends it (not DICOM, a DICOMDIR, unreadable)."""
+        source = read_scanned(path)  # a well-formed file, read once
+        if source is None:
+            kind = sniff(path)
+            if kind is Kind.NOT_DICOM:
+                return FileResult(task, Outcome.SKIPPED, kind.value)
+            if kind is not Kind.DICOM:
+                return FileResult(task, Outcome.FAILED, kind.value)
+            source = read_source(path, quick=False)  # the quick scan declined it
+        if source.is_dicomdir:
             return FileResult(
                 task,
-                Outcome.FAILED,
-                f"malformed element: cannot de-identify ({type(exc).__name__})",
+                Outcome.SKIPPED,
+                "DICOMDIR: never copied (use --dicomdir to write a fresh one)",
             )
-        return done.file_result(task)
+        return source
 
 
 @dataclass(frozen=True)
@@ -389,7 +402,9 @@ def run(
     """
     check_locations(inputs, config.output, config.map_dir)
     all_tasks = list(tasks if tasks is not None else discover(inputs))
-    config.output.mkdir(parents=True, exist_ok=True)
+    make_folder(config.output, "the output folder")
+    if config.map_dir is not None:
+        make_folder(config.map_dir, "the map folder")
     remove_stale_temporaries(config.output)
     summary = RunSummary()
     collect = Collector(summary, progress)
@@ -425,6 +440,30 @@ def run(
     return summary
 
 
+def make_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` (and its parents) unless it exists.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The folder.
+    what : str
+        What it is, for the message (``the output folder``).
+
+    Raises
+    ------
+    InputError
+        When a file stands where the folder should be, or it cannot be created.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"{what} exists and is not a folder", path=str(folder)) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"cannot create {what} ({reason})", path=str(folder)) from None
+
+
 # --------------------------------------------------------------------------------------------
 # Maps: outside the shareable output
 
@@ -434,7 +473,7 @@ def write_maps(folder: Path, summary: RunSummary) -> None:
 
     Existing maps in the folder are merged, so several batches can share one map folder.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, "the map folder")
     with contextlib.suppress(OSError):
         Path(folder).chmod(0o700)
     patients = _read_map(folder / "patients.csv")

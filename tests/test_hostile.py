@@ -1,0 +1,162 @@
+"""Hostile input (issue 13): each damaged file fails or is cleaned on its own, with a reason
+that quotes none of its values; special files are skipped, never read; an unusable output
+path is a clear error. Each case plants a fake name and checks that it appears nowhere.
+
+The files are real (pydicom's CT_small.dcm), damaged byte by byte; the command runs as a
+user runs it (the ``dicomveil`` program, in a subprocess with a timeout: a hang fails).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+PLANTED = "ZQXWVPLANTED^QQQ"
+DICOMVEIL = str(Path(sys.executable).with_name("dicomveil"))
+
+
+def _seed(tmp_path: Path) -> bytes:
+    """CT_small with the planted name as PatientName and in a per-frame comment."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientName = PLANTED
+    comment = Dataset()
+    comment.FrameComments = f"seen by {PLANTED}"
+    group = Dataset()
+    group.FrameContentSequence = Sequence([comment])
+    ds.PerFrameFunctionalGroupsSequence = Sequence([group])
+    path = tmp_path / "seed.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path.read_bytes()
+
+
+def _vr(raw: bytes, tag: bytes, old: bytes, new: bytes) -> bytes:
+    """``raw`` with the VR bytes of the first element ``tag`` (little endian) replaced."""
+    at = raw.index(tag + old)
+    return raw[: at + 4] + new + raw[at + 6 :]
+
+
+def _run(
+    tmp_path: Path, inputs: Path, output: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    key = tmp_path / "k.key"
+    if not key.exists():
+        subprocess.run([DICOMVEIL, "keygen", str(key)], check=True, capture_output=True)
+    return subprocess.run(
+        [DICOMVEIL, "run", str(inputs), str(output), "--key", str(key), *extra],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def _no_leak(result: subprocess.CompletedProcess[str], output: Path) -> None:
+    assert "Traceback" not in result.stdout + result.stderr
+    assert PLANTED.split("^")[0] not in result.stdout + result.stderr
+    for path in output.rglob("*") if output.exists() else ():
+        assert PLANTED.split("^")[0] not in str(path)
+        if path.is_file():
+            data = path.read_bytes()
+            for encoding in ("utf-8", "utf-16-le", "utf-16-be"):
+                assert PLANTED.split("^")[0].encode(encoding) not in data, path.name
+            for elem in pydicom.dcmread(path).iterall():  # readable, every element
+                assert elem.tag is not None
+
+
+def test_damaged_files_fail_alone_and_quote_no_value(tmp_path: Path) -> None:
+    seed = _seed(tmp_path)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "good.dcm").write_bytes(seed)
+    (inputs / "meta_vr.dcm").write_bytes(_vr(seed, b"\x02\x00\x02\x00", b"UI", b"ZZ"))
+    ts = seed.index(b"\x02\x00\x10\x00UI")  # TransferSyntaxUID: a length far too long
+    (inputs / "ts_length.dcm").write_bytes(
+        seed[: ts + 6] + struct.pack("<H", 0xFFF0) + seed[ts + 8 :]
+    )
+    output = tmp_path / "out"
+    result = _run(tmp_path, inputs, output)
+    assert result.returncode == 1, result.stderr
+    assert "failed in/meta_vr.dcm: unknown VR in (0002,0002)" in result.stderr.replace(
+        str(tmp_path) + "/", ""
+    )
+    assert "unknown transfer syntax in TransferSyntaxUID (0002,0010)" in result.stderr
+    assert "written 1," in result.stderr
+    _no_leak(result, output)
+
+
+def test_a_sequence_with_damaged_vr_is_read_as_a_sequence(tmp_path: Path) -> None:
+    seed = _seed(tmp_path)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for number, vr in enumerate((b"UR", b"UC", b"OF"), 1):
+        damaged = _vr(seed, b"\x00\x52\x30\x92", b"SQ", vr)
+        sop = damaged.index(b"\x08\x00\x18\x00UI")  # a SOP Instance UID of its own
+        length = struct.unpack("<H", damaged[sop + 6 : sop + 8])[0]
+        uid = f"1.2.3.{number}".encode().ljust(length, b"\x00")[:length]
+        (inputs / f"{vr.decode()}.dcm").write_bytes(
+            damaged[: sop + 8] + uid + damaged[sop + 8 + length :]
+        )
+    output = tmp_path / "out"
+    result = _run(tmp_path, inputs, output)
+    assert result.returncode == 0, result.stderr
+    assert "written 3," in result.stderr
+    _no_leak(result, output)
+    for path in output.rglob("*.dcm"):
+        frames = pydicom.dcmread(path).PerFrameFunctionalGroupsSequence
+        assert "FrameComments" not in frames[0].FrameContentSequence[0]
+
+
+def test_an_element_with_unknown_vr_is_never_copied(tmp_path: Path) -> None:
+    seed = _seed(tmp_path)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "pj.dcm").write_bytes(_vr(seed, b"\x08\x00\x70\x00", b"LO", b"PJ"))
+    output = tmp_path / "out"
+    result = _run(tmp_path, inputs, output)
+    assert result.returncode == 0, result.stderr
+    _no_leak(result, output)
+    (written,) = output.rglob("*.dcm")
+    assert "Manufacturer" not in pydicom.dcmread(written)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_special_files_are_skipped_never_read(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "good.dcm").write_bytes(_seed(tmp_path))
+    os.mkfifo(inputs / "x.dcm")
+    (inputs / "zero.dcm").symlink_to("/dev/zero")
+    (inputs / "random.dcm").symlink_to("/dev/urandom")
+    (inputs / "passwd.dcm").symlink_to("/etc/passwd")
+    output = tmp_path / "out"
+    result = _run(tmp_path, inputs, output)  # a hang times out and fails the test
+    assert result.returncode == 0, result.stderr
+    assert "skipped 4" in result.stderr.replace(",", "")
+    assert "a FIFO, not a regular file" in result.stderr
+    assert "a symbolic link out of the input folder" in result.stderr
+    fifo_alone = _run(tmp_path, inputs / "x.dcm", tmp_path / "out2")
+    assert "a FIFO, not a regular file" in fifo_alone.stderr
+
+
+def test_an_unusable_output_path_is_a_clear_error(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "good.dcm").write_bytes(_seed(tmp_path))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = _run(tmp_path, inputs, blocker)
+    assert result.returncode == 2
+    assert "the output folder exists and is not a folder" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = _run(tmp_path, inputs, tmp_path / "out", "--map-dir", str(blocker / "maps"))
+    assert result.returncode == 2
+    assert "cannot create the map folder" in result.stderr
+    assert "Traceback" not in result.stderr
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
