@@ -13,6 +13,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pydicom
@@ -27,7 +28,7 @@ DICOMVEIL = str(Path(sys.executable).with_name("dicomveil"))
 
 def _seed(tmp_path: Path) -> bytes:
     """CT_small with the planted name as PatientName and in a per-frame comment."""
-    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds = pydicom.dcmread(str(get_testdata_file("CT_small.dcm")))
     ds.PatientName = PLANTED
     comment = Dataset()
     comment.FrameComments = f"seen by {PLANTED}"
@@ -160,3 +161,35 @@ def test_an_unusable_output_path_is_a_clear_error(tmp_path: Path) -> None:
     assert "cannot create the map folder" in result.stderr
     assert "Traceback" not in result.stderr
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+def _with_uid(seed: bytes, number: int) -> bytes:
+    """``seed`` with a SOP Instance UID of its own (same length)."""
+    sop = seed.index(b"\x08\x00\x18\x00UI")
+    length = struct.unpack("<H", seed[sop + 6 : sop + 8])[0]
+    uid = f"1.2.3.{number}".encode().ljust(length, b"\x00")[:length]
+    return seed[: sop + 8] + uid + seed[sop + 8 + length :]
+
+
+def test_zips_duplicate_names_nested_archives_and_many_members(tmp_path: Path) -> None:
+    seed = _seed(tmp_path)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    with zipfile.ZipFile(inputs / "inner.zip", "w") as inner:
+        inner.writestr("a.dcm", _with_uid(seed, 9))
+    with zipfile.ZipFile(inputs / "study.zip", "w") as archive:
+        archive.writestr("same.dcm", _with_uid(seed, 1))
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            archive.writestr("same.dcm", _with_uid(seed, 2))
+        archive.write(inputs / "inner.zip", "inner.zip")
+        for number in range(20_000):
+            archive.writestr(f"tiny/{number}.txt", b"x")
+    (inputs / "inner.zip").unlink()
+    output = tmp_path / "out"
+    result = _run(tmp_path, inputs, output)  # within the run's timeout (a hang guard)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "written 2," in result.stderr  # both members named same.dcm, apart
+    assert "a zip archive inside a zip archive: unpack it first" in result.stderr
+    assert len(list(output.rglob("*.dcm"))) == 2
+    assert "skipped 20001" in result.stderr.replace(",", "")
+    _no_leak(result, output)

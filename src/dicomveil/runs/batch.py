@@ -26,6 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import IO
 
 from pydicom.dataset import Dataset
 
@@ -66,10 +67,22 @@ class Task:
     path: Path
     member: str | None = None
     skip: str | None = None  # why it is not read (a FIFO, a device, a link out of the input)
+    index: int | None = None  # the member's entry in the archive, when its name repeats
 
     @property
     def display(self) -> str:
-        return f"{self.path}!{self.member}" if self.member else str(self.path)
+        """The input as messages name it: ``path``, or ``path!member`` (``#n`` when the
+        archive holds several members of that name)."""
+        if not self.member:
+            return str(self.path)
+        entry = f" #{self.index}" if self.index is not None else ""
+        return f"{self.path}!{self.member}{entry}"
+
+    def open_member(self, archive: zipfile.ZipFile) -> IO[bytes]:
+        """The member's bytes, from the archive it is in (by entry when its name repeats)."""
+        assert self.member is not None
+        info = archive.infolist()[self.index] if self.index is not None else self.member
+        return archive.open(info)
 
 
 @dataclass
@@ -186,12 +199,14 @@ def discover(inputs: Sequence[Path]) -> Iterator[Task]:
             if sniff(path) is not Kind.DICOM and zipfile.is_zipfile(path):
                 try:
                     with zipfile.ZipFile(path) as archive:
-                        members = [i.filename for i in archive.infolist() if not i.is_dir()]
+                        entries = [(i.filename, n) for n, i in enumerate(archive.infolist())]
                 except (zipfile.BadZipFile, OSError):
                     yield Task(path)
                     continue
-                for member in sorted(members):
-                    yield Task(path, member)
+                names = Counter(name for name, _ in entries)
+                for name, entry in sorted(entries):
+                    if not name.endswith("/"):  # folders
+                        yield Task(path, name, index=entry if names[name] > 1 else None)
             else:
                 yield Task(path)
 
@@ -220,6 +235,7 @@ _worker: _Worker | None = None
 class _Worker:
     def __init__(self, config: RunConfig) -> None:
         self.config = config
+        self._open: tuple[Path, zipfile.ZipFile] | None = None
         self.engine = Engine(
             config.profile.compile(),
             Pseudonymizer(config.key),
@@ -242,17 +258,28 @@ class _Worker:
         with tempfile.TemporaryDirectory(prefix="dicomveil-") as folder:
             extracted = Path(folder) / "member"
             try:
-                with (
-                    zipfile.ZipFile(task.path) as archive,
-                    archive.open(task.member) as src,
-                    extracted.open("wb") as out,
-                ):
+                with task.open_member(self._archive(task.path)) as src, extracted.open("wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
             except (zipfile.BadZipFile, zlib.error, OSError, RuntimeError, EOFError) as exc:
                 return FileResult(
                     task, Outcome.FAILED, f"cannot read from the archive ({type(exc).__name__})"
                 )
+            if sniff(extracted) is not Kind.DICOM and zipfile.is_zipfile(extracted):
+                return FileResult(
+                    task, Outcome.SKIPPED, "a zip archive inside a zip archive: unpack it first"
+                )
             return self._process_path(task, extracted)
+
+    def _archive(self, path: Path) -> zipfile.ZipFile:
+        """The archive at ``path``, kept open for its next member (its directory is read
+        once, not once per member)."""
+        if self._open is not None and self._open[0] == path:
+            return self._open[1]
+        if self._open is not None:
+            self._open[1].close()
+        archive = zipfile.ZipFile(path)
+        self._open = (path, archive)
+        return archive
 
     def _process_path(self, task: Task, path: Path) -> FileResult:
         try:  # the reading boundary: whatever parsing raises fails this file only

@@ -46,7 +46,7 @@ def input_sha256(task: Task) -> str | None:
                 while chunk := fh.read(_CHUNK):
                     digest.update(chunk)
         else:
-            with zipfile.ZipFile(task.path) as archive, archive.open(task.member) as fh:
+            with zipfile.ZipFile(task.path) as archive, task.open_member(archive) as fh:
                 while chunk := fh.read(_CHUNK):
                     digest.update(chunk)
     except (OSError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError):
