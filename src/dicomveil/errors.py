@@ -6,6 +6,7 @@ The tree::
     ├── ProfileError        a profile file or name that cannot be used (names the file and entry)
     ├── GatewayConfigError  a gateway configuration that cannot be used (one line per problem)
     ├── LayoutError         an output layout template with unknown fields or paths outside
+    ├── OutputKeyError      an output folder another key wrote (``--allow-other-key``)
     ├── KeyFileError        a key file that is missing, malformed or readable by others
     ├── CrosswalkError      a crosswalk CSV that is malformed, or a patient missing from it
     ├── InputError          an input file that cannot be read as DICOM (names the file)
@@ -127,3 +128,7 @@ class AuditError(DicomveilError):
 
 class ClusterError(DicomveilError):
     """A cluster run that cannot start: missing extra, bad location or options, no scheduler."""
+
+
+class OutputKeyError(DicomveilError):
+    """An output folder written with another key, or whose key cannot be checked."""

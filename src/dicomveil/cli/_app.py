@@ -9,72 +9,84 @@ never values read from DICOM files.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
+from dicomveil._version import __version__
+from dicomveil.cli._help import Group, choice, flag, option
 from dicomveil.identity.keys import Key, load_or_create_default_key, read_key
 from dicomveil.profiles import Profile
 
+__all__ = [
+    "app",
+    "choice",
+    "err",
+    "fail",
+    "flag",
+    "load_key",
+    "load_profile",
+    "option",
+    "out",
+]
+
 app = typer.Typer(
-    add_completion=False,
+    cls=Group,
+    add_completion=True,
     no_args_is_help=True,
     help="De-identify DICOM files: PS3.15 profiles, keyed pseudonyms, streaming I/O.",
     pretty_exceptions_enable=False,
 )
-out = Console()
+
+PIPE_WIDTH = 10_000
+"""The width of a console writing to a pipe or a file (no ``COLUMNS``): wide enough that no
+table is cut or wrapped, as a reader of the file (grep, a script) expects."""
+
+
+class _Console(Console):
+    """A Rich console that sizes itself to the terminal, and writing to a pipe or a file is
+    ``COLUMNS`` wide, or :data:`PIPE_WIDTH` (Rich would take 80 columns, or the width of a
+    terminal on another stream, and cut tables to fit)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        """The terminal's size; on a pipe or in a file, ``COLUMNS`` or :data:`PIPE_WIDTH`."""
+        size = super().size
+        columns = self._environ.get("COLUMNS", "")
+        if self._width is None and not self.is_terminal and not columns.isdigit():
+            return ConsoleDimensions(PIPE_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+out = _Console()
 # Messages carry file names that may contain "[...]": never interpret them as markup.
-err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
-
-ProfileArg = Annotated[
-    str,
-    typer.Option(
-        "--profile", "-p", help="A preset name (see 'dicomveil profiles') or a .toml profile file."
-    ),
-]
-OptionArg = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--option",
-        "-o",
-        help="A PS3.15 option, e.g. retain-uids (repeatable; dcm4chee names accepted).",
-    ),
-]
-KeyArg = Annotated[
-    Path | None,
-    typer.Option(
-        "--key",
-        "-k",
-        help="Key file (see 'dicomveil keygen'); default: your user key, created on first use.",
-    ),
-]
-CrosswalkArg = Annotated[
-    Path | None,
-    typer.Option(
-        metavar="CSV",
-        help="CSV of original patient ID -> study ID (header row, two columns; a --map-dir "
-        "patients.csv works too).",
-    ),
-]
+err = _Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
 
-def flag(name: str, help: str) -> Any:
-    """A boolean option that is only ever switched on (``--show-values``, no ``--no-`` form).
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"dicomveil {__version__}", highlight=False, markup=False)
+        raise typer.Exit(0)
 
-    Parameters
-    ----------
-    name : str
-        The option as typed.
-    help : str
-        Its help text.
 
-    Returns
-    -------
-    typer.models.OptionInfo
-        For ``Annotated[bool, flag(...)] = False``.
-    """
-    return typer.Option(name, help=help)
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """De-identify DICOM files: PS3.15 profiles, keyed pseudonyms, streaming I/O."""
 
 
 def fail(message: str) -> typer.Exit:

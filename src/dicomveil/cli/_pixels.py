@@ -15,6 +15,7 @@ PreviewDirArg = Annotated[
     Path | None,
     typer.Option(
         "--preview-dir",
+        metavar="DIR",
         help="clean-pixel-data: write a PNG of each redacted frame, boxes outlined, for "
         "human QC (outside the output).",
     ),

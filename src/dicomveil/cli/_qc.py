@@ -9,5 +9,7 @@ import typer
 
 RunMapsArg = Annotated[
     Path | None,
-    typer.Option("--map-dir", help="The run's --map-dir: its uids.csv matches the files."),
+    typer.Option(
+        "--map-dir", metavar="DIR", help="The run's --map-dir: its uids.csv matches the files."
+    ),
 ]

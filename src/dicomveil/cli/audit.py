@@ -16,7 +16,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from dicomveil.cli._app import CrosswalkArg, app, err, fail, flag, out
+from dicomveil.cli._app import app, choice, err, fail, flag, out
+from dicomveil.cli._args import CrosswalkArg
+from dicomveil.cli._help import Command
 from dicomveil.errors import DicomveilError
 from dicomveil.identity.crosswalk import Crosswalk
 from dicomveil.qc.statuses import QcStatus
@@ -112,19 +114,19 @@ def _since(text: str | None) -> _dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=_dt.UTC)
 
 
-@app.command("track")
+@app.command("track", cls=Command)
 def track_command(
     audit: AuditDbArg,
     set_subject: Annotated[
         str | None,
         typer.Option("--set", metavar="PSEUDONYM", help="The subject whose QC status to set."),
     ] = None,
-    status: Annotated[
-        QcStatus | None, typer.Option(help="With --set: the QC decision.", case_sensitive=False)
+    status: Annotated[QcStatus | None, choice(QcStatus, "With --set: the QC decision.")] = None,
+    notes: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="With --set: notes (replace the old).")
     ] = None,
-    notes: Annotated[str | None, typer.Option(help="With --set: notes (replace the old).")] = None,
     operator: Annotated[
-        str | None, typer.Option(help="Who decides (default: your OS user name).")
+        str | None, typer.Option(metavar="NAME", help="Who decides (default: your OS user name).")
     ] = None,
     export: ExportArg = None,
     crosswalk: CrosswalkArg = None,
@@ -165,14 +167,17 @@ def track_command(
         raise fail(str(exc)) from None
 
 
-@app.command("audit")
+@app.command("audit", cls=Command)
 def audit_command(
     audit: AuditDbArg,
-    view: Annotated[View, typer.Argument(help="What to list.")] = View.RUNS,
-    run: Annotated[int | None, typer.Option("--run", help="Only this run.")] = None,
-    outcome: Annotated[
-        Outcome | None, typer.Option(help="files: only this outcome.", case_sensitive=False)
-    ] = None,
+    view: Annotated[
+        View,
+        typer.Argument(
+            metavar="VIEW", help="What to list: " + ", ".join(View) + " (default: runs)."
+        ),
+    ] = View.RUNS,
+    run: Annotated[int | None, typer.Option("--run", metavar="N", help="Only this run.")] = None,
+    outcome: Annotated[Outcome | None, choice(Outcome, "files: only this outcome.")] = None,
     since: Annotated[
         str | None,
         typer.Option(metavar="DATE", help="Only from this date or time on (ISO 8601, UTC)."),

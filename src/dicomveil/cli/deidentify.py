@@ -1,282 +1,39 @@
-"""``run``, ``profiles``, ``explain``, ``keygen`` and ``version``: the de-identification
-commands."""
+"""``profiles``, ``explain``, ``keygen`` and ``version``: the commands around a run (``run``
+itself is :mod:`dicomveil.cli.run`)."""
 
 from __future__ import annotations
 
-import datetime as _dt
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dicomveil._version import __version__
-from dicomveil.cli._app import (
-    CrosswalkArg,
-    KeyArg,
-    OptionArg,
-    ProfileArg,
-    app,
-    err,
-    fail,
-    flag,
-    load_key,
-    load_profile,
-    out,
-)
-from dicomveil.cli._pixels import (
-    PixelFillArg,
-    PixelRulesArg,
-    PreviewDirArg,
-    pixel_settings,
-    pixel_table,
-)
+from dicomveil.cleaners.pixels import Box, PixelOutcome
+from dicomveil.cli import run as _run  # noqa: F401  (registered first: run leads the help)
+from dicomveil.cli._app import app, err, fail, flag, load_key, load_profile, option, out
+from dicomveil.cli._args import KeyArg, OptionArg, ProfileArg
+from dicomveil.cli._help import Command
+from dicomveil.cli._json import JsonArg, write_report
+from dicomveil.cli._pixels import PixelRulesArg, pixel_settings, pixel_table
 from dicomveil.engine import explain as _explain
 from dicomveil.errors import DicomveilError
-from dicomveil.identity.crosswalk import Crosswalk
 from dicomveil.identity.keys import write_key
-from dicomveil.io.layout import DEFAULT_LAYOUT, FIELDS, Layout
 from dicomveil.profiles import Profile, preset_names
-from dicomveil.runs import cluster
-from dicomveil.runs.batch import FileResult, Outcome, RunConfig, RunSummary, run
-from dicomveil.runs.dicomdir import write_dicomdir
 from dicomveil.standard.options import Option
 from dicomveil.standard.tables import EDITION
 
 
-@app.command("run")
-def run_command(
-    paths: Annotated[
-        list[str],
-        typer.Argument(
-            help="INPUT... OUTPUT: files, folders or .zip archives, then the output folder; "
-            "each may be an fsspec URL (s3://bucket/prefix)."
-        ),
-    ],
-    profile: ProfileArg = "ps3.15-basic",
-    option: OptionArg = None,
-    key: KeyArg = None,
-    crosswalk: CrosswalkArg = None,
-    map_dir: Annotated[
-        Path | None,
-        typer.Option(help="Write patient, UID and date-offset maps here (outside the output)."),
-    ] = None,
-    layout: Annotated[
-        str, typer.Option(help="Output path template; fields: " + ", ".join(FIELDS))
-    ] = DEFAULT_LAYOUT,
-    workers: Annotated[int, typer.Option(help="Worker processes (0: one per core).")] = 0,
-    dicomdir: Annotated[
-        bool,
-        flag(
-            "--dicomdir",
-            "Write a fresh DICOMDIR for the output (files get DICOMDIR-compatible names).",
-        ),
-    ] = False,
-    audit: Annotated[
-        str | None,
-        typer.Option(
-            metavar="DB",
-            help="Record the run in this audit database (SQLite file or postgresql:// URL).",
-        ),
-    ] = None,
-    operator: Annotated[
-        str | None, typer.Option(help="With --audit: who runs it (default: your OS user name).")
-    ] = None,
-    dask: Annotated[
-        str | None,
-        typer.Option(
-            "--dask",
-            metavar="ADDRESS|local",
-            help="Run on a Dask cluster: a scheduler address, or 'local' (--workers processes).",
-        ),
-    ] = None,
-    storage_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--storage-option",
-            metavar="KEY=VALUE",
-            help="fsspec option for URL locations, e.g. endpoint_url=http://host:9000.",
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int, typer.Option(help="With --dask or URLs: files per task (0: automatic).")
-    ] = 0,
-    preview_dir: PreviewDirArg = None,
-    pixel_fill: PixelFillArg = None,
-    pixel_rules: PixelRulesArg = None,
-    json_report: Annotated[
-        Path | None,
-        typer.Option(
-            "--json",
-            metavar="FILE",
-            help="Also write the summary and every file's outcome and reason as JSON.",
-        ),
-    ] = None,
-) -> None:
-    """De-identify INPUT... into OUTPUT."""
-    if len(paths) < 2:
-        raise fail("give at least one input and the output folder")
-    if operator is not None and audit is None:
-        raise fail("--operator goes with --audit DB")
-    inputs, output = paths[:-1], paths[-1]
-    if cluster.is_url(output) and (audit is not None or dicomdir):
-        raise fail("--audit and --dicomdir need a local output folder")
-    try:
-        runner = cluster.runner_for(
-            inputs,
-            output,
-            address=dask,
-            storage_options=storage_option or [],
-            batch_size=batch_size,
-        )
-        chosen = load_profile(profile, option)
-        secret = load_key(key)
-        walk = Crosswalk.from_csv(crosswalk) if crosswalk else None
-        config = RunConfig(
-            profile=chosen,
-            key=secret,
-            output=Path(output),
-            layout=Layout(layout),
-            crosswalk=walk,
-            map_dir=map_dir,
-            workers=workers,
-            today=_dt.date.today(),
-            pixels=pixel_settings(
-                preview_dir=preview_dir, fill=pixel_fill, rules=pixel_rules, output=output
-            ),
-        )
-        err.print(
-            f"dicomveil {__version__}: profile {chosen.name} (PS3.15 {EDITION}), key "
-            f"{secret.fingerprint}",
-            highlight=False,
-        )
-        from dicomveil.qc.audit import recording  # SQLAlchemy: loaded only when a run is recorded
-
-        with recording(audit, config, operator=operator) as recorder:
-            summary = _run_with_progress([Path(p) for p in inputs], config, recorder, runner)
-        if recorder is not None:
-            err.print(f"audit: run {recorder.run_id} in {recorder.trail.location}", highlight=False)
-    except DicomveilError as exc:
-        raise fail(str(exc)) from None
-    if dicomdir and summary.written:
-        try:
-            write_dicomdir(Path(output), summary)
-            err.print("wrote a fresh DICOMDIR", highlight=False)
-        except DicomveilError as exc:
-            err.print(f"DICOMDIR not written: {exc}", style="bold red")
-            raise typer.Exit(1) from None
-    _print_summary(summary)
-    if json_report is not None:
-        try:
-            _write_json(json_report, summary, chosen, Path(output))
-        except OSError as exc:
-            raise fail(f"cannot write {json_report} ({exc.strerror})") from None
-    raise typer.Exit(0 if summary.ok else 1)
-
-
-def _write_json(path: Path, summary: RunSummary, profile: Profile, output: Path) -> None:
-    """The run's outcomes as JSON: counts, reasons, and one record per input (the input as
-    given, the outcome, the reason, the output relative to the output folder). Written to a
-    temporary file first, then moved into place."""
-    import json
-
-    def relative(target: Path | None) -> str | None:
-        if target is None:
-            return None
-        try:
-            return target.relative_to(output).as_posix()
-        except ValueError:
-            return str(target)
-
-    document = {
-        "dicomveil": __version__,
-        "profile": profile.name,
-        "summary": {o.value: summary.count(o) for o in Outcome},
-        "reasons": {
-            o.value: dict(sorted(summary.reasons(o).items()))
-            for o in (Outcome.WITHHELD, Outcome.SKIPPED, Outcome.FAILED)
-        },
-        "files": [
-            {
-                "input": r.task.display,
-                "outcome": r.outcome.value,
-                "reason": r.reason,
-                "output": relative(r.output) if r.outcome is Outcome.WRITTEN else None,
-            }
-            for r in summary.results
-        ],
-    }
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
-
-
-def _run_with_progress(
-    inputs: list[Path],
-    config: RunConfig,
-    audit: Callable[[FileResult], None] | None = None,
-    runner: cluster.Runner | None = None,
-) -> RunSummary:
-    def execute(progress: Callable[[FileResult], None]) -> RunSummary:
-        if runner is not None:
-            return runner(config, progress)
-        return run(inputs, config, progress=progress)
-
-    def report(result: FileResult) -> None:
-        if audit is not None:
-            audit(result)
-        if result.outcome is Outcome.FAILED:
-            err.print(
-                f"failed {result.task.display}: {result.reason}",
-                style="red",
-                highlight=False,
-                markup=False,
-            )
-        elif result.outcome in (Outcome.WITHHELD, Outcome.SKIPPED) and not err.is_terminal:
-            err.print(
-                f"{result.outcome.value} {result.task.display}: {result.reason}",
-                highlight=False,
-                markup=False,
-            )
-
-    if not err.is_terminal:
-        return execute(report)
-    with Progress(
-        TextColumn("de-identifying"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("files", total=None)
-
-        def tick(result: FileResult) -> None:
-            bar.advance(task)
-            report(result)
-
-        return execute(tick)
-
-
-def _print_summary(summary: RunSummary) -> None:
-    counts = ", ".join(f"{o.value} {summary.count(o)}" for o in Outcome)
-    err.print(f"summary: {counts}", highlight=False, markup=False)
-    for outcome in (Outcome.WITHHELD, Outcome.SKIPPED):
-        for reason, count in sorted(summary.reasons(outcome).items()):
-            err.print(f"  {outcome.value} {count}: {reason}", highlight=False, markup=False)
-
-
-@app.command("profiles")
-def profiles_command() -> None:
+@app.command("profiles", cls=Command)
+def profiles_command(json_report: JsonArg = None) -> None:
     """List the named profiles and the options."""
+    presets = {name: Profile.named(name) for name in preset_names()}
     table = Table(title=f"profiles (PS3.15 {EDITION})")
     table.add_column("name", style="bold")
     table.add_column("description")
     table.add_column("source")
-    for name in preset_names():
-        p = Profile.named(name)
+    for name, p in presets.items():
         table.add_row(name, p.description, p.source)
     out.print(table)
     options = Table(title="options (--option)")
@@ -286,11 +43,28 @@ def profiles_command() -> None:
     for o in Option:
         options.add_row(o.value, o.code[0] if o.code else "-", o.description)
     out.print(options)
+    if json_report is not None:
+        body = {
+            "edition": EDITION,
+            "profiles": [
+                {"name": name, "description": p.description, "source": p.source}
+                for name, p in presets.items()
+            ],
+            "options": [
+                {
+                    "option": o.value,
+                    "cid7050": o.code[0] if o.code else None,
+                    "description": o.description,
+                }
+                for o in Option
+            ],
+        }
+        write_report(json_report, "profiles", body, private=False)
 
 
-@app.command("explain")
+@app.command("explain", cls=Command)
 def explain_command(
-    file: Annotated[Path, typer.Argument(help="A DICOM file.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="A DICOM file.")],
     profile: ProfileArg = "ps3.15-basic",
     option: OptionArg = None,
     key: KeyArg = None,
@@ -299,6 +73,15 @@ def explain_command(
         flag("--show-values", "Also print original and new values (PHI: do not share the output)."),
     ] = False,
     pixel_rules: PixelRulesArg = None,
+    json_report: Annotated[
+        Path | None,
+        option(
+            "FILE",
+            "Also write the explanation as JSON (schema: dicomveil/cli/schemas/; owner-only "
+            "with --show-values).",
+            "--json",
+        ),
+    ] = None,
 ) -> None:
     """Show, for each element, what the profile would do and why."""
     try:
@@ -327,11 +110,60 @@ def explain_command(
     out.print(table)
     if explanation.pixels is not None:
         out.print(pixel_table(explanation.pixels, show_values=show_values))
+    if json_report is not None:
+        body = {
+            "file": str(file),
+            "profile": chosen.name,
+            "show_values": show_values,
+            "verdict": explanation.verdict,
+            "elements": [
+                {
+                    "element": row.element,
+                    "tag": row.tag,
+                    "vr": row.vr,
+                    "action": row.action,
+                    "why": row.source,
+                    **({"before": row.before, "after": row.after} if show_values else {}),
+                }
+                for row in explanation.rows
+            ],
+            "pixels": _pixels_json(explanation.pixels, show_values),
+        }
+        write_report(json_report, "explain", body, private=show_values)
 
 
-@app.command("keygen")
+def _pixels_json(report: PixelOutcome | None, show_values: bool) -> dict[str, object] | None:
+    if report is None:
+        return None
+
+    def box(b: Box) -> dict[str, int]:
+        return {"x": b.x, "y": b.y, "width": b.width, "height": b.height}
+
+    return {
+        "verdict": report.verdict,
+        "signals": list(report.signals),
+        "frames": [
+            {
+                "frame": frame.frame + 1,
+                "found": [
+                    {
+                        "found_by": d.source,
+                        "confidence": d.confidence,
+                        "box": box(d.box),
+                        **({"text": d.text} if show_values else {}),
+                    }
+                    for d in frame.found
+                ],
+                "redacted": [box(b) for b in frame.redacted],
+            }
+            for frame in report.frames
+        ],
+    }
+
+
+@app.command("keygen", cls=Command)
 def keygen_command(
-    keyfile: Annotated[Path, typer.Argument(help="Where to write the new key.")],
+    keyfile: Annotated[Path, typer.Argument(metavar="KEYFILE", help="Where to write the new key.")],
 ) -> None:
     """Write a new key readable by its owner only."""
     try:
@@ -344,7 +176,7 @@ def keygen_command(
     )
 
 
-@app.command("version")
+@app.command("version", cls=Command)
 def version_command() -> None:
     """Print the version and the PS3.15 edition."""
     out.print(f"dicomveil {__version__} (PS3.15 {EDITION})", highlight=False)

@@ -21,16 +21,19 @@ import typer
 from rich.table import Table
 
 from dicomveil.cli._app import app, err, fail, out
+from dicomveil.cli._help import Command, Group
 from dicomveil.errors import DicomveilError
 
 gateway_app = typer.Typer(
+    cls=Group,
     help="A DICOM node that de-identifies what it receives and forwards it.",
     no_args_is_help=False,
 )
 app.add_typer(gateway_app, name="gateway")
 
 ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="The gateway's TOML configuration.")
+    Path | None,
+    typer.Option("--config", "-c", metavar="FILE", help="The gateway's TOML configuration."),
 ]
 
 
@@ -39,7 +42,7 @@ def gateway_command(
     ctx: typer.Context,
     config: ConfigOption = None,
     log_level: Annotated[
-        str, typer.Option(help="debug, info, warning or error (to stderr).")
+        str, typer.Option(metavar="LEVEL", help="debug, info, warning or error (to stderr).")
     ] = "info",
 ) -> None:
     """Run the gateway (with --config), or see 'dicomveil gateway status --help'."""
@@ -90,7 +93,7 @@ def gateway_command(
     err.print("gateway stopped", highlight=False)
 
 
-@gateway_app.command("status")
+@gateway_app.command("status", cls=Command)
 def status_command(
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,

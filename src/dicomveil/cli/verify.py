@@ -12,19 +12,24 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from dicomveil.cli._app import OptionArg, ProfileArg, app, err, fail, flag, load_profile, out
+from dicomveil.cli._app import app, err, fail, flag, load_profile, out
+from dicomveil.cli._args import OptionArg, ProfileArg, WorkersArg
+from dicomveil.cli._help import Command
 from dicomveil.cli._qc import RunMapsArg
 from dicomveil.errors import DicomveilError
 from dicomveil.qc.verify import IodCheck, Verdict, VerifyReport, verify
 
 
-@app.command("verify")
+@app.command("verify", cls=Command)
 def verify_command(
-    output: Annotated[Path, typer.Argument(help="The de-identified output folder.")],
+    output: Annotated[
+        Path, typer.Argument(metavar="OUTPUT", help="The de-identified output folder.")
+    ],
     against: Annotated[
         Path | None,
         typer.Option(
             "--against",
+            metavar="INPUT",
             help="The original input (files, folders or .zip): find its identifying values.",
         ),
     ] = None,
@@ -32,16 +37,18 @@ def verify_command(
     option: OptionArg = None,
     map_dir: RunMapsArg = None,
     json_file: Annotated[
-        Path | None, typer.Option("--json", help="Also write a machine-readable report here.")
+        Path | None,
+        typer.Option("--json", metavar="FILE", help="Also write a machine-readable report here."),
     ] = None,
     show_values: Annotated[
         bool,
         flag("--show-values", "Print the identifying values found (PHI: do not share the report)."),
     ] = False,
-    workers: Annotated[int, typer.Option(help="Worker processes (0: one per core).")] = 0,
+    workers: WorkersArg = 0,
     iod: Annotated[
         IodCheck,
         typer.Option(
+            metavar="|".join(IodCheck),
             help="dciodvfy, where installed: once per distinct file structure, on every file, "
             "or off.",
         ),
@@ -56,7 +63,7 @@ def verify_command(
         ),
     ] = None,
     operator: Annotated[
-        str | None, typer.Option(help="Who checks (default: your OS user name).")
+        str | None, typer.Option(metavar="NAME", help="Who checks (default: your OS user name).")
     ] = None,
 ) -> None:
     """Check OUTPUT: profile conformance, leaks of the originals, references, validity."""

@@ -110,6 +110,7 @@ class RunConfig:
     today: _dt.date | None = None
     chunk_size: int = 8
     pixels: PixelSettings = field(default_factory=PixelSettings)  # clean-pixel-data
+    dry_run: bool = False  # decide every input, write nothing (see :func:`run`)
 
 
 class Collector:
@@ -291,13 +292,12 @@ class _Worker:
         source = read
         try:
             done = deidentify_source(
-                self.engine,
-                source,
-                lambda ds, pseudonym: self.config.layout.path(self.config.output, ds, pseudonym),
-                pixels=self.config.pixels,
+                self.engine, source, self._destination, pixels=self.config.pixels
             )
             if isinstance(done, str):
                 return FileResult(task, Outcome.WITHHELD, done)
+        except _WouldWriteError as would:
+            return FileResult(task, Outcome.WRITTEN, output=would.target)
         except (CrosswalkError, DeidentificationError) as exc:
             return FileResult(task, Outcome.FAILED, str(exc))
         except DicomveilError as exc:
@@ -307,6 +307,13 @@ class _Worker:
         except Exception as exc:  # a value pydicom cannot decode or encode: fail, keep going
             return FileResult(task, Outcome.FAILED, f"cannot de-identify: {failure_reason(exc)}")
         return done.file_result(task)
+
+    def _destination(self, ds: Dataset, pseudonym: str) -> Path:
+        """Where the de-identified ``ds`` goes; in a dry run, the write stops here."""
+        target = self.config.layout.path(self.config.output, ds, pseudonym)
+        if self.config.dry_run:
+            raise _WouldWriteError(target)
+        return target
 
     def _read(self, task: Task, path: Path) -> SourceFile | FileResult:
         """The input read, or the result that ends it (not DICOM, a DICOMDIR, unreadable)."""
@@ -325,6 +332,18 @@ class _Worker:
                 "DICOMDIR: never copied (use --dicomdir to write a fresh one)",
             )
         return source
+
+
+class _WouldWriteError(Exception):
+    """A dry run's destination: the file would be written to ``target`` (control flow).
+
+    :func:`deidentify_source` asks for the destination only when the file is to be
+    written, just before writing it, and lets this propagate.
+    """
+
+    def __init__(self, target: Path) -> None:
+        super().__init__("dry run")
+        self.target = target
 
 
 @dataclass(frozen=True)
@@ -404,6 +423,10 @@ def run(
 ) -> RunSummary:
     """De-identify every file under ``inputs`` into ``config.output``, in parallel.
 
+    With ``config.dry_run`` every input is decided the same way (the same per-file pipeline
+    up to the write) and nothing is written: no folder, no file; a written input's
+    ``output`` says where it would go.
+
     Parameters
     ----------
     inputs : sequence of pathlib.Path
@@ -429,10 +452,11 @@ def run(
     """
     check_locations(inputs, config.output, config.map_dir)
     all_tasks = list(tasks if tasks is not None else discover(inputs))
-    make_folder(config.output, "the output folder")
-    if config.map_dir is not None:
-        make_folder(config.map_dir, "the map folder")
-    remove_stale_temporaries(config.output)
+    if not config.dry_run:
+        make_folder(config.output, "the output folder")
+        if config.map_dir is not None:
+            make_folder(config.map_dir, "the map folder")
+        remove_stale_temporaries(config.output)
     summary = RunSummary()
     collect = Collector(summary, progress)
 
@@ -462,7 +486,7 @@ def run(
                     nxt = next(queue, None)
                     if nxt is not None:
                         pending.add(pool.submit(_process_chunk, nxt))
-    if config.map_dir is not None:
+    if config.map_dir is not None and not config.dry_run:
         write_maps(config.map_dir, summary)
     return summary
 

@@ -1,0 +1,356 @@
+"""``run``: de-identify INPUT... into OUTPUT (or, with ``--dry-run``, decide and write nothing).
+
+What it prints, on stderr: a header (version, profile, key fingerprint); one line per
+withheld, skipped or failed file (``withheld <input>: <reason>``), on a terminal above the
+progress bar too; with ``-v`` one line per written file as well; then the counts and the
+reasons. ``-q`` keeps only errors (failed files among them) and the counts.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dicomveil._version import __version__
+from dicomveil.cli._app import app, err, fail, flag, load_key, load_profile, option
+from dicomveil.cli._args import CrosswalkArg, KeyArg, OptionArg, ProfileArg, WorkersArg
+from dicomveil.cli._help import Command
+from dicomveil.cli._json import JsonArg, write_report
+from dicomveil.cli._pixels import PixelFillArg, PixelRulesArg, PreviewDirArg, pixel_settings
+from dicomveil.errors import DicomveilError
+from dicomveil.identity.crosswalk import Crosswalk
+from dicomveil.io.layout import DEFAULT_LAYOUT, FIELDS, Layout
+from dicomveil.profiles import Profile
+from dicomveil.runs import cluster
+from dicomveil.runs.batch import (
+    FileResult,
+    Outcome,
+    RunConfig,
+    RunSummary,
+    Task,
+    check_locations,
+    discover,
+    run,
+)
+from dicomveil.runs.dicomdir import write_dicomdir
+from dicomveil.runs.output_key import check_output_key
+from dicomveil.standard.tables import EDITION
+
+Progressed = Callable[[FileResult], None]
+
+
+@dataclass(frozen=True)
+class _Say:
+    """How much a run prints (``-q``, ``-v``), and whether it is a dry run."""
+
+    quiet: bool = False
+    verbose: bool = False
+    dry: bool = False
+    output: str = ""  # the output folder as typed: written files are named below it
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            err.print(text)
+
+    def result(self, result: FileResult) -> None:
+        """One file's line, if this verbosity shows it (never a value read from the file)."""
+        if result.outcome is Outcome.FAILED:
+            err.print(f"failed {result.task.display}: {result.reason}", style="red")
+        elif result.outcome is Outcome.WRITTEN:
+            if self.verbose:
+                verb = "would write" if self.dry else "written"
+                notes = f" ({result.reason})" if result.reason else ""
+                target = _below(self.output, result.output)
+                err.print(f"{verb} {result.task.display} -> {target}{notes}")
+        elif not self.quiet:
+            err.print(f"{result.outcome.value} {result.task.display}: {result.reason}")
+
+    def summary(self, summary: RunSummary) -> None:
+        counts = ", ".join(f"{o.value} {summary.count(o)}" for o in Outcome)
+        label = "summary (dry run, nothing written)" if self.dry else "summary"
+        err.print(f"{label}: {counts}")
+        if self.quiet:
+            return
+        for outcome in (Outcome.WITHHELD, Outcome.SKIPPED):
+            for reason, count in sorted(summary.reasons(outcome).items()):
+                err.print(f"  {outcome.value} {count}: {reason}")
+
+
+@app.command("run", cls=Command)
+def run_command(
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT... OUTPUT",
+            help="Files, folders or .zip archives, then the output folder; each may be an "
+            "fsspec URL (s3://bucket/prefix).",
+        ),
+    ],
+    profile: ProfileArg = "ps3.15-basic",
+    option: OptionArg = None,
+    key: KeyArg = None,
+    crosswalk: CrosswalkArg = None,
+    map_dir: Annotated[
+        Path | None,
+        option("DIR", "Write patient, UID and date-offset maps here (outside the output)."),
+    ] = None,
+    layout: Annotated[
+        str, option("TEMPLATE", "Output path template; fields: " + ", ".join(FIELDS))
+    ] = DEFAULT_LAYOUT,
+    workers: WorkersArg = 0,
+    dicomdir: Annotated[
+        bool,
+        flag(
+            "--dicomdir",
+            "Write a fresh DICOMDIR for the output (files get DICOMDIR-compatible names).",
+        ),
+    ] = False,
+    audit: Annotated[
+        str | None,
+        option("DB", "Record the run in this audit database (SQLite file or postgresql:// URL)."),
+    ] = None,
+    operator: Annotated[
+        str | None, option("NAME", "With --audit: who runs it (default: your OS user name).")
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS|local",
+            help="Run on a Dask cluster: a scheduler address, or 'local' (--workers processes).",
+        ),
+    ] = None,
+    storage_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--storage-option",
+            metavar="KEY=VALUE",
+            help="fsspec option for URL locations, e.g. endpoint_url=http://host:9000.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(metavar="N", help="With --dask or URLs: files per task (0: automatic)."),
+    ] = 0,
+    preview_dir: PreviewDirArg = None,
+    pixel_fill: PixelFillArg = None,
+    pixel_rules: PixelRulesArg = None,
+    json_report: JsonArg = None,
+    dry_run: Annotated[
+        bool,
+        flag(
+            "--dry-run",
+            "Decide every file (written, withheld, skipped, failed, with reasons) and write "
+            "nothing: no output files, maps, DICOMDIR, previews or audit records.",
+        ),
+    ] = False,
+    allow_other_key: Annotated[
+        bool,
+        flag(
+            "--allow-other-key",
+            "Write into an output folder that another key wrote (two sets of pseudonyms).",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only errors and the final counts.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also print a line per written file.")
+    ] = False,
+) -> None:
+    """De-identify INPUT... into OUTPUT."""
+    if len(paths) < 2:
+        raise fail("give at least one input and the output folder")
+    if quiet and verbose:
+        raise fail("give --quiet or --verbose, not both")
+    if operator is not None and audit is None:
+        raise fail("--operator goes with --audit DB")
+    inputs, output = paths[:-1], paths[-1]
+    local = not any(cluster.is_url(p) for p in paths)
+    if cluster.is_url(output) and (audit is not None or dicomdir):
+        raise fail("--audit and --dicomdir need a local output folder")
+    say = _Say(quiet=quiet, verbose=verbose, dry=dry_run, output=output)
+    try:
+        runner = cluster.runner_for(
+            inputs,
+            output,
+            address=dask,
+            storage_options=storage_option or [],
+            batch_size=batch_size,
+        )
+        if dry_run and runner is not None:
+            raise fail("--dry-run works on local inputs and outputs, without --dask")
+        chosen = load_profile(profile, option)
+        secret = load_key(key)
+        walk = Crosswalk.from_csv(crosswalk) if crosswalk else None
+        pixels = pixel_settings(
+            preview_dir=preview_dir, fill=pixel_fill, rules=pixel_rules, output=output
+        )
+        config = RunConfig(
+            profile=chosen,
+            key=secret,
+            output=Path(output),
+            layout=Layout(layout),
+            crosswalk=walk,
+            map_dir=map_dir,
+            workers=workers,
+            today=_dt.date.today(),
+            pixels=replace(pixels, preview_dir=None) if dry_run else pixels,
+            dry_run=dry_run,
+        )
+        say.note(
+            f"dicomveil {__version__}: profile {chosen.name} (PS3.15 {EDITION}), key "
+            f"{secret.fingerprint}"
+        )
+        tasks: list[Task] | None = None
+        if local:
+            check_locations([Path(p) for p in inputs], config.output, map_dir)
+            if runner is None:
+                tasks = list(discover([Path(p) for p in inputs]))
+        if not cluster.is_url(output):
+            check_output_key(
+                config.output,
+                secret.fingerprint,
+                allow_other=allow_other_key,
+                record=not dry_run,
+            )
+        if dry_run:
+            assert tasks is not None
+            say.note(
+                "dry run: deciding every file; nothing is written (no output files, maps, "
+                "DICOMDIR, previews or audit records)"
+            )
+            summary = _with_progress(
+                lambda progress: run([], config, progress=progress, tasks=tasks),
+                say,
+                total=len(tasks),
+            )
+        else:
+            summary = _recorded_run(inputs, tasks, config, runner, audit, operator, say)
+    except DicomveilError as exc:
+        raise fail(str(exc)) from None
+    if dicomdir and summary.written and not dry_run:
+        try:
+            write_dicomdir(Path(output), summary)
+            say.note("wrote a fresh DICOMDIR")
+        except DicomveilError as exc:
+            err.print(f"DICOMDIR not written: {exc}", style="bold red")
+            raise typer.Exit(1) from None
+    say.summary(summary)
+    if json_report is not None:
+        write_report(json_report, "run", _report(summary, chosen, output, dry_run), private=False)
+    raise typer.Exit(0 if summary.ok else 1)
+
+
+def _recorded_run(
+    inputs: list[str],
+    tasks: list[Task] | None,
+    config: RunConfig,
+    runner: cluster.Runner | None,
+    audit: str | None,
+    operator: str | None,
+    say: _Say,
+) -> RunSummary:
+    """The run itself, recorded in the audit trail with ``--audit``."""
+    from dicomveil.qc.audit import recording  # SQLAlchemy: loaded only when a run is recorded
+
+    def execute(progress: Progressed) -> RunSummary:
+        if runner is not None:
+            return runner(config, progress)
+        return run([Path(p) for p in inputs], config, progress=progress, tasks=tasks)
+
+    with recording(audit, config, operator=operator) as recorder:
+        summary = _with_progress(
+            execute, say, total=None if tasks is None else len(tasks), audit=recorder
+        )
+    if recorder is not None:
+        say.note(f"audit: run {recorder.run_id} in {recorder.trail.location}")
+    return summary
+
+
+def _with_progress(
+    execute: Callable[[Progressed], RunSummary],
+    say: _Say,
+    *,
+    total: int | None,
+    audit: Progressed | None = None,
+) -> RunSummary:
+    """Run ``execute`` with a callback that records and prints each file's result; on a
+    terminal (unless ``-q``) under a progress bar, the lines printed above it."""
+
+    def report(result: FileResult) -> None:
+        if audit is not None:
+            audit(result)
+        say.result(result)
+
+    if say.quiet or not err.is_terminal:
+        return execute(report)
+    with Progress(
+        TextColumn("deciding" if say.dry else "de-identifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("files", total=total)
+
+        def tick(result: FileResult) -> None:
+            bar.advance(task)
+            report(result)  # err.print while the bar is live: the line goes above it
+
+        return execute(tick)
+
+
+def _relative(output: str, target: Path | None) -> str | None:
+    """A written file's path relative to the output folder (POSIX); as is when not below it
+    (a cluster run's results are relative already)."""
+    if target is None:
+        return None
+    if not target.is_absolute() or cluster.is_url(output):
+        return target.as_posix()
+    try:
+        return target.relative_to(Path(output).resolve()).as_posix()
+    except ValueError:
+        return str(target)
+
+
+def _below(output: str, target: Path | None) -> str:
+    """A written file named below the output folder as the user typed it."""
+    relative = _relative(output, target)
+    if relative is None or Path(relative).is_absolute():
+        return str(relative)
+    if cluster.is_url(output):
+        return f"{output.rstrip('/')}/{relative}"
+    return str(Path(output) / relative)
+
+
+def _report(summary: RunSummary, profile: Profile, output: str, dry: bool) -> dict[str, object]:
+    """The run's outcomes for ``--json`` (schema ``run.schema.json``): counts, reasons, and
+    one record per input (the input as given, the outcome, the reason, the output relative
+    to the output folder)."""
+
+    return {
+        "profile": profile.name,
+        "dry_run": dry,
+        "summary": {o.value: summary.count(o) for o in Outcome},
+        "reasons": {
+            o.value: dict(sorted(summary.reasons(o).items()))
+            for o in (Outcome.WITHHELD, Outcome.SKIPPED, Outcome.FAILED)
+        },
+        "files": [
+            {
+                "input": r.task.display,
+                "outcome": r.outcome.value,
+                "reason": r.reason,
+                "output": _relative(output, r.output) if r.outcome is Outcome.WRITTEN else None,
+            }
+            for r in summary.results
+        ],
+    }
