@@ -28,7 +28,7 @@ from dicomveil.cleaners.structured import (
     repeater_vr,
 )
 from dicomveil.engine.risks import content_tree_reason
-from dicomveil.engine.values import CLASS_UID_TAGS, validate
+from dicomveil.engine.values import CLASS_UID_TAGS, numeric_text, validate
 from dicomveil.io import encoding
 from dicomveil.profiles import render_template
 from dicomveil.standard.actions import Action, Code, Decision
@@ -96,6 +96,11 @@ def keep(walk: Walk, at: At, decision: Decision, source: str) -> bool:
     elif vr in _DATE_VRS and walk.offset is not None:
         walk.shift(ds, tag, vr, path, source)
         return tag in ds
+    elif vr in ("DS", "IS") and not numeric_text(raw.value):
+        # Not a number: a damaged value, which may carry text from elsewhere in the file.
+        ds[tag] = DataElement(tag, vr, None)
+        walk.report(path, tag, vr, "Z", source + " (not a number: emptied)")
+        return True
     elif tag == _PATIENT_AGE:
         walk.cap_age(ds, tag)
     walk.report(path, tag, vr, "K", source)

@@ -14,6 +14,7 @@ from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from dicomveil.errors import DeidentificationError
 from dicomveil.profiles import known_tag
@@ -136,3 +137,33 @@ def validate(tag: int, vr: str, value: str) -> None:
             f"the profile's replacement is not valid for VR {vr}",
             tag=f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
         ) from None
+
+
+_NUMBER_BYTES = b"0123456789+-Ee. \\\x00"
+
+
+def numeric_text(value: object) -> bool:
+    """Whether a DS or IS value holds only what numbers are written with (PS3.5 6.2).
+
+    A damaged file can carry text into a numeric string (a bit flip, a wrong length); a
+    value that is not a number is not kept as it is (see
+    :func:`dicomveil.engine.handlers.keep`).
+
+    Parameters
+    ----------
+    value : object
+        The raw bytes, or the decoded value.
+
+    Returns
+    -------
+    bool
+        True for bytes or text made of digits, signs, exponents, points, spaces and
+        backslashes (and a decoded number).
+    """
+    if isinstance(value, str):
+        value = value.encode("latin-1", "replace")
+    if isinstance(value, bytes):
+        return not value.translate(None, _NUMBER_BYTES)
+    if isinstance(value, (list, tuple, MultiValue)):
+        return all(numeric_text(item) for item in value)
+    return True

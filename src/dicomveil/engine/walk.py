@@ -31,6 +31,7 @@ from dicomveil.engine.values import (
     ascii_value,
     collapse,
     creator_of,
+    numeric_text,
     pad,
     text_of,
     vr_of,
@@ -49,7 +50,8 @@ _UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+){2,}$")
 _SWEPT_VRS = frozenset({"UI", "DA", "DT", "AS", "SQ", "UN"})
 # The VRs of PS3.5; an element read with other VR bytes is damaged and never copied.
 _VALID_VRS = frozenset(vr.value for vr in VR)
-_PLAIN_VRS = _VALID_VRS - _SWEPT_VRS  # kept elements of these VRs need no look
+_NUMERIC_STRING_VRS = frozenset({"DS", "IS"})  # kept as they are when they hold numbers
+_PLAIN_VRS = _VALID_VRS - _SWEPT_VRS - _NUMERIC_STRING_VRS  # kept: no look needed
 # VRs with a 32-bit length, like SQ: a sequence whose VR bytes were damaged into one of
 # these still holds its items (UN is resolved by pydicom itself).
 _DAMAGED_SEQUENCE_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UC", "UR", "UT"})
@@ -120,13 +122,17 @@ class Walk:
             if element == 0:
                 self.remove(ds, tag, path, "group length: recomputed or dropped on write")
                 continue
-            if elem.VR in _DAMAGED_SEQUENCE_VRS and _is_sequence(int(tag)):
-                # A sequence with damaged VR bytes: read as the sequence it is (its items
-                # de-identified like any other), never copied as bytes; if its value does
-                # not parse as items, reading it fails the file.
-                elem = ds[tag] = (
-                    elem._replace(VR="SQ") if isinstance(elem, RawDataElement) else elem
-                )
+            if elem.VR != "SQ" and _is_sequence(int(tag)):
+                if elem.VR in _DAMAGED_SEQUENCE_VRS and isinstance(elem, RawDataElement):
+                    # A sequence with damaged VR bytes: read as the sequence it is (its items
+                    # de-identified like any other), never copied as bytes; if its value does
+                    # not parse as items, reading it fails the file.
+                    elem = ds[tag] = elem._replace(VR="SQ")
+                elif elem.VR not in (None, "UN"):
+                    # A short VR where a sequence belongs: the value cannot be its items, and
+                    # a damaged file can carry anything there (a name, read as PN).
+                    self.remove(ds, tag, path, f"VR {elem.VR} on a sequence: removed")
+                    continue
             if verdicts is not None:
                 # The common cases at the top level, one look-up: kept unchanged (never
                 # decoded: explicit VR tells the VR), or removed.
@@ -134,7 +140,9 @@ class Walk:
                 if verdict is None:
                     verdict = verdicts[int(tag)] = self._verdict(tag)
                 if verdict is KEPT:
-                    if elem.VR in _PLAIN_VRS:
+                    if elem.VR in _PLAIN_VRS or (
+                        elem.VR in _NUMERIC_STRING_VRS and numeric_text(elem.value)
+                    ):
                         continue
                 elif verdict is REMOVED:
                     del ds[tag]
@@ -153,7 +161,9 @@ class Walk:
                         self.uids(ds, tag, "UI", "")
                     continue
                 if code is Action.KEEP:
-                    if elem.VR in _PLAIN_VRS:
+                    if elem.VR in _PLAIN_VRS or (
+                        elem.VR in _NUMERIC_STRING_VRS and numeric_text(elem.value)
+                    ):
                         continue
                 elif self.resolve(decision, tag, path) is Action.REMOVE:
                     del ds[tag]
