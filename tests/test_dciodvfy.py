@@ -18,7 +18,6 @@ normalised (values, offending characters and UIDs removed), must be a subset of 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import warnings
 from collections.abc import Iterator
 from functools import cache
@@ -35,7 +34,7 @@ from pydicom.uid import (
 )
 
 from dicomveil import Key, Option, Outcome, Profile, RunConfig, run
-from dicomveil.qc.verify.validity import normalise
+from dicomveil.qc.verify.validity import normalise, run_dciodvfy
 from tests.support import synthetic
 from tests.support.commands import PYDICOM_DATA, pydicom_data_folder
 
@@ -114,16 +113,9 @@ KNOWN_NEW_ERRORS: dict[tuple[str, str], dict[str, str]] = {}
 
 @cache
 def dciodvfy_errors(path: Path) -> dict[str, str]:
-    """Normalised error message -> the first original line with it."""
+    """Normalised error message -> the first original line with it (run as verify runs it)."""
     assert DCIODVFY is not None
-    completed = subprocess.run([DCIODVFY, str(path)], capture_output=True, timeout=120, check=False)
-    # Bytes, split on LF only: a value may hold a CR, which text mode would make a new line.
-    output = (completed.stdout + completed.stderr).decode("utf-8", "replace")
-    errors: dict[str, str] = {}
-    for line in output.split("\n"):
-        if line.startswith("Error"):
-            errors.setdefault(normalise(line), line.strip())
-    return errors
+    return run_dciodvfy(DCIODVFY, path)
 
 
 def test_normalise() -> None:

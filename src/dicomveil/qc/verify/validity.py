@@ -252,7 +252,7 @@ def _dciodvfy(program: str, path: Path) -> dict[str, str]:
     """Normalised error -> the first line with it. dciodvfy cannot read a deflated dataset:
     it checks an inflated copy of one."""
     if not _deflated(path):
-        return _run_dciodvfy(program, path)
+        return run_dciodvfy(program, path)
     with tempfile.TemporaryDirectory(prefix="dicomveil-verify-") as folder:
         copy = Path(folder) / "inflated.dcm"
         try:
@@ -263,7 +263,7 @@ def _dciodvfy(program: str, path: Path) -> dict[str, str]:
                 ds.save_as(copy, enforce_file_format=True)
         except Exception:  # what pydicom cannot read is reported by the other checks
             return {}
-        return _run_dciodvfy(program, copy)
+        return run_dciodvfy(program, copy)
 
 
 def _deflated(path: Path) -> bool:
@@ -276,7 +276,9 @@ def _deflated(path: Path) -> bool:
     return _text(_Data.of(meta), 0x00020010) == _DEFLATED
 
 
-def _run_dciodvfy(program: str, path: Path) -> dict[str, str]:
+def run_dciodvfy(program: str, path: Path) -> dict[str, str]:
+    """dciodvfy's errors on ``path``: normalised error (:func:`normalise`) -> its first
+    line ({} when dciodvfy cannot run)."""
     try:
         completed = subprocess.run(
             [program, str(path)], capture_output=True, timeout=300, check=False
