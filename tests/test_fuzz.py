@@ -23,14 +23,22 @@ from pathlib import Path
 import pytest
 
 from tests.fuzz import KINDS, Judge, Verdict, control_case, failure_table, make_cases, seeds
+from tests.realdata import REQUIRE
 
 SEED = 20261205
 CASES = 3000
 
 
+def _no_seeds() -> None:
+    message = "no seed files: pydicom's test files are missing"
+    if REQUIRE:  # CI: missing data is a failure, never a silent skip
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def _judge(folder: Path) -> Judge:
     if not seeds():
-        pytest.skip("no seed files: pydicom's test files are missing")
+        _no_seeds()
     # at most 40 halvings, in the first 100 s: the test stays under 3 minutes
     return Judge(folder, batch_size=100, workers=2, jobs=2, bisect_limit=40, bisect_budget=100)
 
@@ -105,7 +113,7 @@ def test_judge_isolates_the_culprit(tmp_path: Path, mode: str, problem: str, hal
     """The judge against a fake CLI: one bad case among 16 in one batch is found (a crash or a
     hang by halving the batch, a leak by the output's owner), and the 15 others pass."""
     if not seeds():
-        pytest.skip("no seed files: pydicom's test files are missing")
+        _no_seeds()
     fake = tmp_path / "fake-dicomveil"
     fake.write_text(f"#!{sys.executable}\n" + textwrap.dedent(_FAKE_CLI), encoding="utf-8")
     fake.chmod(0o755)
