@@ -1423,6 +1423,9 @@ class Judge:
             [self.exe, "run", "--help"], capture_output=True, env=self.env, timeout=60, check=False
         ).stdout.decode("utf-8", "replace")
         self.has_json = "--json" in help_text
+        # Every case's paths may hold planted identifiers: a site with such folder names
+        # names its inputs by keyed labels, when the tool offers that.
+        self.redacts_paths = "--redact-paths" in help_text
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
         self.runs = 0
@@ -1485,6 +1488,8 @@ class Judge:
         args += ["--workers", str(self.workers)]
         if self.has_json:
             args += ["--json", str(report)]
+        if self.redacts_paths:
+            args += ["--redact-paths"]
         rc, stdout, stderr, seconds = self._invoke(args, cwd, timeout)
         data: dict[str, Any] | None = None
         error = ""
@@ -1508,8 +1513,11 @@ class Judge:
                 {"input": m[2], "outcome": m[1], "reason": m[3], "output": None}
                 for m in _SUMMARY_LINE.finditer(res.stdout + "\n" + res.stderr)
             ]
+        labels = self._read_csv(res.maps / "paths.csv") if self.redacts_paths else {}
         entries = []
         for f in raw:
+            if str(f.get("input", "")) in labels:  # --redact-paths: label -> input (the map)
+                f = {**f, "input": labels[str(f["input"])]}
             entry = _Entry(
                 str(f.get("input", "")),
                 str(f.get("outcome", "")),
@@ -1524,13 +1532,17 @@ class Judge:
 
     def _uid_map(self, maps: Path) -> dict[str, str]:
         """new UID -> original UID, from the UID map (when it is where and as documented)."""
+        return {new: old for old, new in self._read_csv(maps / "uids.csv").items()}
+
+    @staticmethod
+    def _read_csv(path: Path) -> dict[str, str]:
+        """First column -> second, of a map file (empty when it is missing or unreadable)."""
         found: dict[str, str] = {}
-        path = maps / "uids.csv"
         try:
-            with path.open(newline="", encoding="utf-8") as fh:
+            with path.open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
                 for row in csv.reader(fh):
                     if len(row) >= 2:
-                        found[row[1]] = row[0]
+                        found[row[0]] = row[1]
         except (OSError, ValueError):
             pass
         return found

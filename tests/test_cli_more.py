@@ -1,7 +1,7 @@
 """The command line as pydicom and dcmtk users expect it (issue 13): per-file lines on a
 terminal, tables that are not cut in a pipe, ``--version``, ``-q``/``-v``, ``--dry-run``,
 ``--json`` reports with their schemas, readable help, shell completion, one key per output
-folder, and an owner-only ``diff.html``.
+folder, an owner-only ``diff.html``, and ``--redact-paths``.
 
 The commands run in-process through :class:`typer.testing.CliRunner`; a terminal is simulated
 with ``TTY_COMPATIBLE=1`` (Rich then treats stderr as one), a pipe by leaving ``COLUMNS``
@@ -10,10 +10,12 @@ unset (the runner's streams are no terminals).
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
 import stat
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from dicomveil.errors import DicomveilError
 from dicomveil.identity.keys import read_key
 from dicomveil.profiles import Profile, preset_names
 from dicomveil.runs.output_key import MARKER_PREFIX, check_output_key, output_keys
-from tests.support.commands import ENV, cli, keygen
+from tests.support.commands import ENV, cli, keygen, validate
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "sample"
@@ -66,16 +68,6 @@ def lines_about(text: str, path: Path) -> list[str]:
 
 def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
-
-
-def validate(document: Any, name: str) -> None:
-    """Check a ``--json`` report against its documented JSON Schema."""
-    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema validates the reports")
-    schema = json.loads(schema_path(name).read_text(encoding="utf-8"))
-    validator = jsonschema.Draft202012Validator(schema)
-    validator.check_schema(schema)
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
-    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,6 +287,54 @@ def test_diff_json_matches_its_schema_and_is_owner_only(tmp_path: Path, key: Pat
     assert not any(name in report.read_text(encoding="utf-8") for name in names)
 
 
+def test_verify_json_matches_its_schema(tmp_path: Path, key: Path) -> None:
+    out, maps, report = tmp_path / "out", tmp_path / "maps", tmp_path / "verify.json"
+    ran = cli("run", "--key", key, "--workers", "1", "--map-dir", maps, SAMPLE, out)
+    assert ran.exit_code == 0, ran.output
+    first = sorted(out.rglob("*.dcm"))[0]
+    ds = dcmread(first)
+    ds.InstitutionName = str(dcmread(SAMPLE / "ct1" / "IM0001").PatientName)  # a leak
+    ds.save_as(first)
+    args = ("verify", out, "--against", SAMPLE, "--map-dir", maps, "--iod", "off", "--json")
+
+    result = cli(*args, report)
+
+    assert result.exit_code == 1, result.output
+    document = json.loads(report.read_text(encoding="utf-8"))
+    validate(document, "verify")
+    assert document["result"] == "findings" and document["schema"] == "verify"
+    assert any(f["check"] == "leak" for f in document["findings"])
+    assert stat.S_IMODE(report.stat().st_mode) == 0o644
+    shown = cli(*args, report, "--show-values")
+    assert shown.exit_code == 1
+    validate(json.loads(report.read_text(encoding="utf-8")), "verify")
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600  # values: owner only
+
+    missing = cli("verify", tmp_path / "nothing", "--json", report)
+    assert missing.exit_code == 2
+    document = json.loads(report.read_text(encoding="utf-8"))
+    validate(document, "verify")
+    assert document["result"] == "could-not-check" and document["problems"]
+
+
+def test_the_schemas_name_every_value_the_code_can_write() -> None:
+    """The enumerations of the verify and gateway-status schemas are the code's own."""
+    from dicomveil.gateway.events import EventKind
+    from dicomveil.qc.verify import Category, Check, RiskKind, Verdict
+
+    verify = json.loads(schema_path("verify").read_text(encoding="utf-8"))["properties"]
+    finding = verify["findings"]["items"]["properties"]
+    assert finding["category"]["enum"] == [c.value for c in Category]
+    assert finding["check"]["enum"] == [c.value for c in Check]
+    assert verify["risk_flags"]["items"]["properties"]["flag"]["enum"] == [
+        r.value for r in RiskKind
+    ]
+    assert verify["result"]["enum"] == [v.value for v in Verdict]
+    status = json.loads(schema_path("gateway-status").read_text(encoding="utf-8"))
+    route = status["properties"]["routes"]["additionalProperties"]["properties"]
+    assert {k.value for k in EventKind} <= set(route)
+
+
 def test_a_json_file_that_cannot_be_written_exits_2(tmp_path: Path) -> None:
     result = cli("profiles", "--json", tmp_path / "no" / "such" / "profiles.json")
     assert result.exit_code == 2
@@ -452,3 +492,62 @@ def test_diff_html_is_owner_only(tmp_path: Path, key: Path) -> None:
     assert stat.S_IMODE(page.stat().st_mode) == 0o600
     assert page.read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------------------------
+# 8. --redact-paths: folder and file names that hold identifiers are never printed
+
+
+PLANTED = "SMITH^JOHN-MRN4471902"
+
+
+def test_redact_paths_names_inputs_by_keyed_labels(
+    tmp_path: Path, key: Path, other_key: Path
+) -> None:
+    root = tmp_path / f"study {PLANTED}"
+    shutil.copytree(SAMPLE, root / PLANTED)
+    shutil.copy(SAMPLE / "ct1" / "IM0001", root / f"{PLANTED}.dcm")  # same UID: one fails
+    with zipfile.ZipFile(root / f"{PLANTED}.zip", "w") as archive:
+        archive.write(NOT_DICOM, f"{PLANTED}/notes.txt")
+    before = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    out, maps, audit, report = (tmp_path / n for n in ("out", "maps", "audit.db", "run.json"))
+    args = ("--key", key, "--workers", "2", "--map-dir", maps, "--redact-paths", "-v")
+
+    result = cli("run", *args, "--audit", audit, "--json", report, root, out)
+
+    assert result.exit_code == 1, result.output  # the second file of one SOP Instance UID
+    assert "same SOP Instance UID as input-" in result.stderr
+    for text in (result.stdout, result.stderr, report.read_text(encoding="utf-8")):
+        assert PLANTED.split("^")[0] not in text and "MRN4471902" not in text
+    assert b"MRN4471902" not in audit.read_bytes()
+    done = json.loads(report.read_text(encoding="utf-8"))
+    validate(done, "run")
+    labels = [f["input"] for f in done["files"]]
+    assert len(labels) == len(set(labels)) == 12
+    assert all(re.fullmatch(r"input-[0-9a-f]{16}", label) for label in labels)
+    assert stat.S_IMODE((maps / "paths.csv").stat().st_mode) == 0o600
+    with (maps / "paths.csv").open(encoding="utf-8", newline="") as fh:
+        table = {row["label"]: row["input"] for row in csv.DictReader(fh)}
+    assert set(table) == set(labels)
+    assert f"{root}/{PLANTED}.zip!{PLANTED}/notes.txt" in table.values()
+    assert str(root / PLANTED / "us" / "IM0001") in table.values()
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == before
+
+    # the same key names an input alike in every run; another key, otherwise
+    again = cli("run", *args, "--dry-run", "--json", tmp_path / "again.json", root, out)
+    redone = json.loads((tmp_path / "again.json").read_text(encoding="utf-8"))
+    assert again.exit_code == 1 and sorted(f["input"] for f in redone["files"]) == sorted(labels)
+    other = ("--key", other_key, "--redact-paths", "--allow-other-key", "--dry-run")
+    cli("run", *other, "--json", tmp_path / "other.json", root, tmp_path / "out2")
+    foreign = json.loads((tmp_path / "other.json").read_text(encoding="utf-8"))
+    assert not {f["input"] for f in foreign["files"]} & set(labels)
+
+
+def test_redact_paths_names_a_missing_input_by_its_place(tmp_path: Path, key: Path) -> None:
+    missing = tmp_path / PLANTED
+    result = cli("run", "--key", key, "--redact-paths", SAMPLE, missing, tmp_path / "out")
+    assert result.exit_code == 2
+    assert "input 2: no such file or folder" in result.stderr
+    assert "MRN4471902" not in result.output
+    plain = cli("run", "--key", key, SAMPLE, missing, tmp_path / "out")
+    assert plain.exit_code == 2 and f"{missing}: no such file or folder" in plain.stderr

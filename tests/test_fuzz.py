@@ -153,12 +153,6 @@ def test_read_only_output_parent(tmp_path: Path) -> None:
     assert verdict.passed, "; ".join(str(p) for p in verdict.problems)
 
 
-# Known and open (issue 13): a file or folder name that holds an identifier is printed as
-# it is when that file fails or is skipped; --redact-paths is not built yet. Strict: once it
-# passes, the mark must go.
-_OPEN = {"phi-message": "issue 13: paths holding identifiers are printed (no --redact-paths yet)"}
-
-
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Verdict], Judge, float]:
     """Every case judged once; the tests below read the verdicts of their class."""
@@ -175,13 +169,7 @@ def test_the_cases_cover_every_kind() -> None:
     assert {(c.cls, c.kind) for c in cases} == {(c, k) for c, ks in KINDS.items() for k in ks}
 
 
-@pytest.mark.parametrize(
-    "cls",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=_OPEN[c])) if c in _OPEN else c
-        for c in sorted(KINDS)
-    ],
-)
+@pytest.mark.parametrize("cls", sorted(KINDS))
 def test_fuzz_campaign(campaign: tuple[list[Verdict], Judge, float], cls: str) -> None:
     verdicts, judge, seconds = campaign
     mine = [v for v in verdicts if v.case.cls == cls]

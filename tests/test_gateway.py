@@ -60,6 +60,7 @@ from dicomveil.gateway import (
 )
 from dicomveil.gateway.queue import ClientAE
 from tests.support import synthetic
+from tests.support.commands import validate
 
 from .conftest import KEY
 
@@ -365,7 +366,9 @@ def test_store_and_forward_are_byte_identical_to_run(
     assert route["failed"] == 0 and route["queue_depth"] == 0
     result = CliRunner().invoke(app, ["gateway", "status", "--config", str(config), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["routes"]["research"]["withheld"] == 1
+    document = json.loads(result.output)
+    assert document["routes"]["research"]["withheld"] == 1
+    validate(document, "gateway-status")
     status_text = (tmp_path / "state" / "status.json").read_text()
     for name in corpus.names:
         assert name.split("^")[0] not in status_text

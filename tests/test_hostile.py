@@ -127,6 +127,36 @@ def test_an_element_with_unknown_vr_is_never_copied(tmp_path: Path) -> None:
     assert "Manufacturer" not in pydicom.dcmread(written)
 
 
+def _swallow(raw: bytes, tag: bytes, vr: bytes, until: bytes) -> bytes:
+    """``raw`` with the 16-bit length of element ``tag`` grown to swallow every element up
+    to ``until`` (a damaged length field: the value now holds the elements between)."""
+    at = raw.index(tag + vr)
+    end = raw.index(until, at)
+    return raw[: at + 6] + struct.pack("<H", end - (at + 8)) + raw[at + 8 :]
+
+
+def test_a_value_that_swallowed_the_next_elements_fails_the_file(tmp_path: Path) -> None:
+    """A damaged length makes a number (Bits Allocated) or a code (Modality) hold the bytes
+    of the elements after it, a frame comment with a name among them: the file fails, its
+    bytes are never written as values (the bit-flip case 1-06057 of the fuzz campaign)."""
+    seed = _seed(tmp_path)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pixels = b"\xe0\x7f\x10\x00"
+    (inputs / "us.dcm").write_bytes(_swallow(seed, b"\x28\x00\x00\x01", b"US", pixels))
+    (inputs / "cs.dcm").write_bytes(
+        _swallow(seed, b"\x08\x00\x60\x00", b"CS", b"\x10\x00\x20\x00LO")
+    )
+    output = tmp_path / "out"
+    result = _run(tmp_path, inputs, output)
+    assert result.returncode == 1, result.stderr
+    stderr = result.stderr.replace(str(inputs) + "/", "")
+    assert "failed us.dcm: (0028,0100): value longer than its VR and VM allow" in stderr
+    assert "failed cs.dcm: (0008,0060): value longer than its VR and VM allow" in stderr
+    assert "written 0," in result.stderr
+    _no_leak(result, output)
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
 def test_special_files_are_skipped_never_read(tmp_path: Path) -> None:
     inputs = tmp_path / "in"
@@ -193,3 +223,37 @@ def test_zips_duplicate_names_nested_archives_and_many_members(tmp_path: Path) -
     assert len(list(output.rglob("*.dcm"))) == 2
     assert "skipped 20001" in result.stderr.replace(",", "")
     _no_leak(result, output)
+
+
+def test_two_inputs_of_one_uid_leave_the_reported_ones_output(tmp_path: Path) -> None:
+    """Two different files with one SOP Instance UID, on two workers: one is written, the
+    other fails, and the file on disk is the one reported written (the other's worker may
+    have renamed its file into place last)."""
+    from dicomveil import Key, Outcome, Profile, RunConfig, run
+
+    source = pydicom.dcmread(str(get_testdata_file("CT_small.dcm")))
+    inputs = tmp_path / "in"
+    for number in range(6):  # six pairs: chances for the later twin to land last
+        for twin in (0, 1):
+            ds = source.copy()
+            ds.SOPInstanceUID = f"1.2.826.0.1.3680043.10.1.{number}"
+            ds.InstanceNumber = 100 * twin + number  # kept: tells the twins apart
+            folder = inputs / f"twin{twin}"
+            folder.mkdir(parents=True, exist_ok=True)
+            ds.save_as(folder / f"{number}.dcm", enforce_file_format=True)
+    config = RunConfig(
+        profile=Profile.named("ps3.15-basic"),
+        key=Key(b"k" * 32),
+        output=tmp_path / "out",
+        workers=2,
+        chunk_size=1,
+    )
+    summary = run([inputs], config)
+    written = {r.output: r for r in summary.results if r.outcome is Outcome.WRITTEN}
+    failed = [r for r in summary.results if r.outcome is Outcome.FAILED]
+    assert len(written) == len(failed) == 6
+    assert all("same SOP Instance UID as" in r.reason for r in failed)
+    for output, result in written.items():
+        assert output is not None
+        expected = pydicom.dcmread(result.task.path).InstanceNumber
+        assert pydicom.dcmread(output).InstanceNumber == expected, result.task.path.name

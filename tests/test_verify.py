@@ -399,7 +399,7 @@ def test_duplicate_instance(basic: Case, tmp_path: Path) -> None:
 
 def test_name_in_a_file_path(basic: Case, tmp_path: Path) -> None:
     case = basic.clone(tmp_path)
-    patient_folder = next(case.output.iterdir())
+    patient_folder = next(p for p in case.output.iterdir() if not p.name.startswith("."))
     patient_folder.rename(case.output / f"{case.patient.surname}_scans")
     report = case.check()
     assert_caught(report)
@@ -533,6 +533,42 @@ def test_new_iod_error_is_caught_and_inherited_one_is_not(basic: Case, tmp_path:
     assert not found(inherited, Check.VALIDITY, Category.IOD_ERROR), inherited.findings
     alone = verify(out, profile=BASIC)
     assert found(alone, Check.VALIDITY, Category.IOD_ERROR, "Modality")
+
+
+@pytest.mark.skipif(not HAS_DCIODVFY, reason="dciodvfy (dicom3tools) is not installed")
+def test_inputs_errors_are_not_findings_without_a_map(tmp_path: Path) -> None:
+    """Real CT and MR files that already lack a required attribute, given as two inputs:
+    without --map-dir each output is matched to its input by its pixel data, so the errors
+    the inputs had are not reported (issue 13: 2,800 findings on 200 incomplete CTs)."""
+    from pydicom.data import get_testdata_file
+
+    for folder, name, missing in (
+        ("ct", "CT_small.dcm", "KVP"),
+        ("mr", "MR_small.dcm", "ScanningSequence"),
+    ):
+        ds = dcmread(str(get_testdata_file(name)))
+        delattr(ds, missing)
+        (tmp_path / folder).mkdir()
+        ds.save_as(tmp_path / folder / name, enforce_file_format=True)
+    key = tmp_path / "k.key"
+    assert RUNNER.invoke(app, ["keygen", str(key)]).exit_code == 0
+    inputs, out = [tmp_path / "ct", tmp_path / "mr"], tmp_path / "out"
+    done = RUNNER.invoke(app, ["run", *map(str, inputs), str(out), "--key", str(key)])
+    assert done.exit_code == 0, done.output
+    against = [arg for folder in inputs for arg in ("--against", str(folder))]
+
+    result = RUNNER.invoke(app, ["verify", str(out), *against, "--json", str(tmp_path / "v.json")])
+
+    report = json.loads((tmp_path / "v.json").read_text(encoding="utf-8"))
+    assert result.exit_code == 0, result.output
+    assert report["result"] == "pass" and report["findings"] == []
+    assert any(
+        "2 of 2 file(s) were matched to their input by their pixel data" in n
+        for n in report["notes"]
+    )
+    alone = RUNNER.invoke(app, ["verify", str(out), "--against", str(inputs[0])])
+    assert alone.exit_code == 1  # the MR's missing attribute, with no input to blame
+    assert "ScanningSequence" in alone.stdout and "KVP" not in alone.stdout
 
 
 def test_engine_bug_is_caught_by_an_independent_profile(tmp_path: Path) -> None:
@@ -926,7 +962,8 @@ def _faulty(case: Case) -> Case:
         ds.ContentDate = "2024-01-1X"
 
     edit(case.output_of("CT"), add_private)
-    next(case.output.iterdir()).rename(case.output / case.patient.surname)
+    patient_folder = next(p for p in case.output.iterdir() if not p.name.startswith("."))
+    patient_folder.rename(case.output / case.patient.surname)
     return case
 
 

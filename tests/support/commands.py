@@ -3,15 +3,18 @@ test data and of pydicom-data."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import pydicom
+import pytest
 from typer.testing import CliRunner, Result
 
 from dicomveil.cli import app
+from dicomveil.cli._json import schema_path
 
 # A wide console: Rich would otherwise wrap long lines (and file names) at 80 columns.
 ENV: dict[str, str | None] = {
@@ -74,3 +77,13 @@ def real_files() -> list[CorpusFile]:
                 name = "pydicom-data/" + path.relative_to(external).as_posix()
                 files.append(CorpusFile(path, name))
     return files
+
+
+def validate(document: Any, name: str) -> None:
+    """Check a ``--json`` report against its documented JSON Schema."""
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema validates the reports")
+    schema = json.loads(schema_path(name).read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    validator.check_schema(schema)
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)

@@ -1,5 +1,5 @@
-"""The ``--json FILE`` reports of ``run``, ``explain``, ``diff`` and ``profiles``: written
-whole or not at all, and their schemas.
+"""The ``--json FILE`` reports of ``run``, ``explain``, ``diff``, ``profiles`` and ``verify``:
+written whole or not at all, and their schemas (with ``gateway status --json``'s, printed).
 
 Each report is described by a JSON Schema (draft 2020-12) in ``dicomveil/cli/schemas/``
 (``run.schema.json``, ...): field names, types and meaning. Every report carries
@@ -41,7 +41,7 @@ def schema_path(name: str) -> Path:
     Parameters
     ----------
     name : str
-        ``run``, ``explain``, ``diff`` or ``profiles``.
+        ``run``, ``explain``, ``diff``, ``profiles``, ``verify`` or ``gateway-status``.
 
     Returns
     -------

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from dicomveil._version import __version__
 from dicomveil.cli._app import app, err, fail, out
 from dicomveil.cli._help import Command, Group
 from dicomveil.errors import DicomveilError
@@ -96,7 +97,12 @@ def gateway_command(
 @gateway_app.command("status", cls=Command)
 def status_command(
     config: ConfigOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the status as JSON (schema: gateway-status.schema.json)."
+        ),
+    ] = False,
 ) -> None:
     """Queue depth, counts, throughput and recent errors of each route."""
     if config is None:
@@ -110,8 +116,9 @@ def status_command(
     from dicomveil.gateway import read_status
 
     status = read_status(settings)
-    if as_json:
-        out.print_json(json.dumps(status))
+    if as_json:  # schema: gateway-status.schema.json
+        document = {"dicomveil": __version__, "schema": "gateway-status", **status}
+        out.print_json(json.dumps(document))
         return
     state = "running" if status.get("running") else "not running"
     updated = _when(status.get("updated"))

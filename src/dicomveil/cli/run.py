@@ -9,6 +9,7 @@ reasons. ``-q`` keeps only errors (failed files among them) and the counts.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -157,6 +158,14 @@ def run_command(
             "Write into an output folder that another key wrote (two sets of pseudonyms).",
         ),
     ] = False,
+    redact_paths: Annotated[
+        bool,
+        flag(
+            "--redact-paths",
+            "Name inputs by a keyed label (input-3f9c...), not their path, in messages, the "
+            "--json report and the audit trail; --map-dir gets paths.csv to look labels up.",
+        ),
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only errors and the final counts.")
     ] = False,
@@ -203,6 +212,8 @@ def run_command(
             today=_dt.date.today(),
             pixels=replace(pixels, preview_dir=None) if dry_run else pixels,
             dry_run=dry_run,
+            redact_paths=redact_paths,
+            allow_other_key=allow_other_key,
         )
         say.note(
             f"dicomveil {__version__}: profile {chosen.name} (PS3.15 {EDITION}), key "
@@ -234,7 +245,7 @@ def run_command(
         else:
             summary = _recorded_run(inputs, tasks, config, runner, audit, operator, say)
     except DicomveilError as exc:
-        raise fail(str(exc)) from None
+        raise fail(_hide_inputs(str(exc), inputs) if redact_paths else str(exc)) from None
     if dicomdir and summary.written and not dry_run:
         try:
             write_dicomdir(Path(output), summary)
@@ -306,6 +317,16 @@ def _with_progress(
             report(result)  # err.print while the bar is live: the line goes above it
 
         return execute(tick)
+
+
+def _hide_inputs(message: str, inputs: list[str]) -> str:
+    """``message`` with each input as typed replaced by ``input <n>`` (``--redact-paths``:
+    a run-level error names the input by its place on the command line)."""
+    forms = [(form, n) for n, typed in enumerate(inputs, 1) for form in {typed, str(Path(typed))}]
+    for form, n in sorted(forms, key=lambda pair: -len(pair[0])):
+        pattern = rf"(?<!\S){re.escape(form)}(?:/[^\s:]*)?(?=$|[\s:!])"
+        message = re.sub(pattern, f"input {n}", message)
+    return message
 
 
 def _relative(output: str, target: Path | None) -> str | None:

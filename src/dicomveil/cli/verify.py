@@ -15,6 +15,7 @@ from rich.text import Text
 from dicomveil.cli._app import app, err, fail, flag, load_profile, out
 from dicomveil.cli._args import OptionArg, ProfileArg, WorkersArg
 from dicomveil.cli._help import Command
+from dicomveil.cli._json import write_report
 from dicomveil.cli._qc import RunMapsArg
 from dicomveil.errors import DicomveilError
 from dicomveil.qc.verify import IodCheck, Verdict, VerifyReport, verify
@@ -26,11 +27,13 @@ def verify_command(
         Path, typer.Argument(metavar="OUTPUT", help="The de-identified output folder.")
     ],
     against: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             "--against",
             metavar="INPUT",
-            help="The original input (files, folders or .zip): find its identifying values.",
+            help="An original input (file, folder or .zip), repeated for each input the run "
+            "had: find their identifying values; matched to the files through --map-dir, or "
+            "else by pixel data.",
         ),
     ] = None,
     profile: ProfileArg = "ps3.15-basic",
@@ -38,7 +41,11 @@ def verify_command(
     map_dir: RunMapsArg = None,
     json_file: Annotated[
         Path | None,
-        typer.Option("--json", metavar="FILE", help="Also write a machine-readable report here."),
+        typer.Option(
+            "--json",
+            metavar="FILE",
+            help="Also write the report as JSON (schema: verify.schema.json).",
+        ),
     ] = None,
     show_values: Annotated[
         bool,
@@ -81,7 +88,7 @@ def verify_command(
         workers=workers,
         iod=iod,
     )
-    _write_json(json_file, report)
+    _write_json(json_file, report, private=show_values)
     _print(report)
     if audit is not None:
         _record(audit, output, operator, report, show_values)
@@ -114,14 +121,10 @@ def _record(
     err.print(f"recorded as verification {number} in the audit trail")
 
 
-def _write_json(path: Path | None, report: VerifyReport) -> None:
-    if path is None:
-        return
-    try:
-        path.write_text(report.to_json() + "\n", encoding="utf-8")
-    except OSError as exc:
-        err.print(f"error: cannot write {path} ({exc.strerror})", style="bold red")
-        raise typer.Exit(2) from None
+def _write_json(path: Path | None, report: VerifyReport, private: bool = False) -> None:
+    """The ``--json`` report (schema ``verify.schema.json``); owner-only with values."""
+    if path is not None:
+        write_report(path, "verify", report.to_dict(), private=private)
 
 
 def _print(report: VerifyReport) -> None:

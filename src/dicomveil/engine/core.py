@@ -30,7 +30,7 @@ from dicomveil.engine.risks import (
     encapsulated_note,
     is_encapsulated_document,
 )
-from dicomveil.engine.values import text_of
+from dicomveil.engine.values import check_lengths, text_of
 from dicomveil.engine.walk import Walk
 from dicomveil.errors import CrosswalkError
 from dicomveil.identity.crosswalk import Crosswalk
@@ -171,6 +171,7 @@ class Engine:
         """
         if self.profile.copy:
             return Result(dataset=ds, patient_pseudonym=self._identity(ds)[0])
+        check_lengths(ds)  # a damaged length fails the file before any value is read
         risk = self.check_risks(ds, has_pixel_data)
         if risk is not None:
             return Result(dataset=None, withheld=risk[0], withheld_detail=risk[1])

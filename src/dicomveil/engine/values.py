@@ -8,10 +8,11 @@ reports. None of them returns more of a value than the engine needs to decide.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableSequence
+from functools import cache
 
 from pydicom import config as _pydicom_config
 from pydicom._uid_dict import UID_dictionary
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_VM, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -167,3 +168,72 @@ def numeric_text(value: object) -> bool:
     if isinstance(value, (list, tuple, MultiValue)):
         return all(numeric_text(item) for item in value)
     return True
+
+
+# Value lengths a damaged length field betrays (see length_limit).
+_BINARY_BYTES = {"AT": 4, "FD": 8, "FL": 4, "SL": 4, "SS": 2, "SV": 8, "UL": 4, "US": 2, "UV": 8}
+_TEXT_BYTES = {  # the longest value of each VR, PS3.5 table 6.2-1 (PN: 3 groups of 64 and 2 =)
+    "AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "DT": 26, "IS": 12, "LO": 64, "LT": 10240,
+    "PN": 194, "SH": 16, "ST": 1024, "TM": 14, "UI": 64,
+}  # fmt: skip
+# Real files overrun the longest text value (an SH of 64 bytes, an LO of 122): a text element
+# is damaged only beyond this many times its bound, and 64 bytes more.
+_TEXT_SLACK = 8
+
+
+@cache
+def length_limit(tag: int, vr: str | None) -> int | None:
+    """The longest value a public element can hold, or None when its VM has no bound.
+
+    A longer value means its length field is damaged: the element has swallowed the elements
+    that followed it (names and IDs among them, as bytes of a number or a code). Numbers are
+    held to their exact bound (no real file of the test corpus overruns one); text is given
+    :data:`_TEXT_SLACK` times its bound, as real files overrun text bounds.
+
+    Parameters
+    ----------
+    tag : int
+        The element's tag (private and unknown tags have no limit).
+    vr : str or None
+        The VR it was read with (None in an implicit VR file: the dictionary's).
+
+    Returns
+    -------
+    int or None
+        The limit in bytes.
+    """
+    if tag >> 16 & 1 or not dictionary_has_tag(tag):
+        return None
+    try:
+        vm = dictionary_VM(tag)
+        vr = vr or dictionary_VR(tag)
+    except KeyError:
+        return None
+    if not vm.isdigit():  # 1-n, 2-2n, 3-3n, ...: no bound
+        return None
+    count = int(vm)
+    if vr in _BINARY_BYTES:
+        return count * _BINARY_BYTES[vr]
+    if vr in _TEXT_BYTES:
+        return _TEXT_SLACK * count * (_TEXT_BYTES[vr] + 1) + 64
+    return None
+
+
+def check_length(tag: int, elem: RawDataElement) -> None:
+    """Raise when a raw element's value is longer than its VR and VM allow (see
+    :func:`length_limit`): the file is damaged after it, and fails."""
+    limit = length_limit(tag, elem.VR)
+    if limit is not None and elem.length > limit:
+        raise DeidentificationError(
+            "value longer than its VR and VM allow: a damaged length field, the elements "
+            "after it swallowed",
+            tag=f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
+        )
+
+
+def check_lengths(ds: Dataset) -> None:
+    """:func:`check_length` for every raw element of ``ds`` (not of its sequences' items:
+    the walk checks those as it reads them), before anything decodes one."""
+    for tag, elem in ds._dict.items():
+        if isinstance(elem, RawDataElement):
+            check_length(int(tag), elem)

@@ -29,6 +29,7 @@ from dicomveil.engine.report import ElementReport
 from dicomveil.engine.values import (
     CLASS_UID_TAGS,
     ascii_value,
+    check_length,
     collapse,
     creator_of,
     numeric_text,
@@ -122,6 +123,8 @@ class Walk:
             if element == 0:
                 self.remove(ds, tag, path, "group length: recomputed or dropped on write")
                 continue
+            if isinstance(elem, RawDataElement):
+                check_length(int(tag), elem)  # a damaged length fails the file
             if elem.VR != "SQ" and _is_sequence(int(tag)):
                 if elem.VR in _DAMAGED_SEQUENCE_VRS and isinstance(elem, RawDataElement):
                     # A sequence with damaged VR bytes: read as the sequence it is (its items

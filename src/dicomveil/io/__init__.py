@@ -20,6 +20,7 @@ from dicomveil.io.write import (
     build_file_meta,
     copy_file,
     fsync_dir,
+    make_folder,
     remove_stale_temporaries,
     write_output,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "failure_reason",
     "fsync_dir",
     "iter_files",
+    "make_folder",
     "read_scanned",
     "read_source",
     "remove_stale_temporaries",

@@ -479,3 +479,27 @@ def remove_stale_temporaries(root: Path) -> int:
             temp.unlink()
             count += 1
     return count
+
+
+def make_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` (and its parents) unless it exists.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The folder.
+    what : str
+        What it is, for the message (``the output folder``).
+
+    Raises
+    ------
+    InputError
+        When a file stands where the folder should be, or it cannot be created.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"{what} exists and is not a folder", path=str(folder)) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"cannot create {what} ({reason})", path=str(folder)) from None

@@ -90,6 +90,9 @@ def deidentify(
         A dataset that the profile withholds (the reason names what, never a value).
     ProfileError, KeyFileError, CrosswalkError
         An unusable profile, key or crosswalk.
+    OutputKeyError
+        The output folder holds files another key wrote (see :class:`RunConfig`'s
+        ``allow_other_key`` to go on anyway).
     TypeError
         A dataset with an output folder, or inputs on disk without one.
     """

@@ -10,10 +10,7 @@ values.
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import datetime as _dt
-import io as _io
 import os
 import shutil
 import tempfile
@@ -42,6 +39,7 @@ from dicomveil.io import (
     copy_file,
     failure_reason,
     iter_files,
+    make_folder,
     read_scanned,
     read_source,
     remove_stale_temporaries,
@@ -51,6 +49,8 @@ from dicomveil.io import (
 )
 from dicomveil.io.layout import Layout
 from dicomveil.profiles import Profile
+from dicomveil.runs.maps import task_labeler, write_maps
+from dicomveil.runs.output_key import check_output_key
 
 
 class Outcome(StrEnum):
@@ -68,15 +68,22 @@ class Task:
     member: str | None = None
     skip: str | None = None  # why it is not read (a FIFO, a device, a link out of the input)
     index: int | None = None  # the member's entry in the archive, when its name repeats
+    label: str | None = field(default=None, compare=False)  # --redact-paths: its keyed label
 
     @property
-    def display(self) -> str:
-        """The input as messages name it: ``path``, or ``path!member`` (``#n`` when the
-        archive holds several members of that name)."""
+    def source(self) -> str:
+        """The input by its path: ``path``, or ``path!member`` (``#n`` when the archive
+        holds several members of that name)."""
         if not self.member:
             return str(self.path)
         entry = f" #{self.index}" if self.index is not None else ""
         return f"{self.path}!{self.member}{entry}"
+
+    @property
+    def display(self) -> str:
+        """The input as messages, reports and the audit trail name it: its label with
+        ``--redact-paths`` (see :mod:`dicomveil.runs.maps`), else its :attr:`source`."""
+        return self.label or self.source
 
     def open_member(self, archive: zipfile.ZipFile) -> IO[bytes]:
         """The member's bytes, from the archive it is in (by entry when its name repeats)."""
@@ -111,28 +118,49 @@ class RunConfig:
     chunk_size: int = 8
     pixels: PixelSettings = field(default_factory=PixelSettings)  # clean-pixel-data
     dry_run: bool = False  # decide every input, write nothing (see :func:`run`)
+    redact_paths: bool = False  # name inputs by keyed labels (see :mod:`dicomveil.runs.maps`)
+    allow_other_key: bool = False  # write into an output folder another key wrote
+
+    @property
+    def labeler(self) -> Callable[[Task], str] | None:
+        """How the run's collector names inputs: None (by path) unless ``redact_paths``."""
+        return task_labeler(self.key if self.redact_paths else None)
 
 
 class Collector:
     """Adds each result to a summary as it arrives, failing an input whose output another
-    input of the run already wrote (two files with one SOP Instance UID), then reports it."""
+    input of the run already wrote (two files with one SOP Instance UID), then reports it.
+
+    The failed input's worker may have renamed its file into place after the first one's:
+    :attr:`overwritten` holds the results whose output must be written again (see
+    :func:`run`), so that the file on disk is the input reported written."""
 
     def __init__(
-        self, summary: RunSummary, progress: Callable[[FileResult], None] | None = None
+        self,
+        summary: RunSummary,
+        progress: Callable[[FileResult], None] | None = None,
+        label: Callable[[Task], str] | None = None,
     ) -> None:
         self.summary = summary
         self.progress = progress
-        self._seen: dict[Path, Task] = {}
+        self.label = label  # --redact-paths: each input is named by its keyed label
+        self._seen: dict[Path, FileResult] = {}
+        self.overwritten: dict[Path, FileResult] = {}
 
     def __call__(self, result: FileResult) -> None:
+        if self.label is not None:
+            result.task = replace(result.task, label=self.label(result.task))
         if result.outcome is Outcome.WRITTEN and result.output is not None:
             earlier = self._seen.get(result.output)
-            if earlier is not None and earlier != result.task:
+            if earlier is not None and earlier.task != result.task:
                 result.outcome = Outcome.FAILED
                 result.reason = (
-                    f"same SOP Instance UID as {earlier.display}: the output holds only one of them"
+                    f"same SOP Instance UID as {earlier.task.display}: the output holds only "
+                    "that one"
                 )
-            self._seen[result.output] = result.task
+                self.overwritten[result.output] = earlier
+            else:
+                self._seen[result.output] = result
         self.summary.results.append(result)
         if self.progress is not None:
             self.progress(result)
@@ -449,8 +477,17 @@ def run(
         When the output or map folder lies inside an input, or an input inside it.
     InputError
         When an input does not exist.
+    OutputKeyError
+        When the output folder records another key and ``config.allow_other_key`` is
+        False (see :mod:`dicomveil.runs.output_key`).
     """
     check_locations(inputs, config.output, config.map_dir)
+    check_output_key(
+        config.output,
+        config.key.fingerprint,
+        allow_other=config.allow_other_key,
+        record=not config.dry_run,
+    )
     all_tasks = list(tasks if tasks is not None else discover(inputs))
     if not config.dry_run:
         make_folder(config.output, "the output folder")
@@ -458,7 +495,7 @@ def run(
             make_folder(config.map_dir, "the map folder")
         remove_stale_temporaries(config.output)
     summary = RunSummary()
-    collect = Collector(summary, progress)
+    collect = Collector(summary, progress, config.labeler)
 
     workers = config.workers or os.cpu_count() or 1
     workers = min(workers, max(1, len(all_tasks)))
@@ -486,84 +523,19 @@ def run(
                     nxt = next(queue, None)
                     if nxt is not None:
                         pending.add(pool.submit(_process_chunk, nxt))
+    if collect.overwritten and not config.dry_run:
+        _rewrite(collect.overwritten.values(), config)
     if config.map_dir is not None and not config.dry_run:
-        write_maps(config.map_dir, summary)
+        write_maps(config.map_dir, summary, paths=config.redact_paths)
     return summary
 
 
-def make_folder(folder: Path, what: str) -> None:
-    """Create ``folder`` (and its parents) unless it exists.
-
-    Parameters
-    ----------
-    folder : pathlib.Path
-        The folder.
-    what : str
-        What it is, for the message (``the output folder``).
-
-    Raises
-    ------
-    InputError
-        When a file stands where the folder should be, or it cannot be created.
-    """
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise InputError(f"{what} exists and is not a folder", path=str(folder)) from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise InputError(f"cannot create {what} ({reason})", path=str(folder)) from None
-
-
-# --------------------------------------------------------------------------------------------
-# Maps: outside the shareable output
-
-
-def write_maps(folder: Path, summary: RunSummary) -> None:
-    """patients.csv and uids.csv (``id_old,id_new``, as MIDI-B scores) and date_offsets.csv.
-
-    Existing maps in the folder are merged, so several batches can share one map folder.
-    """
-    make_folder(folder, "the map folder")
-    with contextlib.suppress(OSError):
-        Path(folder).chmod(0o700)
-    patients = _read_map(folder / "patients.csv")
-    uids = _read_map(folder / "uids.csv")
-    offsets = _read_rows(folder / "date_offsets.csv")
-    for result in summary.written:
-        if result.patient_id:
-            patients[result.patient_id] = result.pseudonym
-            if result.date_offset_days is not None:
-                offsets[result.patient_id] = [result.pseudonym, str(result.date_offset_days)]
-        uids.update(result.uid_map)
-    _write_csv(folder / "patients.csv", ["id_old", "id_new"], sorted(patients.items()))
-    _write_csv(folder / "uids.csv", ["id_old", "id_new"], sorted(uids.items()))
-    _write_csv(
-        folder / "date_offsets.csv",
-        ["patient_id", "pseudonym", "offset_days"],
-        sorted([k, *v] for k, v in offsets.items()),
-    )
-
-
-def _read_map(path: Path) -> dict[str, str]:
-    return {k: v[0] for k, v in _read_rows(path).items()}
-
-
-def _read_rows(path: Path) -> dict[str, list[str]]:
-    if not path.exists():
-        return {}
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    return {row[0]: row[1:] for row in rows[1:] if len(row) >= 2}
-
-
-def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[str]]) -> None:
-    buffer = _io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    fd, temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(buffer.getvalue())
-    Path(temp).chmod(0o600)
-    Path(temp).replace(path)
+def _rewrite(results: Iterable[FileResult], config: RunConfig) -> None:
+    """Write again the output of each input reported written whose file another input of
+    the same SOP Instance UID may have replaced; one that now fails is failed."""
+    worker = _Worker(config)
+    for result in results:
+        again = worker.process(replace(result.task, label=None))
+        if again.outcome is not Outcome.WRITTEN or again.output != result.output:
+            result.outcome = Outcome.FAILED
+            result.reason = f"written again after a same-UID input, but {again.reason or 'moved'}"

@@ -52,9 +52,9 @@ from dicomveil.runs.batch import (
     Task,
     _Worker,
     discover,
-    write_maps,
 )
 from dicomveil.runs.executors import Work, executor_for
+from dicomveil.runs.maps import write_maps
 from dicomveil.runs.remote import (
     FoundInput,
     RemoteTask,
@@ -202,7 +202,7 @@ def _process_remote(job: _Job, site: _Site, item: RemoteTask) -> list[FileResult
         results = []
         for task in discover([fetched]):  # a zip archive gives one task per member
             result = site.worker.process(task)
-            result.task = RemoteTask(item.path, task.member, url=item.url)
+            result.task = RemoteTask(item.path, task.member, task.skip, task.index, url=item.url)
             results.append(_deliver(site, result))
         return results
     finally:
@@ -327,7 +327,7 @@ def run_on_dask(
     )
     prepare_output(output, options)
     summary = RunSummary()
-    collect = Collector(summary, progress)
+    collect = Collector(summary, progress, config.labeler)
 
     if found:
         with executor_for(address, config.workers, len(found)) as executor:
@@ -348,7 +348,7 @@ def run_on_dask(
             finally:
                 _forget(job)  # batches run in this process kept the run's state here
     if config.map_dir is not None:
-        write_maps(config.map_dir, summary)
+        write_maps(config.map_dir, summary, paths=config.redact_paths)
     return summary
 
 

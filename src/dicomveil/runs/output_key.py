@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from dicomveil.errors import OutputKeyError
-from dicomveil.runs.batch import make_folder
+from dicomveil.io import make_folder
 
 __all__ = ["MARKER_PREFIX", "OutputKeyError", "check_output_key", "output_keys"]
 

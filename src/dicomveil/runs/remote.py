@@ -187,8 +187,8 @@ class RemoteTask(Task):
     url: str = ""
 
     @property
-    def display(self) -> str:
-        """The input as messages name it: its URL (and the zip member)."""
+    def source(self) -> str:
+        """The input by its URL (and the zip member)."""
         return f"{self.url}!{self.member}" if self.member else self.url
 
 

@@ -114,6 +114,7 @@ class AuditWriter(AuditStore):
             "layout": config.layout.template,
             "crosswalk": config.crosswalk is not None,
             "map_dir": config.map_dir is not None,
+            "redact_paths": config.redact_paths,
             "workers": config.workers,
         }
         settings.update(options or {})

@@ -30,6 +30,8 @@ class _Context:
     show_values: bool
     dciodvfy: str | None
     iod: IodCheck
+    # Without a UID map: pixel data digest -> the one input that has it (see _match).
+    inputs_by_pixels: Mapping[str, str] = field(default_factory=dict)
 
     def redact(self, text: str, hits: list[tuple[int, bytes]] | None = None) -> str:
         """``text`` with identifying parts masked (unless values may be shown); ``hits``:
@@ -69,6 +71,7 @@ class _Outcome:
     references: list[tuple[str, str]] = field(default_factory=list)
     pairs: list[tuple[str, str, str]] = field(default_factory=list)
     inherited_invalid: int = 0
+    matched_by_pixels: bool = False
 
 
 class _FileState:

@@ -24,6 +24,7 @@ from dicomveil.qc.verify.elements import (
 )
 from dicomveil.qc.verify.expectations import _Expect
 from dicomveil.qc.verify.report import Category, Finding, _finding
+from dicomveil.qc.verify.sources import _pixel_digest
 
 _UID_TEXT: Final = re.compile(r"^[0-9]+(\.[0-9]+){2,}$")
 
@@ -83,8 +84,12 @@ def _match(check: _FileState, ds: _Data) -> str | None:
         message = f"no input matches this file: its SOP Instance UID is not in {where}"
     elif ctx.has_map and not kept and old is None:
         message = "its SOP Instance UID is not in the UID map: not an output of that run"
-    else:
-        return None  # UIDs replaced and no map: nothing to match by
+    else:  # UIDs replaced and no map: matched by pixel data, if any input shares it
+        if not ctx.inputs_by_pixels:
+            return None
+        source = ctx.inputs_by_pixels.get(_pixel_digest(str(check.path)) or "")
+        check.outcome.matched_by_pixels = source is not None
+        return source
     check.add("SOPInstanceUID", Category.UNMATCHED_FILE, message)
     return None
 

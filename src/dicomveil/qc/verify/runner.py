@@ -13,8 +13,8 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import IO, Any, Final
@@ -28,7 +28,7 @@ from dicomveil.qc.verify.inputs import _input_facts, _InputFacts
 from dicomveil.qc.verify.needles import _build_needles
 from dicomveil.qc.verify.references import _read_uid_map, _UidMap, _whole_set
 from dicomveil.qc.verify.report import Category, IodCheck, VerifyReport
-from dicomveil.qc.verify.sources import _files, _sources
+from dicomveil.qc.verify.sources import _files, _pixel_digest, _sources
 from dicomveil.qc.verify.validity import _INPUT_IOD, _IOD_BY_STRUCTURE
 
 _PARALLEL_FROM: Final = 48  # files; below this, worker start-up costs more than it saves
@@ -195,7 +195,7 @@ def _forked(
 def verify(
     output: Path,
     *,
-    against: Path | None = None,
+    against: Path | Sequence[Path] | None = None,
     profile: Profile,
     map_dir: Path | None = None,
     show_values: bool = False,
@@ -211,9 +211,11 @@ def verify(
     ----------
     output : pathlib.Path
         The de-identified output folder.
-    against : pathlib.Path, optional
-        The original input (files, folders or zip archives): its identifying values are
-        searched for, and what it already had is not reported.
+    against : pathlib.Path or sequence of pathlib.Path, optional
+        The original inputs (files, folders or zip archives), as the run was given them:
+        their identifying values are searched for, and what they already had is not
+        reported. Each output file is compared with its input, matched through the UID map
+        (``map_dir``) or, without one, by its pixel data.
     profile : Profile
         The profile the output was de-identified with.
     map_dir : pathlib.Path, optional
@@ -236,6 +238,7 @@ def verify(
         ``iod`` is not an :class:`IodCheck` mode.
     """
     iod = IodCheck(iod)
+    roots = _roots(against)
     rules = _Rules.of(profile)
     notes: list[str] = []
     problems: list[str] = []
@@ -249,8 +252,11 @@ def verify(
         problems.append("the output folder does not exist")
     elif not files and not problems:
         problems.append("the output folder holds no files")
-    if against is not None and not Path(against).exists():
-        problems.append("the input given with --against does not exist")
+    problems.extend(
+        f"input {n} of --against does not exist"
+        for n, root in enumerate(roots, 1)
+        if not root.exists()
+    )
     uid_map = _UidMap()
     if map_dir is not None:
         try:
@@ -267,9 +273,10 @@ def verify(
     inputs_by_sop: dict[str, str] = {}
     replaced: dict[str, dict[tuple[int, ...], tuple[str, str]]] = {}
     input_defined: set[str] = set()
-    if against is not None:
+    inputs_by_pixels: dict[str, str] = {}
+    if roots:
         try:
-            sources = list(_sources(Path(against)))
+            sources = [source for root in roots for source in _sources(root)]
         except OSError as exc:
             return VerifyReport(
                 rules.name, len(files), problems=(f"cannot read the inputs ({exc.strerror})",)
@@ -290,11 +297,9 @@ def verify(
             notes.append(f"{unreadable} input file(s) are not DICOM objects: not used")
         if not inputs_by_sop:
             notes.append("no DICOM input found under --against: nothing to compare with")
-    if against is not None and map_dir is None and rules.replace_uids:
-        notes.append(
-            "without --map-dir the files cannot be matched to their inputs: values kept where "
-            "the profile replaces them, and errors the inputs already had, are not compared"
-        )
+        elif map_dir is None and rules.replace_uids:
+            dicom = sorted(set(inputs_by_sop.values()))
+            inputs_by_pixels = _by_pixels(dicom, count)
     original_uids = {u for u, c in needles.items() if c is Category.UID}
     if rules.replace_uids:
         for old in uid_map.old_to_new:
@@ -314,8 +319,9 @@ def verify(
         map_new_to_old={new: old for old, new in uid_map.old_to_new.items()},
         inputs_by_sop=inputs_by_sop,
         replaced=replaced,
-        against=against is not None,
+        against=bool(roots),
         has_map=map_dir is not None,
+        inputs_by_pixels=inputs_by_pixels,
         show_values=show_values,
         dciodvfy=program,
         iod=iod,
@@ -330,6 +336,13 @@ def verify(
             f"{inherited_references} reference(s) to instances outside the set were already "
             "unresolved in the inputs: not reported"
         )
+    if roots and map_dir is None and rules.replace_uids and inputs_by_sop:
+        matched = sum(o.matched_by_pixels for o in outcomes)
+        notes.append(
+            f"without --map-dir, {matched} of {len(files)} file(s) were matched to their input "
+            "by their pixel data; the others cannot be: values kept where the profile "
+            "replaces them, and errors their inputs already had, are not compared for them"
+        )
     inherited = sum(o.inherited_invalid for o in outcomes)
     if inherited:
         notes.append(f"{inherited} invalid value(s) were already in the inputs: not reported")
@@ -340,6 +353,26 @@ def verify(
         risk_flags=tuple(r for o in outcomes for r in o.flags),
         notes=tuple(notes),
     )
+
+
+def _roots(against: Path | Sequence[Path] | None) -> list[Path]:
+    if against is None:
+        return []
+    if isinstance(against, (str, os.PathLike)):
+        return [Path(against)]
+    return [Path(root) for root in against]
+
+
+def _digest_chunk(sources: list[str]) -> list[str | None]:
+    return [_pixel_digest(source) for source in sources]
+
+
+def _by_pixels(sources: list[str], workers: int) -> dict[str, str]:
+    """Pixel data digest -> input, for the digests one input alone has (a blank image
+    repeated in a series matches nothing)."""
+    digests = _map_parallel(_digest_chunk, sources, workers, (None, None))
+    counts = Counter(d for d in digests if d is not None)
+    return {d: source for d, source in zip(digests, sources, strict=True) if d and counts[d] == 1}
 
 
 def _token_words(profile: Profile) -> set[str]:

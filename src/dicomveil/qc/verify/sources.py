@@ -3,11 +3,15 @@ an input's header."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from pydicom import dcmread
 
 from dicomveil.qc.verify.elements import _SOP_INSTANCE_UID, _text
 from dicomveil.qc.verify.expectations import _Rules
@@ -85,3 +89,25 @@ def _read_input(source: str, rules: _Rules | None = None) -> _Read | None:
     except Exception:  # not DICOM, or damaged: pydicom raises many kinds
         return None
     return read
+
+
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
+
+
+def _pixel_digest(source: str) -> str | None:
+    """The SHA-256 of a file's pixel data value as stored (dicomveil copies it byte for byte,
+    so an output and its input share it), read by pydicom; None without pixel data, or when
+    the file cannot be read. ``source``: a path, or ``archive!member``."""
+    try:
+        path = Path(source)
+        fh = path.open("rb") if path.exists() else io.BytesIO(_source_bytes(source))
+        with fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = dcmread(fh, force=True)
+            for tag in _PIXEL_TAGS:
+                elem = ds.get_item(tag)
+                if elem is not None and isinstance(elem.value, bytes) and elem.value:
+                    return hashlib.sha256(elem.value).hexdigest()
+    except Exception:  # not DICOM, or damaged: pydicom raises many kinds
+        return None
+    return None

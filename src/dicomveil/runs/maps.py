@@ -1,0 +1,123 @@
+"""Maps: the secret side of a run, written outside the shareable output (``--map-dir``).
+
+``patients.csv`` and ``uids.csv`` (``id_old,id_new``, as MIDI-B scores), ``date_offsets.csv``
+and, for runs with ``--redact-paths``, ``paths.csv``: the keyed label each input was named by
+in messages, reports and the audit trail, and the input it stands for. Every file is mode
+0600 in a 0700 folder, written atomically, and merged with what the folder already holds, so
+several batches can share one map folder.
+
+With ``--redact-paths`` an input is named ``input-`` and 16 hex digits of the keyed HMAC of
+its path as given (``path!member`` inside a zip): the same input has the same label in every
+run with the same key, and nobody without the key or ``paths.csv`` can tell which input a
+label stands for, though a folder or file name holds a patient's name or ID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io as _io
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dicomveil.identity.keys import Key
+from dicomveil.identity.pseudonyms import Pseudonymizer
+from dicomveil.io import make_folder
+
+if TYPE_CHECKING:
+    from dicomveil.runs.batch import RunSummary, Task
+
+_LABEL_DOMAIN = "input-path"
+
+
+def input_labeler(key: Key) -> Callable[[str], str]:
+    """The ``--redact-paths`` label of an input, under ``key``.
+
+    Parameters
+    ----------
+    key : Key
+        The run's key.
+
+    Returns
+    -------
+    callable
+        Input as messages would name it (``path`` or ``path!member``) -> ``input-<16 hex>``.
+    """
+    keyed = Pseudonymizer(key)
+
+    def label(source: str) -> str:
+        return "input-" + keyed.digest(_LABEL_DOMAIN, source).hex()[:16]
+
+    return label
+
+
+def task_labeler(key: Key | None) -> Callable[[Task], str] | None:
+    """What a run's collector names each task by: None (its path) unless ``key`` is given."""
+    if key is None:
+        return None
+    label = input_labeler(key)
+    return lambda task: label(task.source)
+
+
+def write_maps(folder: Path, summary: RunSummary, *, paths: bool = False) -> None:
+    """Write (merge) the run's maps into ``folder``.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The map folder (created, mode 0700).
+    summary : RunSummary
+        The run's results.
+    paths : bool
+        Also write ``paths.csv`` (``label,input``): the run named its inputs by label.
+    """
+    make_folder(folder, "the map folder")
+    with contextlib.suppress(OSError):
+        Path(folder).chmod(0o700)
+    patients = _read_map(folder / "patients.csv")
+    uids = _read_map(folder / "uids.csv")
+    offsets = _read_rows(folder / "date_offsets.csv")
+    for result in summary.written:
+        if result.patient_id:
+            patients[result.patient_id] = result.pseudonym
+            if result.date_offset_days is not None:
+                offsets[result.patient_id] = [result.pseudonym, str(result.date_offset_days)]
+        uids.update(result.uid_map)
+    _write_csv(folder / "patients.csv", ["id_old", "id_new"], sorted(patients.items()))
+    _write_csv(folder / "uids.csv", ["id_old", "id_new"], sorted(uids.items()))
+    _write_csv(
+        folder / "date_offsets.csv",
+        ["patient_id", "pseudonym", "offset_days"],
+        sorted([k, *v] for k, v in offsets.items()),
+    )
+    if paths:
+        labels = _read_map(folder / "paths.csv")
+        labels.update((r.task.display, r.task.source) for r in summary.results)
+        _write_csv(folder / "paths.csv", ["label", "input"], sorted(labels.items()))
+
+
+def _read_map(path: Path) -> dict[str, str]:
+    return {k: v[0] for k, v in _read_rows(path).items()}
+
+
+def _read_rows(path: Path) -> dict[str, list[str]]:
+    if not path.exists():
+        return {}
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        rows = list(csv.reader(fh))
+    return {row[0]: row[1:] for row in rows[1:] if len(row) >= 2}
+
+
+def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[str]]) -> None:
+    buffer = _io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    fd, temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        fh.write(buffer.getvalue())
+    Path(temp).chmod(0o600)
+    Path(temp).replace(path)
