@@ -20,6 +20,7 @@ from .conftest import TODAY, EngineFactory, deid, write_profile
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 PRESETS = [
     "lab-dicombrowser",
+    "neuro-research",
     "nidb-anonymize",
     "nidb-anonymize-full",
     "original",

@@ -29,6 +29,7 @@ class Outcome(Enum):
     APPLY_KEEP = "keep-action"  # the K action (UIDs mapped, dates shifted, ages capped)
     KEEP_AS_IS = "keep-as-is"  # left exactly as it is
     TEXT = "text"  # text values, maybe replaced (``values``)
+    BYTES = "bytes"  # a binary value replaced by ``data`` (a container, cleaned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +44,14 @@ class Cleaning:
         Appended to the decision's source in reports (no values).
     values : list of str or None
         With :attr:`Outcome.TEXT`: the new values when anything changed, else None.
+    data : bytes or None
+        With :attr:`Outcome.BYTES`: the new value (even length).
     """
 
     outcome: Outcome
     note: str = ""
     values: list[str] | None = None
+    data: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

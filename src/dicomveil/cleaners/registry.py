@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from dicomveil.cleaners.acquisition import AcquisitionParameters
 from dicomveil.cleaners.base import Cleaner
 from dicomveil.cleaners.dates import ShiftedDates
 from dicomveil.cleaners.free_text import FreeText
@@ -23,5 +24,6 @@ CLEANERS: Mapping[Option, Cleaner] = MappingProxyType(
         Option.CLEAN_STRUCTURED_CONTENT: FreeText(),  # sequences walked by the structure rules
         Option.CLEAN_GRAPHICS: Graphics(),
         Option.RETAIN_LONG_MODIFIED_DATES: ShiftedDates(),
+        Option.RETAIN_ACQUISITION_PARAMETERS: AcquisitionParameters(),
     }
 )

@@ -30,7 +30,7 @@ from dicomveil.cleaners.structured import (
 from dicomveil.engine.risks import content_tree_reason
 from dicomveil.engine.values import CLASS_UID_TAGS, numeric_text, validate
 from dicomveil.io import encoding
-from dicomveil.profiles import render_template
+from dicomveil.profiles import TIME_OF_DAY, render_template
 from dicomveil.standard.actions import Action, Code, Decision
 from dicomveil.standard.options import Option
 from dicomveil.standard.risks import Risk
@@ -147,7 +147,12 @@ def replace(walk: Walk, at: At, decision: Decision, source: str) -> bool:
     """replace: the rule's template, rendered (a sequence cannot take a text: removed)."""
     ds, tag, vr, path = at.ds, at.tag, at.vr, at.path
     assert decision.value is not None
-    value = render_template(decision.value, walk.fields)
+    fields = walk.fields
+    if TIME_OF_DAY in decision.value:  # a date-time keeps its own time of day
+        raw = at.raw.value if vr == "DT" else None
+        original = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw or "")
+        fields = {**fields, "time_of_day": original[8:].strip()}
+    value = render_template(decision.value, fields)
     if vr == "SQ":
         # A text cannot stand for a sequence (NiDB's seeds try): remove it instead.
         del ds[tag]
@@ -183,6 +188,9 @@ def clean(walk: Walk, at: At, decision: Decision, source: str) -> bool:
     return HANDLERS[action](walk, at, decision, source + why)
 
 
+_BINARY_CONTAINER_VRS = frozenset({"OB", "UN"})
+
+
 def _cleaned(walk: Walk, at: At, vr: str, cleaning: Cleaning, source: str) -> bool:
     """Apply a cleaner's answer (see :class:`dicomveil.cleaners.Outcome`)."""
     ds, tag, path = at.ds, at.tag, at.path
@@ -194,6 +202,9 @@ def _cleaned(walk: Walk, at: At, vr: str, cleaning: Cleaning, source: str) -> bo
     elif outcome is Outcome.KEEP_AS_IS:
         walk.report(path, tag, vr, "K", source + cleaning.note)
         return True
+    elif outcome is Outcome.BYTES:
+        assert cleaning.data is not None
+        ds[tag] = DataElement(tag, vr if vr in _BINARY_CONTAINER_VRS else "OB", cleaning.data)
     elif cleaning.values is not None:
         ds[tag] = DataElement(tag, vr, stored_value(ds[tag].value, cleaning.values))
     walk.report(path, tag, vr, "C", source + cleaning.note)

@@ -114,6 +114,9 @@ class Walk:
                     decision = profile.private.get((creator, group, element & 0xFF))
                     if decision is None:
                         decision = profile.private_default
+                        dated = profile.private_dates.get(elem.VR or "")
+                        if dated is not None:  # the profile's date policy
+                            decision = dated
                     if fast and self.resolve(decision, tag, path) is Action.REMOVE:
                         del ds[tag]
                         continue

@@ -7,12 +7,13 @@
 - ``presets/*.toml``: the presets; ``identity.toml``: what stands for the patient.
 """
 
-from dicomveil.profiles.compile import CompiledProfile
+from dicomveil.profiles.compile import TIME_OF_DAY, CompiledProfile
 from dicomveil.profiles.model import Profile, load_profile, preset_names
 from dicomveil.profiles.rules import TEMPLATE_FIELDS, Base, Rule, Target, known_tag, render_template
 
 __all__ = [
     "TEMPLATE_FIELDS",
+    "TIME_OF_DAY",
     "Base",
     "CompiledProfile",
     "Profile",

@@ -18,12 +18,12 @@ from importlib import resources
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 from dicomveil.cleaners.structured import EXTRA_TEXT_TAGS, OVERLAY_GEOMETRY, OVERLAY_TEXTS
 from dicomveil.errors import ProfileError
 from dicomveil.profiles.rules import Base, check_template, known_tag
-from dicomveil.standard import tables
+from dicomveil.standard import acquisition, tables
 from dicomveil.standard.actions import Action, Code, Decision
 from dicomveil.standard.options import Option
 
@@ -48,6 +48,9 @@ class CompiledProfile:
     private_default: Decision
     public_default: Decision
     unknown_public: Decision
+    # A profile that lists attributes by name and keeps private elements: what its rules for
+    # the acquisition date (DA) and date-time (DT) do to private values of that VR too.
+    private_dates: Mapping[str, Decision] = field(default_factory=dict)
     replace_uids: bool = field(init=False)
     shift_dates: bool = field(init=False)
     # D on these tags writes this template (profiles/identity.toml [dummy]).
@@ -132,6 +135,8 @@ def compile_profile(profile: Profile) -> CompiledProfile:
             private_default = Decision(Action.REMOVE, "private attribute not on the safe list")
         if Option.RETAIN_TCIA_PRIVATE in profile.options:
             _add_tcia(private, profile.options)
+        if Option.RETAIN_ACQUISITION_PARAMETERS in profile.options:
+            _add_acquisition(private)
         _add_clean_extras(profile.options, tags, patterns)
     else:
         public_default = Decision(
@@ -155,14 +160,30 @@ def compile_profile(profile: Profile) -> CompiledProfile:
             assert target.creator is not None and target.group is not None
             assert target.offset is not None
             private[(target.creator, target.group, target.offset)] = decision
+    if not ps315:
+        _follow_into_frames(tags)
     if Option.RETAIN_PATIENT_ID_HASH in profile.options:
         # The option replaces the default pseudonym; a rule with another value still wins.
         for tag, template in identity_templates("retain-patient-id-hash").items():
             current = tags.get(tag)
             if current is None or current.value in (None, "{pseudonym}"):
                 tags[tag] = Decision(Action.REPLACE, "option retain-patient-id-hash", template)
+    private_dates: dict[str, Decision] = {}
+    if not ps315 and private_default.code is Action.KEEP:
+        for vr, tag in (("DA", _ACQUISITION_DATE), ("DT", 0x0008002A)):
+            follows = tags.get(tag)
+            if follows is not None:
+                why = f"{follows.source}; a private {vr}, as {keyword_for_tag(tag)}"
+                private_dates[vr] = Decision(follows.code, why, follows.value)
     return CompiledProfile(
-        profile, tags, patterns, private, private_default, public_default, unknown_public
+        profile,
+        tags,
+        patterns,
+        private,
+        private_default,
+        public_default,
+        unknown_public,
+        private_dates,
     )
 
 
@@ -274,6 +295,75 @@ def _add_tcia(private: dict[tuple[str, int, int], Decision], options: frozenset[
         elif disposition == "date-shift" and (shift or full):
             private[key] = Decision(Action.KEEP, source)
         # remove, date-shift-integer and date-shift without a date option: the default (X).
+
+
+# Attributes of Enhanced objects (the acquisition date and time, and per frame, in their
+# functional groups) and the image-level attribute whose rule they follow in a profile that
+# lists attributes by name (issue 14): a preset that replaces the acquisition date must not
+# leave it in the acquisition date and time, nor in every frame's.
+_FRAME_FOLLOWS: tuple[tuple[int, tuple[int, ...]], ...] = (
+    (0x0008002A, (0x00080022,)),  # AcquisitionDateTime (Enhanced objects) as AcquisitionDate
+    (0x00189074, (0x0008002A, 0x00080022)),  # FrameAcquisitionDateTime
+    (0x00189151, (0x0008002A, 0x00080022)),  # FrameReferenceDateTime
+    (0x00189516, (0x0008002A, 0x00080022)),  # StartAcquisitionDateTime
+    (0x00189517, (0x0008002A, 0x00080022)),  # EndAcquisitionDateTime
+    (0x00209158, (0x00204000,)),  # FrameComments follow ImageComments
+)
+
+
+_ACQUISITION_DATE, _ACQUISITION_TIME, _COMMENTS = 0x00080022, 0x00080032, 0x00209158
+TIME_OF_DAY = "{time_of_day}"
+"""A replacement's field, for date-times only: the time of day of the value it replaces."""
+
+
+def _follow_into_frames(tags: dict[int, Decision]) -> None:
+    """Give per-frame attributes the rule of the image-level attribute they repeat, where
+    the profile names that one and not them (a date replacement becomes the frame's
+    date, without a time)."""
+    for frame_tag, sources in _FRAME_FOLLOWS:
+        if frame_tag in tags:
+            continue
+        source_tag = next((t for t in sources if t in tags), None)
+        if source_tag is None:
+            continue
+        decision = tags[source_tag]
+        keyword = keyword_for_tag(source_tag)
+        value = decision.value
+        if value is not None and source_tag == _ACQUISITION_DATE and frame_tag != _COMMENTS:
+            # A date-time takes the date and keeps the time of day, unless the profile
+            # replaces the acquisition time too.
+            time_rule = tags.get(_ACQUISITION_TIME)
+            if time_rule is not None and time_rule.code is Action.REPLACE and time_rule.value:
+                value += time_rule.value
+            else:
+                value += TIME_OF_DAY
+        code = decision.code
+        if frame_tag != _COMMENTS and isinstance(code, Code) and code.is_compound:
+            # The frame's date-times are Type 1C in the Frame Content macro, where the IOD
+            # types of nested attributes are not looked up: the dummy, never a removal.
+            code = Code.D
+        tags[frame_tag] = Decision(
+            code,
+            f"{decision.source}; as {keyword} (issue 14)",
+            value,
+            decision.option,
+            decision.fallback,
+        )
+
+
+def _add_acquisition(private: dict[tuple[str, int, int], Decision]) -> None:
+    """retain-acquisition-parameters: numbers kept, private sequences kept (their items
+    walked), text and containers cleaned; a cleaning decision overrides a keep of another
+    list (the CSA headers are never kept unparsed)."""
+    option = Option.RETAIN_ACQUISITION_PARAMETERS
+    for entry in acquisition.private_parameters():
+        source = f"{entry.vendor} {entry.name}: read by converters ({option})"
+        for creator in entry.creators:
+            key = (creator, entry.group, entry.offset)
+            if entry.handling is acquisition.Handling.CLEAN:
+                private[key] = Decision(Action.CLEAN, source, option=option, fallback=Code.X)
+            else:
+                private.setdefault(key, Decision(Action.KEEP, source))
 
 
 def _digest(compiled: CompiledProfile) -> str:

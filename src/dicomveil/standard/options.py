@@ -28,6 +28,7 @@ class Option(StrEnum):
     CLEAN_GRAPHICS = "clean-graphics"
     RETAIN_PATIENT_ID_HASH = "retain-patient-id-hash"
     RETAIN_TCIA_PRIVATE = "retain-tcia-private"
+    RETAIN_ACQUISITION_PARAMETERS = "retain-acquisition-parameters"
     CLEAN_PIXEL_DATA = "clean-pixel-data"
 
     @property
@@ -130,6 +131,9 @@ _DESCRIPTIONS: dict[Option, str] = {
     "(dcm4chee RetainPatientIDHashOption)",
     Option.RETAIN_TCIA_PRIVATE: "also keep private elements TCIA's knowledge base marks keep "
     "(dicomveil extension)",
+    Option.RETAIN_ACQUISITION_PARAMETERS: "keep the vendor private elements neuroimaging "
+    "converters read (Siemens, GE, Philips, UIH), cleaned: Siemens CSA headers and Phoenix "
+    "protocol filtered to parameters (dicomveil extension)",
     Option.CLEAN_PIXEL_DATA: "find burned-in text (header signals, rectangle rules, OCR of every "
     "frame) and black it out in the pixels; withhold what cannot be redacted",
 }

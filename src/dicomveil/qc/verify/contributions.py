@@ -31,7 +31,7 @@ from dicomveil.qc.verify.needles import (
     _MIN_TEXT,
     _NEEDLE_KEYWORDS,
     _NEEDLE_VRS,
-    _VENDOR_KEYWORDS,
+    _VOCABULARY_KEYWORDS,
     _forms,
     _meaningful,
 )
@@ -277,9 +277,9 @@ _WORD_SPLIT: Final = re.compile(r"[^0-9A-Za-z]+")
 
 
 def _vocabulary(node: _Node) -> bool:
-    """Coded values and vendor names: never a person's, whatever the input says (labels
-    and other texts are not: an overlay label may carry the patient's name)."""
-    return not node.private and (node.vr == "CS" or node.keyword in _VENDOR_KEYWORDS)
+    """Coded values, code meanings and vendor names: never a person's, whatever the input
+    says; labels and other texts are not: an overlay label may carry the patient's name."""
+    return not node.private and (node.vr == "CS" or node.keyword in _VOCABULARY_KEYWORDS)
 
 
 def _wanted(node: _Node, letters: frozenset[str]) -> bool:

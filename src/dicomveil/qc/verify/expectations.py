@@ -9,8 +9,8 @@ from typing import Final, TypeVar
 
 from dicomveil.profiles import Base, Profile
 from dicomveil.qc.verify.elements import _DATE_VRS, _dictionary_vr, _entry, _keyword, _Node
-from dicomveil.qc.verify.needles import _NEEDLE_KEYWORDS, _NEEDLE_VRS, _VENDOR_KEYWORDS
-from dicomveil.standard import tables
+from dicomveil.qc.verify.needles import _NEEDLE_KEYWORDS, _NEEDLE_VRS, _VOCABULARY_KEYWORDS
+from dicomveil.standard import acquisition, tables
 from dicomveil.standard.options import Option
 
 _K = TypeVar("_K")
@@ -121,6 +121,8 @@ class _Rules:
                 private_default = _Expect(frozenset("X"), "private attribute not on the safe list")
             if Option.RETAIN_TCIA_PRIVATE in options:
                 _add_tcia(private, options)
+            if Option.RETAIN_ACQUISITION_PARAMETERS in options:
+                _add_acquisition(private)
         if profile.keep_private:
             private_default = _Expect(frozenset("K"), "the profile keeps private attributes", True)
         for rule in profile.rules:
@@ -192,7 +194,7 @@ class _Rules:
             or keyword in _NEEDLE_KEYWORDS
             or keyword.endswith("ID")
             or _replaced(letters)
-            or ("K" in letters and (vr == "CS" or keyword in _VENDOR_KEYWORDS))
+            or ("K" in letters and (vr == "CS" or keyword in _VOCABULARY_KEYWORDS))
         )
 
     def private_element(self, creator: str, tag: int) -> _Expect:
@@ -243,6 +245,18 @@ def _row_expect(row: tables.TableRow, options: frozenset[Option], enabled: list[
 
 
 _STRUCTURE_CLEANERS: Final = (Option.CLEAN_STRUCTURED_CONTENT, Option.CLEAN_GRAPHICS)
+
+
+def _add_acquisition(private: dict[tuple[str, int, int], _Expect]) -> None:
+    """retain-acquisition-parameters: its listed elements may stay (cleaned containers and
+    text: anything, their bytes still searched for the originals' values)."""
+    for entry in acquisition.private_parameters():
+        why = f"acquisition parameter {entry.name} (retain-acquisition-parameters)"
+        letter = "C" if entry.handling is acquisition.Handling.CLEAN else "K"
+        for creator in entry.creators:
+            key = (creator, entry.group, entry.offset)
+            if letter == "C" or key not in private:
+                private[key] = _Expect(frozenset(letter), why, explicit=letter == "K")
 
 
 def _add_tcia(private: dict[tuple[str, int, int], _Expect], options: frozenset[Option]) -> None:

@@ -78,6 +78,9 @@ _NOT_IDENTIFYING: Final = frozenset(
 _VENDOR_KEYWORDS: Final = frozenset(
     {"Manufacturer", "ManufacturerModelName", "SoftwareVersions", "ConvolutionKernel"}
 )
+# Kept values that are vocabulary, never a person's: vendor names and code meanings (a
+# phantom named "Abdomen^FatSatDyn" beside the anatomic region code meaning "Abdomen").
+_VOCABULARY_KEYWORDS: Final = _VENDOR_KEYWORDS | {"CodeMeaning"}
 _HONORIFICS: Final = frozenset(
     {"dr", "mr", "mrs", "ms", "miss", "prof", "md", "phd", "jr", "sr", "dr.", "mr.", "mrs."}
 )
