@@ -55,6 +55,7 @@ import dicomveil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the data builders
 
 from dicomveil import Key, Outcome, Profile, RunConfig, run, write_key
+from dicomveil.qc.verify.gate import ReleaseGate
 from tests.support import synthetic
 
 # --------------------------------------------------------------------------------------------
@@ -420,8 +421,13 @@ def _pydicom_pool(corpus: Corpus, out: Path, workers: int) -> None:
         raise BenchError(f"plain pydicom pool wrote {done} of {len(rels)} files")
 
 
-def _dicomveil(corpus: Corpus, out: Path, workers: int, profile: Profile) -> None:
-    config = RunConfig(profile=profile, key=KEY, output=out, workers=workers, today=TODAY)
+def _dicomveil(
+    corpus: Corpus, out: Path, workers: int, profile: Profile, *, gate: bool = False
+) -> None:
+    config = RunConfig(
+        profile=profile, key=KEY, output=out, workers=workers, today=TODAY,
+        gate=ReleaseGate(profile) if gate else None,
+    )  # fmt: skip
     summary = run([corpus.dicom], config)
     written = summary.count(Outcome.WRITTEN)
     if written != len(corpus.files):
@@ -527,6 +533,14 @@ def build_contenders(
             f"dicomveil, {many}" + (" again" if workers == 1 else ""),
             f"dicomveil.run, {PROFILE_NAME}, workers={workers} ({all_cores})",
             call=lambda out: _dicomveil(corpus, out, workers, profile),
+            spawns=True,
+            check_output=check,
+        ),
+        Contender(
+            f"dicomveil --verify, {many}",
+            f"dicomveil.run with the release gate (run --verify: the verifier checks each "
+            f"written file against its input), {PROFILE_NAME}, workers={workers} ({all_cores})",
+            call=lambda out: _dicomveil(corpus, out, workers, profile, gate=True),
             spawns=True,
             check_output=check,
         ),

@@ -27,6 +27,7 @@ from pathlib import Path
 from dicomveil import Key, Option, Profile, RunConfig, run
 from dicomveil.profiles import Base
 from dicomveil.qc.verify import verify
+from dicomveil.qc.verify.gate import ReleaseGate
 
 from .oracles import DCIODVFY, Config, Facts, facts, judge, new_iod_errors
 from .realdata import RealFile, place, real_files
@@ -163,12 +164,34 @@ def _run_case(config: Config, file: RealFile, root: Path) -> CaseResult:
     kept: list[str] = []
     if outcome == "written" and result.output is not None:
         found = _check_written(config, file, source, output, maps, result.output)
+        if not config.copy and config.profile not in LIST_PRESETS and not file.is_zip:
+            found.extend(_gate_alarms(config, file, target, output, result.output, result.uid_map))
         for problem in found:
             if config.profile in LIST_PRESETS and problem.startswith("verify: leak:"):
                 kept.append(problem)
             else:
                 problems.append(problem)
     return CaseResult(outcome, reason, problems, kept)
+
+
+def _gate_alarms(
+    config: Config,
+    file: RealFile,
+    source: Path,
+    output: Path,
+    written: Path,
+    uid_map: dict[str, str],
+) -> list[str]:
+    """What the release gate (``run --verify``) would stop this written file for, beyond the
+    findings the matrix accepts: a false alarm, since verify found the file clean."""
+    gate = ReleaseGate(profile_of(config))
+    allowed = accepted(config, file.name)
+    alarms = []
+    for finding in gate.findings(written.resolve(), output.resolve(), source, uid_map):
+        key = f"{finding.check.value}:{finding.category.value}:{finding.path.split('>')[-1]}"
+        if key not in allowed:
+            alarms.append(f"release gate: {key} {finding.message}")
+    return alarms
 
 
 def _zip_facts(archive: Path, root: Path) -> Facts:

@@ -19,8 +19,8 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
+
+from tests.support.planted import planted_ct
 
 PLANTED = "ZQXWVPLANTED^QQQ"
 DICOMVEIL = str(Path(sys.executable).with_name("dicomveil"))
@@ -28,13 +28,7 @@ DICOMVEIL = str(Path(sys.executable).with_name("dicomveil"))
 
 def _seed(tmp_path: Path) -> bytes:
     """CT_small with the planted name as PatientName and in a per-frame comment."""
-    ds = pydicom.dcmread(str(get_testdata_file("CT_small.dcm")))
-    ds.PatientName = PLANTED
-    comment = Dataset()
-    comment.FrameComments = f"seen by {PLANTED}"
-    group = Dataset()
-    group.FrameContentSequence = Sequence([comment])
-    ds.PerFrameFunctionalGroupsSequence = Sequence([group])
+    ds = planted_ct(PLANTED)
     path = tmp_path / "seed.dcm"
     ds.save_as(path, enforce_file_format=True)
     return path.read_bytes()

@@ -30,7 +30,9 @@ from dicomveil.io.layout import DEFAULT_LAYOUT, FIELDS, Layout
 from dicomveil.profiles import Profile
 from dicomveil.runs import cluster
 from dicomveil.runs.batch import (
+    GATE_PREFIX,
     FileResult,
+    Gate,
     Outcome,
     RunConfig,
     RunSummary,
@@ -72,10 +74,12 @@ class _Say:
         elif not self.quiet:
             err.print(f"{result.outcome.value} {result.task.display}: {result.reason}")
 
-    def summary(self, summary: RunSummary) -> None:
+    def summary(self, summary: RunSummary, *, gated: bool = False) -> None:
         counts = ", ".join(f"{o.value} {summary.count(o)}" for o in Outcome)
         label = "summary (dry run, nothing written)" if self.dry else "summary"
         err.print(f"{label}: {counts}")
+        if gated:
+            err.print(f"release gate: {stopped(summary)} written file(s) stopped by the verifier")
         if self.quiet:
             return
         for outcome in (Outcome.WITHHELD, Outcome.SKIPPED):
@@ -158,6 +162,15 @@ def run_command(
             "Write into an output folder that another key wrote (two sets of pseudonyms).",
         ),
     ] = False,
+    gate: Annotated[
+        bool | None,
+        typer.Option(
+            "--verify/--no-verify",
+            help="The release gate: the verifier checks each written file against its input "
+            "first and withholds (moves out of OUTPUT) any it flags. Default: the profile's "
+            "(on in neuro-research).",
+        ),
+    ] = None,
     redact_paths: Annotated[
         bool,
         flag(
@@ -214,6 +227,7 @@ def run_command(
             dry_run=dry_run,
             redact_paths=redact_paths,
             allow_other_key=allow_other_key,
+            gate=_gate(chosen) if (gate if gate is not None else chosen.verify) else None,
         )
         say.note(
             f"dicomveil {__version__}: profile {chosen.name} (PS3.15 {EDITION}), key "
@@ -253,9 +267,10 @@ def run_command(
         except DicomveilError as exc:
             err.print(f"DICOMDIR not written: {exc}", style="bold red")
             raise typer.Exit(1) from None
-    say.summary(summary)
+    say.summary(summary, gated=config.gate is not None)
     if json_report is not None:
-        write_report(json_report, "run", _report(summary, chosen, output, dry_run), private=False)
+        body = _report(summary, chosen, output, dry_run, gated=config.gate is not None)
+        write_report(json_report, "run", body, private=False)
     raise typer.Exit(0 if summary.ok else 1)
 
 
@@ -319,6 +334,12 @@ def _with_progress(
         return execute(tick)
 
 
+def _gate(profile: Profile) -> Gate:
+    from dicomveil.qc.verify.gate import ReleaseGate  # the verifier: loaded only when on
+
+    return ReleaseGate(profile)
+
+
 def _hide_inputs(message: str, inputs: list[str]) -> str:
     """``message`` with each input as typed replaced by ``input <n>`` (``--redact-paths``:
     a run-level error names the input by its place on the command line)."""
@@ -352,7 +373,18 @@ def _below(output: str, target: Path | None) -> str:
     return str(Path(output) / relative)
 
 
-def _report(summary: RunSummary, profile: Profile, output: str, dry: bool) -> dict[str, object]:
+def stopped(summary: RunSummary) -> int:
+    """How many files the release gate stopped (withheld with its reason)."""
+    return sum(
+        1
+        for r in summary.results
+        if r.outcome is Outcome.WITHHELD and r.reason.startswith(GATE_PREFIX)
+    )
+
+
+def _report(
+    summary: RunSummary, profile: Profile, output: str, dry: bool, *, gated: bool = False
+) -> dict[str, object]:
     """The run's outcomes for ``--json`` (schema ``run.schema.json``): counts, reasons, and
     one record per input (the input as given, the outcome, the reason, the output relative
     to the output folder)."""
@@ -360,6 +392,7 @@ def _report(summary: RunSummary, profile: Profile, output: str, dry: bool) -> di
     return {
         "profile": profile.name,
         "dry_run": dry,
+        "release_gate": {"on": gated, "stopped": stopped(summary)},
         "summary": {o.value: summary.count(o) for o in Outcome},
         "reasons": {
             o.value: dict(sorted(summary.reasons(o).items()))

@@ -61,6 +61,7 @@ class ProfileFile(_Entry):
     allow: list[str] = []
     private: Literal["keep", "remove"] | None = None
     references: Literal["keep", "remove"] | None = None
+    verify: bool | None = None
     rules: list[RuleEntry] = []
     clean: dict[str, Any] | None = None
 
@@ -233,6 +234,7 @@ def _from_toml(
             keep_private=keep_private,
             clean=clean,
             remove_references=remove_references,
+            verify=parent.verify if spec.verify is None else spec.verify,
         )
     except ProfileError as exc:
         raise ProfileError(str(exc), source=source) from None

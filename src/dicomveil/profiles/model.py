@@ -25,6 +25,7 @@ Profile file format (TOML)::
     references = "keep"                # X/Z/U* reference sequences: keep (UIDs replaced)
                                        # or remove (where the IOD does not require them)
     private = "remove"                 # private elements no rule matches: remove | keep
+    verify = true                      # the release gate on (run --verify) by default
 
     [[rules]]
     keyword = "SeriesDescription"      # or tag = "0008,103E", tag = "60xx,4000",
@@ -73,6 +74,8 @@ class Profile:
     # X/Z/U* reference sequences: kept with their UIDs replaced (False), or removed where
     # the IOD does not require them (True: ``references = "remove"``).
     remove_references: bool = False
+    # The release gate (``verify = true``): every written file checked by the verifier first.
+    verify: bool = False
 
     def __post_init__(self) -> None:
         for group in EXCLUSIVE:

@@ -18,7 +18,7 @@ import warnings
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -49,7 +49,7 @@ from dicomveil.io import (
 )
 from dicomveil.io.layout import Layout
 from dicomveil.profiles import Profile
-from dicomveil.runs.maps import task_labeler, write_maps
+from dicomveil.runs.maps import quarantine, task_labeler, write_maps
 from dicomveil.runs.output_key import check_output_key
 
 
@@ -105,6 +105,12 @@ class FileResult:
     date_offset_days: int | None = None
 
 
+GATE_PREFIX = "release gate:"  # how the reason of a file the gate stopped begins
+Gate = Callable[[Path, Path, Path, Mapping[str, str]], "str | None"]
+"""A release gate: (output file, output folder, input file, UID map) -> why the file is
+stopped, or None (see :class:`dicomveil.qc.verify.gate.ReleaseGate`)."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     profile: Profile
@@ -120,6 +126,7 @@ class RunConfig:
     dry_run: bool = False  # decide every input, write nothing (see :func:`run`)
     redact_paths: bool = False  # name inputs by keyed labels (see :mod:`dicomveil.runs.maps`)
     allow_other_key: bool = False  # write into an output folder another key wrote
+    gate: Gate | None = None  # --verify: the release gate each written file must pass
 
     @property
     def labeler(self) -> Callable[[Task], str] | None:
@@ -334,7 +341,29 @@ class _Worker:
             return FileResult(task, Outcome.FAILED, f"cannot write the output ({exc.strerror})")
         except Exception as exc:  # a value pydicom cannot decode or encode: fail, keep going
             return FileResult(task, Outcome.FAILED, f"cannot de-identify: {failure_reason(exc)}")
-        return done.file_result(task)
+        written = done.file_result(task)
+        if self.config.gate is not None and done.result is not None:
+            return self._gated(written, path)
+        return written
+
+    def _gated(self, written: FileResult, source: Path) -> FileResult:
+        """The release gate (``--verify``): a written file the verifier flags is withheld,
+        moved out of the output (into the map folder's ``gated/``, or deleted); a gate that
+        cannot check fails closed."""
+        assert self.config.gate is not None and written.output is not None
+        output, root = written.output.resolve(), self.config.output.resolve()
+        try:
+            reason = self.config.gate(output, root, source, written.uid_map)
+        except Exception as exc:  # the gate could not decide: nothing leaves unchecked
+            reason = f"could not check ({type(exc).__name__})"
+        if reason is None:
+            return written
+        try:
+            quarantine(output, root, self.config.map_dir)
+        except OSError as exc:
+            output.unlink(missing_ok=True)
+            reason += f"; not kept for review ({exc.strerror or type(exc).__name__})"
+        return FileResult(written.task, Outcome.WITHHELD, f"{GATE_PREFIX} {reason}")
 
     def _destination(self, ds: Dataset, pseudonym: str) -> Path:
         """Where the de-identified ``ds`` goes; in a dry run, the write stops here."""

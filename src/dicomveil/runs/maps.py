@@ -10,6 +10,9 @@ With ``--redact-paths`` an input is named ``input-`` and 16 hex digits of the ke
 its path as given (``path!member`` inside a zip): the same input has the same label in every
 run with the same key, and nobody without the key or ``paths.csv`` can tell which input a
 label stands for, though a folder or file name holds a patient's name or ID.
+
+Files the release gate stopped (``run --verify``) are moved into the map folder's ``gated/``
+(:func:`quarantine`): they hold what the verifier flagged.
 """
 
 from __future__ import annotations
@@ -121,3 +124,23 @@ def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[str]]) -> 
         fh.write(buffer.getvalue())
     Path(temp).chmod(0o600)
     Path(temp).replace(path)
+
+
+def quarantine(output: Path, root: Path, map_dir: Path | None) -> None:
+    """Move a file the release gate stopped out of the output folder: into ``map_dir``'s
+    ``gated/`` (owner-only, beside the other secrets, for review) or, without a map folder,
+    delete it. Its folders left empty in the output are removed."""
+    if map_dir is not None:
+        target = map_dir / "gated" / output.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        output.replace(target)
+        target.chmod(0o600)
+    else:
+        output.unlink(missing_ok=True)
+    folder = output.parent
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+        folder = folder.parent
