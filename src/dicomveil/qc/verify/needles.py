@@ -246,6 +246,7 @@ _ONLY_LETTERS: Final = bytes(c if c in _LETTERS else 0x20 for c in range(256))
 _ONLY_DIGITS: Final = bytes(c if c in _DIGITS else 0x20 for c in range(256))
 
 
+@lru_cache(maxsize=65536)  # the release gate asks again for every file of a series
 def _anchor(needle: bytes, group: int, word: bool) -> tuple[str, bytes, int] | None:
     """How to find a needle: (``exact``, ``prefix`` or ``suffix``, key, where the key starts
     in it), or None (the regex). A run of letters or digits in the needle starts a run in the
@@ -301,9 +302,36 @@ def _build_needles(raw: Mapping[str, Category], kept: Iterable[str]) -> _Needles
                 numbers.add(needle)
             else:
                 kinds.setdefault(needle, kind)
+    pattern, exact, prefix, suffix, groups = _compiled(frozenset(kinds.items()))
+    return _Needles(
+        pattern,
+        frozenset(uids),
+        frozenset(dates),
+        frozenset(numbers),
+        info,
+        exact=exact,
+        prefix=prefix,
+        suffix=suffix,
+        # A UID that can match is digits and dots: its longest part, a run of digits.
+        uid_keys=frozenset(max(u.split(b"."), key=len) for u in uids),
+        groups=groups,
+    )
+
+
+_Compiled = tuple[
+    "re.Pattern[bytes] | None", "_Anchors", "_Anchors", "_Anchors", Mapping[bytes, int]
+]
+
+
+@lru_cache(maxsize=32)
+def _compiled(items: frozenset[tuple[bytes, _Kind]]) -> _Compiled:
+    """The anchored and trie parts of a search for these (needle, kind) pairs: the costly
+    part of :func:`_build_needles`, the same for the files of one patient (the release gate
+    builds a search per file; the UIDs, dates and numbers that differ are sets)."""
+    kinds = dict(items)
     anchors: dict[str, dict[bytes, list[_Literal]]] = {"exact": {}, "prefix": {}, "suffix": {}}
     rest: dict[int, list[bytes]] = {0: [], 1: [], 2: []}
-    for needle, kind in kinds.items():
+    for needle, kind in sorted(kinds.items()):
         word = kind is _Kind.WORD
         group = 0 if needle[:1].isdigit() else 1 if word else 2
         anchor = _anchor(needle, group, word)
@@ -323,18 +351,12 @@ def _build_needles(raw: Mapping[str, Category], kept: Iterable[str]) -> _Needles
     ]
     # A look-ahead: every offset where one matches, as the anchored needles are found.
     pattern = re.compile(b"(?=(" + b"|".join(parts) + b"))", re.DOTALL) if parts else None
-    return _Needles(
+    return (
         pattern,
-        frozenset(uids),
-        frozenset(dates),
-        frozenset(numbers),
-        info,
-        exact={k: tuple(v) for k, v in anchors["exact"].items()},
-        prefix={k: tuple(v) for k, v in anchors["prefix"].items()},
-        suffix={k: tuple(v) for k, v in anchors["suffix"].items()},
-        # A UID that can match is digits and dots: its longest part, a run of digits.
-        uid_keys=frozenset(max(u.split(b"."), key=len) for u in uids),
-        groups={n: g for g, needles in rest.items() for n in needles},
+        {k: tuple(v) for k, v in anchors["exact"].items()},
+        {k: tuple(v) for k, v in anchors["prefix"].items()},
+        {k: tuple(v) for k, v in anchors["suffix"].items()},
+        {n: g for g, needles in rest.items() for n in needles},
     )
 
 
@@ -378,6 +400,7 @@ def _trie(words: list[bytes], kinds: Mapping[bytes, _Kind], guard: bytes) -> byt
     return build(root, 0)
 
 
+@lru_cache(maxsize=65536)
 def _encoded(text: str) -> tuple[bytes, ...]:
     """A needle's bytes, lower-cased: in UTF-8 and in Latin-1 (once when they agree)."""
     if text.isascii():

@@ -376,11 +376,16 @@ def _by_pixels(sources: list[str], workers: int) -> dict[str, str]:
 
 
 def _token_words(profile: Profile) -> set[str]:
-    """The words of the tokens the profile's free-text cleaner writes (``[NAME]``,
-    ``[DATE]``, ...): a name part such as "Name" found in them is the token, not a leak."""
+    """What a de-identifier writes whatever the input: the words of the tokens the profile's
+    free-text cleaner writes (``[NAME]``, ``[DATE]``, ...: a name part such as "Name" found
+    in them is the token, not a leak) and the code values of PS3.16 CID 7050 that record
+    the method (``113100``, ...: an original time of 11:31:00 is not found in them)."""
     from dicomveil.cleaners.text import Category as TextCategory
+    from dicomveil.standard.options import BASIC_PROFILE_CODE, Option
 
     words: set[str] = set()
     for category in TextCategory:
         words.update(re.findall(r"[A-Za-z]{2,}", profile.clean.token(category)))
+    words.add(BASIC_PROFILE_CODE[0])
+    words.update(code[0] for option in Option if (code := option.code) is not None)
     return words
