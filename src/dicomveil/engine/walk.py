@@ -126,8 +126,10 @@ class Walk:
             if element == 0:
                 self.remove(ds, tag, path, "group length: recomputed or dropped on write")
                 continue
-            if isinstance(elem, RawDataElement):
-                check_length(int(tag), elem)  # a damaged length fails the file
+            if path and isinstance(elem, RawDataElement):
+                # A damaged length fails the file (the top level was checked before the
+                # walk, by Engine.deidentify: check_lengths).
+                check_length(int(tag), elem)
             if elem.VR != "SQ" and _is_sequence(int(tag)):
                 if elem.VR in _DAMAGED_SEQUENCE_VRS and isinstance(elem, RawDataElement):
                     # A sequence with damaged VR bytes: read as the sequence it is (its items

@@ -58,8 +58,9 @@ def clean_csa(
     """
     if not raw.startswith(b"SV10"):
         return None
+    read = _reader()  # nibabel is a dependency: a missing one is an error, not a removal
     try:
-        header = _reader()(raw)
+        header = read(raw)
     except Exception:  # a damaged header, whatever nibabel raises on it: removed
         return None
     kept: list[tuple[str, dict[str, Any], list[str]]] = []

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from dicomveil.profiles import Profile
@@ -56,7 +57,11 @@ class ReleaseGate:
     """
 
     profile: Profile
-    _rules: dict[str, _Rules] = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def rules(self) -> _Rules:
+        """Verify's reading of the profile, worked out once per process."""
+        return _Rules.of(self.profile)
 
     def findings(
         self, output: Path, root: Path, source: Path, uid_map: Mapping[str, str]
@@ -79,9 +84,7 @@ class ReleaseGate:
         list of Finding
             Empty when the file may pass.
         """
-        rules = self._rules.get("rules")
-        if rules is None:
-            rules = self._rules["rules"] = _Rules.of(self.profile)
+        rules = self.rules
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             facts = _input_facts(str(source), rules)
