@@ -5,7 +5,8 @@ Used by ``tests/test_real_matrix.py`` (one test per file and profile) and by
 path: :func:`dicomveil.run` on the one file (in its own folders, with ``--map-dir``), then
 the checks of the outcome against facts about the file (:mod:`tests.oracles`), and for a
 written file :func:`dicomveil.qc.verify.verify` against its input and ``dciodvfy`` against the
-input's own errors.
+input's own errors. The release gate (``run --verify``) is on for every configuration whose
+verify findings are failures: a file it stops is a false alarm the judge reports.
 
 Configurations: ``ps3.15-basic``; each option alone on ps3.15-basic; all clean options
 together; all retain options together (with retain-long-full-dates); every option at once
@@ -25,9 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicomveil import Key, Option, Profile, RunConfig, run
-from dicomveil.profiles import Base
 from dicomveil.qc.verify import verify
-from dicomveil.qc.verify.gate import ReleaseGate
 
 from .oracles import DCIODVFY, Config, Facts, facts, judge, new_iod_errors
 from .realdata import RealFile, place, real_files
@@ -54,47 +53,6 @@ CONFIGS: tuple[Config, ...] = (
     Config("neuro-research", "neuro-research"),
     *(Config(name, name) for name in PRESETS),
 )
-
-# Findings of verify accepted on purpose, each with why: (config names or None for every
-# PS3.15 configuration, the end of the file's corpus name, "check:category:element").
-_WHOLE_BODY_E = (
-    "ImageID (kept: not in Table E.1-1) holds 'WHOLE BODY_E', the text of removed private "
-    "elements (0011,1010/1012/1030) of the same file; verify counts every removed private "
-    "value as an identifier, so the kept public copy is reported"
-)
-_INSTITUTION = (
-    "retain-institution-identity keeps InstitutionName by its definition; on these files its "
-    "words are also another identifier of the file (an issuer 'CCHS', an address, the "
-    "animal hospital named after its physician)"
-)
-_WITH_INSTITUTION = ("+retain-institution-identity", "all-retain", "all-options")
-ACCEPTED: tuple[tuple[tuple[str, ...] | None, str, str, str], ...] = (
-    (None, "JPEG2000.dcm", "leak:id:ImageID", _WHOLE_BODY_E),
-    (None, "JPEG2000_UNC.dcm", "leak:id:ImageID", _WHOLE_BODY_E),
-    (None, "burned_in_no.dcm", "leak:id:ImageID", _WHOLE_BODY_E),
-    (None, "burned_in_yes.dcm", "leak:id:ImageID", _WHOLE_BODY_E),
-    (None, "burned_in_missing.dcm", "leak:id:ImageID", _WHOLE_BODY_E),
-    (None, "burned_in_other.dcm", "leak:id:ImageID", _WHOLE_BODY_E),
-    (_WITH_INSTITUTION, "animals/cat.dcm", "leak:name:InstitutionName", _INSTITUTION),
-    (_WITH_INSTITUTION, "ultrasounds/RGB_IMAGE.dcm", "leak:id:InstitutionName", _INSTITUTION),
-    (_WITH_INSTITUTION, "ultrasounds/GREYSCALE_IMAGE.dcm", "leak:id:InstitutionName",
-     _INSTITUTION),
-    (_WITH_INSTITUTION, "ultrasounds/GREYSCALE_CINE.zip", "leak:id:InstitutionName",
-     _INSTITUTION),
-    (_WITH_INSTITUTION, "ultrasounds/RGB_CINE.zip", "leak:address:InstitutionName",
-     _INSTITUTION),
-)  # fmt: skip
-
-
-def accepted(config: Config, name: str) -> set[str]:
-    """The findings accepted for this case (see :data:`ACCEPTED`): PS3.15 configurations."""
-    if Profile.named(config.profile).base is not Base.PS315:
-        return set()
-    return {
-        key
-        for configs, suffix, key, _why in ACCEPTED
-        if name.endswith(suffix) and (configs is None or config.name in configs)
-    }
 
 
 def sampled(config: Config, file: RealFile) -> bool:
@@ -146,10 +104,16 @@ def _run_case(config: Config, file: RealFile, root: Path) -> CaseResult:
     target = place(file.path, source)
     output, maps = root / "out", root / "maps"
     profile = profile_of(config)
+    # The release gate (run --verify) is on wherever verify's findings are failures: a file
+    # it stops is withheld, which the judge reports (a false alarm: verify found it clean).
+    gated = not config.copy and config.profile not in LIST_PRESETS
     summary = run(
         [source],
-        RunConfig(profile=profile, key=KEY, output=output, map_dir=maps, workers=1, today=TODAY),
-    )
+        RunConfig(
+            profile=profile, key=KEY, output=output, map_dir=maps, workers=1, today=TODAY,
+            verify=gated,
+        ),
+    )  # fmt: skip
     results = summary.results
     problems: list[str] = []
     if len(results) != 1:
@@ -164,34 +128,12 @@ def _run_case(config: Config, file: RealFile, root: Path) -> CaseResult:
     kept: list[str] = []
     if outcome == "written" and result.output is not None:
         found = _check_written(config, file, source, output, maps, result.output)
-        if not config.copy and config.profile not in LIST_PRESETS and not file.is_zip:
-            found.extend(_gate_alarms(config, file, target, output, result.output, result.uid_map))
         for problem in found:
             if config.profile in LIST_PRESETS and problem.startswith("verify: leak:"):
                 kept.append(problem)
             else:
                 problems.append(problem)
     return CaseResult(outcome, reason, problems, kept)
-
-
-def _gate_alarms(
-    config: Config,
-    file: RealFile,
-    source: Path,
-    output: Path,
-    written: Path,
-    uid_map: dict[str, str],
-) -> list[str]:
-    """What the release gate (``run --verify``) would stop this written file for, beyond the
-    findings the matrix accepts: a false alarm, since verify found the file clean."""
-    gate = ReleaseGate(profile_of(config))
-    allowed = accepted(config, file.name)
-    alarms = []
-    for finding in gate.findings(written.resolve(), output.resolve(), source, uid_map):
-        key = f"{finding.check.value}:{finding.category.value}:{finding.path.split('>')[-1]}"
-        if key not in allowed:
-            alarms.append(f"release gate: {key} {finding.message}")
-    return alarms
 
 
 def _zip_facts(archive: Path, root: Path) -> Facts:
@@ -214,7 +156,6 @@ def _check_written(
     written: Path,
 ) -> list[str]:
     problems: list[str] = []
-    allowed = accepted(config, file.name)
     if not config.copy:
         report = verify(
             output, against=source, profile=profile_of(config), map_dir=maps, workers=1,
@@ -225,8 +166,7 @@ def _check_written(
             if finding.check.value not in ("leak", "conformance", "reference", "validity"):
                 continue
             key = f"{finding.check.value}:{finding.category.value}:{finding.path.split('>')[-1]}"
-            if key not in allowed:
-                problems.append(f"verify: {key} {finding.message}")
+            problems.append(f"verify: {key} {finding.message}")
     if DCIODVFY is not None and not file.is_zip:
         problems.extend(f"dciodvfy: {e}" for e in new_iod_errors(file.path, written))
     return problems

@@ -429,6 +429,52 @@ def test_store_statuses(tmp_path: Path, corpus: Corpus, gateways: Callable[..., 
     assert written_event.calling_ae == "SCANNER" and written_event.route == "research"
 
 
+def test_the_release_gate_stops_what_the_verifier_flags(
+    tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
+) -> None:
+    """The gate is on by default: a route whose profile keeps a private element holding the
+    patient's name (a rule written carelessly) gets its instances withheld with the gate's
+    reason, never written to the folder nor queued, kept for review in the state folder;
+    ``verify = false`` on the route lets the same instance through."""
+    source = sorted((corpus.folder / "ct1").iterdir())[0]
+    ds = dcmread(source)
+    block = ds.private_block(0x0009, "ACME GATEWAY GATE", create=True)
+    block.add_new(0x10, "LO", str(ds.PatientName).replace("^", " "))
+    planted = tmp_path / "planted.dcm"
+    ds.save_as(planted, enforce_file_format=True)
+    (tmp_path / "keep.toml").write_text(
+        'extends = "ps3.15-basic"\n[[rules]]\n'
+        'private = {creator = "ACME GATEWAY GATE", group = "0009", element = "xx10"}\n'
+        'action = "K"\n',
+        encoding="utf-8",
+    )
+    text = gateway_config(0, tmp_path / "state", free_port(), output=True)
+    text = text.replace('profile = "ps3.15-basic"', 'profile = "keep.toml"')
+    events = Recorder()
+    gateway = gateways(write_config(tmp_path, text, corpus), events)
+    assert _send(gateway.port, [planted]) == [StoreStatus.WITHHELD_WARNING]
+    assert not list((tmp_path / "out").rglob("*.dcm"))
+    assert not list((tmp_path / "state" / "queue").rglob("*.dcm"))
+    (kept,) = (tmp_path / "state" / "gated" / "research").rglob("*.dcm")
+    assert kept.stat().st_mode & 0o077 == 0
+    (withheld,) = [e for e in events.seen if e.kind.value == "withheld"]
+    assert withheld.result is not None
+    reason = withheld.result.reason
+    assert reason.startswith("release gate: ") and "leak name" in reason, reason
+    assert str(ds.PatientName.family_name) not in reason
+    assert not [p for p in (tmp_path / "state" / "spool").iterdir()]  # no stage left behind
+    gateway.stop()
+
+    other = tmp_path / "ungated"
+    other.mkdir()
+    (other / "keep.toml").write_text((tmp_path / "keep.toml").read_text(), encoding="utf-8")
+    text = gateway_config(0, other / "state", free_port()).split("[route.forward]")[0]
+    text = text.replace('profile = "ps3.15-basic"', 'profile = "keep.toml"\nverify = false')
+    gateway = gateways(write_config(other, text, corpus))
+    assert _send(gateway.port, [planted]) == [StoreStatus.SUCCESS]
+    assert len(list((other / "out").rglob("*.dcm"))) == 1
+
+
 class Recorder:
     """A GatewayEvents implementation that keeps every event (an audit trail's stand-in)."""
 

@@ -159,3 +159,72 @@ def test_verify_on_the_command_line(tmp_path: Path) -> None:
     assert (
         on.exit_code == 0 and json.loads(report.read_text(encoding="utf-8"))["release_gate"]["on"]
     )
+
+
+def test_the_gate_knows_the_patient_from_the_files_before(tmp_path: Path) -> None:
+    """A name only another file of the patient holds: the first file's Other Patient Names
+    (removed by the profile), found in the second file's private element that a rule keeps.
+    The second file's own input does not name it as a person, so a gate that knew only that
+    input would pass it; the gate of the run has read the first file of the patient."""
+    alias = "ZQXWVALIAS"
+    first = planted_ct(PLANTED)
+    first.OtherPatientNames = f"{alias}^BOB"
+    second = planted_ct(PLANTED)
+    second.SOPInstanceUID = second.SOPInstanceUID + ".2"
+    second.file_meta.MediaStorageSOPInstanceUID = second.SOPInstanceUID
+    block = second.private_block(0x0009, "ACME GATE TEST", create=True)
+    block.add_new(0x10, "LO", f"scanned for {alias}")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    first.save_as(folder / "a.dcm", enforce_file_format=True)
+    second.save_as(folder / "b.dcm", enforce_file_format=True)
+    rules = tmp_path / "keep-private.toml"
+    rules.write_text(
+        'extends = "ps3.15-basic"\n[[rules]]\n'
+        'private = {creator = "ACME GATE TEST", group = "0009", element = "xx10"}\n'
+        'action = "K"\n',
+        encoding="utf-8",
+    )
+    profile = Profile.named(rules)
+    out = tmp_path / "out"
+    summary = run([folder], RunConfig(profile=profile, key=KEY, output=out, workers=1, verify=True))
+    outcomes = {r.task.path.name: (r.outcome, r.reason) for r in summary.results}
+    assert outcomes["a.dcm"][0] is Outcome.WRITTEN, outcomes
+    assert outcomes["b.dcm"][0] is Outcome.WITHHELD, outcomes
+    assert "leak name" in outcomes["b.dcm"][1] and alias not in outcomes["b.dcm"][1]
+
+    # The same file before a gate that has read nothing of the patient: it passes.
+    again = run([folder / "b.dcm"], RunConfig(profile=profile, key=KEY, output=tmp_path / "o2",
+                                               workers=1, verify=False))  # fmt: skip
+    (result,) = again.results
+    assert result.output is not None
+    fresh = ReleaseGate(profile)
+    assert fresh.findings(result.output, tmp_path / "o2", folder / "b.dcm", result.uid_map) == []
+
+
+def test_the_library_follows_the_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RunConfig's ``verify``: None follows the profile (``verify = true`` in neuro-research),
+    True and False decide; the front door ``deidentify`` takes it too."""
+    from dicomveil import deidentify
+
+    source = _seed(tmp_path / "in")
+    basic, neuro = Profile.named("ps3.15-basic"), Profile.named("neuro-research")
+    assert not RunConfig(profile=basic, key=KEY, output=tmp_path).verifying
+    assert RunConfig(profile=neuro, key=KEY, output=tmp_path).verifying
+    assert not RunConfig(profile=neuro, key=KEY, output=tmp_path, verify=False).verifying
+    assert isinstance(
+        RunConfig(profile=basic, key=KEY, output=tmp_path, verify=True).release_gate(),
+        ReleaseGate,
+    )
+    _break(monkeypatch, _original_date)
+    for name, profile, verify, expected in [
+        ("basic", basic, None, Outcome.WRITTEN),
+        ("basic-on", basic, True, Outcome.WITHHELD),
+        ("neuro", neuro, None, Outcome.WITHHELD),
+        ("neuro-off", neuro, False, Outcome.WRITTEN),
+    ]:
+        config = RunConfig(profile=profile, key=KEY, output=tmp_path / name, verify=verify)
+        (result,) = run([source.parent], config).results
+        assert result.outcome is expected, (name, result.reason)
+    summary = deidentify(source.parent, tmp_path / "front", key=KEY, verify=True)
+    assert summary.count(Outcome.WITHHELD) == 1

@@ -44,7 +44,14 @@ from dicomveil.qc.verify.expectations import _Rules
 from dicomveil.qc.verify.files import _FileCheck
 from dicomveil.qc.verify.inputs import _InputWalk
 from dicomveil.qc.verify.leaks import _WHAT, _regions
-from dicomveil.qc.verify.needles import _build_needles, _Kind, _kind, _trie
+from dicomveil.qc.verify.needles import (
+    _build_needles,
+    _extend_needles,
+    _grown,
+    _Kind,
+    _kind,
+    _trie,
+)
 from dicomveil.qc.verify.reading import _load_output, _parse, _Read
 from dicomveil.qc.verify.validity import _VALID
 from tests.support import synthetic
@@ -745,9 +752,10 @@ def _check_reading(data: bytes) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sop: str | None = _InputWalk(data, True, rules).facts(walked)  # type: ignore[arg-type]
+            sop: str | None
+            sop, patient = _InputWalk(data, True, rules).facts(walked)  # type: ignore[arg-type]
     except Exception:
-        sop = None
+        sop = patient = None
     if sop is not None:
         assert lean is not None, "the one-pass walk reads only what the reader reads"
     if lean is not None:
@@ -760,6 +768,7 @@ def _check_reading(data: bytes) -> bool:
         if sop is not None:
             assert walked == expected
             assert sop == _text(theirs.data, 0x00080018)
+            assert patient == (_text(theirs.data, 0x00100020) or _text(theirs.data, 0x00100010))
     return whole is not None
 
 
@@ -946,6 +955,38 @@ def test_needle_search_finds_what_one_regex_found() -> None:
                 for _ in range(rng.randint(0, 30))
             )
             assert needles.find(hay) == reference(hay), (trial, raw, hay)
+
+
+def test_a_grown_search_finds_what_a_whole_one_finds() -> None:
+    """The release gate grows a patient's search as it learns (:func:`_grown`), and adds each
+    file's UIDs, numbers and dates (:func:`_extend_needles`): the hits are those of the
+    search built at once from all the needles."""
+    rng = random.Random(12)
+    words = ["smith", "smithson", "jo", "john", "ann", "anna", "o'brien", "müller", "zoë"]
+    numbers = ["12", "1234", "123456", "20240115", "555", "0917", "1.2.840", "2.25.99"]
+    for trial in range(100):
+        raw: dict[str, Category] = {}
+        for _ in range(rng.randint(3, 30)):
+            category = rng.choice([*_WHAT, Category.UID])
+            parts = [rng.choice(words + numbers) for _ in range(rng.randint(1, 3))]
+            text = rng.choice(["", "+", "("]) + rng.choice([" ", "^", "-", "", "."]).join(parts)
+            if len(text.strip()) >= 2:
+                raw[text.upper() if rng.random() < 0.5 else text] = category
+        kept = frozenset(rng.sample(sorted(raw), k=min(2, len(raw))))
+        items = list(raw.items())
+        cut = rng.randint(0, len(items))
+        grown = _grown(_build_needles(dict(items[:cut]), kept), items[cut:], kept)
+        own = {t: c for t, c in items[cut:] if c is Category.UID}
+        extended = _extend_needles(grown, own, kept)
+        assert extended is not None
+        whole = _build_needles(raw, kept)
+        pieces = [t.encode(rng.choice(["utf-8", "latin-1"]), "replace").lower() for t in raw]
+        for _ in range(10):
+            hay = b"".join(
+                rng.choice(pieces) if rng.random() < 0.4 else bytes([rng.choice(b"ab1. -^x9/")])
+                for _ in range(rng.randint(0, 30))
+            )
+            assert extended.find(hay) == whole.find(hay), (trial, raw, cut, hay)
 
 
 # --------------------------------------------------------------------------------------------

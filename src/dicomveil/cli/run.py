@@ -32,7 +32,6 @@ from dicomveil.runs import cluster
 from dicomveil.runs.batch import (
     GATE_PREFIX,
     FileResult,
-    Gate,
     Outcome,
     RunConfig,
     RunSummary,
@@ -227,7 +226,7 @@ def run_command(
             dry_run=dry_run,
             redact_paths=redact_paths,
             allow_other_key=allow_other_key,
-            gate=_gate(chosen) if (gate if gate is not None else chosen.verify) else None,
+            verify=gate,
         )
         say.note(
             f"dicomveil {__version__}: profile {chosen.name} (PS3.15 {EDITION}), key "
@@ -267,9 +266,9 @@ def run_command(
         except DicomveilError as exc:
             err.print(f"DICOMDIR not written: {exc}", style="bold red")
             raise typer.Exit(1) from None
-    say.summary(summary, gated=config.gate is not None)
+    say.summary(summary, gated=config.verifying)
     if json_report is not None:
-        body = _report(summary, chosen, output, dry_run, gated=config.gate is not None)
+        body = _report(summary, chosen, output, dry_run, gated=config.verifying)
         write_report(json_report, "run", body, private=False)
     raise typer.Exit(0 if summary.ok else 1)
 
@@ -332,12 +331,6 @@ def _with_progress(
             report(result)  # err.print while the bar is live: the line goes above it
 
         return execute(tick)
-
-
-def _gate(profile: Profile) -> Gate:
-    from dicomveil.qc.verify.gate import ReleaseGate  # the verifier: loaded only when on
-
-    return ReleaseGate(profile)
 
 
 def _hide_inputs(message: str, inputs: list[str]) -> str:

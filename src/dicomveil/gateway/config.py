@@ -43,6 +43,8 @@ The format (every table and key; defaults in parentheses)::
     key = "project.key"                 # optional: the user's default key (never created)
     layout = "{patient}/{study}/{series}/{sop}.dcm"
     output = "/data/research"           # optional: folder destination
+    verify = true                       # the release gate (true): the verifier checks each
+                                        # instance before it is stored or forwarded
 
     [route.forward]                     # optional: C-STORE destination (queued)
     host = "pacs.example.org"
@@ -194,6 +196,7 @@ class RouteConfig:
     forward: Node | None = None
     query: QueryUpstream | None = None
     mpps: Node | None = None
+    verify: bool = True  # the release gate: each instance checked before it is kept
 
     def matches(self, calling: str, called: str, address: str) -> bool:
         """Whether this route takes an association.
@@ -374,6 +377,7 @@ class _Builder:
             forward=forward,
             query=query,
             mpps=mpps,
+            verify=table.verify,
         )
 
     def node(self, table: NodeTable, at: tuple[str | int, ...], ae_title: str) -> Node:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import threading
 import weakref
 from collections.abc import Iterator
@@ -151,9 +152,12 @@ class Gateway:
         """
         for folder in (self.state_dir, self.spool):
             folder.mkdir(parents=True, exist_ok=True)
-        for stale in self.spool.iterdir():
+        for stale in self.spool.iterdir():  # received files, and the release gate's stages
             with contextlib.suppress(OSError):
-                stale.unlink()
+                if stale.is_dir() and not stale.is_symlink():
+                    shutil.rmtree(stale)
+                else:
+                    stale.unlink()
         for route in self.routes.values():
             if route.config.output is not None:
                 route.config.output.mkdir(parents=True, exist_ok=True)

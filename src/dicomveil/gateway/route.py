@@ -23,6 +23,7 @@ from dicomveil.gateway.forward import Forwarder, ForwardListener
 from dicomveil.gateway.queue import RouteQueue
 from dicomveil.gateway.status import StatusBoard
 from dicomveil.identity.pseudonyms import Pseudonymizer
+from dicomveil.runs.batch import Gate
 from dicomveil.standard.risks import Risk
 
 __all__ = ["PIPELINE_LOCK", "Handler", "Peer", "Route", "status_dataset"]
@@ -53,6 +54,15 @@ class Route:
         # cannot clean is never passed on.
         self.answer_compiled = replace(config.profile, allow=frozenset(Risk)).compile()
         self.pseudonymizer = Pseudonymizer(config.key)
+        # The release gate (``verify = true``, the default): each instance is checked by
+        # the verifier, against what it was received as, before it is stored or queued;
+        # what it stops goes to the state folder's ``gated/<route>/`` for review.
+        self.gate: Gate | None = None
+        if config.verify:
+            from dicomveil.qc.verify.gate import ReleaseGate
+
+            self.gate = ReleaseGate(config.profile)
+        self.gated = gateway.state_dir / "gated"
         self._engine: tuple[_dt.date, Engine] | None = None
         self._answer_engine: tuple[_dt.date, Engine] | None = None
         self.queue: RouteQueue | None = None
@@ -118,6 +128,12 @@ class Route:
         if self.queue is not None:
             paths.append(self.queue.entry_path(str(ds.get("SOPInstanceUID", "") or "")))
         return paths
+
+    def staged(self, stage: Path, ds: Dataset, pseudonym: str) -> Path:
+        """Where an instance waits for the release gate: the route's layout under ``stage``,
+        in a folder named after the route (so that a stopped file keeps its place when it
+        is moved into :attr:`gated`)."""
+        return self.config.layout.path(stage / self.name, ds, pseudonym)
 
     def clean(self, ds: Dataset) -> Dataset | None:
         """De-identify a data set without pixels (a query answer, an MPPS attribute list).

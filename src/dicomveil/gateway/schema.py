@@ -208,6 +208,7 @@ class RouteTable(_Table):
     forward: NodeTable | None = None
     query: QueryTable | None = None
     mpps: NodeTable | None = None
+    verify: bool = True
 
     @model_validator(mode="after")
     def _destination(self) -> Self:

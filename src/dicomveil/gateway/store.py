@@ -7,12 +7,21 @@ spool file and goes through the pipeline of ``dicomveil run``
 for the same input file, profile and key. Nothing is ever transcoded. A queued instance
 wakes the route's forwarder.
 
+With the release gate on (the route's ``verify = true``, the default), the instance is
+first written to a staging folder beside the spool, checked there by the verifier against
+the received data set (as ``run --verify`` checks a file against its input), and only then
+copied to the route's folder and queue: nothing the gate stops is ever visible to a reader
+of the output or to the forwarder. A stopped instance is moved to the state folder's
+``gated/<route>/`` (owner-only files) for review, and answered as withheld with the gate's
+reason (check, category, element: never a value).
+
 C-STORE statuses (the ErrorComment says why, without values from the data set):
 
 ========  =================================================================================
 0x0000    de-identified and on disk (folder and/or queue), fsynced
 0xB006    withheld (``withheld_status = "warning"``, the default): the profile will not
-          release this object (burned-in text, an encapsulated document...). It is neither
+          release this object (burned-in text, an encapsulated document...), or the release
+          gate stopped it (the verifier flagged the de-identified instance). It is neither
           written nor forwarded; retrying cannot change that, so the sender is told it may
           stop trying ("Elements Discarded": here the whole object)
 0xC001    withheld, with ``withheld_status = "failure"``
@@ -32,9 +41,10 @@ import errno
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from pathlib import Path
 from typing import cast
@@ -48,8 +58,9 @@ from dicomveil.gateway.config import GatewayConfig, WithheldStatus
 from dicomveil.gateway.events import EventKind, GatewayEvent
 from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route, status_dataset
 from dicomveil.gateway.status import StatusBoard
-from dicomveil.io import copy_file, read_source
-from dicomveil.runs.batch import FileResult, Outcome, Task, deidentify_source
+from dicomveil.io import SourceFile, copy_file, read_source
+from dicomveil.runs.batch import GATE_PREFIX, FileResult, Outcome, Task, deidentify_source
+from dicomveil.runs.maps import quarantine
 
 __all__ = ["StoreHandler", "StoreStatus", "Stored", "store_instance"]
 
@@ -133,6 +144,12 @@ def store_instance(route: Route, path: Path, task: Task, expect: tuple[str, str]
             ),
             StoreStatus.MISMATCH,
         )
+    if route.gate is not None and not route.compiled.copy:
+        stage = Path(tempfile.mkdtemp(prefix="gate-", dir=path.parent))
+        try:
+            return _store_gated(route, source, task, path, stage)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     engine = route.engine()
     try:
         # The pipeline of ``dicomveil run`` itself: same bytes, clean-pixel-data included.
@@ -159,6 +176,50 @@ def store_instance(route: Route, path: Path, task: Task, expect: tuple[str, str]
         return Stored(FileResult(task, Outcome.FAILED, reason), StoreStatus.MALFORMED)
     result = done.file_result(task)
     return Stored(result, StoreStatus.SUCCESS, route.queue is not None)
+
+
+def _store_gated(
+    route: Route, source: SourceFile, task: Task, received: Path, stage: Path
+) -> Stored:
+    """:func:`store_instance` with the release gate: written to ``stage``, checked, then
+    copied to the route's destinations (see the module docstring)."""
+    gate = route.gate
+    assert gate is not None
+    try:
+        done = deidentify_source(
+            route.engine(), source, lambda ds, pseudonym: route.staged(stage, ds, pseudonym)
+        )
+        if isinstance(done, str):
+            return Stored(FileResult(task, Outcome.WITHHELD, done), StoreStatus.WITHHELD_WARNING)
+        assert done.result is not None and done.result.dataset is not None
+        uid_map = done.result.uid_map
+        try:
+            reason = gate(done.output, stage, received, uid_map)
+        except Exception as exc:  # the gate could not decide: nothing leaves unchecked
+            reason = f"could not check ({type(exc).__name__})"
+        if reason is not None:
+            try:
+                quarantine(done.output, stage, route.gated.parent)
+            except OSError as exc:
+                reason += f"; not kept for review ({exc.strerror or type(exc).__name__})"
+            return Stored(
+                FileResult(task, Outcome.WITHHELD, f"{GATE_PREFIX} {reason}"),
+                StoreStatus.WITHHELD_WARNING,
+            )
+        for target in route.targets(done.result.dataset, done.pseudonym):
+            copy_file(done.output, target, durable=True)
+    except (CrosswalkError, DeidentificationError) as exc:
+        return Stored(FileResult(task, Outcome.FAILED, str(exc)), StoreStatus.CANNOT_DEIDENTIFY)
+    except DicomveilError as exc:
+        return Stored(FileResult(task, Outcome.FAILED, str(exc)), StoreStatus.CANNOT_DEIDENTIFY)
+    except OSError as exc:
+        return _write_failure(task, exc, "cannot write the output")
+    except Exception as exc:  # a data set pydicom cannot encode back
+        reason = f"malformed element: cannot de-identify ({type(exc).__name__})"
+        return Stored(FileResult(task, Outcome.FAILED, reason), StoreStatus.MALFORMED)
+    result = done.file_result(task)
+    folder = route.targets(done.result.dataset, done.pseudonym)[0]
+    return Stored(replace(result, output=folder), StoreStatus.SUCCESS, route.queue is not None)
 
 
 class StoreHandler(Handler):

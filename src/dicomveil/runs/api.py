@@ -35,6 +35,7 @@ class _Settings(TypedDict, total=False):
     key: Key | None
     crosswalk: Crosswalk | None
     today: _dt.date | None
+    verify: bool | None
 
 
 @overload
@@ -58,6 +59,7 @@ def deidentify(
     key: Key | None = None,
     crosswalk: Crosswalk | None = None,
     today: _dt.date | None = None,
+    verify: bool | None = None,
 ) -> Dataset | RunSummary:
     """De-identify a dataset in memory, or files, folders and zip archives on disk.
 
@@ -78,6 +80,9 @@ def deidentify(
         Study IDs by original PatientID, instead of keyed pseudonyms.
     today : datetime.date, optional
         The date of the ``{today}`` template (default: today).
+    verify : bool, optional
+        Files on disk: the release gate (``run --verify``), each written file checked by
+        the verifier and withheld when it flags it (default: as the profile says).
 
     Returns
     -------
@@ -121,5 +126,6 @@ def deidentify(
         crosswalk=crosswalk,
         workers=1,
         today=today,
+        verify=verify,
     )
     return run(paths, config)

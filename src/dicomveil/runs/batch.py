@@ -11,6 +11,7 @@ values.
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import os
 import shutil
 import tempfile
@@ -126,7 +127,28 @@ class RunConfig:
     dry_run: bool = False  # decide every input, write nothing (see :func:`run`)
     redact_paths: bool = False  # name inputs by keyed labels (see :mod:`dicomveil.runs.maps`)
     allow_other_key: bool = False  # write into an output folder another key wrote
-    gate: Gate | None = None  # --verify: the release gate each written file must pass
+    # The release gate (``--verify``): None follows the profile's ``verify``; True checks
+    # each written file with the verifier (:class:`~dicomveil.qc.verify.gate.ReleaseGate`),
+    # False never does. ``gate`` puts another gate in its place (unless ``verify`` is False).
+    verify: bool | None = None
+    gate: Gate | None = None
+
+    @property
+    def verifying(self) -> bool:
+        """Whether written files pass the release gate first."""
+        if self.verify is not None:
+            return self.verify
+        return self.gate is not None or self.profile.verify
+
+    def release_gate(self) -> Gate | None:
+        """The gate each written file must pass, or None (see ``verify``)."""
+        if not self.verifying:
+            return None
+        if self.gate is not None:
+            return self.gate
+        from dicomveil.qc.verify.gate import ReleaseGate  # the verifier: loaded when on
+
+        return ReleaseGate(self.profile)
 
     @property
     def labeler(self) -> Callable[[Task], str] | None:
@@ -271,6 +293,7 @@ _worker: _Worker | None = None
 class _Worker:
     def __init__(self, config: RunConfig) -> None:
         self.config = config
+        self.gate = config.release_gate()  # one per process: it learns the run's patients
         self._open: tuple[Path, zipfile.ZipFile] | None = None
         self.engine = Engine(
             config.profile.compile(),
@@ -342,18 +365,18 @@ class _Worker:
         except Exception as exc:  # a value pydicom cannot decode or encode: fail, keep going
             return FileResult(task, Outcome.FAILED, f"cannot de-identify: {failure_reason(exc)}")
         written = done.file_result(task)
-        if self.config.gate is not None and done.result is not None:
-            return self._gated(written, path)
+        if self.gate is not None and done.result is not None:
+            return self._gated(written, path, self.gate)
         return written
 
-    def _gated(self, written: FileResult, source: Path) -> FileResult:
+    def _gated(self, written: FileResult, source: Path, gate: Gate) -> FileResult:
         """The release gate (``--verify``): a written file the verifier flags is withheld,
         moved out of the output (into the map folder's ``gated/``, or deleted); a gate that
         cannot check fails closed."""
-        assert self.config.gate is not None and written.output is not None
+        assert written.output is not None
         output, root = written.output.resolve(), self.config.output.resolve()
         try:
-            reason = self.config.gate(output, root, source, written.uid_map)
+            reason = gate(output, root, source, written.uid_map)
         except Exception as exc:  # the gate could not decide: nothing leaves unchecked
             reason = f"could not check ({type(exc).__name__})"
         if reason is None:
@@ -460,6 +483,12 @@ def deidentify_source(
 def _init_worker(config: RunConfig) -> None:
     global _worker
     _worker = _Worker(config)
+    # A worker process of the run's own pool: what is loaded by now (pydicom's dictionary,
+    # the tables, the compiled profile: hundreds of thousands of objects that live as long
+    # as the process) is left out of the cyclic garbage collector's full passes, which
+    # would otherwise walk it again each time the per-file work has made enough new
+    # objects (the release gate's memos).
+    gc.freeze()
 
 
 def _process_chunk(tasks: list[Task]) -> list[FileResult]:

@@ -115,7 +115,7 @@ class AuditWriter(AuditStore):
             "crosswalk": config.crosswalk is not None,
             "map_dir": config.map_dir is not None,
             "redact_paths": config.redact_paths,
-            "release_gate": config.gate is not None,
+            "release_gate": config.verifying,
             "workers": config.workers,
         }
         settings.update(options or {})

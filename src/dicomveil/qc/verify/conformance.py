@@ -19,7 +19,7 @@ from dicomveil.qc.verify.elements import (
     _values,
 )
 from dicomveil.qc.verify.expectations import _UNKNOWN, _Expect, _replaced
-from dicomveil.qc.verify.needles import _NOT_IDENTIFYING
+from dicomveil.qc.verify.forms import _NOT_IDENTIFYING
 from dicomveil.qc.verify.report import Category
 from dicomveil.standard.conditions import conditions
 

@@ -27,7 +27,7 @@ from dicomveil.qc.verify.elements import (
     _well_known,
 )
 from dicomveil.qc.verify.expectations import _replaced, _Rules
-from dicomveil.qc.verify.needles import (
+from dicomveil.qc.verify.forms import (
     _MIN_TEXT,
     _NEEDLE_KEYWORDS,
     _NEEDLE_VRS,
@@ -188,7 +188,19 @@ def _build(t: _Template, values: list[str]) -> _Contribution:
             kept_texts.append(text)
         elif meaningful:
             needles.append((text, category))
+    if t.kept and t.vr in _KEPT_TEXT_VRS:
+        # A text kept on purpose (an institution's name under retain-institution-identity)
+        # is in the output by the profile's decision: a word of it that is also a word of
+        # an identifier (a physician the animal hospital is named after, the issuer "CCHS"
+        # of "CCHS CLEVELAND CLINIC") discloses nothing more where else it stands.
+        for value in values:
+            kept_texts.extend(
+                w for w in _WORD_SPLIT.split(value) if len(w) >= _MIN_TEXT and not w.isdigit()
+            )
     return _Contribution(replaced, defined, tuple(kept_texts), tuple(needles))
+
+
+_KEPT_TEXT_VRS: Final = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 
 
 def _add_sequence(

@@ -9,7 +9,7 @@ from typing import Final, TypeVar
 
 from dicomveil.profiles import Base, Profile
 from dicomveil.qc.verify.elements import _DATE_VRS, _dictionary_vr, _entry, _keyword, _Node
-from dicomveil.qc.verify.needles import _NEEDLE_KEYWORDS, _NEEDLE_VRS, _VOCABULARY_KEYWORDS
+from dicomveil.qc.verify.forms import _NEEDLE_KEYWORDS, _NEEDLE_VRS, _VOCABULARY_KEYWORDS
 from dicomveil.standard import acquisition, tables
 from dicomveil.standard.options import Option
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Final, cast
 
 from pydicom.dataelem import RawDataElement
 
@@ -52,6 +52,9 @@ class _InputFacts:
 
     source: str
     sop_uid: str
+    # Its patient, as the input names them (PatientID, else PatientName; "" when neither):
+    # what the release gate pools a patient's needles by.
+    patient: str = ""
     needles: dict[str, Category] = field(default_factory=dict)
     kept: set[str] = field(default_factory=set)
     # Key -> (VR, value) of what the output must not keep: replaced values and UIDs.
@@ -66,26 +69,29 @@ def _input_facts(source: str, rules: _Rules, order: int = 0) -> _InputFacts | No
     found: _Found = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sop = _walk_input(source, rules, found)
-        if sop is None:
+        walked = _walk_input(source, rules, found)
+        if walked is None:
             read = _read_input(source, rules)
             if read is None:
                 return None
-            sop = _text(read.data, _SOP_INSTANCE_UID)
+            sop, patient = _text(read.data, _SOP_INSTANCE_UID), _patient(read.data)
             found.clear()
             _walk_values(read.meta, rules, found, ("ascii",))
             _walk_values(read.data, rules, found, ("ascii",))
-        elif not sop:
-            return None  # not a composite object
-    facts = _InputFacts(source, sop)
+        else:
+            sop, patient = walked
+            if not sop:
+                return None  # not a composite object
+    facts = _InputFacts(source, sop, patient)
     replaced, needles, given = facts.replaced, facts.needles, _Memo.of(rules).given
     for key, contribution in found:
         if contribution.replaced is not None:
             replaced[key] = contribution.replaced
-        earlier = given.get(id(contribution))
-        if earlier is not None and earlier[0] is contribution and earlier[1] < order:
-            continue  # its needles, kept texts and UIDs went with an earlier input
-        given[id(contribution)] = (contribution, order)  # held: its id is not reused
+        if order:  # an input of a run's order (0: all are given, nothing to remember)
+            earlier = given.get(id(contribution))
+            if earlier is not None and earlier[0] is contribution and earlier[1] < order:
+                continue  # its needles, kept texts and UIDs went with an earlier input
+            given[id(contribution)] = (contribution, order)  # held: its id is not reused
         if contribution.defined:
             facts.defined.update(contribution.defined)
         if contribution.kept:
@@ -100,10 +106,19 @@ class _FallbackError(Exception):
     """The one-pass walk cannot give what reading, then walking gives: they do it."""
 
 
-def _walk_input(source: str, rules: _Rules, found: _Found) -> str | None:
+def _patient(data: _Data) -> str:
+    """The patient as an input names them: PatientID, else PatientName ("" when neither)."""
+    return _text(data, _PATIENT_ID) or _text(data, _PATIENT_NAME)
+
+
+_PATIENT_ID: Final = 0x00100020
+_PATIENT_NAME: Final = 0x00100010
+
+
+def _walk_input(source: str, rules: _Rules, found: _Found) -> tuple[str, str] | None:
     """An input's header walked as it is read (:class:`_InputWalk`), into ``found``: its
-    SOP Instance UID ("" when it has none), or None when it must be read, then walked (what
-    ``found`` holds is then to be dropped)."""
+    SOP Instance UID ("" when it has none) and its patient (:func:`_patient`), or None when
+    it must be read, then walked (what ``found`` holds is then to be dropped)."""
     try:
         path = Path(source)
         if not path.exists():
@@ -139,12 +154,13 @@ class _InputWalk(_Parser):
         super().__init__(buf, complete, True, skip=rules.skip)
         self.rules = rules
 
-    def facts(self, found: _Found) -> str:
-        """The SOP Instance UID ("" when none); what the header contributes goes into ``found``,
-        in order. Raises :class:`_DeclineError` where verify's reader declines the file
-        (pydicom reads it), :class:`_ShortError` where the buffer holds the start of the file
-        and the header goes on past it, :class:`_FallbackError` for a Specific Character Set
-        after an element that depends on it."""
+    def facts(self, found: _Found) -> tuple[str, str]:
+        """The SOP Instance UID ("" when none) and the patient (:func:`_patient`); what the
+        header contributes goes into ``found``, in order. Raises :class:`_DeclineError`
+        where verify's reader declines the file (pydicom reads it), :class:`_ShortError`
+        where the buffer holds the start of the file and the header goes on past it,
+        :class:`_FallbackError` for a Specific Character Set after an element that
+        depends on it."""
         meta, position = self.start()
         rules = self.rules
         _walk_values(meta, rules, found, ("ascii",))
@@ -213,7 +229,7 @@ class _InputWalk(_Parser):
                 known[memo_key] = contribution
             if contribution is not _NOTHING:
                 found.append(((tag,), contribution))
-        return sop
+        return sop, _patient(data)
 
     def sequence(
         self,

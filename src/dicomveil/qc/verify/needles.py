@@ -1,91 +1,19 @@
-"""Needles: the identifying values of the originals, in the forms people write them, compiled
-for a byte search (sets for UIDs, dates and numbers; names, IDs and the rest keyed by runs of
-letters or digits they hold, see :class:`_Needles`)."""
+"""Needles: the identifying values of the originals, in the forms people write them
+(:mod:`~dicomveil.qc.verify.forms`), compiled for a byte search (sets for UIDs, dates and
+numbers; names, IDs and the rest keyed by runs of letters or digits they hold, see
+:class:`_Needles`)."""
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property, lru_cache
 from typing import Any, Final, NamedTuple
 
-from dicomveil.qc.verify.elements import (
-    _DATE_VRS,
-    _TEXT_VRS,
-    _is_instance_uid_element,
-    _Node,
-    _well_known,
-)
 from dicomveil.qc.verify.report import Category
-from dicomveil.standard.keywords import ID_KEYWORDS
-
-# Identifying attributes by keyword (PN, DA, DT, TM and UI values are identifying by VR):
-# the IDs of the standard's list, and the issuers, which verify also looks for.
-_ID_KEYWORDS: Final = ID_KEYWORDS | {
-    "IssuerOfPatientID",
-    "IssuerOfAdmissionID",
-    "InsurancePlanIdentification",
-}
-_DEVICE_KEYWORDS: Final = frozenset(
-    {
-        "DeviceSerialNumber",
-        "StationName",
-        "PerformedStationName",
-        "ScheduledStationName",
-        "StationAETitle",
-        "PerformedStationAETitle",
-        "ScheduledStationAETitle",
-        "DetectorID",
-        "GantryID",
-        "SourceSerialNumber",
-        "DeviceID",
-    }
-)
-_INSTITUTION_KEYWORDS: Final = frozenset({"InstitutionName"})
-_ADDRESS_KEYWORDS: Final = frozenset(
-    {"PatientAddress", "InstitutionAddress", "ReferringPhysicianAddress", "PersonAddress"}
-)
-_PHONE_KEYWORDS: Final = frozenset(
-    {"PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers", "PersonTelephoneNumbers"}
-)
-_NEEDLE_VRS: Final = frozenset({"PN", "DA", "DT", "TM", "UI"})
-_NEEDLE_KEYWORDS: Final = (
-    _ID_KEYWORDS | _DEVICE_KEYWORDS | _INSTITUTION_KEYWORDS | _ADDRESS_KEYWORDS | _PHONE_KEYWORDS
-)
-# Values that identify no one, whatever element holds them.
-_NOT_IDENTIFYING: Final = frozenset(
-    {
-        "anonymized",
-        "anonymous",
-        "anonymised",
-        "unknown",
-        "none",
-        "null",
-        "test",
-        "removed",
-        "patient",
-        "other",
-        "text",
-        "default",
-        "hospital",
-        "clinic",
-        "radiology",
-    }
-)
-_VENDOR_KEYWORDS: Final = frozenset(
-    {"Manufacturer", "ManufacturerModelName", "SoftwareVersions", "ConvolutionKernel"}
-)
-# Kept values that are vocabulary, never a person's: vendor names and code meanings (a
-# phantom named "Abdomen^FatSatDyn" beside the anatomic region code meaning "Abdomen").
-_VOCABULARY_KEYWORDS: Final = _VENDOR_KEYWORDS | {"CodeMeaning"}
-_HONORIFICS: Final = frozenset(
-    {"dr", "mr", "mrs", "ms", "miss", "prof", "md", "phd", "jr", "sr", "dr.", "mr.", "mrs."}
-)
-_MIN_TEXT: Final = 4  # shorter needles match by chance
-_MIN_DIGITS: Final = 6  # numbers: "2024" or "1234" are everywhere
 
 
 class _Kind(StrEnum):
@@ -139,6 +67,7 @@ class _Needles:
     suffix: _Anchors = field(default_factory=dict)
     uid_keys: frozenset[bytes] = frozenset()  # the longest run of digits of each UID
     groups: Mapping[bytes, int] = field(default_factory=dict)  # the pattern's needles
+    kinds: Mapping[bytes, _Kind] = field(default_factory=dict)  # all but the sets' needles
 
     @cached_property
     def keys(self) -> tuple[frozenset[bytes], frozenset[bytes], frozenset[bytes]]:
@@ -281,22 +210,102 @@ def _anchor(needle: bytes, group: int, word: bool) -> tuple[str, bytes, int] | N
 
 
 def _build_needles(raw: Mapping[str, Category], kept: Iterable[str]) -> _Needles:
-    skip = {k.casefold() for k in kept}
+    """The search for the needles ``raw`` (text -> category), but those ``kept`` (any case).
+
+    The release gate builds one per file: the files of a patient share their names, IDs and
+    dates as written, and differ in their instance UIDs, times and numbers (sets, cheap to
+    add: :func:`_extend_needles`). The rest is worked out once per set of needles
+    (:func:`_stable`); a set too large to repeat (a whole folder's, for ``verify``) is worked
+    out without being kept."""
+    skip = _folded(kept if isinstance(kept, frozenset) else frozenset(kept))
+    literal: list[tuple[str, Category]] = []
+    varying: list[tuple[str, Category, _Kind]] = []
+    for text, category in raw.items():
+        kind = _varying(text, category)
+        if kind is None:
+            literal.append((text, category))
+        else:
+            varying.append((text, category, kind))
+    items = tuple(literal)
+    base = _stable(items, skip) if len(items) <= _REMEMBERED else _stable.__wrapped__(items, skip)
+    return _extended(base, varying, skip)
+
+
+def _extend_needles(
+    base: _Needles, raw: Mapping[str, Category], kept: frozenset[str]
+) -> _Needles | None:
+    """``base`` with the needles ``raw`` added (but those ``kept``), when all of them are
+    UIDs, numbers or compact dates; None when one is not (then build the whole search)."""
+    varying: list[tuple[str, Category, _Kind]] = []
+    for text, category in raw.items():
+        kind = _varying(text, category)
+        if kind is None:
+            return None
+        varying.append((text, category, kind))
+    return _extended(base, varying, _folded(kept))
+
+
+def _varying(text: str, category: Category) -> _Kind | None:
+    """The kind of a needle looked up in a set (a UID, a number, a compact date), else None."""
+    kind = _kind(text, category)
+    if (
+        kind is _Kind.UID
+        or kind is _Kind.DIGITS
+        or (kind is _Kind.DATE and len(text) == 8 and text.isdigit())
+    ):
+        return kind
+    return None
+
+
+def _extended(
+    base: _Needles, varying: list[tuple[str, Category, _Kind]], skip: frozenset[str]
+) -> _Needles:
+    if not varying:
+        return base
+    info = dict(base.info)
+    sets: dict[_Kind, set[bytes]] = {_Kind.UID: set(), _Kind.DATE: set(), _Kind.DIGITS: set()}
+    for text, category, kind in varying:
+        if text.casefold() in skip:
+            continue
+        for needle in _encoded(text):
+            info.setdefault(needle, (category, text))
+            sets[kind].add(needle)
+    uids = base.uids | sets[_Kind.UID]
+    return replace(
+        base,
+        uids=uids,
+        dates=base.dates | sets[_Kind.DATE],
+        numbers=base.numbers | sets[_Kind.DIGITS],
+        info=info,
+        # A UID that can match is digits and dots: its longest part, a run of digits.
+        uid_keys=frozenset(max(u.split(b"."), key=len) for u in uids),
+    )
+
+
+_REMEMBERED: Final = 4096  # needles (UIDs aside) of a set :func:`_stable` remembers
+
+
+@lru_cache(maxsize=64)
+def _folded(kept: frozenset[str]) -> frozenset[str]:
+    return frozenset(k.casefold() for k in kept)
+
+
+@lru_cache(maxsize=64)
+def _stable(items: tuple[tuple[str, Category], ...], skip: frozenset[str]) -> _Needles:
+    """The search for needles none of which is a UID, a number or a compact date (see
+    :func:`_build_needles`)."""
     info: dict[bytes, tuple[Category, str]] = {}
     kinds: dict[bytes, _Kind] = {}
-    uids: set[bytes] = set()
     dates: set[bytes] = set()
     numbers: set[bytes] = set()
-    for text, category in raw.items():
+    for text, category in items:
         if text.casefold() in skip:
             continue
         kind = _kind(text, category)
         for needle in _encoded(text):
             if needle not in info:
                 info[needle] = (category, text)
-            if kind is _Kind.UID:
-                uids.add(needle)
-            elif kind is _Kind.DATE and len(needle) == 8 and needle.isdigit():
+            if kind is _Kind.DATE and len(needle) == 8 and needle.isdigit():
                 dates.add(needle)
             elif kind is _Kind.DIGITS:
                 numbers.add(needle)
@@ -305,16 +314,66 @@ def _build_needles(raw: Mapping[str, Category], kept: Iterable[str]) -> _Needles
     pattern, exact, prefix, suffix, groups = _compiled(frozenset(kinds.items()))
     return _Needles(
         pattern,
-        frozenset(uids),
+        frozenset(),
         frozenset(dates),
         frozenset(numbers),
         info,
         exact=exact,
         prefix=prefix,
         suffix=suffix,
-        # A UID that can match is digits and dots: its longest part, a run of digits.
+        groups=groups,
+        kinds=kinds,
+    )
+
+
+def _grown(base: _Needles, items: Iterable[tuple[str, Category]], kept: frozenset[str]) -> _Needles:
+    """``base`` with the needles ``items`` added (but those ``kept``): the search
+    :func:`_build_needles` would build for both, at the cost of the new ones only (the
+    release gate's record of a patient grows a series at a time)."""
+    skip = _folded(kept)
+    info, kinds = dict(base.info), dict(base.kinds)
+    anchors = {"exact": dict(base.exact), "prefix": dict(base.prefix), "suffix": dict(base.suffix)}
+    sets: dict[_Kind, set[bytes]] = {_Kind.UID: set(), _Kind.DATE: set(), _Kind.DIGITS: set()}
+    unanchored = False
+    for text, category in items:
+        if text.casefold() in skip:
+            continue
+        kind = _kind(text, category)
+        for needle in _encoded(text):
+            if needle not in info:
+                info[needle] = (category, text)
+            if kind is _Kind.UID or kind is _Kind.DIGITS:
+                sets[kind].add(needle)
+            elif kind is _Kind.DATE and len(needle) == 8 and needle.isdigit():
+                sets[_Kind.DATE].add(needle)
+            elif needle not in kinds:
+                kinds[needle] = kind
+                word = kind is _Kind.WORD
+                group = 0 if needle[:1].isdigit() else 1 if word else 2
+                anchor = _anchor(needle, group, word)
+                if anchor is None:
+                    unanchored = True
+                    continue
+                how, key, at = anchor
+                table = anchors[how]
+                table[key] = (*table.get(key, ()), _Literal(needle, group, word, at))
+    pattern, groups = base.pattern, base.groups
+    if unanchored:
+        pattern, groups = _unanchored(kinds)
+    uids = base.uids | sets[_Kind.UID]
+    return replace(
+        base,
+        pattern=pattern,
+        uids=uids,
+        dates=base.dates | sets[_Kind.DATE],
+        numbers=base.numbers | sets[_Kind.DIGITS],
+        info=info,
+        exact=anchors["exact"],
+        prefix=anchors["prefix"],
+        suffix=anchors["suffix"],
         uid_keys=frozenset(max(u.split(b"."), key=len) for u in uids),
         groups=groups,
+        kinds=kinds,
     )
 
 
@@ -330,16 +389,32 @@ def _compiled(items: frozenset[tuple[bytes, _Kind]]) -> _Compiled:
     builds a search per file; the UIDs, dates and numbers that differ are sets)."""
     kinds = dict(items)
     anchors: dict[str, dict[bytes, list[_Literal]]] = {"exact": {}, "prefix": {}, "suffix": {}}
-    rest: dict[int, list[bytes]] = {0: [], 1: [], 2: []}
     for needle, kind in sorted(kinds.items()):
         word = kind is _Kind.WORD
         group = 0 if needle[:1].isdigit() else 1 if word else 2
         anchor = _anchor(needle, group, word)
-        if anchor is None:
+        if anchor is not None:
+            how, key, at = anchor
+            anchors[how].setdefault(key, []).append(_Literal(needle, group, word, at))
+    pattern, groups = _unanchored(kinds)
+    return (
+        pattern,
+        {k: tuple(v) for k, v in anchors["exact"].items()},
+        {k: tuple(v) for k, v in anchors["prefix"].items()},
+        {k: tuple(v) for k, v in anchors["suffix"].items()},
+        groups,
+    )
+
+
+def _unanchored(kinds: Mapping[bytes, _Kind]) -> tuple[re.Pattern[bytes] | None, dict[bytes, int]]:
+    """The trie regex of the needles no anchor finds (see :func:`_anchor`), and the group
+    of each of them."""
+    rest: dict[int, list[bytes]] = {0: [], 1: [], 2: []}
+    for needle, kind in sorted(kinds.items()):
+        word = kind is _Kind.WORD
+        group = 0 if needle[:1].isdigit() else 1 if word else 2
+        if _anchor(needle, group, word) is None:
             rest[group].append(needle)
-            continue
-        how, key, at = anchor
-        anchors[how].setdefault(key, []).append(_Literal(needle, group, word, at))
     parts = [
         _trie(rest[group], kinds, guard)
         for group, guard in (
@@ -351,13 +426,7 @@ def _compiled(items: frozenset[tuple[bytes, _Kind]]) -> _Compiled:
     ]
     # A look-ahead: every offset where one matches, as the anchored needles are found.
     pattern = re.compile(b"(?=(" + b"|".join(parts) + b"))", re.DOTALL) if parts else None
-    return (
-        pattern,
-        {k: tuple(v) for k, v in anchors["exact"].items()},
-        {k: tuple(v) for k, v in anchors["prefix"].items()},
-        {k: tuple(v) for k, v in anchors["suffix"].items()},
-        {n: g for g, needles in rest.items() for n in needles},
-    )
+    return pattern, {n: g for g, needles in rest.items() for n in needles}
 
 
 _UID_TOKEN: Final = re.compile(rb"(?<![0-9.])[0-9]+(?:\.[0-9]+)+")
@@ -422,103 +491,3 @@ def _kind(text: str, category: Category) -> _Kind:
     if category in (Category.NAME, Category.INSTITUTION, Category.ADDRESS):
         return _Kind.WORD  # words: "HERE" is not in "THERE"
     return _Kind.PLAIN
-
-
-def _meaningful(text: str) -> bool:
-    text = text.strip()
-    if text.casefold() in _NOT_IDENTIFYING:
-        return False
-    if text.isdigit():
-        return len(text) >= _MIN_DIGITS
-    return len(text) >= _MIN_TEXT
-
-
-def _name_forms(value: str) -> set[str]:
-    """A PN value as people write it: components, with and without carets, either order."""
-    forms: set[str] = set()
-    for group in value.split("="):
-        parts = [p.strip() for p in group.split("^")]
-        words = [p for p in parts if p and p.casefold() not in _HONORIFICS]
-        if not words:
-            continue
-        forms.add(group.strip("^ "))
-        forms.update(words)
-        for part in words:
-            forms.update(w for w in part.split() if w.casefold() not in _HONORIFICS)
-        family = parts[0] if parts else ""
-        given = " ".join(p for p in parts[1:3] if p)
-        if family and given:
-            forms.update(
-                {
-                    f"{family} {given}",
-                    f"{given} {family}",
-                    f"{family}, {given}",
-                    f"{family},{given}",
-                    f"{family}{given}".replace(" ", ""),
-                    f"{given}{family}".replace(" ", ""),
-                    " ".join(words),
-                }
-            )
-    return {f for f in forms if _meaningful(f)}
-
-
-_DA_TEXT: Final = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
-
-
-def _date_forms(value: str) -> set[str]:
-    forms: set[str] = set()
-    for part in value.split("-") if len(value) == 17 else [value]:
-        text = part.strip()[:8]
-        match = _DA_TEXT.match(text)
-        if not match or int(match[1]) < 1901 or not 1 <= int(match[2]) <= 12:
-            continue
-        y, m, d = match[1], match[2], match[3]
-        forms.update({text, f"{y}-{m}-{d}", f"{y}.{m}.{d}", f"{d}.{m}.{y}", f"{m}/{d}/{y}"})
-        forms.add(f"{d}/{m}/{y}")
-    return forms
-
-
-def _time_forms(value: str) -> set[str]:
-    text = value.strip().split(".")[0]
-    if len(text) >= 6 and text.isdigit() and text.strip("0"):
-        return {text[:6]}
-    return set()
-
-
-def _needles_of(node: _Node, values: list[str]) -> Iterator[tuple[str, Category, bool]]:
-    """Identifying values of one input element: (text, category, long enough to search)."""
-    for value in values:
-        yield from _forms(node.vr, node.keyword, node.private, value)
-
-
-@lru_cache(maxsize=1 << 16)  # a series repeats its patient's, study's and device's values
-def _forms(
-    vr: str, keyword: str, private: bool, value: str
-) -> tuple[tuple[str, Category, bool], ...]:
-    found: list[tuple[str, Category]] = []
-    if vr == "PN":
-        found.extend((form, Category.NAME) for form in _name_forms(value))
-    elif vr in _DATE_VRS:
-        found.extend((form, Category.DATE) for form in _date_forms(value))
-    elif vr == "TM":
-        found.extend((form, Category.TIME) for form in _time_forms(value))
-    elif vr == "UI":
-        if (private or _is_instance_uid_element(keyword)) and not _well_known(value):
-            found.append((value, Category.UID))
-    elif private or vr not in _TEXT_VRS | {"AE"}:
-        pass
-    elif keyword in _DEVICE_KEYWORDS:
-        found.append((value, Category.DEVICE))
-    elif keyword in _ID_KEYWORDS or (keyword.endswith("ID") and vr in ("LO", "SH")):
-        found.append((value, Category.ID))
-    elif keyword in _INSTITUTION_KEYWORDS:
-        found.append((value, Category.INSTITUTION))
-    elif keyword in _ADDRESS_KEYWORDS:
-        found.append((value, Category.ADDRESS))
-        found.extend((part.strip(), Category.ADDRESS) for part in value.split(","))
-    elif keyword in _PHONE_KEYWORDS:
-        found.append((value, Category.PHONE))
-        digits = "".join(c for c in value if c.isdigit())
-        if len(digits) >= 7:
-            found.append((digits, Category.PHONE))
-    return tuple((text, category, _meaningful(text)) for text, category in found)
