@@ -8,6 +8,7 @@ described at the top of ``corpus.txt``.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,22 +49,40 @@ class Case:
     name: str
     attributes: list[tuple[str, str]] = field(default_factory=list)
     lines: list[Line] = field(default_factory=list)
+    # The patient's other files (``@file`` blocks of the independent corpus): their
+    # attributes, as ``attributes`` has the first file's.
+    others: list[list[tuple[str, str]]] = field(default_factory=list)
 
     def dataset(self) -> Dataset:
-        """The patient's file: the case's attributes in a real pydicom dataset."""
-        ds = Dataset()
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        for keyword, value in self.attributes:
-            if ">" in keyword:
-                sequence, inner = keyword.split(">", 1)
-                item = Dataset()
-                setattr(item, inner, value)
-                existing = ds.get(sequence)
-                items = list(existing) if existing is not None else []
-                setattr(ds, sequence, Sequence([*items, item]))
-            else:
-                setattr(ds, keyword, value.split("\\") if "\\" in value else value)
-        return ds
+        """The patient's (first) file: the case's attributes in a real pydicom dataset."""
+        return _dataset(self.attributes)
+
+    def datasets(self) -> list[Dataset]:
+        """Every file of the patient, the first first."""
+        return [self.dataset(), *(_dataset(a) for a in self.others)]
+
+
+def _dataset(attributes: list[tuple[str, str]]) -> Dataset:
+    """Attributes ("Keyword = value", "Sequence>Keyword = value") in a real pydicom dataset."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    with warnings.catch_warnings():  # values longer than their VR allows, as in real files
+        warnings.simplefilter("ignore")
+        _set(ds, attributes)
+    return ds
+
+
+def _set(ds: Dataset, attributes: list[tuple[str, str]]) -> None:
+    for keyword, value in attributes:
+        if ">" in keyword:
+            sequence, inner = keyword.split(">", 1)
+            item = Dataset()
+            setattr(item, inner, value)
+            existing = ds.get(sequence)
+            items = list(existing) if existing is not None else []
+            setattr(ds, sequence, Sequence([*items, item]))
+        else:
+            setattr(ds, keyword, value.split("\\") if "\\" in value else value)
 
 
 def parse_line(raw: str) -> tuple[str, tuple[Gold, ...]]:
@@ -98,9 +117,13 @@ def load(path: Path = CORPUS) -> list[Case]:
             in_text = True
             continue
         case = cases[-1]
+        if raw.strip() == "@file":
+            case.others.append([])
+            continue
         if not in_text:
             keyword, _, value = raw.partition("=")
-            case.attributes.append((keyword.strip(), value.strip()))
+            target = case.others[-1] if case.others else case.attributes
+            target.append((keyword.strip(), value.strip()))
             continue
         kind, _, body = raw.partition("\t")
         text, gold = parse_line(body)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import warnings
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -97,6 +99,13 @@ class Engine:
         Study IDs by original PatientID, used instead of keyed pseudonyms.
     today : datetime.date, optional
         The date for the ``{today}`` template (default: today).
+    patients : Mapping of str to Identifiers, optional
+        What every file of each patient holds, by :meth:`patient_values`'s key (a run's
+        first pass): the free-text cleaners look for all of it, not only for what the file
+        itself holds.
+    remember : bool, default False
+        Learn each patient's values from the files this engine de-identifies, and look for
+        them in the patient's later files (a gateway: it cannot read ahead).
     """
 
     def __init__(
@@ -106,6 +115,8 @@ class Engine:
         *,
         crosswalk: Crosswalk | None = None,
         today: _dt.date | None = None,
+        patients: Mapping[str, Identifiers] | None = None,
+        remember: bool = False,
     ) -> None:
         self.profile = profile
         self.pseudonymizer = pseudonymizer
@@ -117,6 +128,9 @@ class Engine:
             for option in profile.profile.options
             if option in CLEANERS
         )
+        self.patients: Mapping[str, Identifiers] = patients or {}
+        # Learned values of the latest patients (``remember``): memory stays flat.
+        self._learned: OrderedDict[str, Identifiers] | None = OrderedDict() if remember else None
         # (code, tag, IOD) -> action, for top-level elements.
         self.top_level_actions: dict[tuple[Code, int, str | None], Action] = {}
         # IOD -> tag -> kept / removed / look, for top-level public elements.
@@ -196,9 +210,7 @@ class Engine:
             },
             offset=offset,
             explain=explain,
-            identifiers=Identifiers.from_dataset(ds, extra_ids=(original_id,))
-            if self._cleans
-            else None,
+            identifiers=self._identifiers(ds, patient_key, original_id) if self._cleans else None,
             patient_name=text_of(ds, 0x00100010),
         )
         before = frozenset(t for t in conditions.watched() if t in ds)
@@ -225,16 +237,57 @@ class Engine:
         )
 
     # ---------------------------------------------------------------------------------------
-    def _identity(self, ds: Dataset) -> tuple[str, str, str]:
-        """(pseudonym, patient key, original PatientID) of the dataset's patient."""
+    @property
+    def reads_patients(self) -> bool:
+        """Whether a free-text cleaner of the profile looks for the patient's values (then a
+        run's first pass gathers them: :meth:`patient_values`)."""
+        return self._cleans and not self.profile.copy
+
+    def patient_values(self, ds: Dataset) -> tuple[str, Identifiers]:
+        """The patient's key and the identifying values this file holds (for a run's first
+        pass: ``patients`` of a later engine is these, pooled per key).
+
+        Parameters
+        ----------
+        ds : pydicom.dataset.Dataset
+            A file of the patient, as read.
+
+        Returns
+        -------
+        tuple of (str, Identifiers)
+            The key the engine knows the patient by, and the file's values.
+        """
+        key, original_id = self._patient_key(ds)
+        return key, Identifiers.from_dataset(ds, extra_ids=(original_id,))
+
+    def _identifiers(self, ds: Dataset, key: str, original_id: str) -> Identifiers:
+        """The file's values, with what the run knows of its patient from other files."""
+        own = Identifiers.from_dataset(ds, extra_ids=(original_id,))
+        known = self.patients.get(key)
+        pooled = own.union(known) if known is not None else own
+        learned = self._learned
+        if learned is not None:
+            before = learned.pop(key, None)
+            pooled = pooled.union(before) if before is not None else pooled
+            learned[key] = pooled
+            while len(learned) > _REMEMBERED_PATIENTS:
+                learned.popitem(last=False)
+        return pooled
+
+    def _patient_key(self, ds: Dataset) -> tuple[str, str]:
+        """(patient key, original PatientID): who the file is of, as :meth:`_identity`
+        keys pseudonyms and date shifts."""
         patient_id = text_of(ds, 0x00100020)
         issuer = text_of(ds, 0x00100021)
         if patient_id:
-            key = f"id\x00{issuer}\x00{patient_id}"
-        else:
-            name, birth = text_of(ds, 0x00100010), text_of(ds, 0x00100030)
-            study = text_of(ds, 0x0020000D)
-            key = f"name\x00{name}\x00{birth}" if name else f"study\x00{study}"
+            return f"id\x00{issuer}\x00{patient_id}", patient_id
+        name, birth = text_of(ds, 0x00100010), text_of(ds, 0x00100030)
+        study = text_of(ds, 0x0020000D)
+        return (f"name\x00{name}\x00{birth}" if name else f"study\x00{study}"), patient_id
+
+    def _identity(self, ds: Dataset) -> tuple[str, str, str]:
+        """(pseudonym, patient key, original PatientID) of the dataset's patient."""
+        key, patient_id = self._patient_key(ds)
         if self.crosswalk is not None:
             if not patient_id:
                 raise CrosswalkError("the file has no PatientID to look up in the crosswalk")
@@ -287,3 +340,6 @@ class Engine:
             item.CodeMeaning = meaning
             items.append(item)
         return [m[:64] for m in methods], items
+
+
+_REMEMBERED_PATIENTS = 256  # patients an engine that learns as it goes remembers (the latest)

@@ -90,7 +90,10 @@ class Route:
         """
         today = _dt.date.today()
         if self._engine is None or self._engine[0] != today:
-            self._engine = (today, Engine(self.compiled, self.pseudonymizer, today=today))
+            # It cannot read ahead: free texts are cleaned of what the patient's instances
+            # received before this one hold (the latest patients, see Engine's remember).
+            engine = Engine(self.compiled, self.pseudonymizer, today=today, remember=True)
+            self._engine = (today, engine)
         return self._engine[1]
 
     def answer_engine(self) -> Engine:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -50,6 +51,7 @@ from dicomveil.io import (
 )
 from dicomveil.io.layout import Layout
 from dicomveil.profiles import Profile
+from dicomveil.runs.knowledge import Patients, first_pass
 from dicomveil.runs.maps import quarantine, task_labeler, write_maps
 from dicomveil.runs.output_key import check_output_key
 
@@ -291,7 +293,7 @@ _worker: _Worker | None = None
 
 
 class _Worker:
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig, patients: Patients | None = None) -> None:
         self.config = config
         self.gate = config.release_gate()  # one per process: it learns the run's patients
         self._open: tuple[Path, zipfile.ZipFile] | None = None
@@ -300,6 +302,7 @@ class _Worker:
             Pseudonymizer(config.key),
             crosswalk=config.crosswalk,
             today=config.today,
+            patients=patients,
         )
 
     def process(self, task: Task) -> FileResult:
@@ -480,14 +483,10 @@ def deidentify_source(
     return Deidentified(target, size, result.patient_pseudonym, result)
 
 
-def _init_worker(config: RunConfig) -> None:
+def _init_worker(config: RunConfig, patients: Patients | None = None) -> None:
     global _worker
-    _worker = _Worker(config)
-    # A worker process of the run's own pool: what is loaded by now (pydicom's dictionary,
-    # the tables, the compiled profile: hundreds of thousands of objects that live as long
-    # as the process) is left out of the cyclic garbage collector's full passes, which
-    # would otherwise walk it again each time the per-file work has made enough new
-    # objects (the release gate's memos).
+    _worker = _Worker(config, patients)
+    # Loaded by now (tables, profile) and kept: out of the garbage collector's full passes.
     gc.freeze()
 
 
@@ -557,16 +556,18 @@ def run(
 
     workers = config.workers or os.cpu_count() or 1
     workers = min(workers, max(1, len(all_tasks)))
+    chunks = [
+        all_tasks[i : i + config.chunk_size] for i in range(0, len(all_tasks), config.chunk_size)
+    ]
+    patients = first_pass(partial(_Worker, config), all_tasks, chunks, workers)
     if workers == 1:
-        worker = _Worker(config)
+        worker = _Worker(config, patients)
         for task in all_tasks:
             collect(worker.process(task))
     else:
-        chunks = [
-            all_tasks[i : i + config.chunk_size]
-            for i in range(0, len(all_tasks), config.chunk_size)
-        ]
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(config,)) as pool:
+        with ProcessPoolExecutor(
+            workers, initializer=_init_worker, initargs=(config, patients)
+        ) as pool:
             pending: set[Future[list[FileResult]]] = set()
             queue = iter(chunks)
             for chunk in queue:
@@ -582,16 +583,16 @@ def run(
                     if nxt is not None:
                         pending.add(pool.submit(_process_chunk, nxt))
     if collect.overwritten and not config.dry_run:
-        _rewrite(collect.overwritten.values(), config)
+        _rewrite(collect.overwritten.values(), config, patients)
     if config.map_dir is not None and not config.dry_run:
         write_maps(config.map_dir, summary, paths=config.redact_paths)
     return summary
 
 
-def _rewrite(results: Iterable[FileResult], config: RunConfig) -> None:
+def _rewrite(results: Iterable[FileResult], config: RunConfig, patients: Patients | None) -> None:
     """Write again the output of each input reported written whose file another input of
     the same SOP Instance UID may have replaced; one that now fails is failed."""
-    worker = _Worker(config)
+    worker = _Worker(config, patients)
     for result in results:
         again = worker.process(replace(result.task, label=None))
         if again.outcome is not Outcome.WRITTEN or again.output != result.output:

@@ -10,9 +10,12 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import Final
 
+from dicomveil.cleaners.text.dictionary import NameLists, dictionary_spans, name_lists
 from dicomveil.cleaners.text.identifiers import Identifiers
+from dicomveil.cleaners.text.institutions import institution_spans
 from dicomveil.cleaners.text.names import _name_spans
 from dicomveil.cleaners.text.patterns import _number_spans, _patterns
 from dicomveil.cleaners.text.replacements import Replacements
@@ -57,6 +60,7 @@ def _pattern_spans(text: str, folded: str) -> Iterator[Span]:
                 end -= 1
             yield Span(m.start(), end, Category.URL, Basis.PATTERN)
     yield from _name_spans(text, p, vocab)
+    yield from institution_spans(text, vocab)
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,7 +69,11 @@ def _pattern_spans(text: str, folded: str) -> Iterator[Span]:
 _NAME_GAP = re.compile(r"[\s,^]{0,3}(?:[A-ZÀ-ÖØ-Þ]\.?[\s\-]{0,2})?$")
 _SAME_GAP = re.compile(r"[\s,;]{0,3}$")
 _INITIALS_BEFORE = re.compile(r"(?<![^\W_])(?:[A-ZÀ-ÖØ-Þ](?:\.\s?-?\s?|[ \-])){1,3}$")
-_INITIAL_AFTER = re.compile(r"\s[A-ZÀ-ÖØ-Þ]\.(?=\s|,|;|$)")
+# Initials after a name: "Holloway J.", "NGUYEN B L", "MOREAU J-C" (a name's initials go
+# with it, privacy first: "Smith R knee" loses the R of "right" with them).
+_INITIAL_AFTER = re.compile(
+    r"(?:\s[A-ZÀ-ÖØ-Þ]\.(?:-?[A-ZÀ-ÖØ-Þ]\.)?|\s[A-ZÀ-ÖØ-Þ](?:-[A-ZÀ-ÖØ-Þ])?){1,2}(?=\s|,|;|$)"
+)
 
 
 def _merge(text: str, spans: Iterable[Span]) -> list[Span]:
@@ -172,6 +180,14 @@ class TextCleaner:
 
     replacements: Replacements = field(default_factory=Replacements)
 
+    @cached_property
+    def names(self) -> NameLists | None:
+        """The name dictionary with the profile's words, or None when it is off."""
+        clean = self.replacements
+        if not clean.dictionary:
+            return None
+        return name_lists().with_words(clean.names, clean.not_names)
+
     def find(self, text: str, identifiers: Identifiers | None = None) -> list[Span]:
         """The identifying spans of ``text``, merged (none overlap), in order of position.
 
@@ -182,6 +198,9 @@ class TextCleaner:
             return []
         folded = fold(text)
         spans = list(_pattern_spans(text, folded))
+        names = self.names
+        if names is not None:
+            spans.extend(dictionary_spans(text, folded, _vocabulary(), names))
         if identifiers is not None:
             spans.extend(identifiers.find(text, folded))
         return _merge(text, spans)
@@ -195,6 +214,9 @@ class TextCleaner:
         With ``max_length``, the most characters the result may have (the VR's maximum
         length), the result is cut to fit, never inside a token; ``None``: no limit.
         """
+        return _cleaned(self, text, identifiers, max_length)
+
+    def _clean(self, text: str, identifiers: Identifiers | None, max_length: int | None) -> Cleaned:
         spans = self.find(text, identifiers)
         parts: list[str] = []
         tokens: list[tuple[int, int]] = []
@@ -221,3 +243,12 @@ class TextCleaner:
             out = out[:cut].rstrip()
             truncated = True
         return Cleaned(out, tuple(spans), truncated)
+
+
+@lru_cache(maxsize=4096)
+def _cleaned(
+    cleaner: TextCleaner, text: str, identifiers: Identifiers | None, max_length: int | None
+) -> Cleaned:
+    """:meth:`TextCleaner.clean`, remembered: the files of a series repeat their texts
+    (descriptions, protocol names) and their patient's values."""
+    return cleaner._clean(text, identifiers, max_length)

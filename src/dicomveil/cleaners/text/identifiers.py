@@ -19,6 +19,7 @@ from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_eleme
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from dicomveil.cleaners.text.dictionary import name_lists
 from dicomveil.cleaners.text.spans import Basis, Category, Span
 from dicomveil.cleaners.text.variants import (
     _SPLIT_PHRASE,
@@ -132,6 +133,29 @@ class Identifiers:
     def __repr__(self) -> str:  # never show values
         return "Identifiers(...)"
 
+    def union(self, other: Identifiers) -> Identifiers:
+        """The values of both (a patient's files pooled).
+
+        Parameters
+        ----------
+        other : Identifiers
+            Values of another file of the patient.
+
+        Returns
+        -------
+        Identifiers
+            Every value either holds.
+        """
+        return Identifiers(
+            self.names | other.names,
+            self.ids | other.ids,
+            self.dates | other.dates,
+            self.phones | other.phones,
+            self.emails | other.emails,
+            self.addresses | other.addresses,
+            self.institutions | other.institutions,
+        )
+
     @classmethod
     def from_dataset(cls, ds: Dataset, *, extra_ids: Iterable[str] = ()) -> Identifiers:
         """Every identifying value of ``ds`` (all sequence depths; private PN values too).
@@ -152,25 +176,15 @@ class Identifiers:
         acc["institutions"] = set()
         acc["emails"] = set()
         dates: set[date] = set()
-        for keyword, vr, values in _elements(ds):
-            if vr == "PN":
-                acc["names"].update(values)
-            elif vr in ("DA", "DT"):
+        for kind, values in _elements(ds):
+            if kind == "dates":
                 for value in values:
                     dates.update(_dates_in(value))
-            elif keyword in _PHONE_KEYWORDS:
+            elif kind == "phones":
                 for value in values:
                     (acc["emails"] if "@" in value else acc["phones"]).add(value)
-            elif keyword in _ADDRESS_KEYWORDS:
-                acc["addresses"].update(values)
-            elif keyword in _INSTITUTION_KEYWORDS:
-                acc["institutions"].update(values)
-            elif keyword in _ID_KEYWORDS or (
-                keyword.endswith(("ID", "IDs"))
-                and vr in ("LO", "SH")
-                and keyword not in _NOT_ID_KEYWORDS
-            ):
-                acc["ids"].update(values)
+            else:
+                acc[kind].update(values)
         acc["ids"].update(v.strip() for v in extra_ids if v.strip())
         return cls(
             names=frozenset(acc["names"]),
@@ -207,9 +221,35 @@ def _matcher(known: Identifiers) -> _Matcher:
     return _Matcher(known)
 
 
-def _elements(ds: Dataset) -> Iterator[tuple[str, str, list[str]]]:
-    """(keyword, VR, string values) of the collected VRs, at every depth, without storing
-    decoded values back into the dataset (kept elements stay raw for the writer)."""
+@lru_cache(maxsize=4096)
+def _kind(tag: int, vr: str) -> str | None:
+    """What an element's values are ("names", "dates", "phones", "addresses",
+    "institutions", "ids"), or None when they identify no one: decided before any value is
+    decoded."""
+    if vr not in _COLLECTED_VRS or (tag >> 16 & 1 and vr != "PN"):
+        return None
+    if vr == "PN":
+        return "names"
+    if vr in ("DA", "DT"):
+        return "dates"
+    keyword = keyword_for_tag(tag) or ""
+    if keyword in _PHONE_KEYWORDS:
+        return "phones"
+    if keyword in _ADDRESS_KEYWORDS:
+        return "addresses"
+    if keyword in _INSTITUTION_KEYWORDS:
+        return "institutions"
+    if keyword in _ID_KEYWORDS or (
+        keyword.endswith(("ID", "IDs")) and vr in ("LO", "SH") and keyword not in _NOT_ID_KEYWORDS
+    ):
+        return "ids"
+    return None
+
+
+def _elements(ds: Dataset) -> Iterator[tuple[str, list[str]]]:
+    """(kind, string values) of the identifying elements (:func:`_kind`), at every depth,
+    without storing decoded values back into the dataset (kept elements stay raw for the
+    writer); a value a series repeats is decoded once (:func:`_values`)."""
     for tag in list(ds.keys()):
         if tag >> 16 in (0x0000, 0x0002) or tag >> 16 == 0xFFFE:
             continue
@@ -221,17 +261,37 @@ def _elements(ds: Dataset) -> Iterator[tuple[str, str, list[str]]]:
             for item in _items(ds, tag):
                 yield from _elements(item)
             continue
-        if vr not in _COLLECTED_VRS or (tag >> 16 & 1 and vr != "PN"):
+        kind = _kind(tag, str(vr)) if vr is not None else None
+        if kind is None or raw.value is None:
             continue
-        if raw.value is None:
-            continue
-        elem = raw if isinstance(raw, DataElement) else _decoded(ds, raw)
-        if elem is None:
-            continue
-        values = [str(v).strip() for v in _as_list(elem.value) if v is not None]
-        values = [v for v in values if v]
+        if isinstance(raw, DataElement):
+            values = _strings(raw.value)
+        else:
+            value = raw.value
+            key = (tag, str(vr), value, tuple(ds._character_set)) if len(value) <= 256 else None
+            known = _DECODED.get(key) if key is not None else None
+            if known is None:
+                elem = _decoded(ds, raw)
+                if elem is None:
+                    continue
+                known = _strings(elem.value)
+                if key is not None:
+                    if len(_DECODED) >= _MAX_DECODED:
+                        _DECODED.clear()
+                    _DECODED[key] = known
+            values = known
         if values:
-            yield keyword_for_tag(tag) or "", str(vr), values
+            yield kind, values
+
+
+def _strings(value: Any) -> list[str]:
+    values = [str(v).strip() for v in _as_list(value) if v is not None]
+    return [v for v in values if v]
+
+
+# (tag, VR, raw bytes, character sets) -> decoded strings: a series repeats its patient's.
+_DECODED: dict[tuple[int, str, bytes, tuple[str, ...]], list[str]] = {}
+_MAX_DECODED: Final = 1 << 14
 
 
 def _items(ds: Dataset, tag: int) -> list[Dataset]:
@@ -335,8 +395,15 @@ class _Matcher:
     def find(self, text: str, folded: str) -> list[Span]:
         spans: list[Span] = []
         if self._trie is not None:
+            ordinary = name_lists().ambiguous
             for m in self._trie.finditer(folded):
                 category = self._literals[m.group()]
+                if (
+                    category is Category.NAME
+                    and m.group() in ordinary
+                    and text[m.start() : m.end()].islower()
+                ):
+                    continue  # "CRP rose", "frank haemorrhage": the word, not Rose or Frank
                 spans.append(Span(m.start(), m.end(), category, Basis.DATASET))
         if self._patterns is not None:
             for m in self._patterns.finditer(folded):

@@ -83,7 +83,7 @@ def _patterns() -> _Patterns:
             _Finder(
                 re.compile(
                     rf"(?<![\w.,]){_DAY}(?:\.|er|st|nd|rd|th)?(?:\s+of)?[\s/\-]*{month}"
-                    rf"(?:[\s,]*{_YEAR4}(?!\d)|[\-/.']\s?\d{{2}}(?!\d))?"
+                    rf"(?:[\s,\-/.']*{_YEAR4}(?!\d)|[\-/.']\s?\d{{2}}(?!\d))?"
                 ),
                 Category.DATE,
             ),
@@ -169,11 +169,23 @@ def _patterns() -> _Patterns:
                     ),
                     re.compile(r"(?<![\w.])0[1-9]([\s.\-])\d{2}(?:\1\d{2}){3}(?![\w]|[.,]\d)"),
                     re.compile(r"(?<![\w.])0\d{2,4}(?:\s\d{3,4}){1,2}(?![\w]|[.,]\d)"),
+                    # 0511 / 87 65 43 21: an area code, then the number in pairs
+                    re.compile(
+                        r"(?<![\w.])0\d{2,5}\s?/\s?\d{2,4}(?:\s\d{2,4}){1,4}(?![\w]|[.,]\d)"
+                    ),
                     re.compile(
                         r"(?<![\w.])0\d{2,5}(?:\s?[/\-]\s?\d{3,9}(?:-\d{1,5})?|\s\d{3,9}-\d{1,5})"
                         r"(?![\w]|[.,]\d)"
                     ),
                 )
+            ),
+            # a French social security number: 2 57 03 37 261 044 18
+            _Finder(
+                re.compile(
+                    r"(?<![\w.])[12]\s\d{2}\s\d{2}\s\d{2}\s\d{3}\s\d{3}(?:\s\d{2})?(?![\w]|[.,]\d)"
+                ),
+                Category.ID,
+                folded=False,
             ),
             _Finder(
                 re.compile(
@@ -237,6 +249,29 @@ def _patterns() -> _Patterns:
             ),
             _Finder(
                 re.compile(rf"{_L}(?:aged?|alter|age\s+de|agee?\s+de)\s*:?\s*(9\d|1[01]\d){_R}"),
+                Category.AGE,
+                group=1,
+            ),
+            # any stated age of the patient, in the forms that say it is one (privacy first:
+            # the Basic Profile removes Patient's Age); not a duration ("for 3 years",
+            # "depuis 3 ans", "vor 3 J.")
+            _Finder(
+                re.compile(
+                    r"(?<![\w.,/])(\d{1,3})\s?-?\s?(?:years?\s?-?\s?old|year-old|yo|y/o|y\.o\."
+                    r"|jahre\s+alt|jahrige[rnms]?|ans|jahre|j\.|j|y)(?![^\W_])"
+                ),
+                Category.AGE,
+                group=1,
+                keep=_stated_age,
+            ),
+            _Finder(
+                re.compile(rf"{_L}(?:aged?|alter|age\s+de|agee?\s+de)\s*:?\s*(\d{{1,3}}){_R}"),
+                Category.AGE,
+                group=1,
+            ),
+            # "46F, BRCA2 carrier", "66 M restrained driver": age and sex opening a history
+            _Finder(
+                re.compile(r"^\s*(\d{1,3})\s?[mfw](?=[\s,.;:)]|$)"),
                 Category.AGE,
                 group=1,
             ),
@@ -354,6 +389,37 @@ def _compact_date_match(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool
 
 def _phone_number(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
     return 7 <= len(_digits(m.group())) <= 15
+
+
+_DURATION_BEFORE = re.compile(
+    r"(?:\b(?:for|since|over|past|in|within|every|last|seit|vor|nach|fur|in|alle|uber|depuis"
+    r"|pendant|dans|sur|apres|avant|pour|les|y\s+a|x)\s*$)"
+)
+_DURATION_AFTER = re.compile(r"\s*(?:ago|prior|earlier|before|later|zuvor|plus\s+tot)\b")
+
+
+def _stated_age(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    """An age, not a duration: nothing before it says "for", "seit", "depuis"...; nothing
+    after it says "ago"; the short forms ("ans", "Jahre", "J.", "y") only for 1 to 119."""
+    before = text[max(0, m.start() - 12) : m.start(1)]
+    if _DURATION_BEFORE.search(before) or _DURATION_AFTER.match(text, m.end()):
+        return False
+    if not 0 < int(m[1]) < 120:
+        return False
+    unit = text[m.end(1) : m.end()].strip(" -").casefold()
+    if unit in _SHORT_AGE_UNITS:  # "ans", "J.", "y": an age where a person is named
+        words = text[: m.start(1)].split()
+        last = words[-1] if words else ""
+        name = last.rstrip(".^,")
+        letters = name.replace("-", "").replace("^", "")
+        return not words or fold(last) in _AGE_OPENERS or (letters.isalpha() and name.isupper())
+    return True
+
+
+_SHORT_AGE_UNITS = frozenset({"ans", "jahre", "j.", "j", "y"})
+_AGE_OPENERS = frozenset(
+    {"de", "von", "patient", "patiente", "patientin", "homme", "femme", "mann", "frau", "aged"}
+)
 
 
 def _keyword_phone(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:

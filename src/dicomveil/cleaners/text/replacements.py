@@ -1,5 +1,6 @@
 """What an identifying span is replaced by: the default token of each category
-(``[NAME]``, ``[DATE]``, ...) and :class:`Replacements`, a profile's ``[clean]`` table.
+(``[NAME]``, ``[DATE]``, ...) and :class:`Replacements`, a profile's ``[clean]`` table (its
+tokens, and the name dictionary's settings).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class Replacements:
         replacement = "[REDACTED]"   # every category ...
         name = "[PERSON]"            # ... except those given: name id date time phone
                                      # email url address institution age
+        name_dictionary = true       # names no cue points at, by a dictionary (default on)
+        names = ["Zorro"]            # ... and these names of the site's own
+        not_names = ["Gamma"]        # words that are never names here
 
     Parameters
     ----------
@@ -39,10 +43,23 @@ class Replacements:
         :data:`DEFAULT_TOKENS` entry.
     tokens : tuple of (Category, str), optional
         The token of single categories, sorted by category.
+    name_dictionary : bool or None, optional
+        Whether the name dictionary runs (:mod:`~dicomveil.cleaners.text.dictionary`);
+        ``None``: as the parent profile says (on by default).
+    names, not_names : tuple of str, optional
+        Names the dictionary adds, words it never takes for names.
     """
 
     default: str | None = None
     tokens: tuple[tuple[Category, str], ...] = ()
+    name_dictionary: bool | None = None
+    names: tuple[str, ...] = ()
+    not_names: tuple[str, ...] = ()
+
+    @property
+    def dictionary(self) -> bool:
+        """Whether the name dictionary runs."""
+        return self.name_dictionary is not False
 
     def token(self, category: Category) -> str:
         """The token that replaces a span of ``category``: the category's own token if
@@ -65,11 +82,18 @@ class Replacements:
         Replacements
             ``child`` if it gives a default token, else these tokens updated by the child's.
         """
+        dictionary = (
+            child.name_dictionary if child.name_dictionary is not None else self.name_dictionary
+        )
+        names = tuple(sorted({*self.names, *child.names}))
+        not_names = tuple(sorted({*self.not_names, *child.not_names}))
         if child.default is not None:
-            return child
+            return Replacements(child.default, child.tokens, dictionary, names, not_names)
         tokens = dict(self.tokens)
         tokens.update(child.tokens)
-        return Replacements(self.default, tuple(sorted(tokens.items())))
+        return Replacements(
+            self.default, tuple(sorted(tokens.items())), dictionary, names, not_names
+        )
 
     def describe(self) -> list[str]:
         """For a profile digest: every token in a fixed order.
@@ -79,7 +103,14 @@ class Replacements:
         list of str
             ``"category=token"`` for every category, in the order of :class:`Category`.
         """
-        return [f"{c.value}={self.token(c)}" for c in Category]
+        described = [f"{c.value}={self.token(c)}" for c in Category]
+        if self.name_dictionary is False:
+            described.append("name_dictionary=off")
+        if self.names:
+            described.append("names=" + ",".join(self.names))
+        if self.not_names:
+            described.append("not_names=" + ",".join(self.not_names))
+        return described
 
     @classmethod
     def parse(cls, table: object, source: str) -> Replacements:
@@ -107,20 +138,43 @@ class Replacements:
             raise ProfileError("must be a table ([clean])", source=source, entry="clean")
         default: str | None = None
         tokens: dict[Category, str] = {}
-        known = ["replacement", *(c.value for c in Category)]
+        words: dict[str, tuple[str, ...]] = {}
+        dictionary: bool | None = None
+        known = ["replacement", *(c.value for c in Category), *_SETTINGS]
         for key, value in table.items():
             entry = f"clean.{key}"
             if key not in known:
                 raise ProfileError(
                     f"unknown key {key!r} (known: {', '.join(known)})", source=source, entry=entry
                 )
+            if key == "name_dictionary":
+                if not isinstance(value, bool):
+                    raise ProfileError("must be true or false", source=source, entry=entry)
+                dictionary = value
+                continue
+            if key in ("names", "not_names"):
+                if not isinstance(value, list) or not all(
+                    isinstance(w, str) and w.strip() for w in value
+                ):
+                    raise ProfileError("must be a list of words", source=source, entry=entry)
+                words[key] = tuple(sorted({w.strip() for w in value}))
+                continue
             _check_token(value, source, entry)
             assert isinstance(value, str)
             if key == "replacement":
                 default = value
             else:
                 tokens[Category(key)] = value
-        return cls(default, tuple(sorted(tokens.items())))
+        return cls(
+            default,
+            tuple(sorted(tokens.items())),
+            dictionary,
+            words.get("names", ()),
+            words.get("not_names", ()),
+        )
+
+
+_SETTINGS: Final = ("name_dictionary", "names", "not_names")
 
 
 def _check_token(value: object, source: str, entry: str) -> None:

@@ -50,7 +50,7 @@ def _vocabulary() -> _Vocabulary:
         particles=words("particles"),
         name_suffixes=words("name_suffixes"),
         honorifics=words("honorifics"),
-        not_names=words("not_names") | words("titles"),
+        not_names=words("not_names") | words("titles") | words("name_cue_relatives"),
         units=words("units"),
         institution_generic=words("institution_generic") | words("not_names"),
         street_types=words("street_types"),
