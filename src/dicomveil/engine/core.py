@@ -262,8 +262,10 @@ class Engine:
 
     def _identifiers(self, ds: Dataset, key: str, original_id: str) -> Identifiers:
         """The file's values, with what the run knows of its patient from other files."""
-        own = Identifiers.from_dataset(ds, extra_ids=(original_id,))
         known = self.patients.get(key)
+        if known is not None and self._learned is None:
+            return known  # the first pass read this file too: its values are in already
+        own = Identifiers.from_dataset(ds, extra_ids=(original_id,))
         pooled = own.union(known) if known is not None else own
         learned = self._learned
         if learned is not None:
