@@ -43,12 +43,23 @@ from tests import freetext_corpus as corpus
 INDEPENDENT = corpus.FOLDER.parent / "freetext-independent"
 
 
-def _known(case: corpus.Case) -> Identifiers:
-    """What the patient's files hold, pooled (as a run knows the whole patient)."""
-    known = Identifiers()
+def _known(case: corpus.Case, places: frozenset[str] = frozenset()) -> Identifiers:
+    """What the patient's files hold, pooled, and the institution names of every patient
+    (``places``): what a run's first pass knows (``dicomveil.runs.knowledge``)."""
+    known = Identifiers(institutions=places)
     for ds in case.datasets():
         known = known.union(Identifiers.from_dataset(ds))
     return known
+
+
+def _places(cases: list[corpus.Case]) -> frozenset[str]:
+    """The institution, department and station names of every patient of a corpus."""
+    return frozenset(
+        name
+        for c in cases
+        for ds in c.datasets()
+        for name in Identifiers.from_dataset(ds).institutions
+    )
 
 
 def _evaluate(
@@ -61,8 +72,9 @@ def _evaluate(
     score = corpus.Score()
     per_gold: Counter[str] = Counter()
     per_found: Counter[str] = Counter()
+    places = _places(cases)
     for case in cases:
-        known = _known(case) if use_dataset else None
+        known = _known(case, places) if use_dataset else None
         for line in case.lines:
             spans = cleaner.find(line.text, known)
             score.add(line, spans)

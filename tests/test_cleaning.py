@@ -418,6 +418,26 @@ def test_a_run_knows_the_whole_patient(tmp_path: Path, workers: int) -> None:
     assert alone.dataset is not None and alias in str(alone.dataset.ImageComments)
 
 
+def test_a_run_knows_the_institutions_of_every_patient(tmp_path: Path) -> None:
+    """One patient's files were made at an institution; another patient's history names it
+    (a transfer): the run's first pass pools institution names across patients."""
+    one, other = synthetic.fake_patient(31), synthetic.fake_patient(32)
+    first, second = _ct(one, seed=5), _ct(other, seed=6)
+    first.InstitutionName = "ZQXRIVERSIDE INFIRMARY"
+    second.InstitutionName = "Elsewhere"
+    second.ImageComments = "transferred from Zqxriverside yesterday"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, ds in (("a.dcm", first), ("b.dcm", second)):
+        ds.save_as(folder / name, enforce_file_format=True)
+    profile = Profile.named("ps3.15-basic").with_options(["clean-descriptors"])
+    summary = run([folder], RunConfig(profile=profile, key=KEY, output=tmp_path / "out", workers=1))
+    comments = [
+        str(dcmread(r.output).get("ImageComments", "")) for r in summary.results if r.output
+    ]
+    assert "transferred from [INSTITUTION] yesterday" in comments, comments
+
+
 def test_the_crosswalk_id_of_the_patient_is_known(make_engine: EngineFactory) -> None:
     patient = synthetic.fake_patient(9)
     ds = _ct(patient)

@@ -475,6 +475,31 @@ def test_the_release_gate_stops_what_the_verifier_flags(
     assert len(list((other / "out").rglob("*.dcm"))) == 1
 
 
+def test_the_gateway_learns_the_patient_as_it_receives(
+    tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
+) -> None:
+    """It cannot read ahead: an alias that the patient's first instance holds is cleaned
+    from the comment of an instance received after it (clean-descriptors)."""
+    first, second = sorted((corpus.folder / "ct1").iterdir())[:2]
+    alias = "Zqxwvgatealias"
+    for path, edit_ in ((first, "alias"), (second, "comment")):
+        ds = dcmread(path)
+        if edit_ == "alias":
+            ds.OtherPatientNames = f"{alias.upper()}^BOB"
+        else:
+            ds.ImageComments = f"also known as {alias}"
+        ds.save_as(tmp_path / f"{edit_}.dcm", enforce_file_format=True)
+    text = gateway_config(0, tmp_path / "state", free_port()).split("[route.forward]")[0]
+    text = text.replace(
+        'profile = "ps3.15-basic"', 'profile = "ps3.15-basic"\noptions = ["clean-descriptors"]'
+    )
+    gateway = gateways(write_config(tmp_path, text, corpus))
+    statuses = _send(gateway.port, [tmp_path / "alias.dcm", tmp_path / "comment.dcm"])
+    assert statuses == [StoreStatus.SUCCESS, StoreStatus.SUCCESS]
+    comments = [str(dcmread(p).get("ImageComments", "")) for p in (tmp_path / "out").rglob("*.dcm")]
+    assert "also known as [NAME]" in comments, comments
+
+
 class Recorder:
     """A GatewayEvents implementation that keeps every event (an audit trail's stand-in)."""
 

@@ -265,6 +265,28 @@ def test_name_in_a_private_element(basic: Case, tmp_path: Path) -> None:
     assert found(report, Check.LEAK, Category.NAME, path)
 
 
+def test_a_name_only_another_file_of_the_patient_holds(tmp_path: Path) -> None:
+    """The patient-wide knowledge of verify (issue 15): the mother's birth name is in one
+    input only (the MR); verify finds it in the CT's output, where a broken cleaner left it
+    in a comment."""
+    case = _make_case(tmp_path / "case", BASIC, seed=5)
+    inputs = sorted(p for p in case.input.rglob("*") if p.is_file())
+    mr = next(p for p in inputs if dcmread(p).Modality == "MR")
+    original = dcmread(mr)
+    original.PatientMotherBirthName = "ZQXMOTHERLY^ANN"
+    original.save_as(mr)
+    assert "ZQXMOTHERLY" not in b"".join(p.read_bytes() for p in inputs if p != mr).decode(
+        "latin-1"
+    )
+
+    def comment(ds: Dataset) -> None:
+        ds.ImageComments = "mother Zqxmotherly present"
+
+    edit(case.output_of("CT"), comment)
+    report = case.check()
+    assert found(report, Check.LEAK, Category.NAME, "ImageComments")
+
+
 def test_id_in_a_nested_sequence_item(basic: Case, tmp_path: Path) -> None:
     case = basic.clone(tmp_path)
 

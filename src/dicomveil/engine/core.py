@@ -131,6 +131,7 @@ class Engine:
         self.patients: Mapping[str, Identifiers] = patients or {}
         # Learned values of the latest patients (``remember``): memory stays flat.
         self._learned: OrderedDict[str, Identifiers] | None = OrderedDict() if remember else None
+        self._institutions: frozenset[str] = frozenset()
         # (code, tag, IOD) -> action, for top-level elements.
         self.top_level_actions: dict[tuple[Code, int, str | None], Action] = {}
         # IOD -> tag -> kept / removed / look, for top-level public elements.
@@ -274,6 +275,11 @@ class Engine:
             learned[key] = pooled
             while len(learned) > _REMEMBERED_PATIENTS:
                 learned.popitem(last=False)
+            # The institutions of every patient received (as a run's first pass pools them).
+            places = self._institutions
+            if len(places) < _REMEMBERED_INSTITUTIONS and not pooled.institutions <= places:
+                self._institutions = places | pooled.institutions
+            pooled = pooled.union(Identifiers(institutions=self._institutions))
         return pooled
 
     def _patient_key(self, ds: Dataset) -> tuple[str, str]:
@@ -345,3 +351,4 @@ class Engine:
 
 
 _REMEMBERED_PATIENTS = 256  # patients an engine that learns as it goes remembers (the latest)
+_REMEMBERED_INSTITUTIONS = 4096  # institution names it remembers (the first)

@@ -1,7 +1,8 @@
 """A run's first pass, when the profile's free-text cleaners look for the patient's values:
 every input's patient and identifying values (values only, never datasets), pooled per
 patient, so that each file's texts are cleaned of what any file of its patient holds (a
-relative's name in one file's history is removed from the next file's comment).
+relative's name in one file's history is removed from the next file's comment), and of the
+institution, department and station names of the whole run.
 
 The second pass hands the pooled values to every worker's engine
 (:class:`~dicomveil.engine.Engine`'s ``patients``). Inputs that cannot be read give
@@ -102,8 +103,19 @@ def first_pass(
     patients: Patients = {}
     if workers == 1:
         pooled((learn(probe, task) for task in tasks), patients)
+    else:
+        with ProcessPoolExecutor(workers, initializer=_init, initargs=(make,)) as pool:
+            for found in pool.map(_learn_chunk, chunks):
+                pooled(found, patients)
+    return _with_run_institutions(patients)
+
+
+def _with_run_institutions(patients: Patients) -> Patients:
+    """Each patient's values with the institution, department and station names of the
+    whole run: one patient's history names the hospital another patient's files were made
+    in ("transferred from Riverside")."""
+    names = frozenset().union(*(values.institutions for values in patients.values()))
+    if not names:
         return patients
-    with ProcessPoolExecutor(workers, initializer=_init, initargs=(make,)) as pool:
-        for found in pool.map(_learn_chunk, chunks):
-            pooled(found, patients)
-    return patients
+    everywhere = Identifiers(institutions=names)
+    return {key: values.union(everywhere) for key, values in patients.items()}

@@ -49,13 +49,18 @@ def institution_spans(text: str, vocab: _Vocabulary) -> Iterator[Span]:
     """The institutions of ``text`` found by their head words (see the module docstring)."""
     after, before, joined = _patterns()
     for m in after.finditer(text):
-        if _proper(m[1], vocab):
+        if _proper(m[1], vocab) and not _ADJECTIVE.search(m[1].split()[0]):
             yield Span(m.start(), m.end(), Category.INSTITUTION, Basis.PATTERN)
     for m in before.finditer(text):
         if _proper(m[1], vocab):
             yield Span(m.start(), m.end(1), Category.INSTITUTION, Basis.PATTERN)
     for m in joined.finditer(text):
         yield Span(m.start(), m.end(), Category.INSTITUTION, Basis.PATTERN)
+
+
+# A clinical adjective opening the words before a head: a department, not an institution
+# ("Interventional Radiology", "Pediatric Neurology", "Diagnostic Imaging").
+_ADJECTIVE: Final = re.compile(r"(?:al|ic|ics|ical|ive|ary|ous|ar)$", re.IGNORECASE)
 
 
 def _proper(words: str, vocab: _Vocabulary) -> bool:

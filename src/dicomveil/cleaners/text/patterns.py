@@ -169,6 +169,17 @@ def _patterns() -> _Patterns:
                     ),
                     re.compile(r"(?<![\w.])0[1-9]([\s.\-])\d{2}(?:\1\d{2}){3}(?![\w]|[.,]\d)"),
                     re.compile(r"(?<![\w.])0\d{2,4}(?:\s\d{3,4}){1,2}(?![\w]|[.,]\d)"),
+                    # 0049 (0)30 1234567, 0044 20 7946 0018: the international prefix 00
+                    re.compile(
+                        r"(?<![\w.+])00\d{1,3}(?:[\s.\-/]*(?:\(0\)|\(\d{1,5}\)|\d{1,5})){2,6}"
+                        r"(?!\d)"
+                    ),
+                    # (030) 1234567, (0711) 12 34 56; 030 12345678; 555 204 8861
+                    re.compile(
+                        r"(?<![\w.])\(0\d{1,4}\)\s?\d{2,8}(?:[\s\-]\d{2,5}){0,3}(?![\w]|[.,]\d)"
+                    ),
+                    re.compile(r"(?<![\w.])0\d{2,4}\s\d{5,8}(?![\w]|[.,]\d)"),
+                    re.compile(r"(?<![\w.])[2-9]\d{2}\s[2-9]\d{2}\s\d{4}(?![\w]|[.,]\d)"),
                     # 0511 / 87 65 43 21: an area code, then the number in pairs
                     re.compile(
                         r"(?<![\w.])0\d{2,5}\s?/\s?\d{2,4}(?:\s\d{2,4}){1,4}(?![\w]|[.,]\d)"
@@ -178,6 +189,13 @@ def _patterns() -> _Patterns:
                         r"(?![\w]|[.,]\d)"
                     ),
                 )
+            ),
+            # an ID with a letter prefix and a long number: ED24-55871, BSU-4471-2290
+            _Finder(
+                re.compile(r"(?<![\w\-])[A-Z]{2,5}\d{0,4}-\d{3,}(?:-\d{2,})?(?![\w\-])"),
+                Category.ID,
+                folded=False,
+                keep=_dashed_id,
             ),
             # a French social security number: 2 57 03 37 261 044 18
             _Finder(
