@@ -146,6 +146,31 @@ def test_dask_local_cluster_writes_the_bytes_of_a_single_process_run(
     assert written == {(on_dask / "out" / rel).resolve() for rel in reference.tree}
 
 
+@pytest.mark.parametrize("where", [None, "local"])
+def test_dask_runs_know_the_whole_patient(tmp_path: Path, where: str | None) -> None:
+    """The first pass runs on the cluster too (issue 15): an alias one file of the patient
+    holds is cleaned from another file's comment, with the bytes of a local run."""
+    patient = synthetic.fake_patient(41)
+    alias = "Zqxwvdaskalias"
+    first, second = synthetic.ct_series(patient, seed=41, n_slices=2, rows=8, columns=8)
+    first.OtherPatientNames = f"{alias.upper()}^BOB"
+    second.ImageComments = f"also known as {alias}"
+    synthetic.write_series([first, second], tmp_path / "in")
+    profile = Profile.named("ps3.15-basic").with_options(["clean-descriptors"])
+    local = replace(config(tmp_path / "local"), profile=profile, output=tmp_path / "local" / "out")
+    run([tmp_path / "in"], local)
+    cluster = replace(config(tmp_path / "dask", workers=2), profile=profile)
+    summary = run_on_dask(
+        [str(tmp_path / "in")], str(tmp_path / "dask" / "out"), cluster, address=where
+    )
+    assert summary.count(Outcome.WRITTEN) == 2
+    assert read_tree(tmp_path / "dask" / "out") == read_tree(tmp_path / "local" / "out")
+    comments = [
+        str(dcmread(r.output).get("ImageComments", "")) for r in summary.written if r.output
+    ]
+    assert "also known as [NAME]" in comments, comments
+
+
 # --------------------------------------------------------------------------------------------
 # (2) S3 to S3 through fsspec, against moto in server mode on loopback
 

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import pydicom
 
 from dicomveil._version import __version__
+from dicomveil.cleaners.text import Identifiers
 from dicomveil.errors import ClusterError, DicomveilError
 from dicomveil.runs.batch import (
     Collector,
@@ -53,7 +54,8 @@ from dicomveil.runs.batch import (
     _Worker,
     discover,
 )
-from dicomveil.runs.executors import Work, executor_for
+from dicomveil.runs.executors import Executor, Work, executor_for
+from dicomveil.runs.knowledge import Patients, learn, pooled, with_run_institutions
 from dicomveil.runs.maps import write_maps
 from dicomveil.runs.remote import (
     FoundInput,
@@ -102,6 +104,7 @@ class _Job:
     storage_options: Mapping[str, Any]
     cwd: str  # the client's working folder: relative local inputs are resolved against it
     versions: tuple[str, str] = field(default_factory=lambda: _versions())  # the client's
+    patients: Patients | None = None  # the first pass's values, when the cleaners read them
 
     def __repr__(self) -> str:  # Dask logs the arguments of failed tasks
         return f"<dicomveil run {self.token[:8]}>"
@@ -114,7 +117,7 @@ class _Site:
 
     def __init__(self, job: _Job) -> None:
         self.config = job.config
-        self.worker = _Worker(job.config)
+        self.worker = _Worker(job.config, job.patients)
         self.output = job.config.output.resolve()  # where the worker writes
         self.scratch: Path | None = None
         self.fs: AbstractFileSystem | None = None
@@ -190,6 +193,48 @@ def _run_batch(job: _Job, items: Sequence[Task]) -> list[FileResult]:
             result.task = item
             results.append(_deliver(site, result))
     return results
+
+
+def _learn_batch(job: _Job, items: Sequence[Task]) -> list[tuple[str, Identifiers] | None]:
+    """The first pass over a batch (see :mod:`dicomveil.runs.knowledge`): each input's
+    patient and values; what cannot be read gives nothing (the second pass reports it)."""
+    site = _site(job)
+    found: list[tuple[str, Identifiers] | None] = []
+    with site.task(items):
+        for item in items:
+            if isinstance(item, RemoteTask):
+                assert site.scratch is not None
+                try:
+                    fetched = fetch(item.url, job.storage_options, site.scratch)
+                except FileNotFoundError:
+                    continue
+                try:
+                    found.extend(learn(site.worker, task) for task in discover([fetched]))
+                finally:
+                    fetched.unlink(missing_ok=True)
+                continue
+            here = item if item.path.is_absolute() else replace(item, path=Path(job.cwd, item.path))
+            found.append(learn(site.worker, here))
+    return found
+
+
+def _first_pass(
+    job: _Job, executor: Executor, batches: list[list[Task]], retries: int
+) -> Patients | None:
+    """Every input's values pooled per patient, when the profile's cleaners read them."""
+    if not _Worker(job.config).engine.reads_patients:
+        return None
+    learning = replace(job, token=job.token + "-first-pass")
+    patients: Patients = {}
+    try:
+        for _batch, outcome in executor.map(
+            Work(_learn_batch, learning, batches, retries, name=learning.token)
+        ):
+            if not isinstance(outcome, BaseException):  # its files then know only themselves
+                pooled(outcome, patients)
+    finally:
+        _forget(learning)
+    return with_run_institutions(patients)
 
 
 def _process_remote(job: _Job, site: _Site, item: RemoteTask) -> list[FileResult]:
@@ -332,6 +377,7 @@ def run_on_dask(
     if found:
         with executor_for(address, config.workers, len(found)) as executor:
             batches = _batches(found, batch_size, executor.slots)
+            job = replace(job, patients=_first_pass(job, executor, batches, retries))
             try:
                 work = Work(_run_batch, job, batches, retries, name=job.token)
                 for batch, outcome in executor.map(work):

@@ -107,10 +107,10 @@ def first_pass(
         with ProcessPoolExecutor(workers, initializer=_init, initargs=(make,)) as pool:
             for found in pool.map(_learn_chunk, chunks):
                 pooled(found, patients)
-    return _with_run_institutions(patients)
+    return with_run_institutions(patients)
 
 
-def _with_run_institutions(patients: Patients) -> Patients:
+def with_run_institutions(patients: Patients) -> Patients:
     """Each patient's values with the institution, department and station names of the
     whole run: one patient's history names the hospital another patient's files were made
     in ("transferred from Riverside")."""
