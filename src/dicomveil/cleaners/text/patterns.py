@@ -256,27 +256,13 @@ def _patterns() -> _Patterns:
             _Finder(
                 re.compile(r"(?<![\w.])[0-2](?:\.\d+){4,}(?![\w]|\.\d)"), Category.ID, folded=False
             ),
-            # ages over 89
-            _Finder(
-                re.compile(
-                    r"(?<![\w.,])(9\d|1[01]\d)\s?-?\s?(?:years?\s?-?\s?old|year-old|yo|y/o|y\.o\."
-                    r"|yrs?\.?|ans|jahre(?:\s+alt)?|jahrige[rnms]?|j\.)(?![^\W_])"
-                ),
-                Category.AGE,
-                group=1,
-            ),
-            _Finder(
-                re.compile(rf"{_L}(?:aged?|alter|age\s+de|agee?\s+de)\s*:?\s*(9\d|1[01]\d){_R}"),
-                Category.AGE,
-                group=1,
-            ),
             # any stated age of the patient, in the forms that say it is one (privacy first:
             # the Basic Profile removes Patient's Age); not a duration ("for 3 years",
             # "depuis 3 ans", "vor 3 J.")
             _Finder(
                 re.compile(
                     r"(?<![\w.,/])(\d{1,3})\s?-?\s?(?:years?\s?-?\s?old|year-old|yo|y/o|y\.o\."
-                    r"|jahre\s+alt|jahrige[rnms]?|ans|jahre|j\.|j|y)(?![^\W_])"
+                    r"|jahre\s+alt|jahrige[rnms]?|yrs?\.?|ans|jahre|j\.|j|y)(?![^\W_])"
                 ),
                 Category.AGE,
                 group=1,
@@ -425,7 +411,7 @@ def _stated_age(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
     if not 0 < int(m[1]) < 120:
         return False
     unit = text[m.end(1) : m.end()].strip(" -").casefold()
-    if unit in _SHORT_AGE_UNITS:  # "ans", "J.", "y": an age where a person is named
+    if unit in _SHORT_AGE_UNITS and int(m[1]) < 90:  # "ans", "J.": where a person is named
         words = text[: m.start(1)].split()
         last = words[-1] if words else ""
         name = last.rstrip(".^,")
@@ -434,7 +420,9 @@ def _stated_age(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
     return True
 
 
-_SHORT_AGE_UNITS = frozenset({"ans", "jahre", "j.", "j", "y"})
+# Units that also measure durations: an age under 90 with one of them only where a person
+# is named ("PETIT G. 73 ans", "Patiente de 67 ans"); 90 and over always (HIPAA's rule).
+_SHORT_AGE_UNITS = frozenset({"ans", "jahre", "j.", "j", "y", "yr", "yrs", "yr.", "yrs."})
 _AGE_OPENERS = frozenset(
     {"de", "von", "patient", "patiente", "patientin", "homme", "femme", "mann", "frau", "aged"}
 )
