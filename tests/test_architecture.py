@@ -22,6 +22,17 @@ MAX_LINES = 600
 # Which top-level parts of the package each part may import (besides itself). A part
 # missing here may import nothing of the package but errors and _version.
 BASE = {"errors", "_version", "validation"}
+_BELOW_GATEWAY = {
+    "standard",
+    "identity",
+    "io",
+    "cleaners",
+    "profiles",
+    "engine",
+    "runs",
+    "qc",
+    "qc.verify",
+}
 LAYERS: dict[str, set[str]] = {
     "standard": set(),
     "identity": {"standard"},
@@ -34,29 +45,8 @@ LAYERS: dict[str, set[str]] = {
     "qc.verify": {"standard", "identity", "io", "cleaners", "profiles"},
     "runs": {"standard", "identity", "io", "cleaners", "profiles", "engine", "qc.verify"},
     "qc": {"standard", "identity", "io", "cleaners", "profiles", "engine", "runs", "qc.verify"},
-    "gateway": {
-        "standard",
-        "identity",
-        "io",
-        "cleaners",
-        "profiles",
-        "engine",
-        "runs",
-        "qc",
-        "qc.verify",
-    },
-    "cli": {
-        "standard",
-        "identity",
-        "io",
-        "cleaners",
-        "profiles",
-        "engine",
-        "runs",
-        "qc",
-        "qc.verify",
-        "gateway",
-    },
+    "gateway": _BELOW_GATEWAY,
+    "cli": _BELOW_GATEWAY | {"gateway"},
 }
 
 

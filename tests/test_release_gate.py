@@ -124,16 +124,21 @@ def test_the_gate_withholds_what_a_broken_engine_lets_through(
     assert kept.stat().st_mode & 0o077 == 0
 
 
-def test_the_gate_withholds_a_name_a_rule_keeps(tmp_path: Path) -> None:
-    source = _seed(tmp_path / "in")
-    rules = tmp_path / "keep-private.toml"
+def _keeping_private(folder: Path) -> Profile:
+    """ps3.15-basic with a careless rule: it keeps the private element of the planted name."""
+    rules = folder / "keep-private.toml"
     rules.write_text(
         'extends = "ps3.15-basic"\n[[rules]]\n'
         'private = {creator = "ACME GATE TEST", group = "0009", element = "xx10"}\n'
         'action = "K"\n',
         encoding="utf-8",
     )
-    profile = Profile.named(rules)
+    return Profile.named(rules)
+
+
+def test_the_gate_withholds_a_name_a_rule_keeps(tmp_path: Path) -> None:
+    source = _seed(tmp_path / "in")
+    profile = _keeping_private(tmp_path)
     _stopped.clear()
     assert _run(source.parent, tmp_path / "ungated", profile, gate=False) is Outcome.WRITTEN
     assert _run(source.parent, tmp_path / "gated", profile, gate=True) is Outcome.WITHHELD
@@ -178,14 +183,7 @@ def test_the_gate_knows_the_patient_from_the_files_before(tmp_path: Path) -> Non
     folder.mkdir()
     first.save_as(folder / "a.dcm", enforce_file_format=True)
     second.save_as(folder / "b.dcm", enforce_file_format=True)
-    rules = tmp_path / "keep-private.toml"
-    rules.write_text(
-        'extends = "ps3.15-basic"\n[[rules]]\n'
-        'private = {creator = "ACME GATE TEST", group = "0009", element = "xx10"}\n'
-        'action = "K"\n',
-        encoding="utf-8",
-    )
-    profile = Profile.named(rules)
+    profile = _keeping_private(tmp_path)
     out = tmp_path / "out"
     summary = run([folder], RunConfig(profile=profile, key=KEY, output=out, workers=1, verify=True))
     outcomes = {r.task.path.name: (r.outcome, r.reason) for r in summary.results}

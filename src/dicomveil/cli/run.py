@@ -30,7 +30,6 @@ from dicomveil.io.layout import DEFAULT_LAYOUT, FIELDS, Layout
 from dicomveil.profiles import Profile
 from dicomveil.runs import cluster
 from dicomveil.runs.batch import (
-    GATE_PREFIX,
     FileResult,
     Outcome,
     RunConfig,
@@ -41,6 +40,7 @@ from dicomveil.runs.batch import (
     run,
 )
 from dicomveil.runs.dicomdir import write_dicomdir
+from dicomveil.runs.maps import GATE_PREFIX
 from dicomveil.runs.output_key import check_output_key
 from dicomveil.standard.tables import EDITION
 

@@ -23,7 +23,7 @@ from dicomveil.gateway.forward import Forwarder, ForwardListener
 from dicomveil.gateway.queue import RouteQueue
 from dicomveil.gateway.status import StatusBoard
 from dicomveil.identity.pseudonyms import Pseudonymizer
-from dicomveil.runs.batch import Gate
+from dicomveil.runs.maps import Gate
 from dicomveil.standard.risks import Risk
 
 __all__ = ["PIPELINE_LOCK", "Handler", "Peer", "Route", "status_dataset"]

@@ -53,14 +53,14 @@ from pydicom.dataset import Dataset
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
-from dicomveil.errors import CrosswalkError, DeidentificationError, DicomveilError, InputError
+from dicomveil.errors import DicomveilError, InputError
 from dicomveil.gateway.config import GatewayConfig, WithheldStatus
 from dicomveil.gateway.events import EventKind, GatewayEvent
 from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route, status_dataset
 from dicomveil.gateway.status import StatusBoard
 from dicomveil.io import SourceFile, copy_file, read_source
-from dicomveil.runs.batch import GATE_PREFIX, FileResult, Outcome, Task, deidentify_source
-from dicomveil.runs.maps import quarantine
+from dicomveil.runs.batch import FileResult, Outcome, Task, deidentify_source
+from dicomveil.runs.maps import gated
 
 __all__ = ["StoreHandler", "StoreStatus", "Stored", "store_instance"]
 
@@ -101,6 +101,16 @@ def _write_failure(task: Task, exc: OSError, what: str) -> Stored:
     )
     reason = f"{what} ({exc.strerror or type(exc).__name__})"
     return Stored(FileResult(task, Outcome.FAILED, reason), status)
+
+
+def _failure(task: Task, exc: Exception) -> Stored:
+    """The result of an instance whose pipeline raised: the status says why."""
+    if isinstance(exc, DicomveilError):  # the engine refuses a value, or the crosswalk
+        return Stored(FileResult(task, Outcome.FAILED, str(exc)), StoreStatus.CANNOT_DEIDENTIFY)
+    if isinstance(exc, OSError):
+        return _write_failure(task, exc, "cannot write the output")
+    reason = f"malformed element: cannot de-identify ({type(exc).__name__})"  # pydicom's
+    return Stored(FileResult(task, Outcome.FAILED, reason), StoreStatus.MALFORMED)
 
 
 def store_instance(route: Route, path: Path, task: Task, expect: tuple[str, str]) -> Stored:
@@ -165,15 +175,8 @@ def store_instance(route: Route, path: Path, task: Task, expect: tuple[str, str]
         targets = route.targets(written or source.dataset, done.pseudonym)
         for extra in targets[1:]:
             copy_file(done.output, extra, durable=True)
-    except (CrosswalkError, DeidentificationError) as exc:
-        return Stored(FileResult(task, Outcome.FAILED, str(exc)), StoreStatus.CANNOT_DEIDENTIFY)
-    except DicomveilError as exc:
-        return Stored(FileResult(task, Outcome.FAILED, str(exc)), StoreStatus.CANNOT_DEIDENTIFY)
-    except OSError as exc:
-        return _write_failure(task, exc, "cannot write the output")
-    except Exception as exc:  # a data set pydicom cannot encode back
-        reason = f"malformed element: cannot de-identify ({type(exc).__name__})"
-        return Stored(FileResult(task, Outcome.FAILED, reason), StoreStatus.MALFORMED)
+    except Exception as exc:
+        return _failure(task, exc)
     result = done.file_result(task)
     return Stored(result, StoreStatus.SUCCESS, route.queue is not None)
 
@@ -192,31 +195,14 @@ def _store_gated(
         if isinstance(done, str):
             return Stored(FileResult(task, Outcome.WITHHELD, done), StoreStatus.WITHHELD_WARNING)
         assert done.result is not None and done.result.dataset is not None
-        uid_map = done.result.uid_map
-        try:
-            reason = gate(done.output, stage, received, uid_map)
-        except Exception as exc:  # the gate could not decide: nothing leaves unchecked
-            reason = f"could not check ({type(exc).__name__})"
+        reason = gated(gate, done.output, stage, received, done.result.uid_map, route.gated.parent)
         if reason is not None:
-            try:
-                quarantine(done.output, stage, route.gated.parent)
-            except OSError as exc:
-                reason += f"; not kept for review ({exc.strerror or type(exc).__name__})"
-            return Stored(
-                FileResult(task, Outcome.WITHHELD, f"{GATE_PREFIX} {reason}"),
-                StoreStatus.WITHHELD_WARNING,
-            )
+            withheld = FileResult(task, Outcome.WITHHELD, reason)
+            return Stored(withheld, StoreStatus.WITHHELD_WARNING)
         for target in route.targets(done.result.dataset, done.pseudonym):
             copy_file(done.output, target, durable=True)
-    except (CrosswalkError, DeidentificationError) as exc:
-        return Stored(FileResult(task, Outcome.FAILED, str(exc)), StoreStatus.CANNOT_DEIDENTIFY)
-    except DicomveilError as exc:
-        return Stored(FileResult(task, Outcome.FAILED, str(exc)), StoreStatus.CANNOT_DEIDENTIFY)
-    except OSError as exc:
-        return _write_failure(task, exc, "cannot write the output")
-    except Exception as exc:  # a data set pydicom cannot encode back
-        reason = f"malformed element: cannot de-identify ({type(exc).__name__})"
-        return Stored(FileResult(task, Outcome.FAILED, reason), StoreStatus.MALFORMED)
+    except Exception as exc:
+        return _failure(task, exc)
     result = done.file_result(task)
     folder = route.targets(done.result.dataset, done.pseudonym)[0]
     return Stored(replace(result, output=folder), StoreStatus.SUCCESS, route.queue is not None)

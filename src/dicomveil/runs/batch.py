@@ -19,7 +19,7 @@ import warnings
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -52,7 +52,7 @@ from dicomveil.io import (
 from dicomveil.io.layout import Layout
 from dicomveil.profiles import Profile
 from dicomveil.runs.knowledge import Patients, first_pass
-from dicomveil.runs.maps import quarantine, task_labeler, write_maps
+from dicomveil.runs.maps import Gate, gated, task_labeler, write_maps
 from dicomveil.runs.output_key import check_output_key
 
 
@@ -106,12 +106,6 @@ class FileResult:
     patient_id: str = field(default="", repr=False)
     pseudonym: str = ""
     date_offset_days: int | None = None
-
-
-GATE_PREFIX = "release gate:"  # how the reason of a file the gate stopped begins
-Gate = Callable[[Path, Path, Path, Mapping[str, str]], "str | None"]
-"""A release gate: (output file, output folder, input file, UID map) -> why the file is
-stopped, or None (see :class:`dicomveil.qc.verify.gate.ReleaseGate`)."""
 
 
 @dataclass(frozen=True)
@@ -378,18 +372,8 @@ class _Worker:
         cannot check fails closed."""
         assert written.output is not None
         output, root = written.output.resolve(), self.config.output.resolve()
-        try:
-            reason = gate(output, root, source, written.uid_map)
-        except Exception as exc:  # the gate could not decide: nothing leaves unchecked
-            reason = f"could not check ({type(exc).__name__})"
-        if reason is None:
-            return written
-        try:
-            quarantine(output, root, self.config.map_dir)
-        except OSError as exc:
-            output.unlink(missing_ok=True)
-            reason += f"; not kept for review ({exc.strerror or type(exc).__name__})"
-        return FileResult(written.task, Outcome.WITHHELD, f"{GATE_PREFIX} {reason}")
+        reason = gated(gate, output, root, source, written.uid_map, self.config.map_dir)
+        return written if reason is None else FileResult(written.task, Outcome.WITHHELD, reason)
 
     def _destination(self, ds: Dataset, pseudonym: str) -> Path:
         """Where the de-identified ``ds`` goes; in a dry run, the write stops here."""

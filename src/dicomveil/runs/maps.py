@@ -22,7 +22,7 @@ import csv
 import io as _io
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -124,6 +124,37 @@ def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[str]]) -> 
         fh.write(buffer.getvalue())
     Path(temp).chmod(0o600)
     Path(temp).replace(path)
+
+
+GATE_PREFIX = "release gate:"  # how the reason of a file the gate stopped begins
+Gate = Callable[[Path, Path, Path, Mapping[str, str]], "str | None"]
+"""A release gate: (output file, output folder, input file, UID map) -> why the file is
+stopped, or None (see :class:`dicomveil.qc.verify.gate.ReleaseGate`)."""
+
+
+def gated(
+    gate: Gate,
+    output: Path,
+    root: Path,
+    source: Path,
+    uid_map: Mapping[str, str],
+    map_dir: Path | None,
+) -> str | None:
+    """Pass a written file through the release gate: None when it may stay, else the
+    reason it is withheld (``release gate: ...``), the file moved out of ``root`` by
+    :func:`quarantine` (deleted when that fails). A gate that cannot check fails closed."""
+    try:
+        reason = gate(output, root, source, uid_map)
+    except Exception as exc:  # the gate could not decide: nothing leaves unchecked
+        reason = f"could not check ({type(exc).__name__})"
+    if reason is None:
+        return None
+    try:
+        quarantine(output, root, map_dir)
+    except OSError as exc:
+        output.unlink(missing_ok=True)
+        reason += f"; not kept for review ({exc.strerror or type(exc).__name__})"
+    return f"{GATE_PREFIX} {reason}"
 
 
 def quarantine(output: Path, root: Path, map_dir: Path | None) -> None:
