@@ -400,7 +400,7 @@ def test_a_run_knows_the_whole_patient(tmp_path: Path, workers: int) -> None:
     alias = "Zqxwvalias"
     first, second = _ct(patient, seed=5), _ct(patient, seed=6)
     first.OtherPatientNames = f"{alias.upper()}^BOB"
-    second.ImageComments = f"compare; patient also known as {alias}"
+    second.ImageComments = f"compare; prior films list {alias}"
     folder = tmp_path / "in"
     folder.mkdir()
     for name, ds in (("a.dcm", first), ("b.dcm", second)):
@@ -413,7 +413,7 @@ def test_a_run_knows_the_whole_patient(tmp_path: Path, workers: int) -> None:
     comments = [
         str(dcmread(r.output).get("ImageComments", "")) for r in summary.results if r.output
     ]
-    assert "compare; patient also known as [NAME]" in comments, comments
+    assert "compare; prior films list [NAME]" in comments, comments
     alone = Engine(profile.compile(), Pseudonymizer(KEY)).deidentify(dcmread(folder / "b.dcm"))
     assert alone.dataset is not None and alias in str(alone.dataset.ImageComments)
 

@@ -65,6 +65,9 @@ def stored_value(original: Any, values: list[str]) -> Any:
 
 def summarise(results: Iterable[Cleaned]) -> str:
     """What the cleaner replaced in one element: categories and counts, never values."""
+    results = list(results)
+    if not any(r.changed for r in results):
+        return "nothing identifying found"
     counts: Counter[Category] = Counter()
     truncated = False
     for result in results:

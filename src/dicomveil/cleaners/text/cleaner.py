@@ -196,14 +196,18 @@ class TextCleaner:
         """
         if not text.strip():
             return []
+        spans = list(_context_free(self, text))
+        if identifiers is not None:
+            spans.extend(identifiers.find(text, fold(text)))
+        return _merge(text, spans)
+
+    def _context_free(self, text: str) -> tuple[Span, ...]:
         folded = fold(text)
         spans = list(_pattern_spans(text, folded))
         names = self.names
         if names is not None:
             spans.extend(dictionary_spans(text, folded, _vocabulary(), names))
-        if identifiers is not None:
-            spans.extend(identifiers.find(text, folded))
-        return _merge(text, spans)
+        return tuple(spans)
 
     def clean(
         self, text: str, identifiers: Identifiers | None = None, *, max_length: int | None = None
@@ -243,6 +247,13 @@ class TextCleaner:
             out = out[:cut].rstrip()
             truncated = True
         return Cleaned(out, tuple(spans), truncated)
+
+
+@lru_cache(maxsize=4096)
+def _context_free(cleaner: TextCleaner, text: str) -> tuple[Span, ...]:
+    """The spans of ``text`` that the patterns and the name dictionary find, remembered:
+    every patient's files repeat the same descriptions and protocol names."""
+    return cleaner._context_free(text)
 
 
 @lru_cache(maxsize=4096)

@@ -10,7 +10,10 @@ Bechterew", "Guillain-Barré"). A surname alone, and a name that is also an ordi
 ("Grace", "Will", "Rose", "Pierre", "Klein"), needs a cue: a relative before it ("daughter
 Grace", "Tochter Lea", "sa fille Camille"), or a preposition of contact or a contact verb
 ("discussed with Hartmann", "call Will", "vu avec Benoît", "Befund an Schneider"); an
-ordinary-word first name is also a name before a surname of the list ("Kyle Brennan").
+ordinary-word first name is also a name before a surname of the list ("Kyle Brennan"). After
+a relative, a person's role or an alias (``name_cue_relatives``, ``name_cue_roles``,
+``name_cue_alias``: "husband Quang", "interpreter Oanh", "Dolmetscherin Ayse", "known as
+'Bibi'") any capitalised word is a name, in the list or not.
 Capitalised words right after a first name that could be its surname join the span
 ("Nadia Okafor").
 
@@ -39,6 +42,7 @@ class NameLists:
     first: frozenset[str]
     surnames: frozenset[str]
     ambiguous: frozenset[str]
+    never: frozenset[str] = frozenset()  # a profile's words that are never names
 
     def with_words(self, names: Iterable[str], not_names: Iterable[str]) -> NameLists:
         """These lists with a profile's own names (always names) and words (never)."""
@@ -48,6 +52,7 @@ class NameLists:
             (self.first | extra) - never,
             self.surnames - never,
             (self.ambiguous - extra) - never,
+            (self.never - extra) | never,
         )
 
 
@@ -76,6 +81,14 @@ _WORD: Final = re.compile(r"[^\W\d_]+(?:['\u2019\-][^\W\d_]+)*")
 # Words after which a name may be a surname or an ordinary word and still be a name.
 _RELATIVES: Final = _cue_words("name_cue_relatives")
 _CONTACT: Final = _cue_words("name_cue_contact")
+# Words after which any capitalised word is a name, in the list or not: a relative, a
+# person's role ("interpreter Linh", "coworker Marisol") or an alias ("called Mimi").
+_PERSON_CUES: Final = _RELATIVES | _cue_words("name_cue_roles") | _cue_words("name_cue_alias")
+_ANY_CUE: Final = _PERSON_CUES | _CONTACT
+# Endings of nouns that are never given names ("Mutter Mammakarzinom", "Sohn Begleitung").
+_NOUN_ENDING: Final = re.compile(
+    "(?:" + "|".join(sorted(_cue_words("not_name_suffixes"), key=len, reverse=True)) + ")$"
+)
 # Determiners and possessives that may stand between a cue and the name.
 _BETWEEN: Final = _cue_words("name_cue_between")
 # After an eponym: what makes it one ("Parkinson's disease", "Chiari malformation").
@@ -151,16 +164,24 @@ def _decide(
 ) -> bool:
     start, end = tokens[i]
     word, key = text[start:end], folded[start:end]
-    if len(word) < 3 or caps_text or not _capitalised(word) or _guarded(key, vocab):
+    if (
+        len(word) < 3
+        or caps_text
+        or not _capitalised(word)
+        or _guarded(key, vocab)
+        or key in lists.never
+    ):
         return False
     first, surname = key in lists.first, key in lists.surnames
-    if not (first or surname):
-        return False
     if _eponym(text, folded, tokens, i):
         return False
+    if not (first or surname):
+        if len(key) >= 7 and _NOUN_ENDING.search(key):
+            return False
+        return _cued(folded, tokens, i, _PERSON_CUES)
     if first and key not in lists.ambiguous:
         return True
-    if _cued(folded, tokens, i):
+    if _cued(folded, tokens, i, _ANY_CUE):
         return True
     # An ambiguous first name before a surname of the list: "Kyle Brennan", "Rose Ashworth".
     if first and i + 1 < len(tokens):
@@ -176,19 +197,23 @@ def _decide(
     return False
 
 
-def _cued(folded: str, tokens: list[tuple[int, int]], i: int) -> bool:
-    """A relative, a preposition of contact or a contact verb right before word ``i``
-    (determiners and possessives may stand between)."""
+def _cued(folded: str, tokens: list[tuple[int, int]], i: int, cues: frozenset[str]) -> bool:
+    """One of ``cues`` (one or two words) right before word ``i``: determiners and
+    possessives may stand between, and a colon or an opening quote ("called 'Mimi'")."""
     j = i - 1
     while j >= 0:
         s, e = tokens[j]
         before = folded[s:e]
-        if folded[e : tokens[j + 1][0]].strip(" :") not in ("",):
+        if folded[e : tokens[j + 1][0]].strip(" :\"'\u201c\u201e\u00ab\u2018") != "":
             return False  # punctuation between: no cue
         if before in _BETWEEN:
             j -= 1
             continue
-        return before in _RELATIVES or before in _CONTACT
+        if before in cues:
+            return True
+        if j > 0 and folded[tokens[j - 1][1] : s] == " ":
+            return f"{folded[tokens[j - 1][0] : tokens[j - 1][1]]} {before}" in cues
+        return False
     return False
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
 from typing import Any, Final
@@ -28,10 +28,12 @@ from dicomveil.cleaners.text.variants import (
     _id_variants,
     _initial_forms,
     _institution_phrases,
+    _Literals,
     _name_words,
-    _phone_pattern,
+    _numbers_in,
+    _phone_cores,
+    _phones_in,
     _spelling_variants,
-    _trie_pattern,
 )
 from dicomveil.cleaners.text.vocabulary import _L, _R, _digits, _vocabulary, fold
 from dicomveil.standard.keywords import ID_KEYWORDS
@@ -212,13 +214,32 @@ class Identifiers:
             The spans of the known values (basis :attr:`Basis.DATASET`), not merged: they
             may overlap.
         """
-        return _matcher(self).find(text, fold(text) if folded is None else folded)
+        folded = fold(text) if folded is None else folded
+        spans = _matcher(self).find(text, folded)
+        if self.institutions:
+            # the patient's own values first: a word that is a name and an institution's
+            # word is the name
+            found = {(s.start, s.end) for s in spans}
+            spans.extend(
+                s
+                for s in _places(self.institutions).find(text, folded)
+                if (s.start, s.end) not in found
+            )
+        return spans
 
 
 @lru_cache(maxsize=16)
 def _matcher(known: Identifiers) -> _Matcher:
-    """The compiled search for one patient's values; the files of a series share it."""
-    return _Matcher(known)
+    """The compiled search for one patient's values but the institutions (:func:`_places`);
+    the files of a series share it."""
+    return _Matcher(replace(known, institutions=frozenset()))
+
+
+@lru_cache(maxsize=16)
+def _places(institutions: frozenset[str]) -> _Matcher:
+    """The compiled search for institution names: apart, as a run gives every patient the
+    same (those of the whole run, :mod:`dicomveil.runs.knowledge`), compiled once."""
+    return _Matcher(Identifiers(institutions=institutions))
 
 
 @lru_cache(maxsize=4096)
@@ -250,16 +271,15 @@ def _elements(ds: Dataset) -> Iterator[tuple[str, list[str]]]:
     """(kind, string values) of the identifying elements (:func:`_kind`), at every depth,
     without storing decoded values back into the dataset (kept elements stay raw for the
     writer); a value a series repeats is decoded once (:func:`_values`)."""
-    for tag in list(ds.keys()):
+    charset: tuple[str, ...] | None = None
+    for tag, raw in list(ds._dict.items()):  # as stored: raw elements stay raw
         if tag >> 16 in (0x0000, 0x0002) or tag >> 16 == 0xFFFE:
             continue
-        raw = ds.get_item(tag, keep_deferred=True)
         vr = raw.VR
         if vr is None and dictionary_has_tag(tag):
             vr = dictionary_VR(tag)
         if vr == "SQ" or (vr == "UN" and not tag >> 16 & 1 and _dictionary_sq(tag)):
-            for item in _items(ds, tag):
-                yield from _elements(item)
+            yield from _sequence(ds, tag, raw)
             continue
         kind = _kind(tag, str(vr)) if vr is not None else None
         if kind is None or raw.value is None:
@@ -268,7 +288,9 @@ def _elements(ds: Dataset) -> Iterator[tuple[str, list[str]]]:
             values = _strings(raw.value)
         else:
             value = raw.value
-            key = (tag, str(vr), value, tuple(ds._character_set)) if len(value) <= 256 else None
+            if charset is None:
+                charset = tuple(ds._character_set)
+            key = (tag, str(vr), value, charset) if len(value) <= 256 else None
             known = _DECODED.get(key) if key is not None else None
             if known is None:
                 elem = _decoded(ds, raw)
@@ -284,6 +306,27 @@ def _elements(ds: Dataset) -> Iterator[tuple[str, list[str]]]:
             yield kind, values
 
 
+def _sequence(
+    ds: Dataset, tag: int, raw: DataElement | RawDataElement
+) -> Iterator[tuple[str, list[str]]]:
+    """What the items of a sequence hold; a sequence a series repeats byte for byte (the
+    same request, procedure and code items in every file) is parsed once (``_SEQUENCES``)."""
+    value = raw.value
+    key = None
+    if isinstance(raw, RawDataElement) and isinstance(value, bytes) and len(value) <= 1 << 14:
+        key = (tag, value, raw.is_implicit_VR, raw.is_little_endian, tuple(ds._character_set))
+        known = _SEQUENCES.get(key)
+        if known is not None:
+            yield from known
+            return
+    found = [pair for item in _items(ds, tag) for pair in _elements(item)]
+    if key is not None:
+        if len(_SEQUENCES) >= _MAX_DECODED:
+            _SEQUENCES.clear()
+        _SEQUENCES[key] = found
+    yield from found
+
+
 def _strings(value: Any) -> list[str]:
     values = [str(v).strip() for v in _as_list(value) if v is not None]
     return [v for v in values if v]
@@ -292,6 +335,7 @@ def _strings(value: Any) -> list[str]:
 # (tag, VR, raw bytes, character sets) -> decoded strings: a series repeats its patient's.
 _DECODED: dict[tuple[int, str, bytes, tuple[str, ...]], list[str]] = {}
 _MAX_DECODED: Final = 1 << 14
+_SEQUENCES: dict[tuple[int, bytes, bool, bool, tuple[str, ...]], list[tuple[str, list[str]]]] = {}
 
 
 def _items(ds: Dataset, tag: int) -> list[Dataset]:
@@ -334,12 +378,17 @@ def _dates_in(value: str) -> Iterator[date]:
 
 
 class _Matcher:
-    """One compiled search for the known values of one patient."""
+    """The search for the known values of one patient. The literals (dates, IDs, name
+    words, initials) are found without compiling anything; the regular expressions (phrases,
+    numbers however grouped, phone numbers) are compiled the first time a text could hold
+    one (a word a phrase starts with, or six digits): most texts of most patients never do."""
 
     def __init__(self, known: Identifiers) -> None:
         vocab = _vocabulary()
-        literals: dict[str, Category] = {}  # folded text -> category (searched as a trie)
-        patterns: dict[str, Category] = {}  # regular expressions (phrases, grouped numbers)
+        literals: dict[str, Category] = {}  # folded text -> category
+        phrases: dict[str, Category] = {}  # regular expressions of words
+        numbers: set[str] = set()  # long numbers (digits), however grouped
+        self._anchors: set[str] = set()  # the first word of every phrase
 
         def literal(value: str, category: Category) -> None:
             if value:
@@ -350,7 +399,8 @@ class _Matcher:
             if len(words) == 1:
                 literal(words[0], category)
             elif words:
-                patterns.setdefault(r"[\s,.;\-]+".join(re.escape(w) for w in words), category)
+                self._anchors.add(words[0])
+                phrases.setdefault(r"[\s,.;\-]+".join(re.escape(w) for w in words), category)
 
         initials: set[str] = set()
         for value in sorted(known.ids):
@@ -359,7 +409,7 @@ class _Matcher:
             digits = _digits(value).lstrip("0")
             if len(digits) >= 6 and len(digits) >= len(re.sub(r"[\W_]", "", value)) - 4:
                 # a long number however it is grouped: "485 773 6201", "485-773-6201"
-                patterns.setdefault(r"[\s.\-/]?".join(digits), Category.ID)
+                numbers.add(digits)
         for d in sorted(known.dates):
             for form in _date_forms(d):
                 literal(form, Category.DATE)
@@ -377,44 +427,42 @@ class _Matcher:
             for part in _institution_phrases(value, vocab):
                 phrase(part, Category.INSTITUTION)
         self._literals = literals
-        self._trie = re.compile(_L + _trie_pattern(literals) + _R) if literals else None
-        self._patterns: re.Pattern[str] | None = None
-        if patterns:
-            ordered = sorted(patterns, key=len, reverse=True)
-            self._patterns = re.compile(_L + "(?:" + "|".join(f"({p})" for p in ordered) + ")" + _R)
-            self._pattern_category = [patterns[p] for p in ordered]
-        self._initials: re.Pattern[str] | None = None
-        if initials:
-            self._initials = re.compile(_L + _trie_pattern(initials) + r"(?![^\W_])")
-        phones = sorted({d for d in (_digits(p).lstrip("0") for p in known.phones) if len(d) >= 6})
-        self._phones: re.Pattern[str] | None = None
-        if phones:
-            alternation = "|".join(_phone_pattern(d) for d in phones)
-            self._phones = re.compile(rf"(?<![\w+])(?:{alternation})(?!\d)")
+        self._trie = _Literals(literals)
+        self._initials = _Literals(initials)
+        self._phrases = sorted(phrases.items(), key=lambda item: len(item[0]), reverse=True)
+        self._numbers = sorted(numbers)
+        phones = {d for d in (_digits(p).lstrip("0") for p in known.phones) if len(d) >= 6}
+        self._phones = [_phone_cores(d) for d in sorted(phones)]
+        self._compiled: dict[str, re.Pattern[str]] = {}
+
+    def _compile(self, name: str, pattern: str) -> re.Pattern[str]:
+        compiled = self._compiled.get(name)
+        if compiled is None:
+            compiled = self._compiled[name] = re.compile(pattern)
+        return compiled
 
     def find(self, text: str, folded: str) -> list[Span]:
         spans: list[Span] = []
-        if self._trie is not None:
+        if self._trie:
             ordinary = name_lists().ambiguous
-            for m in self._trie.finditer(folded):
-                category = self._literals[m.group()]
-                if (
-                    category is Category.NAME
-                    and m.group() in ordinary
-                    and text[m.start() : m.end()].islower()
-                ):
+            for start, end in self._trie.finditer(folded):
+                found = folded[start:end]
+                category = self._literals[found]
+                if category is Category.NAME and found in ordinary and text[start:end].islower():
                     continue  # "CRP rose", "frank haemorrhage": the word, not Rose or Frank
-                spans.append(Span(m.start(), m.end(), category, Basis.DATASET))
-        if self._patterns is not None:
-            for m in self._patterns.finditer(folded):
+                spans.append(Span(start, end, category, Basis.DATASET))
+        if self._initials:
+            for start, end in self._initials.finditer(text):
+                spans.append(Span(start, end, Category.NAME, Basis.DATASET))
+        if self._phrases and any(word in folded for word in self._anchors):
+            alternation = "|".join(f"({p})" for p, _category in self._phrases)
+            phrases = self._compile("phrases", _L + "(?:" + alternation + ")" + _R)
+            for m in phrases.finditer(folded):
                 index = m.lastindex
                 assert index is not None
-                category = self._pattern_category[index - 1]
-                spans.append(Span(m.start(), m.end(), category, Basis.DATASET))
-        if self._initials is not None:
-            for m in self._initials.finditer(text):
-                spans.append(Span(m.start(), m.end(), Category.NAME, Basis.DATASET))
-        if self._phones is not None:
-            for m in self._phones.finditer(text):
-                spans.append(Span(m.start(), m.end(), Category.PHONE, Basis.DATASET))
+                spans.append(Span(m.start(), m.end(), self._phrases[index - 1][1], Basis.DATASET))
+        for start, end in _numbers_in(text, self._numbers) if self._numbers else ():
+            spans.append(Span(start, end, Category.ID, Basis.DATASET))
+        for start, end in _phones_in(text, self._phones) if self._phones else ():
+            spans.append(Span(start, end, Category.PHONE, Basis.DATASET))
         return spans

@@ -1,9 +1,12 @@
 """Institutions that no file holds and no cue word names as such, found by the words they are
 made of: capitalised words before a head word ("Keystone Freight", "Wyndcliffe Surgery",
-"Kingsweston General"), after one ("Clinique des Tilleuls", "Spedition Kaltwasser", "St
-Wilfrid's", "Orthopädie am Inn"), or joined to one ("Orthoklinik Randersacker"). The head
-words are data (``institution_heads_*`` of ``data/text-vocabulary.json``); the capitalised
-words must not be words of the cleaner's vocabulary ("Spine Surgery" is not an institution).
+"Kingsweston General", "Dunmore Joinery & Roofing"; leading words of the cleaner's
+vocabulary left out), after one ("Clinique des Tilleuls", "Spedition Kaltwasser", "St
+Wilfrid's", "Orthopädie am Inn"), or joined to one ("Orthoklinik Randersacker",
+"Marien-Stift Lohberg"); and two to four words in title case after "at", "from", "via",
+"chez", "au" ("seen at Larkfield Grange"). The head words are data (``institution_heads_*`` of
+``data/text-vocabulary.json``); the first capitalised word must not be a word of the
+cleaner's vocabulary ("Spine Surgery" is not an institution).
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from dicomveil.cleaners.text.spans import Basis, Category, Span
 from dicomveil.cleaners.text.vocabulary import _Vocabulary, fold
 
 _UPPER: Final = r"[A-ZÀ-ÖØ-Þ][\w'\u2019\-]*"
+# A word in title case (no acronym: "at CT Head" names no place)
+_TITLE_WORD: Final = r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ'\u2019\-]+"
 _PARTICLES: Final = r"(?:de\s+la|de\s+l['\u2019]|des|du|de|d['\u2019]|la|le|les|am|an\s+der|im|of)"
 
 
 @cache
-def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
     raw = json.loads(
         (files("dicomveil.cleaners.text") / "data" / "text-vocabulary.json").read_bytes()
     )
@@ -33,34 +38,59 @@ def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
         return "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words)
 
     after = re.compile(
-        rf"(?<![\w\-])((?:{_UPPER}\s+){{1,3}})(?:{alternatives('institution_heads_after')})"
-        r"(?![\w\-])"
+        rf"(?<![\w\-])((?:{_UPPER}\s+(?:{_CONNECTORS}\s+)?){{1,3}})"
+        rf"(?:{alternatives('institution_heads_after')})(?![\w\-])"
     )
     before = re.compile(
         rf"(?<![\w\-])(?:{alternatives('institution_heads_before')})\s+"
         rf"(?:{_PARTICLES}\s*)?({_UPPER}(?:[\s\-]+(?:{_PARTICLES}\s+)?{_UPPER}){{0,3}})"
     )
+    cues = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in raw["institution_cues"])
+    cued = re.compile(
+        rf"(?<![\w\-])(?i:{cues})\s+({_TITLE_WORD}(?:\s+(?:{_PARTICLES}\s+)?{_TITLE_WORD}){{1,3}})"
+        r"(?![\w\-])"
+    )
     suffixes = "|".join(re.escape(w) for w in raw["institution_word_suffixes"])
-    joined = re.compile(rf"(?<![\w\-])[A-ZÄÖÜ][\w\-]*(?:{suffixes})\s+{_UPPER}")
-    return after, before, joined
+    joined = re.compile(rf"(?<![\w\-])[A-ZÄÖÜ][\w\-]*(?i:{suffixes})\s+{_UPPER}")
+    return after, before, joined, cued
 
 
 def institution_spans(text: str, vocab: _Vocabulary) -> Iterator[Span]:
     """The institutions of ``text`` found by their head words (see the module docstring)."""
-    after, before, joined = _patterns()
+    after, before, joined, cued = _patterns()
     for m in after.finditer(text):
-        if _proper(m[1], vocab) and not _ADJECTIVE.search(m[1].split()[0]):
-            yield Span(m.start(), m.end(), Category.INSTITUTION, Basis.PATTERN)
+        start = _first_proper(m, vocab)
+        if start is not None:
+            yield Span(start, m.end(), Category.INSTITUTION, Basis.PATTERN)
     for m in before.finditer(text):
         if _proper(m[1], vocab):
             yield Span(m.start(), m.end(1), Category.INSTITUTION, Basis.PATTERN)
     for m in joined.finditer(text):
         yield Span(m.start(), m.end(), Category.INSTITUTION, Basis.PATTERN)
+    for m in cued.finditer(text):
+        words = [fold(w) for w in re.findall(r"[^\W\d_]+", m[1])]
+        if _proper(m[1], vocab) and words[0] not in vocab.titles:
+            yield Span(m.start(1), m.end(1), Category.INSTITUTION, Basis.PATTERN)
 
 
 # A clinical adjective opening the words before a head: a department, not an institution
 # ("Interventional Radiology", "Pediatric Neurology", "Diagnostic Imaging").
 _ADJECTIVE: Final = re.compile(r"(?:al|ic|ics|ical|ive|ary|ous|ar)$", re.IGNORECASE)
+
+
+def _first_proper(m: re.Match[str], vocab: _Vocabulary) -> int | None:
+    """Where the name before a head word starts: at its first capitalised word that is not
+    the cleaner's vocabulary ("Patient Keystone Freight", "Cascadia MS Center"); None when
+    there is none, or it is a clinical adjective ("Spine Surgery", "Pediatric Neurology")."""
+    for word in re.finditer(r"[^\s]+", m[1]):
+        if re.fullmatch(_CONNECTORS, word[0]):
+            continue
+        if _proper(word[0], vocab):
+            return None if _ADJECTIVE.search(word[0]) else m.start(1) + word.start()
+    return None
+
+
+_CONNECTORS: Final = r"(?:&|and|und|et)"
 
 
 def _proper(words: str, vocab: _Vocabulary) -> bool:

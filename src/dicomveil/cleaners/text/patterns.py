@@ -256,6 +256,16 @@ def _patterns() -> _Patterns:
             _Finder(
                 re.compile(r"(?<![\w.])[0-2](?:\.\d+){4,}(?![\w]|\.\d)"), Category.ID, folded=False
             ),
+            # where the patient lies: "ICU bed 14", "Zimmer 412", "box 4" (not "waiting room 2")
+            _Finder(
+                re.compile(
+                    rf"{_L}(?:{'|'.join(sorted(vocab.location_cues, key=len, reverse=True))})"
+                    r"\.?\s*(?:no\.?|nr\.?|n°|#)?\s*(\d{1,4}[a-z]?)(?![\w]|[.,]\d)"
+                ),
+                Category.ID,
+                group=1,
+                keep=_location,
+            ),
             # any stated age of the patient, in the forms that say it is one (privacy first:
             # the Basic Profile removes Patient's Age); not a duration ("for 3 years",
             # "depuis 3 ans", "vor 3 J.")
@@ -389,6 +399,12 @@ def _iso_date(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
 def _compact_date_match(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
     digits = m.group()
     return _valid_dmy(int(digits[6:8]), int(digits[4:6]), int(digits[:4]))
+
+
+def _location(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    """A bed or room the patient is in, not a room they pass through ("waiting room")."""
+    before = re.findall(r"[^\W\d_]+", fold(text[max(0, m.start() - 24) : m.start()]))
+    return not before or before[-1] not in vocab.location_not_before
 
 
 def _phone_number(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:

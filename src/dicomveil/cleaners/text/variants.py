@@ -1,14 +1,14 @@
 """How a value the file holds may be written in free text: the written forms of a date,
 the variants of an ID, the words, spelling variants and initials of a person name, the
 pattern of a phone number however it is grouped, the distinctive phrases of an address or
-institution; and the trie that searches many such literals at once. Used by the compiled
-search of :mod:`dicomveil.cleaners.text.identifiers`.
+institution; and the trie and the scanner that search many such literals at once. Used by
+the search of :mod:`dicomveil.cleaners.text.identifiers`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date
 from typing import Any, Final
 
@@ -67,20 +67,130 @@ def _trie_pattern(words: Iterable[str]) -> str:
     return "(?:" + build(root) + ")"
 
 
-_PHONE_SEPARATORS = r"[\s.\-/()]*"
+class _Literals:
+    """Many literal strings found in a folded text without compiling anything (a patient's
+    values are searched once per text of a handful of files: compiling a regular expression
+    for them costs more than the search): at each position that starts a word, the longest
+    string that starts there and ends at a word boundary, as ``(?<![^\\W_])`` and
+    ``(?![^\\W_])`` around an alternation of the strings would find it."""
+
+    def __init__(self, words: Iterable[str]) -> None:
+        heads: dict[str, list[str]] = {}
+        for word in set(words):
+            if word:
+                heads.setdefault(word[:2], []).append(word)
+        for group in heads.values():
+            group.sort(key=len, reverse=True)
+        self._heads: dict[str, list[str] | tuple[str, ...]] = dict(heads)
+        self._singles = frozenset(w for w in heads if len(w) == 1)
+
+    def __bool__(self) -> bool:
+        return bool(self._heads)
+
+    def finditer(self, text: str) -> Iterator[tuple[int, int]]:
+        """(start, end) of each string found, left to right, not overlapping."""
+        heads = self._heads
+        singles = self._singles
+        size = len(text)
+        after = 0
+        for m in _STARTS.finditer(text):
+            start = m.start()
+            if start < after:
+                continue
+            words = heads.get(text[start : start + 2], ())
+            if singles and text[start] in singles:
+                words = (*words, text[start])
+            for word in words:
+                end = start + len(word)
+                if text.startswith(word, start) and (end == size or not text[end].isalnum()):
+                    yield start, end
+                    after = end
+                    break
 
 
-def _phone_pattern(digits: str) -> str:
-    """A known phone number however it is written: any separators, with or without its
-    country code, trunk zero or "(0)" ("+1 555 204 8861", "(555) 204-8861",
-    "+49 (0)361 5550172", "0361/5550172")."""
+# Where a literal may start: a character that is no space, not after a letter or digit
+# (underscores separate).
+_STARTS: Final = re.compile(r"(?<![^\W_])\S")
+
+
+def _phone_cores(digits: str) -> frozenset[str]:
+    """The digits a known phone number is recognised by: all of them, and without what may
+    be its country code (the first one to three digits, keeping seven or more)."""
     cores = {digits}
-    for drop in (1, 2, 3):  # the number without what may be its country code
+    for drop in (1, 2, 3):
         if len(digits) - drop >= 7:
             cores.add(digits[drop:])
-    prefix = r"(?:\+?\d{1,3}" + _PHONE_SEPARATORS + r")?(?:\(0\)|0)?" + _PHONE_SEPARATORS
-    bodies = "|".join(_PHONE_SEPARATORS.join(core) for core in sorted(cores, key=len, reverse=True))
-    return f"{prefix}(?:{bodies})"
+    return frozenset(cores)
+
+
+# A run of digits, however separated; numbers and phone numbers are looked for in its digits.
+_NUMBER_RUN: Final = re.compile(r"\d(?:[\s.\-/]?\d)*")
+_PHONE_RUN: Final = re.compile(r"(?<![\w+])\+?[\s.\-/()]*\d(?:[\s.\-/()]*\d)*")
+
+
+def _digit_run(text: str, m: re.Match[str]) -> tuple[str, list[int]]:
+    """The digits of a run and the offset in ``text`` of each."""
+    offset = m.start()
+    positions = [offset + i for i, char in enumerate(m.group()) if char.isdecimal()]
+    return "".join(text[i] for i in positions), positions
+
+
+def _numbers_in(text: str, numbers: Iterable[str]) -> Iterator[tuple[int, int]]:
+    """(start, end) of each of ``numbers`` (digits) in ``text``, grouped by at most one
+    space, dot, hyphen or slash between any two digits ("485 773 6201", "485-773-6201"),
+    starting and ending at a word boundary."""
+    size = len(text)
+    for m in _NUMBER_RUN.finditer(text):
+        digits, positions = _digit_run(text, m)
+        for number in numbers:
+            at = digits.find(number)
+            while at >= 0:
+                start, end = positions[at], positions[at + len(number) - 1] + 1
+                if (start == 0 or not text[start - 1].isalnum()) and (
+                    end == size or not text[end].isalnum()
+                ):
+                    yield start, end
+                at = digits.find(number, at + 1)
+
+
+def _phones_in(text: str, cores: Iterable[frozenset[str]]) -> Iterator[tuple[int, int]]:
+    """(start, end) of each known phone number (:func:`_phone_cores`) in ``text``, however it
+    is written: any separators, with or without its country code, trunk zero or "(0)"
+    ("+1 555 204 8861", "(555) 204-8861", "+49 (0)361 5550172", "0361/5550172"); it starts
+    where no letter, digit or "+" is before it, and no digit follows it."""
+    size = len(text)
+    for m in _PHONE_RUN.finditer(text):
+        digits, positions = _digit_run(text, m)
+        for first in range(len(digits)):
+            if first and text[positions[first] - 1].isdecimal():
+                continue  # inside a group of digits
+            end = _phone_at(text, digits, positions, first, cores, size)
+            if end is not None:
+                yield (m.start() if first == 0 else positions[first]), end
+
+
+def _phone_at(
+    text: str,
+    digits: str,
+    positions: list[int],
+    first: int,
+    cores: Iterable[frozenset[str]],
+    size: int,
+) -> int | None:
+    """Where a known phone number that starts at digit ``first`` ends, or None."""
+    for known in cores:
+        for code in (0, 1, 2, 3):  # a country code of up to three digits
+            for trunk in (0, 1):  # a trunk zero, or "(0)"
+                at = first + code + trunk
+                if trunk and digits[at - 1 : at] != "0":
+                    continue
+                for core in known:
+                    last = at + len(core) - 1
+                    if digits.startswith(core, at) and (
+                        positions[last] + 1 == size or not text[positions[last] + 1].isdecimal()
+                    ):
+                        return positions[last] + 1
+    return None
 
 
 def _name_words(value: str, vocab: _Vocabulary) -> set[str]:

@@ -1,7 +1,8 @@
 """What every recognizer matches on: :func:`fold` (lower case without accents, offsets
 kept), the word boundaries and digit helpers of the regular expressions, and the word lists
 of ``data/text-vocabulary.json`` (month names, titles, degrees, name particles, units,
-generic institution and street words, words that are not names).
+generic institution and street words, words that are not names, the words of a patient's
+bed or room).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class _Vocabulary:
     units: frozenset[str]
     institution_generic: frozenset[str]
     street_types: frozenset[str]
+    location_cues: frozenset[str]
+    location_not_before: frozenset[str]
 
 
 @cache
@@ -54,6 +57,8 @@ def _vocabulary() -> _Vocabulary:
         units=words("units"),
         institution_generic=words("institution_generic") | words("not_names"),
         street_types=words("street_types"),
+        location_cues=words("location_cues"),
+        location_not_before=words("location_not_before"),
     )
 
 
