@@ -69,3 +69,18 @@ def test_the_patients_numbers_however_grouped() -> None:
     assert any("204-8861" in p for p in phones) and any("204.8861" in p for p in phones)
     assert not any("8862" in p for p in phones)
     assert known.find("A485773620199 stays") == []  # inside a longer word
+
+
+def test_the_patients_phrases_acronyms_and_initials() -> None:
+    known = Identifiers(
+        names=frozenset({"KELLER^DANA"}),
+        addresses=frozenset({"14 Quarry Lane, Dunmore"}),
+        institutions=frozenset({"Birch Creek Medical Center", "Mercy Regional Imaging"}),
+    )
+    text = "Dana K. lives at 14, Quarry-Lane; seen at BCMC and Birch Creek; MRI today; Dana L."
+    found = [(text[s.start : s.end], s.category.value) for s in known.find(text)]
+    assert ("Dana K.", "name") in found and ("Dana", "name") in found
+    assert ("14, Quarry-Lane", "address") in found
+    assert ("BCMC", "institution") in found and ("Birch Creek", "institution") in found
+    assert not any(value in ("MRI", "Dana L.") for value, _category in found)
+    assert known.find("quarrying and bcmc") == []  # a longer word; an acronym in lower case

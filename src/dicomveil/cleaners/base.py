@@ -66,11 +66,16 @@ class Element:
         The VR the engine acts on (a repeater's VR resolved).
     value : callable
         Returns the decoded value (called only by cleaners that read it).
+    raw : tuple or None
+        The value as read and the character sets that decode it, when the element is still
+        undecoded: equal ``raw`` means an equal value (a cleaner may remember its answer);
+        None when unknown.
     """
 
     tag: int
     vr: str
     value: Callable[[], Any]
+    raw: tuple[bytes, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

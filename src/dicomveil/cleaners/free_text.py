@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, MutableSequence
-from typing import Any
+from typing import Any, Final, cast
 
 from dicomveil.cleaners.base import Cleaning, Context, Element, Outcome, as_list
 from dicomveil.cleaners.text import TEXT_VRS, VR_MAX_LENGTH, Category, Cleaned
@@ -23,9 +23,27 @@ class FreeText:
         """Clean one element (see :class:`dicomveil.cleaners.base.Cleaner`)."""
         if element.vr == "SQ":
             return Cleaning(Outcome.WALK_ITEMS, " (items cleaned)")
-        if element.vr in TEXT_VRS:
+        if element.vr not in TEXT_VRS:
+            return None
+        if element.raw is None:
             return clean_text(element, context)
-        return None
+        # the files of a series repeat their texts byte for byte: cleaned once per patient
+        key = (element.tag, element.vr, element.raw, context.text, context.identifiers)
+        known = _REMEMBERED.get(key, _MISSING)
+        if known is _MISSING:
+            known = clean_text(element, context)
+            if len(_REMEMBERED) >= _MAX_REMEMBERED:
+                _REMEMBERED.clear()
+            _REMEMBERED[key] = known
+        cleaning = cast("Cleaning | None", known)
+        if cleaning is None or cleaning.values is None:
+            return cleaning
+        return Cleaning(cleaning.outcome, cleaning.note, list(cleaning.values))  # its own list
+
+
+_MISSING: Final = object()
+_REMEMBERED: dict[tuple[Any, ...], object] = {}
+_MAX_REMEMBERED: Final = 1 << 13
 
 
 def clean_text(element: Element, context: Context) -> Cleaning | None:

@@ -178,7 +178,7 @@ def clean(walk: Walk, at: At, decision: Decision, source: str) -> bool:
     cleaner = CLEANERS.get(option) if option is not None else None
     if cleaner is not None:
         cleaned_vr = repeater_vr(tag, vr)
-        element = Element(int(tag), cleaned_vr, lambda: ds[tag].value)
+        element = Element(int(tag), cleaned_vr, lambda: ds[tag].value, walk.raw_of(ds, tag))
         cleaning = cleaner.clean(element, Context(walk.engine.cleaner, walk.identifiers))
         if cleaning is not None:
             return _cleaned(walk, at, cleaned_vr, cleaning, source)

@@ -76,6 +76,8 @@ class Walk:
     patient_name: str = field(default="", repr=False)
     structured: bool = False  # inside a sequence an option's C action cleans, or a D sequence
     dummy_text: bool = False  # inside a D sequence: texts the table keeps become dummies
+    # each dataset's character sets (held with the dataset: its id is not reused meanwhile)
+    _charsets: dict[int, tuple[Dataset, tuple[str, ...]]] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------------------------------
     def dataset(self, ds: Dataset, path: tuple[str, ...]) -> None:
@@ -380,6 +382,18 @@ class Walk:
         vr = vr_of(raw, tag)
         del ds[tag]
         self.report(path, tag, vr, "X", source)
+
+    def raw_of(self, ds: Dataset, tag: int) -> tuple[bytes, tuple[str, ...]] | None:
+        """The element's bytes as read and the character sets that decode them, while it is
+        undecoded (a cleaner may remember its answer for equal bytes); else None."""
+        stored = ds.get_item(tag, keep_deferred=True)
+        if not isinstance(stored, RawDataElement) or not isinstance(stored.value, bytes):
+            return None
+        key = id(ds)
+        charsets = self._charsets.get(key)
+        if charsets is None:
+            charsets = self._charsets[key] = (ds, tuple(ds._character_set))
+        return stored.value, charsets[1]
 
     def report(self, path: tuple[str, ...], tag: int, vr: str, action: str, source: str) -> None:
         """Record one decision for ``explain`` (nothing when not explaining)."""

@@ -51,7 +51,7 @@ from dicomveil.io import (
 )
 from dicomveil.io.layout import Layout
 from dicomveil.profiles import Profile
-from dicomveil.runs.knowledge import Patients, first_pass
+from dicomveil.runs.knowledge import Patients, first_pass, patient_chunks
 from dicomveil.runs.maps import Gate, gated, task_labeler, write_maps
 from dicomveil.runs.output_key import check_output_key
 
@@ -543,7 +543,10 @@ def run(
     chunks = [
         all_tasks[i : i + config.chunk_size] for i in range(0, len(all_tasks), config.chunk_size)
     ]
-    patients = first_pass(partial(_Worker, config), all_tasks, chunks, workers)
+    learned = first_pass(partial(_Worker, config), all_tasks, chunks, workers)
+    patients = learned.patients if learned is not None else None
+    if learned is not None:
+        chunks = patient_chunks(all_tasks, learned.keys, config.chunk_size)
     if workers == 1:
         worker = _Worker(config, patients)
         for task in all_tasks:

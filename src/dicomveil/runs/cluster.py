@@ -55,7 +55,7 @@ from dicomveil.runs.batch import (
     discover,
 )
 from dicomveil.runs.executors import Executor, Work, executor_for
-from dicomveil.runs.knowledge import Patients, learn, pooled, with_run_institutions
+from dicomveil.runs.knowledge import Patients, learn, pooled, pooling, with_run_institutions
 from dicomveil.runs.maps import write_maps
 from dicomveil.runs.remote import (
     FoundInput,
@@ -196,8 +196,9 @@ def _run_batch(job: _Job, items: Sequence[Task]) -> list[FileResult]:
 
 
 def _learn_batch(job: _Job, items: Sequence[Task]) -> list[tuple[str, Identifiers] | None]:
-    """The first pass over a batch (see :mod:`dicomveil.runs.knowledge`): each input's
-    patient and values; what cannot be read gives nothing (the second pass reports it)."""
+    """The first pass over a batch (see :mod:`dicomveil.runs.knowledge`): its inputs'
+    values pooled per patient; what cannot be read gives nothing (the second pass reports
+    it)."""
     site = _site(job)
     found: list[tuple[str, Identifiers] | None] = []
     with site.task(items):
@@ -215,7 +216,7 @@ def _learn_batch(job: _Job, items: Sequence[Task]) -> list[tuple[str, Identifier
                 continue
             here = item if item.path.is_absolute() else replace(item, path=Path(job.cwd, item.path))
             found.append(learn(site.worker, here))
-    return found
+    return list(pooling(found).items())  # pooled per patient: less to send back
 
 
 def _first_pass(

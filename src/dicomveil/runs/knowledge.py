@@ -18,7 +18,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from dicomveil.cleaners.text import Identifiers
 from dicomveil.io import Kind, read_scanned, read_source, sniff
@@ -87,27 +87,67 @@ def _init(make: Callable[[], _Reader]) -> None:
     _READER = make()
 
 
-def _learn_chunk(tasks: list[Task]) -> list[tuple[str, Identifiers] | None]:
+def _learn_chunk(tasks: list[Task]) -> tuple[list[tuple[str, Identifiers]], list[str | None]]:
+    """A chunk's values pooled per patient already (less to send back and to pool), and
+    each input's patient key."""
     assert _READER is not None
-    return [learn(_READER, task) for task in tasks]
+    reader = _READER
+    found = [learn(reader, task) for task in tasks]
+    return list(pooling(found).items()), [item[0] if item else None for item in found]
+
+
+def pooling(found: Iterable[tuple[str, Identifiers] | None]) -> Patients:
+    """The values found, pooled per patient."""
+    patients: Patients = {}
+    pooled(found, patients)
+    return patients
+
+
+class FirstPass(NamedTuple):
+    """What a run's first pass learned: the patients' values, and each input's patient
+    key (None where it could not be read), in the order of the inputs."""
+
+    patients: Patients
+    keys: list[str | None]
 
 
 def first_pass(
     make: Callable[[], _Reader], tasks: list[Task], chunks: list[list[Task]], workers: int
-) -> Patients | None:
+) -> FirstPass | None:
     """Every input's values pooled per patient, when the profile's cleaners look for them
     (else None); ``make`` builds a worker (in each process of a pool of ``workers``)."""
     probe = make()
     if not probe.engine.reads_patients:
         return None
     patients: Patients = {}
+    keys: list[str | None] = []
     if workers == 1:
-        pooled((learn(probe, task) for task in tasks), patients)
+        found = [learn(probe, task) for task in tasks]
+        pooled(found, patients)
+        keys = [item[0] if item else None for item in found]
     else:
         with ProcessPoolExecutor(workers, initializer=_init, initargs=(make,)) as pool:
-            for found in pool.map(_learn_chunk, chunks):
-                pooled(found, patients)
-    return with_run_institutions(patients)
+            for values, chunk_keys in pool.map(_learn_chunk, chunks):
+                pooled(values, patients)
+                keys.extend(chunk_keys)
+    return FirstPass(with_run_institutions(patients), keys)
+
+
+def patient_chunks(tasks: list[Task], keys: list[str | None], size: int) -> list[list[Task]]:
+    """The inputs in chunks of about ``size`` that do not split a patient's consecutive
+    files (up to eight times ``size``): a worker then cleans each patient's texts once."""
+    chunks: list[list[Task]] = []
+    chunk: list[Task] = []
+    last: str | None = None
+    for task, key in zip(tasks, keys, strict=True):
+        if chunk and (len(chunk) >= size * 8 or (len(chunk) >= size and key != last)):
+            chunks.append(chunk)
+            chunk = []
+        chunk.append(task)
+        last = key
+    if chunk:
+        chunks.append(chunk)
+    return chunks
 
 
 def with_run_institutions(patients: Patients) -> Patients:

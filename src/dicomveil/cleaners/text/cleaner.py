@@ -45,6 +45,12 @@ _PRIORITY: Final = (
 )
 
 
+# A top-level domain the URL pattern knows, after a dot: a text that may hold a bare domain.
+_DOMAIN: Final = re.compile(
+    r"\w\.(?:com|org|net|edu|gov|info|io|uk|de|fr|eu|ch|at|be|nl|ca|us|ie)(?![^\W_])"
+)
+
+
 def _pattern_spans(text: str, folded: str) -> Iterator[Span]:
     p = _patterns()
     vocab = _vocabulary()
@@ -53,7 +59,7 @@ def _pattern_spans(text: str, folded: str) -> Iterator[Span]:
     if "@" in text:
         for m in p.email.finditer(text):
             yield Span(m.start(), m.end(), Category.EMAIL, Basis.PATTERN)
-    if "://" in text or "www." in folded:
+    if "://" in text or "www." in folded or _DOMAIN.search(folded):
         for m in p.url.finditer(text):
             end = m.end()
             while end > m.start() and text[end - 1] in ".,;:!?)]}'\"":

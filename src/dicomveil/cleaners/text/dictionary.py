@@ -122,6 +122,17 @@ def dictionary_spans(
         j = i + 1
         while j < len(tokens) and j <= i + 2:  # its surname(s): "Nadia Okafor"
             s, e = tokens[j]
+            if (
+                folded[s:e] in vocab.particles  # "Maria de Fátima", "Maïwenn Le Goff"
+                and j + 1 < len(tokens)
+                and text[last:s] == " "
+                and text[e : tokens[j + 1][0]] == " "
+                and _capitalised(text[tokens[j + 1][0] : tokens[j + 1][1]])
+                and not _guarded(folded[tokens[j + 1][0] : tokens[j + 1][1]], vocab)
+            ):
+                last = tokens[j + 1][1]
+                j += 2
+                continue
             if text[last:s] not in (" ", "-") or not _could_be_surname(
                 text[s:e], folded[s:e], vocab, lists, caps_text
             ):
@@ -129,6 +140,9 @@ def dictionary_spans(
             last = e
             j += 1
         del word, key
+        if j > i + 1 and j < len(tokens) and _head_after(text, folded, tokens, j - 1):
+            i = j  # several names before a head word: "Sister Mary Joseph nodule"
+            continue
         yield Span(start, last, Category.NAME, Basis.PATTERN)
         i = j
 
@@ -199,12 +213,13 @@ def _decide(
 
 def _cued(folded: str, tokens: list[tuple[int, int]], i: int, cues: frozenset[str]) -> bool:
     """One of ``cues`` (one or two words) right before word ``i``: determiners and
-    possessives may stand between, and a colon or an opening quote ("called 'Mimi'")."""
+    possessives may stand between, and a colon, an opening bracket or quote ("called 'Mimi'",
+    "mom (Deepa)")."""
     j = i - 1
     while j >= 0:
         s, e = tokens[j]
         before = folded[s:e]
-        if folded[e : tokens[j + 1][0]].strip(" :\"'\u201c\u201e\u00ab\u2018") != "":
+        if folded[e : tokens[j + 1][0]].strip(" :(\"'\u201c\u201e\u00ab\u2018") != "":
             return False  # punctuation between: no cue
         if before in _BETWEEN:
             j -= 1
@@ -217,6 +232,23 @@ def _cued(folded: str, tokens: list[tuple[int, int]], i: int, cues: frozenset[st
     return False
 
 
+_NUMBER_AFTER: Final = re.compile(r"\s*[:#]?\s*[+(]?\d")
+
+
+def _head_after(text: str, folded: str, tokens: list[tuple[int, int]], i: int) -> bool:
+    """A medical head word right after word ``i`` ("Parkinson disease", "Schwann cell"),
+    not a contact's label ("Rania cell 313-555-0175")."""
+    if i + 1 >= len(tokens):
+        return False
+    end = tokens[i][1]
+    s, e = tokens[i + 1]
+    return (
+        folded[s:e] in _EPONYM_HEADS
+        and text[end:s].strip() == ""
+        and not _NUMBER_AFTER.match(text, e)
+    )
+
+
 def _eponym(text: str, folded: str, tokens: list[tuple[int, int]], i: int) -> bool:
     """Word ``i`` in an eponym's setting: a possessive, a hyphenated pair, a medical head
     word after it, or "Morbus"/"of"/"de"/"von" before it."""
@@ -227,10 +259,8 @@ def _eponym(text: str, folded: str, tokens: list[tuple[int, int]], i: int) -> bo
     word = text[start:end]
     if "-" in word and all(part[:1].isupper() for part in word.split("-")):
         return True
-    if i + 1 < len(tokens):
-        s, e = tokens[i + 1]
-        if folded[s:e] in _EPONYM_HEADS and text[end:s].strip() == "":
-            return True
+    if _head_after(text, folded, tokens, i):
+        return True
     if i > 0:
         s, e = tokens[i - 1]
         before = folded[s:e]

@@ -27,15 +27,16 @@ from dicomveil.cleaners.text.variants import (
     _date_forms,
     _id_variants,
     _initial_forms,
+    _initialism,
     _institution_phrases,
-    _Literals,
     _name_words,
     _numbers_in,
     _phone_cores,
     _phones_in,
+    _Phrases,
     _spelling_variants,
 )
-from dicomveil.cleaners.text.vocabulary import _L, _R, _digits, _vocabulary, fold
+from dicomveil.cleaners.text.vocabulary import _digits, _vocabulary, fold
 from dicomveil.standard.keywords import ID_KEYWORDS
 
 __all__ = ["Identifiers"]
@@ -97,6 +98,7 @@ _INSTITUTION_KEYWORDS: Final = frozenset(
     }
 )
 _COLLECTED_VRS: Final = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC", "DA", "DT", "CS"})
+_COLLECTED_CODES: Final = tuple(vr.encode() for vr in sorted(_COLLECTED_VRS))
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,8 @@ def _elements(ds: Dataset) -> Iterator[tuple[str, list[str]]]:
     without storing decoded values back into the dataset (kept elements stay raw for the
     writer); a value a series repeats is decoded once (:func:`_values`)."""
     charset: tuple[str, ...] | None = None
-    for tag, raw in list(ds._dict.items()):  # as stored: raw elements stay raw
+    for stored, raw in list(ds._dict.items()):  # as stored: raw elements stay raw
+        tag = int(stored)  # a plain int: compared and hashed in C (BaseTag's __eq__ is Python)
         if tag >> 16 in (0x0000, 0x0002) or tag >> 16 == 0xFFFE:
             continue
         vr = raw.VR
@@ -310,8 +313,18 @@ def _sequence(
     ds: Dataset, tag: int, raw: DataElement | RawDataElement
 ) -> Iterator[tuple[str, list[str]]]:
     """What the items of a sequence hold; a sequence a series repeats byte for byte (the
-    same request, procedure and code items in every file) is parsed once (``_SEQUENCES``)."""
+    same request, procedure and code items in every file) is parsed once (``_SEQUENCES``),
+    and one whose explicit-VR bytes name none of the VRs collected (references: UIDs only)
+    not at all."""
     value = raw.value
+    if (
+        isinstance(raw, RawDataElement)
+        and raw.VR == "SQ"
+        and not raw.is_implicit_VR
+        and isinstance(value, bytes)
+        and not any(code in value for code in _COLLECTED_CODES)
+    ):
+        return  # explicit VR: every element says its VR; none that holds a value we collect
     key = None
     if isinstance(raw, RawDataElement) and isinstance(value, bytes) and len(value) <= 1 << 14:
         key = (tag, value, raw.is_implicit_VR, raw.is_little_endian, tuple(ds._character_set))
@@ -377,18 +390,21 @@ def _dates_in(value: str) -> Iterator[date]:
             continue
 
 
+_TRAILING_INITIAL: Final = re.compile(r"\s([A-ZÀ-ÖØ-Þ])\.(?![^\W\d_])")
+
+
 class _Matcher:
-    """The search for the known values of one patient. The literals (dates, IDs, name
-    words, initials) are found without compiling anything; the regular expressions (phrases,
-    numbers however grouped, phone numbers) are compiled the first time a text could hold
-    one (a word a phrase starts with, or six digits): most texts of most patients never do."""
+    """The search for the known values of one patient, built without compiling anything (a
+    run meets each patient in a handful of files: a regular expression per patient would
+    cost more to compile than to run): literals (dates, IDs, name words, initials) and
+    phrases (addresses, institutions) by scanners, numbers and phone numbers by their
+    digits, however grouped (:mod:`dicomveil.cleaners.text.variants`)."""
 
     def __init__(self, known: Identifiers) -> None:
         vocab = _vocabulary()
         literals: dict[str, Category] = {}  # folded text -> category
-        phrases: dict[str, Category] = {}  # regular expressions of words
+        phrases: dict[tuple[str, ...], Category] = {}  # several words
         numbers: set[str] = set()  # long numbers (digits), however grouped
-        self._anchors: set[str] = set()  # the first word of every phrase
 
         def literal(value: str, category: Category) -> None:
             if value:
@@ -399,8 +415,7 @@ class _Matcher:
             if len(words) == 1:
                 literal(words[0], category)
             elif words:
-                self._anchors.add(words[0])
-                phrases.setdefault(r"[\s,.;\-]+".join(re.escape(w) for w in words), category)
+                phrases.setdefault(tuple(words), category)
 
         initials: set[str] = set()
         for value in sorted(known.ids):
@@ -426,41 +441,40 @@ class _Matcher:
         for value in sorted(known.institutions):
             for part in _institution_phrases(value, vocab):
                 phrase(part, Category.INSTITUTION)
+        acronyms = {a for a in map(lambda v: _initialism(v, vocab), known.institutions) if a}
+        self._acronyms = _Phrases((acronym,) for acronym in acronyms)
+        # a known name followed by the initial of one of the patient's names: "Dana K."
+        self._name_letters = frozenset(w[0] for w, c in literals.items() if c is Category.NAME)
         self._literals = literals
-        self._trie = _Literals(literals)
-        self._initials = _Literals(initials)
-        self._phrases = sorted(phrases.items(), key=lambda item: len(item[0]), reverse=True)
+        self._trie = _Phrases((word,) for word in literals)
+        self._initials = _Phrases((form,) for form in initials)
+        self._phrases = _Phrases(phrases)
+        self._phrase_category = phrases
         self._numbers = sorted(numbers)
         phones = {d for d in (_digits(p).lstrip("0") for p in known.phones) if len(d) >= 6}
         self._phones = [_phone_cores(d) for d in sorted(phones)]
-        self._compiled: dict[str, re.Pattern[str]] = {}
-
-    def _compile(self, name: str, pattern: str) -> re.Pattern[str]:
-        compiled = self._compiled.get(name)
-        if compiled is None:
-            compiled = self._compiled[name] = re.compile(pattern)
-        return compiled
 
     def find(self, text: str, folded: str) -> list[Span]:
         spans: list[Span] = []
         if self._trie:
             ordinary = name_lists().ambiguous
-            for start, end in self._trie.finditer(folded):
+            for start, end, _word in self._trie.finditer(folded):
                 found = folded[start:end]
                 category = self._literals[found]
                 if category is Category.NAME and found in ordinary and text[start:end].islower():
                     continue  # "CRP rose", "frank haemorrhage": the word, not Rose or Frank
+                if category is Category.NAME:
+                    after = _TRAILING_INITIAL.match(text, end)
+                    if after is not None and fold(after[1]) in self._name_letters:
+                        end = after.end()
                 spans.append(Span(start, end, category, Basis.DATASET))
+        for start, end, _acronym in self._acronyms.finditer(text) if self._acronyms else ():
+            spans.append(Span(start, end, Category.INSTITUTION, Basis.DATASET))
         if self._initials:
-            for start, end in self._initials.finditer(text):
+            for start, end, _form in self._initials.finditer(text):
                 spans.append(Span(start, end, Category.NAME, Basis.DATASET))
-        if self._phrases and any(word in folded for word in self._anchors):
-            alternation = "|".join(f"({p})" for p, _category in self._phrases)
-            phrases = self._compile("phrases", _L + "(?:" + alternation + ")" + _R)
-            for m in phrases.finditer(folded):
-                index = m.lastindex
-                assert index is not None
-                spans.append(Span(m.start(), m.end(), self._phrases[index - 1][1], Basis.DATASET))
+        for start, end, words in self._phrases.finditer(folded) if self._phrases else ():
+            spans.append(Span(start, end, self._phrase_category[words], Basis.DATASET))
         for start, end in _numbers_in(text, self._numbers) if self._numbers else ():
             spans.append(Span(start, end, Category.ID, Basis.DATASET))
         for start, end in _phones_in(text, self._phones) if self._phones else ():

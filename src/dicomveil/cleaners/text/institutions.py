@@ -19,6 +19,7 @@ from importlib.resources import files
 from typing import Final
 
 from dicomveil.cleaners.text.spans import Basis, Category, Span
+from dicomveil.cleaners.text.variants import _initialism, _trie_pattern
 from dicomveil.cleaners.text.vocabulary import _Vocabulary, fold
 
 _UPPER: Final = r"[A-ZÀ-ÖØ-Þ][\w'\u2019\-]*"
@@ -28,43 +29,64 @@ _PARTICLES: Final = r"(?:de\s+la|de\s+l['\u2019]|des|du|de|d['\u2019]|la|le|les|
 
 
 @cache
-def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+def _patterns() -> tuple[re.Pattern[str], ...]:
     raw = json.loads(
         (files("dicomveil.cleaners.text") / "data" / "text-vocabulary.json").read_bytes()
     )
 
-    def alternatives(key: str) -> str:
-        words = sorted(raw[key], key=len, reverse=True)
-        return "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words)
+    def alternatives(key: str) -> str:  # as a trie: faster than a long alternation
+        return _trie_pattern(raw[key]).replace("\\ ", r"\s+")
 
     after = re.compile(
-        rf"(?<![\w\-])((?:{_UPPER}\s+(?:{_CONNECTORS}\s+)?){{1,3}})"
+        rf"(?<![\w\-])((?:{_UPPER}\s+(?:{_CONNECTORS}\s+)?){{1,4}})"
         rf"(?:{alternatives('institution_heads_after')})(?![\w\-])"
     )
     before = re.compile(
         rf"(?<![\w\-])(?:{alternatives('institution_heads_before')})\s+"
-        rf"(?:{_PARTICLES}\s*)?({_UPPER}(?:[\s\-]+(?:{_PARTICLES}\s+)?{_UPPER}){{0,3}})"
+        rf"(?:{_PARTICLES}\s*)?({_UPPER}(?:[\s\-]+(?:(?:{_PARTICLES}|{_CONNECTORS})\s*)?{_UPPER})"
+        r"{0,3})"
+    )
+    # a French head, an adjective or two, a particle, the name: "Centre neurochirurgical de
+    # Fourvière", "Clinique privée du Parc", "Groupe hospitalier de la Haute-Vallée"
+    french = re.compile(
+        r"(?<![\w\-])(?:Centre|Clinique|Hôpital|Hopital|Institut|Groupe|Pôle|Cabinet|Maison"
+        r"|Résidence|Laboratoire|Pharmacie|Polyclinique|École|Ecole|Lycée|Collège)"
+        r"(?:\s+[a-zà-ÿ][a-zà-ÿ\-]+){1,2}\s+(?:de\s+la|de\s+l['\u2019]|des|du|de|d['\u2019])\s*"
+        rf"({_UPPER}(?:[\s\-]+(?:{_PARTICLES}\s*)?{_UPPER}){{0,3}})"
     )
     cues = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in raw["institution_cues"])
     cued = re.compile(
-        rf"(?<![\w\-])(?i:{cues})\s+({_TITLE_WORD}(?:\s+(?:{_PARTICLES}\s+)?{_TITLE_WORD}){{1,3}})"
+        rf"(?<![\w\-])(?i:{cues})\s+({_TITLE_WORD}(?:\s+(?:{_PARTICLES}\s*)?{_TITLE_WORD}){{1,3}})"
         r"(?![\w\-])"
     )
     suffixes = "|".join(re.escape(w) for w in raw["institution_word_suffixes"])
-    joined = re.compile(rf"(?<![\w\-])[A-ZÄÖÜ][\w\-]*(?i:{suffixes})\s+{_UPPER}")
-    return after, before, joined, cued
+    joined = re.compile(
+        rf"(?<![\w\-])[A-ZÄÖÜ][\w\-]*(?i:{suffixes})\s+{_UPPER}(?:\s+{_CONNECTORS}\s+{_UPPER})?"
+    )
+    return after, before, joined, cued, french
 
 
 def institution_spans(text: str, vocab: _Vocabulary) -> Iterator[Span]:
-    """The institutions of ``text`` found by their head words (see the module docstring)."""
-    after, before, joined, cued = _patterns()
+    """The institutions of ``text`` found by their head words (see the module docstring),
+    and the initials of each where the text uses them ("... Stroke Ctr (OGCSC)")."""
+    found = list(_institutions(text, vocab))
+    yield from found
+    for acronym in {_initialism(text[s.start : s.end], vocab) for s in found} - {None}:
+        assert acronym is not None
+        for m in re.finditer(rf"(?<![\w\-]){re.escape(acronym)}(?![\w\-])", text):
+            yield Span(m.start(), m.end(), Category.INSTITUTION, Basis.PATTERN)
+
+
+def _institutions(text: str, vocab: _Vocabulary) -> Iterator[Span]:
+    after, before, joined, cued, french = _patterns()
     for m in after.finditer(text):
         start = _first_proper(m, vocab)
         if start is not None:
             yield Span(start, m.end(), Category.INSTITUTION, Basis.PATTERN)
-    for m in before.finditer(text):
-        if _proper(m[1], vocab):
-            yield Span(m.start(), m.end(1), Category.INSTITUTION, Basis.PATTERN)
+    for rx in (before, french):
+        for m in rx.finditer(text):
+            if _proper(m[1], vocab):
+                yield Span(m.start(), m.end(1), Category.INSTITUTION, Basis.PATTERN)
     for m in joined.finditer(text):
         yield Span(m.start(), m.end(), Category.INSTITUTION, Basis.PATTERN)
     for m in cued.finditer(text):

@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
+from typing import Final
 
 from dicomveil.cleaners.text.spans import Basis, Category, Span
+from dicomveil.cleaners.text.variants import _trie_pattern
 from dicomveil.cleaners.text.vocabulary import (
     _L,
     _LETTER,
@@ -39,6 +41,7 @@ class _Finder:
     folded: bool = True
     group: int = 0
     keep: Callable[[re.Match[str], str, _Vocabulary], bool] | None = None
+    hint: re.Pattern[str] | None = None  # searched first, in the folded text: else no match
 
 
 @dataclass(frozen=True)
@@ -54,16 +57,27 @@ class _Patterns:
     caret: re.Pattern[str]
     token: re.Pattern[str]
     unit_after: re.Pattern[str]  # a unit after a number: a measurement (_is_measure)
+    weekday_before: re.Pattern[str]  # a weekday before a date: part of it
+    date_said: re.Pattern[str]  # the words before a day and month that make it a date
+    extension_after: re.Pattern[str]  # an extension after a phone number: part of it
 
 
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])"
 _YEAR4 = r"(?:1[89]\d{2}|20\d{2})"
 
 
+_WEEKDAYS: Final = (
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+    "mon", "tue", "tues", "wed", "thu", "thurs", "fri", "sat", "sun",
+    "montag", "dienstag", "mittwoch", "donnerstag", "freitag", "samstag", "sonnabend", "sonntag",
+    "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche",
+)  # fmt: skip
+
+
 @cache
 def _patterns() -> _Patterns:
     vocab = _vocabulary()
-    months = "|".join(sorted(vocab.months, key=len, reverse=True))
+    months = _trie_pattern(vocab.months)  # a trie: faster than a long alternation
     month = rf"(?:{months}){_R}\.?"
     titles = "|".join(sorted((re.escape(t) for t in vocab.titles), key=len, reverse=True))
     units = "|".join(sorted((re.escape(u) for u in vocab.units), key=len, reverse=True))
@@ -77,6 +91,7 @@ def _patterns() -> _Patterns:
         r"(?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|allee|impasse|quai|route|cours)"
     )
     fr_upper = r"[A-ZÀ-ÖØ-Þ][^\W\d_]*"
+    weekdays = _trie_pattern(_WEEKDAYS)
     return _Patterns(
         finders=(
             # 3. März 2024, 3 mars 2024, 1er mars, 5th of March 2024, 05-Mar-2024, 5 March
@@ -103,6 +118,25 @@ def _patterns() -> _Patterns:
                     rf"|(?:(?<![\w.,/\-])(?:0[1-9]|[12]\d|3[01])\.(?:0[1-9]|1[0-2])\.(?![\d]))"
                 ),
                 Category.DATE,
+            ),
+            # a month and day without a year where a date is said ("since Sunday 12/8",
+            # "LKW 23:40 4/26", "on 3/14"), never a score ("KG 4/5", "MoCA 17/30")
+            _Finder(
+                re.compile(
+                    r"(?<![\w./\-])(?:0?[1-9]|[12]\d|3[01])/(?:0?[1-9]|[12]\d|3[01])"
+                    r"(?![\d/]|[.,]\d)"
+                ),
+                Category.DATE,
+                keep=_said_date,
+            ),
+            # a year of birth: "b. 1994", "born 1994", "geb. 1994", "née en 1994", "Jg. 1994"
+            _Finder(
+                re.compile(
+                    rf"{_L}(?:b\.|born(?:\s+in)?|geb\.|geboren(?:\s+im\s+jahr)?|jg\.|jahrgang"
+                    rf"|nee?\s+en|nee?)\s*({_YEAR4}){_R}"
+                ),
+                Category.DATE,
+                group=1,
             ),
             # numeric: day and month in either order, ISO, compact (DA, DT)
             _Finder(
@@ -197,6 +231,16 @@ def _patterns() -> _Patterns:
                 folded=False,
                 keep=_dashed_id,
             ),
+            # a code of letters and groups of digits: NSR-24-10-5531, AVM-FR-2024-0198,
+            # MSREG-BW 0331-17, DPV 0037-4410, TR-88410-2 (trial, registry and case numbers)
+            _Finder(
+                re.compile(
+                    r"(?<![\w\-/.])[A-Z]{2,6}(?:-[A-Z]{2,4})?[\- ]\d{2,}(?:[\-/]\d{1,})+"
+                    r"(?:\s?[A-Z](?![\w]))?(?![\w\-/]|[.,]\d)"
+                ),
+                Category.ID,
+                folded=False,
+            ),
             # a French social security number: 2 57 03 37 261 044 18
             _Finder(
                 re.compile(
@@ -260,7 +304,7 @@ def _patterns() -> _Patterns:
             _Finder(
                 re.compile(
                     rf"{_L}(?:{'|'.join(sorted(vocab.location_cues, key=len, reverse=True))})"
-                    r"\.?\s*(?:no\.?|nr\.?|n°|#)?\s*(\d{1,4}[a-z]?)(?![\w]|[.,]\d)"
+                    r"\.?\s*(?:no\.?|nr\.?|n°|#)?\s*((?:[a-z]{1,3}-)?\d{1,4}[a-z]?)(?![\w]|[.,]\d)"
                 ),
                 Category.ID,
                 group=1,
@@ -289,7 +333,21 @@ def _patterns() -> _Patterns:
                 Category.AGE,
                 group=1,
             ),
-            # street addresses and postal codes (on the original text)
+            # street addresses and postal codes (on the original text); German streets only
+            # where a street word is (their patterns try every capitalised word)
+            *(
+                _Finder(rx, Category.ADDRESS, folded=False, hint=re.compile(street_de))
+                for rx in (
+                    re.compile(
+                        rf"{_L}(?:[A-ZÄÖÜ][^\W\d_]*[\s\-])?[A-ZÄÖÜ][^\W\d_\-]*(?i:{street_de})"
+                        rf"\s*\d{{1,4}}\s?[a-z]?{_R}"
+                    ),
+                    re.compile(
+                        rf"{_L}[A-ZÄÖÜ][^\W\d_\-]*\s+(?:Straße|Strasse|Str\.|Weg|Allee|Platz"
+                        rf"|Gasse|Ring|Damm)\s+\d{{1,4}}\s?[a-z]?{_R}"
+                    ),
+                )
+            ),
             *(
                 _Finder(rx, Category.ADDRESS, folded=False)
                 for rx in (
@@ -299,14 +357,6 @@ def _patterns() -> _Patterns:
                         r"(?:,?\s+(?i:apt|suite|unit|apartment)\.?\s*#?\w+)?"
                         r"(?:,\s*[A-ZÀ-ÖØ-Þ][\w'\u2019.\-]*(?:\s+[A-ZÀ-ÖØ-Þ][\w'\u2019.\-]*){0,2})?"
                         r"(?:,?\s+[A-Z]{2})?(?:\s+\d{5}(?:-\d{4})?)?"
-                    ),
-                    re.compile(
-                        rf"{_L}(?:[A-ZÄÖÜ][^\W\d_]*[\s\-])?[A-ZÄÖÜ][^\W\d_\-]*(?i:{street_de})"
-                        rf"\s*\d{{1,4}}\s?[a-z]?{_R}"
-                    ),
-                    re.compile(
-                        rf"{_L}[A-ZÄÖÜ][^\W\d_\-]*\s+(?:Straße|Strasse|Str\.|Weg|Allee|Platz"
-                        rf"|Gasse|Ring|Damm)\s+\d{{1,4}}\s?[a-z]?{_R}"
                     ),
                     re.compile(
                         rf"{_L}\d{{1,4}}(?:\s?(?:bis|ter))?,?\s+(?i:{street_fr})\s+"
@@ -332,7 +382,12 @@ def _patterns() -> _Patterns:
         ),
         email=re.compile(r"(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"),
         url=re.compile(
-            r"(?:(?<![\w.])(?:https?|ftp)://[^\s<>\"']+|(?<![\w.])www\.[^\s<>\"']+)", re.IGNORECASE
+            r"(?:(?<![\w.])(?:https?|ftp)://[^\s<>\"']+|(?<![\w.])www\.[^\s<>\"']+"
+            # a bare domain of a well-known top-level domain: "hbc-club.example.fr/contact"
+            r"|(?<![\w.@/\-])[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*"
+            r"\.(?:com|org|net|edu|gov|info|io|uk|de|fr|eu|ch|at|be|nl|ca|us|ie)(?:/[^\s<>\"']*)?"
+            r"(?![\w\-]|\.\w))",
+            re.IGNORECASE,
         ),
         titles=re.compile(rf"{_L}(?i:{titles})(?:\.|{_R})"),
         labels=re.compile(
@@ -359,6 +414,14 @@ def _patterns() -> _Patterns:
         caret=re.compile(rf"{_L}{_LETTER}[\w'\u2019.\-]*\^[\w'\u2019.\-^]*"),
         token=re.compile(r"[^\s,;:()\[\]{}<>\"/]+"),
         unit_after=re.compile(rf"\s?(?:{units})(?![^\W_])", re.IGNORECASE),
+        weekday_before=re.compile(rf"{_L}(?:{weekdays}),?\s+(?:(?:the|le|den)\s+)?$"),
+        date_said=re.compile(
+            rf"(?:{_L}(?:{weekdays}),?|{_L}(?:on|since|from|until|till|due|dated|seit|bis|ab|le"
+            r"|du|au|depuis|jusqu'au)|(?:[01]?\d|2[0-3])[:h][0-5]\d)\s+$"
+        ),
+        extension_after=re.compile(
+            r"\s*,?\s*(?:x|ext\.?|extension|poste|durchwahl|dw\.?)\s*\d{1,6}(?!\d)"
+        ),
     )
 
 
@@ -378,10 +441,24 @@ def _year(text: str) -> int:
 def _number_spans(text: str, folded: str, p: _Patterns, vocab: _Vocabulary) -> Iterator[Span]:
     """Dates, times, phone numbers, IDs, ages and addresses: spans that hold digits."""
     for finder in p.finders:
+        if finder.hint is not None and finder.hint.search(folded) is None:
+            continue
         group = finder.group
+        category = finder.category
         for m in finder.rx.finditer(folded if finder.folded else text):
             if finder.keep is None or finder.keep(m, text, vocab):
-                yield Span(m.start(group), m.end(group), finder.category, Basis.PATTERN)
+                start, end = m.start(group), m.end(group)
+                if category is Category.DATE:  # with its weekday: "mardi 26 mars"
+                    before = p.weekday_before.search(folded, max(0, start - 24), start)
+                    start = before.start() if before is not None else start
+                elif category is Category.PHONE:  # with its extension: "... x22", "ext. 213"
+                    after = p.extension_after.match(folded, end)
+                    end = after.end() if after is not None else end
+                    if folded[max(0, start - 2) : start] in ("1-", "1 ", "1.") and (
+                        start == 2 or not folded[start - 3].isalnum()
+                    ):
+                        start -= 2  # the North American "1-800-555-0139"
+                yield Span(start, end, category, Basis.PATTERN)
 
 
 # What makes a match a span (the ``keep`` of a finder).
@@ -405,6 +482,11 @@ def _location(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
     """A bed or room the patient is in, not a room they pass through ("waiting room")."""
     before = re.findall(r"[^\W\d_]+", fold(text[max(0, m.start() - 24) : m.start()]))
     return not before or before[-1] not in vocab.location_not_before
+
+
+def _said_date(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    """A day and month with no year, where the words before say it is a date."""
+    return _patterns().date_said.search(fold(text[max(0, m.start() - 24) : m.start()])) is not None
 
 
 def _phone_number(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:

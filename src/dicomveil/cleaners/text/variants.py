@@ -67,50 +67,71 @@ def _trie_pattern(words: Iterable[str]) -> str:
     return "(?:" + build(root) + ")"
 
 
-class _Literals:
-    """Many literal strings found in a folded text without compiling anything (a patient's
-    values are searched once per text of a handful of files: compiling a regular expression
-    for them costs more than the search): at each position that starts a word, the longest
-    string that starts there and ends at a word boundary, as ``(?<![^\\W_])`` and
-    ``(?![^\\W_])`` around an alternation of the strings would find it."""
+# Where a literal may start: a character that is no space, not after a letter or digit
+# (underscores separate).
+_STARTS: Final = re.compile(r"(?<![^\W_])\S")
 
-    def __init__(self, words: Iterable[str]) -> None:
-        heads: dict[str, list[str]] = {}
-        for word in set(words):
-            if word:
-                heads.setdefault(word[:2], []).append(word)
+
+class _Phrases:
+    """Many literal strings, or phrases of several words, found in a text without compiling
+    anything (a patient's values are searched in a handful of texts: compiling a regular
+    expression for them costs more than the search): each word as written, any run of
+    spaces, commas, dots, semicolons or hyphens between two words, starting and ending at a
+    word boundary, as ``(?<![^\\W_])`` and ``(?![^\\W_])`` around an alternation of the
+    phrases, each one's words joined by ``[\\s,.;\\-]+``, would find them; the longest
+    phrase first. A literal is a phrase of one word."""
+
+    def __init__(self, phrases: Iterable[tuple[str, ...]]) -> None:
+        heads: dict[str, list[tuple[str, ...]]] = {}
+        for words in set(phrases):
+            if words and words[0]:
+                heads.setdefault(words[0][:2], []).append(words)
         for group in heads.values():
-            group.sort(key=len, reverse=True)
-        self._heads: dict[str, list[str] | tuple[str, ...]] = dict(heads)
-        self._singles = frozenset(w for w in heads if len(w) == 1)
+            group.sort(key=lambda words: (-sum(map(len, words)), words))
+        self._heads: dict[str, list[tuple[str, ...]]] = heads
+        self._singles = frozenset(head for head in heads if len(head) == 1)
 
     def __bool__(self) -> bool:
         return bool(self._heads)
 
-    def finditer(self, text: str) -> Iterator[tuple[int, int]]:
-        """(start, end) of each string found, left to right, not overlapping."""
+    def finditer(self, text: str) -> Iterator[tuple[int, int, tuple[str, ...]]]:
+        """(start, end, words) of each phrase found, left to right, not overlapping."""
         heads = self._heads
-        singles = self._singles
-        size = len(text)
         after = 0
         for m in _STARTS.finditer(text):
             start = m.start()
             if start < after:
                 continue
-            words = heads.get(text[start : start + 2], ())
-            if singles and text[start] in singles:
-                words = (*words, text[start])
-            for word in words:
-                end = start + len(word)
-                if text.startswith(word, start) and (end == size or not text[end].isalnum()):
-                    yield start, end
+            found = heads.get(text[start : start + 2], ())
+            if self._singles and text[start] in self._singles:
+                found = (*found, *heads[text[start]])
+            for words in found:
+                end = _phrase_end(text, start, words)
+                if end is not None:
+                    yield start, end, words
                     after = end
                     break
 
 
-# Where a literal may start: a character that is no space, not after a letter or digit
-# (underscores separate).
-_STARTS: Final = re.compile(r"(?<![^\W_])\S")
+_PHRASE_SEPARATORS: Final = frozenset(" \t\n\r\f\v,.;-")
+
+
+def _phrase_end(text: str, start: int, words: tuple[str, ...]) -> int | None:
+    """Where ``words`` found at ``start`` end, or None."""
+    if not text.startswith(words[0], start):
+        return None
+    i = start + len(words[0])
+    for word in words[1:]:
+        j = i
+        while j < len(text) and (text[j] in _PHRASE_SEPARATORS or text[j].isspace()):
+            j += 1
+        for k in range(j, i, -1):  # the longest run of separators first, as a regex would
+            if text.startswith(word, k):
+                i = k + len(word)
+                break
+        else:
+            return None
+    return None if i < len(text) and text[i].isalnum() else i
 
 
 def _phone_cores(digits: str) -> frozenset[str]:
@@ -307,6 +328,23 @@ def _address_phrases(value: str, vocab: _Vocabulary) -> set[str]:
             ):
                 out.add(word)
     return {p for p in out if p.strip()}
+
+
+def _initialism(value: str, vocab: _Vocabulary) -> str | None:
+    """The initials of an institution's name, as its people write it ("BCMC" of "Birch Creek
+    Medical Center"), of four letters or more (three-letter initials are the clinical
+    acronyms' space: MCA, ICA, MRI) and no word of the cleaner's vocabulary."""
+    words = [w for w in re.split(r"[\s,.;()/&\-]+", value) if w[:1].isalpha()]
+    letters = "".join(w[0] for w in words if fold(w) not in _LINKING_WORDS).upper()
+    key = fold(letters)
+    if len(letters) < 4 or key in vocab.not_names or key in vocab.units:
+        return None
+    return letters
+
+
+_LINKING_WORDS: Final = frozenset(
+    {"of", "the", "and", "for", "de", "du", "des", "la", "le", "les", "et", "und", "fur", "der"}
+)
 
 
 def _institution_phrases(value: str, vocab: _Vocabulary) -> set[str]:
