@@ -13,8 +13,8 @@ in English, German and French, every identifying span labelled):
 - **own**: ``tests/data/freetext/``, written beside the cleaner;
 - **independent**: ``tests/data/freetext-independent/``, written by a session that never saw
   the cleaner's code, split in two: ``tune.txt`` (what the cleaner may be tuned on, shown
-  with ``--tune``, as is ``tune2.txt``, a second tune set a later session of the same kind
-  wrote) and ``heldout.txt`` (the figures the README reports). Its patients may
+  with ``--tune``, as are ``tune2.txt`` and ``tune3.txt``, tune sets later sessions of the same
+  kind wrote) and ``heldout.txt`` (the figures the README reports). Its patients may
   have several files (``@file``): what any of them holds is "known".
 
 Each is cleaned with what the patient's files know (as a run does, the patient's values
@@ -179,6 +179,8 @@ def main() -> int:
                      INDEPENDENT / "must-keep-tune.txt"))  # fmt: skip
         sets.append(("independent, second tune set", INDEPENDENT / "tune2.txt",
                      INDEPENDENT / "must-keep-tune2.txt"))  # fmt: skip
+        sets.append(("independent, third tune set", INDEPENDENT / "tune3.txt",
+                     INDEPENDENT / "must-keep-tune3.txt"))  # fmt: skip
     sets.append(("independent, held-out half", INDEPENDENT / "heldout.txt",
                  INDEPENDENT / "must-keep-heldout.txt"))  # fmt: skip
     for title, path, keep in sets:

@@ -84,3 +84,35 @@ def test_the_patients_phrases_acronyms_and_initials() -> None:
     assert ("BCMC", "institution") in found and ("Birch Creek", "institution") in found
     assert not any(value in ("MRI", "Dana L.") for value, _category in found)
     assert known.find("quarrying and bcmc") == []  # a longer word; an acronym in lower case
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "found"),
+    [
+        ("Prior hosp no MFT 4471092; ref CP/25/01187", "id", ["MFT 4471092", "CP/25/01187"]),
+        ("MMST 19/30, BP 98/60, TR 2000 ms, MDT 02/12/2025", "id", []),
+        ("Sturz um 4 Uhr, Zyste bei 2 Uhr, Befund 14.30 Uhr", "time", ["4 Uhr", "14.30 Uhr"]),
+        ("since Sunday 12/8; dad on the way; KG 4/5", "date", ["Sunday 12/8"]),
+        ("(b. 1994), RDV le mardi 26 mars", "date", ["1994", "mardi 26 mars"]),
+        ("fax 630.555.0114 x22 or 1-800-555-0139", "phone", ["630.555.0114 x22", "1-800-555-0139"]),
+        (
+            "see eintracht-club.example.de for forms; e.g. report.pdf",
+            "url",
+            ["eintracht-club.example.de"],
+        ),
+        ("Enseignante au collège Jean-Moulin", "institution", ["collège Jean-Moulin"]),
+        ("Suivi au Centre d'imagerie du Prado", "institution", ["Centre d'imagerie du Prado"]),
+        ("to Interventional Radiology; Emergency Radiology attending", "institution", []),
+        ("SAMU 33 appelé; GRACE score 4", "name", []),
+        ("Maman (Aïssatou) injoignable, papa Moussa présent", "name", ["Aïssatou", "Moussa"]),
+    ],
+)
+def test_seen_in_the_tune_sets(text: str, category: str, found: list[str]) -> None:
+    assert _found(text, category) == found
+
+
+def test_a_name_the_file_holds_that_is_an_eponym_is_kept_there() -> None:
+    known = Identifiers(names=frozenset({"DOUGLAS^GRACE"}))
+    for text in ("pouch of Douglas obliterated", "Douglas pouch free", "GRACE score 120"):
+        assert known.find(text) == [], text
+    assert [s.category.value for s in known.find("Mrs Douglas called")] == ["name"]

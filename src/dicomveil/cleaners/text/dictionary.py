@@ -189,6 +189,8 @@ def _decide(
     first, surname = key in lists.first, key in lists.surnames
     if _eponym(text, folded, tokens, i):
         return False
+    if word.isupper():  # an acronym in mixed-case text ("SAMU 33", "GRACE score") unless cued
+        return (first or surname) and _cued(folded, tokens, i, _ANY_CUE)
     if not (first or surname):
         if len(key) >= 7 and _NOUN_ENDING.search(key):
             return False
@@ -232,7 +234,26 @@ def _cued(folded: str, tokens: list[tuple[int, int]], i: int, cues: frozenset[st
     return False
 
 
-_NUMBER_AFTER: Final = re.compile(r"\s*[:#]?\s*[+(]?\d")
+# A phone number after a word: "cell 313-555-0175" is a contact's label, no eponym's head.
+_NUMBER_AFTER: Final = re.compile(r"\s*[:#]?\s*[+(]?\d[\d\s().\-/]{5,}")
+_WORD_AFTER: Final = re.compile(r"['\u2019]?s?\s+([^\W\d_]+)")
+_WORDS_BEFORE: Final = re.compile(r"([^\W\d_]+)\s+([^\W\d_]+)\s+$")
+
+
+def in_eponym(text: str, folded: str, start: int, end: int) -> bool:
+    """Whether the word ``text[start:end]`` stands in an eponym's setting: a medical head
+    word after it ("Douglas pouch", "GRACE score", "Parkinson's disease") or a head word
+    and "of"/"de"/"von" before it ("pouch of Douglas"); for the names a file holds that are
+    also an eponym's."""
+    after = _WORD_AFTER.match(folded, end)
+    if (
+        after is not None
+        and after[1] in _EPONYM_HEADS
+        and not _NUMBER_AFTER.match(folded, after.end())
+    ):
+        return True
+    before = _WORDS_BEFORE.search(folded, max(0, start - 40), start)
+    return before is not None and before[2] in _EPONYM_OF and before[1] in _EPONYM_HEADS
 
 
 def _head_after(text: str, folded: str, tokens: list[tuple[int, int]], i: int) -> bool:

@@ -19,7 +19,7 @@ from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_eleme
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from dicomveil.cleaners.text.dictionary import name_lists
+from dicomveil.cleaners.text.dictionary import in_eponym, name_lists
 from dicomveil.cleaners.text.spans import Basis, Category, Span
 from dicomveil.cleaners.text.variants import (
     _SPLIT_PHRASE,
@@ -463,6 +463,8 @@ class _Matcher:
                 category = self._literals[found]
                 if category is Category.NAME and found in ordinary and text[start:end].islower():
                     continue  # "CRP rose", "frank haemorrhage": the word, not Rose or Frank
+                if category is Category.NAME and in_eponym(text, folded, start, end):
+                    continue  # "pouch of Douglas", "GRACE score": the eponym, not the person
                 if category is Category.NAME:
                     after = _TRAILING_INITIAL.match(text, end)
                     if after is not None and fold(after[1]) in self._name_letters:

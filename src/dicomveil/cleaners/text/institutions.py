@@ -25,6 +25,7 @@ from dicomveil.cleaners.text.vocabulary import _Vocabulary, fold
 _UPPER: Final = r"[A-ZÀ-ÖØ-Þ][\w'\u2019\-]*"
 # A word in title case (no acronym: "at CT Head" names no place)
 _TITLE_WORD: Final = r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ'\u2019\-]+"
+_TITLE: Final = r"(?:Dr|Prof|Dres)\.?(?:\s+(?:Dr|med|rer\.\s*nat)\.?)*"
 _PARTICLES: Final = r"(?:de\s+la|de\s+l['\u2019]|des|du|de|d['\u2019]|la|le|les|am|an\s+der|im|of)"
 
 
@@ -43,15 +44,17 @@ def _patterns() -> tuple[re.Pattern[str], ...]:
     )
     before = re.compile(
         rf"(?<![\w\-])(?:{alternatives('institution_heads_before')})\s+"
-        rf"(?:{_PARTICLES}\s*)?({_UPPER}(?:[\s\-]+(?:(?:{_PARTICLES}|{_CONNECTORS})\s*)?{_UPPER})"
-        r"{0,3})"
+        rf"(?:{_PARTICLES}\s*)?(?:{_TITLE}\s*)?"
+        rf"({_UPPER}(?:[\s\-]+(?:(?:{_PARTICLES}|{_CONNECTORS})\s*)?{_UPPER}){{0,3}})"
     )
     # a French head, an adjective or two, a particle, the name: "Centre neurochirurgical de
     # Fourvière", "Clinique privée du Parc", "Groupe hospitalier de la Haute-Vallée"
     french = re.compile(
-        r"(?<![\w\-])(?:Centre|Clinique|Hôpital|Hopital|Institut|Groupe|Pôle|Cabinet|Maison"
-        r"|Résidence|Laboratoire|Pharmacie|Polyclinique|École|Ecole|Lycée|Collège)"
-        r"(?:\s+[a-zà-ÿ][a-zà-ÿ\-]+){1,2}\s+(?:de\s+la|de\s+l['\u2019]|des|du|de|d['\u2019])\s*"
+        r"(?<![\w\-])(?i:centre|clinique|hôpital|hopital|institut|groupe|pôle|cabinet|maison"
+        r"|résidence|laboratoire|pharmacie|polyclinique|école|ecole|lycée|collège|crèche"
+        r"|association|faculté)"
+        r"(?:\s+(?:des|du|de)\s+[a-zà-ÿ][a-zà-ÿ\-]+|\s+d['\u2019][a-zà-ÿ][a-zà-ÿ\-]+)?"
+        r"(?:\s+[a-zà-ÿ][a-zà-ÿ\-]+){0,2}\s+(?:(?:de\s+la|de\s+l['\u2019]|des|du|de|d['\u2019])\s*)?"
         rf"({_UPPER}(?:[\s\-]+(?:{_PARTICLES}\s*)?{_UPPER}){{0,3}})"
     )
     cues = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in raw["institution_cues"])
@@ -61,7 +64,8 @@ def _patterns() -> tuple[re.Pattern[str], ...]:
     )
     suffixes = "|".join(re.escape(w) for w in raw["institution_word_suffixes"])
     joined = re.compile(
-        rf"(?<![\w\-])[A-ZÄÖÜ][\w\-]*(?i:{suffixes})\s+{_UPPER}(?:\s+{_CONNECTORS}\s+{_UPPER})?"
+        rf"(?<![\w\-])[A-ZÄÖÜ][\w\-]*(?i:{suffixes})\s+(?:{_TITLE}\s*)?{_UPPER}"
+        rf"(?:\s+{_CONNECTORS}\s+{_UPPER})?"
     )
     return after, before, joined, cued, french
 
@@ -91,7 +95,11 @@ def _institutions(text: str, vocab: _Vocabulary) -> Iterator[Span]:
         yield Span(m.start(), m.end(), Category.INSTITUTION, Basis.PATTERN)
     for m in cued.finditer(text):
         words = [fold(w) for w in re.findall(r"[^\W\d_]+", m[1])]
-        if _proper(m[1], vocab) and words[0] not in vocab.titles:
+        if (
+            _proper(m[1], vocab)
+            and words[0] not in vocab.titles
+            and words[-1] not in vocab.institution_generic  # "at Interventional Radiology"
+        ):
             yield Span(m.start(1), m.end(1), Category.INSTITUTION, Basis.PATTERN)
 
 
@@ -104,9 +112,10 @@ def _first_proper(m: re.Match[str], vocab: _Vocabulary) -> int | None:
     """Where the name before a head word starts: at its first capitalised word that is not
     the cleaner's vocabulary ("Patient Keystone Freight", "Cascadia MS Center"); None when
     there is none, or it is a clinical adjective ("Spine Surgery", "Pediatric Neurology")."""
-    for word in re.finditer(r"[^\s]+", m[1]):
-        if re.fullmatch(_CONNECTORS, word[0]):
-            continue
+    words = [w for w in re.finditer(r"[^\s]+", m[1]) if not re.fullmatch(_CONNECTORS, w[0])]
+    if all(fold(w[0].strip("'\u2019")) in vocab.institution_generic for w in words):
+        return None  # "Emergency Radiology", "Children's Hospital": no name in it
+    for word in words:
         if _proper(word[0], vocab):
             return None if _ADJECTIVE.search(word[0]) else m.start(1) + word.start()
     return None

@@ -83,7 +83,8 @@ def _patterns() -> _Patterns:
     units = "|".join(sorted((re.escape(u) for u in vocab.units), key=len, reverse=True))
     upper_word = r"[A-ZÀ-ÖØ-Þ][\w'\u2019.\-]*"
     street_en = (
-        r"(?:street|st|avenue|ave|road|rd|drive|dr|lane|ln|boulevard|blvd|court|ct|way|place|pl"
+        r"(?:street|st|avenue|ave|road|rd|drive|dr(?!\.?\s+(?-i:[A-ZÀ-Þ]))|lane|ln|boulevard|blvd"
+        r"|court|ct|way|place|pl"
         r"|terrace|crescent|close|square|sq|highway|hwy|parkway|pkwy|circle)"
     )
     street_de = r"(?:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee)"
@@ -179,8 +180,9 @@ def _patterns() -> _Patterns:
                 re.compile(rf"(?<![\w:.,])(?:[01]?\d|2[0-3])\s?h\s?[0-5]\d{_R}"), Category.TIME
             ),
             _Finder(
-                re.compile(rf"(?<![\w:.,])(?:[01]?\d|2[0-3])(?:[.:][0-5]\d)?\s?uhr{_R}"),
+                re.compile(rf"(?<![\w:.,])((?:[01]?\d|2[0-3]))([.:][0-5]\d)?\s?uhr{_R}"),
                 Category.TIME,
+                keep=_clock_time,
             ),
             _Finder(
                 re.compile(
@@ -235,11 +237,12 @@ def _patterns() -> _Patterns:
             # MSREG-BW 0331-17, DPV 0037-4410, TR-88410-2 (trial, registry and case numbers)
             _Finder(
                 re.compile(
-                    r"(?<![\w\-/.])[A-Z]{2,6}(?:-[A-Z]{2,4})?[\- ]\d{2,}(?:[\-/]\d{1,})+"
+                    r"(?<![\w\-/.])[A-Z]{1,6}\d{0,3}(?:-[A-Z]{2,4})*[\- /]\d{2,}(?:[\-/ ]\d+)*"
                     r"(?:\s?[A-Z](?![\w]))?(?![\w\-/]|[.,]\d)"
                 ),
                 Category.ID,
                 folded=False,
+                keep=_coded_id,
             ),
             # a French social security number: 2 57 03 37 261 044 18
             _Finder(
@@ -365,7 +368,7 @@ def _patterns() -> _Patterns:
                     ),
                     re.compile(
                         r"(?i:(?<![\w.])(?:p\.?\s?o\.?\s?box|postfach|boite\s+postale|b\.?p\.?)\s*"
-                        r"\d[\d ]{0,8}\d?)"
+                        r"\d[\d ]{1,8}\d(?![\d/]))"
                     ),
                     re.compile(rf"{_L}[A-Z]{{2}}\s\d{{5}}(?:-\d{{4}})?{_R}"),
                 )
@@ -482,6 +485,37 @@ def _location(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
     """A bed or room the patient is in, not a room they pass through ("waiting room")."""
     before = re.findall(r"[^\W\d_]+", fold(text[max(0, m.start() - 24) : m.start()]))
     return not before or before[-1] not in vocab.location_not_before
+
+
+def _clock_time(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    """ "14 Uhr", "14.30 Uhr", "um 7 Uhr" are times; "bei 2 Uhr" (a position on a breast or a
+    clock face: a bare hour up to 12 without "um", "gegen", "ab" or "bis") is not."""
+    if m[2] or int(m[1]) > 12:
+        return True
+    return re.search(r"(?:um|gegen|ab|bis|seit|ca\.?)\s*$", fold(text[: m.start()])) is not None
+
+
+_DATE_LIKE: Final = re.compile(r"(?<!\d)(\d{1,2})[./\-](\d{1,2})[./\-](\d{4}|\d{2})$")
+
+
+def _a_date(text: str) -> bool:
+    """Whether ``text`` ends with a valid numeric date (day and month in either order)."""
+    m = _DATE_LIKE.search(text)
+    if m is None:
+        return False
+    a, b, year = int(m[1]), int(m[2]), _year(m[3])
+    return 1900 <= year <= 2100 and (_valid_dmy(a, b, year) or _valid_dmy(b, a, year))
+
+
+def _coded_id(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
+    """Letters and groups of digits with five digits or more ("CKH 0093 4471 20",
+    "MFT 4471092", "CP/25/01187"), not a score or a measurement ("MMST 19/30", "BP 98/60",
+    "TR 2000 ms")."""
+    number = re.split(r"[\- /]", m.group(), maxsplit=1)[-1]
+    if len(_digits(m.group())) < 5 or len(_digits(number)) < 4 or _a_date(m.group()):
+        return False  # too short ("ISOVUE300/100"), or a date after a word ("MDT 02/12/2025")
+    after = _patterns().unit_after.match(text, m.end())
+    return after is None
 
 
 def _said_date(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:

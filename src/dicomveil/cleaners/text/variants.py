@@ -317,16 +317,23 @@ def _address_phrases(value: str, vocab: _Vocabulary) -> set[str]:
             trailing.insert(0, tokens.pop())
         if trailing and len("".join(trailing)) >= 4:
             out.add(" ".join(trailing))  # postal codes: "02135", "AS4 7TT"
-        for word in re.split(r"[\s.]+", part):
+        words = [w for w in re.split(r"[\s.]+", part) if w]
+        distinctive = []
+        for word in words:
             folded = fold(word)
             postal = re.fullmatch(r"\d{4,6}|[a-z]{1,2}-\d{4,5}", folded)
-            if postal or (
+            distinctive.append(
                 len(folded) >= 4
                 and folded.isalpha()
                 and folded not in vocab.street_types
                 and folded not in vocab.institution_generic
-            ):
+            )
+            if postal or distinctive[-1]:
                 out.add(word)
+        for i in range(len(words)):  # "Larkspur House" of "Larkspur House Care Home"
+            for j in range(i + 2, min(len(words), i + 4) + 1):
+                if any(distinctive[i:j]):
+                    out.add(" ".join(words[i:j]))
     return {p for p in out if p.strip()}
 
 
@@ -350,8 +357,10 @@ _LINKING_WORDS: Final = frozenset(
 def _institution_phrases(value: str, vocab: _Vocabulary) -> set[str]:
     """The whole name, and every run of its words holding a distinctive one ("Elsewhere",
     "Saint Elsewhere"; not "General Hospital")."""
-    out = {value}
     words = [w for w in re.split(r"[\s,.;()/&\-]+", value) if w]
+    if len(words) == 1 and fold(words[0]).strip("'\u2019") in vocab.institution_generic:
+        return set()  # a department's one generic word ("Radiology", "Urgences") names no one
+    out = {value}
     distinctive = [
         len(f) >= 4 and f.isalpha() and f not in vocab.institution_generic
         for f in (fold(w).strip("'\u2019") for w in words)
