@@ -80,6 +80,7 @@ def test_the_patients_phrases_acronyms_and_initials() -> None:
     text = "Dana K. lives at 14, Quarry-Lane; seen at BCMC and Birch Creek; MRI today; Dana L."
     found = [(text[s.start : s.end], s.category.value) for s in known.find(text)]
     assert ("Dana K.", "name") in found and ("Dana", "name") in found
+    assert [(s.start, s.end) for s in known.find("to KELLER, D. today")] == [(3, 13)]
     assert ("14, Quarry-Lane", "address") in found
     assert ("BCMC", "institution") in found and ("Birch Creek", "institution") in found
     assert not any(value in ("MRI", "Dana L.") for value, _category in found)

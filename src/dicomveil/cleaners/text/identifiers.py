@@ -390,7 +390,7 @@ def _dates_in(value: str) -> Iterator[date]:
             continue
 
 
-_TRAILING_INITIAL: Final = re.compile(r"\s([A-ZÀ-ÖØ-Þ])\.(?![^\W\d_])")
+_TRAILING_INITIAL: Final = re.compile(r",?\s([A-ZÀ-ÖØ-Þ])\.(?![^\W\d_])")
 
 
 class _Matcher:
@@ -443,7 +443,8 @@ class _Matcher:
                 phrase(part, Category.INSTITUTION)
         acronyms = {a for a in map(lambda v: _initialism(v, vocab), known.institutions) if a}
         self._acronyms = _Phrases((acronym,) for acronym in acronyms)
-        # a known name followed by the initial of one of the patient's names: "Dana K."
+        # a known name followed by the initial of one of the patient's names: "Dana K.",
+        # "KELLER, D."
         self._name_letters = frozenset(w[0] for w, c in literals.items() if c is Category.NAME)
         self._literals = literals
         self._trie = _Phrases((word,) for word in literals)
