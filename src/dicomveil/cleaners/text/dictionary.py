@@ -237,7 +237,19 @@ def _cued(folded: str, tokens: list[tuple[int, int]], i: int, cues: frozenset[st
 # A phone number after a word: "cell 313-555-0175" is a contact's label, no eponym's head.
 _NUMBER_AFTER: Final = re.compile(r"\s*[:#]?\s*[+(]?\d[\d\s().\-/]{5,}")
 _WORD_AFTER: Final = re.compile(r"['\u2019]?s?\s+([^\W\d_]+)")
+_TOKEN_AFTER: Final = re.compile(r"\s+(" + _WORD.pattern + ")")  # the next word of _WORD
 _WORDS_BEFORE: Final = re.compile(r"([^\W\d_]+)\s+([^\W\d_]+)\s+$")
+
+
+def _head_word_after(folded: str, end: int, word_after: re.Pattern[str]) -> bool:
+    """A medical head word after ``end`` ("Parkinson disease", "Schwann cell"), not a
+    contact's label ("Rania cell 313-555-0175")."""
+    after = word_after.match(folded, end)
+    return (
+        after is not None
+        and after[1] in _EPONYM_HEADS
+        and not _NUMBER_AFTER.match(folded, after.end())
+    )
 
 
 def in_eponym(text: str, folded: str, start: int, end: int) -> bool:
@@ -245,29 +257,15 @@ def in_eponym(text: str, folded: str, start: int, end: int) -> bool:
     word after it ("Douglas pouch", "GRACE score", "Parkinson's disease") or a head word
     and "of"/"de"/"von" before it ("pouch of Douglas"); for the names a file holds that are
     also an eponym's."""
-    after = _WORD_AFTER.match(folded, end)
-    if (
-        after is not None
-        and after[1] in _EPONYM_HEADS
-        and not _NUMBER_AFTER.match(folded, after.end())
-    ):
+    if _head_word_after(folded, end, _WORD_AFTER):
         return True
     before = _WORDS_BEFORE.search(folded, max(0, start - 40), start)
     return before is not None and before[2] in _EPONYM_OF and before[1] in _EPONYM_HEADS
 
 
 def _head_after(text: str, folded: str, tokens: list[tuple[int, int]], i: int) -> bool:
-    """A medical head word right after word ``i`` ("Parkinson disease", "Schwann cell"),
-    not a contact's label ("Rania cell 313-555-0175")."""
-    if i + 1 >= len(tokens):
-        return False
-    end = tokens[i][1]
-    s, e = tokens[i + 1]
-    return (
-        folded[s:e] in _EPONYM_HEADS
-        and text[end:s].strip() == ""
-        and not _NUMBER_AFTER.match(text, e)
-    )
+    """A medical head word is the word after word ``i`` (:func:`_head_word_after`)."""
+    return i + 1 < len(tokens) and _head_word_after(folded, tokens[i][1], _TOKEN_AFTER)
 
 
 def _eponym(text: str, folded: str, tokens: list[tuple[int, int]], i: int) -> bool:

@@ -441,8 +441,8 @@ class _Matcher:
         for value in sorted(known.institutions):
             for part in _institution_phrases(value, vocab):
                 phrase(part, Category.INSTITUTION)
-        acronyms = {a for a in map(lambda v: _initialism(v, vocab), known.institutions) if a}
-        self._acronyms = _Phrases((acronym,) for acronym in acronyms)
+        acronyms = (_initialism(value, vocab) for value in known.institutions)
+        self._acronyms = _Phrases((acronym,) for acronym in acronyms if acronym)
         # a known name followed by the initial of one of the patient's names: "Dana K.",
         # "KELLER, D."
         self._name_letters = frozenset(w[0] for w, c in literals.items() if c is Category.NAME)

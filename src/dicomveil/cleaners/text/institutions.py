@@ -75,8 +75,8 @@ def institution_spans(text: str, vocab: _Vocabulary) -> Iterator[Span]:
     and the initials of each where the text uses them ("... Stroke Ctr (OGCSC)")."""
     found = list(_institutions(text, vocab))
     yield from found
-    for acronym in {_initialism(text[s.start : s.end], vocab) for s in found} - {None}:
-        assert acronym is not None
+    acronyms = {_initialism(text[s.start : s.end], vocab) for s in found}
+    for acronym in filter(None, acronyms):
         for m in re.finditer(rf"(?<![\w\-]){re.escape(acronym)}(?![\w\-])", text):
             yield Span(m.start(), m.end(), Category.INSTITUTION, Basis.PATTERN)
 

@@ -492,7 +492,10 @@ def _clock_time(m: re.Match[str], text: str, vocab: _Vocabulary) -> bool:
     clock face: a bare hour up to 12 without "um", "gegen", "ab" or "bis") is not."""
     if m[2] or int(m[1]) > 12:
         return True
-    return re.search(r"(?:um|gegen|ab|bis|seit|ca\.?)\s*$", fold(text[: m.start()])) is not None
+    return _HOUR_SAID.search(fold(text[max(0, m.start() - 12) : m.start()])) is not None
+
+
+_HOUR_SAID: Final = re.compile(r"(?:um|gegen|ab|bis|seit|ca\.?)\s*$")
 
 
 _DATE_LIKE: Final = re.compile(r"(?<!\d)(\d{1,2})[./\-](\d{1,2})[./\-](\d{4}|\d{2})$")
