@@ -45,10 +45,10 @@ from .conftest import KEY, EngineFactory
 np = pytest.importorskip("numpy", reason="the pixels extra is not installed: numpy")
 pytest.importorskip("PIL", reason="the pixels extra is not installed: Pillow")
 
-from dicomveil.cleaners.pixels import ocr  # noqa: E402
+from dicomveil.cleaners.pixels import network, ocr  # noqa: E402
 from tests.support import textimages  # noqa: E402  (needs numpy and Pillow)
 
-OCR_MISSING = ocr.unavailable()
+OCR_MISSING = ocr.unavailable() or network.unavailable()
 needs_ocr = pytest.mark.skipif(OCR_MISSING is not None, reason=OCR_MISSING or "")
 CLEAN = Profile.named("ps3.15-basic").with_options(["clean-pixel-data"])
 

@@ -9,17 +9,23 @@ what it found:
    looked at. Images without any signal are left to the engine as before.
 2. **Rectangle rules** (:mod:`~dicomveil.cleaners.pixels.rules`, per manufacturer, model and
    image size) give regions that are always blacked out on matching images.
-3. **OCR** (:mod:`~dicomveil.cleaners.pixels.ocr`, Tesseract) of every frame finds the rest
-   (:mod:`~dicomveil.cleaners.pixels.detect`); each line of words becomes a padded box.
+3. **Two detectors** on every frame find the rest: Tesseract OCR
+   (:mod:`~dicomveil.cleaners.pixels.ocr`) and a text detection network
+   (:mod:`~dicomveil.cleaners.pixels.network`); what either finds is painted on evidence
+   (:mod:`~dicomveil.cleaners.pixels.detect`), each line a padded box.
 4. **Redaction** (:mod:`~dicomveil.cleaners.pixels.redact`) fills every box of every frame
    with black (or a configured value) in the stored pixel values, and re-encodes compressed
    pixel data in its own transfer syntax.
+5. **Fail closed**: the painted frames are decoded as they will be written and read again by
+   both detectors; text found where nothing was painted is painted and read again, up to two
+   more times, then the file is withheld.
 
 Policy: Burned In Annotation becomes NO only when this has succeeded. Text found but not
 redactable (no encoder for the transfer syntax, an unsupported pixel layout), pixel data
-that cannot be decoded, OCR that is not installed, or an image whose header says YES but
-where nothing was found, withhold the file with a stated reason (unless the profile allows
-the risk). An image with no text keeps its pixel data byte-identical.
+that cannot be decoded, a detector that is not installed, text still found after painting,
+or an image whose header says YES but where nothing was found, withhold the file with a
+stated reason (unless the profile allows the risk). An image with no text keeps its pixel
+data byte-identical.
 
 Reports (:class:`PixelOutcome`) hold boxes per frame, never the recognised text outside the
 object itself (``Detection.text`` is shown with ``--show-values`` only: it is PHI).
@@ -30,13 +36,15 @@ reads of it), so that this package does not import the engine.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydicom.dataset import Dataset
 
+import dicomveil.cleaners.pixels.network as network
 import dicomveil.cleaners.pixels.ocr as ocr
 from dicomveil.cleaners.pixels.boxes import Box
 from dicomveil.cleaners.pixels.detect import Detector, FrameReport, write_preview
@@ -298,7 +306,7 @@ def _clean(
     outcome: PixelOutcome,
     preview: Callable[[int], Path] | None,
 ) -> None:
-    missing = ocr.unavailable()
+    missing = ocr.unavailable() or network.unavailable()
     if missing is not None:
         raise WithholdError(missing)
     header = source.dataset
@@ -309,8 +317,8 @@ def _clean(
     frames: list[FrameReport] = []
     redactions: dict[int, tuple[Box, ...]] = {}
     for index, frame in enumerate(decode_frames(full, ts, image)):
-        gray = ocr.to_gray8(image.display(frame, full), invert=image.monochrome1)
-        report = detector.frame(index, gray)
+        gray, colour = _views(image, frame, full)
+        report = detector.frame(index, gray, colour)
         frames.append(report)
         if report.redacted:
             redactions[index] = report.redacted
@@ -323,18 +331,123 @@ def _clean(
         header.BurnedInAnnotation = "NO"
         outcome.verdict = f"no text found in {len(frames)} frame(s): pixel data unchanged"
         return
-    outcome.replacement = redact(
-        source,
-        full,
-        image,
-        redactions,
-        fill=settings.fill,
-        jpeg_quality=settings.jpeg_quality,
-    )
+    lossy = {t: header[t] for t in _LOSSY_TAGS if t in header}  # redact() appends a step
+    for _round in range(_REREAD_ROUNDS + 1):
+        for tag in _LOSSY_TAGS:
+            if tag in lossy:
+                header[tag] = copy.deepcopy(lossy[tag])
+            elif tag in header:
+                del header[tag]
+        replacement = redact(
+            source, full, image, redactions, fill=settings.fill, jpeg_quality=settings.jpeg_quality
+        )
+        left = _still_found(replacement, full, image, redactions, settings)
+        if not left:
+            break
+        for index, boxes in left.items():
+            redactions[index] = tuple(sorted({*redactions.get(index, ()), *boxes}))
+    else:
+        raise WithholdError(
+            f"text was still found after painting and reading the output again "
+            f"{_REREAD_ROUNDS + 1} times"
+        )
+    outcome.replacement = replacement
     header.BurnedInAnnotation = "NO"
     for tag in (0x7FE00001, 0x7FE00002):  # Extended Offset Table: the fragments changed
         if image.encapsulated and tag in header:
             del header[tag]
+    painted = sum(len(boxes) for boxes in redactions.values())
     outcome.verdict = (
-        f"redacted {outcome.boxes_redacted} box(es) in {len(redactions)} of {len(frames)} frame(s)"
+        f"redacted {painted} box(es) in {len(redactions)} of {len(frames)} frame(s); "
+        f"read again after painting ({_round + 1} time(s)): no text left"
     )
+
+
+# Fail closed: the output is read again, as it will be written; text found where nothing was
+# painted is painted too and the output read again, up to _REREAD_ROUNDS more times; what
+# still remains withholds the file. A finding counts when more than _UNPAINTED of its box is
+# outside the painted boxes.
+_REREAD_ROUNDS = 2
+_UNPAINTED = 0.1
+# Lossy Image Compression, its Ratio and Method: each redaction round starts from the input's.
+_LOSSY_TAGS = (0x00282110, 0x00282112, 0x00282114)
+
+
+def _views(image: PixelImage, frame: Any, full: Dataset) -> tuple[Any, Any]:
+    """The frame as the detectors read it: its grey view, and its 8-bit colour (or None)."""
+    shown = image.display(frame, full)
+    gray = ocr.to_gray8(shown, invert=image.monochrome1)
+    colour = shown if shown.ndim == 3 and shown.dtype.itemsize == 1 else None
+    return gray, colour
+
+
+def _still_found(
+    replacement: PixelSource,
+    full: Dataset,
+    image: PixelImage,
+    redactions: dict[int, tuple[Box, ...]],
+    settings: PixelSettings,
+) -> dict[int, tuple[Box, ...]]:
+    """Read the redacted pixel data as it will be written (decoded after re-encoding); the
+    boxes to paint for text found where nothing was painted, by frame."""
+    written = Dataset()
+    written.update(full)
+    written.file_meta = full.file_meta
+    data = replacement.data
+    if replacement.encapsulated:
+        data += b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # the sequence delimiter the writer adds
+    written.PixelData = data
+    written["PixelData"].is_undefined_length = replacement.encapsulated
+    for tag in (0x7FE00001, 0x7FE00002):
+        if tag in written:
+            del written[tag]
+    detector = Detector(settings.ocr, settings.padding, (), image.size)
+    left: dict[int, tuple[Box, ...]] = {}
+    for index, frame in enumerate(decode_frames(written, image.transfer_syntax, image)):
+        painted = redactions.get(index, ())
+        if not painted:
+            continue  # no text was found in it: none appears by re-encoding
+        gray, colour = _views(image, frame, written)
+        report = detector.frame(index, *_grounded(gray, colour, painted))
+        unpainted = [d.box for d in report.found if _outside(d.box, painted) > _UNPAINTED]
+        if unpainted:
+            left[index] = tuple(
+                b for b in report.redacted if any(_overlaps(b, u) for u in unpainted)
+            )
+    return left
+
+
+def _grounded(gray: Any, colour: Any, painted: tuple[Box, ...]) -> tuple[Any, Any]:
+    """The views with the painted boxes filled with the frame's ground (the median of the
+    rest) instead of black, for reading again: Tesseract binarises a page as a whole, and a
+    page of black boxes on faint noise makes it read the noise (seconds per frame)."""
+    import numpy as np
+
+    mask = np.zeros(gray.shape, dtype=bool)
+    for box in painted:
+        mask[box.y : box.bottom, box.x : box.right] = True
+    if mask.all():
+        return gray, colour
+    gray = gray.copy()
+    gray[mask] = np.median(gray[~mask])
+    if colour is not None:
+        colour = colour.copy()
+        colour[mask] = np.median(colour[~mask], axis=0).astype(colour.dtype)
+    return gray, colour
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return min(a.right, b.right) > max(a.x, b.x) and min(a.bottom, b.bottom) > max(a.y, b.y)
+
+
+def _outside(box: Box, painted: tuple[Box, ...]) -> float:
+    """The share of ``box`` outside the painted boxes."""
+    import numpy as np
+
+    inside = np.zeros((box.height, box.width), dtype=bool)
+    for p in painted:
+        x0, y0 = max(box.x, p.x) - box.x, max(box.y, p.y) - box.y
+        x1, y1 = min(box.right, p.right) - box.x, min(box.bottom, p.bottom) - box.y
+        if x1 > x0 and y1 > y0:
+            inside[y0:y1, x0:x1] = True
+    return 1.0 - float(inside.mean())

@@ -1,9 +1,25 @@
-"""Finding burned-in text in a frame: OCR (:mod:`dicomveil.cleaners.pixels.ocr`) and the
-rectangle rules of the device, the boxes to black out, and previews for human QC.
+"""Finding burned-in text in a frame: two detectors, the rectangle rules of the device, the
+boxes to black out, and previews for human QC.
 
-Words OCR read on one line become one padded box (:func:`text_line_boxes`): the gaps between
-words may hold words it missed. A rule's boxes are blacked out as they are, clipped to the
-image.
+The detectors are Tesseract (:mod:`dicomveil.cleaners.pixels.ocr`: reads words) and a text
+detection network (:mod:`dicomveil.cleaners.pixels.network`: finds regions of text without
+reading them). Either alone paints over things that are not text (speckle, anatomy, the
+edge of an ultrasound sector), so a finding is blacked out on evidence (:func:`evidence`):
+
+* a region of the network that has the shape of a line of text and a high score, or a
+  fair score and a word Tesseract read in it;
+* a word Tesseract read with high confidence (three letters or digits at least), or one the
+  network agrees is text.
+
+What is kept on one line becomes one padded box (:func:`text_line_boxes`): the gaps between
+words may hold words both missed. A line that runs into a textured area (text written over
+speckle or anatomy, where neither detector separates the letters from the texture) is
+extended into it by up to a few line heights (:func:`into_texture`). A rule's boxes are
+blacked out as they are, clipped to the image.
+
+The thresholds were set on the tuning half of the independent corpus (``tests/data/
+burnedin/``, issue 23) and are reported on its held-out half by
+``benchmarks/bench_ocr.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import dicomveil.cleaners.pixels.network as network
 import dicomveil.cleaners.pixels.ocr as ocr
 from dicomveil.cleaners.pixels.boxes import Box
 from dicomveil.cleaners.pixels.rules import RectangleRule
@@ -21,27 +38,45 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-_PREVIEW_COLOURS = {"ocr": (255, 0, 0), "rule": (255, 160, 0)}
+_PREVIEW_COLOURS = {"ocr": (255, 0, 0), "network": (0, 160, 255), "rule": (255, 160, 0)}
+
+# Evidence (set on the corpus' tuning half): a network region is a line of text when it is
+# at most _LINE_HEIGHT pixels high (or 1/20 of the frame's rows) and _LINE_ASPECT times as
+# wide as high, or at most _SMALL_HEIGHT high (a word's fragment); blobs of anatomy score as
+# high as text but have no such shape. It is blacked out alone from _SURE_SCORE, with a word
+# Tesseract read in it from _FAIR_SCORE. A word of Tesseract alone needs _SURE_CONFIDENCE
+# and _SURE_LETTERS letters or digits.
+_LINE_HEIGHT = 48
+_LINE_ASPECT = 1.5
+_SMALL_HEIGHT = 20
+_SURE_SCORE = 0.7
+_FAIR_SCORE = 0.5
+_SURE_CONFIDENCE = 85.0
+_SURE_LETTERS = 3
+# A line runs on into texture: by steps of its height, up to _TEXTURE_STEPS, while the step's
+# grey levels spread more than _TEXTURE_SPREAD (flat ground: about 0 to 10).
+_TEXTURE_STEPS = 4
+_TEXTURE_SPREAD = 20.0
 
 
 @dataclass(frozen=True)
 class Detection:
-    """A box of text found in a frame: by OCR or by a rectangle rule.
+    """A box of text found in a frame: by OCR, the network or a rectangle rule.
 
     Attributes
     ----------
     box : Box
         Where the text is (as found, not padded).
     source : str
-        ``"ocr"`` or ``"rule NAME"``.
+        ``"ocr"``, ``"network"`` or ``"rule NAME"``.
     confidence : float or None
-        OCR's confidence (0-100); None for a rule.
+        OCR's confidence, or the network's score times 100 (0-100); None for a rule.
     text : str
         What OCR read: PHI, shown with ``--show-values`` only.
     """
 
     box: Box
-    source: str  # "ocr" or "rule NAME"
+    source: str  # "ocr", "network" or "rule NAME"
     confidence: float | None = None
     text: str = field(default="", repr=False)  # PHI: --show-values only
 
@@ -55,14 +90,17 @@ class FrameReport:
     frame : int
         The frame's index, from 0.
     found : tuple[Detection, ...]
-        Every box of text found.
+        Every box of text found on evidence (:func:`evidence`), and the rules' boxes.
     redacted : tuple[Box, ...]
         The boxes blacked out (lines of words, padded; rules' boxes), sorted.
+    rejected : int
+        Findings of one detector that the evidence did not support (not blacked out).
     """
 
     frame: int
     found: tuple[Detection, ...]
     redacted: tuple[Box, ...]
+    rejected: int = 0
 
 
 def text_line_boxes(words: Iterable[ocr.Word], padding: int, columns: int, rows: int) -> list[Box]:
@@ -115,6 +153,101 @@ def text_line_boxes(words: Iterable[ocr.Word], padding: int, columns: int, rows:
     return out
 
 
+def _meet(a: Box, b: Box) -> bool:
+    return min(a.right, b.right) > max(a.x, b.x) and min(a.bottom, b.bottom) > max(a.y, b.y)
+
+
+def _line_like(region: network.Region, rows: int) -> bool:
+    """The region has the shape of a line of text (or of a word's fragment)."""
+    if region.height > max(_LINE_HEIGHT, rows // 20):
+        return False
+    return region.height <= _SMALL_HEIGHT or region.width >= _LINE_ASPECT * region.height
+
+
+def evidence(
+    words: list[ocr.Word], regions: list[network.Region], rows: int
+) -> tuple[list[ocr.Word], list[network.Region]]:
+    """The findings of the two detectors that are blacked out (see the module's docstring).
+
+    Parameters
+    ----------
+    words : list[ocr.Word]
+        Tesseract's words (and rows of text-like marks, confidence 0) in one frame.
+    regions : list[network.Region]
+        The network's regions in the same frame.
+    rows : int
+        The frame's rows.
+
+    Returns
+    -------
+    tuple[list[ocr.Word], list[network.Region]]
+        The words and the regions kept.
+    """
+    lines = [r for r in regions if _line_like(r, rows)]
+    boxes = {id(r): Box(r.x, r.y, max(1, r.width), max(1, r.height)) for r in lines}
+    fair = [r for r in lines if r.score >= _FAIR_SCORE]
+
+    def word_box(w: ocr.Word) -> Box:
+        return Box(w.x, w.y, max(1, w.width), max(1, w.height))
+
+    kept_words = [
+        w
+        for w in words
+        if (w.confidence >= _SURE_CONFIDENCE and sum(c.isalnum() for c in w.text) >= _SURE_LETTERS)
+        or any(_meet(word_box(w), boxes[id(r)]) for r in fair)
+    ]
+    kept_regions = [
+        r
+        for r in lines
+        if r.score >= _SURE_SCORE
+        or (r.score >= _FAIR_SCORE and any(_meet(word_box(w), boxes[id(r)]) for w in words))
+    ]
+    return kept_words, kept_regions
+
+
+def into_texture(boxes: Iterable[Box], gray: NDArray[np.uint8]) -> list[Box]:
+    """Extend lines of text that run into a textured area, by steps of their height.
+
+    Text written over speckle or anatomy is hard to tell from it for either detector, and
+    the found part of a line often stops where the texture starts ("Highgate Univ." of
+    "Highgate Univ. Hosp."). Privacy first: the line is extended while the next step's grey
+    levels spread like texture, up to a few steps.
+
+    Parameters
+    ----------
+    boxes : Iterable[Box]
+        Lines of text, padded.
+    gray : NDArray[np.uint8]
+        The frame (:func:`ocr.to_gray8`).
+
+    Returns
+    -------
+    list[Box]
+        The lines, extended where they run into texture.
+    """
+    columns = gray.shape[1]
+    out = []
+    for box in boxes:
+        step = max(4, box.height)
+
+        def textured(left: int, right: int, box: Box = box) -> bool:
+            region = gray[box.y : box.bottom, left:right]
+            return right > left and float(region.std()) > _TEXTURE_SPREAD
+
+        right = box.right
+        for _ in range(_TEXTURE_STEPS):
+            if right >= columns or not textured(right, min(columns, right + step)):
+                break
+            right = min(columns, right + step)
+        left = box.x
+        for _ in range(_TEXTURE_STEPS):
+            if left <= 0 or not textured(max(0, left - step), left):
+                break
+            left = max(0, left - step)
+        out.append(Box(left, box.y, right - left, box.height))
+    return out
+
+
 class Detector:
     """Finds the text of the frames of one image.
 
@@ -143,9 +276,11 @@ class Detector:
         self.padding = padding
         self.rules = rules
         self.columns, self.rows = size
-        self._seen: dict[bytes, list[ocr.Word]] = {}
+        self._seen: dict[bytes, FrameReport] = {}
 
-    def frame(self, index: int, gray: NDArray[np.uint8]) -> FrameReport:
+    def frame(
+        self, index: int, gray: NDArray[np.uint8], colour: NDArray[np.uint8] | None = None
+    ) -> FrameReport:
         """Find the text in one frame and the boxes that black it out.
 
         Parameters
@@ -154,33 +289,50 @@ class Detector:
             The frame's index, from 0.
         gray : NDArray[np.uint8]
             The frame as OCR reads it (:func:`ocr.to_gray8`).
+        colour : NDArray[np.uint8] or None
+            The frame in 8-bit RGB, when it is in colour (the network reads colour text on
+            colour better than its grey view).
 
         Returns
         -------
         FrameReport
-            What OCR and the rules found, and the boxes to black out.
+            What the detectors found on evidence and the rules give, and the boxes to black
+            out.
         """
-        digest = gray.tobytes()
-        words = self._seen.get(digest)
-        if words is None:
-            words = self._seen[digest] = ocr.find_words(gray, self.settings)
+        digest = gray.tobytes() + (colour.tobytes() if colour is not None else b"")
+        known = self._seen.get(digest)
+        if known is not None:
+            return FrameReport(index, known.found, known.redacted, known.rejected)
+        words = ocr.find_words(gray, self.settings)
+        regions = network.find_regions(colour if colour is not None else gray)
+        kept_words, kept_regions = evidence(words, regions, self.rows)
         found = [
             Detection(Box(w.x, w.y, max(1, w.width), max(1, w.height)), "ocr", w.confidence, w.text)
-            for w in words
+            for w in kept_words
             if w.width > 0 and w.height > 0
         ]
+        found += [
+            Detection(Box(r.x, r.y, r.width, r.height), "network", round(100 * r.score, 1))
+            for r in kept_regions
+        ]
+        lines = text_line_boxes(
+            [*kept_words, *(ocr.Word(r.x, r.y, r.width, r.height, 0.0) for r in kept_regions)],
+            self.padding,
+            self.columns,
+            self.rows,
+        )
+        ruled = []
         for rule in self.rules:
             for box in rule.boxes:
                 clipped = box.clipped(self.columns, self.rows)
                 if clipped is not None:
+                    ruled.append(clipped)
                     found.append(Detection(clipped, f"rule {rule.name}"))
-        boxes = tuple(
-            sorted(
-                {d.box for d in found if d.source != "ocr"}
-                | set(text_line_boxes(words, self.padding, self.columns, self.rows))
-            )
-        )
-        return FrameReport(index, tuple(found), boxes)
+        boxes = tuple(sorted(set(ruled) | set(into_texture(lines, gray))))
+        rejected = len(words) + len(regions) - len(kept_words) - len(kept_regions)
+        report = FrameReport(index, tuple(found), boxes, rejected)
+        self._seen[digest] = report
+        return report
 
 
 def write_preview(
@@ -188,8 +340,8 @@ def write_preview(
 ) -> None:
     """Write the frame as OCR saw it, redacted boxes filled black and found text outlined.
 
-    For human QC: OCR's boxes in red, rules' in orange. The file is written outside the
-    shareable output.
+    For human QC: OCR's boxes in red, the network's in blue, rules' in orange. The file is
+    written outside the shareable output.
 
     Parameters
     ----------
@@ -209,7 +361,7 @@ def write_preview(
     for box in boxes:
         draw.rectangle((box.x, box.y, box.right - 1, box.bottom - 1), fill=(0, 0, 0))
     for detection in found:
-        kind = "ocr" if detection.source == "ocr" else "rule"
+        kind = detection.source if detection.source in ("ocr", "network") else "rule"
         b = detection.box
         draw.rectangle((b.x, b.y, b.right - 1, b.bottom - 1), outline=_PREVIEW_COLOURS[kind])
     path.parent.mkdir(parents=True, exist_ok=True)
