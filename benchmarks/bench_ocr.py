@@ -86,14 +86,20 @@ def _words(text: str) -> set[str]:
     return {w.lower() for w in re.findall(r"[^\W_]{3,}", text)}
 
 
-def read_text(frame: np.ndarray[Any, Any]) -> str:
-    """What Tesseract reads in one frame on its own (8-bit, enlarged twice, sparse text): not
-    the redactor's views, an independent reading."""
+def grey8(frame: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """A frame as 8-bit grey, stretched to its full range (colour: the mean of the samples)."""
     image = frame.astype(np.float64)
     if image.ndim == 3:
         image = image.mean(axis=2)
     span = float(image.max() - image.min()) or 1.0
-    grey = ((image - image.min()) * 255.0 / span).astype(np.uint8)
+    grey: np.ndarray[Any, Any] = ((image - image.min()) * 255.0 / span).astype(np.uint8)
+    return grey
+
+
+def read_text(frame: np.ndarray[Any, Any]) -> str:
+    """What Tesseract reads in one frame on its own (8-bit, enlarged twice, sparse text): not
+    the redactor's views, an independent reading."""
+    grey = grey8(frame)
     picture = Image.fromarray(grey).resize((grey.shape[1] * 2, grey.shape[0] * 2))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "frame.png"

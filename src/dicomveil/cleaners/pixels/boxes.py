@@ -41,6 +41,12 @@ class Box:
         """The first row below the box."""
         return self.y + self.height
 
+    def overlaps(self, other: Box) -> bool:
+        """Whether the two boxes share at least one pixel."""
+        return min(self.right, other.right) > max(self.x, other.x) and min(
+            self.bottom, other.bottom
+        ) > max(self.y, other.y)
+
     def padded(self, padding: int, columns: int, rows: int) -> Box:
         """Grow the box by ``padding`` on every side, clipped to the image.
 

@@ -411,9 +411,7 @@ def _still_found(
         report = detector.frame(index, *_grounded(gray, colour, painted))
         unpainted = [d.box for d in report.found if _outside(d.box, painted) > _UNPAINTED]
         if unpainted:
-            left[index] = tuple(
-                b for b in report.redacted if any(_overlaps(b, u) for u in unpainted)
-            )
+            left[index] = tuple(b for b in report.redacted if any(b.overlaps(u) for u in unpainted))
     return left
 
 
@@ -434,10 +432,6 @@ def _grounded(gray: Any, colour: Any, painted: tuple[Box, ...]) -> tuple[Any, An
         colour = colour.copy()
         colour[mask] = np.median(colour[~mask], axis=0).astype(colour.dtype)
     return gray, colour
-
-
-def _overlaps(a: Box, b: Box) -> bool:
-    return min(a.right, b.right) > max(a.x, b.x) and min(a.bottom, b.bottom) > max(a.y, b.y)
 
 
 def _outside(box: Box, painted: tuple[Box, ...]) -> float:

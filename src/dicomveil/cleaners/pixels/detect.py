@@ -153,10 +153,6 @@ def text_line_boxes(words: Iterable[ocr.Word], padding: int, columns: int, rows:
     return out
 
 
-def _meet(a: Box, b: Box) -> bool:
-    return min(a.right, b.right) > max(a.x, b.x) and min(a.bottom, b.bottom) > max(a.y, b.y)
-
-
 def _line_like(region: network.Region, rows: int) -> bool:
     """The region has the shape of a line of text (or of a word's fragment)."""
     if region.height > max(_LINE_HEIGHT, rows // 20):
@@ -194,13 +190,13 @@ def evidence(
         w
         for w in words
         if (w.confidence >= _SURE_CONFIDENCE and sum(c.isalnum() for c in w.text) >= _SURE_LETTERS)
-        or any(_meet(word_box(w), boxes[id(r)]) for r in fair)
+        or any(word_box(w).overlaps(boxes[id(r)]) for r in fair)
     ]
     kept_regions = [
         r
         for r in lines
         if r.score >= _SURE_SCORE
-        or (r.score >= _FAIR_SCORE and any(_meet(word_box(w), boxes[id(r)]) for w in words))
+        or (r.score >= _FAIR_SCORE and any(word_box(w).overlaps(boxes[id(r)]) for w in words))
     ]
     return kept_words, kept_regions
 

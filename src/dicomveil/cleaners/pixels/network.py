@@ -118,8 +118,7 @@ def _session() -> Any:
 def _sizes(rows: int, columns: int, min_side: int) -> tuple[int, int]:
     """The network's input size: the short side at least ``min_side``, the long one at most
     :data:`_MAX_SIDE`, both multiples of 32."""
-    ratio = max(1.0, min_side / min(rows, columns))
-    ratio = min(ratio, _MAX_SIDE / max(rows * ratio, columns * ratio) * ratio)
+    ratio = min(max(1.0, min_side / min(rows, columns)), _MAX_SIDE / max(rows, columns))
     return (
         max(32, round(rows * ratio / 32) * 32),
         max(32, round(columns * ratio / 32) * 32),
