@@ -42,7 +42,18 @@ class Box:
         return self.y + self.height
 
     def overlaps(self, other: Box) -> bool:
-        """Whether the two boxes share at least one pixel."""
+        """Tell whether two boxes share at least one pixel.
+
+        Parameters
+        ----------
+        other : Box
+            The other box.
+
+        Returns
+        -------
+        bool
+            True when they overlap.
+        """
         return min(self.right, other.right) > max(self.x, other.x) and min(
             self.bottom, other.bottom
         ) > max(self.y, other.y)
