@@ -34,6 +34,7 @@ from dicomveil.runs.batch import FileResult
 from dicomveil.runs.cluster import ClusterError, is_url, parse_storage_options, run_on_dask
 from tests.support import synthetic
 from tests.support.commands import cli
+from tests.support.scratch import scratch
 
 from .conftest import KEY
 
@@ -80,8 +81,12 @@ def outcomes(summary: RunSummary, inputs: str) -> dict[str, tuple[Outcome, str]]
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
-    root = tmp_path_factory.mktemp("corpus")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reference]:
+    with scratch(tmp_path_factory, "corpus") as root:
+        yield _reference(root)
+
+
+def _reference(root: Path) -> Reference:
     inputs = root / "in"
     for seed in range(1, 4):  # 3 patients: 4 CT + 3 MR slices each
         patient = synthetic.fake_patient(seed)

@@ -37,6 +37,7 @@ from dicomveil import Key, Option, Outcome, Profile, RunConfig, run
 from dicomveil.qc.verify.validity import normalise, run_dciodvfy
 from tests.support import synthetic
 from tests.support.commands import PYDICOM_DATA, pydicom_data_folder
+from tests.support.scratch import scratch
 
 DCIODVFY = shutil.which("dciodvfy")
 pytestmark = pytest.mark.skipif(
@@ -140,9 +141,13 @@ def test_normalise() -> None:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """The synthetic series and the deflated file, one instance each."""
-    root = tmp_path_factory.mktemp("dciodvfy-inputs")
+    with scratch(tmp_path_factory, "dciodvfy-inputs") as root:
+        yield _generate(root)
+
+
+def _generate(root: Path) -> dict[str, Path]:
     patient = synthetic.fake_patient(11)
     made: dict[str, Path] = {}
     for name, syntax in SYNTHETIC_CT.items():

@@ -31,6 +31,7 @@ from dicomveil.cli import app
 from dicomveil.errors import InputError
 from dicomveil.qc.diff import ChangeKind, DiffReport, MatchMethod, SummaryRow, diff, render_html
 from tests.support import synthetic
+from tests.support.scratch import scratch
 
 KEY = Key(bytes(range(32)))
 TODAY = dt.date(2026, 11, 30)
@@ -81,8 +82,12 @@ def _deidentify(original: Path, root: Path, name: str, options: list[str]) -> tu
 
 
 @pytest.fixture(scope="module")
-def batches(tmp_path_factory: pytest.TempPathFactory) -> Batches:
-    root = tmp_path_factory.mktemp("diff")
+def batches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Batches]:
+    with scratch(tmp_path_factory, "diff") as root:
+        yield _batches(root)
+
+
+def _batches(root: Path) -> Batches:
     patient = synthetic.fake_patient(1)
     ct = synthetic.ct_series(patient, seed=1, n_slices=N_CT, rows=16, columns=16)
     mr = synthetic.mr_series(patient, seed=1, n_slices=N_MR, rows=16, columns=16)

@@ -18,12 +18,14 @@ import os
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fuzz import KINDS, Judge, Verdict, control_case, failure_table, make_cases, seeds
 from tests.realdata import REQUIRE
+from tests.support.scratch import scratch
 
 SEED = 20261205
 CASES = 3000
@@ -154,14 +156,17 @@ def test_read_only_output_parent(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def campaign(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Verdict], Judge, float]:
+def campaign(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[list[Verdict], Judge, float]]:
     """Every case judged once; the tests below read the verdicts of their class."""
     cases = make_cases(CASES, SEED)
-    judge = _judge(tmp_path_factory.mktemp("fuzz"))
-    start = time.monotonic()
-    verdicts = judge.judge(cases)
-    assert [v.case for v in verdicts] == cases
-    return verdicts, judge, time.monotonic() - start
+    with scratch(tmp_path_factory, "fuzz") as folder:
+        judge = _judge(folder)
+        start = time.monotonic()
+        verdicts = judge.judge(cases)
+        assert [v.case for v in verdicts] == cases
+        yield verdicts, judge, time.monotonic() - start
 
 
 def test_the_cases_cover_every_kind() -> None:

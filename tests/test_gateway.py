@@ -61,6 +61,7 @@ from dicomveil.gateway import (
 from dicomveil.gateway.queue import ClientAE
 from tests.support import synthetic
 from tests.support.commands import validate
+from tests.support.scratch import scratch
 
 from .conftest import KEY
 
@@ -238,8 +239,12 @@ class Corpus:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    root = tmp_path_factory.mktemp("corpus")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
+    with scratch(tmp_path_factory, "corpus") as root:
+        yield _corpus(root)
+
+
+def _corpus(root: Path) -> Corpus:
     folder = root / "in"
     p1, p2 = synthetic.fake_patient(1), synthetic.fake_patient(2)
     datasets = {

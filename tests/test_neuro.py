@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from dicomveil.qc.verify import Category, Verdict
 from dicomveil.qc.verify.validity import run_dciodvfy
 from tests.realdata import REQUIRE, ROOT, sdist_folder
 from tests.support.neuro import Conversion, Series, compare, convert, dcm2niix, lost_keys, mr_series
+from tests.support.scratch import scratch
 
 KEY = Key(b"neuro-fidelity-key-0123456789abc")
 TODAY = dt.date(2026, 12, 5)
@@ -103,9 +105,13 @@ class Converted:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> list[Converted]:
+def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Converted]]:
     """Every series converted before, and after neuro-research and ps3.15-basic."""
-    root = tmp_path_factory.mktemp("neuro")
+    with scratch(tmp_path_factory, "neuro") as root:
+        yield _convert_all(root)
+
+
+def _convert_all(root: Path) -> list[Converted]:
     found = mr_series()
     if REQUIRE or (sdist_folder() / "heudiconv" / ".complete").exists():
         assert len(found) >= 20, [s.name for s in found]

@@ -11,7 +11,8 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ pytest.importorskip("PIL", reason="the pixels extra is not installed: Pillow")
 import dicomveil.cleaners.pixels.clean as clean  # noqa: E402
 from dicomveil.cleaners.pixels import detect, network, ocr  # noqa: E402
 from dicomveil.cleaners.pixels.boxes import Box  # noqa: E402
+from tests.support.scratch import scratch  # noqa: E402
 
 MISSING = ocr.unavailable() or network.unavailable()
 needs_detectors = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
@@ -113,6 +115,32 @@ def test_a_sure_region_alone_is_painted_a_fair_one_needs_a_word() -> None:
     word = ocr.Word(20, 42, 40, 10, 48.0, "Pia")
     words, regions = detect.evidence([word], [sure, fair], rows=480)
     assert regions == [sure, fair] and words == [word]
+
+
+def test_a_fair_region_beside_a_painted_line_is_painted_too() -> None:
+    name = _region(484, 509, 56, 17, 0.82)  # "Halvorsen": sure
+    title = _region(465, 511, 16, 11, 0.56)  # "Dr.": fair, on the same line, close by
+    after = _region(552, 510, 30, 15, 0.6)  # fair, on from "Dr." through the name: chained
+    far = _region(700, 510, 30, 15, 0.6)  # fair, on the same row but far away
+    below = _region(484, 540, 56, 15, 0.6)  # fair, another line
+    _, regions = detect.evidence([], [far, after, below, title, name], rows=600)
+    assert regions == [name, after, title]  # top to bottom
+    _, alone = detect.evidence([], [title, after, far], rows=600)
+    assert alone == [], "nothing sure on the frame: fair regions alone stay unpainted"
+
+
+def test_frames_are_read_in_order_whatever_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Slow:
+        def frame(self, index: int, gray: Any, colour: Any) -> detect.FrameReport:
+            time.sleep(0.02 * (index % 3))  # later frames finish first
+            return detect.FrameReport(index, (), ())
+
+    frames = [(i, np.full((4, 4), i, np.uint8), None) for i in range(11)]
+    for threads in ("1", "3"):
+        monkeypatch.setenv("DICOMVEIL_FRAME_THREADS", threads)
+        read = list(clean._read_all(Slow(), iter(frames)))  # type: ignore[arg-type]
+        assert [r.frame for _, r in read] == list(range(11))
+        assert all(int(g[0, 0]) == r.frame for g, r in read)
 
 
 def test_a_word_alone_needs_confidence_and_letters() -> None:
@@ -212,10 +240,11 @@ def test_lossy_steps_are_recorded_once_whatever_the_rounds(
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    folder = tmp_path_factory.mktemp("burnedin")
-    subprocess.run([sys.executable, str(CORPUS), str(folder)], check=True, capture_output=True)
-    return folder, json.loads((folder / "key.json").read_text(encoding="utf-8"))
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    with scratch(tmp_path_factory, "burnedin") as folder:
+        command = [sys.executable, str(CORPUS), str(folder)]
+        subprocess.run(command, check=True, capture_output=True)
+        yield folder, json.loads((folder / "key.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import sys
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -56,6 +56,7 @@ from dicomveil.qc.verify.reading import _load_output, _parse, _Read
 from dicomveil.qc.verify.validity import _VALID
 from tests.support import synthetic
 from tests.support.commands import CorpusFile, real_files
+from tests.support.scratch import scratch
 
 from .conftest import write_profile
 
@@ -131,13 +132,15 @@ def _make_case(
 
 
 @pytest.fixture(scope="module")
-def basic(tmp_path_factory: pytest.TempPathFactory) -> Case:
-    return _make_case(tmp_path_factory.mktemp("basic"), BASIC)
+def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Case]:
+    with scratch(tmp_path_factory, "basic") as root:
+        yield _make_case(root, BASIC)
 
 
 @pytest.fixture(scope="module")
-def retaining(tmp_path_factory: pytest.TempPathFactory) -> Case:
-    return _make_case(tmp_path_factory.mktemp("retaining"), RETAINING)
+def retaining(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Case]:
+    with scratch(tmp_path_factory, "retaining") as root:
+        yield _make_case(root, RETAINING)
 
 
 def found(
@@ -828,9 +831,10 @@ def test_damaged_copies_are_never_read_differently(basic: Case) -> None:
 
 
 @pytest.fixture(scope="module")
-def large(tmp_path_factory: pytest.TempPathFactory) -> Case:
+def large(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Case]:
     """Images whose pixel data go on past the first read of a file."""
-    return _make_case(tmp_path_factory.mktemp("large"), BASIC, seed=8, rows=192, slices=(1, 1))
+    with scratch(tmp_path_factory, "large") as root:
+        yield _make_case(root, BASIC, seed=8, rows=192, slices=(1, 1))
 
 
 def test_large_output_is_read_but_for_its_pixels(large: Case) -> None:

@@ -37,7 +37,10 @@ reads of it), so that this package does not import the engine.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Container
+import os
+from collections import deque
+from collections.abc import Callable, Container, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -316,9 +319,12 @@ def _clean(
     detector = Detector(settings.ocr, settings.padding, rules.matching(header), image.size)
     frames: list[FrameReport] = []
     redactions: dict[int, tuple[Box, ...]] = {}
-    for index, frame in enumerate(decode_frames(full, ts, image)):
-        gray, colour = _views(image, frame, full)
-        report = detector.frame(index, gray, colour)
+    views = (
+        (index, *_views(image, frame, full))
+        for index, frame in enumerate(decode_frames(full, ts, image))
+    )
+    for gray, report in _read_all(detector, views):
+        index = report.frame
         frames.append(report)
         if report.redacted:
             redactions[index] = report.redacted
@@ -403,16 +409,52 @@ def _still_found(
             del written[tag]
     detector = Detector(settings.ocr, settings.padding, (), image.size)
     left: dict[int, tuple[Box, ...]] = {}
-    for index, frame in enumerate(decode_frames(written, image.transfer_syntax, image)):
-        painted = redactions.get(index, ())
-        if not painted:
-            continue  # no text was found in it: none appears by re-encoding
-        gray, colour = _views(image, frame, written)
-        report = detector.frame(index, *_grounded(gray, colour, painted))
+    views = (
+        (index, *_grounded(*_views(image, frame, written), redactions[index]))
+        for index, frame in enumerate(decode_frames(written, image.transfer_syntax, image))
+        if index in redactions  # no text was found in the others: none appears by re-encoding
+    )
+    for _gray, report in _read_all(detector, views):
+        painted = redactions[report.frame]
         unpainted = [d.box for d in report.found if _outside(d.box, painted) > _UNPAINTED]
         if unpainted:
+            index = report.frame
             left[index] = tuple(b for b in report.redacted if any(b.overlaps(u) for u in unpainted))
     return left
+
+
+def frame_threads() -> int:
+    """How many frames of one image are read at once: ``DICOMVEIL_FRAME_THREADS``, else the
+    machine's cores, at most 4."""
+    value = os.environ.get("DICOMVEIL_FRAME_THREADS", "")
+    if value.strip().isdigit() and int(value) > 0:
+        return int(value)
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _read_all(
+    detector: Detector, views: Iterable[tuple[int, Any, Any]]
+) -> Iterator[tuple[Any, FrameReport]]:
+    """Each frame's grey view and report, in the frames' order.
+
+    The frames of a cine go to a pool of threads: the detectors spend their time in
+    Tesseract's process and in onnxruntime, outside Python's lock. At most twice as many
+    frames as threads are decoded ahead, so a long cine is never all in memory."""
+    threads = frame_threads()
+    if threads == 1:
+        for index, gray, colour in views:
+            yield gray, detector.frame(index, gray, colour)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="dicomveil-frames") as pool:
+        pending: deque[tuple[Any, Future[FrameReport]]] = deque()
+        for index, gray, colour in views:
+            pending.append((gray, pool.submit(detector.frame, index, gray, colour)))
+            if len(pending) >= 2 * threads:
+                gray, report = pending.popleft()
+                yield gray, report.result()
+        while pending:
+            gray, report = pending.popleft()
+            yield gray, report.result()
 
 
 def _grounded(gray: Any, colour: Any, painted: tuple[Box, ...]) -> tuple[Any, Any]:

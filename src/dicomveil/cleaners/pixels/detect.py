@@ -7,7 +7,8 @@ reading them). Either alone paints over things that are not text (speckle, anato
 edge of an ultrasound sector), so a finding is blacked out on evidence (:func:`evidence`):
 
 * a region of the network that has the shape of a line of text and a high score, or a
-  fair score and a word Tesseract read in it;
+  fair score and either a word Tesseract read in it or a place on a line already blacked
+  out, next to it (the "Dr." of "Dr. Halvorsen" scores lower than the name);
 * a word Tesseract read with high confidence (three letters or digits at least), or one the
   network agrees is text.
 
@@ -24,6 +25,7 @@ burnedin/``, issue 23) and are reported on its held-out half by
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,7 +200,31 @@ def evidence(
         if r.score >= _SURE_SCORE
         or (r.score >= _FAIR_SCORE and any(word_box(w).overlaps(boxes[id(r)]) for w in words))
     ]
-    return kept_words, kept_regions
+    return kept_words, _continued(kept_regions, fair)
+
+
+def _continued(kept: list[network.Region], fair: list[network.Region]) -> list[network.Region]:
+    """``kept`` and the fair regions that continue one of its lines, transitively: side by
+    side with a kept region (the gap at most the taller one's height), sharing at least half
+    of the lower one's height. A frame with nothing kept gains nothing."""
+    out = list(kept)
+    waiting = [r for r in fair if all(r is not k for k in kept)]
+    grown = True
+    while grown and waiting:
+        grown = False
+        for r in list(waiting):
+            if any(_same_line(r, k) for k in out):
+                out.append(r)
+                waiting.remove(r)
+                grown = True
+    return sorted(out, key=lambda r: (r.y, r.x))
+
+
+def _same_line(a: network.Region, b: network.Region) -> bool:
+    """``a`` and ``b`` are neighbours on one line of text."""
+    shared = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
+    gap = max(a.x, b.x) - min(a.x + a.width, b.x + b.width)
+    return 2 * shared >= min(a.height, b.height) and gap <= max(a.height, b.height)
 
 
 def into_texture(boxes: Iterable[Box], gray: NDArray[np.uint8]) -> list[Box]:
@@ -295,7 +321,10 @@ class Detector:
             What the detectors found on evidence and the rules give, and the boxes to black
             out.
         """
-        digest = gray.tobytes() + (colour.tobytes() if colour is not None else b"")
+        hashed = hashlib.blake2b(gray.tobytes(), digest_size=16)
+        if colour is not None:
+            hashed.update(colour.tobytes())
+        digest = hashed.digest()  # not the frame itself: a long cine's frames are large
         known = self._seen.get(digest)
         if known is not None:
             return FrameReport(index, known.found, known.redacted, known.rejected)
