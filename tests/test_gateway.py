@@ -230,8 +230,10 @@ class Corpus:
     expected: dict[str, bytes]  # de-identified SOP Instance UID -> run's output file
     relative: dict[str, str]  # ... -> its path in run's output folder
     pseudonyms: dict[str, str]  # original PatientID -> pseudonym
-    study_uids: dict[str, str]  # original Study Instance UID -> de-identified one
+    study_uids: dict[str, str]  # original UIDs (study, series, instance) -> de-identified
     names: set[str]  # original patient names
+    maps: Path  # the run's --map-dir: patients.csv, uids.csv
+    outsider: Path  # a third patient's CT series: in the clinical archive, not in the cohort
 
     @property
     def storable(self) -> list[Path]:
@@ -264,11 +266,16 @@ def _corpus(root: Path) -> Corpus:
             profile=Profile.named("ps3.15-basic"),
             key=KEY,
             output=output,
+            map_dir=root / "maps",
             workers=1,
             today=dt.date.today(),
         ),
     )
     assert summary.count(Outcome.WRITTEN) == 7 and summary.count(Outcome.WITHHELD) == 1
+    outsider = root / "outsider"
+    patient = synthetic.fake_patient(3)
+    series = synthetic.ct_series(patient, seed=3, n_slices=2, rows=16, columns=16)
+    synthetic.write_series(series, outsider)
     expected: dict[str, bytes] = {}
     relative: dict[str, str] = {}
     pseudonyms: dict[str, str] = {}
@@ -281,7 +288,17 @@ def _corpus(root: Path) -> Corpus:
         pseudonyms[result.patient_id] = result.pseudonym
         study_uids.update(result.uid_map)
     names = {str(ds.PatientName) for series in datasets.values() for ds in series}
-    return Corpus(folder, root / "project.key", expected, relative, pseudonyms, study_uids, names)
+    return Corpus(
+        folder,
+        root / "project.key",
+        expected,
+        relative,
+        pseudonyms,
+        study_uids,
+        names,
+        root / "maps",
+        outsider,
+    )
 
 
 def body(path: Path) -> bytes:
@@ -666,37 +683,8 @@ def test_find_through_the_gateway(
     upstream_port = free_port()
     cfg = dcmqrscp_config(tmp_path / "qr", upstream_port)
     procs.start([tool("dcmqrscp"), "-v", "-c", str(cfg)], "dcmqrscp.log", upstream_port)
-    filled = subprocess.run(
-        [tool("storescu"), "-aec", "PACS", "+sd", "+r", "127.0.0.1", str(upstream_port)]
-        + [str(p) for p in corpus.storable],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=DCMTK_ENV,
-    )
-    assert filled.returncode == 0, filled.stderr
-    config = write_config(
-        tmp_path,
-        f"""
-[gateway]
-port = 0
-state_dir = "state"
-timeout = 10
-
-[[route]]
-name = "query"
-calling_ae = ["RESEARCHER"]
-key = "@KEY@"
-
-[route.query]
-host = "127.0.0.1"
-port = {upstream_port}
-ae_title = "PACS"
-""",
-        corpus,
-    )
-    gateway = gateways(config)
+    fill_pacs(upstream_port, [*corpus.storable, corpus.outsider])
+    gateway = gateways(query_config(tmp_path, corpus, upstream_port))
     surname = sorted(corpus.names)[0].split("^")[0]
     answers = tmp_path / "answers"
     answers.mkdir()
@@ -737,6 +725,190 @@ ae_title = "PACS"
     for keyword in ("PatientName", "StudyDate", "PatientID", "StudyInstanceUID"):
         assert "(no value available)" in keys[keyword], keys[keyword]
     assert "[STUDY]" in keys["QueryRetrieveLevel"]
+
+
+def fill_pacs(port: int, folders: list[Path]) -> None:
+    """Store the folders into dcmqrscp (the clinical archive)."""
+    filled = subprocess.run(
+        [tool("storescu"), "-aec", "PACS", "+sd", "+r", "127.0.0.1", str(port)]
+        + [str(p) for p in folders],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=DCMTK_ENV,
+    )
+    assert filled.returncode == 0, filled.stderr
+
+
+def query_config(
+    folder: Path, corpus: Corpus, upstream_port: int, *, maps: bool = True, extra: str = ""
+) -> Path:
+    """A gateway with a query route whose cohort is the corpus' run (its map folder)."""
+    cohort = f'cohort_maps = ["{corpus.maps}"]' if maps else ""
+    return write_config(
+        folder,
+        f"""
+[gateway]
+port = 0
+state_dir = "state"
+timeout = 10
+
+[[route]]
+name = "query"
+calling_ae = ["RESEARCHER"]
+key = "@KEY@"
+
+[route.query]
+host = "127.0.0.1"
+port = {upstream_port}
+ae_title = "PACS"
+{cohort}
+{extra}""",
+        corpus,
+    )
+
+
+def find(
+    folder: Path, port: int, *keys: str, model: str = "-S", calling: str = "RESEARCHER"
+) -> list[Dataset]:
+    """findscu through the gateway: the answers, in order."""
+    answers = folder / f"answers-{len(list(folder.glob('answers-*')))}"
+    answers.mkdir(parents=True)
+    args = [tool("findscu"), "-aet", calling, "-aec", "DICOMVEIL", model, "-X"]
+    args += ["-od", str(answers)]
+    for key in keys:
+        args += ["-k", key]
+    done = subprocess.run(
+        [*args, "127.0.0.1", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=DCMTK_ENV,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [dcmread(p) for p in sorted(answers.iterdir())]
+
+
+def _originals(folders: list[Path]) -> list[Dataset]:
+    return [dcmread(p, stop_before_pixels=True) for f in folders for p in sorted(f.iterdir())]
+
+
+@needs_dcmtk
+def test_queries_are_confined_to_the_cohort_and_translated(
+    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+) -> None:
+    """Issue 16: pseudonymous keys are translated to the originals upstream; answers come
+    only from the cohort (the run's maps); a patient outside it is invisible."""
+    upstream_port = free_port()
+    procs.start(
+        [tool("dcmqrscp"), "-v", "-c", str(dcmqrscp_config(tmp_path / "qr", upstream_port))],
+        "dcmqrscp.log",
+        upstream_port,
+    )
+    fill_pacs(upstream_port, [*corpus.storable, corpus.outsider])
+    port = gateways(query_config(tmp_path, corpus, upstream_port)).port
+    inside = _originals(corpus.storable)
+    outside = _originals([corpus.outsider])
+    new = corpus.study_uids
+    p1 = str(inside[0].PatientID)
+    pseudonym = corpus.pseudonyms[p1]
+
+    # PATIENT level, every patient: the cohort's two pseudonyms, not the outsider.
+    everyone = find(tmp_path, port, "QueryRetrieveLevel=PATIENT", "PatientID", model="-P")
+    assert sorted(str(a.PatientID) for a in everyone) == sorted(corpus.pseudonyms.values())
+    # PATIENT level by a pseudonym, and by a wildcard on it.
+    one = find(tmp_path, port, "QueryRetrieveLevel=PATIENT", f"PatientID={pseudonym}", model="-P")
+    assert [str(a.PatientID) for a in one] == [pseudonym]
+    wild = find(
+        tmp_path, port, "QueryRetrieveLevel=PATIENT", f"PatientID={pseudonym[:-2]}*", model="-P"
+    )
+    assert [str(a.PatientID) for a in wild] == [pseudonym]
+    # STUDY level by the pseudonym: that patient's studies, with their new UIDs.
+    studies = find(
+        tmp_path, port, "QueryRetrieveLevel=STUDY", f"PatientID={pseudonym}", "StudyInstanceUID"
+    )
+    assert {str(a.StudyInstanceUID) for a in studies} == {
+        new[str(ds.StudyInstanceUID)] for ds in inside if str(ds.PatientID) == p1
+    }
+    # SERIES level by a new Study Instance UID; IMAGE level by new study and series UIDs.
+    study = str(inside[0].StudyInstanceUID)
+    series = find(
+        tmp_path, port, "QueryRetrieveLevel=SERIES", f"StudyInstanceUID={new[study]}",
+        "SeriesInstanceUID",
+    )  # fmt: skip
+    assert {str(a.SeriesInstanceUID) for a in series} == {
+        new[str(ds.SeriesInstanceUID)] for ds in inside if str(ds.StudyInstanceUID) == study
+    }
+    one_series = str(inside[0].SeriesInstanceUID)
+    images = find(
+        tmp_path, port, "QueryRetrieveLevel=IMAGE", f"StudyInstanceUID={new[study]}",
+        f"SeriesInstanceUID={new[one_series]}", "SOPInstanceUID",
+    )  # fmt: skip
+    assert sorted(str(a.SOPInstanceUID) for a in images) == sorted(
+        new[str(ds.SOPInstanceUID)] for ds in inside if str(ds.SeriesInstanceUID) == one_series
+    )
+    # The outsider: by their real ID, their real study UID, or a made-up pseudonym: nothing.
+    stranger = outside[0]
+    for keys in (
+        ("QueryRetrieveLevel=PATIENT", f"PatientID={stranger.PatientID}"),
+        ("QueryRetrieveLevel=PATIENT", "PatientID=DVNOSUCHPATIENT"),
+    ):
+        assert find(tmp_path, port, *keys, model="-P") == []
+    by_uid = ("QueryRetrieveLevel=SERIES", f"StudyInstanceUID={stranger.StudyInstanceUID}")
+    assert find(tmp_path, port, *by_uid, "SeriesInstanceUID") == []
+    everything = find(tmp_path, port, "QueryRetrieveLevel=STUDY", "StudyInstanceUID")
+    assert {str(a.StudyInstanceUID) for a in everything} == {
+        new[str(ds.StudyInstanceUID)] for ds in inside
+    }
+    # The upstream was asked for the original ID (translated), never for the pseudonym.
+    log = (tmp_path / "dcmqrscp.log").read_text(errors="replace")
+    assert p1 in log and pseudonym not in log
+
+
+@needs_dcmtk
+def test_stored_instances_join_the_cohort(
+    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+) -> None:
+    """A storing route adds what it writes to its project's cohort: a query route with
+    the same key answers for it, one with another key does not."""
+    upstream_port = free_port()
+    procs.start(
+        [tool("dcmqrscp"), "-c", str(dcmqrscp_config(tmp_path / "qr", upstream_port))],
+        "dcmqrscp.log",
+        upstream_port,
+    )
+    fill_pacs(upstream_port, [*corpus.storable, corpus.outsider])
+    other_key = tmp_path / "other.key"
+    write_key(other_key)
+    extra = f"""
+[[route]]
+name = "store"
+calling_ae = ["SCANNER"]
+key = "@KEY@"
+output = "{tmp_path / "stored"}"
+
+[[route]]
+name = "other"
+calling_ae = ["OTHER"]
+key = "{other_key}"
+
+[route.query]
+host = "127.0.0.1"
+port = {upstream_port}
+ae_title = "PACS"
+"""
+    gateway = gateways(query_config(tmp_path, corpus, upstream_port, maps=False, extra=extra))
+    level = "QueryRetrieveLevel=PATIENT"
+    assert find(tmp_path, gateway.port, level, "PatientID", model="-P") == []
+    stored = storescu(gateway.port, corpus.outsider)
+    assert stored.returncode == 0, stored.stderr
+    answers = find(tmp_path, gateway.port, level, "PatientID", model="-P")
+    written = [dcmread(p) for p in (tmp_path / "stored").rglob("*.dcm")]
+    assert len(written) == 2
+    assert [str(a.PatientID) for a in answers] == [str(written[0].PatientID)]
+    assert find(tmp_path, gateway.port, level, "PatientID", model="-P", calling="OTHER") == []
 
 
 def _worklist_item(folder: Path) -> tuple[synthetic.FakePatient, str]:

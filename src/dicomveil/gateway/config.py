@@ -60,6 +60,10 @@ The format (every table and key; defaults in parentheses)::
     pass_query_keys = ["StudyDate"]     # identifying keys let through anyway
     worklist = false                    # proxy Modality Worklist C-FIND too
     default_issuer_of_patient_id = ""   # when the upstream does not return one
+    cohort_maps = ["maps"]              # `dicomveil run --map-dir` folders: their patients
+                                        # and UIDs join the project's cohort at start (the
+                                        # storing routes of the same key add theirs); queries
+                                        # are answered for the cohort only
 
     [route.mpps]                        # optional: forward de-identified MPPS
     host = "ris.example.org"
@@ -178,6 +182,7 @@ class QueryUpstream:
     pass_query_keys: frozenset[str] = frozenset()
     worklist: bool = False
     default_issuer_of_patient_id: str = ""
+    cohort_maps: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -396,6 +401,7 @@ class _Builder:
             pass_query_keys=frozenset(table.pass_query_keys),
             worklist=table.worklist,
             default_issuer_of_patient_id=table.default_issuer_of_patient_id,
+            cohort_maps=tuple(self.resolve(text) for text in table.cohort_maps),
         )
 
     def tls(self, table: TlsTable, at: tuple[str | int, ...], *, server: bool) -> TlsConfig:

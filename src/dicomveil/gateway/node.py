@@ -46,6 +46,7 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicomveil.gateway.cohort import COHORT_FILE, Cohort
 from dicomveil.gateway.config import GatewayConfig
 from dicomveil.gateway.events import EventKind, GatewayEvent, GatewayEvents, NullEvents, emit
 from dicomveil.gateway.mpps import ModalityPerformedProcedureStep, MppsHandler
@@ -120,6 +121,7 @@ class Gateway:
         self._store = StoreHandler(config, self.spool, self.board, self._emit)
         self._find = FindHandler(config, self.board)
         self._mpps = MppsHandler(config, self.board)
+        self.cohort: Cohort | None = None  # opened by start()
         self._ae = self._make_ae()
         self._server: ThreadedAssociationServer | None = None
         self._server_thread: threading.Thread | None = None
@@ -152,6 +154,7 @@ class Gateway:
         """
         for folder in (self.state_dir, self.spool):
             folder.mkdir(parents=True, exist_ok=True)
+        self._open_cohort()
         for stale in self.spool.iterdir():  # received files, and the release gate's stages
             with contextlib.suppress(OSError):
                 if stale.is_dir() and not stale.is_symlink():
@@ -197,6 +200,22 @@ class Gateway:
             len(self.routes),
         )
 
+    def _open_cohort(self) -> None:
+        """Open the cohorts and import the query routes' map folders (an unreadable one
+        stops the start: a query route must not answer for a cohort it does not know)."""
+        cohort = Cohort(self.state_dir / COHORT_FILE)
+        for route in self.config.routes:
+            for folder in route.query.cohort_maps if route.query is not None else ():
+                if not (folder / "patients.csv").is_file():
+                    cohort.close()
+                    raise OSError(f"route {route.name}: no patients.csv in the cohort map folder")
+                patients, uids = cohort.import_maps(route.key.fingerprint, folder)
+                LOGGER.info(
+                    "route %s: %d patient(s), %d UID(s) imported into the cohort",
+                    route.name, patients, uids,
+                )  # fmt: skip
+        self.cohort = self._store.cohort = self._find.cohort = cohort
+
     def stop(self) -> None:
         """Stop accepting, abort open associations, stop the forwarders, write the status."""
         if not self._running:
@@ -216,6 +235,9 @@ class Gateway:
         if self._status_thread is not None:
             self._status_thread.join(5.0)
         self._write_status()
+        if self.cohort is not None:
+            self.cohort.close()
+            self.cohort = self._store.cohort = self._find.cohort = None
         LOGGER.info("gateway %s stopped", self.config.ae_title)
 
     def notify_all(self) -> None:

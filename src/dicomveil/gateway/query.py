@@ -7,6 +7,15 @@ key (nothing withheld, no pixels) and keeps the requested keys; an answer the en
 clean is dropped, never passed. At PATIENT and STUDY level (and for worklists) the
 upstream is asked for PatientID and IssuerOfPatientID, so that the pseudonyms of the
 answers match the stored data.
+
+Patient Root and Study Root queries are **confined to the project's cohort**
+(:mod:`dicomveil.gateway.cohort`, :func:`confine`): a pseudonymous Patient ID (wildcards
+allowed) and new Study, Series and SOP Instance UIDs (lists allowed) are translated to the
+originals upstream; a value that no patient or UID of the cohort has gives no answers (never
+the whole archive); and every answer whose patient (PATIENT level) or unique key (STUDY,
+SERIES, IMAGE level) is not in the cohort is dropped before it is de-identified. A
+wildcard query returns the cohort only. Worklist queries (for scanners, before any image
+exists) are not confined.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
@@ -22,6 +32,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID
 from pynetdicom.events import Event
 
+from dicomveil.gateway.cohort import Cohort
 from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route, status_dataset
 from dicomveil.gateway.transport import open_association
 from dicomveil.profiles import CompiledProfile
@@ -29,11 +40,13 @@ from dicomveil.standard.actions import Action
 
 __all__ = [
     "FIND_MODELS",
+    "Confinement",
     "FindHandler",
     "ModalityWorklistInformationFind",
     "PatientRootQueryRetrieveInformationModelFind",
     "StudyRootQueryRetrieveInformationModelFind",
     "clean_answer",
+    "confine",
     "sanitize_query",
 ]
 
@@ -52,6 +65,108 @@ _ALWAYS = frozenset({0x00080005, 0x00080052})  # SpecificCharacterSet, QueryRetr
 _IDENTITY_KEYS = (0x00100020, 0x00100021)  # PatientID, IssuerOfPatientID
 _DATE_VRS = frozenset({"DA", "DT", "TM"})
 _UNIVERSAL = re.compile(r"^\**$")
+_PATIENT_ID = 0x00100020
+_UID_KEYS = (0x0020000D, 0x0020000E, 0x00080018)  # Study, Series, SOP Instance UID
+_LEVEL_KEY = {"PATIENT": _PATIENT_ID, "STUDY": 0x0020000D, "SERIES": 0x0020000E}
+_LEVEL_KEY["IMAGE"] = 0x00080018
+
+
+# --------------------------------------------------------------------------------------------
+# The cohort
+
+
+@dataclass
+class Confinement:
+    """What a query may answer: the answers' originals must be in these sets.
+
+    Attributes
+    ----------
+    patients : set of str or None
+        The original Patient IDs the query's pseudonymous Patient ID stands for (None: the
+        query gave none).
+    uids : dict of int to set of str
+        Per UID key the query gave, the original UIDs it stands for.
+    """
+
+    patients: set[str] | None = None
+    uids: dict[int, set[str]] = field(default_factory=dict)
+
+
+def confine(identifier: Dataset, cohort: Cohort, project: str) -> Confinement | None:
+    """Translate the query's pseudonymous keys to the cohort's originals.
+
+    Parameters
+    ----------
+    identifier : Dataset
+        The C-FIND identifier as the peer sent it (not changed).
+    cohort : Cohort
+        The gateway's cohorts.
+    project : str
+        The route's project (its key's fingerprint).
+
+    Returns
+    -------
+    Confinement or None
+        The originals the query stands for, or None when a key it gives stands for nothing
+        in the cohort (then there is no answer).
+    """
+    out = Confinement()
+    value = identifier.get(_PATIENT_ID)
+    if value is not None and not _is_universal(value.value):
+        out.patients = cohort.patients_matching(project, str(value.value).strip())
+        if not out.patients:
+            return None
+    for tag in _UID_KEYS:
+        value = identifier.get(tag)
+        if value is None or _is_universal(value.value):
+            continue
+        given = value.value if isinstance(value.value, list | tuple) else [value.value]
+        uids = [part.strip() for item in given for part in str(item).split("\\")]
+        originals = cohort.original_uids(project, [uid for uid in uids if uid])
+        if not originals:
+            return None
+        out.uids[tag] = originals
+    return out
+
+
+def confined_query(query: Dataset, confinement: Confinement, level: str) -> None:
+    """Put the originals into the upstream query (in place), and ask for the level's key.
+
+    A single original Patient ID is matched upstream; several are matched here, on the
+    answers. UIDs are matched upstream as a list (PS3.4 C.2.2.2.2).
+    """
+    if confinement.patients is not None and len(confinement.patients) == 1:
+        query[_PATIENT_ID] = DataElement(_PATIENT_ID, "LO", next(iter(confinement.patients)))
+    for tag, originals in confinement.uids.items():
+        query[tag] = DataElement(tag, "UI", sorted(originals))
+    key = _LEVEL_KEY.get(level)
+    if key is not None and key not in query:
+        query[key] = DataElement(key, "LO" if key == _PATIENT_ID else "UI", None)
+
+
+def in_cohort(
+    answer: Dataset, confinement: Confinement, level: str, cohort: Cohort, project: str
+) -> bool:
+    """Whether an upstream answer (original values) may be answered: its level's key is in
+    the cohort, and it matches what the query's pseudonymous keys stand for."""
+    key = _LEVEL_KEY.get(level)
+    if key is None:
+        return False
+    value = str(answer.get(key).value or "").strip() if key in answer else ""
+    if not value:
+        return False
+    if key == _PATIENT_ID:
+        if not cohort.has_patient(project, value):
+            return False
+    elif not cohort.has_uid(project, value):
+        return False
+    patient = str(answer[_PATIENT_ID].value or "").strip() if _PATIENT_ID in answer else None
+    if confinement.patients is not None and patient not in confinement.patients:
+        return False
+    for tag, originals in confinement.uids.items():
+        if tag in answer and str(answer[tag].value or "").strip() not in originals:
+            return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,7 +293,12 @@ def _dictionary_vr(tag: int) -> str | None:
 
 
 class FindHandler(Handler):
-    """The C-FIND service: proxies a query upstream and yields the cleaned answers."""
+    """The C-FIND service: proxies a query upstream and yields the cleaned answers.
+
+    Its ``cohort`` is set by the gateway when it starts (None before: no answers).
+    """
+
+    cohort: Cohort | None = None
 
     def __call__(
         self, event: Event, peer: Peer | None
@@ -201,15 +321,26 @@ class FindHandler(Handler):
             return
         route = peer.route
         self.board.count(route.name, "queries")
+        project = route.config.key.fingerprint
+        confinement: Confinement | None = None
         try:
             identifier = event.identifier
             requested = {int(tag) for tag in identifier.keys()}
             with PIPELINE_LOCK:
                 upstream_query = sanitize_query(identifier, route.compiled, query.pass_query_keys)
+            level = str(upstream_query.get("QueryRetrieveLevel", "") or "").upper()
+            if model != ModalityWorklistInformationFind:
+                if self.cohort is None or level not in _LEVEL_KEY:
+                    yield 0x0000, None  # nothing to answer for
+                    return
+                confinement = confine(identifier, self.cohort, project)
+                if confinement is None:
+                    yield 0x0000, None
+                    return
+                confined_query(upstream_query, confinement, level)
         except Exception:
             yield _find_failure("the query identifier cannot be decoded", 0xA900)
             return
-        level = str(upstream_query.get("QueryRetrieveLevel", "") or "").upper()
         if model == ModalityWorklistInformationFind or level in ("PATIENT", "STUDY"):
             # The pseudonym derives from these: ask for them, so answers match stored data.
             for tag in _IDENTITY_KEYS:
@@ -220,7 +351,7 @@ class FindHandler(Handler):
             self.board.error(route.name, f"C-FIND: cannot reach {query.node.label}")
             yield _find_failure("the upstream node cannot be reached")
             return
-        dropped = 0
+        dropped = outside = 0
         cancelled = False
         try:
             for status, answer in assoc.send_c_find(upstream_query, model):
@@ -236,6 +367,12 @@ class FindHandler(Handler):
                 if code in _PENDING:
                     if answer is None:
                         continue
+                    if confinement is not None and (
+                        self.cohort is None
+                        or not in_cohort(answer, confinement, level, self.cohort, project)
+                    ):
+                        outside += 1
+                        continue  # dropped before it is de-identified
                     with PIPELINE_LOCK:
                         clean = clean_answer(route, answer, requested)
                     if clean is None:

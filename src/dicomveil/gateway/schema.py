@@ -188,6 +188,7 @@ class QueryTable(NodeTable):
     pass_query_keys: list[Annotated[str, AfterValidator(_keyword)]] = Field(default_factory=list)
     worklist: bool = False
     default_issuer_of_patient_id: str = ""
+    cohort_maps: list[str] = Field(default_factory=list)
 
 
 class RouteTable(_Table):

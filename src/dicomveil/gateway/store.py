@@ -54,6 +54,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
 from dicomveil.errors import DicomveilError, InputError
+from dicomveil.gateway.cohort import Cohort
 from dicomveil.gateway.config import GatewayConfig, WithheldStatus
 from dicomveil.gateway.events import EventKind, GatewayEvent
 from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route, status_dataset
@@ -233,6 +234,13 @@ class StoreHandler(Handler):
         super().__init__(config, board)
         self.spool = spool
         self.emit = emit
+        self.cohort: Cohort | None = None  # set by the gateway when it starts
+
+    def _joins_cohort(self, route: Route, result: FileResult) -> None:
+        """A written instance joins its project's cohort (what query routes answer for)."""
+        if self.cohort is not None and (result.patient_id or result.uid_map):
+            project = route.config.key.fingerprint
+            self.cohort.record(project, result.patient_id or "", result.pseudonym, result.uid_map)
 
     def __call__(self, event: Event, peer: Peer | None) -> Dataset:
         """Answer one C-STORE request (pynetdicom's ``EVT_C_STORE``).
@@ -268,6 +276,7 @@ class StoreHandler(Handler):
             )
         result = stored.result
         if result.outcome is Outcome.WRITTEN:
+            self._joins_cohort(route, result)
             self.board.count(route.name, EventKind.WRITTEN)
             self.emit(EventKind.WRITTEN, self._event(EventKind.WRITTEN, peer, result))
             if stored.queued and route.forwarder is not None:
