@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, build_context
 from pynetdicom.association import Association
 from pynetdicom.dsutils import split_dataset
@@ -85,7 +85,10 @@ def _dcmtk(name: str) -> str | None:
     return None
 
 
-TOOLS = {n: _dcmtk(n) for n in ("storescu", "storescp", "findscu", "dcmqrscp", "echoscu")}
+TOOLS = {
+    n: _dcmtk(n)
+    for n in ("storescu", "storescp", "findscu", "getscu", "movescu", "dcmqrscp", "echoscu")
+}
 needs_dcmtk = pytest.mark.skipif(
     any(v is None for v in TOOLS.values()),
     reason="dcmtk is not installed (sudo apt-get install dcmtk)",
@@ -909,6 +912,121 @@ ae_title = "PACS"
     assert len(written) == 2
     assert [str(a.PatientID) for a in answers] == [str(written[0].PatientID)]
     assert find(tmp_path, gateway.port, level, "PatientID", model="-P", calling="OTHER") == []
+
+
+def by_sop(folder: Path) -> dict[str, Path]:
+    """The files of a folder by their SOP Instance UID."""
+    return {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in folder.iterdir()}
+
+
+def dcmtk(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args), capture_output=True, text=True, timeout=120, check=False, env=DCMTK_ENV
+    )
+
+
+@needs_dcmtk
+def test_get_and_move_deliver_what_run_writes_for_the_cohort_only(
+    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+) -> None:
+    """Issue 16: C-GET and C-MOVE by pseudonymous keys retrieve the originals from the
+    clinical archive and deliver, byte for byte, what `dicomveil run` writes; an outsider
+    is never delivered; an unknown Move Destination is refused."""
+    upstream_port, dest_port = free_port(), free_port()
+    procs.start(
+        [tool("dcmqrscp"), "-c", str(dcmqrscp_config(tmp_path / "qr", upstream_port))],
+        "dcmqrscp.log",
+        upstream_port,
+    )
+    # A series added to a cohort study later, never de-identified: not in the cohort.
+    late = dcmread(sorted((corpus.folder / "ct1").iterdir())[0])
+    late.SeriesInstanceUID, late.SOPInstanceUID = generate_uid(), generate_uid()
+    late.file_meta.MediaStorageSOPInstanceUID = late.SOPInstanceUID
+    (tmp_path / "late").mkdir()
+    late.save_as(tmp_path / "late" / "late.dcm", enforce_file_format=True)
+    fill_pacs(upstream_port, [*corpus.storable, corpus.outsider, tmp_path / "late"])
+    moved = tmp_path / "moved"
+    storescp(procs, moved, dest_port)
+    destinations = (
+        f'move_destinations = [{{ ae_title = "DEST", host = "127.0.0.1", port = {dest_port} }}]'
+    )
+    gateway = gateways(query_config(tmp_path, corpus, upstream_port, extra=destinations))
+    at = ("127.0.0.1", str(gateway.port))
+    scu = ("-aet", "RESEARCHER", "-aec", "DICOMVEIL")
+    inside = _originals(corpus.storable)
+    new = corpus.study_uids
+    first = inside[0]
+    study = [ds for ds in inside if ds.StudyInstanceUID == first.StudyInstanceUID]
+
+    # What `dicomveil run` writes for the originals as the archive holds them (dcmqrscp
+    # keeps what storescu sent, re-encoded: undefined-length sequences, for one).
+    archived = run(
+        [tmp_path / "qr" / "storage"],
+        RunConfig(
+            profile=Profile.named("ps3.15-basic"), key=KEY, output=tmp_path / "run",
+            workers=1, today=dt.date.today(),
+        ),
+    )  # fmt: skip
+    runs = {r.output.stem: r.output for r in archived.written if r.output is not None}
+
+    def check(received: dict[str, Path], expected: list[Dataset]) -> None:
+        assert sorted(received) == sorted(new[str(ds.SOPInstanceUID)] for ds in expected)
+        for sop, path in received.items():
+            assert body(path) == body(runs[sop]), sop
+
+    # C-GET of a study by its new Study Instance UID, on the requester's association.
+    got = tmp_path / "got"
+    got.mkdir()
+    done = dcmtk(
+        tool("getscu"), *scu, "+B", "-S", "-od", str(got), "-k", "QueryRetrieveLevel=STUDY",
+        "-k", f"StudyInstanceUID={new[str(first.StudyInstanceUID)]}", *at,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    check(by_sop(got), study)
+    # C-MOVE of one series to the configured destination.
+    series = [ds for ds in study if ds.SeriesInstanceUID == first.SeriesInstanceUID]
+    done = dcmtk(
+        tool("movescu"), *scu, "-aem", "DEST", "-S", "-k", "QueryRetrieveLevel=SERIES",
+        "-k", f"StudyInstanceUID={new[str(first.StudyInstanceUID)]}",
+        "-k", f"SeriesInstanceUID={new[str(first.SeriesInstanceUID)]}", *at,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: len(received_files(moved)) >= len(series), "the moved series")
+    check(received_files(moved), series)
+    # A patient by pseudonym (Patient Root C-GET): every instance of theirs in the cohort.
+    pid = str(first.PatientID)
+    everything = tmp_path / "patient"
+    everything.mkdir()
+    done = dcmtk(
+        tool("getscu"), *scu, "+B", "-P", "-od", str(everything),
+        "-k", "QueryRetrieveLevel=PATIENT", "-k", f"PatientID={corpus.pseudonyms[pid]}", *at,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    check(by_sop(everything), [ds for ds in inside if str(ds.PatientID) == pid])
+    # The outsider, by their real keys: nothing, by C-GET or C-MOVE.
+    stranger = _originals([corpus.outsider])[0]
+    nothing = tmp_path / "nothing"
+    nothing.mkdir()
+    for keys in (
+        ("-P", "-k", "QueryRetrieveLevel=PATIENT", "-k", f"PatientID={stranger.PatientID}"),
+        ("-S", "-k", "QueryRetrieveLevel=STUDY", "-k",
+         f"StudyInstanceUID={stranger.StudyInstanceUID}"),
+    ):  # fmt: skip
+        done = dcmtk(tool("getscu"), *scu, "-od", str(nothing), *keys, *at)
+        assert done.returncode == 0, done.stdout + done.stderr
+        done = dcmtk(tool("movescu"), *scu, "-aem", "DEST", *keys, *at)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert list(nothing.iterdir()) == []
+    assert len(received_files(moved)) == len(series)
+    # A destination the route does not name.
+    done = dcmtk(
+        tool("movescu"), *scu, "-aem", "ELSEWHERE", "-S", "-k", "QueryRetrieveLevel=STUDY",
+        "-k", f"StudyInstanceUID={new[str(first.StudyInstanceUID)]}", "-v", *at,
+    )  # fmt: skip
+    assert "MoveDestinationUnknown" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert len(received_files(moved)) == len(series)
+    # Nothing of the retrievals is left in the state folder's spool.
+    assert [p for p in (tmp_path / "state" / "spool").iterdir()] == []
 
 
 def _worklist_item(folder: Path) -> tuple[synthetic.FakePatient, str]:

@@ -64,6 +64,9 @@ The format (every table and key; defaults in parentheses)::
                                         # and UIDs join the project's cohort at start (the
                                         # storing routes of the same key add theirs); queries
                                         # are answered for the cohort only
+    move_destinations = [               # C-MOVE: the only AE titles delivered to
+      { ae_title = "VIEWER", host = "10.1.2.3", port = 104 },
+    ]                                   # (C-GET delivers on the requester's association)
 
     [route.mpps]                        # optional: forward de-identified MPPS
     host = "ris.example.org"
@@ -183,6 +186,7 @@ class QueryUpstream:
     worklist: bool = False
     default_issuer_of_patient_id: str = ""
     cohort_maps: tuple[Path, ...] = ()
+    move_destinations: tuple[Node, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -402,6 +406,10 @@ class _Builder:
             worklist=table.worklist,
             default_issuer_of_patient_id=table.default_issuer_of_patient_id,
             cohort_maps=tuple(self.resolve(text) for text in table.cohort_maps),
+            move_destinations=tuple(
+                self.node(node, (*at, "move_destinations", n), ae_title)
+                for n, node in enumerate(table.move_destinations, start=1)
+            ),
         )
 
     def tls(self, table: TlsTable, at: tuple[str | int, ...], *, server: bool) -> TlsConfig:

@@ -9,7 +9,10 @@ What it answers (PS3.4):
   Endian is preferred when a context offers a choice, then the encapsulated syntaxes, then
   the rest.
 * **C-FIND** (Patient and Study Root, and Modality Worklist where the route allows it):
-  proxied to the route's upstream node; see :mod:`~dicomveil.gateway.query`.
+  proxied to the route's upstream node, confined to the project's cohort; see
+  :mod:`~dicomveil.gateway.query`.
+* **C-GET / C-MOVE** (Patient and Study Root): the cohort's originals retrieved upstream
+  and delivered de-identified; see :mod:`~dicomveil.gateway.retrieve`.
 * **N-CREATE / N-SET** for Modality Performed Procedure Step where the route names an MPPS
   node: see :mod:`~dicomveil.gateway.mpps`.
 
@@ -52,6 +55,7 @@ from dicomveil.gateway.events import EventKind, GatewayEvent, GatewayEvents, Nul
 from dicomveil.gateway.mpps import ModalityPerformedProcedureStep, MppsHandler
 from dicomveil.gateway.query import FIND_MODELS, FindHandler, ModalityWorklistInformationFind
 from dicomveil.gateway.queue import atomic_write_json
+from dicomveil.gateway.retrieve import GET_MODELS, MOVE_MODELS, RetrieveHandler
 from dicomveil.gateway.route import Peer, Route
 from dicomveil.gateway.status import STATUS_FILE, StatusBoard
 from dicomveil.gateway.store import StoreHandler
@@ -120,6 +124,7 @@ class Gateway:
         self._serials = _Counter()
         self._store = StoreHandler(config, self.spool, self.board, self._emit)
         self._find = FindHandler(config, self.board)
+        self._retrieve = RetrieveHandler(config, self.board, self.spool)
         self._mpps = MppsHandler(config, self.board)
         self.cohort: Cohort | None = None  # opened by start()
         self._ae = self._make_ae()
@@ -214,7 +219,7 @@ class Gateway:
                     "route %s: %d patient(s), %d UID(s) imported into the cohort",
                     route.name, patients, uids,
                 )  # fmt: skip
-        self.cohort = self._store.cohort = self._find.cohort = cohort
+        self.cohort = self._store.cohort = self._find.cohort = self._retrieve.cohort = cohort
 
     def stop(self) -> None:
         """Stop accepting, abort open associations, stop the forwarders, write the status."""
@@ -237,7 +242,7 @@ class Gateway:
         self._write_status()
         if self.cohort is not None:
             self.cohort.close()
-            self.cohort = self._store.cohort = self._find.cohort = None
+            self.cohort = self._store.cohort = self._find.cohort = self._retrieve.cohort = None
         LOGGER.info("gateway %s stopped", self.config.ae_title)
 
     def notify_all(self) -> None:
@@ -258,10 +263,13 @@ class Gateway:
         syntaxes = list(TRANSFER_SYNTAXES)
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
-                ae.add_supported_context(context.abstract_syntax, syntaxes)
+                # Both roles: a C-GET requester is the storage SCP on its association.
+                ae.add_supported_context(
+                    context.abstract_syntax, syntaxes, scu_role=True, scp_role=True
+                )
         query = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
         ae.add_supported_context(Verification, query)
-        for model in (*FIND_MODELS, ModalityWorklistInformationFind):
+        for model in (*FIND_MODELS, ModalityWorklistInformationFind, *GET_MODELS, *MOVE_MODELS):
             ae.add_supported_context(model, query)
         ae.add_supported_context(ModalityPerformedProcedureStep, query)
         return ae
@@ -272,6 +280,8 @@ class Gateway:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
+            (evt.EVT_C_GET, self._on_get),
+            (evt.EVT_C_MOVE, self._on_move),
             (evt.EVT_N_CREATE, self._on_n_create),
             (evt.EVT_N_SET, self._on_n_set),
         ]
@@ -369,6 +379,12 @@ class Gateway:
 
     def _on_find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         yield from self._find(event, self._peer(event))
+
+    def _on_get(self, event: Event) -> Iterator[Any]:
+        yield from self._retrieve.get(event, self._peer(event))
+
+    def _on_move(self, event: Event) -> Iterator[Any]:
+        yield from self._retrieve.move(event, self._peer(event))
 
     def _on_n_create(self, event: Event) -> tuple[int, Dataset | None]:
         return self._mpps(event, self._peer(event), create=True)

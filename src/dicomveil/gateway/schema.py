@@ -189,6 +189,7 @@ class QueryTable(NodeTable):
     worklist: bool = False
     default_issuer_of_patient_id: str = ""
     cohort_maps: list[str] = Field(default_factory=list)
+    move_destinations: list[NodeTable] = Field(default_factory=list)
 
 
 class RouteTable(_Table):

@@ -1,0 +1,364 @@
+"""C-GET and C-MOVE: the cohort's originals retrieved upstream, delivered de-identified.
+
+A researcher retrieves by the keys the de-identified data carries (issue 16). The gateway
+
+1. translates the pseudonymous keys to the originals of the project's cohort
+   (:func:`~dicomveil.gateway.query.confine`; a key that stands for nothing in the cohort
+   retrieves nothing, and a request without any unique key is refused);
+2. retrieves the originals from the route's ``[route.query]`` node with C-GET (the gateway
+   is the storage SCP on that association), spooled to disk in the state folder, never held
+   in memory;
+3. drops every retrieved instance that is not in the cohort, before it is de-identified;
+4. de-identifies each one as ``dicomveil run`` and the storing routes do (the same engine
+   path, the release gate included), into a stage folder; and
+5. delivers them: on the same association for C-GET, to the requested Move Destination for
+   C-MOVE, which must be one of the route's ``move_destinations`` (any other: *Move
+   Destination unknown*, 0xA801).
+
+Sub-operations: one per cohort instance retrieved; an instance withheld (by the profile,
+the release gate, or because it cannot be read) is a failed sub-operation, and the final
+status is then a warning (0xB000) with the counts. The Failed SOP Instance UID List never
+holds an original UID. Logs name routes and counts, never values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom import StoragePresentationContexts, build_context, build_role, evt
+from pynetdicom.events import Event
+
+from dicomveil.errors import InputError
+from dicomveil.gateway.cohort import Cohort
+from dicomveil.gateway.config import GatewayConfig, Node
+from dicomveil.gateway.query import Confinement, confine, in_cohort
+from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route
+from dicomveil.gateway.status import StatusBoard
+from dicomveil.gateway.transport import ClientAE
+from dicomveil.io import read_source
+from dicomveil.runs.batch import deidentify_source
+from dicomveil.runs.maps import gated
+
+__all__ = [
+    "GET_MODELS",
+    "MOVE_MODELS",
+    "PatientRootQueryRetrieveInformationModelGet",
+    "PatientRootQueryRetrieveInformationModelMove",
+    "RetrieveHandler",
+    "StudyRootQueryRetrieveInformationModelGet",
+    "StudyRootQueryRetrieveInformationModelMove",
+]
+
+LOGGER = logging.getLogger("dicomveil.gateway")
+
+# SOP classes (PS3.4 C.6; pynetdicom.sop_class makes these at run time, invisible to mypy).
+PatientRootQueryRetrieveInformationModelMove = UID("1.2.840.10008.5.1.4.1.2.1.2")
+PatientRootQueryRetrieveInformationModelGet = UID("1.2.840.10008.5.1.4.1.2.1.3")
+StudyRootQueryRetrieveInformationModelMove = UID("1.2.840.10008.5.1.4.1.2.2.2")
+StudyRootQueryRetrieveInformationModelGet = UID("1.2.840.10008.5.1.4.1.2.2.3")
+GET_MODELS = (
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelGet,
+)
+MOVE_MODELS = (
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+# The upstream C-GET of the same root as the request.
+_UPSTREAM_GET = {
+    PatientRootQueryRetrieveInformationModelGet: PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove: PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelGet: StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove: StudyRootQueryRetrieveInformationModelGet,
+}
+_LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+_PENDING = 0xFF00
+_WITHHELD = "withheld"  # not a Dataset: pynetdicom counts the sub-operation as failed
+# The syntaxes proposed upstream for every storage SOP class: the archive's own encoding is
+# kept where it is one of these (what `dicomveil run` reads from a file).
+_UPSTREAM_SYNTAXES = (
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+)
+
+
+@dataclass
+class Retrieved:
+    """What one request retrieved and de-identified: the files to deliver, in order (None
+    for a withheld instance), in a stage folder removed by :meth:`close`."""
+
+    stage: Path
+    files: list[Path | None]
+
+    def close(self) -> None:
+        """Remove the stage folder and everything in it."""
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+
+class RetrieveHandler(Handler):
+    """The C-GET and C-MOVE services (see the module's docstring).
+
+    Parameters
+    ----------
+    config : GatewayConfig
+        The gateway's configuration.
+    board : StatusBoard
+        Counts and errors for the status file.
+    spool : Path
+        Where retrieved originals and de-identified copies are staged.
+    """
+
+    cohort: Cohort | None = None  # set by the gateway when it starts
+
+    def __init__(self, config: GatewayConfig, board: StatusBoard, spool: Path) -> None:
+        super().__init__(config, board)
+        self.spool = spool
+
+    def get(self, event: Event, peer: Peer | None) -> Iterator[Any]:
+        """Answer one C-GET request (pynetdicom's ``EVT_C_GET``).
+
+        Yields
+        ------
+        Any
+            The number of sub-operations, then (status, dataset) pairs, as pynetdicom
+            expects them.
+        """
+        retrieved = self._retrieve(event, peer)
+        if isinstance(retrieved, int):
+            yield 0
+            return
+        try:
+            yield len(retrieved.files)
+            yield from _deliveries(retrieved)
+        finally:
+            retrieved.close()
+
+    def move(self, event: Event, peer: Peer | None) -> Iterator[Any]:
+        """Answer one C-MOVE request (pynetdicom's ``EVT_C_MOVE``).
+
+        Yields
+        ------
+        Any
+            The destination, the number of sub-operations, then (status, dataset) pairs,
+            as pynetdicom expects them.
+        """
+        destination = _destination(peer, str(event.move_destination or "").strip())
+        if destination is None:
+            yield None, None  # Move Destination unknown
+            return
+        retrieved = self._retrieve(event, peer)
+        if isinstance(retrieved, int):
+            yield destination.host, destination.port
+            yield 0
+            return
+        try:
+            contexts = _contexts(retrieved.files)
+            tls = (destination.tls.client_context(), destination.host) if destination.tls else None
+            options: dict[str, Any] = {"contexts": contexts, "tls_args": tls}
+            yield destination.host, destination.port, options
+            yield len(retrieved.files)
+            yield from _deliveries(retrieved)
+        finally:
+            retrieved.close()
+
+    # ---------------------------------------------------------------------------------------
+    def _retrieve(self, event: Event, peer: Peer | None) -> Retrieved | int:
+        """Translate, retrieve upstream, keep the cohort's, de-identify; an int (0) when there
+        is nothing to deliver."""
+        query = peer.route.config.query if peer is not None else None
+        if peer is None or query is None or self.cohort is None:
+            return 0
+        route = peer.route
+        self.board.count(route.name, "queries")
+        project = route.config.key.fingerprint
+        try:
+            identifier = event.identifier
+            level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
+        except Exception:
+            return 0
+        confinement = confine(identifier, self.cohort, project)
+        if level not in _LEVELS or confinement is None:
+            return 0
+        if confinement.patients is None and not confinement.uids:
+            return 0  # a retrieve names what it retrieves: never the whole archive
+        model = _UPSTREAM_GET[UID(str(event.request.AffectedSOPClassUID))]
+        stage = Path(tempfile.mkdtemp(prefix="retrieve-", dir=self.spool))
+        retrieved = Retrieved(stage, [])
+        try:
+            originals = stage / "originals"
+            originals.mkdir()
+            for upstream in _upstream_identifiers(level, confinement):
+                if not _fetch(query.node, model, upstream, originals, self.config.timeout):
+                    self.board.error(route.name, f"C-GET: {query.node.label} did not deliver")
+            out = stage / "out"
+            for path in sorted(originals.iterdir()):
+                if not self._in_cohort(path, confinement, project):
+                    path.unlink()  # never de-identified, never counted
+                    continue
+                retrieved.files.append(_deidentify(route, path, out))
+                path.unlink()
+        except BaseException:
+            retrieved.close()
+            raise
+        withheld = sum(1 for f in retrieved.files if f is None)
+        if withheld:
+            self.board.error(route.name, f"retrieve: {withheld} instance(s) withheld")
+        return retrieved
+
+    def _in_cohort(self, path: Path, confinement: Confinement, project: str) -> bool:
+        assert self.cohort is not None
+        try:
+            ds = dcmread(
+                path,
+                stop_before_pixels=True,
+                specific_tags=[0x00100020, 0x0020000D, 0x0020000E, 0x00080018],
+            )
+        except Exception:
+            return False
+        return in_cohort(ds, confinement, "IMAGE", self.cohort, project)
+
+
+def _destination(peer: Peer | None, ae_title: str) -> Node | None:
+    query = peer.route.config.query if peer is not None else None
+    if query is None:
+        return None
+    return next((n for n in query.move_destinations if n.ae_title == ae_title), None)
+
+
+def _upstream_identifiers(level: str, confinement: Confinement) -> Iterator[Dataset]:
+    """The upstream C-GET identifiers: the originals of the request's keys (one request per
+    original patient when a pseudonym stands for several)."""
+    patients: list[str | None] = [*sorted(confinement.patients or [])] or [None]
+    for patient in patients:
+        ds = Dataset()
+        ds.QueryRetrieveLevel = level
+        if patient is not None:
+            ds.PatientID = patient
+        for tag, originals in sorted(confinement.uids.items()):
+            ds[tag] = DataElement(tag, "UI", sorted(originals))
+        yield ds
+
+
+def _fetch(node: Node, model: str, identifier: Dataset, folder: Path, timeout: float) -> bool:
+    """C-GET ``identifier`` from ``node`` into ``folder`` (one Part 10 file per instance);
+    False when the node cannot be reached or does not finish with success or warning."""
+    counter = itertools.count(len(list(folder.iterdir())))
+    lock = threading.Lock()
+
+    def on_store(event: Event) -> int:
+        with lock:
+            path = folder / f"{next(counter):06d}.dcm"
+        try:
+            path.write_bytes(event.encoded_dataset())
+        except OSError:
+            path.unlink(missing_ok=True)
+            return 0xA700  # out of resources
+        return 0x0000
+
+    ae = ClientAE(ae_title=node.calling_ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    ae.connection_timeout = timeout
+    contexts = [build_context(model)]
+    roles: list[Any] = []
+    for context in StoragePresentationContexts[:127]:
+        sop_class = str(context.abstract_syntax)
+        contexts.append(build_context(sop_class, list(_UPSTREAM_SYNTAXES)))
+        roles.append(build_role(sop_class, scp_role=True))
+    tls = (node.tls.client_context(), node.host) if node.tls is not None else None
+    try:
+        assoc = ae.associate(
+            node.host,
+            node.port,
+            contexts=contexts,
+            ae_title=node.ae_title,
+            ext_neg=roles,
+            evt_handlers=[(evt.EVT_C_STORE, on_store)],
+            tls_args=tls,
+        )
+    except (OSError, ValueError, RuntimeError):
+        return False
+    if not assoc.is_established:
+        return False
+    final = None
+    try:
+        for status, _ in assoc.send_c_get(identifier, model):
+            code = status.get("Status") if status is not None else None
+            if code is None:
+                return False
+            final = int(code)
+    finally:
+        with contextlib.suppress(Exception):
+            if assoc.is_established:
+                assoc.release()
+    return final is not None and (final == 0x0000 or final >> 12 == 0xB)
+
+
+def _deidentify(route: Route, original: Path, out: Path) -> Path | None:
+    """One retrieved original de-identified as the storing routes do (release gate
+    included) into ``out``; None when it is withheld or fails."""
+    try:
+        source = read_source(original)
+    except InputError:
+        return None
+    try:
+        with PIPELINE_LOCK:
+            done = deidentify_source(
+                route.engine(), source, lambda ds, pseudonym: route.staged(out, ds, pseudonym)
+            )
+        if isinstance(done, str) or done.result is None:
+            return None
+        if route.gate is not None and not route.compiled.copy:
+            with PIPELINE_LOCK:
+                reason = gated(route.gate, done.output, out, original, done.result.uid_map, None)
+            if reason is not None:
+                return None
+    except Exception:
+        LOGGER.exception("route %s: de-identifying a retrieved instance failed", route.name)
+        return None
+    return done.output
+
+
+def _deliveries(retrieved: Retrieved) -> Iterator[tuple[int, Any]]:
+    """(pending, dataset) for each instance to deliver, read one at a time; a withheld one
+    gives a failed sub-operation."""
+    for path in retrieved.files:
+        if path is None:
+            yield _PENDING, _WITHHELD
+            continue
+        yield _PENDING, dcmread(path)
+
+
+def _contexts(files: list[Path | None]) -> list[Any]:
+    """The presentation contexts to propose to a move destination: each SOP class with the
+    transfer syntaxes its files are in (at most 128)."""
+    syntaxes: dict[str, set[str]] = {}
+    for path in files:
+        if path is None:
+            continue
+        meta = dcmread(path, stop_before_pixels=True, specific_tags=[0x00080016])
+        sop_class = str(meta.get("SOPClassUID", "") or meta.file_meta.MediaStorageSOPClassUID)
+        syntaxes.setdefault(sop_class, set()).add(str(meta.file_meta.TransferSyntaxUID))
+    return [build_context(sop, sorted(ts)) for sop, ts in sorted(syntaxes.items())][:128]
