@@ -1,24 +1,30 @@
 #!/usr/bin/env python
-"""Instances per second through the gateway, next to storescu -> storescp directly.
+"""Instances per second through the gateway, with 1 and 4 associations, next to storescu
+-> storescp directly and to ``dicomveil run`` on the same files.
 
 Usage::
 
-    python benchmarks/bench_gateway.py [--files 400] [--size 128] [--senders 4] [--rounds 3]
-                                       [--json OUT]
+    python benchmarks/bench_gateway.py [--files 800] [--size 256] [--senders 4] [--rounds 3]
+                                       [--workers N] [--json OUT]
 
-A synthetic corpus (CT series from :mod:`tests.support.synthetic`) is written to a scratch
-folder and split between ``--senders`` concurrent dcmtk ``storescu`` processes. Contenders:
+A synthetic corpus (CT series of 50 slices from :mod:`tests.support.synthetic`, one patient
+each) is written to a scratch folder in ``--senders`` parts. Contenders:
 
-* ``direct``: storescu -> dcmtk storescp (the network and storescp's writing: the ceiling);
-* ``gateway (folder)``: storescu -> ``dicomveil gateway`` writing to a folder; the time is
-  until every storescu got every acknowledgement (so every instance is de-identified and
-  fsynced);
-* ``gateway -> storescp``: the same with a forward route to storescp; the time runs until
-  the last instance arrived at storescp.
+* ``direct``: dcmtk storescu -> storescp (the network and storescp's writing: the ceiling),
+  one association (one storescu sending every part) and ``--senders`` (one per part);
+* ``gateway (folder)``: storescu -> ``dicomveil gateway`` writing to a folder, one and
+  ``--senders`` associations; the time is until every storescu got every acknowledgement
+  (so every instance is de-identified, checked by the release gate and fsynced);
+* ``gateway -> storescp``: ``--senders`` associations through a forward route to storescp;
+  the time runs until the last instance arrived at storescp;
+* ``dicomveil run``: the command on the same files into a folder (its default workers).
 
-The gateway runs as a ``dicomveil gateway --config`` subprocess, as in production. Each
-contender runs ``--rounds`` times on fresh folders; the table gives the median. Timings are
-for this machine only and are never thresholds in the tests.
+The gateway runs as a ``dicomveil gateway --config`` subprocess, as in production, with its
+default workers (the cores) unless ``--workers``; it is started before the clock. Each
+contender runs ``--rounds`` times on fresh folders, the contenders alternating; the table
+gives the median and the ratios the issue asks about (gateway with ``--senders``
+associations to ``dicomveil run``, and to one association). Timings are for this machine
+only and are never thresholds in the tests.
 """
 
 from __future__ import annotations
@@ -118,9 +124,11 @@ class Server:
                 self.proc.wait()
 
 
-def send(port: int, parts: list[Path]) -> None:
-    """All parts at once, one storescu each; fails if any storescu fails."""
+def send(port: int, parts: list[Path], associations: int) -> None:
+    """The parts in ``associations`` storescu processes at once (one association each);
+    fails if any storescu fails."""
     storescu = dcmtk("storescu")
+    groups = [parts[i::associations] for i in range(associations)]
     procs = [
         subprocess.Popen(
             [
@@ -128,13 +136,13 @@ def send(port: int, parts: list[Path]) -> None:
                 *("-aet", "BENCH", "-aec", "DICOMVEIL", "+sd", "+r"),
                 "127.0.0.1",
                 str(port),
-                str(part),
+                *map(str, group),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=DCMTK_ENV,
         )
-        for part in parts
+        for group in groups
     ]
     for proc in procs:
         _, errors = proc.communicate()
@@ -146,7 +154,9 @@ def count_files(folder: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(folder))
 
 
-def gateway_config(folder: Path, port: int, key: Path, dest_port: int | None) -> Path:
+def gateway_config(
+    folder: Path, port: int, key: Path, dest_port: int | None, workers: int | None
+) -> Path:
     forward = (
         f'\n[route.forward]\nhost = "127.0.0.1"\nport = {dest_port}\nae_title = "DEST"\n'
         if dest_port is not None
@@ -157,6 +167,7 @@ ae_title = "DICOMVEIL"
 port = {port}
 state_dir = "{folder / "state"}"
 max_associations = 32
+{"" if workers is None else f"workers = {workers}"}
 
 [[route]]
 name = "bench"
@@ -168,7 +179,7 @@ key = "{key}"
     return path
 
 
-def run_direct(scratch: Path, parts: list[Path], files: int) -> float:
+def run_direct(scratch: Path, parts: list[Path], files: int, associations: int) -> float:
     port = free_port()
     dest = scratch / "dest"
     dest.mkdir()
@@ -179,14 +190,23 @@ def run_direct(scratch: Path, parts: list[Path], files: int) -> float:
     )
     try:
         start = time.perf_counter()
-        send(port, parts)
+        send(port, parts, associations)
         wait_for(lambda: count_files(dest) >= files, "storescp's files")
         return time.perf_counter() - start
     finally:
         server.stop()
 
 
-def run_gateway(scratch: Path, parts: list[Path], files: int, key: Path, forward: bool) -> float:
+def run_gateway(
+    scratch: Path,
+    parts: list[Path],
+    files: int,
+    key: Path,
+    *,
+    forward: bool,
+    associations: int,
+    workers: int | None,
+) -> float:
     port = free_port()
     dest_port = free_port() if forward else None
     servers: list[Server] = []
@@ -208,11 +228,11 @@ def run_gateway(scratch: Path, parts: list[Path], files: int, key: Path, forward
                     scratch / "storescp.log",
                 )
             )
-        config = gateway_config(scratch, port, key, dest_port)
+        config = gateway_config(scratch, port, key, dest_port, workers)
         command = [str(Path(sys.executable).with_name("dicomveil")), "gateway", "--config"]
         servers.append(Server([*command, str(config)], port, scratch / "gateway.log"))
         start = time.perf_counter()
-        send(port, parts)
+        send(port, parts, associations)
         if dest_port is not None:
             wait_for(lambda: count_files(dest) >= files, "forwarded files")
         elapsed = time.perf_counter() - start
@@ -224,12 +244,26 @@ def run_gateway(scratch: Path, parts: list[Path], files: int, key: Path, forward
             server.stop()
 
 
+def run_command(scratch: Path, parts: list[Path], files: int, key: Path) -> float:
+    """``dicomveil run`` on the same files, into a folder."""
+    command = [str(Path(sys.executable).with_name("dicomveil")), "run", "--key", str(key)]
+    start = time.perf_counter()
+    done = subprocess.run(
+        [*command, *map(str, parts), str(scratch / "out")], capture_output=True, check=False
+    )
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0 or count_files(scratch / "out") < files:
+        raise SystemExit(f"dicomveil run failed: {done.stderr.decode(errors='replace')[-500:]}")
+    return elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--files", type=int, default=400)
-    parser.add_argument("--size", type=int, default=128, help="rows and columns of each image")
+    parser.add_argument("--files", type=int, default=800)
+    parser.add_argument("--size", type=int, default=256, help="rows and columns of each image")
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, help="the gateway's workers (default: cores)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dicomveil-bench-gateway-") as temp:
@@ -237,10 +271,20 @@ def main() -> None:
         parts = make_corpus(root / "corpus", args.files, args.size, args.senders)
         key = root / "bench.key"
         write_key(key, Key.generate())
+        n, w = args.senders, args.workers
         contenders: dict[str, Callable[[Path], float]] = {
-            "direct (storescu -> storescp)": lambda s: run_direct(s, parts, args.files),
-            "gateway (folder)": lambda s: run_gateway(s, parts, args.files, key, False),
-            "gateway -> storescp": lambda s: run_gateway(s, parts, args.files, key, True),
+            "direct, 1 association": lambda s: run_direct(s, parts, args.files, 1),
+            f"direct, {n} associations": lambda s: run_direct(s, parts, args.files, n),
+            "gateway (folder), 1 association": lambda s: run_gateway(
+                s, parts, args.files, key, forward=False, associations=1, workers=w
+            ),
+            f"gateway (folder), {n} associations": lambda s: run_gateway(
+                s, parts, args.files, key, forward=False, associations=n, workers=w
+            ),
+            f"gateway -> storescp, {n} associations": lambda s: run_gateway(
+                s, parts, args.files, key, forward=True, associations=n, workers=w
+            ),
+            "dicomveil run (folder)": lambda s: run_command(s, parts, args.files, key),
         }
         times: dict[str, list[float]] = {name: [] for name in contenders}
         for round_ in range(args.rounds):
@@ -249,18 +293,31 @@ def main() -> None:
                 scratch.mkdir()
                 times[name].append(contender(scratch))
                 shutil.rmtree(scratch, ignore_errors=True)
-    direct = statistics.median(times["direct (storescu -> storescp)"])
+    direct = statistics.median(times[f"direct, {n} associations"])
     print(
-        f"{args.files} instances ({args.size}x{args.size} CT), {args.senders} concurrent "
-        f"storescu, {args.rounds} rounds, median wall time"
+        f"{args.files} instances ({args.size}x{args.size} CT, {args.files // 50} patients), "
+        f"{args.rounds} rounds, median wall time; {os.cpu_count()} cores, gateway workers: "
+        f"{'the cores' if w is None else w}"
     )
-    print(f"{'contender':32} {'seconds':>9} {'instances/s':>12} {'vs direct':>10}")
-    results = {}
+    print(f"{'contender':40} {'seconds':>9} {'instances/s':>12} {'vs direct':>10}")
+    results: dict[str, object] = {}
+    medians = {name: statistics.median(values) for name, values in times.items()}
     for name, values in times.items():
-        median = statistics.median(values)
-        rate = args.files / median
-        results[name] = {"seconds": median, "instances_per_second": rate, "runs": values}
-        print(f"{name:32} {median:9.2f} {rate:12.1f} {direct / median:10.2f}")
+        rate = args.files / medians[name]
+        results[name] = {"seconds": medians[name], "instances_per_second": rate, "runs": values}
+        print(f"{name:40} {medians[name]:9.2f} {rate:12.1f} {direct / medians[name]:10.2f}")
+    many, one = (
+        medians[f"gateway (folder), {n} associations"],
+        medians["gateway (folder), 1 association"],
+    )
+    command = medians["dicomveil run (folder)"]
+    ratios = {"many_vs_run": command / many, "many_vs_one": one / many}
+    results["ratios"] = ratios
+    print(
+        f"gateway with {n} associations: {ratios['many_vs_run']:.2f}x dicomveil run's "
+        f"instances/s (goal >= 0.5), {ratios['many_vs_one']:.2f}x one association's "
+        "(goal >= 1.6)"
+    )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
 

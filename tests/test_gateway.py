@@ -22,16 +22,19 @@ import gc
 import ipaddress
 import json
 import os
+import queue
 import signal
 import socket
 import ssl
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -59,6 +62,7 @@ from dicomveil.gateway import (
     sanitize_query,
 )
 from dicomveil.gateway.queue import ClientAE
+from dicomveil.gateway.transport import pause_reactor
 from tests.support import synthetic
 from tests.support.commands import validate
 from tests.support.scratch import scratch
@@ -487,7 +491,8 @@ def test_the_release_gate_stops_what_the_verifier_flags(
     reason = withheld.result.reason
     assert reason.startswith("release gate: ") and "leak name" in reason, reason
     assert str(ds.PatientName.family_name) not in reason
-    assert not [p for p in (tmp_path / "state" / "spool").iterdir()]  # no stage left behind
+    # No staged file left behind (the stage's empty layout folders stay for the next one).
+    assert not [p for p in (tmp_path / "state" / "spool").rglob("*") if p.is_file()]
     gateway.stop()
 
     other = tmp_path / "ungated"
@@ -572,6 +577,33 @@ def _send(port: int, files: list[Path], *sop_classes: str) -> list[int]:
             assoc.release()
     finally:
         _config.STORE_SEND_CHUNKED_DATASET = previous
+
+
+def test_a_worker_that_dies_is_replaced(
+    tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
+) -> None:
+    """Issue 16: instances are de-identified by worker processes; one killed (out of memory,
+    say) fails the instance it held, and a new worker takes its place."""
+    text = gateway_config(0, tmp_path / "state", free_port()).split("[route.forward]")[0]
+    text = text.replace("timeout = 10\n", "timeout = 10\nworkers = 1\n", 1)
+    gateway = gateways(write_config(tmp_path, text, corpus))
+    pool = gateway._store.pool
+    assert pool is not None and pool.workers == 1
+    cts = sorted((corpus.folder / "ct1").iterdir())
+    assert _send(gateway.port, cts[:1]) == [StoreStatus.SUCCESS]
+    (worker,) = pool._shards[0]._processes.values()
+    assert worker.pid is not None
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join(10)
+    statuses = _send(gateway.port, cts[1:])
+    assert statuses[0] == StoreStatus.PROCESSING_FAILURE and statuses[1:] == [
+        StoreStatus.SUCCESS
+    ] * (len(cts) - 2)
+    assert _send(gateway.port, cts[1:2]) == [StoreStatus.SUCCESS]
+    written = sorted((tmp_path / "out").rglob("*.dcm"))
+    assert len(written) == len(cts)
+    for path in written:
+        assert path.read_bytes() == corpus.expected[path.stem]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1027,6 +1059,59 @@ def test_get_and_move_deliver_what_run_writes_for_the_cohort_only(
     assert len(received_files(moved)) == len(series)
     # Nothing of the retrievals is left in the state folder's spool.
     assert [p for p in (tmp_path / "state" / "spool").iterdir()] == []
+
+
+class _LateEvent(threading.Event):
+    """A reactor checkpoint that dawdles after it lets the reactor through (as a thread
+    waiting for the GIL does): the window in which pynetdicom's own pause believes a
+    running reactor is paused, made wide."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        passed = super().wait(timeout)
+        time.sleep(0.01)
+        return passed
+
+
+class _LateQueue(queue.Queue[Any]):
+    """A DIMSE message queue whose blocking reader (the sender waiting for its response)
+    comes late, as a thread waiting for the GIL does; the reactor's polls are not delayed."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if block:
+            time.sleep(0.03)
+        return super().get(block, timeout)
+
+
+@needs_dcmtk
+def test_the_reactor_is_paused_before_a_store_is_sent(
+    tmp_path: Path, corpus: Corpus, procs: Processes
+) -> None:
+    """Issue 16, the forwarding stall: a response taken off the queue by the association's
+    reactor thread left the forwarder waiting out its timeout. With pause_reactor before
+    each send, every response reaches the sender, however late the reactor is."""
+    port = free_port()
+    storescp(procs, tmp_path / "dest", port)
+    files = sorted((corpus.folder / "ct1").iterdir())
+    ae = ClientAE(ae_title="FORWARDER")
+    ae.dimse_timeout = 3
+    assoc = ae.associate("127.0.0.1", port, contexts=[build_context(CT_STORAGE)],
+                         ae_title="DEST")  # fmt: skip
+    assert assoc.is_established
+    try:
+        assoc._reactor_checkpoint = _LateEvent()
+        assoc._reactor_checkpoint.set()
+        assoc.dimse.msg_queue = _LateQueue()
+        started = time.monotonic()
+        statuses = []
+        for n in range(12):
+            assert pause_reactor(assoc)
+            status = assoc.send_c_store(files[n % len(files)])
+            statuses.append(int(status.get("Status", -1)) if status else -1)
+        assert statuses == [0] * 12, statuses
+        assert time.monotonic() - started < 3, "a response was waited for"
+    finally:
+        if assoc.is_established:
+            assoc.release()
 
 
 def _worklist_item(folder: Path) -> tuple[synthetic.FakePatient, str]:

@@ -21,6 +21,8 @@ The format (every table and key; defaults in parentheses)::
     port = 11112                        # (11112; 0 picks a free port)
     state_dir = "state"                 # queue, spool and status.json (required)
     max_associations = 16               # concurrent associations (16)
+    workers = 4                         # de-identifying processes (the cores; 0: none,
+                                        # one instance at a time in the receiving threads)
     max_pdu_size = 262144               # largest PDU we accept, bytes (262144)
     max_instances_per_association = 10000
     timeout = 30                        # ACSE, DIMSE and network timeouts, seconds (30)
@@ -247,6 +249,7 @@ class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 11112
     max_associations: int = 16
+    workers: int | None = None  # de-identifying processes: None, the cores; 0, none
     max_pdu_size: int = 262144
     max_instances_per_association: int = 10000
     timeout: float = 30.0

@@ -32,7 +32,7 @@ from pynetdicom.association import Association
 
 from dicomveil.gateway.config import Node
 from dicomveil.gateway.queue import RouteQueue
-from dicomveil.gateway.transport import ClientAE
+from dicomveil.gateway.transport import ClientAE, pause_reactor
 
 __all__ = ["ForwardListener", "Forwarder"]
 
@@ -328,6 +328,7 @@ class Forwarder:
             # decodes nor re-encodes it (its documented setting for path arguments; global,
             # so it is set before every send).
             _config.STORE_SEND_CHUNKED_DATASET = True
+            pause_reactor(assoc)
             status = assoc.send_c_store(claim)
         except (OSError, RuntimeError) as exc:
             self.queue.unclaim(claim)

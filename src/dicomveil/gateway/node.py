@@ -53,6 +53,7 @@ from dicomveil.gateway.cohort import COHORT_FILE, Cohort
 from dicomveil.gateway.config import GatewayConfig
 from dicomveil.gateway.events import EventKind, GatewayEvent, GatewayEvents, NullEvents, emit
 from dicomveil.gateway.mpps import ModalityPerformedProcedureStep, MppsHandler
+from dicomveil.gateway.pool import WorkerPool, config_workers
 from dicomveil.gateway.query import FIND_MODELS, FindHandler, ModalityWorklistInformationFind
 from dicomveil.gateway.queue import atomic_write_json
 from dicomveil.gateway.retrieve import GET_MODELS, MOVE_MODELS, RetrieveHandler
@@ -160,6 +161,11 @@ class Gateway:
         for folder in (self.state_dir, self.spool):
             folder.mkdir(parents=True, exist_ok=True)
         self._open_cohort()
+        workers = config_workers(self.config)
+        if workers:
+            pool = WorkerPool(self.config, workers)
+            pool.start()
+            self._store.pool = pool
         for stale in self.spool.iterdir():  # received files, and the release gate's stages
             with contextlib.suppress(OSError):
                 if stale.is_dir() and not stale.is_symlink():
@@ -240,6 +246,9 @@ class Gateway:
         if self._status_thread is not None:
             self._status_thread.join(5.0)
         self._write_status()
+        if self._store.pool is not None:
+            self._store.pool.stop()
+            self._store.pool = None
         if self.cohort is not None:
             self.cohort.close()
             self.cohort = self._store.cohort = self._find.cohort = self._retrieve.cohort = None

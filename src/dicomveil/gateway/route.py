@@ -2,7 +2,9 @@
 
 A :class:`Route` holds a configured route's compiled profiles, pseudonymizer, engines, and
 its queue and forwarder when it forwards; a :class:`Peer` is the route an association was
-given and who asked for it. The de-identification runs one instance at a time
+given and who asked for it. Received instances are de-identified by worker processes
+(:mod:`~dicomveil.gateway.pool`); what runs in the gateway's own process (query answers,
+MPPS, retrievals, and instances when there are no workers) runs one at a time
 (:data:`PIPELINE_LOCK`, process-wide): pydicom's reading relies on
 ``warnings.catch_warnings``, which is not thread-safe, and the work is CPU-bound under the
 GIL anyway; receiving stays concurrent.
@@ -42,10 +44,17 @@ class Route:
         The gateway's configuration (state folder, forwarding retries and limits).
     listener : ForwardListener
         Told by the route's forwarder of what it forwarded or refused.
+    forwarding : bool
+        Whether it has a forwarder (a worker process's routes only write the queue).
     """
 
     def __init__(
-        self, config: RouteConfig, gateway: GatewayConfig, listener: ForwardListener
+        self,
+        config: RouteConfig,
+        gateway: GatewayConfig,
+        listener: ForwardListener,
+        *,
+        forwarding: bool = True,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -69,6 +78,7 @@ class Route:
         self.forwarder: Forwarder | None = None
         if config.forward is not None:
             self.queue = RouteQueue(gateway.state_dir / "queue" / config.name)
+        if config.forward is not None and self.queue is not None and forwarding:
             self.forwarder = Forwarder(
                 config.name,
                 self.queue,

@@ -229,6 +229,7 @@ class GatewayTable(_Table):
     port: Annotated[int, _between(0, 65535)] = 11112
     state_dir: str
     max_associations: Annotated[int, _between(1, 1000)] = 16
+    workers: Annotated[int, _between(0, 256)] | None = None
     max_pdu_size: Annotated[int, _between(4096, 64 * 1024 * 1024)] = 262144
     max_instances_per_association: Annotated[int, _between(1, 10**9)] = 10000
     timeout: Annotated[float, _between(0.1, 3600.0)] = 30.0

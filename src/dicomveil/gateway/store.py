@@ -41,13 +41,13 @@ import errno
 import logging
 import os
 import re
-import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom.dimse_primitives import C_STORE
@@ -59,9 +59,12 @@ from dicomveil.gateway.config import GatewayConfig, WithheldStatus
 from dicomveil.gateway.events import EventKind, GatewayEvent
 from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route, status_dataset
 from dicomveil.gateway.status import StatusBoard
-from dicomveil.io import SourceFile, copy_file, read_source
+from dicomveil.io import SourceFile, copy_file, fsync_dir, read_source
 from dicomveil.runs.batch import FileResult, Outcome, Task, deidentify_source
 from dicomveil.runs.maps import gated
+
+if TYPE_CHECKING:
+    from dicomveil.gateway.pool import WorkerPool
 
 __all__ = ["StoreHandler", "StoreStatus", "Stored", "store_instance"]
 
@@ -156,11 +159,10 @@ def store_instance(route: Route, path: Path, task: Task, expect: tuple[str, str]
             StoreStatus.MISMATCH,
         )
     if route.gate is not None and not route.compiled.copy:
-        stage = Path(tempfile.mkdtemp(prefix="gate-", dir=path.parent))
-        try:
-            return _store_gated(route, source, task, path, stage)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
+        # One stage per process and thread, kept (its layout folders are reused by the
+        # next instance of the series; the spool is emptied when the gateway starts).
+        stage = path.parent / f"stage-{os.getpid()}-{threading.get_ident()}"
+        return _store_gated(route, source, task, path, stage)
     engine = route.engine()
     try:
         # The pipeline of ``dicomveil run`` itself: same bytes, clean-pixel-data included.
@@ -189,24 +191,58 @@ def _store_gated(
     copied to the route's destinations (see the module docstring)."""
     gate = route.gate
     assert gate is not None
+    staged: Path | None = None
     try:
         done = deidentify_source(
-            route.engine(), source, lambda ds, pseudonym: route.staged(stage, ds, pseudonym)
+            route.engine(),
+            source,
+            lambda ds, pseudonym: route.staged(stage, ds, pseudonym),
         )
         if isinstance(done, str):
             return Stored(FileResult(task, Outcome.WITHHELD, done), StoreStatus.WITHHELD_WARNING)
         assert done.result is not None and done.result.dataset is not None
+        staged = done.output
         reason = gated(gate, done.output, stage, received, done.result.uid_map, route.gated.parent)
         if reason is not None:
             withheld = FileResult(task, Outcome.WITHHELD, reason)
             return Stored(withheld, StoreStatus.WITHHELD_WARNING)
-        for target in route.targets(done.result.dataset, done.pseudonym):
-            copy_file(done.output, target, durable=True)
+        first, *others = route.targets(done.result.dataset, done.pseudonym)
+        _place(done.output, first)
+        for target in others:
+            copy_file(first, target, durable=True)
     except Exception as exc:
         return _failure(task, exc)
+    finally:
+        if staged is not None:
+            with contextlib.suppress(OSError):
+                staged.unlink()  # stopped, failed, or already moved
     result = done.file_result(task)
     folder = route.targets(done.result.dataset, done.pseudonym)[0]
     return Stored(replace(result, output=folder), StoreStatus.SUCCESS, route.queue is not None)
+
+
+def _place(staged: Path, target: Path) -> None:
+    """Move a checked file into place durably (its data fsynced, renamed, the folder
+    fsynced), or copy it so where it cannot be renamed (another file system)."""
+    fd = os.open(staged, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        try:
+            staged.replace(target)
+        except FileNotFoundError:
+            if not staged.exists():
+                raise
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged.replace(target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        copy_file(staged, target, durable=True)
+        return
+    fsync_dir(target.parent)
 
 
 class StoreHandler(Handler):
@@ -235,6 +271,7 @@ class StoreHandler(Handler):
         self.spool = spool
         self.emit = emit
         self.cohort: Cohort | None = None  # set by the gateway when it starts
+        self.pool: WorkerPool | None = None  # set by the gateway when it starts
 
     def _joins_cohort(self, route: Route, result: FileResult) -> None:
         """A written instance joins its project's cohort (what query routes answer for)."""
@@ -325,8 +362,10 @@ class StoreHandler(Handler):
             except OSError as exc:
                 return _write_failure(task, exc, "cannot spool the data set")
             del data
-            with PIPELINE_LOCK:
-                return store_instance(route, spool, task, expect)
+            if self.pool is None:
+                with PIPELINE_LOCK:
+                    return store_instance(route, spool, task, expect)
+            return self.pool.store(route, spool, task, expect)
         finally:
             with contextlib.suppress(OSError):
                 spool.unlink()

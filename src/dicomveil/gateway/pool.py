@@ -1,0 +1,182 @@
+"""The gateway's de-identification workers: processes, so that throughput grows with cores.
+
+Each received instance is spooled to disk by its association's thread, then de-identified
+by :func:`~dicomveil.gateway.store.store_instance` (the engine path of ``dicomveil run``)
+in a worker process, while the thread waits for the result and other associations go on.
+A worker process holds its own routes (engines, release gates; no forwarder: forwarding
+stays in the gateway's process) built from the configuration when it starts
+(``spawn``: nothing of the gateway's threads is copied into it).
+
+The workers are ``[gateway] workers`` processes (default: the machine's cores; 0 runs the
+pipeline in the receiving threads, one instance at a time). A route whose profile cleans
+free text with what it learns of each patient (``Engine.reads_patients``) sends all of a
+patient's instances to the same worker, so that it remembers the patient as one process
+would; other routes send each instance to the least busy worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+
+from dicomveil.gateway.config import GatewayConfig
+from dicomveil.gateway.route import PIPELINE_LOCK, Route
+from dicomveil.gateway.store import Stored, store_instance
+from dicomveil.runs.batch import Task
+
+__all__ = ["WorkerPool", "config_workers"]
+
+_ROUTES: dict[str, Route] = {}  # in a worker process: its routes, by name
+
+
+class _NoListener:
+    """A worker's routes never forward (the gateway's process does)."""
+
+    def forwarded(self, route: str, entry: Path, size: int) -> None:
+        """Unused in a worker."""
+
+    def refused(self, route: str, entry: Path, reason: str) -> None:
+        """Unused in a worker."""
+
+    def error(self, route: str, message: str) -> None:
+        """Unused in a worker."""
+
+
+def config_workers(config: GatewayConfig) -> int:
+    """How many worker processes the gateway runs: ``[gateway] workers``, else the cores.
+
+    Parameters
+    ----------
+    config : GatewayConfig
+        The gateway's configuration.
+
+    Returns
+    -------
+    int
+        The number of processes (0: none).
+    """
+    return config.workers if config.workers is not None else (os.cpu_count() or 1)
+
+
+def _start_worker(config: GatewayConfig) -> None:
+    _ROUTES.clear()
+    for route in config.routes:
+        _ROUTES[route.name] = Route(route, config, _NoListener(), forwarding=False)
+
+
+def _ready() -> bool:
+    return True
+
+
+def _store(route: str, spool: str, task: Task, expect: tuple[str, str]) -> Stored:
+    return store_instance(_ROUTES[route], Path(spool), task, expect)
+
+
+class WorkerPool:
+    """Worker processes de-identifying received instances (see the module's docstring).
+
+    Parameters
+    ----------
+    config : GatewayConfig
+        The gateway's configuration (its routes are rebuilt in every worker).
+    workers : int
+        How many processes; 0: none (the receiving thread does the work).
+    """
+
+    def __init__(self, config: GatewayConfig, workers: int) -> None:
+        self.config = config
+        self.workers = workers
+        self._shards: list[ProcessPoolExecutor] = []
+        self._busy: list[int] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the processes and wait until each has built its routes."""
+        self._shards = [self._new_shard() for _ in range(self.workers)]
+        self._busy = [0] * self.workers
+        for ready in [shard.submit(_ready) for shard in self._shards]:
+            ready.result()
+
+    def _new_shard(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(
+            1, mp_context=context, initializer=_start_worker, initargs=(self.config,)
+        )
+
+    def stop(self) -> None:
+        """Stop the processes (waiting for the instances in hand)."""
+        shards, self._shards = self._shards, []
+        for shard in shards:
+            shard.shutdown(wait=True, cancel_futures=False)
+
+    def store(self, route: Route, spool: Path, task: Task, expect: tuple[str, str]) -> Stored:
+        """De-identify one spooled instance (:func:`store_instance`) in a worker.
+
+        Parameters
+        ----------
+        route : Route
+            The route it came in on.
+        spool : Path
+            The spooled file.
+        task : Task
+            Names it in the result.
+        expect : tuple of str
+            The SOP Class and SOP Instance UIDs of the C-STORE request.
+
+        Returns
+        -------
+        Stored
+            What :func:`store_instance` returns.
+        """
+        if not self._shards:
+            with PIPELINE_LOCK:
+                return store_instance(route, spool, task, expect)
+        index = self._pick(route, spool)
+        try:
+            future = self._shards[index].submit(_store, route.name, str(spool), task, expect)
+            stored: Stored = future.result()
+            return stored
+        except BrokenProcessPool:
+            self._replace(index)  # a worker died (killed, out of memory): a new one
+            raise
+        finally:
+            with self._lock:
+                self._busy[index] -= 1
+
+    def _replace(self, index: int) -> None:
+        with self._lock:
+            broken = self._shards[index]
+            self._shards[index] = self._new_shard()
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def _pick(self, route: Route, spool: Path) -> int:
+        """The worker for this instance: the patient's, or the least busy one."""
+        with self._lock:
+            if route.engine().reads_patients:
+                index = _shard_of(_patient(spool), len(self._shards))
+            else:
+                index = min(range(len(self._busy)), key=self._busy.__getitem__)
+            self._busy[index] += 1
+        return index
+
+
+def _patient(spool: Path) -> str:
+    """The patient's ID and issuer as received (never logged), or "" when unreadable."""
+    try:
+        ds = dcmread(spool, stop_before_pixels=True, specific_tags=[0x00100020, 0x00100021])
+    except Exception:
+        return ""
+    return f"{ds.get('PatientID', '')}|{ds.get('IssuerOfPatientID', '')}"
+
+
+def _shard_of(key: str, count: int) -> int:
+    digest: Any = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big") % count
