@@ -591,7 +591,7 @@ def test_a_worker_that_dies_is_replaced(
     assert pool is not None and pool.workers == 1
     cts = sorted((corpus.folder / "ct1").iterdir())
     assert _send(gateway.port, cts[:1]) == [StoreStatus.SUCCESS]
-    (worker,) = pool._shards[0]._processes.values()
+    worker = pool._shards[0].process
     assert worker.pid is not None
     os.kill(worker.pid, signal.SIGKILL)
     worker.join(10)

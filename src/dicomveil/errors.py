@@ -5,6 +5,7 @@ The tree::
     DicomveilError
     ├── ProfileError        a profile file or name that cannot be used (names the file and entry)
     ├── GatewayConfigError  a gateway configuration that cannot be used (one line per problem)
+    ├── GatewayWorkerError  a gateway worker process that ended while it held an instance
     ├── LayoutError         an output layout template with unknown fields or paths outside
     ├── OutputKeyError      an output folder another key wrote (``--allow-other-key``)
     ├── KeyFileError        a key file that is missing, malformed or readable by others
@@ -108,6 +109,11 @@ class GatewayConfigError(DicomveilError):
             f"{source}: {where + ': ' if where else ''}{text}" for where, text in self.problems
         )
         super().__init__("\n".join(lines))
+
+
+class GatewayWorkerError(DicomveilError):
+    """A gateway worker process that ended while it de-identified an instance (killed, out
+    of memory); a new one takes its place."""
 
 
 class LayoutError(DicomveilError):

@@ -16,17 +16,18 @@ would; other routes send each instance to the least busy worker.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
 
+from dicomveil.errors import GatewayWorkerError
 from dicomveil.gateway.config import GatewayConfig
 from dicomveil.gateway.route import PIPELINE_LOCK, Route
 from dicomveil.gateway.store import Stored, store_instance
@@ -66,18 +67,56 @@ def config_workers(config: GatewayConfig) -> int:
     return config.workers if config.workers is not None else (os.cpu_count() or 1)
 
 
-def _start_worker(config: GatewayConfig) -> None:
-    _ROUTES.clear()
-    for route in config.routes:
-        _ROUTES[route.name] = Route(route, config, _NoListener(), forwarding=False)
+def _serve(conn: Connection, config: GatewayConfig) -> None:
+    """A worker process: build the routes, then de-identify what the pipe brings until it
+    closes (the gateway stopped or died)."""
+    routes = {r.name: Route(r, config, _NoListener(), forwarding=False) for r in config.routes}
+    conn.send(True)
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        route, spool, task, expect = request
+        conn.send(store_instance(routes[route], Path(spool), task, expect))
 
 
-def _ready() -> bool:
-    return True
+class _Worker:
+    """One worker process and the pipe to it (one request at a time)."""
 
+    def __init__(self, config: GatewayConfig) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(child, config), name="dicomveil-worker", daemon=True
+        )
+        self.process.start()
+        child.close()
+        self.lock = threading.Lock()
 
-def _store(route: str, spool: str, task: Task, expect: tuple[str, str]) -> Stored:
-    return store_instance(_ROUTES[route], Path(spool), task, expect)
+    def ready(self) -> None:
+        if not self.conn.recv():
+            raise GatewayWorkerError("a worker did not start")
+
+    def call(self, request: tuple[str, str, Task, tuple[str, str]]) -> Stored:
+        with self.lock:
+            try:
+                self.conn.send(request)
+                stored: Stored = self.conn.recv()
+            except (EOFError, OSError, BrokenPipeError):
+                raise GatewayWorkerError("the worker de-identifying the instance ended") from None
+        return stored
+
+    def stop(self) -> None:
+        with self.lock, contextlib.suppress(OSError, BrokenPipeError):
+            self.conn.send(None)
+        self.process.join(30)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
 
 
 class WorkerPool:
@@ -94,28 +133,22 @@ class WorkerPool:
     def __init__(self, config: GatewayConfig, workers: int) -> None:
         self.config = config
         self.workers = workers
-        self._shards: list[ProcessPoolExecutor] = []
+        self._shards: list[_Worker] = []
         self._busy: list[int] = []
         self._lock = threading.Lock()
 
     def start(self) -> None:
         """Start the processes and wait until each has built its routes."""
-        self._shards = [self._new_shard() for _ in range(self.workers)]
+        self._shards = [_Worker(self.config) for _ in range(self.workers)]
         self._busy = [0] * self.workers
-        for ready in [shard.submit(_ready) for shard in self._shards]:
-            ready.result()
-
-    def _new_shard(self) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(
-            1, mp_context=context, initializer=_start_worker, initargs=(self.config,)
-        )
+        for shard in self._shards:
+            shard.ready()
 
     def stop(self) -> None:
         """Stop the processes (waiting for the instances in hand)."""
         shards, self._shards = self._shards, []
         for shard in shards:
-            shard.shutdown(wait=True, cancel_futures=False)
+            shard.stop()
 
     def store(self, route: Route, spool: Path, task: Task, expect: tuple[str, str]) -> Stored:
         """De-identify one spooled instance (:func:`store_instance`) in a worker.
@@ -141,21 +174,20 @@ class WorkerPool:
                 return store_instance(route, spool, task, expect)
         index = self._pick(route, spool)
         try:
-            future = self._shards[index].submit(_store, route.name, str(spool), task, expect)
-            stored: Stored = future.result()
-            return stored
-        except BrokenProcessPool:
-            self._replace(index)  # a worker died (killed, out of memory): a new one
+            return self._shards[index].call((route.name, str(spool), task, expect))
+        except GatewayWorkerError:
+            self._replace(index)  # a new one takes its place
             raise
         finally:
             with self._lock:
                 self._busy[index] -= 1
 
     def _replace(self, index: int) -> None:
+        fresh = _Worker(self.config)
+        fresh.ready()
         with self._lock:
-            broken = self._shards[index]
-            self._shards[index] = self._new_shard()
-        broken.shutdown(wait=False, cancel_futures=True)
+            broken, self._shards[index] = self._shards[index], fresh
+        broken.stop()
 
     def _pick(self, route: Route, spool: Path) -> int:
         """The worker for this instance: the patient's, or the least busy one."""
