@@ -23,6 +23,7 @@ import ipaddress
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import ssl
@@ -64,7 +65,7 @@ from dicomveil.gateway import (
 from dicomveil.gateway.queue import ClientAE
 from dicomveil.gateway.transport import pause_reactor
 from tests.support import synthetic
-from tests.support.commands import validate
+from tests.support.commands import PYDICOM_DATA, validate
 from tests.support.scratch import scratch
 
 from .conftest import KEY
@@ -1059,6 +1060,75 @@ def test_get_and_move_deliver_what_run_writes_for_the_cohort_only(
     assert len(received_files(moved)) == len(series)
     # Nothing of the retrievals is left in the state folder's spool.
     assert [p for p in (tmp_path / "state" / "spool").iterdir()] == []
+
+
+@needs_dcmtk
+def test_real_files_are_retrieved_as_run_writes_them(
+    tmp_path: Path, procs: Processes, gateways: Callable[..., Gateway]
+) -> None:
+    """Issue 16 on real files (pydicom's GE CT and MR): queried and retrieved by their new
+    UIDs, delivered as `dicomveil run` writes the archive's originals."""
+    names = ("CT_small.dcm", "MR_small.dcm")
+    originals = tmp_path / "real"
+    originals.mkdir()
+    for name in names:
+        shutil.copy2(PYDICOM_DATA / "test_files" / name, originals / name)
+    upstream_port = free_port()
+    procs.start(
+        [tool("dcmqrscp"), "-c", str(dcmqrscp_config(tmp_path / "qr", upstream_port))],
+        "dcmqrscp.log",
+        upstream_port,
+    )
+    fill_pacs(upstream_port, [originals])
+    archived = run(
+        [tmp_path / "qr" / "storage"],
+        RunConfig(
+            profile=Profile.named("ps3.15-basic"), key=KEY, output=tmp_path / "run",
+            map_dir=tmp_path / "maps", workers=1, today=dt.date.today(),
+        ),
+    )  # fmt: skip
+    assert archived.count(Outcome.WRITTEN) == len(names), [r.reason for r in archived.results]
+    runs = {r.output.stem: r.output for r in archived.written if r.output is not None}
+    key = tmp_path / "project.key"
+    write_key(key, KEY)
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f"""
+[gateway]
+port = 0
+state_dir = "state"
+timeout = 10
+
+[[route]]
+name = "query"
+calling_ae = ["RESEARCHER"]
+key = "{key}"
+
+[route.query]
+host = "127.0.0.1"
+port = {upstream_port}
+ae_title = "PACS"
+cohort_maps = ["{tmp_path / "maps"}"]
+""",
+        encoding="utf-8",
+    )
+    port = gateways(config).port
+    studies = find(tmp_path, port, "QueryRetrieveLevel=STUDY", "StudyInstanceUID")
+    new_studies = {str(dcmread(p).StudyInstanceUID) for p in runs.values()}
+    assert {str(a.StudyInstanceUID) for a in studies} == new_studies
+    got = tmp_path / "got"
+    got.mkdir()
+    for study in sorted(new_studies):
+        done = dcmtk(
+            tool("getscu"), "-aet", "RESEARCHER", "-aec", "DICOMVEIL", "+B", "-S",
+            "-od", str(got), "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
+            "127.0.0.1", str(port),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    received = by_sop(got)
+    assert sorted(received) == sorted(runs)
+    for sop, path in received.items():
+        assert body(path) == body(runs[sop]), sop
 
 
 class _LateEvent(threading.Event):
