@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, build_context
 from pynetdicom.association import Association
@@ -63,6 +64,7 @@ from dicomveil.gateway import (
     sanitize_query,
 )
 from dicomveil.gateway.queue import ClientAE
+from dicomveil.gateway.store import spool_header
 from dicomveil.gateway.transport import pause_reactor
 from tests.support import synthetic
 from tests.support.commands import PYDICOM_DATA, validate
@@ -578,6 +580,30 @@ def _send(port: int, files: list[Path], *sop_classes: str) -> list[int]:
             assoc.release()
     finally:
         _config.STORE_SEND_CHUNKED_DATASET = previous
+
+
+def test_the_spool_header_is_the_file_meta_pydicom_reads(tmp_path: Path) -> None:
+    """The received data set is spooled with a File Meta Information header written
+    without pydicom (speed): pydicom reads it, with the right group length and values."""
+    source = PYDICOM_DATA / "test_files" / "CT_small.dcm"
+    meta, offset = split_dataset(source)
+    dataset = source.read_bytes()[offset:]
+    sop_class, sop = str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID)
+    for syntax in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50"):  # odd and even lengths
+        path = tmp_path / f"{syntax}.dcm"
+        path.write_bytes(spool_header(sop_class, sop, syntax) + dataset)
+        read = read_file_meta_info(path)
+        assert (read.MediaStorageSOPClassUID, read.MediaStorageSOPInstanceUID) == (sop_class, sop)
+        assert read.TransferSyntaxUID == syntax
+        assert read.FileMetaInformationVersion == b"\x00\x01"
+        group = sum(
+            (len(e.value) + 1) // 2 * 2 + (12 if e.VR == "OB" else 8)  # UIDs padded to even
+            for e in read
+            if e.tag != 0x00020000
+        )
+        assert read.FileMetaInformationGroupLength == group
+    ds = dcmread(tmp_path / "1.2.840.10008.1.2.1.dcm")
+    assert ds.PatientName == dcmread(source).PatientName
 
 
 def test_a_worker_that_dies_is_replaced(

@@ -97,8 +97,16 @@ class _Worker:
         self.lock = threading.Lock()
 
     def ready(self) -> None:
-        if not self.conn.recv():
-            raise GatewayWorkerError("a worker did not start")
+        try:
+            started = self.conn.recv()
+        except (EOFError, OSError):
+            started = False
+        if not started:
+            self.process.join(5)
+            raise GatewayWorkerError(
+                "a worker process did not start (a Python script that starts the gateway "
+                "must do so under `if __name__ == '__main__':`, as multiprocessing requires)"
+            )
 
     def call(self, request: tuple[str, str, Task, tuple[str, str]]) -> Stored:
         with self.lock:

@@ -38,9 +38,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import logging
 import os
 import re
+import struct
 import tempfile
 import threading
 from collections.abc import Callable
@@ -59,7 +61,7 @@ from dicomveil.gateway.config import GatewayConfig, WithheldStatus
 from dicomveil.gateway.events import EventKind, GatewayEvent
 from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route, status_dataset
 from dicomveil.gateway.status import StatusBoard
-from dicomveil.io import SourceFile, copy_file, fsync_dir, read_source
+from dicomveil.io import IMPLEMENTATION_CLASS_UID, SourceFile, copy_file, fsync_dir, read_source
 from dicomveil.runs.batch import FileResult, Outcome, Task, deidentify_source
 from dicomveil.runs.maps import gated
 
@@ -221,6 +223,47 @@ def _store_gated(
     return Stored(replace(result, output=folder), StoreStatus.SUCCESS, route.queue is not None)
 
 
+def spool_header(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
+    """The preamble and File Meta Information of a received data set, as Part 10 wants them
+    (PS3.10 7.1): what pynetdicom's ``Event.encoded_dataset`` writes, without building and
+    validating a pydicom dataset per instance (a tenth of the receiving thread's time).
+
+    Parameters
+    ----------
+    sop_class, sop_instance : str
+        The C-STORE request's Affected SOP Class and Instance UIDs.
+    transfer_syntax : str
+        The presentation context's transfer syntax.
+
+    Returns
+    -------
+    bytes
+        128 zero bytes, ``DICM``, and group 0002 in explicit VR little endian.
+    """
+    body = b"".join(
+        (
+            _meta_element(0x0001, b"OB", b"\x00\x01"),
+            _meta_element(0x0002, b"UI", _even(sop_class)),
+            _meta_element(0x0003, b"UI", _even(sop_instance)),
+            _meta_element(0x0010, b"UI", _even(transfer_syntax)),
+            _meta_element(0x0012, b"UI", _even(IMPLEMENTATION_CLASS_UID)),
+        )
+    )
+    length = _meta_element(0x0000, b"UL", struct.pack("<I", len(body)))
+    return b"\x00" * 128 + b"DICM" + length + body
+
+
+def _even(uid: str) -> bytes:
+    data = uid.encode("ascii")
+    return data + b"\x00" if len(data) % 2 else data
+
+
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    if vr == b"OB":  # a 4-byte length after two reserved bytes (PS3.5 7.1.2)
+        return struct.pack("<HH2sHI", 0x0002, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
 def _place(staged: Path, target: Path) -> None:
     """Move a checked file into place durably (its data fsynced, renamed, the folder
     fsynced), or copy it so where it cannot be renamed (another file system)."""
@@ -347,7 +390,8 @@ class StoreHandler(Handler):
             str(request.AffectedSOPInstanceUID or ""),
         )
         try:
-            data = event.encoded_dataset(include_meta=True)
+            data = cast(io.BytesIO, request.DataSet).getbuffer()
+            header = spool_header(expect[0], expect[1], str(event.context.transfer_syntax or ""))
         except Exception:
             return Stored(
                 FileResult(task, Outcome.FAILED, "the data set cannot be read"),
@@ -358,10 +402,12 @@ class StoreHandler(Handler):
         try:
             try:
                 with os.fdopen(fd, "wb") as fh:
+                    fh.write(header)
                     fh.write(data)
             except OSError as exc:
                 return _write_failure(task, exc, "cannot spool the data set")
-            del data
+            finally:
+                data.release()
             if self.pool is None:
                 with PIPELINE_LOCK:
                     return store_instance(route, spool, task, expect)
