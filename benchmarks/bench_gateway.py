@@ -17,7 +17,9 @@ each) is written to a scratch folder in ``--senders`` parts. Contenders:
   (so every instance is de-identified, checked by the release gate and fsynced);
 * ``gateway -> storescp``: ``--senders`` associations through a forward route to storescp;
   the time runs until the last instance arrived at storescp;
-* ``dicomveil run``: the command on the same files into a folder (its default workers).
+* ``dicomveil run``: the command on the same files into a folder (its default workers);
+* for context, the same work on both sides: the gateway with ``verify = false`` (no
+  release gate), and ``dicomveil run --verify`` (with it).
 
 The gateway runs as a ``dicomveil gateway --config`` subprocess, as in production, with its
 default workers (the cores) unless ``--workers``; it is started before the clock. Each
@@ -155,7 +157,13 @@ def count_files(folder: Path) -> int:
 
 
 def gateway_config(
-    folder: Path, port: int, key: Path, dest_port: int | None, workers: int | None
+    folder: Path,
+    port: int,
+    key: Path,
+    dest_port: int | None,
+    workers: int | None,
+    *,
+    verify: bool = True,
 ) -> Path:
     forward = (
         f'\n[route.forward]\nhost = "127.0.0.1"\nport = {dest_port}\nae_title = "DEST"\n'
@@ -173,6 +181,7 @@ max_associations = 32
 name = "bench"
 calling_ae = ["BENCH"]
 key = "{key}"
+verify = {"true" if verify else "false"}
 {forward}"""
     path = folder / "gateway.toml"
     path.write_text(text, encoding="utf-8")
@@ -206,6 +215,7 @@ def run_gateway(
     forward: bool,
     associations: int,
     workers: int | None,
+    verify: bool = True,
 ) -> float:
     port = free_port()
     dest_port = free_port() if forward else None
@@ -228,7 +238,7 @@ def run_gateway(
                     scratch / "storescp.log",
                 )
             )
-        config = gateway_config(scratch, port, key, dest_port, workers)
+        config = gateway_config(scratch, port, key, dest_port, workers, verify=verify)
         command = [str(Path(sys.executable).with_name("dicomveil")), "gateway", "--config"]
         servers.append(Server([*command, str(config)], port, scratch / "gateway.log"))
         start = time.perf_counter()
@@ -244,9 +254,12 @@ def run_gateway(
             server.stop()
 
 
-def run_command(scratch: Path, parts: list[Path], files: int, key: Path) -> float:
-    """``dicomveil run`` on the same files, into a folder."""
+def run_command(
+    scratch: Path, parts: list[Path], files: int, key: Path, *, verify: bool = False
+) -> float:
+    """``dicomveil run`` on the same files, into a folder (``--verify``: with the gate)."""
     command = [str(Path(sys.executable).with_name("dicomveil")), "run", "--key", str(key)]
+    command += ["--verify"] if verify else []
     start = time.perf_counter()
     done = subprocess.run(
         [*command, *map(str, parts), str(scratch / "out")], capture_output=True, check=False
@@ -285,6 +298,13 @@ def main() -> None:
                 s, parts, args.files, key, forward=True, associations=n, workers=w
             ),
             "dicomveil run (folder)": lambda s: run_command(s, parts, args.files, key),
+            # The same work on both sides, for context: the release gate on both, or off.
+            f"gateway (folder), {n} assoc., no gate": lambda s: run_gateway(
+                s, parts, args.files, key, forward=False, associations=n, workers=w, verify=False
+            ),
+            "dicomveil run --verify (folder)": lambda s: run_command(
+                s, parts, args.files, key, verify=True
+            ),
         }
         times: dict[str, list[float]] = {name: [] for name in contenders}
         for round_ in range(args.rounds):
@@ -311,12 +331,22 @@ def main() -> None:
         medians["gateway (folder), 1 association"],
     )
     command = medians["dicomveil run (folder)"]
-    ratios = {"many_vs_run": command / many, "many_vs_one": one / many}
+    ratios = {
+        "many_vs_run": command / many,
+        "many_vs_one": one / many,
+        "gated_vs_run_verify": medians["dicomveil run --verify (folder)"] / many,
+        "ungated_vs_run": command / medians[f"gateway (folder), {n} assoc., no gate"],
+    }
     results["ratios"] = ratios
     print(
         f"gateway with {n} associations: {ratios['many_vs_run']:.2f}x dicomveil run's "
         f"instances/s (goal >= 0.5), {ratios['many_vs_one']:.2f}x one association's "
         "(goal >= 1.6)"
+    )
+    print(
+        f"the same work on both sides: with the release gate {ratios['gated_vs_run_verify']:.2f}x "
+        f"dicomveil run --verify, without it {ratios['ungated_vs_run']:.2f}x dicomveil run "
+        "(the gateway also fsyncs every instance before acknowledging it)"
     )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
