@@ -742,10 +742,7 @@ AETable END
 def test_find_through_the_gateway(
     tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
 ) -> None:
-    upstream_port = free_port()
-    cfg = dcmqrscp_config(tmp_path / "qr", upstream_port)
-    procs.start([tool("dcmqrscp"), "-v", "-c", str(cfg)], "dcmqrscp.log", upstream_port)
-    fill_pacs(upstream_port, [*corpus.storable, corpus.outsider])
+    upstream_port = start_pacs(procs, tmp_path, [*corpus.storable, corpus.outsider], verbose=True)
     gateway = gateways(query_config(tmp_path, corpus, upstream_port))
     surname = sorted(corpus.names)[0].split("^")[0]
     answers = tmp_path / "answers"
@@ -789,6 +786,33 @@ def test_find_through_the_gateway(
     assert "[STUDY]" in keys["QueryRetrieveLevel"]
 
 
+def start_pacs(
+    procs: Processes, folder: Path, holding: list[Path], *, verbose: bool = False
+) -> int:
+    """dcmqrscp (the clinical archive, AE title PACS) in ``folder / "qr"``, filled with the
+    files of ``holding``; its port."""
+    port = free_port()
+    config = dcmqrscp_config(folder / "qr", port)
+    procs.start([tool("dcmqrscp"), *(["-v"] if verbose else []), "-c", str(config)],
+                "dcmqrscp.log", port)  # fmt: skip
+    fill_pacs(port, holding)
+    return port
+
+
+def run_on_archive(folder: Path, map_dir: Path | None = None) -> dict[str, Path]:
+    """What `dicomveil run` writes for the originals as the archive of :func:`start_pacs`
+    holds them, by de-identified SOP Instance UID."""
+    archived = run(
+        [folder / "qr" / "storage"],
+        RunConfig(
+            profile=Profile.named("ps3.15-basic"), key=KEY, output=folder / "run",
+            map_dir=map_dir, workers=1, today=dt.date.today(),
+        ),
+    )  # fmt: skip
+    assert archived.count(Outcome.FAILED) == 0, [r.reason for r in archived.results]
+    return {r.output.stem: r.output for r in archived.written if r.output is not None}
+
+
 def fill_pacs(port: int, folders: list[Path]) -> None:
     """Store the folders into dcmqrscp (the clinical archive)."""
     filled = subprocess.run(
@@ -807,9 +831,19 @@ def query_config(
     folder: Path, corpus: Corpus, upstream_port: int, *, maps: bool = True, extra: str = ""
 ) -> Path:
     """A gateway with a query route whose cohort is the corpus' run (its map folder)."""
-    cohort = f'cohort_maps = ["{corpus.maps}"]' if maps else ""
-    return write_config(
-        folder,
+    return cohort_config(
+        folder, corpus.key, upstream_port, corpus.maps if maps else None, extra=extra
+    )
+
+
+def cohort_config(
+    folder: Path, key: Path, upstream_port: int, maps: Path | None, *, extra: str = ""
+) -> Path:
+    """A gateway with a query route (calling AE RESEARCHER) to the archive, its cohort
+    imported from ``maps`` (a `dicomveil run --map-dir` folder)."""
+    cohort = f'cohort_maps = ["{maps}"]' if maps is not None else ""
+    path = folder / "gateway.toml"
+    path.write_text(
         f"""
 [gateway]
 port = 0
@@ -826,9 +860,10 @@ host = "127.0.0.1"
 port = {upstream_port}
 ae_title = "PACS"
 {cohort}
-{extra}""",
-        corpus,
+{extra}""".replace("@KEY@", str(key)),
+        encoding="utf-8",
     )
+    return path
 
 
 def find(
@@ -863,13 +898,7 @@ def test_queries_are_confined_to_the_cohort_and_translated(
 ) -> None:
     """Issue 16: pseudonymous keys are translated to the originals upstream; answers come
     only from the cohort (the run's maps); a patient outside it is invisible."""
-    upstream_port = free_port()
-    procs.start(
-        [tool("dcmqrscp"), "-v", "-c", str(dcmqrscp_config(tmp_path / "qr", upstream_port))],
-        "dcmqrscp.log",
-        upstream_port,
-    )
-    fill_pacs(upstream_port, [*corpus.storable, corpus.outsider])
+    upstream_port = start_pacs(procs, tmp_path, [*corpus.storable, corpus.outsider], verbose=True)
     port = gateways(query_config(tmp_path, corpus, upstream_port)).port
     inside = _originals(corpus.storable)
     outside = _originals([corpus.outsider])
@@ -935,13 +964,7 @@ def test_stored_instances_join_the_cohort(
 ) -> None:
     """A storing route adds what it writes to its project's cohort: a query route with
     the same key answers for it, one with another key does not."""
-    upstream_port = free_port()
-    procs.start(
-        [tool("dcmqrscp"), "-c", str(dcmqrscp_config(tmp_path / "qr", upstream_port))],
-        "dcmqrscp.log",
-        upstream_port,
-    )
-    fill_pacs(upstream_port, [*corpus.storable, corpus.outsider])
+    upstream_port = start_pacs(procs, tmp_path, [*corpus.storable, corpus.outsider])
     other_key = tmp_path / "other.key"
     write_key(other_key)
     extra = f"""
@@ -991,19 +1014,15 @@ def test_get_and_move_deliver_what_run_writes_for_the_cohort_only(
     """Issue 16: C-GET and C-MOVE by pseudonymous keys retrieve the originals from the
     clinical archive and deliver, byte for byte, what `dicomveil run` writes; an outsider
     is never delivered; an unknown Move Destination is refused."""
-    upstream_port, dest_port = free_port(), free_port()
-    procs.start(
-        [tool("dcmqrscp"), "-c", str(dcmqrscp_config(tmp_path / "qr", upstream_port))],
-        "dcmqrscp.log",
-        upstream_port,
-    )
+    dest_port = free_port()
     # A series added to a cohort study later, never de-identified: not in the cohort.
     late = dcmread(sorted((corpus.folder / "ct1").iterdir())[0])
     late.SeriesInstanceUID, late.SOPInstanceUID = generate_uid(), generate_uid()
     late.file_meta.MediaStorageSOPInstanceUID = late.SOPInstanceUID
     (tmp_path / "late").mkdir()
     late.save_as(tmp_path / "late" / "late.dcm", enforce_file_format=True)
-    fill_pacs(upstream_port, [*corpus.storable, corpus.outsider, tmp_path / "late"])
+    holding = [*corpus.storable, corpus.outsider, tmp_path / "late"]
+    upstream_port = start_pacs(procs, tmp_path, holding)
     moved = tmp_path / "moved"
     storescp(procs, moved, dest_port)
     destinations = (
@@ -1017,16 +1036,7 @@ def test_get_and_move_deliver_what_run_writes_for_the_cohort_only(
     first = inside[0]
     study = [ds for ds in inside if ds.StudyInstanceUID == first.StudyInstanceUID]
 
-    # What `dicomveil run` writes for the originals as the archive holds them (dcmqrscp
-    # keeps what storescu sent, re-encoded: undefined-length sequences, for one).
-    archived = run(
-        [tmp_path / "qr" / "storage"],
-        RunConfig(
-            profile=Profile.named("ps3.15-basic"), key=KEY, output=tmp_path / "run",
-            workers=1, today=dt.date.today(),
-        ),
-    )  # fmt: skip
-    runs = {r.output.stem: r.output for r in archived.written if r.output is not None}
+    runs = run_on_archive(tmp_path)
 
     def check(received: dict[str, Path], expected: list[Dataset]) -> None:
         assert sorted(received) == sorted(new[str(ds.SOPInstanceUID)] for ds in expected)
@@ -1099,46 +1109,12 @@ def test_real_files_are_retrieved_as_run_writes_them(
     originals.mkdir()
     for name in names:
         shutil.copy2(PYDICOM_DATA / "test_files" / name, originals / name)
-    upstream_port = free_port()
-    procs.start(
-        [tool("dcmqrscp"), "-c", str(dcmqrscp_config(tmp_path / "qr", upstream_port))],
-        "dcmqrscp.log",
-        upstream_port,
-    )
-    fill_pacs(upstream_port, [originals])
-    archived = run(
-        [tmp_path / "qr" / "storage"],
-        RunConfig(
-            profile=Profile.named("ps3.15-basic"), key=KEY, output=tmp_path / "run",
-            map_dir=tmp_path / "maps", workers=1, today=dt.date.today(),
-        ),
-    )  # fmt: skip
-    assert archived.count(Outcome.WRITTEN) == len(names), [r.reason for r in archived.results]
-    runs = {r.output.stem: r.output for r in archived.written if r.output is not None}
+    upstream_port = start_pacs(procs, tmp_path, [originals])
+    runs = run_on_archive(tmp_path, tmp_path / "maps")
+    assert len(runs) == len(names)
     key = tmp_path / "project.key"
     write_key(key, KEY)
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        f"""
-[gateway]
-port = 0
-state_dir = "state"
-timeout = 10
-
-[[route]]
-name = "query"
-calling_ae = ["RESEARCHER"]
-key = "{key}"
-
-[route.query]
-host = "127.0.0.1"
-port = {upstream_port}
-ae_title = "PACS"
-cohort_maps = ["{tmp_path / "maps"}"]
-""",
-        encoding="utf-8",
-    )
-    port = gateways(config).port
+    port = gateways(cohort_config(tmp_path, key, upstream_port, tmp_path / "maps")).port
     studies = find(tmp_path, port, "QueryRetrieveLevel=STUDY", "StudyInstanceUID")
     new_studies = {str(dcmread(p).StudyInstanceUID) for p in runs.values()}
     assert {str(a.StudyInstanceUID) for a in studies} == new_studies

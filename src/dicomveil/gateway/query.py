@@ -321,7 +321,7 @@ class FindHandler(Handler):
             return
         route = peer.route
         self.board.count(route.name, "queries")
-        project = route.config.key.fingerprint
+        project = route.project
         confinement: Confinement | None = None
         try:
             identifier = event.identifier

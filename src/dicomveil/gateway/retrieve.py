@@ -193,7 +193,7 @@ class RetrieveHandler(Handler):
             return 0
         route = peer.route
         self.board.count(route.name, "queries")
-        project = route.config.key.fingerprint
+        project = route.project
         try:
             identifier = event.identifier
             level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()

@@ -63,6 +63,8 @@ class Route:
         # cannot clean is never passed on.
         self.answer_compiled = replace(config.profile, allow=frozenset(Risk)).compile()
         self.pseudonymizer = Pseudonymizer(config.key)
+        # The project whose cohort it shares (:mod:`~dicomveil.gateway.cohort`): its key.
+        self.project = config.key.fingerprint
         # The release gate (``verify = true``, the default): each instance is checked by
         # the verifier, against what it was received as, before it is stored or queued;
         # what it stops goes to the state folder's ``gated/<route>/`` for review.

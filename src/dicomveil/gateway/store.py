@@ -319,8 +319,9 @@ class StoreHandler(Handler):
     def _joins_cohort(self, route: Route, result: FileResult) -> None:
         """A written instance joins its project's cohort (what query routes answer for)."""
         if self.cohort is not None and (result.patient_id or result.uid_map):
-            project = route.config.key.fingerprint
-            self.cohort.record(project, result.patient_id or "", result.pseudonym, result.uid_map)
+            self.cohort.record(
+                route.project, result.patient_id or "", result.pseudonym, result.uid_map
+            )
 
     def __call__(self, event: Event, peer: Peer | None) -> Dataset:
         """Answer one C-STORE request (pynetdicom's ``EVT_C_STORE``).
