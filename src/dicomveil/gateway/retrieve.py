@@ -335,8 +335,12 @@ def _deidentify(route: Route, original: Path, out: Path) -> Path | None:
                 reason = gated(route.gate, done.output, out, original, done.result.uid_map, None)
             if reason is not None:
                 return None
-    except Exception:
-        LOGGER.exception("route %s: de-identifying a retrieved instance failed", route.name)
+    except Exception as exc:  # no traceback: a library's message may quote a value
+        LOGGER.warning(
+            "route %s: a retrieved instance could not be de-identified (%s)",
+            route.name,
+            type(exc).__name__,
+        )
         return None
     return done.output
 
