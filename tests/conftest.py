@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset, FileDataset
 
 from dicomveil import Engine, Key, Profile, Pseudonymizer
-from tests.support import synthetic
+from tests.support import postgres, synthetic
+from tests.support.postgres import PostgresServer
 
 KEY = Key(bytes(range(32)))
 OTHER_KEY = Key(bytes(range(1, 33)))
@@ -81,3 +82,9 @@ def deid(engine: Engine, ds: Dataset) -> Dataset:
     result = engine.deidentify(ds)
     assert result.dataset is not None, result.withheld_detail
     return result.dataset
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (skipped where Debian's is not installed)."""
+    yield from postgres.postgres_server()

@@ -68,6 +68,7 @@ from dicomveil.gateway.store import spool_header
 from dicomveil.gateway.transport import pause_reactor
 from tests.support import synthetic
 from tests.support.commands import PYDICOM_DATA, validate
+from tests.support.postgres import PostgresServer
 from tests.support.scratch import scratch
 
 from .conftest import KEY
@@ -828,19 +829,33 @@ def fill_pacs(port: int, folders: list[Path]) -> None:
 
 
 def query_config(
-    folder: Path, corpus: Corpus, upstream_port: int, *, maps: bool = True, extra: str = ""
+    folder: Path,
+    corpus: Corpus,
+    upstream_port: int,
+    *,
+    maps: bool = True,
+    extra: str = "",
+    database: str = "",
 ) -> Path:
     """A gateway with a query route whose cohort is the corpus' run (its map folder)."""
+    maps_folder = corpus.maps if maps else None
     return cohort_config(
-        folder, corpus.key, upstream_port, corpus.maps if maps else None, extra=extra
+        folder, corpus.key, upstream_port, maps_folder, extra=extra, database=database
     )
 
 
 def cohort_config(
-    folder: Path, key: Path, upstream_port: int, maps: Path | None, *, extra: str = ""
+    folder: Path,
+    key: Path,
+    upstream_port: int,
+    maps: Path | None,
+    *,
+    extra: str = "",
+    database: str = "",
 ) -> Path:
     """A gateway with a query route (calling AE RESEARCHER) to the archive, its cohort
-    imported from ``maps`` (a `dicomveil run --map-dir` folder)."""
+    imported from ``maps`` (a `dicomveil run --map-dir` folder), in ``database`` (a
+    PostgreSQL URL; the default SQLite file in the state folder when empty)."""
     cohort = f'cohort_maps = ["{maps}"]' if maps is not None else ""
     path = folder / "gateway.toml"
     path.write_text(
@@ -849,6 +864,7 @@ def cohort_config(
 port = 0
 state_dir = "state"
 timeout = 10
+{f'cohort = "{database}"' if database else ""}
 
 [[route]]
 name = "query"
@@ -892,14 +908,28 @@ def _originals(folders: list[Path]) -> list[Dataset]:
     return [dcmread(p, stop_before_pixels=True) for f in folders for p in sorted(f.iterdir())]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def cohort_db(request: pytest.FixtureRequest) -> str:
+    """Where the gateway's cohort is: "" (its SQLite file) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return ""
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()
+
+
 @needs_dcmtk
 def test_queries_are_confined_to_the_cohort_and_translated(
-    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+    tmp_path: Path,
+    corpus: Corpus,
+    procs: Processes,
+    gateways: Callable[..., Gateway],
+    cohort_db: str,
 ) -> None:
     """Issue 16: pseudonymous keys are translated to the originals upstream; answers come
-    only from the cohort (the run's maps); a patient outside it is invisible."""
+    only from the cohort (the run's maps); a patient outside it is invisible. On the
+    default SQLite cohort and on PostgreSQL."""
     upstream_port = start_pacs(procs, tmp_path, [*corpus.storable, corpus.outsider], verbose=True)
-    port = gateways(query_config(tmp_path, corpus, upstream_port)).port
+    port = gateways(query_config(tmp_path, corpus, upstream_port, database=cohort_db)).port
     inside = _originals(corpus.storable)
     outside = _originals([corpus.outsider])
     new = corpus.study_uids
@@ -960,10 +990,15 @@ def test_queries_are_confined_to_the_cohort_and_translated(
 
 @needs_dcmtk
 def test_stored_instances_join_the_cohort(
-    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+    tmp_path: Path,
+    corpus: Corpus,
+    procs: Processes,
+    gateways: Callable[..., Gateway],
+    cohort_db: str,
 ) -> None:
     """A storing route adds what it writes to its project's cohort: a query route with
-    the same key answers for it, one with another key does not."""
+    the same key answers for it, one with another key does not; the cohort outlives the
+    gateway (a second one on the same database answers for it)."""
     upstream_port = start_pacs(procs, tmp_path, [*corpus.storable, corpus.outsider])
     other_key = tmp_path / "other.key"
     write_key(other_key)
@@ -984,7 +1019,10 @@ host = "127.0.0.1"
 port = {upstream_port}
 ae_title = "PACS"
 """
-    gateway = gateways(query_config(tmp_path, corpus, upstream_port, maps=False, extra=extra))
+    config = query_config(
+        tmp_path, corpus, upstream_port, maps=False, extra=extra, database=cohort_db
+    )
+    gateway = gateways(config)
     level = "QueryRetrieveLevel=PATIENT"
     assert find(tmp_path, gateway.port, level, "PatientID", model="-P") == []
     stored = storescu(gateway.port, corpus.outsider)
@@ -994,6 +1032,10 @@ ae_title = "PACS"
     assert len(written) == 2
     assert [str(a.PatientID) for a in answers] == [str(written[0].PatientID)]
     assert find(tmp_path, gateway.port, level, "PatientID", model="-P", calling="OTHER") == []
+    gateway.stop()
+    again = gateways(config)
+    answers = find(tmp_path, again.port, level, "PatientID", model="-P")
+    assert [str(a.PatientID) for a in answers] == [str(written[0].PatientID)]
 
 
 def by_sop(folder: Path) -> dict[str, Path]:

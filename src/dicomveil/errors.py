@@ -6,6 +6,7 @@ The tree::
     ├── ProfileError        a profile file or name that cannot be used (names the file and entry)
     ├── GatewayConfigError  a gateway configuration that cannot be used (one line per problem)
     ├── GatewayWorkerError  a gateway worker process that ended while it held an instance
+    ├── CohortError         a gateway cohort database that cannot be opened, read or written
     ├── LayoutError         an output layout template with unknown fields or paths outside
     ├── OutputKeyError      an output folder another key wrote (``--allow-other-key``)
     ├── KeyFileError        a key file that is missing, malformed or readable by others
@@ -114,6 +115,11 @@ class GatewayConfigError(DicomveilError):
 class GatewayWorkerError(DicomveilError):
     """A gateway worker process that ended while it de-identified an instance (killed, out
     of memory); a new one takes its place."""
+
+
+class CohortError(DicomveilError):
+    """A gateway's cohort database (its pseudonym and UID maps) that cannot be opened, read
+    or written; the message names the database (a URL with its password hidden)."""
 
 
 class LayoutError(DicomveilError):

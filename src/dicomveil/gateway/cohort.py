@@ -2,9 +2,10 @@
 
 A query route answers only for its project's cohort (issue 16): the patients and the UIDs
 (studies, series, instances) that were de-identified with the project's key, with their
-pseudonyms and new UIDs. The cohort is durable (SQLite in the gateway's state folder,
-``cohort.sqlite``, mode 0600: it maps pseudonyms back to originals, like ``--map-dir``) and
-is filled
+pseudonyms and new UIDs. The cohort is durable: SQLite in the gateway's state folder
+(``cohort.sqlite``, mode 0600), or a PostgreSQL database (``[gateway] cohort``, like the
+audit trail's ``--audit``); it maps pseudonyms back to originals, like ``--map-dir``. It is
+filled
 
 * by every storing route, as each instance is written (:meth:`Cohort.record`);
 * from the map folders of ``dicomveil run --map-dir`` (``patients.csv``, ``uids.csv``),
@@ -18,59 +19,84 @@ by the key's fingerprint, never by the key.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fnmatch
-import os
+import logging
 import re
-import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
-from contextlib import closing, suppress
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-__all__ = ["COHORT_FILE", "Cohort"]
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from dicomveil.errors import CohortError
+from dicomveil.io.database import describe, open_database
+
+__all__ = ["COHORT_FILE", "Cohort", "CohortError"]
+
+LOGGER = logging.getLogger(__name__)
 
 COHORT_FILE = "cohort.sqlite"
 _BATCH = 2000  # rows buffered before they are written
 _FLUSH_SECONDS = 0.5
+_IN_CHUNK = 500  # UIDs per IN (...) lookup
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS patients (
-    project TEXT NOT NULL, original TEXT NOT NULL, pseudonym TEXT NOT NULL,
-    PRIMARY KEY (project, original));
-CREATE INDEX IF NOT EXISTS patients_by_pseudonym ON patients (project, pseudonym);
-CREATE TABLE IF NOT EXISTS uids (
-    project TEXT NOT NULL, original TEXT NOT NULL, new TEXT NOT NULL,
-    PRIMARY KEY (project, original));
-CREATE INDEX IF NOT EXISTS uids_by_new ON uids (project, new);
-"""
+_metadata = sa.MetaData()
+_patients = sa.Table(
+    "cohort_patients",
+    _metadata,
+    sa.Column("project", sa.String(64), primary_key=True),
+    sa.Column("original", sa.Text, primary_key=True),
+    sa.Column("pseudonym", sa.Text, nullable=False),
+    sa.Index("cohort_patients_by_pseudonym", "project", "pseudonym"),
+)
+_uids = sa.Table(
+    "cohort_uids",
+    _metadata,
+    sa.Column("project", sa.String(64), primary_key=True),
+    sa.Column("original", sa.String(64), primary_key=True),
+    sa.Column("new", sa.String(64), nullable=False),
+    sa.Index("cohort_uids_by_new", "project", "new"),
+)
 
 
 class Cohort:
-    """The cohorts of a gateway's projects, in one SQLite file.
+    """The cohorts of a gateway's projects, in one database.
 
     Parameters
     ----------
-    path : Path
-        The database file (created, mode 0600).
+    url_or_path : str or pathlib.Path
+        A SQLite file (created, mode 0600) or a ``postgresql://`` URL (the tables are created
+        on first use; they live beside the audit trail's when it is the same database).
+
+    Raises
+    ------
+    CohortError
+        The URL cannot be used, or the database cannot be reached or prepared.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with suppress(FileExistsError):
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    def __init__(self, url_or_path: str | Path) -> None:
+        database = open_database(url_or_path, what="cohort database", error=CohortError)
+        self._engine, self.location = database.engine, database.location
+        try:
+            with self._transaction() as conn:
+                _metadata.create_all(conn, checkfirst=True)
+        except CohortError:
+            self._engine.dispose()
+            raise
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
         # Instances written are recorded in batches (one transaction per instance costs the
         # receiving thread about half a millisecond): flushed at _BATCH rows, every
         # _FLUSH_SECONDS, before every lookup and on close. A record lost in a crash only
-        # hides that instance from queries (fail closed).
-        self._patients: list[tuple[str, str, str]] = []
-        self._uids: list[tuple[str, str, str]] = []
+        # hides that instance from queries (fail closed); a batch that cannot be written
+        # (the database is unreachable) is kept and written at the next flush.
+        self._patient_rows: list[dict[str, str]] = []
+        self._uid_rows: list[dict[str, str]] = []
         self._closed = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="cohort", daemon=True)
         self._flusher.start()
@@ -79,24 +105,43 @@ class Cohort:
         """Write what is recorded and close the database."""
         self._closed.set()
         self._flusher.join(5.0)
-        with self._lock:
-            self._flush()
-            self._db.close()
+        try:
+            with self._lock:
+                self._flush()
+        finally:
+            self._engine.dispose()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise CohortError(f"cohort database {self.location}: {describe(exc)}") from None
 
     def _flush_loop(self) -> None:
         while not self._closed.wait(_FLUSH_SECONDS):
-            with self._lock:
-                self._flush()
+            try:
+                with self._lock:
+                    self._flush()
+            except CohortError as exc:
+                LOGGER.warning("%s (kept, written at the next attempt)", exc)
 
     def _flush(self) -> None:
-        """Write the buffered records (the lock held)."""
-        if not self._patients and not self._uids:
+        """Write the buffered records (the lock held); the rows stay buffered on failure."""
+        if not self._patient_rows and not self._uid_rows:
             return
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO patients VALUES (?, ?, ?)", self._patients)
-            self._db.executemany("INSERT OR REPLACE INTO uids VALUES (?, ?, ?)", self._uids)
-        self._patients, self._uids = [], []
+        with self._transaction() as conn:
+            for table, rows in ((_patients, self._patient_rows), (_uids, self._uid_rows)):
+                if rows:
+                    conn.execute(self._upsert(table), rows)
+        self._patient_rows, self._uid_rows = [], []
+
+    def _upsert(self, table: sa.Table) -> Any:
+        """An INSERT that leaves a row already there (an original's pseudonym and new UID
+        are the same under one key, so the first row is the row)."""
+        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        return insert(table).on_conflict_do_nothing(index_elements=["project", "original"])
 
     def record(
         self, project: str, patient_id: str, pseudonym: str, uid_map: Mapping[str, str]
@@ -116,10 +161,15 @@ class Cohort:
         """
         with self._lock:
             if patient_id:
-                self._patients.append((project, patient_id, pseudonym))
-            self._uids.extend((project, old, new) for old, new in uid_map.items())
-            if len(self._uids) + len(self._patients) >= _BATCH:
-                self._flush()
+                self._patient_rows.append(
+                    {"project": project, "original": patient_id, "pseudonym": pseudonym}
+                )
+            self._uid_rows.extend(
+                {"project": project, "original": old, "new": new} for old, new in uid_map.items()
+            )
+            if len(self._uid_rows) + len(self._patient_rows) >= _BATCH:
+                with contextlib.suppress(CohortError):  # kept for the flusher to retry
+                    self._flush()
 
     def import_maps(self, project: str, folder: Path) -> tuple[int, int]:
         """Add the maps of a ``dicomveil run --map-dir`` folder.
@@ -140,21 +190,26 @@ class Cohort:
         ------
         OSError
             A map cannot be read.
+        CohortError
+            The database cannot be written.
         """
         patients, uids = _read_pairs(folder / "patients.csv"), _read_pairs(folder / "uids.csv")
-        self._add(project, patients, uids)
+        with self._lock:
+            self._patient_rows.extend(
+                {"project": project, "original": old, "pseudonym": new} for old, new in patients
+            )
+            self._uid_rows.extend(
+                {"project": project, "original": old, "new": new} for old, new in uids
+            )
+            self._flush()
         return len(patients), len(uids)
 
-    def _add(
-        self,
-        project: str,
-        patients: Iterable[tuple[str, str]],
-        uids: Iterable[tuple[str, str]],
-    ) -> None:
+    def _select(self, query: sa.Select[Any]) -> list[sa.Row[Any]]:
+        """The rows of a lookup, after writing what is buffered."""
         with self._lock:
-            self._patients.extend((project, old, new) for old, new in patients)
-            self._uids.extend((project, old, new) for old, new in uids)
             self._flush()
+        with self._transaction() as conn:
+            return list(conn.execute(query))
 
     def patients_matching(self, project: str, pattern: str) -> set[str]:
         """The original Patient IDs whose pseudonym matches a C-FIND value.
@@ -170,20 +225,21 @@ class Cohort:
         -------
         set[str]
             The originals (empty when no pseudonym of the cohort matches).
+
+        Raises
+        ------
+        CohortError
+            The database cannot be read.
         """
-        with self._lock, closing(self._db.cursor()) as cursor:
-            self._flush()
-            if "*" in pattern or "?" in pattern:
-                rows = cursor.execute(
-                    "SELECT original, pseudonym FROM patients WHERE project = ?", (project,)
-                ).fetchall()
-                compiled = re.compile(fnmatch.translate(pattern.replace("[", "[[]")))
-                return {old for old, new in rows if compiled.match(new)}
-            rows = cursor.execute(
-                "SELECT original FROM patients WHERE project = ? AND pseudonym = ?",
-                (project, pattern),
-            ).fetchall()
-        return {old for (old,) in rows}
+        columns = sa.select(_patients.c.original, _patients.c.pseudonym).where(
+            _patients.c.project == project
+        )
+        if "*" in pattern or "?" in pattern:
+            compiled = re.compile(fnmatch.translate(pattern.replace("[", "[[]")))
+            rows = self._select(columns)
+            return {row.original for row in rows if compiled.match(row.pseudonym)}
+        rows = self._select(columns.where(_patients.c.pseudonym == pattern))
+        return {row.original for row in rows}
 
     def original_uids(self, project: str, new: Iterable[str]) -> set[str]:
         """The original UIDs of new ones (those of the cohort; the rest are left out).
@@ -199,15 +255,20 @@ class Cohort:
         -------
         set[str]
             Their originals.
+
+        Raises
+        ------
+        CohortError
+            The database cannot be read.
         """
+        wanted = sorted(set(new))
         found: set[str] = set()
-        with self._lock, closing(self._db.cursor()) as cursor:
-            self._flush()
-            for uid in new:
-                rows = cursor.execute(
-                    "SELECT original FROM uids WHERE project = ? AND new = ?", (project, uid)
-                ).fetchall()
-                found.update(old for (old,) in rows)
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            query = sa.select(_uids.c.original).where(
+                _uids.c.project == project, _uids.c.new.in_(chunk)
+            )
+            found.update(row.original for row in self._select(query))
         return found
 
     def has_patient(self, project: str, original: str) -> bool:
@@ -224,8 +285,13 @@ class Cohort:
         -------
         bool
             True when the cohort holds it.
+
+        Raises
+        ------
+        CohortError
+            The database cannot be read.
         """
-        return self._has("patients", project, original)
+        return self._has(_patients, project, original)
 
     def has_uid(self, project: str, original: str) -> bool:
         """Whether an original UID (study, series, instance) is in the cohort.
@@ -241,17 +307,21 @@ class Cohort:
         -------
         bool
             True when the cohort holds it.
-        """
-        return self._has("uids", project, original)
 
-    def _has(self, table: str, project: str, original: str) -> bool:
-        with self._lock, closing(self._db.cursor()) as cursor:
-            self._flush()
-            row = cursor.execute(
-                f"SELECT 1 FROM {table} WHERE project = ? AND original = ?",  # noqa: S608
-                (project, original),
-            ).fetchone()
-        return row is not None
+        Raises
+        ------
+        CohortError
+            The database cannot be read.
+        """
+        return self._has(_uids, project, original)
+
+    def _has(self, table: sa.Table, project: str, original: str) -> bool:
+        query = (
+            sa.select(sa.literal(1))
+            .where(table.c.project == project, table.c.original == original)
+            .limit(1)
+        )
+        return bool(self._select(query))
 
 
 def _read_pairs(path: Path) -> list[tuple[str, str]]:

@@ -20,6 +20,8 @@ The format (every table and key; defaults in parentheses)::
     host = "0.0.0.0"                    # ("127.0.0.1")
     port = 11112                        # (11112; 0 picks a free port)
     state_dir = "state"                 # queue, spool and status.json (required)
+    cohort = "postgresql://user@db/dv"  # the cohort database (a SQLite file, or PostgreSQL
+                                        # like the audit trail; state_dir/cohort.sqlite)
     max_associations = 16               # concurrent associations (16)
     workers = 4                         # de-identifying processes (the cores; 0: none,
                                         # one instance at a time in the receiving threads)
@@ -245,6 +247,7 @@ class GatewayConfig:
     source: Path
     state_dir: Path
     routes: tuple[RouteConfig, ...]
+    cohort: str | Path | None = None  # None: state_dir/cohort.sqlite
     ae_title: str = "DICOMVEIL"
     host: str = "127.0.0.1"
     port: int = 11112
@@ -341,10 +344,14 @@ class _Builder:
             self.route(table, index, gateway.ae_title) for index, table in enumerate(model.route)
         )
         # The node, its limits and timeouts are taken as the file has them.
-        settings = gateway.model_dump(exclude={"state_dir", "withheld_status", "tls"})
+        settings = gateway.model_dump(exclude={"state_dir", "cohort", "withheld_status", "tls"})
+        cohort: str | Path | None = gateway.cohort
+        if gateway.cohort is not None and "://" not in gateway.cohort:
+            cohort = self.resolve(gateway.cohort)
         return GatewayConfig(
             source=self.path,
             state_dir=self.resolve(gateway.state_dir),
+            cohort=cohort,
             routes=routes,
             withheld_status=WithheldStatus(gateway.withheld_status),
             tls=tls,

@@ -214,17 +214,22 @@ class Gateway:
     def _open_cohort(self) -> None:
         """Open the cohorts and import the query routes' map folders (an unreadable one
         stops the start: a query route must not answer for a cohort it does not know)."""
-        cohort = Cohort(self.state_dir / COHORT_FILE)
-        for route in self.config.routes:
-            for folder in route.query.cohort_maps if route.query is not None else ():
-                if not (folder / "patients.csv").is_file():
-                    cohort.close()
-                    raise OSError(f"route {route.name}: no patients.csv in the cohort map folder")
-                patients, uids = cohort.import_maps(route.key.fingerprint, folder)
-                LOGGER.info(
-                    "route %s: %d patient(s), %d UID(s) imported into the cohort",
-                    route.name, patients, uids,
-                )  # fmt: skip
+        cohort = Cohort(self.config.cohort or self.state_dir / COHORT_FILE)
+        try:
+            for route in self.config.routes:
+                for folder in route.query.cohort_maps if route.query is not None else ():
+                    if not (folder / "patients.csv").is_file():
+                        raise OSError(
+                            f"route {route.name}: no patients.csv in the cohort map folder"
+                        )
+                    patients, uids = cohort.import_maps(route.key.fingerprint, folder)
+                    LOGGER.info(
+                        "route %s: %d patient(s), %d UID(s) imported into the cohort",
+                        route.name, patients, uids,
+                    )  # fmt: skip
+        except BaseException:
+            cohort.close()
+            raise
         self.cohort = self._store.cohort = self._find.cohort = self._retrieve.cohort = cohort
 
     def stop(self) -> None:

@@ -228,6 +228,7 @@ class GatewayTable(_Table):
     host: str = "127.0.0.1"
     port: Annotated[int, _between(0, 65535)] = 11112
     state_dir: str
+    cohort: Annotated[str, Field(min_length=1)] | None = None
     max_associations: Annotated[int, _between(1, 1000)] = 16
     workers: Annotated[int, _between(0, 256)] | None = None
     max_pdu_size: Annotated[int, _between(4096, 64 * 1024 * 1024)] = 262144

@@ -27,19 +27,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
-import os
-import weakref
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Self, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from dicomveil._version import __version__
 from dicomveil.errors import AuditError
+from dicomveil.io.database import describe, open_database
 from dicomveil.qc.audit.records import (
     FileRecord,
     QcEvent,
@@ -173,50 +172,6 @@ _qc_events = _numbered(
 TABLES: Final = tuple(_metadata.sorted_tables)
 
 
-def _database_url(url_or_path: str | Path) -> tuple[URL, Path | None]:
-    """The SQLAlchemy URL (psycopg for PostgreSQL) and, for SQLite, the file."""
-    text = str(url_or_path)
-    if isinstance(url_or_path, Path) or "://" not in text:
-        path = Path(text).expanduser()
-        return URL.create("sqlite", database=str(path)), path
-    if text.startswith("postgres://"):
-        text = "postgresql://" + text[len("postgres://") :]
-    try:
-        url = make_url(text)
-    except ArgumentError:
-        raise AuditError("the audit database URL cannot be parsed") from None
-    backend = url.get_backend_name()
-    if backend == "postgresql":
-        if url.drivername == "postgresql":
-            url = url.set(drivername="postgresql+psycopg")
-        return url, None
-    if backend == "sqlite" and url.database and url.database != ":memory:":
-        return url, Path(url.database)
-    raise AuditError(
-        f"the audit database is a SQLite file path or a postgresql:// URL, not {url.drivername}://"
-    )
-
-
-_ENGINES: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
-
-
-def _forget_connections_after_fork() -> None:
-    # A worker process forked by a batch run inherits the parent's pooled connections: it must
-    # never use nor close them (SQLAlchemy's "using connection pools with multiprocessing").
-    for engine in list(_ENGINES):
-        engine.dispose(close=False)
-
-
-os.register_at_fork(after_in_child=_forget_connections_after_fork)
-
-
-def _describe(exc: SQLAlchemyError) -> str:
-    """The driver's first line of the error, without statement or parameters."""
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 # --------------------------------------------------------------------------------------------
 # The database
 
@@ -264,26 +219,10 @@ class AuditStore:
             without ``create``, there is no database or no dicomveil schema; the schema has
             another version; the database cannot be reached.
         """
-        url, sqlite_file = _database_url(url_or_path)
-        location = url.render_as_string(hide_password=True)
-        if sqlite_file is not None:
-            location = str(sqlite_file)
-            if not sqlite_file.exists():
-                if not create:
-                    raise AuditError(f"no audit database at {sqlite_file}")
-                try:
-                    sqlite_file.parent.mkdir(parents=True, exist_ok=True)
-                    fd = os.open(sqlite_file, os.O_WRONLY | os.O_CREAT, 0o600)
-                    os.close(fd)
-                except OSError as exc:
-                    raise AuditError(
-                        f"cannot create the audit database {sqlite_file} ({exc.strerror})"
-                    ) from None
-            engine = sa.create_engine(url, hide_parameters=True, connect_args={"timeout": 60})
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = sa.create_engine(url, hide_parameters=True, pool_pre_ping=True)
-        _ENGINES.add(engine)
+        database = open_database(
+            url_or_path, what="audit database", error=AuditError, create=create
+        )
+        engine, location = database.engine, database.location
         store = cls(engine, location)
         try:
             store._prepare(create)
@@ -308,7 +247,7 @@ class AuditStore:
             with self._engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise AuditError(f"audit database {self.location}: {_describe(exc)}") from None
+            raise AuditError(f"audit database {self.location}: {describe(exc)}") from None
 
     def _read(self, query: sa.Select[Any], record: Callable[[sa.Row[Any]], _R]) -> list[_R]:
         """The rows ``query`` selects, each made a record by ``record``."""
@@ -339,16 +278,6 @@ class AuditStore:
                 conn.execute(_schema_version.insert().values(version=SCHEMA_VERSION))
                 return SCHEMA_VERSION
             return int(version)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL: readers never block the run, and a commit costs no fsync of the database file; a
-    # crash of the process loses nothing committed.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
 
 
 def _listing(
