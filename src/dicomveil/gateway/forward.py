@@ -32,7 +32,7 @@ from pynetdicom.association import Association
 
 from dicomveil.gateway.config import Node
 from dicomveil.gateway.queue import RouteQueue
-from dicomveil.gateway.transport import ClientAE, pause_reactor
+from dicomveil.gateway.transport import ClientAE, pause_reactor, quiet
 
 __all__ = ["ForwardListener", "Forwarder"]
 
@@ -307,6 +307,7 @@ class Forwarder:
             )
         except (OSError, ValueError, RuntimeError) as exc:
             raise _TransientError(f"cannot connect ({type(exc).__name__})") from None
+        quiet(assoc)
         if not assoc.is_established:
             if assoc.is_rejected:
                 raise _TransientError("the destination rejected the association")

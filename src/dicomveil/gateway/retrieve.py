@@ -47,7 +47,7 @@ from dicomveil.gateway.config import GatewayConfig, Node
 from dicomveil.gateway.query import Confinement, confine, in_cohort
 from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route
 from dicomveil.gateway.status import StatusBoard
-from dicomveil.gateway.transport import ClientAE
+from dicomveil.gateway.transport import ClientAE, quiet
 from dicomveil.io import read_source
 from dicomveil.runs.batch import deidentify_source
 from dicomveil.runs.maps import gated
@@ -300,6 +300,7 @@ def _fetch(node: Node, model: str, identifier: Dataset, folder: Path, timeout: f
         )
     except (OSError, ValueError, RuntimeError):
         return False
+    quiet(assoc)
     if not assoc.is_established:
         return False
     final = None
