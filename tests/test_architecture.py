@@ -46,7 +46,9 @@ LAYERS: dict[str, set[str]] = {
     "runs": {"standard", "identity", "io", "cleaners", "profiles", "engine", "qc.verify"},
     "qc": {"standard", "identity", "io", "cleaners", "profiles", "engine", "runs", "qc.verify"},
     "gateway": _BELOW_GATEWAY,
-    "cli": _BELOW_GATEWAY | {"gateway"},
+    # The review application: a front end of the audit trail, beside the gateway.
+    "review": _BELOW_GATEWAY,
+    "cli": _BELOW_GATEWAY | {"gateway", "review"},
 }
 
 

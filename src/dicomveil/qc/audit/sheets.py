@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from dicomveil.errors import AuditError
 from dicomveil.identity.crosswalk import Crosswalk
@@ -154,15 +154,12 @@ def export_sheet(sheet: Sheet, path: Path, *, private: bool = False) -> None:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".xlsx"):
         raise AuditError(f"{path}: export to a .csv or .xlsx file")
-    writer: Callable[[Sheet, _io.BufferedWriter], None] = (
-        _write_csv if suffix == ".csv" else _write_xlsx
-    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                writer(sheet, fh)
+                write_sheet(sheet, fh, suffix[1:])
             Path(temp).chmod(0o600 if private else 0o644)
             Path(temp).replace(path)
         except BaseException:
@@ -172,7 +169,23 @@ def export_sheet(sheet: Sheet, path: Path, *, private: bool = False) -> None:
         raise AuditError(f"{path}: cannot write the export ({exc.strerror})") from None
 
 
-def _write_csv(sheet: Sheet, fh: _io.BufferedWriter) -> None:
+def write_sheet(sheet: Sheet, fh: IO[bytes], kind: str) -> None:
+    """Write a sheet as CSV or XLSX to a binary stream (see :func:`export_sheet`).
+
+    Parameters
+    ----------
+    sheet : Sheet
+        The sheet.
+    fh : IO[bytes]
+        Where it goes.
+    kind : str
+        ``csv`` or ``xlsx``.
+    """
+    writer: Callable[[Sheet, IO[bytes]], None] = _write_csv if kind == "csv" else _write_xlsx
+    writer(sheet, fh)
+
+
+def _write_csv(sheet: Sheet, fh: IO[bytes]) -> None:
     text = _io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(sheet.columns)
@@ -185,7 +198,7 @@ def _inert(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _write_xlsx(sheet: Sheet, fh: _io.BufferedWriter) -> None:
+def _write_xlsx(sheet: Sheet, fh: IO[bytes]) -> None:
     # openpyxl loads in a few tenths of a second: only when an XLSX is asked for.
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell

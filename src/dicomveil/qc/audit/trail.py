@@ -190,6 +190,52 @@ class AuditTrail(AuditWriter):
         )
         return self._read(query, _file_record)
 
+    def file(self, file_id: int) -> FileRecord | None:
+        """One file record by its number.
+
+        Parameters
+        ----------
+        file_id : int
+            The record's ``id``.
+
+        Returns
+        -------
+        FileRecord or None
+            The record, or None when there is none.
+
+        Raises
+        ------
+        AuditError
+            The database cannot be read.
+        """
+        found = self.files_by_id([file_id])
+        return found[0] if found else None
+
+    def files_by_id(self, file_ids: list[int]) -> list[FileRecord]:
+        """File records by their numbers (those that exist), in the order recorded.
+
+        Parameters
+        ----------
+        file_ids : list of int
+            The records' ``id``.
+
+        Returns
+        -------
+        list of FileRecord
+            The records.
+
+        Raises
+        ------
+        AuditError
+            The database cannot be read.
+        """
+        found: list[FileRecord] = []
+        for start in range(0, len(file_ids), 500):
+            chunk = file_ids[start : start + 500]
+            query = sa.select(_files).where(_files.c.id.in_(chunk)).order_by(_files.c.id)
+            found.extend(self._read(query, _file_record))
+        return found
+
     def verifications(
         self,
         *,
@@ -258,3 +304,57 @@ class AuditTrail(AuditWriter):
         """
         query = _listing(_qc_events, pseudonym=pseudonym)
         return self._read(query, partial(_record, QcEvent))
+
+    def subject_counts(self) -> dict[str, dict[Outcome, int]]:
+        """Per subject, how many inputs had each outcome (an input recorded by several runs,
+        by its bytes, counts once).
+
+        Returns
+        -------
+        dict of str to dict of Outcome to int
+            Pseudonym -> outcome -> inputs.
+
+        Raises
+        ------
+        AuditError
+            The database cannot be read.
+        """
+        identity = sa.func.coalesce(_files.c.input_sha256, _files.c.input_path)
+        query = (
+            sa.select(_files.c.subject, _files.c.outcome, sa.func.count(sa.distinct(identity)))
+            .where(_files.c.subject.is_not(None))
+            .group_by(_files.c.subject, _files.c.outcome)
+        )
+        counts: dict[str, dict[Outcome, int]] = {}
+        with self._transaction() as conn:
+            for subject, outcome, count in conn.execute(query):
+                counts.setdefault(subject, {})[Outcome(outcome)] = int(count)
+        return counts
+
+    def subject_operators(self, pseudonym: str) -> set[str]:
+        """Who ran the de-identification of a subject: the operators of every run that
+        wrote one of its files (the four-eyes rule keeps them from signing it off).
+
+        Parameters
+        ----------
+        pseudonym : str
+            The subject.
+
+        Returns
+        -------
+        set of str
+            The operators.
+
+        Raises
+        ------
+        AuditError
+            The database cannot be read.
+        """
+        query = (
+            sa.select(_runs.c.operator)
+            .distinct()
+            .join(_files, _files.c.run_id == _runs.c.id)
+            .where(_files.c.subject == pseudonym, _files.c.outcome == Outcome.WRITTEN)
+        )
+        with self._transaction() as conn:
+            return set(conn.execute(query).scalars())

@@ -117,6 +117,11 @@ class AuditWriter(AuditStore):
             "redact_paths": config.redact_paths,
             "release_gate": config.verifying,
             "workers": config.workers,
+            # Where relative input paths are relative to, and the profile's file (the review
+            # application finds the originals and the rules with them); neither with
+            # --redact-paths.
+            "cwd": None if config.redact_paths else str(Path.cwd()),
+            "profile_source": None if config.redact_paths else (profile.source or None),
         }
         settings.update(options or {})
         with self._transaction() as conn:
@@ -458,6 +463,37 @@ class AuditWriter(AuditStore):
             updated = conn.execute(
                 sa.select(_subjects).where(_subjects.c.pseudonym == pseudonym)
             ).one()
+        return _subject_record(updated)
+
+    def set_notes(self, pseudonym: str, notes: str) -> SubjectRecord:
+        """Replace a subject's notes (its QC status and checker stay as they are).
+
+        Parameters
+        ----------
+        pseudonym : str
+            The subject.
+        notes : str
+            The new notes.
+
+        Returns
+        -------
+        SubjectRecord
+            The subject's row as it now is.
+
+        Raises
+        ------
+        AuditError
+            The subject is unknown, or the database cannot be written.
+        """
+        with self._transaction() as conn:
+            updated = conn.execute(
+                _subjects.update()
+                .where(_subjects.c.pseudonym == pseudonym)
+                .values(notes=notes)
+                .returning(*_subjects.c)
+            ).one_or_none()
+            if updated is None:
+                raise AuditError(f"no subject {pseudonym} in the audit database")
         return _subject_record(updated)
 
 

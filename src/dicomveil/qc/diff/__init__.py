@@ -8,7 +8,7 @@ Modules: :mod:`~dicomveil.qc.diff.steps` (kinds of change, match methods, elemen
 the reverse).
 """
 
-from dicomveil.qc.diff.compare import diff
+from dicomveil.qc.diff.compare import compare_pair, diff
 from dicomveil.qc.diff.html import render_html
 from dicomveil.qc.diff.model import DiffReport, ElementChange, FilePair, SummaryRow
 from dicomveil.qc.diff.steps import ChangeKind, MatchMethod, Step, StepKind, StepPath
@@ -23,6 +23,7 @@ __all__ = [
     "StepKind",
     "StepPath",
     "SummaryRow",
+    "compare_pair",
     "diff",
     "render_html",
 ]

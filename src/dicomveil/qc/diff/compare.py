@@ -97,6 +97,34 @@ def diff(original: Path, deidentified: Path, *, map_dir: Path | None = None) -> 
     return report
 
 
+def compare_pair(original: Path, deidentified: Path) -> FilePair:
+    """Compare one original file with its de-identified version (a pair the caller knows,
+    as the audit trail records it), element by element as :func:`diff` does.
+
+    Parameters
+    ----------
+    original : pathlib.Path
+        The original file.
+    deidentified : pathlib.Path
+        The de-identified file.
+
+    Returns
+    -------
+    FilePair
+        Every element compared (``matched_by`` :attr:`MatchMethod.GIVEN`).
+
+    Raises
+    ------
+    InputError
+        A file is not DICOM or cannot be read.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        (o,) = _scan(Path(original), [])
+        (d,) = _scan(Path(deidentified), [])
+        return _compare_files(o, d, MatchMethod.GIVEN, {}, {})
+
+
 # --------------------------------------------------------------------------------------------
 # Comparing one pair
 

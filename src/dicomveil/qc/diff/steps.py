@@ -31,6 +31,7 @@ class MatchMethod(StrEnum):
     UID_MAP = "uid map"
     SAME_UID = "same UID"
     CONTENT = "content"
+    GIVEN = "given"  # the caller knows the pair (the audit trail's input and output)
 
 
 class StepKind(IntEnum):
