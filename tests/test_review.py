@@ -31,11 +31,13 @@ from typing import Any
 
 import httpx
 import openpyxl
+import openpyxl.worksheet.worksheet
 import pytest
 from pydicom import dcmread
 
 from dicomveil.qc.audit import AuditTrail
 from dicomveil.review import ReviewStore, Role
+from dicomveil.review.images import changed_regions
 from tests.support.commands import PYDICOM_DATA, cli, keygen
 from tests.support.postgres import PostgresServer
 
@@ -347,6 +349,13 @@ def test_review_in_chromium(tmp_path: Path, browser: object) -> None:
         assert all(v.startswith("nothing else changed") for v in verdicts), verdicts
         widths = images_loaded(d)
         assert widths and all(widths), "every thumbnail is served to a reviewer"
+        if (audited.inputs / "us.dcm").exists():  # the painted text: regions outlined
+            with AuditTrail.open(audited.db, create=False) as trail:
+                record = next(f for f in trail.files(subject=us) if f.output_path)
+            regions = changed_regions(
+                audited.inputs / "us.dcm", audited.output / str(record.output_path)
+            )
+            assert regions, "the regions painted over are found by comparing the frames"
         assert d.save_screenshot(str(shots / "review-subject.png"))
         assert audited.original_names[us] not in d.page_source  # values hidden by default
 
@@ -393,7 +402,9 @@ def test_review_in_chromium(tmp_path: Path, browser: object) -> None:
         assert d.save_screenshot(str(shots / "review-queue.png"))
         d.find_element(By.ID, "export-xlsx").click()
         book = openpyxl.load_workbook(_download(d, ".xlsx"))
-        rows = list(book.active.iter_rows(values_only=True))
+        sheet = book["tracking"]
+        assert isinstance(sheet, openpyxl.worksheet.worksheet.Worksheet)
+        rows: list[tuple[Any, ...]] = list(sheet.iter_rows(values_only=True))
         header = rows[0]
         assert "date_scanned" not in header and "original_id" not in header
         by_subject = {row[0]: dict(zip(header, row, strict=True)) for row in rows[1:]}
@@ -402,10 +413,10 @@ def test_review_in_chromium(tmp_path: Path, browser: object) -> None:
         assert by_subject[us]["checked_by"] == "bob"
         assert by_subject[us]["study_id"] == "SUB-001"
         assert by_subject[us]["deidentified_by"] == "ada"
-        cell = next(c for c in book.active.iter_rows(min_row=2) if c[0].value == us)
+        cell = next(c for c in sheet.iter_rows(min_row=2) if c[0].value == us)
         notes_cell = cell[header.index("notes")]
         assert notes_cell.data_type == "s"  # text, never a formula
-        assert notes_cell.value.startswith("=HYPERLINK")
+        assert str(notes_cell.value).startswith("=HYPERLINK")
         d.find_element(By.ID, "export-csv").click()
         text = _download(d, ".csv").read_text(encoding="utf-8")
         row = next(r for r in csv.DictReader(io.StringIO(text)) if r["subject"] == us)
@@ -466,6 +477,12 @@ def test_requests_without_a_session_or_its_csrf_token_are_refused(
     assert anonymous.get(f"/subjects/{subject}").status_code == 401
     assert anonymous.get("/files/1/original.png").status_code == 401
     assert anonymous.post("/export/tracking.csv", data={"csrf": "x"}).status_code in (401, 403)
+
+    def status() -> str:
+        with AuditTrail.open(audited.db, create=False) as trail:
+            return next(s for s in trail.subjects() if s.pseudonym == subject).qc_status.value
+
+    before = status()
     bob = login(server, "bob")
     sign_off = f"/subjects/{subject}/sign-off"
     assert bob.post(sign_off, data={"status": "passed"}).status_code == 403  # no token
@@ -474,10 +491,7 @@ def test_requests_without_a_session_or_its_csrf_token_are_refused(
     refused = bob.post(sign_off, data={"status": "passed", "csrf": others})  # not bob's token
     assert refused.status_code == 403
     assert "CSRF" in refused.text
-    with AuditTrail.open(audited.db, create=False) as trail:
-        assert next(s for s in trail.subjects() if s.pseudonym == subject).qc_status.value == (
-            "pending"
-        )
+    assert status() == before
     # The session cookie: signed, HttpOnly, SameSite=Strict; pages: no scripts, no caching.
     cookie = client_of(server).get("/login").headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
@@ -666,3 +680,40 @@ def test_https_with_a_secure_cookie(tmp_path: Path) -> None:
             form = {"name": "bob", "password": PASSWORDS["bob"], "csrf": csrf_of(page.text)}
             assert client.post("/login", data=form).status_code == 303
             assert client.get("/").status_code == 200
+
+
+def test_withheld_files_findings_filters_and_dciodvfy(tmp_path: Path) -> None:
+    """The bundled sample (a withheld ultrasound, CT and MR of two patients) verified by
+    ``dicomveil verify --audit``: the subject page names the withheld file's reason and the
+    verification; the queue filters by status; a file's page shows dciodvfy's verdict."""
+    sample = Path(__file__).resolve().parents[1] / "examples" / "sample"
+    db, out, maps = tmp_path / "audit.sqlite", tmp_path / "out", tmp_path / "maps"
+    done = cli("run", sample, out, "--audit", db, "--operator", "ada", "--map-dir", maps,
+               "--key", keygen(tmp_path))  # fmt: skip
+    assert done.exit_code == 0, done.output
+    checked = cli("verify", out, "--against", sample, "--map-dir", maps, "--audit", db,
+                  "--operator", "carl")  # fmt: skip
+    assert checked.exit_code == 0, checked.output
+    store = ReviewStore(str(db))
+    try:
+        store.add_user("bob", PASSWORDS["bob"], Role.REVIEWER)
+    finally:
+        store.close()
+    with AuditTrail.open(db, create=False) as trail:
+        withheld = next(f for f in trail.files() if f.outcome.value == "withheld")
+    assert withheld.subject is not None
+    audited = Audited(str(db), sample, out, maps / "patients.csv", {}, {})
+    with review_server(audited, tmp_path) as server:
+        bob = login(server, "bob")
+        page = bob.get(f"/subjects/{withheld.subject}").text
+        assert "BurnedInAnnotation" in page and "withheld" in page  # the reason
+        assert "carl" in page and "pass" in page  # the verification
+        # verify passed the subjects it checked: the queue's filter
+        assert withheld.subject in bob.get("/?status=passed").text
+        assert withheld.subject not in bob.get("/?status=pending").text
+        file_id = re.search(r'href="/files/(\d+)"', page)
+        assert file_id is not None
+        file_page = bob.get(f"/files/{file_id.group(1)}").text
+        if shutil.which("dciodvfy"):
+            assert 'id="dciodvfy"' in file_page
+        assert "nothing else changed" in file_page

@@ -57,7 +57,8 @@ class Result:
     withheld_detail : str
         The reason in words: the element, value class and what would let it through.
     patient_pseudonym : str
-        The patient's pseudonym (or crosswalk study ID).
+        The patient's pseudonym (or crosswalk study ID); also of a withheld dataset ("" when
+        it has none to give).
     date_offset_days : int or None
         The patient's date shift, when dates are shifted.
     uid_map : dict of str to str
@@ -189,7 +190,10 @@ class Engine:
         check_lengths(ds)  # a damaged length fails the file before any value is read
         risk = self.check_risks(ds, has_pixel_data)
         if risk is not None:
-            return Result(dataset=None, withheld=risk[0], withheld_detail=risk[1])
+            subject = self.subject_of(ds)  # the dataset is as read: filed under its subject
+            return Result(
+                dataset=None, withheld=risk[0], withheld_detail=risk[1], patient_pseudonym=subject
+            )
         pseudonym, patient_key, original_id = self._identity(ds)
         offset = (
             self.pseudonymizer.date_offset_days(patient_key) if self.profile.shift_dates else None
@@ -224,7 +228,12 @@ class Engine:
                 ds, before, lambda tag, vr, action, why: walk.report((), tag, vr, action, why)
             )
         except WithholdError as exc:
-            return Result(dataset=None, withheld=exc.risk, withheld_detail=exc.detail)
+            return Result(
+                dataset=None,
+                withheld=exc.risk,
+                withheld_detail=exc.detail,
+                patient_pseudonym=pseudonym,
+            )
         self._record(ds, offset)
         notes = [encapsulated_note(ds)] if encapsulated else []
         return Result(
@@ -292,6 +301,26 @@ class Engine:
         name, birth = text_of(ds, 0x00100010), text_of(ds, 0x00100030)
         study = text_of(ds, 0x0020000D)
         return (f"name\x00{name}\x00{birth}" if name else f"study\x00{study}"), patient_id
+
+    def subject_of(self, ds: Dataset) -> str:
+        """The subject's pseudonym (or crosswalk study ID) for a dataset as read, without
+        de-identifying it: what the audit trail files a withheld input under.
+
+        Parameters
+        ----------
+        ds : pydicom.dataset.Dataset
+            The dataset, as read.
+
+        Returns
+        -------
+        str
+            The pseudonym; "" when there is none to give (a crosswalk without the patient)
+            or the patient's elements cannot be read.
+        """
+        try:
+            return self._identity(ds)[0]
+        except Exception:  # a crosswalk without the patient, a value that cannot be decoded
+            return ""
 
     def _identity(self, ds: Dataset) -> tuple[str, str, str]:
         """(pseudonym, patient key, original PatientID) of the dataset's patient."""

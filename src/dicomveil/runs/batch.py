@@ -349,8 +349,8 @@ class _Worker:
             done = deidentify_source(
                 self.engine, source, self._destination, pixels=self.config.pixels
             )
-            if isinstance(done, str):
-                return FileResult(task, Outcome.WITHHELD, done)
+            if isinstance(done, Withheld):  # filed under its subject, for the audit trail
+                return FileResult(task, Outcome.WITHHELD, str(done), pseudonym=done.pseudonym)
         except _WouldWriteError as would:
             return FileResult(task, Outcome.WRITTEN, output=would.target)
         except (CrosswalkError, DeidentificationError) as exc:
@@ -373,7 +373,9 @@ class _Worker:
         assert written.output is not None
         output, root = written.output.resolve(), self.config.output.resolve()
         reason = gated(gate, output, root, source, written.uid_map, self.config.map_dir)
-        return written if reason is None else FileResult(written.task, Outcome.WITHHELD, reason)
+        if reason is None:
+            return written
+        return FileResult(written.task, Outcome.WITHHELD, reason, pseudonym=written.pseudonym)
 
     def _destination(self, ds: Dataset, pseudonym: str) -> Path:
         """Where the de-identified ``ds`` goes; in a dry run, the write stops here."""
@@ -413,6 +415,18 @@ class _WouldWriteError(Exception):
         self.target = target
 
 
+class Withheld(str):
+    """Why an input is withheld (the text), and the subject it belongs to (``pseudonym``:
+    "" when it has none to give), as :func:`deidentify_source` returns it."""
+
+    pseudonym: str
+
+    def __new__(cls, reason: str, pseudonym: str = "") -> Withheld:
+        made = super().__new__(cls, reason)
+        made.pseudonym = pseudonym
+        return made
+
+
 @dataclass(frozen=True)
 class Deidentified:
     """One input de-identified and written (see :func:`deidentify_source`)."""
@@ -445,7 +459,7 @@ def deidentify_source(
     *,
     pixels: PixelSettings | None = None,
     durable: bool = False,
-) -> Deidentified | str:
+) -> Deidentified | Withheld:
     """The per-file pipeline every front end shares (batch, cluster, gateway): the
     clean-pixel-data step, the engine, then the atomic write to ``destination(dataset,
     pseudonym)``. Returns what was written, or the reason the file is withheld; errors
@@ -457,11 +471,12 @@ def deidentify_source(
         return Deidentified(target, copy_file(source.path, target, durable=durable), pseudonym)
     cleaned = clean_pixels(source, engine, pixels)  # a no-op without clean-pixel-data
     if cleaned.withheld is not None:
-        return cleaned.withheld
+        return Withheld(cleaned.withheld, engine.subject_of(source.dataset))
     result = engine.deidentify(source.dataset, has_pixel_data=source.has_pixel_data)
     if result.dataset is None:
         assert result.withheld is not None
-        return result.withheld_detail or result.withheld.reason
+        reason = result.withheld_detail or result.withheld.reason
+        return Withheld(reason, result.patient_pseudonym)
     target = destination(result.dataset, result.patient_pseudonym)
     size = write_output(source, result.dataset, target, pixels=cleaned.replacement, durable=durable)
     return Deidentified(target, size, result.patient_pseudonym, result)
