@@ -1,11 +1,10 @@
 """Batch runs: files, folders and zip archives in, de-identified files out, on every core.
 
-One worker process per core compiles the profile once and handles files in chunks; workers
-share no mutable state (pseudonyms, UIDs and date offsets are keyed hashes), so the output
-does not depend on the number of workers. The parent collects results, detects outputs that
-collide, writes the maps (``--map-dir``) and counts outcomes. No message carries a value read
-from a file: inputs are named by their path as the user gave it, outputs by de-identified
-values.
+One worker process per core compiles the profile once and handles files in chunks; workers share
+no mutable state (pseudonyms, UIDs and date offsets are keyed hashes), so the output does not
+depend on the number of workers. The parent collects results, detects outputs that collide,
+writes the maps (``--map-dir``) and counts outcomes. No message carries a value read from a
+file: inputs are named by their path as the user gave it, outputs by de-identified values.
 """
 
 from __future__ import annotations
@@ -416,8 +415,7 @@ class _WouldWriteError(Exception):
 
 
 class Withheld(str):
-    """Why an input is withheld (the text), and the subject it belongs to (``pseudonym``:
-    "" when it has none to give), as :func:`deidentify_source` returns it."""
+    """Why an input is withheld, and its subject's ``pseudonym`` ("" when none is known)."""
 
     pseudonym: str
 
