@@ -18,6 +18,8 @@ page is received:
   engine's decisions);
 * the subject page again (``--rounds`` times, median): what a reviewer sees afterwards;
 * the queue, and one file's page;
+* "check every file" (each file compared with its original and explained, in the
+  background), until the page says it is done;
 * the subject page opened at once after a start with the index emptied (the page reads
   the subject's outputs itself, while the background index starts).
 
@@ -148,6 +150,13 @@ def main() -> None:
             file_id = re.search(r'href="/files/(\d+)"', text)
             assert file_id is not None
             file_time, _ = timed(client, f"/files/{file_id.group(1)}")
+            token = re.search(r'name="csrf" value="([^"]+)"', text)
+            assert token is not None
+            start = time.perf_counter()
+            client.post(f"{path}/check-all", data={"csrf": token.group(1)})
+            while "Checking every file" in client.get(path).text:
+                time.sleep(0.2)
+            swept = time.perf_counter() - start
         with sqlite3.connect(db) as conn:  # the index forgotten: a cold start
             conn.execute("DELETE FROM review_index")
         with serving(db) as client:
@@ -161,6 +170,7 @@ def main() -> None:
         "subject_again_median_s": round(statistics.median(again), 3),
         "queue_s": round(queue_time, 3),
         "file_page_s": round(file_time, 3),
+        "check_every_file_s": round(swept, 3),
         "cores": os.cpu_count(),
     }
     print(f"{args.files} files of one subject ({args.series} series), {os.cpu_count()} cores:")
@@ -170,6 +180,7 @@ def main() -> None:
     print(f"  subject page at once after a start with no index (reads them itself): {cold:.2f} s")
     print(f"  queue: {queue_time:.2f} s; a file's page (diff, rules, dciodvfy): {file_time:.2f} s")
     print(f"  files listed on the page: {shown}")
+    print(f"  'check every file' (in the background): {swept:.1f} s")
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 

@@ -717,3 +717,41 @@ def test_withheld_files_findings_filters_and_dciodvfy(tmp_path: Path) -> None:
         if shutil.which("dciodvfy"):
             assert 'id="dciodvfy"' in file_page
         assert "nothing else changed" in file_page
+
+
+def test_check_every_file(tmp_path: Path) -> None:
+    """ "Check every file" checks each written file in the background; a file altered
+    afterwards counts as unchecked until it is checked again, then is named."""
+    audited = audited_run(tmp_path, str(tmp_path / "audit.sqlite"), pixels=False)
+    with AuditTrail.open(audited.db, create=False) as trail:
+        record = next(f for f in trail.files() if Path(f.input_path).name == "ct.dcm")
+        run = trail.runs(run_id=record.run_id)[0]
+    assert record.subject is not None and record.output_path is not None
+    subject = f"/subjects/{record.subject}"
+
+    def summary_of(client: httpx.Client) -> str:
+        found = re.search(r'<p id="sweep-summary">(.*?)</p>', client.get(subject).text, re.S)
+        assert found is not None
+        return " ".join(found.group(1).split())
+
+    def check_all(client: httpx.Client) -> None:
+        token = csrf_of(client.get(subject).text)
+        assert client.post(f"{subject}/check-all", data={}).status_code == 403  # no token
+        assert client.post(f"{subject}/check-all", data={"csrf": token}).status_code == 303
+        wait_for(lambda: "Checking" not in summary_of(client), "the check of every file")
+
+    with review_server(audited, tmp_path) as server:
+        olga = login(server, "olga")  # an operator may ask for it too
+        assert summary_of(olga).startswith("0 of 1 file(s) checked")
+        check_all(olga)
+        assert summary_of(olga).startswith("1 of 1 file(s) checked as they are now: 1 with nothing")
+        output = Path(run.output) / record.output_path
+        ds = dcmread(output)
+        ds.SliceThickness = "9.5"  # kept by the profile: now changed
+        ds.save_as(output)
+        os.utime(output, (time.time() + 5, time.time() + 5))  # a new mtime, whatever the clock
+        assert summary_of(olga).startswith("0 of 1 file(s) checked")
+        check_all(olga)
+        assert "1 with changes no rule explains" in summary_of(olga)
+        assert "SliceThickness" in olga.get(subject).text
+    assert ("olga", record.subject) in _events(audited.db, "check-all")

@@ -38,6 +38,7 @@ from dicomveil.review import routes
 from dicomveil.review.security import ForbiddenError, NotLoggedInError
 from dicomveil.review.store import ReviewStore
 from dicomveil.review.subjects import index_pending
+from dicomveil.review.sweep import Sweeps
 
 __all__ = ["ReviewSettings", "create_app"]
 
@@ -141,6 +142,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
     app.state.trail = trail
     app.state.store = store
     app.state.settings = settings
+    app.state.sweeps = Sweeps()
     app.state.templates = Environment(
         loader=PackageLoader("dicomveil.review", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),

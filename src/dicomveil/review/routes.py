@@ -34,7 +34,14 @@ from dicomveil.review.security import (
     reviewer,
 )
 from dicomveil.review.store import ReviewStore, SheetRow, User
-from dicomveil.review.subjects import input_file, output_file, queue, subject_view, when
+from dicomveil.review.subjects import (
+    input_file,
+    output_file,
+    queue,
+    subject_view,
+    when,
+)
+from dicomveil.review.sweep import Sweeps, summary
 from dicomveil.runs.batch import Outcome
 
 __all__ = ["page", "router"]
@@ -163,6 +170,10 @@ def subject_page(request: Request, pseudonym: str, user: Account) -> HTMLRespons
                 checks[series.uid] = check_file(
                     entry.run, input_file(entry.run, entry.record), output
                 )
+    sweeps: Sweeps = request.app.state.sweeps
+    files = [(f.record, f.run) for study in view.studies for s in study.series for f in s.files]
+    files += [(f.record, f.run) for f in view.unindexed]
+    swept = summary(_store(request), files, sweeps.running(pseudonym))
     return page(
         request,
         "subject.html",
@@ -170,6 +181,7 @@ def subject_page(request: Request, pseudonym: str, user: Account) -> HTMLRespons
             "user": user,
             "view": view,
             "checks": checks,
+            "swept": swept,
             "own": user.name in view.operators or user.name == view.subject.deidentified_by,
         },
     )
@@ -188,6 +200,18 @@ def edit_sheet(request: Request, pseudonym: str, user: Account, form: Form) -> R
     store.log(user.name, "sheet-edit", pseudonym, "study ID, date scanned, notes")
     back = "/" if form.get("back") == "queue" else f"/subjects/{pseudonym}"
     return RedirectResponse(back, status_code=303)
+
+
+@router.post("/subjects/{pseudonym}/check-all")
+def check_all(request: Request, pseudonym: str, user: Account, form: Form) -> Response:
+    """Check every written file of the subject, in the background."""
+    trail, store = _trail(request), _store(request)
+    if pseudonym not in {s.pseudonym for s in trail.subjects()}:
+        raise ForbiddenError("no such subject", 404)
+    sweeps: Sweeps = request.app.state.sweeps
+    if sweeps.start(trail, store, pseudonym):
+        store.log(user.name, "check-all", pseudonym)
+    return RedirectResponse(f"/subjects/{pseudonym}#every-file", status_code=303)
 
 
 @router.post("/subjects/{pseudonym}/sign-off", response_class=HTMLResponse)

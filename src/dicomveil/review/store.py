@@ -11,6 +11,10 @@ same database (SQLite file or PostgreSQL), and what it reads and writes in them.
 ``review_sheet``
     the lab's columns that the audit trail does not have: the study ID, and the date
     scanned (a date of the patient's care: identifying, see :mod:`dicomveil.review`).
+``review_checks``
+    per written file checked by "check every file": the output's modification time when
+    it was checked, and the verdict (nothing else changed, changes no rule explains, or
+    cannot tell); a file changed since is unchecked again.
 ``review_index``
     per written file of the audit trail: its study, series, modality, series description,
     instance number and frames, read from the de-identified output once, so that a
@@ -37,7 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dicomveil.errors import AuditError
 from dicomveil.io.database import describe, open_database
 
-__all__ = ["Event", "IndexRow", "ReviewStore", "Role", "SheetRow", "User"]
+__all__ = ["CheckRow", "Event", "IndexRow", "ReviewStore", "Role", "SheetRow", "User"]
 
 
 class Role(StrEnum):
@@ -83,6 +87,16 @@ class SheetRow:
 
     study_id: str = ""
     date_scanned: str = ""
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """A written file's check, as "check every file" stored it."""
+
+    file_id: int
+    output_mtime: float
+    ok: bool | None  # None: cannot tell
+    verdict: str
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,16 @@ _index = sa.Table(
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("number", sa.Integer),
     sa.Column("frames", sa.Integer, nullable=False),
+)
+
+_checks = sa.Table(
+    "review_checks",
+    _metadata,
+    sa.Column("file_id", _ID, primary_key=True, autoincrement=False),
+    sa.Column("output_mtime", sa.Float, nullable=False),
+    sa.Column("ok", sa.Boolean),
+    sa.Column("verdict", sa.Text, nullable=False),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 _HASHER: Final = PasswordHasher()
@@ -416,6 +440,55 @@ class ReviewStore:
         insert = dialect.insert(_index).on_conflict_do_nothing(index_elements=["file_id"])
         with self._transaction() as conn:  # a file indexed meanwhile by another request: kept
             conn.execute(insert, values)
+
+    def checks(self, file_ids: Iterable[int]) -> dict[int, CheckRow]:
+        """The stored checks of these files (those checked).
+
+        Parameters
+        ----------
+        file_ids : Iterable[int]
+            Ids of the audit trail's file records.
+
+        Returns
+        -------
+        dict of int to CheckRow
+            By file id.
+        """
+        wanted = list(file_ids)
+        found: dict[int, CheckRow] = {}
+        with self._transaction() as conn:
+            for start in range(0, len(wanted), 500):
+                query = sa.select(_checks).where(_checks.c.file_id.in_(wanted[start : start + 500]))
+                for r in conn.execute(query):
+                    found[int(r.file_id)] = CheckRow(
+                        int(r.file_id), float(r.output_mtime), r.ok, r.verdict
+                    )
+        return found
+
+    def set_checks(self, rows: Iterable[CheckRow]) -> None:
+        """Store checks, replacing earlier ones of the same files.
+
+        Parameters
+        ----------
+        rows : Iterable[CheckRow]
+            The checks.
+        """
+        values = [
+            {
+                "file_id": r.file_id,
+                "output_mtime": r.output_mtime,
+                "ok": r.ok,
+                "verdict": r.verdict,
+                "checked_at": _now(),
+            }
+            for r in rows
+        ]
+        if not values:
+            return
+        with self._transaction() as conn:
+            ids = [v["file_id"] for v in values]
+            conn.execute(_checks.delete().where(_checks.c.file_id.in_(ids)))
+            conn.execute(_checks.insert(), values)
 
     def unindexed(self, limit: int) -> list[int]:
         """Written files of the audit trail that the index does not hold yet.

@@ -34,6 +34,7 @@ __all__ = [
     "output_file",
     "queue",
     "subject_view",
+    "written_files",
 ]
 
 _HEADER_TAGS = [
@@ -261,6 +262,26 @@ def index_pending(trail: AuditTrail, store: ReviewStore, batch: int = 500) -> in
             rows.setdefault(record.id, IndexRow(record.id, "", "", "", "", None, 0))
         store.add_index(rows.values())
     return len(rows)
+
+
+def written_files(trail: AuditTrail, pseudonym: str) -> list[tuple[FileRecord, RunRecord]]:
+    """A subject's written files (one record per output: the latest run's), with their runs.
+
+    Parameters
+    ----------
+    trail : AuditTrail
+        The audit trail.
+    pseudonym : str
+        The subject.
+
+    Returns
+    -------
+    list of (FileRecord, RunRecord)
+        In the order recorded.
+    """
+    records = trail.files(subject=pseudonym, outcome=Outcome.WRITTEN)
+    runs = {r.id: r for r in trail.runs() if r.id in {f.run_id for f in records}}
+    return [(record, runs[record.run_id]) for record in _latest_outputs(records)]
 
 
 def _instance_order(entry: FileEntry) -> tuple[int, int]:
