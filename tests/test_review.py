@@ -755,3 +755,19 @@ def test_check_every_file(tmp_path: Path) -> None:
         assert "1 with changes no rule explains" in summary_of(olga)
         assert "SliceThickness" in olga.get(subject).text
     assert ("olga", record.subject) in _events(audited.db, "check-all")
+
+
+def test_a_database_that_is_not_an_audit_trail_is_left_alone(tmp_path: Path) -> None:
+    import sqlite3
+
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (x TEXT)")
+    added = subprocess.run(
+        [DICOMVEIL, "review", "adduser", "eve", "--audit", str(other), "--password-stdin"],
+        input="long-enough\n", capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert added.returncode == 2 and "not a dicomveil audit database" in added.stderr
+    with sqlite3.connect(other) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"notes"}  # no review table joined it

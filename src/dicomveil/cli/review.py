@@ -73,6 +73,7 @@ def review_command(
     from dicomveil.review import ReviewSettings, ReviewStore, create_app
 
     try:
+        _check_audit(audit)
         store = ReviewStore(audit)
         try:
             accounts = store.users()
@@ -130,6 +131,7 @@ def adduser_command(
         if getpass.getpass("again: ") != password:
             raise fail("the passwords differ")
     try:
+        _check_audit(audit)
         store = ReviewStore(audit)
         try:
             store.add_user(name, password, chosen)
@@ -139,3 +141,10 @@ def adduser_command(
     except DicomveilError as exc:
         raise fail(str(exc)) from None
     err.print(f"account {name} ({chosen.value}) saved")
+
+
+def _check_audit(audit: str) -> None:
+    """The database must be a dicomveil audit trail before the review's tables join it."""
+    from dicomveil.qc.audit import AuditTrail
+
+    AuditTrail.open(audit, create=False).close()
