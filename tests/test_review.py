@@ -771,3 +771,43 @@ def test_a_database_that_is_not_an_audit_trail_is_left_alone(tmp_path: Path) -> 
     with sqlite3.connect(other) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
     assert tables == {"notes"}  # no review table joined it
+
+
+def test_what_cannot_be_checked_is_said(tmp_path: Path) -> None:
+    """Originals moved away, or a profile file changed since the run: the pages say "cannot
+    tell" and why, and still list the changes the comparison can show."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copyfile(PYDICOM_DATA / "test_files" / "CT_small.dcm", inputs / "ct.dcm")
+    shutil.copyfile(PYDICOM_DATA / "test_files" / "MR_small.dcm", inputs / "mr.dcm")
+    profile = tmp_path / "lab.toml"
+    profile.write_text('name = "lab"\nextends = "ps3.15-basic"\n', encoding="utf-8")
+    db = tmp_path / "audit.sqlite"
+    done = cli("run", inputs, tmp_path / "out", "--audit", db, "--profile", profile,
+               "--key", keygen(tmp_path))  # fmt: skip
+    assert done.exit_code == 0, done.output
+    store = ReviewStore(str(db))
+    try:
+        store.add_user("bob", PASSWORDS["bob"], Role.REVIEWER)
+    finally:
+        store.close()
+    with AuditTrail.open(db, create=False) as trail:
+        by_name = {Path(f.input_path).name: f for f in trail.files()}
+    audited = Audited(str(db), inputs, tmp_path / "out", tmp_path / "none.csv", {}, {})
+    with review_server(audited, tmp_path) as server:
+        bob = login(server, "bob")
+        page = bob.get(f"/files/{by_name['ct.dcm'].id}").text
+        assert "nothing else changed" in page  # the profile file as it was: rules known
+        (inputs / "ct.dcm").rename(tmp_path / "moved.dcm")
+        page = bob.get(f"/files/{by_name['ct.dcm'].id}").text
+        assert "cannot tell: the original file is not available here" in page
+    # The profile file changed: a server started since cannot rebuild the run's profile.
+    profile.write_text(
+        'name = "lab"\nextends = "ps3.15-basic"\noptions = ["retain-device-identity"]\n',
+        encoding="utf-8",
+    )
+    with review_server(audited, tmp_path) as server:
+        bob = login(server, "bob")
+        page = bob.get(f"/files/{by_name['mr.dcm'].id}").text
+        assert "profile cannot be rebuilt here (its digest differs)" in page
+        assert "SOPInstanceUID" in page  # the changes, without rules

@@ -235,6 +235,7 @@ def _from_toml(
             clean=clean,
             remove_references=remove_references,
             verify=parent.verify if spec.verify is None else spec.verify,
+            origin=str(Path(source).resolve()) if folder is not None else "",
         )
     except ProfileError as exc:
         raise ProfileError(str(exc), source=source) from None

@@ -76,6 +76,9 @@ class Profile:
     remove_references: bool = False
     # The release gate (``verify = true``): every written file checked by the verifier first.
     verify: bool = False
+    # The TOML file it was read from (absolute; "" for presets): the audit trail records it,
+    # so that the review application can rebuild the profile of a run.
+    origin: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         for group in EXCLUSIVE:

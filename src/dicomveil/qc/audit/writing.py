@@ -121,7 +121,7 @@ class AuditWriter(AuditStore):
             # application finds the originals and the rules with them); neither with
             # --redact-paths.
             "cwd": None if config.redact_paths else str(Path.cwd()),
-            "profile_source": None if config.redact_paths else (profile.source or None),
+            "profile_source": None if config.redact_paths else (profile.origin or None),
         }
         settings.update(options or {})
         with self._transaction() as conn:
