@@ -1610,3 +1610,28 @@ def test_readme_configuration_loads(tmp_path: Path, corpus: Corpus) -> None:
     assert config.route_for("CT_SCANNER1", "DICOMVEIL", "10.20.1.2") is config.routes[0]
     assert config.route_for("CT_SCANNER1", "DICOMVEIL", "192.0.2.1") is None
     assert config.route_for("RESEARCH_VIEWER", "ANY", "192.0.2.1") is config.routes[1]
+
+
+def test_associations_carry_no_logging_handlers_unless_pynetdicom_logs_info() -> None:
+    """pynetdicom's standard handlers format every PDU and DIMSE message (and copy each data
+    set): unbound per association when its logger would drop the text, kept when it logs
+    INFO (nothing process-wide changes)."""
+    import logging
+
+    from pynetdicom import AE, evt
+    from pynetdicom.association import Association
+
+    from dicomveil.gateway.transport import quiet
+
+    logger = logging.getLogger("pynetdicom")
+    before = logger.level
+    try:
+        for level, kept in ((logging.WARNING, False), (logging.INFO, True)):
+            logger.setLevel(level)
+            assoc = Association(AE(), "requestor")
+            assert assoc.get_handlers(evt.EVT_DIMSE_RECV)  # bound by pynetdicom
+            quiet(assoc)
+            for event in (evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT, evt.EVT_PDU_RECV):
+                assert bool(assoc.get_handlers(event)) is kept
+    finally:
+        logger.setLevel(before)

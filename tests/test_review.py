@@ -811,3 +811,18 @@ def test_what_cannot_be_checked_is_said(tmp_path: Path) -> None:
         page = bob.get(f"/files/{by_name['mr.dcm'].id}").text
         assert "profile cannot be rebuilt here (its digest differs)" in page
         assert "SOPInstanceUID" in page  # the changes, without rules
+
+
+def test_without_the_review_extra_the_command_says_what_to_install(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['fastapi'] = None; sys.modules['argon2'] = None\n"
+        "from dicomveil.cli import main\n"
+        "main(['review', 'adduser', 'eve', '--audit', 'x.sqlite'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "pip install 'dicomveil[review]'" in done.stderr
+    assert "Traceback" not in done.stderr

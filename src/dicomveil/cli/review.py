@@ -27,6 +27,8 @@ review_app = typer.Typer(
 )
 app.add_typer(review_app, name="review")
 
+_NEEDS_EXTRA = "the review application needs its extra: pip install 'dicomveil[review]'"
+
 AuditOption = Annotated[
     str | None,
     typer.Option(
@@ -68,9 +70,12 @@ def review_command(
         raise fail("give --audit DB (the audit database of your runs)")
     if (certificate is None) != (private_key is None):
         raise fail("HTTPS needs both --certificate and --private-key")
-    import uvicorn
+    try:
+        import uvicorn
 
-    from dicomveil.review import ReviewSettings, ReviewStore, create_app
+        from dicomveil.review import ReviewSettings, ReviewStore, create_app
+    except ImportError:
+        raise fail(_NEEDS_EXTRA) from None
 
     try:
         _check_audit(audit)
@@ -116,7 +121,10 @@ def adduser_command(
     ] = False,
 ) -> None:
     """Add an account, or set the password and role of an existing one."""
-    from dicomveil.review import ReviewStore, Role
+    try:
+        from dicomveil.review import ReviewStore, Role
+    except ImportError:
+        raise fail(_NEEDS_EXTRA) from None
 
     if audit is None:
         raise fail("give --audit DB")

@@ -25,17 +25,14 @@ import fnmatch
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from dicomveil.errors import CohortError
-from dicomveil.io.database import describe, open_database
+from dicomveil.io.database import open_database
 
 __all__ = ["COHORT_FILE", "Cohort", "CohortError"]
 
@@ -82,12 +79,12 @@ class Cohort:
 
     def __init__(self, url_or_path: str | Path) -> None:
         database = open_database(url_or_path, what="cohort database", error=CohortError)
-        self._engine, self.location = database.engine, database.location
+        self._db, self.location = database, database.location
         try:
-            with self._transaction() as conn:
+            with self._db.transaction() as conn:
                 _metadata.create_all(conn, checkfirst=True)
         except CohortError:
-            self._engine.dispose()
+            self._db.close()
             raise
         self._lock = threading.Lock()
         # Instances written are recorded in batches (one transaction per instance costs the
@@ -109,15 +106,7 @@ class Cohort:
             with self._lock:
                 self._flush()
         finally:
-            self._engine.dispose()
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        try:
-            with self._engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise CohortError(f"cohort database {self.location}: {describe(exc)}") from None
+            self._db.close()
 
     def _flush_loop(self) -> None:
         while not self._closed.wait(_FLUSH_SECONDS):
@@ -131,7 +120,7 @@ class Cohort:
         """Write the buffered records (the lock held); the rows stay buffered on failure."""
         if not self._patient_rows and not self._uid_rows:
             return
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             for table, rows in ((_patients, self._patient_rows), (_uids, self._uid_rows)):
                 if rows:
                     conn.execute(self._upsert(table), rows)
@@ -140,8 +129,7 @@ class Cohort:
     def _upsert(self, table: sa.Table) -> Any:
         """An INSERT that leaves a row already there (an original's pseudonym and new UID
         are the same under one key, so the first row is the row)."""
-        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
-        return insert(table).on_conflict_do_nothing(index_elements=["project", "original"])
+        return self._db.insert_new(table, ["project", "original"])
 
     def record(
         self, project: str, patient_id: str, pseudonym: str, uid_map: Mapping[str, str]
@@ -208,7 +196,7 @@ class Cohort:
         """The rows of a lookup, after writing what is buffered."""
         with self._lock:
             self._flush()
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             return list(conn.execute(query))
 
     def patients_matching(self, project: str, pattern: str) -> set[str]:

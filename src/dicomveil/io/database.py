@@ -6,13 +6,16 @@ gateway's cohort (:mod:`dicomveil.gateway.cohort`); each names its database in m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from dicomveil.errors import DicomveilError
@@ -21,7 +24,7 @@ __all__ = ["Database", "describe", "open_database"]
 
 
 class Database:
-    """An opened database: its engine and how messages name it.
+    """An opened database: its engine, how messages name it, and its transactions.
 
     Parameters
     ----------
@@ -29,11 +32,63 @@ class Database:
         The engine.
     location : str
         The SQLite file, or the URL with its password hidden.
+    what : str
+        The database's name in messages ("cohort database").
+    error : type[DicomveilError]
+        What a database error becomes.
     """
 
-    def __init__(self, engine: sa.Engine, location: str) -> None:
+    def __init__(
+        self, engine: sa.Engine, location: str, what: str, error: type[DicomveilError]
+    ) -> None:
         self.engine = engine
         self.location = location
+        self._what = what
+        self._error = error
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A connection in a transaction, committed at the end (rolled back on an error).
+
+        Yields
+        ------
+        sqlalchemy.engine.Connection
+            The connection.
+
+        Raises
+        ------
+        DicomveilError
+            Of the database's error class: the driver's first line, never a statement or
+            its parameters.
+        """
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise self._error(f"{self._what} {self.location}: {describe(exc)}") from None
+
+    def insert_new(self, table: sa.Table, keys: list[str]) -> Any:
+        """An INSERT that leaves a row whose ``keys`` are already there as it is (SQLite and
+        PostgreSQL: ``ON CONFLICT DO NOTHING``).
+
+        Parameters
+        ----------
+        table : sqlalchemy.Table
+            The table.
+        keys : list of str
+            The columns of its primary key or unique index.
+
+        Returns
+        -------
+        Any
+            The statement, to execute with rows.
+        """
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table).on_conflict_do_nothing(index_elements=keys)
+
+    def close(self) -> None:
+        """Close the database's connections."""
+        self.engine.dispose()
 
 
 def _url(text: str | Path, what: str, error: type[DicomveilError]) -> tuple[URL, Path | None]:
@@ -118,7 +173,7 @@ def open_database(
         engine = sa.create_engine(url, hide_parameters=True, connect_args={"timeout": 60})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     _ENGINES.add(engine)
-    return Database(engine, location)
+    return Database(engine, location, what, error)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -9,7 +9,6 @@ request ever names a path on disk.
 
 from __future__ import annotations
 
-import datetime as _dt
 import io
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from dicomveil.errors import DicomveilError
 from dicomveil.identity.crosswalk import Crosswalk
 from dicomveil.qc.audit import AuditTrail, FileRecord, RunRecord
-from dicomveil.qc.audit.sheets import Sheet, write_sheet
+from dicomveil.qc.audit.sheets import Sheet, tracking_sheet, write_sheet
 from dicomveil.qc.audit.trail import QcStatus
 from dicomveil.review.checks import check_file
 from dicomveil.review.images import ImagesUnavailableError, changed_regions, thumbnail
@@ -191,7 +190,7 @@ def subject_page(request: Request, pseudonym: str, user: Account) -> HTMLRespons
 def edit_sheet(request: Request, pseudonym: str, user: Account, form: Form) -> Response:
     """The lab's columns of a subject: study ID, date scanned, notes."""
     trail, store = _trail(request), _store(request)
-    if pseudonym not in {s.pseudonym for s in trail.subjects()}:
+    if trail.subject(pseudonym) is None:
         raise ForbiddenError("no such subject", 404)
     row = SheetRow(form.get("study_id", "").strip()[:64], form.get("date_scanned", "").strip()[:32])
     store.set_sheet(pseudonym, row, user.name)
@@ -206,7 +205,7 @@ def edit_sheet(request: Request, pseudonym: str, user: Account, form: Form) -> R
 def check_all(request: Request, pseudonym: str, user: Account, form: Form) -> Response:
     """Check every written file of the subject, in the background."""
     trail, store = _trail(request), _store(request)
-    if pseudonym not in {s.pseudonym for s in trail.subjects()}:
+    if trail.subject(pseudonym) is None:
         raise ForbiddenError("no such subject", 404)
     sweeps: Sweeps = request.app.state.sweeps
     if sweeps.start(trail, store, pseudonym):
@@ -218,7 +217,7 @@ def check_all(request: Request, pseudonym: str, user: Account, form: Form) -> Re
 def sign_off(request: Request, pseudonym: str, user: Reviewer, form: Form) -> Response:
     """A reviewer passes or fails a subject (never one they de-identified)."""
     trail, store = _trail(request), _store(request)
-    subject = next((s for s in trail.subjects() if s.pseudonym == pseudonym), None)
+    subject = trail.subject(pseudonym)
     if subject is None:
         raise ForbiddenError("no such subject", 404)
     decision = form.get("status", "")
@@ -328,40 +327,18 @@ def frame_image(
 
 
 def _tracking(request: Request, original_ids: Crosswalk | None) -> Sheet:
-    """The lab's tracking sheet: the audit trail's columns and the lab's (with original IDs
-    and the dates scanned only in the separate export)."""
-    trail, store = _trail(request), _store(request)
-    sheet = store.sheet()
-    inverse = {new: old for old, new in original_ids.mapping.items()} if original_ids else None
-    columns: tuple[str, ...] = (
-        "subject",
-        "study_id",
-        "deidentified_by",
-        "deidentified_at",
-        "checked_by",
-        "checked_at",
-        "qc_status",
-        "notes",
-    )
-    if inverse is not None:
-        columns = ("subject", "original_id", "date_scanned", *columns[1:])
+    """The lab's tracking sheet (:func:`tracking_sheet`) with the lab's columns after the
+    subject: the study ID, and the date scanned only in the export with original IDs."""
+    base = tracking_sheet(_trail(request).subjects(), original_ids)
+    lab = _store(request).sheet()
+    at = 2 if original_ids is not None else 1  # after the subject (and its original ID)
+    added = ("date_scanned", "study_id") if original_ids is not None else ("study_id",)
     rows = []
-    for s in trail.subjects():
-        lab = sheet.get(s.pseudonym, SheetRow())
-        row: list[str | int | _dt.datetime | None] = [
-            s.pseudonym,
-            lab.study_id,
-            s.deidentified_by,
-            s.deidentified_at,
-            s.verified_by,
-            s.verified_at,
-            s.qc_status.value,
-            s.notes,
-        ]
-        if inverse is not None:
-            row[1:1] = [inverse.get(s.pseudonym, ""), lab.date_scanned]
-        rows.append(tuple(row))
-    return Sheet("tracking", columns, rows)
+    for row in base.rows:
+        own = lab.get(str(row[0]), SheetRow())
+        values = (own.date_scanned, own.study_id) if original_ids is not None else (own.study_id,)
+        rows.append((*row[:at], *values, *row[at:]))
+    return Sheet(base.title, (*base.columns[:at], *added, *base.columns[at:]), rows)
 
 
 def _download(sheet: Sheet, name: str, kind: str) -> Response:

@@ -23,9 +23,8 @@ same database (SQLite file or PostgreSQL), and what it reads and writes in them.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -34,12 +33,9 @@ from typing import Any, Final
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from dicomveil.errors import AuditError
-from dicomveil.io.database import describe, open_database
+from dicomveil.io.database import open_database
 
 __all__ = ["CheckRow", "Event", "IndexRow", "ReviewStore", "Role", "SheetRow", "User"]
 
@@ -191,25 +187,17 @@ class ReviewStore:
 
     def __init__(self, url_or_path: str | Path) -> None:
         database = open_database(url_or_path, what="audit database", error=AuditError, create=False)
-        self._engine, self.location = database.engine, database.location
+        self._db, self.location = database, database.location
         try:
-            with self._transaction() as conn:
+            with self._db.transaction() as conn:
                 _metadata.create_all(conn, checkfirst=True)
         except AuditError:
-            self._engine.dispose()
+            self._db.close()
             raise
 
     def close(self) -> None:
         """Close the database's connections."""
-        self._engine.dispose()
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        try:
-            with self._engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise AuditError(f"audit database {self.location}: {describe(exc)}") from None
+        self._db.close()
 
     # ---------------------------------------------------------------- accounts
 
@@ -235,7 +223,7 @@ class ReviewStore:
         if len(password) < 8:
             raise AuditError("a password has at least 8 characters")
         values = {"password_hash": _HASHER.hash(password), "role": role.value, "active": True}
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             done = conn.execute(_users.update().where(_users.c.name == name).values(**values))
             if not done.rowcount:
                 conn.execute(_users.insert().values(name=name, created_at=_now(), **values))
@@ -249,7 +237,7 @@ class ReviewStore:
             By name.
         """
         query = sa.select(_users.c.name, _users.c.role, _users.c.active).order_by(_users.c.name)
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             return [(n, Role(r), bool(a)) for n, r, a in conn.execute(query)]
 
     def authenticate(self, name: str, password: str) -> User | None:
@@ -268,7 +256,7 @@ class ReviewStore:
             None for an unknown or inactive account or a wrong password.
         """
         query = sa.select(_users).where(_users.c.name == name)
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             row = conn.execute(query).one_or_none()
         stored = row.password_hash if row is not None and row.active else _DUMMY_HASH
         try:
@@ -278,7 +266,7 @@ class ReviewStore:
         if row is None or not row.active:
             return None
         if _HASHER.check_needs_rehash(stored):
-            with self._transaction() as conn:
+            with self._db.transaction() as conn:
                 conn.execute(
                     _users.update()
                     .where(_users.c.name == name)
@@ -302,7 +290,7 @@ class ReviewStore:
         query = sa.select(_users.c.name, _users.c.role).where(
             _users.c.name == name, _users.c.active.is_(True)
         )
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             row = conn.execute(query).one_or_none()
         return None if row is None else User(row.name, Role(row.role))
 
@@ -322,7 +310,7 @@ class ReviewStore:
         detail : str
             More, never a value read from a file.
         """
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 _events.insert().values(
                     at=_now(), who=who, action=action, subject=subject, detail=detail
@@ -347,7 +335,7 @@ class ReviewStore:
         query = sa.select(_events).order_by(_events.c.id.desc()).limit(limit)
         if subject is not None:
             query = query.where(_events.c.subject == subject)
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             rows = conn.execute(query).all()
         return [Event(_utc(r.at), r.who, r.action, r.subject, r.detail) for r in rows]
 
@@ -361,7 +349,7 @@ class ReviewStore:
         dict of str to SheetRow
             The subjects that have any.
         """
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             rows = conn.execute(sa.select(_sheet)).all()
         return {r.pseudonym: SheetRow(r.study_id, r.date_scanned) for r in rows}
 
@@ -383,7 +371,7 @@ class ReviewStore:
             "updated_by": who,
             "updated_at": _now(),
         }
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             done = conn.execute(
                 _sheet.update().where(_sheet.c.pseudonym == pseudonym).values(**values)
             )
@@ -405,14 +393,7 @@ class ReviewStore:
         dict of int to IndexRow
             By file id.
         """
-        wanted = list(file_ids)
-        found: dict[int, IndexRow] = {}
-        with self._transaction() as conn:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                for r in conn.execute(sa.select(_index).where(_index.c.file_id.in_(chunk))):
-                    found[r.file_id] = _index_row(r._mapping)
-        return found
+        return {int(r.file_id): _index_row(r._mapping) for r in self._of_files(_index, file_ids)}
 
     def add_index(self, rows: Iterable[IndexRow]) -> None:
         """Add index rows (a file indexed meanwhile by another request: its row is kept).
@@ -436,9 +417,8 @@ class ReviewStore:
         ]
         if not values:
             return
-        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        insert = dialect.insert(_index).on_conflict_do_nothing(index_elements=["file_id"])
-        with self._transaction() as conn:  # a file indexed meanwhile by another request: kept
+        insert = self._db.insert_new(_index, ["file_id"])
+        with self._db.transaction() as conn:  # a file indexed meanwhile by another request: kept
             conn.execute(insert, values)
 
     def checks(self, file_ids: Iterable[int]) -> dict[int, CheckRow]:
@@ -454,16 +434,20 @@ class ReviewStore:
         dict of int to CheckRow
             By file id.
         """
+        return {
+            int(r.file_id): CheckRow(int(r.file_id), float(r.output_mtime), r.ok, r.verdict)
+            for r in self._of_files(_checks, file_ids)
+        }
+
+    def _of_files(self, table: sa.Table, file_ids: Iterable[int]) -> list[sa.Row[Any]]:
+        """The rows of ``table`` for these file ids (looked up 500 at a time)."""
         wanted = list(file_ids)
-        found: dict[int, CheckRow] = {}
-        with self._transaction() as conn:
+        rows: list[sa.Row[Any]] = []
+        with self._db.transaction() as conn:
             for start in range(0, len(wanted), 500):
-                query = sa.select(_checks).where(_checks.c.file_id.in_(wanted[start : start + 500]))
-                for r in conn.execute(query):
-                    found[int(r.file_id)] = CheckRow(
-                        int(r.file_id), float(r.output_mtime), r.ok, r.verdict
-                    )
-        return found
+                chunk = wanted[start : start + 500]
+                rows.extend(conn.execute(sa.select(table).where(table.c.file_id.in_(chunk))))
+        return rows
 
     def set_checks(self, rows: Iterable[CheckRow]) -> None:
         """Store checks, replacing earlier ones of the same files.
@@ -485,7 +469,7 @@ class ReviewStore:
         ]
         if not values:
             return
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             ids = [v["file_id"] for v in values]
             conn.execute(_checks.delete().where(_checks.c.file_id.in_(ids)))
             conn.execute(_checks.insert(), values)
@@ -508,7 +492,7 @@ class ReviewStore:
             "WHERE f.outcome = 'written' AND f.output_path IS NOT NULL AND i.file_id IS NULL "
             "ORDER BY f.id LIMIT :limit"
         )
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             return [int(file_id) for (file_id,) in conn.execute(query, {"limit": limit})]
 
     def study_counts(self) -> dict[str, int]:
@@ -524,7 +508,7 @@ class ReviewStore:
             "JOIN files f ON f.id = i.file_id WHERE f.subject IS NOT NULL AND i.study <> '' "
             "GROUP BY f.subject"
         )
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             return {subject: int(count) for subject, count in conn.execute(query)}
 
 

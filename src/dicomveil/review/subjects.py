@@ -182,7 +182,7 @@ def subject_view(trail: AuditTrail, store: ReviewStore, pseudonym: str) -> Subje
     SubjectView or None
         None for a subject the audit trail does not know.
     """
-    subject = next((s for s in trail.subjects() if s.pseudonym == pseudonym), None)
+    subject = trail.subject(pseudonym)
     if subject is None:
         return None
     records = trail.files(subject=pseudonym)

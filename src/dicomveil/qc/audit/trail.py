@@ -284,6 +284,29 @@ class AuditTrail(AuditWriter):
         query = sa.select(_subjects).order_by(_subjects.c.pseudonym)
         return self._read(query, _subject_record)
 
+    def subject(self, pseudonym: str) -> SubjectRecord | None:
+        """One subject's row of the tracking sheet.
+
+        Parameters
+        ----------
+        pseudonym : str
+            The subject.
+
+        Returns
+        -------
+        SubjectRecord or None
+            The row, or None for a subject the audit trail does not know.
+
+        Raises
+        ------
+        AuditError
+            The database cannot be read.
+        """
+        found = self._read(
+            sa.select(_subjects).where(_subjects.c.pseudonym == pseudonym), _subject_record
+        )
+        return found[0] if found else None
+
     def qc_events(self, pseudonym: str | None = None) -> list[QcEvent]:
         """The history of QC statuses, oldest first.
 
