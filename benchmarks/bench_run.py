@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import gc
 import hashlib
 import json
@@ -56,6 +57,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: t
 
 from dicomveil import Key, Outcome, Profile, RunConfig, run, write_key
 from tests.support import synthetic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # peers.py beside this script
+
+from peers import Peer, dicognito, gdcmanon
 
 # --------------------------------------------------------------------------------------------
 # Settings that define the corpus (any change gives a new cache fingerprint)
@@ -467,6 +472,7 @@ def _dicomveil_command() -> list[str]:
 
 @dataclass(frozen=True)
 class Contender:
+    key: str  # short name for --only
     name: str
     description: str
     call: Callable[[Path], None] | None = None  # in this process
@@ -490,6 +496,7 @@ def build_contenders(
     key_file: Path,
     include_cli: bool,
     baseline: Path | None = None,
+    peers: Sequence[Peer] = (),
 ) -> list[Contender]:
     profile = Profile.named(PROFILE_NAME)
     n_workers = workers or os.cpu_count() or 1
@@ -505,18 +512,21 @@ def build_contenders(
 
     contenders = [
         Contender(
+            "cp",
             "cp -r",
             "cp -r of the input folder (subprocess): the floor of copying the bytes",
             command=lambda out: ["cp", "-r", str(corpus.dicom), str(out)],
             check_output=check,
         ),
         Contender(
+            "pydicom1",
             "pydicom, 1 process",
             "dcmread + dcmwrite of every file, in this process",
             call=pydicom_single,
             check_output=check,
         ),
         Contender(
+            "pydicom",
             f"pydicom, pool of {n_workers}",
             f"dcmread + dcmwrite, ProcessPoolExecutor ({all_cores}), {CHUNK} files a task",
             call=lambda out: _pydicom_pool(corpus, out, n_workers),
@@ -524,12 +534,14 @@ def build_contenders(
             check_output=check,
         ),
         Contender(
+            "lib1",
             "dicomveil, workers=1",
             f"dicomveil.run, {PROFILE_NAME}, workers=1 (in this process)",
             call=lambda out: _dicomveil(corpus, out, 1, profile),
             check_output=check,
         ),
         Contender(
+            "lib",
             f"dicomveil, {many}" + (" again" if workers == 1 else ""),
             f"dicomveil.run, {PROFILE_NAME}, workers={workers} ({all_cores})",
             call=lambda out: _dicomveil(corpus, out, workers, profile),
@@ -537,6 +549,7 @@ def build_contenders(
             check_output=check,
         ),
         Contender(
+            "clean",
             f"dicomveil +clean, {many}",
             f"dicomveil.run, {PROFILE_NAME} with {', '.join(CLEAN_OPTIONS)} (the free-text "
             f"cleaners, and the run's first pass over every file), workers={workers} "
@@ -546,6 +559,7 @@ def build_contenders(
             check_output=check,
         ),
         Contender(
+            "verify",
             f"dicomveil --verify, {many}",
             f"dicomveil.run with the release gate (run --verify: the verifier checks each "
             f"written file against its input), {PROFILE_NAME}, workers={workers} ({all_cores})",
@@ -556,33 +570,53 @@ def build_contenders(
     ]
     if include_cli:
         cli = _dicomveil_command()
+
+        def cli_argv(n: int) -> Callable[[Path], list[str]]:
+            return lambda out: [
+                *cli, "run", "--profile", PROFILE_NAME, "--key", str(key_file),
+                "--workers", str(n), str(corpus.dicom), str(out),
+            ]  # fmt: skip
+
         contenders.append(
             Contender(
+                "cli",
                 f"dicomveil CLI, {many}",
                 f"`dicomveil run -p {PROFILE_NAME} --workers {workers}` as a subprocess "
                 f"({all_cores}; includes interpreter start-up and imports)",
-                command=lambda out: [
-                    *cli,
-                    "run",
-                    "--profile",
-                    PROFILE_NAME,
-                    "--key",
-                    str(key_file),
-                    "--workers",
-                    str(workers),
-                    str(corpus.dicom),
-                    str(out),
-                ],
+                command=cli_argv(workers),
                 spawns=True,
                 check_output=check,
             )
         )
+        if workers != 1:
+            contenders.append(
+                Contender(
+                    "cli1",
+                    "dicomveil CLI, workers=1",
+                    f"`dicomveil run -p {PROFILE_NAME} --workers 1` as a subprocess (one "
+                    "process; includes interpreter start-up and imports)",
+                    command=cli_argv(1),
+                    check_output=check,
+                )
+            )
+    for peer in peers:
+        if peer.missing is None:
+            contenders.append(
+                Contender(
+                    peer.name,
+                    peer.name,
+                    peer.description,
+                    command=functools.partial(peer.argv, corpus.dicom),
+                    check_output=check,
+                )
+            )
     if baseline is not None:
         # Another dicomveil source tree (a git worktree of an earlier commit), run the same
         # way as the CLI contender: the comparison "before and after" in one run.
         source = baseline.resolve() / "src"
         contenders.append(
             Contender(
+                "baseline",
                 f"baseline CLI, {many}",
                 f"`dicomveil run` from {baseline} (PYTHONPATH={source}) as a subprocess, "
                 f"{PROFILE_NAME}, --workers {workers}",
@@ -813,6 +847,7 @@ def result_rows(results: Sequence[Result], corpus: Corpus) -> list[dict[str, Any
         rate = n / r.median_s
         rows.append(
             {
+                "key": r.contender.key,
                 "name": r.contender.name,
                 "description": r.contender.description,
                 "seconds": seconds,
@@ -1016,6 +1051,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=True,
         help="also time the `dicomveil run` command as a subprocess (default: yes)",
     )
+    parser.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time gdcmanon and dicognito where installed (default: yes)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="KEYS",
+        help="time only these contenders, comma-separated: cp, pydicom1, pydicom, lib1, lib, "
+        "clean, verify, cli, cli1, gdcmanon, dicognito, baseline",
+    )
+    parser.add_argument(
+        "--multiframe",
+        type=int,
+        default=157,
+        metavar="MB",
+        help="also time gdcmanon and the dicomveil command on one multi-frame CT of MB "
+        "megabytes (default 157: 300 frames of 512 x 512; 0: skip)",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the numbers as JSON")
     parser.add_argument(
         "--verify-pixels",
@@ -1075,6 +1130,96 @@ def _gate_cost(rows: list[dict[str, Any]]) -> tuple[float, float] | None:
     return wall, (gated["cpu_s"] - plain["cpu_s"]) / plain["cpu_s"]
 
 
+def multiframe(
+    args: argparse.Namespace,
+    scratch: Path,
+    key_file: Path,
+    peers: Sequence[Peer],
+    gnu_time: str | None,
+) -> list[dict[str, Any]]:
+    """One multi-frame CT of ``--multiframe`` MB through gdcmanon and the dicomveil command,
+    alternating for ``--rounds`` rounds; prints its table and the issue-18 bars."""
+    from bench_memory import write_multiframe
+
+    folder = scratch / "multiframe"
+    folder.mkdir(exist_ok=True)
+    source = folder / "input" / "multiframe.dcm"
+    source.parent.mkdir(exist_ok=True)
+    frames = write_multiframe(source, args.multiframe)
+    size = source.stat().st_size
+    source.read_bytes()  # warm page cache, as for the corpus
+    one = Corpus(folder, (source,), size, {"CT": 1}, "", generated=True, seconds=0.0)
+    cli = _dicomveil_command()
+    contenders = [
+        Contender(
+            "cli",
+            "dicomveil CLI",
+            f"`dicomveil run -p {PROFILE_NAME} FILE OUT` as a subprocess",
+            command=lambda out: [
+                *cli,
+                "run",
+                "--profile",
+                PROFILE_NAME,
+                "--key",
+                str(key_file),
+                str(source),
+                str(out),
+            ],
+            spawns=True,
+            check_output=_expect_files(1),
+        )
+    ]
+    contenders += [
+        Contender(
+            p.name,
+            p.name,
+            p.description,
+            command=functools.partial(p.argv_file, source),
+            check_output=_expect_files(1),
+        )
+        for p in peers
+        if p.missing is None and p.name == "gdcmanon"
+    ]
+    print(f"\nmulti-frame: one CT of {frames} frames of 512 x 512, {size / MB:.0f} MB", flush=True)
+    results = run_rounds(contenders, folder, args.rounds, gnu_time)
+    rows = result_rows(results, one)
+    print()
+    print(format_table(rows))
+    by_key = {row["key"]: row for row in rows}
+    ours = by_key["cli"]
+    print(
+        f"note: multi-frame, dicomveil CLI: {ours['median_s']:.2f} s, peak RSS "
+        f"{ours['peak_rss_mb']:.0f} MB (issue 18 wants <= 0.3 s and <= 100 MB)"
+    )
+    if "gdcmanon" in by_key:
+        theirs = by_key["gdcmanon"]
+        print(
+            f"note: multi-frame, gdcmanon: {theirs['median_s']:.2f} s, peak RSS "
+            f"{theirs['peak_rss_mb']:.0f} MB"
+        )
+    shutil.rmtree(folder, ignore_errors=True)
+    return rows
+
+
+def _peer_ratios(rows: list[dict[str, Any]]) -> list[str]:
+    """dicomveil's command against gdcmanon, in files/s (issue 18: >= 1.2x with every core,
+    >= 0.7x with one worker), and against dicognito."""
+    by_key = {row["key"]: row for row in rows}
+    notes = []
+    wants = {"gdcmanon": {"cli": 1.2, "cli1": 0.7}, "dicognito": {}}
+    for peer, bars in wants.items():
+        if peer not in by_key:
+            continue
+        for key in ("cli", "cli1"):
+            if key not in by_key:
+                continue
+            ratio = by_key[key]["files_per_s"] / by_key[peer]["files_per_s"]
+            bar = bars.get(key)
+            wanted = f" (issue 18 wants >= {bar}x)" if bar else ""
+            notes.append(f"{by_key[key]['name']} / {peer}: {ratio:.2f}x the files/s{wanted}")
+    return notes
+
+
 @contextlib.contextmanager
 def _scratch(parent: Path | None) -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="dicomveil-bench-", dir=parent))
@@ -1090,9 +1235,20 @@ def _benchmark(
     gnu_time = _gnu_time()
     key_file = scratch / "bench.key"
     write_key(key_file, KEY)
-    contenders = build_contenders(corpus, args.workers, key_file, args.cli, args.baseline)
+    peers = [gdcmanon(scratch), dicognito()] if args.peers else []
+    contenders = build_contenders(corpus, args.workers, key_file, args.cli, args.baseline, peers)
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {c.key for c in contenders} - {p.name for p in peers}
+        if unknown:
+            raise BenchError(
+                f"--only: no contender {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(c.key for c in contenders)})"
+            )
+        contenders = [c for c in contenders if c.key in wanted]
     warm_page_cache(corpus)
-    warm_up(corpus, scratch, args.workers)
+    if any(c.call is not None for c in contenders):
+        warm_up(corpus, scratch, args.workers)
     gc.collect()
     baseline_kb = _vm_hwm_kb("self") if reset_own_peak_rss() else None
     startup = cli_startup() if args.cli else None
@@ -1124,6 +1280,8 @@ def _benchmark(
             f"clean options: dicomveil +clean / dicomveil = {clean:.2f}x the time (medians); "
             "issue 15 allows at most 1.5x"
         )
+    notes += [f"{p.name} skipped: {p.missing}" for p in peers if p.missing is not None]
+    notes += _peer_ratios(rows)
     gate = _gate_cost(rows)
     if gate is not None:
         notes.append(
@@ -1150,6 +1308,9 @@ def _benchmark(
         print(f"  {row['name']}: {row['description']}")
     for note in notes:
         print(f"note: {note}")
+    multiframe_rows = (
+        multiframe(args, scratch, key_file, peers, gnu_time) if args.multiframe > 0 else []
+    )
     if args.json is not None:
         payload = {
             "machine": info,
@@ -1173,6 +1334,7 @@ def _benchmark(
             "cli_startup_s": startup,
             "harness_rss_mb": None if baseline_kb is None else baseline_kb * 1024 / MB,
             "results": rows,
+            "multiframe": {"mb": args.multiframe, "results": multiframe_rows},
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

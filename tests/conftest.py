@@ -22,8 +22,11 @@ TODAY = dt.date(2026, 11, 30)
 def _isolated_default_key(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No test may touch the user's real default key."""
-    monkeypatch.setenv("DICOMVEIL_KEY", str(tmp_path_factory.mktemp("home") / "key"))
+    """No test may touch the user's real default key, nor write run journals into the
+    user's state folder."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("DICOMVEIL_KEY", str(home / "key"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
 
 
 @pytest.fixture(autouse=True)

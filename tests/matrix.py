@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicomveil import Key, Option, Profile, RunConfig, run
+from dicomveil.identity.envelope import Recipient
 from dicomveil.qc.verify import verify
 
 from .oracles import DCIODVFY, Config, Facts, facts, judge, new_iod_errors
 from .realdata import RealFile, place, real_files
+from .support.certificates import holder
 
 KEY = Key(b"matrix-key-0123456789abcdef-0123")
 TODAY = dt.date(2026, 11, 30)
@@ -84,6 +86,11 @@ class CaseResult:
     kept_leaks: list[str] = field(default_factory=list)  # list presets only (see above)
 
 
+def _recipients(config: Config) -> tuple[Recipient, ...]:
+    """The reversible option's recipient (a certificate made for the matrix)."""
+    return (holder("matrix").recipient,) if config.has("reversible") else ()
+
+
 def profile_of(config: Config) -> Profile:
     return Profile.named(config.profile).with_options(config.options)
 
@@ -111,7 +118,7 @@ def _run_case(config: Config, file: RealFile, root: Path) -> CaseResult:
         [source],
         RunConfig(
             profile=profile, key=KEY, output=output, map_dir=maps, workers=1, today=TODAY,
-            verify=gated,
+            verify=gated, recipients=_recipients(config),
         ),
     )  # fmt: skip
     results = summary.results

@@ -42,7 +42,10 @@ from tests.support.postgres import PostgresServer
 
 from .conftest import KEY
 
-TABLES = {"schema_version", "runs", "files", "verifications", "subjects", "qc_events"}
+TABLES = {
+    "schema_version", "runs", "files", "verifications", "subjects", "qc_events",
+    "reidentifications", "risk_assessments",
+}  # fmt: skip
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -26,7 +26,7 @@ from pydicom import dcmread
 from rich.progress import Progress
 from typer.testing import CliRunner, Result
 
-import dicomveil.cli.run as run_module
+import dicomveil.cli._progress as progress_module
 from dicomveil._version import __version__
 from dicomveil.cli import app
 from dicomveil.cli._json import schema_path
@@ -80,11 +80,12 @@ def test_terminal_prints_each_withheld_and_skipped_file(
     bars: list[Any] = []
 
     class SpyProgress(Progress):
-        def add_task(self, *args: Any, **kwargs: Any) -> Any:
-            bars.append(kwargs.get("total"))
-            return super().add_task(*args, **kwargs)
+        def update(self, *args: Any, **kwargs: Any) -> None:
+            if kwargs.get("total") is not None:  # told once the walk of the inputs ends
+                bars.append(kwargs["total"])
+            super().update(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "Progress", SpyProgress)
+    monkeypatch.setattr(progress_module, "Progress", SpyProgress)
     source = tmp_path / "input"
     shutil.copytree(SAMPLE, source)
     broken = source / "ct1" / "IM0009"

@@ -13,7 +13,9 @@ from dicomveil.cli import audit as _audit  # noqa: F401
 from dicomveil.cli import deidentify as _deidentify  # noqa: F401  (registers its commands)
 from dicomveil.cli import diff as _diff  # noqa: F401
 from dicomveil.cli import gateway as _gateway  # noqa: F401
+from dicomveil.cli import reidentify as _reidentify  # noqa: F401
 from dicomveil.cli import review as _review  # noqa: F401
+from dicomveil.cli import risk as _risk  # noqa: F401
 from dicomveil.cli import run as _run  # noqa: F401
 from dicomveil.cli import verify as _verify  # noqa: F401
 from dicomveil.cli._app import app, err, out

@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,7 +51,14 @@ def schema_path(name: str) -> Path:
     return SCHEMAS / f"{name}.schema.json"
 
 
-def write_report(path: Path, schema: str, body: Mapping[str, Any], *, private: bool) -> None:
+def write_report(
+    path: Path,
+    schema: str,
+    body: Mapping[str, Any],
+    *,
+    private: bool,
+    items: tuple[str, Iterable[Any]] | None = None,
+) -> None:
     """Write a report: to a temporary file beside ``path``, then moved into place.
 
     Parameters
@@ -65,6 +72,9 @@ def write_report(path: Path, schema: str, body: Mapping[str, Any], *, private: b
     private : bool
         Readable by its owner only (0600): the report holds values of the files, or what
         reveals them (original dates from day offsets); else 0644.
+    items : tuple of (str, iterable), optional
+        A last field whose value, a list, is written item by item as the iterable yields
+        them (a run's per-file records: never all in memory).
 
     Raises
     ------
@@ -72,12 +82,19 @@ def write_report(path: Path, schema: str, body: Mapping[str, Any], *, private: b
         With code 2, after an error message, when the file cannot be written.
     """
     document = {"dicomveil": __version__, "schema": schema, **body}
-    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(document, indent=2, ensure_ascii=False)
     temporary: str | None = None
     try:
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            if items is None:
+                fh.write(text + "\n")
+            else:
+                name, values = items
+                fh.write(text.removesuffix("\n}") + f",\n  {json.dumps(name)}: [")
+                for n, value in enumerate(values):
+                    fh.write(("," if n else "") + "\n    " + json.dumps(value, ensure_ascii=False))
+                fh.write("\n  ]\n}\n")
         Path(temporary).chmod(0o600 if private else 0o644)
         Path(temporary).replace(path)
         temporary = None

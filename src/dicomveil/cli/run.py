@@ -9,23 +9,26 @@ reasons. ``-q`` keeps only errors (failed files among them) and the counts.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import re
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dicomveil._version import __version__
 from dicomveil.cli._app import app, err, fail, flag, load_key, load_profile, option
 from dicomveil.cli._args import CrosswalkArg, KeyArg, OptionArg, ProfileArg, WorkersArg
-from dicomveil.cli._help import Command
+from dicomveil.cli._help import Command, choice
 from dicomveil.cli._json import JsonArg, write_report
 from dicomveil.cli._pixels import PixelFillArg, PixelRulesArg, PreviewDirArg, pixel_settings
+from dicomveil.cli._progress import ProgressMode, showing
 from dicomveil.errors import DicomveilError
 from dicomveil.identity.crosswalk import Crosswalk
+from dicomveil.identity.envelope import load_recipient
 from dicomveil.io.layout import DEFAULT_LAYOUT, FIELDS, Layout
 from dicomveil.profiles import Profile
 from dicomveil.runs import cluster
@@ -34,14 +37,14 @@ from dicomveil.runs.batch import (
     Outcome,
     RunConfig,
     RunSummary,
-    Task,
     check_locations,
-    discover,
     run,
 )
 from dicomveil.runs.dicomdir import write_dicomdir
+from dicomveil.runs.journal import default_state_dir
 from dicomveil.runs.maps import GATE_PREFIX
 from dicomveil.runs.output_key import check_output_key
+from dicomveil.standard.options import Option
 from dicomveil.standard.tables import EDITION
 
 Progressed = Callable[[FileResult], None]
@@ -178,6 +181,41 @@ def run_command(
             "--json report and the audit trail; --map-dir gets paths.csv to look labels up.",
         ),
     ] = False,
+    recipient: Annotated[
+        list[Path] | None,
+        option(
+            "CERT.pem",
+            "With --option reversible: a recipient's X.509 certificate (RSA); whoever holds "
+            "its private key can restore the original values (repeatable).",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        flag(
+            "--resume",
+            "Skip the inputs an earlier run into OUTPUT finished (same key and settings, input "
+            "unchanged), as its journal records; say how many.",
+        ),
+    ] = False,
+    state_dir: Annotated[
+        Path | None,
+        option(
+            "DIR",
+            "Where the run journal goes (outside the output; default: one folder per output "
+            "under $XDG_STATE_HOME/dicomveil/runs).",
+        ),
+    ] = None,
+    progress: Annotated[
+        ProgressMode,
+        choice(
+            ProgressMode,
+            "Progress: a bar on a terminal, else a line every --progress-every seconds "
+            "(auto); json: events on stdout; none.",
+        ),
+    ] = ProgressMode.AUTO,
+    progress_every: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds between progress lines.", min=0.1)
+    ] = 10.0,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only errors and the final counts.")
     ] = False,
@@ -196,7 +234,11 @@ def run_command(
     local = not any(cluster.is_url(p) for p in paths)
     if cluster.is_url(output) and (audit is not None or dicomdir):
         raise fail("--audit and --dicomdir need a local output folder")
+    if resume and (dry_run or not local or dask is not None):
+        raise fail("--resume goes with a local run into a local output folder, not --dry-run")
     say = _Say(quiet=quiet, verbose=verbose, dry=dry_run, output=output)
+    shown = ProgressMode.NONE if quiet and progress is ProgressMode.AUTO else progress
+    spool = _Spool(json_report) if json_report is not None else None
     try:
         runner = cluster.runner_for(
             inputs,
@@ -208,6 +250,9 @@ def run_command(
         if dry_run and runner is not None:
             raise fail("--dry-run works on local inputs and outputs, without --dask")
         chosen = load_profile(profile, option)
+        recipients = tuple(load_recipient(p) for p in recipient or [])
+        if recipients and Option.REVERSIBLE not in chosen.options:
+            raise fail("--recipient goes with --option reversible")
         secret = load_key(key)
         walk = Crosswalk.from_csv(crosswalk) if crosswalk else None
         pixels = pixel_settings(
@@ -227,16 +272,19 @@ def run_command(
             redact_paths=redact_paths,
             allow_other_key=allow_other_key,
             verify=gate,
+            keep_results=dicomdir,
+            state_dir=(state_dir or default_state_dir(Path(output)))
+            if local and runner is None and not dry_run
+            else None,
+            resume=resume,
+            recipients=recipients,
         )
         say.note(
             f"dicomveil {__version__}: profile {chosen.name} (PS3.15 {EDITION}), key "
             f"{secret.fingerprint}"
         )
-        tasks: list[Task] | None = None
         if local:
             check_locations([Path(p) for p in inputs], config.output, map_dir)
-            if runner is None:
-                tasks = list(discover([Path(p) for p in inputs]))
         if not cluster.is_url(output):
             check_output_key(
                 config.output,
@@ -245,19 +293,17 @@ def run_command(
                 record=not dry_run,
             )
         if dry_run:
-            assert tasks is not None
             say.note(
                 "dry run: deciding every file; nothing is written (no output files, maps, "
                 "DICOMDIR, previews or audit records)"
             )
-            summary = _with_progress(
-                lambda progress: run([], config, progress=progress, tasks=tasks),
-                say,
-                total=len(tasks),
-            )
-        else:
-            summary = _recorded_run(inputs, tasks, config, runner, audit, operator, say)
+        summary = _recorded_run(
+            inputs, config, runner, None if dry_run else audit, operator, say,
+            _Shown(shown, progress_every, spool),
+        )  # fmt: skip
     except DicomveilError as exc:
+        if spool is not None:
+            spool.close()
         raise fail(_hide_inputs(str(exc), inputs) if redact_paths else str(exc)) from None
     if dicomdir and summary.written and not dry_run:
         try:
@@ -267,70 +313,105 @@ def run_command(
             err.print(f"DICOMDIR not written: {exc}", style="bold red")
             raise typer.Exit(1) from None
     say.summary(summary, gated=config.verifying)
-    if json_report is not None:
-        body = _report(summary, chosen, output, dry_run, gated=config.verifying)
-        write_report(json_report, "run", body, private=False)
+    if json_report is not None and spool is not None:
+        body = _report(summary, chosen, dry_run, gated=config.verifying)
+        try:
+            write_report(json_report, "run", body, private=False, items=("files", spool.read()))
+        finally:
+            spool.close()
     raise typer.Exit(0 if summary.ok else 1)
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """How the run's progress is shown, and where ``--json`` spools its per-file records."""
+
+    mode: ProgressMode
+    every: float
+    spool: _Spool | None
 
 
 def _recorded_run(
     inputs: list[str],
-    tasks: list[Task] | None,
     config: RunConfig,
     runner: cluster.Runner | None,
     audit: str | None,
     operator: str | None,
     say: _Say,
+    shown: _Shown,
 ) -> RunSummary:
     """The run itself, recorded in the audit trail with ``--audit``."""
-    from dicomveil.qc.audit import recording  # SQLAlchemy: loaded only when a run is recorded
-
-    def execute(progress: Progressed) -> RunSummary:
-        if runner is not None:
-            return runner(config, progress)
-        return run([Path(p) for p in inputs], config, progress=progress, tasks=tasks)
+    if audit is None:  # SQLAlchemy (a fifth of the start-up) is loaded only to record a run
+        return _with_progress(inputs, config, runner, say, shown)
+    from dicomveil.qc.audit import recording
 
     with recording(audit, config, operator=operator) as recorder:
-        summary = _with_progress(
-            execute, say, total=None if tasks is None else len(tasks), audit=recorder
-        )
+        summary = _with_progress(inputs, config, runner, say, shown, audit=recorder)
     if recorder is not None:
         say.note(f"audit: run {recorder.run_id} in {recorder.trail.location}")
     return summary
 
 
 def _with_progress(
-    execute: Callable[[Progressed], RunSummary],
+    inputs: list[str],
+    config: RunConfig,
+    runner: cluster.Runner | None,
     say: _Say,
+    shown: _Shown,
     *,
-    total: int | None,
     audit: Progressed | None = None,
 ) -> RunSummary:
-    """Run ``execute`` with a callback that records and prints each file's result; on a
-    terminal (unless ``-q``) under a progress bar, the lines printed above it."""
+    """Run with a callback that records and prints each file's result, under the progress
+    display (:mod:`dicomveil.cli._progress`)."""
+    spool = shown.spool
 
     def report(result: FileResult) -> None:
         if audit is not None:
             audit(result)
+        if spool is not None:
+            spool.add(result, say.output)
         say.result(result)
 
-    if say.quiet or not err.is_terminal:
-        return execute(report)
-    with Progress(
-        TextColumn("deciding" if say.dry else "de-identifying"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("files", total=total)
+    with showing(shown.mode, err, every=shown.every, dry=say.dry, report=report) as live:
+        if runner is not None:
+            return runner(config, live.tick)
+        summary = run([Path(p) for p in inputs], config, progress=live.tick, on_total=live.total)
+    if summary.resumed:
+        say.note(f"resumed: {summary.resumed} input(s) skipped, done by an earlier run")
+    return summary
 
-        def tick(result: FileResult) -> None:
-            bar.advance(task)
-            report(result)  # err.print while the bar is live: the line goes above it
 
-        return execute(tick)
+class _Spool:
+    """The ``--json`` report's per-file records, spooled to a temporary file (one JSON
+    object a line) beside the report while the run goes on: memory stays flat."""
+
+    def __init__(self, report: Path) -> None:
+        self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by close)
+            "w+", encoding="utf-8", prefix=f".{report.name}.", suffix=".files", dir=report.parent
+        )
+
+    def add(self, result: FileResult, output: str) -> None:
+        """Spool one input's record."""
+        record = {
+            "input": result.task.display,
+            "outcome": result.outcome.value,
+            "reason": result.reason,
+            "output": _relative(output, result.output)
+            if result.outcome is Outcome.WRITTEN
+            else None,
+        }
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def read(self) -> Iterator[Any]:
+        """The records, in the order they were spooled."""
+        self._file.flush()
+        self._file.seek(0)
+        for line in self._file:
+            yield json.loads(line)
+
+    def close(self) -> None:
+        """Remove the spool file."""
+        self._file.close()
 
 
 def _hide_inputs(message: str, inputs: list[str]) -> str:
@@ -368,36 +449,25 @@ def _below(output: str, target: Path | None) -> str:
 
 def stopped(summary: RunSummary) -> int:
     """How many files the release gate stopped (withheld with its reason)."""
-    return sum(
-        1
-        for r in summary.results
-        if r.outcome is Outcome.WITHHELD and r.reason.startswith(GATE_PREFIX)
-    )
+    reasons = summary.reasons(Outcome.WITHHELD)
+    return sum(n for reason, n in reasons.items() if reason.startswith(GATE_PREFIX))
 
 
 def _report(
-    summary: RunSummary, profile: Profile, output: str, dry: bool, *, gated: bool = False
+    summary: RunSummary, profile: Profile, dry: bool, *, gated: bool = False
 ) -> dict[str, object]:
-    """The run's outcomes for ``--json`` (schema ``run.schema.json``): counts, reasons, and
-    one record per input (the input as given, the outcome, the reason, the output relative
-    to the output folder)."""
+    """The run's outcomes for ``--json`` (schema ``run.schema.json``): counts, reasons; the
+    per-file records (the input as given, the outcome, the reason, the output relative to
+    the output folder) follow as ``files``, from the spool."""
 
     return {
         "profile": profile.name,
         "dry_run": dry,
         "release_gate": {"on": gated, "stopped": stopped(summary)},
         "summary": {o.value: summary.count(o) for o in Outcome},
+        "resumed": summary.resumed,
         "reasons": {
             o.value: dict(sorted(summary.reasons(o).items()))
             for o in (Outcome.WITHHELD, Outcome.SKIPPED, Outcome.FAILED)
         },
-        "files": [
-            {
-                "input": r.task.display,
-                "outcome": r.outcome.value,
-                "reason": r.reason,
-                "output": _relative(output, r.output) if r.outcome is Outcome.WRITTEN else None,
-            }
-            for r in summary.results
-        ],
     }

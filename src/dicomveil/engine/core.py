@@ -14,8 +14,10 @@ import datetime as _dt
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
+from collections.abc import Sequence as Many
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from pydicom import config as _pydicom_config
 from pydicom.dataelem import DataElement
@@ -34,14 +36,17 @@ from dicomveil.engine.risks import (
 )
 from dicomveil.engine.values import check_lengths, text_of
 from dicomveil.engine.walk import Walk
-from dicomveil.errors import CrosswalkError
+from dicomveil.errors import CrosswalkError, ProfileError
 from dicomveil.identity.crosswalk import Crosswalk
 from dicomveil.identity.pseudonyms import Pseudonymizer
-from dicomveil.profiles import Base, CompiledProfile
+from dicomveil.profiles import Base, CompiledProfile, generalize
 from dicomveil.standard import conditions, tables
 from dicomveil.standard.actions import Action, Code
 from dicomveil.standard.options import BASIC_PROFILE_CODE, Option
 from dicomveil.standard.risks import Risk
+
+if TYPE_CHECKING:
+    from dicomveil.identity.envelope import Recipient
 
 
 @dataclass
@@ -118,6 +123,7 @@ class Engine:
         today: _dt.date | None = None,
         patients: Mapping[str, Identifiers] | None = None,
         remember: bool = False,
+        recipients: Many[Recipient] = (),
     ) -> None:
         self.profile = profile
         self.pseudonymizer = pseudonymizer
@@ -137,6 +143,14 @@ class Engine:
         self.top_level_actions: dict[tuple[Code, int, str | None], Action] = {}
         # IOD -> tag -> kept / removed / look, for top-level public elements.
         self.top_level_verdicts: dict[str | None, dict[int, object]] = {}
+        # The reversible option: what it changes is sealed for these recipients.
+        self.recipients = tuple(recipients)
+        self.reversible = Option.REVERSIBLE in profile.profile.options and not profile.copy
+        if self.reversible and not self.recipients:
+            raise ProfileError(
+                "the reversible option needs at least one recipient certificate "
+                "(--recipient CERT.pem)"
+            )
 
     # ---------------------------------------------------------------------------------------
     def check_risks(
@@ -219,6 +233,11 @@ class Engine:
             patient_name=text_of(ds, 0x00100010),
         )
         before = frozenset(t for t in conditions.watched() if t in ds)
+        original = None
+        if self.reversible:  # cryptography and asn1crypto: loaded only for this option
+            from dicomveil.engine import reversible
+
+            original = reversible.snapshot(ds)
         try:
             with warnings.catch_warnings():
                 # Real-world values break VR rules often; reading them must not warn or fail.
@@ -234,7 +253,15 @@ class Engine:
                 withheld_detail=exc.detail,
                 patient_pseudonym=pseudonym,
             )
+        if self.profile.profile.generalize.active:
+            for tag, how in generalize.apply(ds, self.profile.profile.generalize):
+                walk.report((), tag, str(ds[tag].VR), "generalize", f"[generalize]: {how}")
         self._record(ds, offset)
+        if original is not None:
+            from dicomveil.engine import reversible
+
+            sealed = reversible.sealed_changes(original, ds, ds, self.recipients)
+            ds.add_new(reversible.ENCRYPTED_ATTRIBUTES, "SQ", Sequence([sealed]))
         notes = [encapsulated_note(ds)] if encapsulated else []
         return Result(
             dataset=ds,

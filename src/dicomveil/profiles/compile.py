@@ -387,5 +387,7 @@ def _digest(compiled: CompiledProfile) -> str:
         "tables": tables.table_digest(),
         "edition": tables.EDITION,
     }
+    if p.generalize.active:
+        content["generalize"] = p.generalize.describe()
     blob = json.dumps(content, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()

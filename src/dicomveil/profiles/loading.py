@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dicomveil.cleaners.text import Replacements
 from dicomveil.errors import ProfileError
+from dicomveil.profiles.generalize import Generalization
 from dicomveil.profiles.rules import Base, Rule, parse_rule
 from dicomveil.standard.options import Option
 from dicomveil.standard.risks import Risk
@@ -64,6 +65,7 @@ class ProfileFile(_Entry):
     verify: bool | None = None
     rules: list[RuleEntry] = []
     clean: dict[str, Any] | None = None
+    generalize: dict[str, Any] | None = None
 
 
 def preset_names() -> tuple[str, ...]:
@@ -221,6 +223,9 @@ def _from_toml(
     for i, entry in enumerate(spec.rules):
         raw = entry.model_dump(exclude_unset=True)
         rules.append(parse_rule(raw, source, f"rules[{i}]"))
+    generalize = parent.generalize
+    if spec.generalize is not None:
+        generalize = _generalization(spec.generalize, source)
     default_name = Path(source).stem if folder is not None else source
     try:
         return make(
@@ -235,10 +240,42 @@ def _from_toml(
             clean=clean,
             remove_references=remove_references,
             verify=parent.verify if spec.verify is None else spec.verify,
+            generalize=generalize,
             origin=str(Path(source).resolve()) if folder is not None else "",
         )
     except ProfileError as exc:
         raise ProfileError(str(exc), source=source) from None
+
+
+def _generalization(table: dict[str, Any], source: str) -> Generalization:
+    """The ``[generalize]`` table: ``age`` (years per band), ``dates = "year"``, ``size``
+    (cm per band), ``weight`` (kg per band)."""
+    unknown = sorted(set(table) - {"age", "dates", "size", "weight"})
+    if unknown:
+        raise ProfileError(
+            f"unknown key(s) {', '.join(unknown)} (known: age, dates, size, weight)",
+            source=source,
+            entry="generalize",
+        )
+    bands = {}
+    for name in ("age", "size", "weight"):
+        value = table.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ProfileError(
+                "must be a whole number of at least 1", source=source, entry=f"generalize.{name}"
+            )
+        bands[name] = value
+    dates = table.get("dates")
+    if dates not in (None, "year"):
+        raise ProfileError('must be "year"', source=source, entry="generalize.dates")
+    return Generalization(
+        age_band=bands["age"],
+        dates_to_year=dates == "year",
+        size_band_cm=bands["size"],
+        weight_band_kg=bands["weight"],
+    )
 
 
 def _resolve_extends(

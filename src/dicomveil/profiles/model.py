@@ -53,6 +53,7 @@ from dicomveil.cleaners.text import Replacements
 from dicomveil.errors import ProfileError
 from dicomveil.profiles import loading
 from dicomveil.profiles.compile import CompiledProfile, compile_profile
+from dicomveil.profiles.generalize import Generalization
 from dicomveil.profiles.rules import Base, Rule
 from dicomveil.standard.options import EXCLUSIVE, Option
 from dicomveil.standard.risks import Risk
@@ -76,6 +77,8 @@ class Profile:
     remove_references: bool = False
     # The release gate (``verify = true``): every written file checked by the verifier first.
     verify: bool = False
+    # Quasi-identifiers generalised (``[generalize]``: age, dates, size, weight bands).
+    generalize: Generalization = field(default_factory=Generalization)
     # The TOML file it was read from (absolute; "" for presets): the audit trail records it,
     # so that the review application can rebuild the profile of a run.
     origin: str = field(default="", compare=False)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
+import hashlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -21,12 +23,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
-from functools import partial
 from pathlib import Path
-from typing import IO
+from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
+
+if TYPE_CHECKING:
+    from dicomveil.identity.envelope import Recipient
 
 from dicomveil.cleaners.pixels import PixelSettings, clean_pixels
 from dicomveil.engine import Engine, Result
@@ -50,61 +53,17 @@ from dicomveil.io import (
 )
 from dicomveil.io.layout import Layout
 from dicomveil.profiles import Profile
+from dicomveil.runs.journal import Journal
 from dicomveil.runs.knowledge import Patients, first_pass, patient_chunks
-from dicomveil.runs.maps import Gate, gated, task_labeler, write_maps
+from dicomveil.runs.maps import Gate, MapStore, gated, task_labeler
 from dicomveil.runs.output_key import check_output_key
 
-
-class Outcome(StrEnum):
-    WRITTEN = "written"
-    WITHHELD = "withheld"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class Task:
-    """One input: a file on disk, or a member of a zip archive."""
-
-    path: Path
-    member: str | None = None
-    skip: str | None = None  # why it is not read (a FIFO, a device, a link out of the input)
-    index: int | None = None  # the member's entry in the archive, when its name repeats
-    label: str | None = field(default=None, compare=False)  # --redact-paths: its keyed label
-
-    @property
-    def source(self) -> str:
-        """The input by its path: ``path``, or ``path!member`` (``#n`` when the archive
-        holds several members of that name)."""
-        if not self.member:
-            return str(self.path)
-        entry = f" #{self.index}" if self.index is not None else ""
-        return f"{self.path}!{self.member}{entry}"
-
-    @property
-    def display(self) -> str:
-        """The input as messages, reports and the audit trail name it: its label with
-        ``--redact-paths`` (see :mod:`dicomveil.runs.maps`), else its :attr:`source`."""
-        return self.label or self.source
-
-    def open_member(self, archive: zipfile.ZipFile) -> IO[bytes]:
-        """The member's bytes, from the archive it is in (by entry when its name repeats)."""
-        assert self.member is not None
-        info = archive.infolist()[self.index] if self.index is not None else self.member
-        return archive.open(info)
-
-
-@dataclass
-class FileResult:
-    task: Task
-    outcome: Outcome
-    reason: str = ""
-    output: Path | None = None
-    size: int = 0
-    uid_map: dict[str, str] = field(default_factory=dict)
-    patient_id: str = field(default="", repr=False)
-    pseudonym: str = ""
-    date_offset_days: int | None = None
+# What a run reports lives in results.py; re-exported here, where callers have found it.
+from dicomveil.runs.results import Collector as Collector
+from dicomveil.runs.results import FileResult as FileResult
+from dicomveil.runs.results import Outcome as Outcome
+from dicomveil.runs.results import RunSummary as RunSummary
+from dicomveil.runs.results import Task as Task
 
 
 @dataclass(frozen=True)
@@ -127,6 +86,13 @@ class RunConfig:
     # False never does. ``gate`` puts another gate in its place (unless ``verify`` is False).
     verify: bool | None = None
     gate: Gate | None = None
+    # Memory flat in the number of inputs: False counts results without keeping them all
+    # (RunSummary.keep). ``state_dir`` holds the run journal (:mod:`dicomveil.runs.journal`);
+    # ``resume`` skips the inputs it records as done.
+    keep_results: bool = True
+    state_dir: Path | None = None
+    resume: bool = False
+    recipients: tuple[Recipient, ...] = ()  # the reversible option's (see engine.reversible)
 
     @property
     def verifying(self) -> bool:
@@ -149,88 +115,6 @@ class RunConfig:
     def labeler(self) -> Callable[[Task], str] | None:
         """How the run's collector names inputs: None (by path) unless ``redact_paths``."""
         return task_labeler(self.key if self.redact_paths else None)
-
-
-class Collector:
-    """Adds each result to a summary as it arrives, failing an input whose output another
-    input of the run already wrote (two files with one SOP Instance UID), then reports it.
-
-    The failed input's worker may have renamed its file into place after the first one's:
-    :attr:`overwritten` holds the results whose output must be written again (see
-    :func:`run`), so that the file on disk is the input reported written."""
-
-    def __init__(
-        self,
-        summary: RunSummary,
-        progress: Callable[[FileResult], None] | None = None,
-        label: Callable[[Task], str] | None = None,
-    ) -> None:
-        self.summary = summary
-        self.progress = progress
-        self.label = label  # --redact-paths: each input is named by its keyed label
-        self._seen: dict[Path, FileResult] = {}
-        self.overwritten: dict[Path, FileResult] = {}
-
-    def __call__(self, result: FileResult) -> None:
-        if self.label is not None:
-            result.task = replace(result.task, label=self.label(result.task))
-        if result.outcome is Outcome.WRITTEN and result.output is not None:
-            earlier = self._seen.get(result.output)
-            if earlier is not None and earlier.task != result.task:
-                result.outcome = Outcome.FAILED
-                result.reason = (
-                    f"same SOP Instance UID as {earlier.task.display}: the output holds only "
-                    "that one"
-                )
-                self.overwritten[result.output] = earlier
-            else:
-                self._seen[result.output] = result
-        self.summary.results.append(result)
-        if self.progress is not None:
-            self.progress(result)
-
-
-@dataclass
-class RunSummary:
-    results: list[FileResult] = field(default_factory=list)
-
-    def count(self, outcome: Outcome) -> int:
-        """How many inputs came to ``outcome``.
-
-        Parameters
-        ----------
-        outcome : Outcome
-            Written, withheld, skipped or failed.
-
-        Returns
-        -------
-        int
-            The number of inputs.
-        """
-        return sum(1 for r in self.results if r.outcome is outcome)
-
-    def reasons(self, outcome: Outcome) -> Counter[str]:
-        """The reasons of the inputs that came to ``outcome``, counted.
-
-        Parameters
-        ----------
-        outcome : Outcome
-            Withheld, skipped or failed (written files have notes, if any).
-
-        Returns
-        -------
-        collections.Counter of str
-            Reason -> number of inputs (reasons never hold values of the files).
-        """
-        return Counter(r.reason for r in self.results if r.outcome is outcome)
-
-    @property
-    def ok(self) -> bool:
-        return self.count(Outcome.FAILED) == 0
-
-    @property
-    def written(self) -> list[FileResult]:
-        return [r for r in self.results if r.outcome is Outcome.WRITTEN]
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,6 +180,7 @@ class _Worker:
             crosswalk=config.crosswalk,
             today=config.today,
             patients=patients,
+            recipients=config.recipients,
         )
 
     def process(self, task: Task) -> FileResult:
@@ -502,6 +387,7 @@ def run(
     *,
     progress: Callable[[FileResult], None] | None = None,
     tasks: Iterable[Task] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """De-identify every file under ``inputs`` into ``config.output``, in parallel.
 
@@ -542,59 +428,152 @@ def run(
         allow_other=config.allow_other_key,
         record=not config.dry_run,
     )
-    all_tasks = list(tasks if tasks is not None else discover(inputs))
+    if config.resume and (config.state_dir is None or config.dry_run):
+        raise DicomveilError("resuming needs a state folder (the run journal), and no dry run")
     if not config.dry_run:
         make_folder(config.output, "the output folder")
         if config.map_dir is not None:
             make_folder(config.map_dir, "the map folder")
         remove_stale_temporaries(config.output)
-    summary = RunSummary()
-    collect = Collector(summary, progress, config.labeler)
-
-    workers = config.workers or os.cpu_count() or 1
-    workers = min(workers, max(1, len(all_tasks)))
-    chunks = [
-        all_tasks[i : i + config.chunk_size] for i in range(0, len(all_tasks), config.chunk_size)
-    ]
-    learned = first_pass(partial(_Worker, config), all_tasks, chunks, workers)
-    patients = learned.patients if learned is not None else None
-    if learned is not None:
-        chunks = patient_chunks(all_tasks, learned.keys, config.chunk_size)
-    if workers == 1:
-        worker = _Worker(config, patients)
-        for task in all_tasks:
-            collect(worker.process(task))
-    else:
-        with ProcessPoolExecutor(
-            workers, initializer=_init_worker, initargs=(config, patients)
-        ) as pool:
-            pending: set[Future[list[FileResult]]] = set()
-            queue = iter(chunks)
-            for chunk in queue:
-                pending.add(pool.submit(_process_chunk, chunk))
-                if len(pending) >= workers * 2:
-                    break
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    for result in future.result():
-                        collect(result)
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        pending.add(pool.submit(_process_chunk, nxt))
-    if collect.overwritten and not config.dry_run:
-        _rewrite(collect.overwritten.values(), config, patients)
-    if config.map_dir is not None and not config.dry_run:
-        write_maps(config.map_dir, summary, paths=config.redact_paths)
+    summary = RunSummary(keep=config.keep_results)
+    journal = None
+    if config.state_dir is not None and not config.dry_run:
+        journal = Journal(config.state_dir, config.key, run_settings(config), resume=config.resume)
+    maps = MapStore(paths=config.redact_paths) if config.map_dir and not config.dry_run else None
+    collect = Collector(summary, progress, config.labeler, journal, maps)
+    try:
+        stream = tasks if tasks is not None else discover(inputs)
+        probe = _Worker(config)
+        patients = _execute(iter(stream), config, probe, collect, on_total)
+        if (collect.overwritten or collect.refind) and not config.dry_run:
+            _rewrite(collect, inputs, tasks, config, patients)
+        collect.close()
+        if maps is not None and config.map_dir is not None:
+            maps.write(config.map_dir)
+    finally:
+        if maps is not None:
+            maps.close()
+        if journal is not None:
+            summary.resumed = journal.skipped
+            journal.close()
     return summary
 
 
-def _rewrite(results: Iterable[FileResult], config: RunConfig, patients: Patients | None) -> None:
+def _execute(
+    stream: Iterator[Task],
+    config: RunConfig,
+    probe: _Worker,
+    collect: Collector,
+    on_total: Callable[[int], None] | None,
+) -> Patients | None:
+    """Every input of ``stream`` through workers into ``collect``. Inputs are handed out as
+    the walk finds them (nothing is listed first) unless the profile's cleaners need a first
+    pass over every file. Returns what the first pass learned (None without one)."""
+    summary, journal = collect.summary, collect.journal
+    workers = config.workers or os.cpu_count() or 1
+    patients: Patients | None = None
+
+    def undone(tasks: Iterable[Task]) -> Iterator[Task]:  # --resume: what the journal lacks
+        return (t for t in tasks if journal is None or not config.resume or not journal.done(t))
+
+    if probe.engine.reads_patients:
+        all_tasks = list(stream)  # the first pass reads every input before the second
+        workers = min(workers, max(1, len(all_tasks)))
+        size = config.chunk_size
+        chunks = [all_tasks[i : i + size] for i in range(0, len(all_tasks), size)]
+        learned = first_pass(lambda: probe, all_tasks, chunks, workers)
+        assert learned is not None
+        patients = learned.patients
+        kept = [list(undone(c)) for c in patient_chunks(all_tasks, learned.keys, size)]
+        _found(summary, sum(len(c) for c in kept), on_total)
+        todo: Iterator[list[Task]] = (c for c in kept if c)
+    else:
+        stream = undone(stream)
+        head = list(itertools.islice(stream, workers * config.chunk_size * 2))
+        if len(head) < workers * config.chunk_size * 2:  # the walk has ended: few inputs
+            workers = min(workers, max(1, len(head)))
+        counted = _counting(itertools.chain(head, stream), summary, on_total)
+        todo = _chunks(counted, config.chunk_size)
+    if workers == 1:
+        worker = probe if patients is None else _Worker(config, patients)
+        for chunk in todo:
+            for task in chunk:
+                collect(worker.process(task))
+        return patients
+    with ProcessPoolExecutor(
+        workers, initializer=_init_worker, initargs=(config, patients)
+    ) as pool:
+        pending: set[Future[list[FileResult]]] = set()
+        for chunk in todo:
+            pending.add(pool.submit(_process_chunk, chunk))
+            if len(pending) >= workers * 2:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                for result in future.result():
+                    collect(result)
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.add(pool.submit(_process_chunk, nxt))
+    return patients
+
+
+def _found(summary: RunSummary, total: int, on_total: Callable[[int], None] | None) -> None:
+    summary.total = total
+    if on_total is not None:
+        on_total(total)
+
+
+def _counting(
+    tasks: Iterator[Task], summary: RunSummary, on_total: Callable[[int], None] | None
+) -> Iterator[Task]:
+    """The tasks, passed on; the total is set (and told) when the walk has ended."""
+    n = 0
+    for task in tasks:
+        n += 1
+        yield task
+    _found(summary, n, on_total)
+
+
+def _chunks(tasks: Iterator[Task], size: int) -> Iterator[list[Task]]:
+    while chunk := list(itertools.islice(tasks, size)):
+        yield chunk
+
+
+def run_settings(config: RunConfig) -> str:
+    """A digest of what decides a run's output bytes (the journal's check on a resume)."""
+    crosswalk = config.crosswalk
+    mapping = sorted(crosswalk.mapping.items()) if crosswalk is not None else None
+    sealed_for = sorted(r.der.hex() for r in config.recipients)
+    text = repr(
+        (
+            config.profile.digest, str(config.layout), mapping, repr(config.pixels),
+            config.today, sealed_for,
+        )
+    )  # fmt: skip
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _rewrite(
+    collect: Collector,
+    inputs: Sequence[Path],
+    tasks: Iterable[Task] | None,
+    config: RunConfig,
+    patients: Patients | None,
+) -> None:
     """Write again the output of each input reported written whose file another input of
-    the same SOP Instance UID may have replaced; one that now fails is failed."""
+    the same SOP Instance UID may have replaced; one that now fails is counted failed. An
+    input an earlier run of the journal wrote is found by walking the inputs again."""
     worker = _Worker(config, patients)
-    for result in results:
-        again = worker.process(replace(result.task, label=None))
-        if again.outcome is not Outcome.WRITTEN or again.output != result.output:
-            result.outcome = Outcome.FAILED
-            result.reason = f"written again after a same-UID input, but {again.reason or 'moved'}"
+    for task in collect.overwritten.values():
+        again = worker.process(replace(task, label=None))
+        if again.outcome is not Outcome.WRITTEN or again.output not in collect.overwritten:
+            why = again.reason or "moved"
+            collect.summary.demote(task, f"written again after a same-UID input, but {why}")
+    wanted = set(collect.refind.values())
+    walk = tasks if isinstance(tasks, Sequence) else discover(inputs)
+    for task in walk:
+        if wanted and task.skip is None and (found := collect.identify(task)) in wanted:
+            wanted.discard(found)
+            worker.process(task)

@@ -56,7 +56,7 @@ from dicomveil.runs.batch import (
 )
 from dicomveil.runs.executors import Executor, Work, executor_for
 from dicomveil.runs.knowledge import Patients, learn, pooled, pooling, with_run_institutions
-from dicomveil.runs.maps import write_maps
+from dicomveil.runs.maps import MapStore
 from dicomveil.runs.remote import (
     FoundInput,
     RemoteTask,
@@ -372,8 +372,9 @@ def run_on_dask(
         cwd=str(Path.cwd()),
     )
     prepare_output(output, options)
-    summary = RunSummary()
-    collect = Collector(summary, progress, config.labeler)
+    summary = RunSummary(keep=config.keep_results)
+    maps = MapStore(paths=config.redact_paths) if config.map_dir is not None else None
+    collect = Collector(summary, progress, config.labeler, maps=maps)
 
     if found:
         with executor_for(address, config.workers, len(found)) as executor:
@@ -394,8 +395,13 @@ def run_on_dask(
                         collect(result)
             finally:
                 _forget(job)  # batches run in this process kept the run's state here
-    if config.map_dir is not None:
-        write_maps(config.map_dir, summary, paths=config.redact_paths)
+    collect.close()
+    if maps is not None:
+        try:
+            if config.map_dir is not None:
+                maps.write(config.map_dir)
+        finally:
+            maps.close()
     return summary
 
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io as _io
 import os
+import shutil
+import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ from dicomveil.identity.pseudonyms import Pseudonymizer
 from dicomveil.io import make_folder
 
 if TYPE_CHECKING:
-    from dicomveil.runs.batch import RunSummary, Task
+    from dicomveil.runs.results import FileResult, Task
 
 _LABEL_DOMAIN = "input-path"
 
@@ -65,65 +66,136 @@ def task_labeler(key: Key | None) -> Callable[[Task], str] | None:
     return lambda task: label(task.source)
 
 
-def write_maps(folder: Path, summary: RunSummary, *, paths: bool = False) -> None:
-    """Write (merge) the run's maps into ``folder``.
+class MapStore:
+    """A run's maps, added to as each result arrives and written (merged) at the end.
+
+    The entries wait in an SQLite file in a temporary folder (owner-only), not in memory: a
+    run of a million files has millions of UIDs. :meth:`write` merges them with what the map
+    folder already holds (this run's entries win) and writes each CSV sorted.
+
+    Parameters
+    ----------
+    paths : bool
+        Also keep ``paths.csv`` entries (``label,input``): the run names inputs by label.
+    """
+
+    def __init__(self, *, paths: bool = False) -> None:
+        self.paths = paths
+        self._folder = tempfile.mkdtemp(prefix="dicomveil-maps-")
+        self._db = sqlite3.connect(Path(self._folder) / "maps.sqlite", isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        for table, columns in _TABLES.items():
+            self._db.execute(f"CREATE TABLE {table} (k TEXT PRIMARY KEY, {columns})")
+        self._db.execute("BEGIN")
+
+    def add(self, result: FileResult) -> None:
+        """Add one input's entries (a written input's patient, offset and UIDs; with
+        ``paths``, every input's label).
+
+        Parameters
+        ----------
+        result : FileResult
+            The input's result.
+        """
+        put = "INSERT OR REPLACE INTO {} VALUES (?, ?{})"
+        if result.outcome.value == "written":
+            if result.patient_id:
+                self._db.execute(put.format("patients", ""), (result.patient_id, result.pseudonym))
+                if result.date_offset_days is not None:
+                    self._db.execute(
+                        put.format("offsets", ", ?"),
+                        (result.patient_id, result.pseudonym, str(result.date_offset_days)),
+                    )
+            if result.uid_map:
+                self._db.executemany(put.format("uids", ""), result.uid_map.items())
+        if self.paths:
+            self._db.execute(put.format("paths", ""), (result.task.display, result.task.source))
+
+    def write(self, folder: Path) -> None:
+        """Write (merge) the maps into ``folder`` (created, mode 0700).
+
+        Parameters
+        ----------
+        folder : pathlib.Path
+            The map folder.
+        """
+        make_folder(folder, "the map folder")
+        with contextlib.suppress(OSError):
+            Path(folder).chmod(0o700)
+        files = {"patients": "patients.csv", "uids": "uids.csv", "offsets": "date_offsets.csv"}
+        if self.paths:
+            files["paths"] = "paths.csv"
+        for table, name in files.items():
+            width = 3 if table == "offsets" else 2
+            for row in _csv_rows(folder / name):
+                if len(row) >= width:
+                    self._db.execute(
+                        f"INSERT OR IGNORE INTO {table} VALUES ({', '.join('?' * width)})",  # noqa: S608 (table names are ours)
+                        row[:width],
+                    )  # this run's entries win
+            rows = self._db.execute(f"SELECT * FROM {table} ORDER BY k")  # noqa: S608
+            _write_csv(folder / name, _HEADERS[table], rows)
+
+    def close(self) -> None:
+        """Remove the temporary file."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+_TABLES = {"patients": "v TEXT", "uids": "v TEXT", "offsets": "p TEXT, d TEXT", "paths": "v TEXT"}
+_HEADERS = {
+    "patients": ["id_old", "id_new"],
+    "uids": ["id_old", "id_new"],
+    "offsets": ["patient_id", "pseudonym", "offset_days"],
+    "paths": ["label", "input"],
+}
+
+
+def write_maps(folder: Path, results: Iterable[FileResult], *, paths: bool = False) -> None:
+    """Write (merge) the maps of ``results`` into ``folder`` (see :class:`MapStore`).
 
     Parameters
     ----------
     folder : pathlib.Path
         The map folder (created, mode 0700).
-    summary : RunSummary
+    results : iterable of FileResult
         The run's results.
     paths : bool
         Also write ``paths.csv`` (``label,input``): the run named its inputs by label.
     """
-    make_folder(folder, "the map folder")
-    with contextlib.suppress(OSError):
-        Path(folder).chmod(0o700)
-    patients = _read_map(folder / "patients.csv")
-    uids = _read_map(folder / "uids.csv")
-    offsets = _read_rows(folder / "date_offsets.csv")
-    for result in summary.written:
-        if result.patient_id:
-            patients[result.patient_id] = result.pseudonym
-            if result.date_offset_days is not None:
-                offsets[result.patient_id] = [result.pseudonym, str(result.date_offset_days)]
-        uids.update(result.uid_map)
-    _write_csv(folder / "patients.csv", ["id_old", "id_new"], sorted(patients.items()))
-    _write_csv(folder / "uids.csv", ["id_old", "id_new"], sorted(uids.items()))
-    _write_csv(
-        folder / "date_offsets.csv",
-        ["patient_id", "pseudonym", "offset_days"],
-        sorted([k, *v] for k, v in offsets.items()),
-    )
-    if paths:
-        labels = _read_map(folder / "paths.csv")
-        labels.update((r.task.display, r.task.source) for r in summary.results)
-        _write_csv(folder / "paths.csv", ["label", "input"], sorted(labels.items()))
+    store = MapStore(paths=paths)
+    try:
+        for result in results:
+            store.add(result)
+        store.write(folder)
+    finally:
+        store.close()
 
 
-def _read_map(path: Path) -> dict[str, str]:
-    return {k: v[0] for k, v in _read_rows(path).items()}
-
-
-def _read_rows(path: Path) -> dict[str, list[str]]:
+def _csv_rows(path: Path) -> Iterator[list[str]]:
+    """The rows of a map CSV after its header (nothing when it does not exist)."""
     if not path.exists():
-        return {}
+        return
     with path.open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
-        rows = list(csv.reader(fh))
-    return {row[0]: row[1:] for row in rows[1:] if len(row) >= 2}
+        reader = csv.reader(fh)
+        next(reader, None)
+        yield from reader
 
 
 def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[str]]) -> None:
-    buffer = _io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
     fd, temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
-        fh.write(buffer.getvalue())
-    Path(temp).chmod(0o600)
-    Path(temp).replace(path)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+        Path(temp).chmod(0o600)
+        Path(temp).replace(path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 GATE_PREFIX = "release gate:"  # how the reason of a file the gate stopped begins

@@ -30,6 +30,7 @@ class Option(StrEnum):
     RETAIN_TCIA_PRIVATE = "retain-tcia-private"
     RETAIN_ACQUISITION_PARAMETERS = "retain-acquisition-parameters"
     CLEAN_PIXEL_DATA = "clean-pixel-data"
+    REVERSIBLE = "reversible"
 
     @property
     def column(self) -> str | None:
@@ -134,6 +135,9 @@ _DESCRIPTIONS: dict[Option, str] = {
     Option.RETAIN_ACQUISITION_PARAMETERS: "keep the vendor private elements neuroimaging "
     "converters read (Siemens, GE, Philips, UIH), cleaned: Siemens CSA headers and Phoenix "
     "protocol filtered to parameters (dicomveil extension)",
+    Option.REVERSIBLE: "seal every original value the profile changes or removes in the file, "
+    "encrypted for named recipients (--recipient CERT.pem; PS3.15 E.1.1 Encrypted Attributes "
+    "Sequence): `dicomveil reidentify` with a recipient's private key restores them",
     Option.CLEAN_PIXEL_DATA: "find burned-in text (header signals, rectangle rules, OCR of every "
     "frame) and black it out in the pixels; withhold what cannot be redacted",
 }

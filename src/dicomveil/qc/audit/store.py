@@ -169,6 +169,30 @@ _qc_events = _numbered(
     sa.Column("verification_id", _ID, sa.ForeignKey("verifications.id")),
 )
 
+_reidentifications = _numbered(
+    "reidentifications",
+    sa.Column("operator", sa.Text, nullable=False),
+    sa.Column("at", _UtcDateTime, nullable=False),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("dicomveil_version", sa.Text, nullable=False),
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("certificate", sa.Text, nullable=False),  # the recipient's subject
+    sa.Column("restored", sa.Integer, nullable=False),
+    sa.Column("refused", sa.Integer, nullable=False),
+)
+
+_risk_assessments = _numbered(
+    "risk_assessments",
+    sa.Column("operator", sa.Text, nullable=False),
+    sa.Column("at", _UtcDateTime, nullable=False),
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("subjects", sa.Integer, nullable=False),
+    sa.Column("k", sa.Integer, nullable=False),
+    sa.Column("wanted_k", sa.Integer, nullable=False),
+    sa.Column("below_k", sa.Integer, nullable=False),
+    sa.Column("report", sa.JSON, nullable=False),  # counts only: no values
+)
+
 TABLES: Final = tuple(_metadata.sorted_tables)
 
 

@@ -27,6 +27,8 @@ from dicomveil.qc.audit.store import (
     AuditStore,
     _files,
     _qc_events,
+    _reidentifications,
+    _risk_assessments,
     _runs,
     _subject_record,
     _subjects,
@@ -259,7 +261,7 @@ class AuditWriter(AuditStore):
         AuditError
             The database cannot be written.
         """
-        counts = Counter(r.outcome for r in summary.results)
+        counts = Counter(summary.counts)
         with self._transaction() as conn:
             self._end_run(conn, run_id, counts, RunStatus.FINISHED)
 
@@ -302,6 +304,63 @@ class AuditWriter(AuditStore):
                 **{o.value: counts.get(o, 0) for o in Outcome},
             )
         )
+
+    def record_reidentification(
+        self, who: str | None, output: str, certificate: str, restored: int, refused: int
+    ) -> None:
+        """Record that files were re-identified (``dicomveil reidentify``).
+
+        Parameters
+        ----------
+        who : str or None
+            Who (None: the OS user name).
+        output : str
+            Where the re-identified files went.
+        certificate : str
+            The recipient certificate's subject ("" when none was given).
+        restored, refused : int
+            How many files were re-identified and refused.
+
+        Raises
+        ------
+        AuditError
+            The database cannot be written.
+        """
+        with self._transaction() as conn:
+            conn.execute(
+                _reidentifications.insert().values(
+                    operator=_who(who), at=_now(), host=socket.gethostname(),
+                    dicomveil_version=__version__, output=output, certificate=certificate,
+                    restored=restored, refused=refused,
+                )
+            )  # fmt: skip
+
+    def record_risk(self, output: str, report: Mapping[str, Any], who: str | None = None) -> None:
+        """Record a release's risk assessment (``dicomveil risk --audit``).
+
+        Parameters
+        ----------
+        output : str
+            The release assessed.
+        report : Mapping
+            :meth:`dicomveil.qc.risk.RiskReport.as_dict` (counts, no values).
+        who : str or None
+            Who (None: the OS user name).
+
+        Raises
+        ------
+        AuditError
+            The database cannot be written.
+        """
+        with self._transaction() as conn:
+            conn.execute(
+                _risk_assessments.insert().values(
+                    operator=_who(who), at=_now(), output=output,
+                    subjects=int(report["subjects"]), k=int(report["k"]),
+                    wanted_k=int(report["wanted_k"]), below_k=int(report["below_k"]),
+                    report=dict(report),
+                )
+            )  # fmt: skip
 
     # ---------------------------------------------------------------- verification and QC
 

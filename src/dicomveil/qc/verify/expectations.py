@@ -61,6 +61,7 @@ class _Rules:
     public_default: _Expect
     unknown_public: _Expect
     descriptors: frozenset[int]
+    reversible: bool  # the reversible option: an Encrypted Attributes Sequence is asked for
     # Remembered: the same tags, VRs and creators come back in every file. The walks look
     # them up as dicts, with no call on the common path.
     skip: _Lookup[tuple[int, str | None], bool] = field(init=False, compare=False, repr=False)
@@ -158,6 +159,7 @@ class _Rules:
             public_default=_KEEP_DEFAULT if ps315 else keep_all,
             unknown_public=_UNKNOWN if ps315 else keep_all,
             descriptors=frozenset(descriptors),
+            reversible=Option.REVERSIBLE in options,
         )
 
     def public(self, tag: int) -> _Expect:

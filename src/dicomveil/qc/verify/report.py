@@ -105,6 +105,7 @@ class RiskKind(StrEnum):
     ENCAPSULATED_DOCUMENT = "encapsulated-document"
     OVERLAY = "overlay"
     STRUCTURED_CONTENT = "structured-content"
+    ENCRYPTED_ATTRIBUTES = "encrypted-attributes"
 
 
 class IodCheck(StrEnum):

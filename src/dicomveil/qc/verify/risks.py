@@ -22,6 +22,7 @@ _SOP_CLASS_UID: Final = 0x00080016
 _BURNED_IN: Final = 0x00280301
 _RECOGNIZABLE: Final = 0x00280302
 _CONTENT_SEQUENCE: Final = 0x0040A730
+_ENCRYPTED_ATTRIBUTES: Final = 0x04000500
 
 
 def _risks(check: _FileState, ds: _Data) -> None:
@@ -58,6 +59,13 @@ def _risks(check: _FileState, ds: _Data) -> None:
             "ContentSequence",
             RiskKind.STRUCTURED_CONTENT,
             "an SR content tree: review its text",
+        )
+    if _ENCRYPTED_ATTRIBUTES in ds and not check.ctx.rules.reversible:
+        check.flag(
+            "EncryptedAttributesSequence",
+            RiskKind.ENCRYPTED_ATTRIBUTES,
+            "an Encrypted Attributes Sequence the profile did not ask for (no reversible "
+            "option): whoever holds its recipients' keys can read what it seals",
         )
     for block, count in sorted(check.blocks.items()):
         check.flag(block, RiskKind.PRIVATE_ELEMENTS, f"{count} private element(s) kept")
