@@ -148,3 +148,16 @@ def test_the_risk_command(tmp_path: Path) -> None:
     with sqlite3.connect(audit) as db:
         (row,) = db.execute("SELECT k, wanted_k, subjects FROM risk_assessments").fetchall()
     assert row == (1, 3, 4)
+
+
+def test_verify_reports_the_risk_too(tmp_path: Path) -> None:
+    men = [{"PatientSex": "M", "PatientAge": "040Y"}] * 2
+    folder = _cohort(tmp_path / "c", [*men, {"PatientSex": "F", "PatientAge": "040Y"}])
+    report = tmp_path / "verify.json"
+    result = cli(
+        "verify", folder, "--risk-k", "2", "--json", report, "--workers", "1", "--iod", "off"
+    )
+    assert result.exit_code in (0, 1), result.output
+    body = json.loads(report.read_text())
+    assert body["risk"]["k"] == 1 and body["risk"]["below_k"] == 1
+    assert "k-anonymity: k = 1" in result.stdout

@@ -49,7 +49,7 @@ def risk_command(
         raise fail(f"{output}: no such file or folder")
     release = read_release(output, tuple(quasi) if quasi else DEFAULT_QUASI, workers=workers)
     report = assess(release, k)
-    _print(report)
+    print_risk(report)
     if json_file is not None:
         write_report(json_file, "risk", report.as_dict(), private=False)
     if audit is not None:
@@ -63,7 +63,14 @@ def risk_command(
     raise typer.Exit(0 if report.ok else 1)
 
 
-def _print(report: RiskReport) -> None:
+def print_risk(report: RiskReport) -> None:
+    """The report on the terminal: counts, what makes subjects unique, the proposals.
+
+    Parameters
+    ----------
+    report : RiskReport
+        The assessment.
+    """
     err.print(
         f"{report.subjects} subject(s) in {report.files} file(s) ({report.unreadable} "
         f"unreadable), {report.classes} class(es) over: {', '.join(report.quasi)}",

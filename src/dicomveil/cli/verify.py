@@ -72,6 +72,16 @@ def verify_command(
     operator: Annotated[
         str | None, typer.Option(metavar="NAME", help="Who checks (default: your OS user name).")
     ] = None,
+    risk_k: Annotated[
+        int | None,
+        typer.Option(
+            "--risk-k",
+            metavar="K",
+            min=1,
+            help="Also assess the release's re-identification risk (as 'dicomveil risk "
+            "--k K'): printed and in the JSON report; it does not change the exit code.",
+        ),
+    ] = None,
 ) -> None:
     """Check OUTPUT: profile conformance, leaks of the originals, references, validity."""
     try:
@@ -88,10 +98,25 @@ def verify_command(
         workers=workers,
         iod=iod,
     )
-    _write_json(json_file, report, private=show_values)
+    risk = None
+    if risk_k is not None and output.exists():
+        from dicomveil.cli.risk import print_risk
+        from dicomveil.qc.risk import assess, read_release
+
+        risk = assess(read_release(output, workers=workers), risk_k)
+    _write_json(
+        json_file, report, private=show_values, risk=None if risk is None else risk.as_dict()
+    )
     _print(report)
+    if risk is not None:
+        print_risk(risk)
     if audit is not None:
         _record(audit, output, operator, report, show_values)
+        if risk is not None:
+            from dicomveil.qc.audit import AuditTrail
+
+            with AuditTrail.open(audit) as trail:
+                trail.record_risk(str(output), risk.as_dict(), operator)
     if report.result is Verdict.COULD_NOT_CHECK:
         raise fail("; ".join(report.problems))
     raise typer.Exit(report.exit_code)
@@ -121,10 +146,18 @@ def _record(
     err.print(f"recorded as verification {number} in the audit trail")
 
 
-def _write_json(path: Path | None, report: VerifyReport, private: bool = False) -> None:
+def _write_json(
+    path: Path | None,
+    report: VerifyReport,
+    private: bool = False,
+    risk: dict[str, object] | None = None,
+) -> None:
     """The ``--json`` report (schema ``verify.schema.json``); owner-only with values."""
     if path is not None:
-        write_report(path, "verify", report.to_dict(), private=private)
+        body = report.to_dict()
+        if risk is not None:
+            body = {**body, "risk": risk}
+        write_report(path, "verify", body, private=private)
 
 
 def _print(report: VerifyReport) -> None:
