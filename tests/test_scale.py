@@ -216,3 +216,11 @@ def test_resume_refuses_a_dry_run(tmp_path: Path) -> None:
     result = cli("run", "--key", key, "--resume", "--dry-run", source, tmp_path / "o")
     assert result.exit_code != 0 and "--resume" in result.stderr
     shutil.rmtree(source)
+
+
+def test_a_json_report_that_cannot_be_written_stops_the_run_first(tmp_path: Path) -> None:
+    source = _corpus(tmp_path / "in", 2)
+    key = keygen(tmp_path)
+    result = cli("run", "--key", key, source, tmp_path / "o", "--json", tmp_path / "no" / "r.json")
+    assert result.exit_code == 2 and "cannot write" in result.stderr
+    assert not (tmp_path / "o").exists(), "nothing written before the report can be"

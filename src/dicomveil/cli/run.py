@@ -386,9 +386,13 @@ class _Spool:
     object a line) beside the report while the run goes on: memory stays flat."""
 
     def __init__(self, report: Path) -> None:
-        self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by close)
-            "w+", encoding="utf-8", prefix=f".{report.name}.", suffix=".files", dir=report.parent
-        )
+        try:
+            self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by close)
+                "w+", encoding="utf-8", prefix=f".{report.name}.", suffix=".files",
+                dir=report.parent,
+            )  # fmt: skip
+        except OSError as exc:
+            raise fail(f"cannot write {report} ({exc.strerror or type(exc).__name__})") from None
 
     def add(self, result: FileResult, output: str) -> None:
         """Spool one input's record."""
