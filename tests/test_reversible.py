@@ -91,12 +91,12 @@ def test_each_recipient_restores_every_original_value(tmp_path: Path, workers: i
         )
         for name in ("a", "b"):
             ds = pydicom.dcmread(output)
-            restore(ds, {"private_key": holder(name).key})
+            restore(ds, holder(name).key)
             original = pydicom.dcmread(by_sop[ds.SOPInstanceUID])
             assert _same_dataset(original, ds) == []
         ds = pydicom.dcmread(output)
         with pytest.raises(EnvelopeError, match="no entry this private key opens"):
-            restore(ds, {"private_key": holder("c").key})
+            restore(ds, holder("c").key)
 
 
 def test_a_changed_envelope_is_refused(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_a_changed_envelope_is_refused(tmp_path: Path) -> None:
         content[position] ^= 0x01
         ds[ENCRYPTED_ATTRIBUTES].value[0].EncryptedContent = bytes(content)
         with pytest.raises(EnvelopeError, match=r"authentication|damaged|no entry"):
-            restore(ds, {"private_key": holder("a").key})
+            restore(ds, holder("a").key)
 
 
 def test_without_the_option_nothing_is_sealed(tmp_path: Path) -> None:

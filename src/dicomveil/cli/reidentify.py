@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
@@ -86,7 +88,7 @@ def reidentify_command(
     for root in inputs:
         for path in iter_files(root):
             relative = path.relative_to(root) if root.is_dir() else Path(path.name)
-            reason = _reidentify(path, output / relative, {"private_key": key, "certificate": cert})
+            reason = _reidentify(path, output / relative, key, cert)
             if reason is None:
                 restored += 1
             else:
@@ -98,7 +100,9 @@ def reidentify_command(
     raise typer.Exit(1 if failed else 0)
 
 
-def _reidentify(path: Path, target: Path, open_with: dict[str, object]) -> str | None:
+def _reidentify(
+    path: Path, target: Path, key: rsa.RSAPrivateKey, cert: x509.Certificate | None
+) -> str | None:
     """Re-identify one file into ``target``; None when done, else why not (no values)."""
     try:
         with warnings.catch_warnings():
@@ -107,7 +111,7 @@ def _reidentify(path: Path, target: Path, open_with: dict[str, object]) -> str |
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         return f"cannot read it as DICOM ({type(exc).__name__})"
     try:
-        restore(ds, open_with)
+        restore(ds, key, cert)
     except EnvelopeError as exc:
         return str(exc)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -260,7 +260,7 @@ class Engine:
         if original is not None:
             from dicomveil.engine import reversible
 
-            sealed = reversible.sealed_changes(original, ds, ds, self.recipients)
+            sealed = reversible.sealed_changes(original, ds, self.recipients)
             ds.add_new(reversible.ENCRYPTED_ATTRIBUTES, "SQ", Sequence([sealed]))
         notes = [encapsulated_note(ds)] if encapsulated else []
         return Result(

@@ -15,9 +15,11 @@ changed is sealed: an element they keep unchanged is not in it. Pixel data is no
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from io import BytesIO
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
@@ -63,9 +65,7 @@ def _unchanged(before: DataElement | RawDataElement, after: DataElement | RawDat
     return False
 
 
-def sealed_changes(
-    original: Snapshot, ds: Dataset, source: Dataset, recipients: Sequence[Recipient]
-) -> Dataset:
+def sealed_changes(original: Snapshot, ds: Dataset, recipients: Sequence[Recipient]) -> Dataset:
     """The Encrypted Attributes Sequence's item for what de-identification did to ``ds``.
 
     Parameters
@@ -73,10 +73,8 @@ def sealed_changes(
     original : Snapshot
         The elements before (:func:`snapshot`).
     ds : pydicom.dataset.Dataset
-        The de-identified dataset.
-    source : pydicom.dataset.Dataset
-        A dataset with the original character set, to decode the raw originals (the
-        de-identified one, whose Specific Character Set the walk keeps).
+        The de-identified dataset (its Specific Character Set, which the walk keeps, decodes
+        the raw originals).
     recipients : sequence of Recipient
         Who may open the envelope.
 
@@ -90,7 +88,7 @@ def sealed_changes(
         after = ds.get_item(tag, keep_deferred=True) if tag in ds else None
         if after is not None and _unchanged(before, after):
             continue
-        element = _decoded(before, source)
+        element = _decoded(before, ds)
         if after is not None and element == _decoded(after, ds):
             continue
         changed.add(copy.deepcopy(element))
@@ -112,7 +110,9 @@ def _encode(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def restore(ds: Dataset, open_with: Mapping[str, object]) -> int:
+def restore(
+    ds: Dataset, private_key: rsa.RSAPrivateKey, certificate: x509.Certificate | None = None
+) -> int:
     """Re-identify ``ds`` in place: the sealed original values back, the added elements and
     the Encrypted Attributes Sequence removed.
 
@@ -120,8 +120,10 @@ def restore(ds: Dataset, open_with: Mapping[str, object]) -> int:
     ----------
     ds : pydicom.dataset.Dataset
         A file de-identified with the ``reversible`` option.
-    open_with : mapping
-        ``private_key`` (an RSA private key) and, optionally, ``certificate``.
+    private_key : RSAPrivateKey
+        A recipient's key.
+    certificate : cryptography.x509.Certificate, optional
+        Its certificate: picks its entry in the envelope.
 
     Returns
     -------
@@ -143,11 +145,7 @@ def restore(ds: Dataset, open_with: Mapping[str, object]) -> int:
             problems.append("an item in another transfer syntax")
             continue
         try:
-            plain = open_envelope(
-                bytes(item.EncryptedContent),
-                open_with["private_key"],  # type: ignore[arg-type]
-                open_with.get("certificate"),  # type: ignore[arg-type]
-            )
+            plain = open_envelope(bytes(item.EncryptedContent), private_key, certificate)
         except EnvelopeError as exc:
             problems.append(str(exc))
             continue

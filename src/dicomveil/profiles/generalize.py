@@ -125,7 +125,5 @@ def apply(ds: Dataset, rule: Generalization) -> list[tuple[int, str]]:
     if rule.dates_to_year:
         for element in list(ds):
             if element.VR in _DATE_VRS and element.value and not isinstance(element.value, list):
-                text = str(element.value)
-                new = date_to_year(text) if element.VR == "DA" else date_to_year(text)[:8]
-                change(int(element.tag), new, "year only")
+                change(int(element.tag), date_to_year(str(element.value)), "year only")
     return done

@@ -284,12 +284,10 @@ def _generalized(quasi: Sequence[str], rule: Generalization) -> list[Callable[[s
 
 
 def _signatures(release: Release, rule: Generalization) -> dict[str, Signature]:
-    maps = _generalized(release.quasi, rule)
+    generalized = with_rule(release, rule)
     return {
-        subject: tuple(
-            tuple(sorted({f(v) for v in values})) for f, values in zip(maps, sets, strict=True)
-        )
-        for subject, sets in release.subjects.items()
+        subject: tuple(tuple(sorted(values)) for values in sets)
+        for subject, sets in generalized.subjects.items()
     }
 
 
@@ -356,11 +354,8 @@ def assess(release: Release, k: int = 5) -> RiskReport:
     current, reaches = none, None
     if below and release.subjects:
         while True:
-            options = [
-                (_measure(release, _combine(current, c), k), _combine(current, c))
-                for c in _CANDIDATES
-                if _combine(current, c) != current
-            ]
+            tried = dict.fromkeys(_combine(current, c) for c in _CANDIDATES)  # in list order
+            options = [(_measure(release, rule, k), rule) for rule in tried if rule != current]
             if not options:
                 break
             # the fewest subjects below k; on a tie the lightest generalisation (list order)

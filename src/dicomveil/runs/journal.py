@@ -22,7 +22,6 @@ import hmac
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -210,7 +209,3 @@ class Journal:
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("COMMIT")
         self._db.close()
-
-    def entries(self) -> Iterator[tuple[str, int, int, str, str | None]]:
-        """Every entry (for tests and inspection): id, size, mtime_ns, outcome, output."""
-        yield from self._db.execute("SELECT id, size, mtime_ns, outcome, output FROM inputs")
