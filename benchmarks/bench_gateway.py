@@ -17,6 +17,10 @@ each) is written to a scratch folder in ``--senders`` parts. Contenders:
   (so every instance is de-identified, checked by the release gate and fsynced);
 * ``gateway -> storescp``: ``--senders`` associations through a forward route to storescp;
   the time runs until the last instance arrived at storescp;
+* ``gateway STOW-RS (folder)``: the same files stored over DICOMweb instead, by one and
+  ``--senders`` HTTP clients at once (``requests``, 25 instances per STOW-RS request, the
+  files' bytes as they are); the time is until every request was answered (every instance
+  de-identified, checked and fsynced);
 * ``dicomveil run``: the command on the same files into a folder (its default workers);
 * for context, the same work on both sides: the gateway with ``verify = false`` (no
   release gate), and ``dicomveil run --verify`` (with it).
@@ -41,6 +45,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +53,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the data builders
 
 from dicomveil import Key, write_key
+from dicomveil.gateway.web import hash_token
 from tests.support import synthetic
+
+TOKEN = "bench-token"  # noqa: S105 (the STOW-RS route's bearer token, on loopback)
+BOUNDARY = "bench-boundary-7d1f"
+STOW_BATCH = 25  # instances per STOW-RS request
 
 # Debian's dcmtk leaves Nagle's algorithm on unless TCP_NODELAY is set: with it on, every
 # instance waits for a delayed ACK (about 40 ms on loopback), which measures nothing useful.
@@ -164,7 +174,10 @@ def gateway_config(
     workers: int | None,
     *,
     verify: bool = True,
+    web_port: int | None = None,
 ) -> Path:
+    web = "" if web_port is None else f"[gateway.web]\nport = {web_port}\nmax_body = 1073741824\n"
+    tokens = "" if web_port is None else f'[route.web]\ntokens = ["{hash_token(TOKEN)}"]\n'
     forward = (
         f'\n[route.forward]\nhost = "127.0.0.1"\nport = {dest_port}\nae_title = "DEST"\n'
         if dest_port is not None
@@ -176,13 +189,13 @@ port = {port}
 state_dir = "{folder / "state"}"
 max_associations = 32
 {"" if workers is None else f"workers = {workers}"}
-
+{web}
 [[route]]
 name = "bench"
 calling_ae = ["BENCH"]
 key = "{key}"
 verify = {"true" if verify else "false"}
-{forward}"""
+{forward}{tokens}"""
     path = folder / "gateway.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -254,6 +267,65 @@ def run_gateway(
             server.stop()
 
 
+def stow(url: str, parts: list[Path], clients: int) -> None:
+    """The parts' files stored with STOW-RS by ``clients`` threads at once, 25 instances per
+    request; fails unless every instance was stored."""
+    import requests
+
+    groups = [parts[i::clients] for i in range(clients)]
+    failures: list[str] = []
+
+    def client(group: list[Path]) -> None:
+        files = sorted(p for folder in group for p in folder.rglob("*") if p.is_file())
+        session = requests.Session()
+        session.trust_env = False
+        headers = {
+            "Authorization": f"Bearer {TOKEN}",
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}',
+        }
+        for start in range(0, len(files), STOW_BATCH):
+            body = (
+                b"".join(
+                    f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+                    + path.read_bytes()
+                    + b"\r\n"
+                    for path in files[start : start + STOW_BATCH]
+                )
+                + f"--{BOUNDARY}--\r\n".encode()
+            )
+            answer = session.post(url, data=body, headers=headers, timeout=600)
+            if answer.status_code != 200:
+                failures.append(f"{answer.status_code}: {answer.text[:200]}")
+
+    threads = [threading.Thread(target=client, args=(group,)) for group in groups]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise SystemExit(f"STOW-RS failed: {failures[0]}")
+
+
+def run_stow(
+    scratch: Path, parts: list[Path], files: int, key: Path, *, clients: int, workers: int | None
+) -> float:
+    """``dicomveil gateway`` writing to a folder, its instances stored over STOW-RS."""
+    port, web_port = free_port(), free_port()
+    config = gateway_config(scratch, port, key, None, workers, web_port=web_port)
+    command = [str(Path(sys.executable).with_name("dicomveil")), "gateway", "--config"]
+    server = Server([*command, str(config)], port, scratch / "gateway.log")
+    try:
+        wait_for(lambda: listening(web_port), "the gateway's DICOMweb port")
+        start = time.perf_counter()
+        stow(f"http://127.0.0.1:{web_port}/bench/studies", parts, clients)
+        elapsed = time.perf_counter() - start
+        if count_files(scratch / "out") < files:
+            raise SystemExit("the gateway wrote fewer files than were sent")
+        return elapsed
+    finally:
+        server.stop()
+
+
 def run_command(
     scratch: Path, parts: list[Path], files: int, key: Path, *, verify: bool = False
 ) -> float:
@@ -297,6 +369,12 @@ def main() -> None:
             f"gateway -> storescp, {n} associations": lambda s: run_gateway(
                 s, parts, args.files, key, forward=True, associations=n, workers=w
             ),
+            "gateway STOW-RS (folder), 1 client": lambda s: run_stow(
+                s, parts, args.files, key, clients=1, workers=w
+            ),
+            f"gateway STOW-RS (folder), {n} clients": lambda s: run_stow(
+                s, parts, args.files, key, clients=n, workers=w
+            ),
             "dicomveil run (folder)": lambda s: run_command(s, parts, args.files, key),
             # The same work on both sides, for context: the release gate on both, or off.
             f"gateway (folder), {n} assoc., no gate": lambda s: run_gateway(
@@ -336,6 +414,8 @@ def main() -> None:
         "many_vs_one": one / many,
         "gated_vs_run_verify": medians["dicomveil run --verify (folder)"] / many,
         "ungated_vs_run": command / medians[f"gateway (folder), {n} assoc., no gate"],
+        "stow_vs_c_store": many / medians[f"gateway STOW-RS (folder), {n} clients"],
+        "stow_one_vs_c_store_one": one / medians["gateway STOW-RS (folder), 1 client"],
     }
     results["ratios"] = ratios
     print(
@@ -347,6 +427,10 @@ def main() -> None:
         f"the same work on both sides: with the release gate {ratios['gated_vs_run_verify']:.2f}x "
         f"dicomveil run --verify, without it {ratios['ungated_vs_run']:.2f}x dicomveil run "
         "(the gateway also fsyncs every instance before acknowledging it)"
+    )
+    print(
+        f"STOW-RS into the gateway: {ratios['stow_vs_c_store']:.2f}x C-STORE's instances/s with "
+        f"{n} clients / associations, {ratios['stow_one_vs_c_store_one']:.2f}x with one"
     )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
-import ipaddress
 import json
 import os
 import queue
@@ -38,10 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_file_meta_info
@@ -63,10 +58,12 @@ from dicomveil.gateway import (
     read_status,
     sanitize_query,
 )
+from dicomveil.gateway.config import WebService
 from dicomveil.gateway.queue import ClientAE
 from dicomveil.gateway.store import spool_header
 from dicomveil.gateway.transport import pause_reactor
 from tests.support import synthetic
+from tests.support.certificates import self_signed
 from tests.support.commands import PYDICOM_DATA, validate
 from tests.support.postgres import PostgresServer
 from tests.support.scratch import scratch
@@ -1511,41 +1508,8 @@ def test_hostile_peers_get_an_abort_and_the_gateway_keeps_serving(
 # TLS
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "gateway.crt", folder / "gateway.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def test_tls(tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     text = gateway_config(0, tmp_path / "state", free_port()).split("[route.forward]")[0]
     text = text.replace(
         "[[route]]",
@@ -1593,12 +1557,30 @@ def test_config_errors_name_the_file_and_the_entry(tmp_path: Path, corpus: Corpu
     assert result.exit_code == 2
 
 
+def _readme_dicomweb_loads(tmp_path: Path, corpus: Corpus, block: str) -> None:
+    """The README's DICOMweb example (its own gateway table added, paths made local)."""
+    text = f'[gateway]\nstate_dir = "{tmp_path / "web-state"}"\n' + block
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("tls ="))
+    text = text.replace('key = "project.key"', f'key = "{corpus.key}"')
+    text = text.replace('cohort_maps = ["maps"]', f'cohort_maps = ["{corpus.maps}"]')
+    text = text.replace("/data/research", str(tmp_path / "web-out"))
+    path = tmp_path / "web.toml"
+    path.write_text(text, encoding="utf-8")
+    config = load_config(path)
+    assert config.web is not None and config.web.port == 8080
+    research, ingest = config.routes
+    assert research.web_tokens and ingest.web_tokens
+    assert research.query is not None and isinstance(research.query.node, WebService)
+    assert isinstance(ingest.forward, WebService) and not research.calling_ae
+
+
 def test_readme_configuration_loads(tmp_path: Path, corpus: Corpus) -> None:
     """The README's gateway examples are a valid configuration (paths made local)."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Gateway", 1)[1].split("\n## ", 1)[0]
     blocks = [b.split("```", 1)[0] for b in section.split("```toml\n")[1:]]
-    assert len(blocks) == 2
+    assert len(blocks) == 3
+    _readme_dicomweb_loads(tmp_path, corpus, blocks.pop())
     text = "\n".join(blocks)
     tls = text.index("[gateway.tls]")
     text = text[:tls] + text[text.index("[[route]]", tls) :]  # no certificates here

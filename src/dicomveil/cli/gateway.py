@@ -12,6 +12,7 @@ import datetime as _dt
 import json
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -84,6 +85,8 @@ def gateway_command(
             f"{len(settings.routes)} route(s); state in {settings.state_dir}",
             highlight=False,
         )
+        if gateway.web_url is not None:
+            err.print(f"DICOMweb on {gateway.web_url}/<route>", highlight=False)
         while not stop.wait(1.0):
             pass
     finally:
@@ -92,6 +95,34 @@ def gateway_command(
             signal.signal(signum, old)
         logger.removeHandler(handler)
     err.print("gateway stopped", highlight=False)
+
+
+@gateway_app.command("token", cls=Command)
+def token_command(
+    hash_only: Annotated[
+        bool,
+        typer.Option(
+            "--hash",
+            help="Hash a token of yours, read from standard input, instead of making one.",
+        ),
+    ] = False,
+) -> None:
+    """Make a bearer token for a route's DICOMweb side, and the hash to configure.
+
+    The token (printed once, on stdout) goes to the client; the hash goes into the route's
+    [route.web] tokens. The gateway keeps only the hash.
+    """
+    from dicomveil.gateway.web.auth import hash_token, new_token
+
+    if hash_only:
+        token = sys.stdin.readline().strip()
+        if not token:
+            raise fail("give the token on standard input")
+        out.print(hash_token(token), highlight=False)
+        return
+    token = new_token()
+    out.print(f"token: {token}", highlight=False)
+    out.print(f'hash:  "{hash_token(token)}"   (for [route.web] tokens)', markup=False)
 
 
 @gateway_app.command("status", cls=Command)

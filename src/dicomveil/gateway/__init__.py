@@ -16,8 +16,10 @@ associations and the registration of the handlers), :mod:`~dicomveil.gateway.sto
 time), :mod:`~dicomveil.gateway.events` (the audit hook), :mod:`~dicomveil.gateway.status`
 (the status file), :mod:`~dicomveil.gateway.transport` (sockets and associations, TLS, PDU
 limit), :mod:`~dicomveil.gateway.queue` (the durable queue) and
-:mod:`~dicomveil.gateway.forward` (the forwarder that empties it). The gateway logs to the
-``dicomveil.gateway`` logger and never configures logging itself.
+:mod:`~dicomveil.gateway.forward` (the forwarder that empties it), and
+:mod:`~dicomveil.gateway.web` (the DICOMweb side: STOW-RS, QIDO-RS, WADO-RS, with
+``[gateway.web]``). The gateway logs to the ``dicomveil.gateway`` logger and never
+configures logging itself.
 """
 
 import logging
@@ -29,6 +31,8 @@ from dicomveil.gateway.config import (
     QueryUpstream,
     RouteConfig,
     TlsConfig,
+    WebConfig,
+    WebService,
     WithheldStatus,
     load_config,
 )
@@ -58,6 +62,8 @@ __all__ = [
     "RouteQueue",
     "StoreStatus",
     "TlsConfig",
+    "WebConfig",
+    "WebService",
     "WithheldStatus",
     "load_config",
     "read_status",

@@ -56,11 +56,13 @@ The format (every table and key; defaults in parentheses)::
     ae_title = "RESEARCHPACS"
     calling_ae_title = "DICOMVEIL"      # optional: [gateway] ae_title
     tls = { ca = "pacs-ca.crt", certificate = "...", private_key = "..." }   # optional
+    # or a STOW-RS destination: url = "https://archive/dicom-web", token_env = "ARCHIVE_TOKEN"
 
     [route.query]                       # optional: C-FIND upstream (and worklist)
     host = "pacs.example.org"
     port = 104
     ae_title = "CLINICALPACS"
+    # or a DICOMweb upstream (QIDO-RS and WADO-RS only): url = "...", token_env = "..."
     pass_query_keys = ["StudyDate"]     # identifying keys let through anyway
     worklist = false                    # proxy Modality Worklist C-FIND too
     default_issuer_of_patient_id = ""   # when the upstream does not return one
@@ -76,11 +78,24 @@ The format (every table and key; defaults in parentheses)::
     host = "ris.example.org"
     port = 104
     ae_title = "RIS"
+
+    [route.web]                         # optional: the route over DICOMweb, at /<name>/
+    tokens = ["sha256:..."]             # hashes of its bearer tokens ('dicomveil gateway
+                                        # token'); calling_ae may then be left out
+
+    [gateway.web]                       # the DICOMweb side (see dicomveil.gateway.web)
+    host = "127.0.0.1"                  # ("127.0.0.1")
+    port = 8080                         # (8080; 0 picks a free port)
+    max_body = 1073741824               # the largest request body, bytes (1 GiB)
+    base_url = "https://pacs.example.org/dicomweb"  # optional: how clients reach it (the
+                                        # Retrieve URLs); its own address when absent
+    tls = { certificate = "web.crt", private_key = "web.key" }   # optional: HTTPS
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
 import tomllib
 from collections.abc import Mapping
@@ -88,16 +103,19 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from dicomveil.errors import DicomveilError, GatewayConfigError
 from dicomveil.gateway.schema import (
+    DestinationTable,
     GatewayFile,
     NodeTable,
     QueryTable,
     RouteTable,
     TlsTable,
+    WebTable,
     entry,
     problems,
 )
@@ -112,6 +130,8 @@ __all__ = [
     "QueryUpstream",
     "RouteConfig",
     "TlsConfig",
+    "WebConfig",
+    "WebService",
     "WithheldStatus",
     "load_config",
 ]
@@ -182,10 +202,33 @@ class Node:
 
 
 @dataclass(frozen=True)
-class QueryUpstream:
-    """The node C-FIND queries (and worklist queries) are proxied to."""
+class WebService:
+    """A DICOMweb service the gateway calls: a STOW-RS destination, a QIDO-RS and WADO-RS
+    upstream. Its bearer token is read from the environment variable ``token_env`` when
+    it is used (never kept in the configuration)."""
 
-    node: Node
+    url: str
+    token_env: str | None = None
+    tls: TlsConfig | None = None
+
+    @property
+    def label(self) -> str:
+        """How logs and the status name it: the URL without user, password or path."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+
+    def headers(self) -> dict[str, str]:
+        """The request headers it needs: the bearer token, when ``token_env`` names one."""
+        token = os.environ.get(self.token_env, "") if self.token_env else ""
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+@dataclass(frozen=True)
+class QueryUpstream:
+    """The node C-FIND queries (and worklist queries) are proxied to, or the DICOMweb
+    service QIDO-RS and WADO-RS requests are (a :class:`WebService`)."""
+
+    node: Node | WebService
     pass_query_keys: frozenset[str] = frozenset()
     worklist: bool = False
     default_issuer_of_patient_id: str = ""
@@ -206,10 +249,11 @@ class RouteConfig:
     sources: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     layout: Layout = field(default_factory=Layout)
     output: Path | None = None
-    forward: Node | None = None
+    forward: Node | WebService | None = None
     query: QueryUpstream | None = None
     mpps: Node | None = None
     verify: bool = True  # the release gate: each instance checked before it is kept
+    web_tokens: frozenset[str] = frozenset()  # [route.web]: hashes of its bearer tokens
 
     def matches(self, calling: str, called: str, address: str) -> bool:
         """Whether this route takes an association.
@@ -241,6 +285,17 @@ class RouteConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """``[gateway.web]``: where the DICOMweb side listens and its request size limit."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body: int = 2**30
+    base_url: str | None = None
+    tls: TlsConfig | None = None
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """The whole gateway: the listening node, limits, and its routes (first match wins)."""
 
@@ -260,6 +315,7 @@ class GatewayConfig:
     retry_initial: float = 1.0
     retry_max: float = 300.0
     tls: TlsConfig | None = None
+    web: WebConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.routes:
@@ -278,10 +334,13 @@ class GatewayConfig:
                 return route
         return None
 
-    def with_port(self, port: int) -> GatewayConfig:
-        """A copy of this configuration listening on ``port`` (0 picks a free one): tests,
-        benchmarks."""
-        return replace(self, port=port)
+    def with_port(self, port: int, web_port: int | None = None) -> GatewayConfig:
+        """A copy of this configuration listening on ``port`` (0 picks a free one), and its
+        DICOMweb side on ``web_port`` when given: tests, benchmarks."""
+        web = self.web
+        if web is not None and web_port is not None:
+            web = replace(web, port=web_port)
+        return replace(self, port=port, web=web)
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,8 +402,10 @@ class _Builder:
         routes = tuple(
             self.route(table, index, gateway.ae_title) for index, table in enumerate(model.route)
         )
+        web = self.web(gateway.web) if gateway.web is not None else None
         # The node, its limits and timeouts are taken as the file has them.
-        settings = gateway.model_dump(exclude={"state_dir", "cohort", "withheld_status", "tls"})
+        exclude = {"state_dir", "cohort", "withheld_status", "tls", "web"}
+        settings = gateway.model_dump(exclude=exclude)
         cohort: str | Path | None = gateway.cohort
         if gateway.cohort is not None and "://" not in gateway.cohort:
             cohort = self.resolve(gateway.cohort)
@@ -355,7 +416,20 @@ class _Builder:
             routes=routes,
             withheld_status=WithheldStatus(gateway.withheld_status),
             tls=tls,
+            web=web,
             **settings,
+        )
+
+    def web(self, table: WebTable) -> WebConfig:
+        tls = None
+        if table.tls is not None:
+            tls = self.tls(table.tls, ("gateway", "web", "tls"), server=True)
+        return WebConfig(
+            host=table.host,
+            port=table.port,
+            max_body=table.max_body,
+            base_url=table.base_url,
+            tls=tls,
         )
 
     def route(self, table: RouteTable, index: int, ae_title: str) -> RouteConfig:
@@ -379,11 +453,11 @@ class _Builder:
             raise self.error((*at, "layout"), str(exc)) from None
         forward = mpps = query = None
         if table.forward is not None:
-            forward = self.node(table.forward, (*at, "forward"), ae_title)
+            forward = self.destination(table.forward, (*at, "forward"), ae_title)
         if table.query is not None:
             query = self.query(table.query, (*at, "query"), ae_title)
         if table.mpps is not None:
-            mpps = self.node(table.mpps, (*at, "mpps"), ae_title)
+            mpps = self.dimse_node(table.mpps, (*at, "mpps"), ae_title)
         return RouteConfig(
             name=table.name,
             calling_ae=frozenset(table.calling_ae),
@@ -397,10 +471,21 @@ class _Builder:
             query=query,
             mpps=mpps,
             verify=table.verify,
+            web_tokens=frozenset(table.web.tokens) if table.web is not None else frozenset(),
         )
 
-    def node(self, table: NodeTable, at: tuple[str | int, ...], ae_title: str) -> Node:
+    def destination(
+        self, table: DestinationTable, at: tuple[str | int, ...], ae_title: str
+    ) -> Node | WebService:
+        if table.url is None:
+            return self.dimse_node(table, at, ae_title)
         tls = self.tls(table.tls, (*at, "tls"), server=False) if table.tls is not None else None
+        return WebService(url=table.url, token_env=table.token_env, tls=tls)
+
+    def dimse_node(self, table: NodeTable, at: tuple[str | int, ...], ae_title: str) -> Node:
+        tls = self.tls(table.tls, (*at, "tls"), server=False) if table.tls is not None else None
+        # The schema requires the three of them for a DIMSE node.
+        assert table.host is not None and table.port is not None and table.ae_title is not None
         return Node(
             host=table.host,
             port=table.port,
@@ -411,13 +496,13 @@ class _Builder:
 
     def query(self, table: QueryTable, at: tuple[str | int, ...], ae_title: str) -> QueryUpstream:
         return QueryUpstream(
-            node=self.node(table, at, ae_title),
+            node=self.destination(table, at, ae_title),
             pass_query_keys=frozenset(table.pass_query_keys),
             worklist=table.worklist,
             default_issuer_of_patient_id=table.default_issuer_of_patient_id,
             cohort_maps=tuple(self.resolve(text) for text in table.cohort_maps),
             move_destinations=tuple(
-                self.node(node, (*at, "move_destinations", n), ae_title)
+                self.dimse_node(node, (*at, "move_destinations", n), ae_title)
                 for n, node in enumerate(table.move_destinations, start=1)
             ),
         )

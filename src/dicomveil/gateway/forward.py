@@ -34,7 +34,7 @@ from dicomveil.gateway.config import Node
 from dicomveil.gateway.queue import RouteQueue
 from dicomveil.gateway.transport import ClientAE, pause_reactor, quiet
 
-__all__ = ["ForwardListener", "Forwarder"]
+__all__ = ["ForwardListener", "Forwarder", "QueueForwarder", "TransientError"]
 
 LOGGER = logging.getLogger("dicomveil.gateway")
 
@@ -62,7 +62,7 @@ class ForwardListener(Protocol):
         """Forwarding failed for now (``message`` says what failed) and will be retried."""
 
 
-class _TransientError(Exception):
+class TransientError(Exception):
     """The destination cannot take instances now: back off and retry."""
 
 
@@ -72,8 +72,13 @@ class _Pending:
     context: tuple[str, str] | None  # (SOP class, transfer syntax)
 
 
-class Forwarder:
+class QueueForwarder:
     """A thread that sends one route's queue to its destination, retrying with backoff.
+
+    What a destination's protocol needs is a subclass's: :meth:`_round` sends what is
+    queued now (raising :class:`TransientError` when the destination cannot take it) and
+    :meth:`_release` lets go of a connection. :class:`Forwarder` sends with C-STORE,
+    :class:`~dicomveil.gateway.web.forward.StowForwarder` with STOW-RS.
 
     Parameters
     ----------
@@ -81,56 +86,40 @@ class Forwarder:
         The route's name (logs, status, listener calls).
     queue : RouteQueue
         The queue it empties.
-    node : Node
-        The destination.
+    label : str
+        How logs and the status name the destination (no credentials).
     listener : ForwardListener
         Told of every instance forwarded or refused, and of transient errors.
     retry_initial, retry_max : float
         The first delay after a failure, doubling up to ``retry_max``, in seconds.
-    timeout : float
-        ACSE, DIMSE, network and connection timeouts, in seconds.
-    max_pdu_size : int
-        The largest PDU it accepts from the destination, in bytes.
     linger : float
-        How long an idle association is kept for more entries, in seconds.
+        How long an idle connection is kept for more entries, in seconds.
     """
 
     def __init__(
         self,
         route: str,
         queue: RouteQueue,
-        node: Node,
+        label: str,
         listener: ForwardListener,
         *,
         retry_initial: float = 1.0,
         retry_max: float = 300.0,
-        timeout: float = 30.0,
-        max_pdu_size: int = 262144,
         linger: float = 1.0,
     ) -> None:
         self.route = route
         self.queue = queue
-        self.node = node
+        self.label = label
         self.listener = listener
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.linger = linger
-        self._ae = ClientAE(ae_title=node.calling_ae_title)
-        self._ae.acse_timeout = timeout
-        self._ae.dimse_timeout = timeout
-        self._ae.network_timeout = timeout
-        self._ae.connection_timeout = timeout
-        self._ae.maximum_pdu_size = max_pdu_size
-        self._tls = (node.tls.client_context(), node.host) if node.tls is not None else None
-        self._assoc: Association | None = None
-        self._accepted: set[tuple[str, str]] = set()
-        self._proposed: set[tuple[str, str]] = set()
+        self._connected = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"dicomveil-forward-{route}", daemon=True
         )
-        self._processing_failures: dict[Path, int] = {}
         state = queue.read_state()
         self.attempts = int(state.get("attempts", 0) or 0)
         self.forwarded_total = int(state.get("forwarded_total", 0) or 0)
@@ -178,7 +167,7 @@ class Forwarder:
         delay = max(0.0, self.next_attempt - time.monotonic())
         return {
             "route": self.route,
-            "destination": self.node.label,
+            "destination": self.label,
             "attempts": self.attempts,
             "retry_in_seconds": round(delay, 3) if self.attempts else 0.0,
             "last_error": self.last_error,
@@ -196,7 +185,7 @@ class Forwarder:
                     continue
                 try:
                     sent_any = self._round()
-                except _TransientError as exc:
+                except TransientError as exc:
                     self._backoff(str(exc))
                     continue
                 except Exception as exc:  # never let the thread die
@@ -218,7 +207,7 @@ class Forwarder:
         self._wake.clear()
         if self.queue.pending():
             return
-        if self._assoc is not None:
+        if self._connected:
             if self._wake.wait(self.linger):
                 return
             self._release()
@@ -234,7 +223,7 @@ class Forwarder:
         LOGGER.warning(
             "route %s: forwarding to %s failed (%s); retry %d in %.1f s",
             self.route,
-            self.node.label,
+            self.label,
             message,
             self.attempts,
             delay,
@@ -249,6 +238,81 @@ class Forwarder:
             self.queue.write_state(state)
         except OSError:
             LOGGER.warning("route %s: cannot write the queue state", self.route)
+
+    def _round(self) -> bool:
+        """Send what is queued now; True if anything was sent or settled (a subclass's)."""
+        raise NotImplementedError
+
+    def _release(self, *, abort: bool = False) -> None:
+        """Let go of the connection to the destination, if there is one (a subclass's)."""
+        self._connected = False
+
+    def _refuse(self, claim: Path, reason: str) -> None:
+        LOGGER.error("route %s: an instance was moved to failed/: %s", self.route, reason)
+        try:
+            self.queue.fail(claim, reason)
+        except OSError:
+            self.queue.unclaim(claim)
+            raise TransientError("cannot move a refused instance to failed/") from None
+        self.listener.refused(self.route, claim.with_suffix(""), reason)
+
+    def _forwarded(self, claim: Path, size: int) -> None:
+        """The destination confirmed ``claim``: delete it, count it, tell the listener."""
+        self.queue.done(claim)
+        self.forwarded_total += 1
+        self.last_success = time.time()
+        self.listener.forwarded(self.route, claim.with_suffix(""), size)
+
+
+class Forwarder(QueueForwarder):
+    """The C-STORE forwarder of a route (see the module's docstring).
+
+    Parameters
+    ----------
+    route, queue, listener, retry_initial, retry_max, linger
+        As :class:`QueueForwarder`'s.
+    node : Node
+        The destination.
+    timeout : float
+        ACSE, DIMSE, network and connection timeouts, in seconds.
+    max_pdu_size : int
+        The largest PDU it accepts from the destination, in bytes.
+    """
+
+    def __init__(
+        self,
+        route: str,
+        queue: RouteQueue,
+        node: Node,
+        listener: ForwardListener,
+        *,
+        retry_initial: float = 1.0,
+        retry_max: float = 300.0,
+        timeout: float = 30.0,
+        max_pdu_size: int = 262144,
+        linger: float = 1.0,
+    ) -> None:
+        super().__init__(
+            route,
+            queue,
+            node.label,
+            listener,
+            retry_initial=retry_initial,
+            retry_max=retry_max,
+            linger=linger,
+        )
+        self.node = node
+        self._ae = ClientAE(ae_title=node.calling_ae_title)
+        self._ae.acse_timeout = timeout
+        self._ae.dimse_timeout = timeout
+        self._ae.network_timeout = timeout
+        self._ae.connection_timeout = timeout
+        self._ae.maximum_pdu_size = max_pdu_size
+        self._tls = (node.tls.client_context(), node.host) if node.tls is not None else None
+        self._assoc: Association | None = None
+        self._accepted: set[tuple[str, str]] = set()
+        self._proposed: set[tuple[str, str]] = set()
+        self._processing_failures: dict[Path, int] = {}
 
     # ---------------------------------------------------------------------------------------
     def _round(self) -> bool:
@@ -306,13 +370,14 @@ class Forwarder:
                 max_pdu=self._ae.maximum_pdu_size,
             )
         except (OSError, ValueError, RuntimeError) as exc:
-            raise _TransientError(f"cannot connect ({type(exc).__name__})") from None
+            raise TransientError(f"cannot connect ({type(exc).__name__})") from None
         quiet(assoc)
         if not assoc.is_established:
             if assoc.is_rejected:
-                raise _TransientError("the destination rejected the association")
-            raise _TransientError("cannot connect or the association was aborted")
+                raise TransientError("the destination rejected the association")
+            raise TransientError("cannot connect or the association was aborted")
         self._assoc = assoc
+        self._connected = True
         self._proposed = set(contexts)
         self._accepted = {
             (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
@@ -333,45 +398,34 @@ class Forwarder:
             status = assoc.send_c_store(claim)
         except (OSError, RuntimeError) as exc:
             self.queue.unclaim(claim)
-            raise _TransientError(f"sending failed ({type(exc).__name__})") from None
+            raise TransientError(f"sending failed ({type(exc).__name__})") from None
         except (ValueError, AttributeError, KeyError) as exc:
             self._refuse(claim, f"cannot be sent ({type(exc).__name__})")
             return
         code = status.get("Status") if status is not None else None
         if code is None:
             self.queue.unclaim(claim)
-            raise _TransientError("no response: the association was aborted or timed out")
+            raise TransientError("no response: the association was aborted or timed out")
         code = int(code)
         if code == 0x0000 or (code & 0xF000) == 0xB000 or code in (0x0107, 0x0116):
-            self.queue.done(claim)
             self._processing_failures.pop(claim, None)
-            self.forwarded_total += 1
-            self.last_success = time.time()
-            self.listener.forwarded(self.route, claim.with_suffix(""), size)
+            self._forwarded(claim, size)
             return
         if (code & 0xFF00) == 0xA700 or code == 0x0213:
             self.queue.unclaim(claim)
-            raise _TransientError(f"the destination is out of resources (status 0x{code:04X})")
+            raise TransientError(f"the destination is out of resources (status 0x{code:04X})")
         if code == 0x0110:
             count = self._processing_failures.get(claim, 0) + 1
             self._processing_failures[claim] = count
             if count < _PROCESSING_FAILURE_RETRIES:
                 self.queue.unclaim(claim)
-                raise _TransientError("the destination reported a processing failure (0x0110)")
+                raise TransientError("the destination reported a processing failure (0x0110)")
             self._processing_failures.pop(claim, None)
         self._refuse(claim, f"the destination refused it (status 0x{code:04X})")
 
-    def _refuse(self, claim: Path, reason: str) -> None:
-        LOGGER.error("route %s: an instance was moved to failed/: %s", self.route, reason)
-        try:
-            self.queue.fail(claim, reason)
-        except OSError:
-            self.queue.unclaim(claim)
-            raise _TransientError("cannot move a refused instance to failed/") from None
-        self.listener.refused(self.route, claim.with_suffix(""), reason)
-
     def _release(self, *, abort: bool = False) -> None:
         assoc, self._assoc = self._assoc, None
+        self._connected = False
         self._accepted = set()
         self._proposed = set()
         if assoc is None:

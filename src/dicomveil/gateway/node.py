@@ -134,6 +134,7 @@ class Gateway:
         self._status_thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._running = False
+        self._web: Any = None  # the DICOMweb server (a WebServer) with [gateway.web]
 
     # ---------------------------------------------------------------------------------------
     @property
@@ -142,6 +143,12 @@ class Gateway:
         if self._server is None:
             return self.config.port
         return int(self._server.server_address[1])
+
+    @property
+    def web_url(self) -> str | None:
+        """The DICOMweb side's base URL (``http(s)://host:port``; a client adds
+        ``/<route>``), or None without ``[gateway.web]`` or before :meth:`start`."""
+        return str(self._web.url) if self._web is not None else None
 
     def __enter__(self) -> Gateway:
         self.start()
@@ -196,6 +203,8 @@ class Gateway:
         for route in self.routes.values():
             if route.forwarder is not None:
                 route.forwarder.start()
+        if self.config.web is not None:
+            self._start_web()
         self._running = True
         self._write_status()
         self._status_thread = threading.Thread(
@@ -210,6 +219,31 @@ class Gateway:
             " (TLS)" if tls is not None else "",
             len(self.routes),
         )
+
+    def _start_web(self) -> None:
+        """Serve the DICOMweb side (:mod:`dicomveil.gateway.web`, loaded only here)."""
+        from dicomveil.gateway.web import WebContext, WebServer, create_app
+
+        web = self.config.web
+        assert web is not None
+        context = WebContext(
+            config=self.config,
+            routes={name: r for name, r in self.routes.items() if r.config.web_tokens},
+            store=self._store,
+            spool=self.spool,
+            syntaxes=frozenset(TRANSFER_SYNTAXES),
+            cohort=lambda: self.cohort,
+            base_url=lambda: web.base_url or server.url,
+        )
+        server = WebServer(create_app(context), web)
+        try:
+            server.start()
+        except BaseException:
+            self._running = True  # what started (the DIMSE side) stops
+            self.stop()
+            raise
+        self._web = server
+        LOGGER.info("DICOMweb on %s", server.url)
 
     def _open_cohort(self) -> None:
         """Open the cohorts and import the query routes' map folders (an unreadable one
@@ -238,6 +272,9 @@ class Gateway:
             return
         self._running = False
         self._stopping.set()
+        web, self._web = self._web, None
+        if web is not None:
+            web.stop()
         server, self._server_thread = self._server, None
         if server is not None:
             with contextlib.suppress(Exception):

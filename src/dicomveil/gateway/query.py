@@ -33,6 +33,7 @@ from pydicom.uid import UID
 from pynetdicom.events import Event
 
 from dicomveil.gateway.cohort import Cohort
+from dicomveil.gateway.config import Node
 from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route, status_dataset
 from dicomveil.gateway.transport import open_association
 from dicomveil.profiles import CompiledProfile
@@ -346,6 +347,9 @@ class FindHandler(Handler):
             for tag in _IDENTITY_KEYS:
                 if tag not in upstream_query:
                     upstream_query[tag] = DataElement(tag, "LO", None)
+        if not isinstance(query.node, Node):
+            yield _find_failure("the upstream is a DICOMweb service: query it with QIDO-RS")
+            return
         assoc = open_association(query.node, model, self.config.timeout)
         if assoc is None:
             self.board.error(route.name, f"C-FIND: cannot reach {query.node.label}")

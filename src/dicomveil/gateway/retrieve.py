@@ -60,6 +60,9 @@ __all__ = [
     "RetrieveHandler",
     "StudyRootQueryRetrieveInformationModelGet",
     "StudyRootQueryRetrieveInformationModelMove",
+    "deidentify_cohort",
+    "deidentify_retrieved",
+    "fetch",
 ]
 
 LOGGER = logging.getLogger("dicomveil.gateway")
@@ -191,6 +194,8 @@ class RetrieveHandler(Handler):
         query = peer.route.config.query if peer is not None else None
         if peer is None or query is None or self.cohort is None:
             return 0
+        if not isinstance(query.node, Node):
+            return 0  # a DICOMweb upstream: retrieved with WADO-RS
         route = peer.route
         self.board.count(route.name, "queries")
         project = route.project
@@ -211,15 +216,11 @@ class RetrieveHandler(Handler):
             originals = stage / "originals"
             originals.mkdir()
             for upstream in _upstream_identifiers(level, confinement):
-                if not _fetch(query.node, model, upstream, originals, self.config.timeout):
+                if not fetch(query.node, model, upstream, originals, self.config.timeout):
                     self.board.error(route.name, f"C-GET: {query.node.label} did not deliver")
-            out = stage / "out"
-            for path in sorted(originals.iterdir()):
-                if not self._in_cohort(path, confinement, project):
-                    path.unlink()  # never de-identified, never counted
-                    continue
-                retrieved.files.append(_deidentify(route, path, out))
-                path.unlink()
+            retrieved.files = deidentify_cohort(
+                route, originals, confinement, self.cohort, stage / "out"
+            )
         except BaseException:
             retrieved.close()
             raise
@@ -228,17 +229,52 @@ class RetrieveHandler(Handler):
             self.board.error(route.name, f"retrieve: {withheld} instance(s) withheld")
         return retrieved
 
-    def _in_cohort(self, path: Path, confinement: Confinement, project: str) -> bool:
-        assert self.cohort is not None
-        try:
-            ds = dcmread(
-                path,
-                stop_before_pixels=True,
-                specific_tags=[0x00100020, 0x0020000D, 0x0020000E, 0x00080018],
-            )
-        except Exception:
-            return False
-        return in_cohort(ds, confinement, "IMAGE", self.cohort, project)
+
+def deidentify_cohort(
+    route: Route, originals: Path, confinement: Confinement, cohort: Cohort, out: Path
+) -> list[Path | None]:
+    """De-identify the retrieved originals that are the cohort's; delete every original.
+
+    Parameters
+    ----------
+    route : Route
+        The route (profile, key, gate, project).
+    originals : Path
+        The folder of retrieved originals (emptied).
+    confinement : Confinement
+        The originals the request's keys stand for.
+    cohort : Cohort
+        The gateway's cohorts.
+    out : Path
+        Where the de-identified files are written (see :func:`deidentify_retrieved`).
+
+    Returns
+    -------
+    list of Path or None
+        In the order of the originals' names, each cohort instance's de-identified file,
+        or None when it was withheld; instances outside the cohort are dropped before they
+        are de-identified, and not counted.
+    """
+    files: list[Path | None] = []
+    for path in sorted(originals.iterdir()):
+        if _in_cohort(path, confinement, cohort, route.project):
+            files.append(deidentify_retrieved(route, path, out))
+        path.unlink()
+    return files
+
+
+def _in_cohort(path: Path, confinement: Confinement, cohort: Cohort, project: str) -> bool:
+    """Whether a retrieved original is the cohort's and matches the request's keys (see
+    :func:`~dicomveil.gateway.query.in_cohort`); False when it cannot be read."""
+    try:
+        ds = dcmread(
+            path,
+            stop_before_pixels=True,
+            specific_tags=[0x00100020, 0x0020000D, 0x0020000E, 0x00080018],
+        )
+    except Exception:
+        return False
+    return in_cohort(ds, confinement, "IMAGE", cohort, project)
 
 
 def _destination(peer: Peer | None, ae_title: str) -> Node | None:
@@ -262,9 +298,27 @@ def _upstream_identifiers(level: str, confinement: Confinement) -> Iterator[Data
         yield ds
 
 
-def _fetch(node: Node, model: str, identifier: Dataset, folder: Path, timeout: float) -> bool:
-    """C-GET ``identifier`` from ``node`` into ``folder`` (one Part 10 file per instance);
-    False when the node cannot be reached or does not finish with success or warning."""
+def fetch(node: Node, model: str, identifier: Dataset, folder: Path, timeout: float) -> bool:
+    """C-GET ``identifier`` from ``node`` into ``folder`` (one Part 10 file per instance).
+
+    Parameters
+    ----------
+    node : Node
+        The archive.
+    model : str
+        The C-GET SOP class (Patient or Study Root).
+    identifier : Dataset
+        What to retrieve (original UIDs).
+    folder : Path
+        Where the instances are written.
+    timeout : float
+        ACSE, DIMSE, network and connection timeouts, in seconds.
+
+    Returns
+    -------
+    bool
+        False when the node cannot be reached or does not finish with success or warning.
+    """
     counter = itertools.count(len(list(folder.iterdir())))
     lock = threading.Lock()
 
@@ -317,9 +371,24 @@ def _fetch(node: Node, model: str, identifier: Dataset, folder: Path, timeout: f
     return final is not None and (final == 0x0000 or final >> 12 == 0xB)
 
 
-def _deidentify(route: Route, original: Path, out: Path) -> Path | None:
+def deidentify_retrieved(route: Route, original: Path, out: Path) -> Path | None:
     """One retrieved original de-identified as the storing routes do (release gate
-    included) into ``out``; None when it is withheld or fails."""
+    included).
+
+    Parameters
+    ----------
+    route : Route
+        The route (profile, key, gate).
+    original : Path
+        The retrieved original.
+    out : Path
+        The folder the de-identified file is written to (in the route's layout).
+
+    Returns
+    -------
+    Path or None
+        The de-identified file; None when it is withheld or fails.
+    """
     try:
         source = read_source(original)
     except InputError:

@@ -20,8 +20,8 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from dicomveil.engine import Engine
-from dicomveil.gateway.config import GatewayConfig, RouteConfig
-from dicomveil.gateway.forward import Forwarder, ForwardListener
+from dicomveil.gateway.config import GatewayConfig, Node, RouteConfig
+from dicomveil.gateway.forward import Forwarder, ForwardListener, QueueForwarder
 from dicomveil.gateway.queue import RouteQueue
 from dicomveil.gateway.status import StatusBoard
 from dicomveil.identity.pseudonyms import Pseudonymizer
@@ -77,20 +77,23 @@ class Route:
         self._engine: tuple[_dt.date, Engine] | None = None
         self._answer_engine: tuple[_dt.date, Engine] | None = None
         self.queue: RouteQueue | None = None
-        self.forwarder: Forwarder | None = None
+        self.forwarder: QueueForwarder | None = None
         if config.forward is not None:
             self.queue = RouteQueue(gateway.state_dir / "queue" / config.name)
         if config.forward is not None and self.queue is not None and forwarding:
-            self.forwarder = Forwarder(
-                config.name,
-                self.queue,
-                config.forward,
-                listener,
-                retry_initial=gateway.retry_initial,
-                retry_max=gateway.retry_max,
-                timeout=gateway.timeout,
-                max_pdu_size=gateway.max_pdu_size,
-            )
+            retries = {"retry_initial": gateway.retry_initial, "retry_max": gateway.retry_max}
+            if isinstance(config.forward, Node):
+                self.forwarder = Forwarder(
+                    config.name, self.queue, config.forward, listener, **retries,
+                    timeout=gateway.timeout, max_pdu_size=gateway.max_pdu_size,
+                )  # fmt: skip
+            else:  # a DICOMweb (STOW-RS) destination
+                from dicomveil.gateway.web.forward import StowForwarder
+
+                self.forwarder = StowForwarder(
+                    config.name, self.queue, config.forward, listener, **retries,
+                    timeout=gateway.timeout,
+                )  # fmt: skip
 
     def engine(self) -> Engine:
         """The storage engine, with today's date (``dicomveil run`` uses the date it starts).
@@ -188,7 +191,8 @@ class Route:
 
 @dataclass
 class Peer:
-    """The route an association was given, who asked for it, and its instance count."""
+    """The route an association (or a DICOMweb request) was given, who asked for it, and
+    its instance count."""
 
     route: Route
     calling_ae: str
@@ -196,6 +200,7 @@ class Peer:
     address: str
     serial: int
     count: int = 0
+    service: str = "C-STORE"  # how it sends instances (STOW-RS over DICOMweb)
 
 
 class Handler:

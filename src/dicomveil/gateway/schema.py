@@ -36,6 +36,7 @@ from dicomveil.io.layout import DEFAULT_LAYOUT
 from dicomveil.validation import key_path
 
 __all__ = [
+    "DestinationTable",
     "GatewayFile",
     "GatewayTable",
     "KeyPathError",
@@ -44,6 +45,8 @@ __all__ = [
     "RouteTable",
     "ServerTlsTable",
     "TlsTable",
+    "WebRouteTable",
+    "WebTable",
     "entry",
     "problems",
 ]
@@ -162,13 +165,32 @@ class ServerTlsTable(TlsTable):
 
 
 class NodeTable(_Table):
-    """Another node (``[route.forward]``, ``[route.mpps]``); ``tls`` may be true or false."""
+    """Another node (``[route.mpps]``, a move destination); ``tls`` may be true or false.
 
-    host: str
-    port: Annotated[int, _between(1, 65535)]
-    ae_title: AeTitle
+    :class:`DestinationTable` (``[route.forward]``, ``[route.query]``) may name a DICOMweb
+    service by its ``url`` instead of ``host``, ``port`` and ``ae_title``.
+    """
+
+    web: ClassVar[bool] = False
+    host: str | None = None
+    port: Annotated[int, _between(1, 65535)] | None = None
+    ae_title: AeTitle | None = None
     calling_ae_title: AeTitle | None = None
     tls: TlsTable | None = None
+
+    @model_validator(mode="after")
+    def _address(self) -> Self:
+        dimse = (self.host, self.port, self.ae_title)
+        url = getattr(self, "url", None)
+        if url is not None:
+            if any(value is not None for value in (*dimse, self.calling_ae_title)):
+                raise ValueError("give 'url' (DICOMweb) or 'host', 'port' and 'ae_title'")
+            return self
+        for name, value in zip(("host", "port", "ae_title"), dimse, strict=True):
+            if value is None:
+                hint = " (or 'url': a DICOMweb service)" if self.web else ""
+                raise KeyPathError((name,), f"missing (required){hint}")
+        return self
 
     @field_validator("tls", mode="before")
     @classmethod
@@ -182,7 +204,34 @@ class NodeTable(_Table):
         raise ValueError("must be true, false or a table")
 
 
-class QueryTable(NodeTable):
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
+        raise ValueError("must be an http:// or https:// URL (no query, no fragment)")
+    return value.rstrip("/")
+
+
+def _env_name(value: str) -> str:
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
+        raise ValueError("must be the name of an environment variable")
+    return value
+
+
+class DestinationTable(NodeTable):
+    """``[route.forward]``: a DIMSE node, or a DICOMweb (STOW-RS) service by its URL,
+    with a bearer token read from the environment variable ``token_env``."""
+
+    web: ClassVar[bool] = True
+    url: Annotated[str, AfterValidator(_http_url)] | None = None
+    token_env: Annotated[str, AfterValidator(_env_name)] | None = None
+
+    @model_validator(mode="after")
+    def _token_with_url(self) -> Self:
+        if self.token_env is not None and self.url is None:
+            raise KeyPathError(("token_env",), "only with 'url' (a DICOMweb service)")
+        return self
+
+
+class QueryTable(DestinationTable):
     """``[route.query]``: the upstream node and how queries pass to it."""
 
     pass_query_keys: list[Annotated[str, AfterValidator(_keyword)]] = Field(default_factory=list)
@@ -191,15 +240,35 @@ class QueryTable(NodeTable):
     cohort_maps: list[str] = Field(default_factory=list)
     move_destinations: list[NodeTable] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _dimse_only(self) -> Self:
+        if self.url is not None and (self.worklist or self.move_destinations):
+            raise ValueError("worklists and C-MOVE need a DIMSE upstream (host, port, ae_title)")
+        return self
+
+
+def _token_hash(value: str) -> str:
+    if not re.match(r"^sha256:[0-9a-f]{64}$", value):
+        raise ValueError(
+            "must be a token's hash: 'sha256:' and 64 hex digits (see 'dicomveil gateway token')"
+        )
+    return value
+
+
+class WebRouteTable(_Table):
+    """``[route.web]``: the route over DICOMweb (``/<route>/studies``...) and who may use it."""
+
+    tokens: Annotated[
+        list[Annotated[str, AfterValidator(_token_hash)]],
+        AfterValidator(_not_empty("name at least one token's hash")),
+    ]
+
 
 class RouteTable(_Table):
     """One ``[[route]]``: who may send, how it is de-identified, where it goes."""
 
     name: Annotated[str, AfterValidator(_route_name)]
-    calling_ae: Annotated[
-        list[AeTitle],
-        AfterValidator(_not_empty("name at least one calling AE title (the allow-list)")),
-    ]
+    calling_ae: list[AeTitle] = Field(default_factory=list)
     called_ae: list[AeTitle] = Field(default_factory=list)
     sources: list[Annotated[str, AfterValidator(_network)]] = Field(default_factory=list)
     profile: str = "ps3.15-basic"
@@ -207,18 +276,34 @@ class RouteTable(_Table):
     key: str | None = None
     layout: str = DEFAULT_LAYOUT
     output: str | None = None
-    forward: NodeTable | None = None
+    forward: DestinationTable | None = None
     query: QueryTable | None = None
     mpps: NodeTable | None = None
+    web: WebRouteTable | None = None
     verify: bool = True
 
     @model_validator(mode="after")
     def _destination(self) -> Self:
+        if not self.calling_ae and self.web is None:
+            raise KeyPathError(
+                ("calling_ae",),
+                "name at least one calling AE title (the allow-list), or give [route.web]",
+            )
         if not self.output and self.forward is None and self.query is None and self.mpps is None:
             raise ValueError(
                 "give an 'output' folder, a [route.forward], [route.query] or [route.mpps] node"
             )
         return self
+
+
+class WebTable(_Table):
+    """``[gateway.web]``: the DICOMweb side (STOW-RS, QIDO-RS, WADO-RS) over HTTP(S)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, _between(0, 65535)] = 8080
+    max_body: Annotated[int, _between(1024, 2**40)] = 2**30
+    base_url: Annotated[str, AfterValidator(_http_url)] | None = None
+    tls: ServerTlsTable | None = None
 
 
 class GatewayTable(_Table):
@@ -238,6 +323,7 @@ class GatewayTable(_Table):
     retry_initial: Annotated[float, _between(0.01, 3600.0)] = 1.0
     retry_max: Annotated[float, _between(0.01, 86400.0)] = 300.0
     tls: ServerTlsTable | None = None
+    web: WebTable | None = None
 
     @model_validator(mode="after")
     def _backoff(self) -> Self:
@@ -258,6 +344,8 @@ class GatewayFile(_Table):
     def _unique_names(self) -> Self:
         seen: set[str] = set()
         for index, route in enumerate(self.route):
+            if route.web is not None and self.gateway.web is None:
+                raise KeyPathError(("route", index, "web"), "needs a [gateway.web] table")
             if route.name in seen:
                 raise KeyPathError(("route", index, "name"), "a route of this name exists already")
             seen.add(route.name)

@@ -18,7 +18,7 @@ from typing import Any
 
 from dicomveil.gateway.config import GatewayConfig
 from dicomveil.gateway.events import EventKind
-from dicomveil.gateway.forward import Forwarder
+from dicomveil.gateway.forward import QueueForwarder
 from dicomveil.gateway.queue import RouteQueue
 
 __all__ = ["STATUS_FILE", "StatusBoard", "read_status"]
@@ -92,7 +92,7 @@ class StatusBoard:
         self.dirty.set()
 
     def snapshot(
-        self, queues: dict[str, RouteQueue], forwarders: dict[str, Forwarder], running: bool
+        self, queues: dict[str, RouteQueue], forwarders: dict[str, QueueForwarder], running: bool
     ) -> dict[str, Any]:
         """The status as written to ``status.json``.
 
@@ -100,7 +100,7 @@ class StatusBoard:
         ----------
         queues : dict of str to RouteQueue
             The queue of each route that forwards.
-        forwarders : dict of str to Forwarder
+        forwarders : dict of str to QueueForwarder
             The forwarder of each route that forwards.
         running : bool
             Whether the gateway serves.

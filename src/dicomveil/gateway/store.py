@@ -345,10 +345,42 @@ class StoreHandler(Handler):
             return status_dataset(
                 StoreStatus.OUT_OF_RESOURCES, "too many instances in one association"
             )
+        stored = self.settle(peer, task, lambda: self._store(event, route, task))
+        result = stored.result
+        if result.outcome is Outcome.WRITTEN:
+            return status_dataset(StoreStatus.SUCCESS)
+        if result.outcome is Outcome.WITHHELD:
+            code = (
+                StoreStatus.WITHHELD_FAILURE
+                if self.config.withheld_status is WithheldStatus.FAILURE
+                else StoreStatus.WITHHELD_WARNING
+            )
+            return status_dataset(code, f"withheld: {result.reason}")
+        return status_dataset(stored.status, result.reason)
+
+    def settle(self, peer: Peer, task: Task, store: Callable[[], Stored]) -> Stored:
+        """Receive one instance: count it, run ``store`` (the pipeline), and count, report
+        and queue what became of it; the written instance joins the cohort.
+
+        Parameters
+        ----------
+        peer : Peer
+            Who sent it, on which route (an association, or a STOW-RS request).
+        task : Task
+            Names the instance in the results (never a value from the data set).
+        store : callable
+            Runs the pipeline (see :meth:`pipeline`) and returns what became of it.
+
+        Returns
+        -------
+        Stored
+            The result: an exception of ``store`` is a processing failure.
+        """
+        route = peer.route
         self.board.count(route.name, EventKind.RECEIVED)
         self.emit(EventKind.RECEIVED, self._event(EventKind.RECEIVED, peer, None))
         try:
-            stored = self._store(event, route, task)
+            stored = store()
         except Exception as exc:  # never let a data set take the handler down
             LOGGER.exception("route %s: storing failed", route.name)
             stored = Stored(
@@ -362,27 +394,32 @@ class StoreHandler(Handler):
             self.emit(EventKind.WRITTEN, self._event(EventKind.WRITTEN, peer, result))
             if stored.queued and route.forwarder is not None:
                 route.forwarder.notify()
-            return status_dataset(StoreStatus.SUCCESS)
-        if result.outcome is Outcome.WITHHELD:
+        elif result.outcome is Outcome.WITHHELD:
             self.board.count(route.name, EventKind.WITHHELD)
             self.emit(EventKind.WITHHELD, self._event(EventKind.WITHHELD, peer, result))
-            code = (
-                StoreStatus.WITHHELD_FAILURE
-                if self.config.withheld_status is WithheldStatus.FAILURE
-                else StoreStatus.WITHHELD_WARNING
+        else:
+            self.board.count(route.name, EventKind.FAILED)
+            self.board.error(
+                route.name, f"{peer.service} from {peer.calling_ae} failed: {result.reason}"
             )
-            return status_dataset(code, f"withheld: {result.reason}")
-        self.board.count(route.name, EventKind.FAILED)
-        self.board.error(route.name, f"C-STORE from {peer.calling_ae} failed: {result.reason}")
-        self.emit(EventKind.FAILED, self._event(EventKind.FAILED, peer, result, stored.status))
-        LOGGER.warning(
-            "route %s: an instance from %s failed (0x%04X): %s",
-            route.name,
-            peer.calling_ae,
-            stored.status,
-            result.reason,
-        )
-        return status_dataset(stored.status, result.reason)
+            self.emit(EventKind.FAILED, self._event(EventKind.FAILED, peer, result, stored.status))
+            LOGGER.warning(
+                "route %s: an instance from %s failed (0x%04X): %s",
+                route.name,
+                peer.calling_ae,
+                stored.status,
+                result.reason,
+            )
+        return stored
+
+    def pipeline(self, route: Route, spool: Path, task: Task, expect: tuple[str, str]) -> Stored:
+        """De-identify and write one spooled instance (:func:`store_instance`): in a worker
+        process, or in this one (one at a time) when there are none. The arguments are
+        :func:`store_instance`'s."""
+        if self.pool is None:
+            with PIPELINE_LOCK:
+                return store_instance(route, spool, task, expect)
+        return self.pool.store(route, spool, task, expect)
 
     def _store(self, event: Event, route: Route, task: Task) -> Stored:
         request = cast(C_STORE, event.request)
@@ -409,10 +446,7 @@ class StoreHandler(Handler):
                 return _write_failure(task, exc, "cannot spool the data set")
             finally:
                 data.release()
-            if self.pool is None:
-                with PIPELINE_LOCK:
-                    return store_instance(route, spool, task, expect)
-            return self.pool.store(route, spool, task, expect)
+            return self.pipeline(route, spool, task, expect)
         finally:
             with contextlib.suppress(OSError):
                 spool.unlink()

@@ -1,0 +1,42 @@
+"""The gateway's DICOMweb client: ``dicomweb-client`` set up for one :class:`WebService`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dicomveil.gateway.config import WebService
+
+if TYPE_CHECKING:
+    from dicomweb_client.api import DICOMwebClient
+
+__all__ = ["web_client"]
+
+
+def web_client(service: WebService, timeout: float) -> DICOMwebClient:
+    """A ``dicomweb-client`` client of a service: its token, its TLS settings, and never a
+    proxy or CA bundle from the environment (originals pass through it).
+
+    Parameters
+    ----------
+    service : WebService
+        The service.
+    timeout : float
+        Connection and read timeouts, in seconds.
+
+    Returns
+    -------
+    DICOMwebClient
+        The client.
+    """
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+
+    session = requests.Session()
+    session.trust_env = False
+    tls = service.tls
+    if tls is not None:
+        if tls.ca is not None:
+            session.verify = str(tls.ca)
+        if tls.certificate is not None and tls.private_key is not None:
+            session.cert = (str(tls.certificate), str(tls.private_key))
+    return DICOMwebClient(service.url, session=session, headers=service.headers(), timeout=timeout)

@@ -1,0 +1,215 @@
+"""multipart/related bodies: a STOW-RS request read to disk, a WADO-RS answer written.
+
+A request body is parsed as it arrives by python-multipart's streaming parser, each part
+written to its own file in a spool folder: an instance is never held in memory, and the
+body is read whole (and found well formed) before anything is stored, so a malformed or
+oversized body stores nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
+
+__all__ = [
+    "BodyTooLargeError",
+    "MalformedBodyError",
+    "Part",
+    "media_type",
+    "new_boundary",
+    "read_parts",
+    "write_parts",
+]
+
+_CHUNK = 1 << 20
+
+
+class MalformedBodyError(ValueError):
+    """The body is not a well-formed multipart message (HTTP 400)."""
+
+
+class BodyTooLargeError(ValueError):
+    """The body is longer than the gateway's ``max_body`` (HTTP 413)."""
+
+
+@dataclass
+class Part:
+    """One part of a multipart body, spooled to ``path``."""
+
+    path: Path
+    content_type: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def media_type(value: str | None) -> tuple[str, dict[str, str]]:
+    """A Content-Type header's media type (lower case) and parameters (names lower case).
+
+    Parameters
+    ----------
+    value : str or None
+        The header.
+
+    Returns
+    -------
+    tuple
+        The media type (empty when there is none) and the parameters.
+    """
+    kind, params = parse_options_header(value or "")
+    decoded = {
+        name.decode("latin-1").lower(): text.decode("latin-1") for name, text in params.items()
+    }
+    return kind.decode("latin-1").strip().lower(), decoded
+
+
+class _Collector:
+    """python-multipart's callbacks: each part's headers, and its body into a file."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.parts: list[Part] = []
+        self.ended = False
+        self._file: BinaryIO | None = None
+        self._field = b""
+        self._value = b""
+        self._headers: dict[str, str] = {}
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self.part_begin,
+            "on_part_data": self.part_data,
+            "on_part_end": self.part_end,
+            "on_header_field": self.header_field,
+            "on_header_value": self.header_value,
+            "on_header_end": self.header_end,
+            "on_headers_finished": self.headers_finished,
+            "on_end": self.end,
+        }
+
+    def part_begin(self) -> None:
+        self._headers = {}
+        self._field = self._value = b""
+
+    def header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def header_end(self) -> None:
+        name = self._field.decode("latin-1").strip().lower()
+        self._headers[name] = self._value.decode("latin-1").strip()
+        self._field = self._value = b""
+
+    def headers_finished(self) -> None:
+        kind, params = media_type(self._headers.get("content-type"))
+        path = self.folder / f"part-{len(self.parts):06d}.dcm"
+        self.parts.append(Part(path, kind, params))
+        self._file = path.open("wb")  # closed by part_end, or close
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._file is None:
+            raise MalformedBodyError("a part's data before its headers")
+        self._file.write(data[start:end])
+
+    def part_end(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def end(self) -> None:
+        self.ended = True
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+async def read_parts(
+    chunks: AsyncIterator[bytes], boundary: str, folder: Path, max_body: int
+) -> list[Part]:
+    """Read a whole multipart body into one file per part.
+
+    Parameters
+    ----------
+    chunks : async iterator of bytes
+        The request body as it arrives.
+    boundary : str
+        The Content-Type's ``boundary`` parameter.
+    folder : Path
+        Where the parts are written (it exists; the caller removes it).
+    max_body : int
+        The longest body accepted, in bytes.
+
+    Returns
+    -------
+    list of Part
+        The parts, in order.
+
+    Raises
+    ------
+    BodyTooLargeError
+        The body is longer than ``max_body``.
+    MalformedBodyError
+        The body is not a complete, well-formed multipart message with at least one part.
+    """
+    if not boundary or len(boundary) > 70:
+        raise MalformedBodyError("the Content-Type has no valid boundary")
+    collector = _Collector(folder)
+    parser = MultipartParser(boundary, collector.callbacks(), max_header_count=32)
+    received = 0
+    try:
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > max_body:
+                raise BodyTooLargeError(f"the body is longer than {max_body} bytes")
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError:
+        raise MalformedBodyError("the body is not a well-formed multipart message") from None
+    finally:
+        collector.close()
+    if not collector.ended or not collector.parts:
+        raise MalformedBodyError("the body ends before its closing boundary, or has no part")
+    return collector.parts
+
+
+def new_boundary() -> str:
+    """A boundary for a multipart answer (random: it cannot occur in the parts)."""
+    return "dicomveil-" + secrets.token_hex(16)
+
+
+def write_parts(parts: list[tuple[Path, str]], boundary: str) -> Iterator[bytes]:
+    """The body of a multipart answer, read from disk a chunk at a time.
+
+    Parameters
+    ----------
+    parts : list of (Path, str)
+        Each part's file and Content-Type.
+    boundary : str
+        The boundary the answer's Content-Type names.
+
+    Yields
+    ------
+    bytes
+        The body, piece by piece.
+    """
+    for path, content_type in parts:
+        size = path.stat().st_size
+        yield (
+            f"--{boundary}\r\nContent-Type: {content_type}\r\nContent-Length: {size}\r\n\r\n"
+        ).encode("latin-1")
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                yield chunk
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode("latin-1")

@@ -1,0 +1,199 @@
+"""The archive behind a query route: a DIMSE node or a DICOMweb service, one interface.
+
+QIDO-RS and WADO-RS requests (:mod:`~dicomveil.gateway.web.proxy`) search and retrieve
+the originals through an :class:`Upstream`: :class:`DimseUpstream` with C-FIND and C-GET
+(the gateway's own associations, as its DIMSE proxy uses them), :class:`WebUpstream` with
+QIDO-RS and WADO-RS through ``dicomweb-client``. Retrieved originals are written to a
+folder as Part 10 files, never kept in memory; what they hold is never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from dicomveil.gateway.config import Node, QueryUpstream, WebService
+from dicomveil.gateway.retrieve import StudyRootQueryRetrieveInformationModelGet, fetch
+from dicomveil.gateway.transport import open_association
+from dicomveil.gateway.web.client import web_client
+
+__all__ = [
+    "DimseUpstream",
+    "Upstream",
+    "UpstreamError",
+    "WebUpstream",
+    "upstream_for",
+]
+
+StudyRootQueryRetrieveInformationModelFind = UID("1.2.840.10008.5.1.4.1.2.2.1")
+_PENDING = (0xFF00, 0xFF01)
+_UID_KEYS = {"STUDY": 0x0020000D, "SERIES": 0x0020000E, "IMAGE": 0x00080018}
+_ALL = (0x0020000D, 0x0020000E, 0x00080018)
+
+
+class UpstreamError(Exception):
+    """The upstream cannot be reached or did not answer (HTTP 502 to the client)."""
+
+
+class Upstream(Protocol):
+    """What the DICOMweb proxy asks of the archive behind a route."""
+
+    def find(self, level: str, query: Dataset) -> Iterator[Dataset]:
+        """The answers to a query at ``level`` (STUDY, SERIES or IMAGE): values given are
+        matching keys, empty ones return keys. Raises :exc:`UpstreamError`."""
+        ...
+
+    def fetch(self, uids: dict[int, str], folder: Path) -> None:
+        """Retrieve the instances of one study, series or instance (``uids``: Study,
+        Series and SOP Instance UIDs by tag, the first, first two or all three) into
+        ``folder``, one Part 10 file each. Raises :exc:`UpstreamError`."""
+        ...
+
+
+def upstream_for(query: QueryUpstream, timeout: float) -> Upstream:
+    """The upstream of a route's ``[route.query]``.
+
+    Parameters
+    ----------
+    query : QueryUpstream
+        The route's query settings.
+    timeout : float
+        Connection and answer timeouts, in seconds.
+
+    Returns
+    -------
+    Upstream
+        A :class:`WebUpstream` for a URL, else a :class:`DimseUpstream`.
+    """
+    if isinstance(query.node, Node):
+        return DimseUpstream(query.node, timeout)
+    return WebUpstream(query.node, timeout)
+
+
+class DimseUpstream:
+    """A DIMSE archive: Study Root C-FIND and C-GET.
+
+    Parameters
+    ----------
+    node : Node
+        The archive.
+    timeout : float
+        ACSE, DIMSE and network timeouts, in seconds.
+    """
+
+    def __init__(self, node: Node, timeout: float) -> None:
+        self.node = node
+        self.timeout = timeout
+
+    def find(self, level: str, query: Dataset) -> Iterator[Dataset]:
+        """C-FIND ``query`` at ``level`` (see :meth:`Upstream.find`)."""
+        query.QueryRetrieveLevel = level
+        model = StudyRootQueryRetrieveInformationModelFind
+        assoc = open_association(self.node, model, self.timeout)
+        if assoc is None:
+            raise UpstreamError(f"cannot reach {self.node.label}")
+        try:
+            for status, answer in assoc.send_c_find(query, model):
+                code = status.get("Status") if status is not None else None
+                if code is None:
+                    raise UpstreamError(f"{self.node.label} stopped answering")
+                if int(code) in _PENDING:
+                    if answer is not None:
+                        yield answer
+                    continue
+                if int(code) != 0:
+                    raise UpstreamError(f"{self.node.label} answered 0x{int(code):04X}")
+                return
+        finally:
+            with contextlib.suppress(Exception):
+                if assoc.is_established:
+                    assoc.release()
+
+    def fetch(self, uids: dict[int, str], folder: Path) -> None:
+        """C-GET the instances of ``uids`` into ``folder`` (see :meth:`Upstream.fetch`)."""
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = ("STUDY", "SERIES", "IMAGE")[len(uids) - 1]
+        for tag in _ALL[: len(uids)]:
+            identifier[tag] = DataElement(tag, "UI", uids[tag])
+        model = StudyRootQueryRetrieveInformationModelGet
+        if not fetch(self.node, model, identifier, folder, self.timeout):
+            raise UpstreamError(f"{self.node.label} did not deliver")
+
+
+class WebUpstream:
+    """A DICOMweb archive: QIDO-RS and WADO-RS with ``dicomweb-client``.
+
+    Parameters
+    ----------
+    service : WebService
+        The archive's base URL, token and TLS settings.
+    timeout : float
+        Connection and read timeouts, in seconds.
+    """
+
+    def __init__(self, service: WebService, timeout: float) -> None:
+        self.service = service
+        self.client = web_client(service, timeout)
+
+    def find(self, level: str, query: Dataset) -> Iterator[Dataset]:
+        """QIDO-RS ``query`` at ``level`` (see :meth:`Upstream.find`)."""
+        filters: dict[str, str] = {}
+        fields: list[str] = []
+        for element in query:
+            if element.tag.group == 0x0008 and element.tag.element in (0x0005, 0x0052):
+                continue
+            keyword = element.keyword or f"{int(element.tag):08X}"
+            if element.VR == "SQ" or element.value in (None, "", b""):
+                fields.append(keyword)
+                continue
+            value = element.value
+            if isinstance(value, list | tuple):
+                filters[keyword] = "\\".join(str(v) for v in value)
+            else:
+                filters[keyword] = str(value)
+        options: dict[str, Any] = {
+            "search_filters": filters,
+            "fields": fields,
+            "get_remaining": True,
+        }
+        try:
+            if level == "STUDY":
+                answers = self.client.search_for_studies(**options)
+            elif level == "SERIES":
+                answers = self.client.search_for_series(**options)
+            else:
+                answers = self.client.search_for_instances(**options)
+        except Exception as exc:  # requests' and the client's errors: never their text
+            raise UpstreamError(f"{self.service.label}: {type(exc).__name__}") from None
+        for answer in answers:
+            yield Dataset.from_json(answer)
+
+    def fetch(self, uids: dict[int, str], folder: Path) -> None:
+        """WADO-RS the instances of ``uids`` into ``folder`` (see :meth:`Upstream.fetch`);
+        every transfer syntax accepted, so the archive sends them as it keeps them."""
+        media = (("application/dicom", "*"),)
+        study, series, sop = (uids.get(tag) for tag in _ALL)
+        counter = itertools.count(len(list(folder.iterdir())))
+        try:
+            if sop is not None and series is not None and study is not None:
+                found: Iterator[Dataset] = iter(
+                    [self.client.retrieve_instance(study, series, sop, media_types=media)]
+                )
+            elif series is not None and study is not None:
+                found = self.client.iter_series(study, series, media_types=media)
+            else:
+                assert study is not None
+                found = self.client.iter_study(study, media_types=media)
+            for ds in found:
+                ds.save_as(folder / f"{next(counter):06d}.dcm", enforce_file_format=False)
+        except OSError:
+            raise
+        except Exception as exc:
+            raise UpstreamError(f"{self.service.label}: {type(exc).__name__}") from None
