@@ -248,10 +248,6 @@ def test_search_and_retrieve_the_cohort_as_run_writes_it(
             series_uid = series["0020000E"]["Value"][0]
             for instance in client.search_for_instances(study, series_uid):
                 sop = instance["00080018"]["Value"][0]
-                if route == "dimse" and sop in cohort.compressed:
-                    # Orthanc 1.10's C-GET cannot send a JPEG 2000 original over the
-                    # explicit VR context it accepts (it does not transcode): see the note.
-                    continue
                 url = f"{proxy.web_url}/{route}/studies/{study}/series/{series_uid}/instances/{sop}"
                 answer = requests.get(
                     url,
@@ -269,7 +265,11 @@ def test_search_and_retrieve_the_cohort_as_run_writes_it(
                 else:
                     # Over C-GET the archive chooses the transfer syntax (Orthanc sends an
                     # implicit VR original in explicit VR): the same data set, not the bytes.
-                    assert dcmread(io.BytesIO(part)) == dcmread(io.BytesIO(expected))
+                    got = dcmread(io.BytesIO(part))
+                    assert got == dcmread(io.BytesIO(expected))
+                    # A compressed original comes in its own syntax (never transcoded).
+                    compressed = got.file_meta.TransferSyntaxUID.is_compressed
+                    assert compressed == (sop in cohort.compressed)
                 delivered += 1
         if route == "research":  # the whole study through dicomweb-client
             media = (("application/dicom", "*"),)
@@ -280,8 +280,7 @@ def test_search_and_retrieve_the_cohort_as_run_writes_it(
             _no_phi(cohort, text)
             assert "7FE00010" not in text
             assert {m["00080018"]["Value"][0] for m in metadata} <= set(cohort.expected)
-    skipped = len(cohort.compressed) if route == "dimse" else 0
-    assert delivered == len(cohort.expected) - skipped
+    assert delivered == len(cohort.expected)
 
 
 def test_out_of_cohort_studies_are_invisible(proxy: Gateway, cohort: Cohort) -> None:
@@ -321,6 +320,40 @@ def test_tokens(proxy: Gateway, cohort: Cohort) -> None:
         timeout=30,
     )
     assert other.status_code == 404
+
+
+def test_paging_fields_accept_and_what_is_not_served(
+    proxy: Gateway, cohort: Cohort, clinical: Orthanc
+) -> None:
+    client = _client(proxy, "research")
+    every = client.search_for_instances()
+    assert {i["00080018"]["Value"][0] for i in every} == set(cohort.expected)
+    ordered = [i["00080018"]["Value"][0] for i in every]
+    page = client.search_for_instances(offset=1, limit=2)
+    assert [i["00080018"]["Value"][0] for i in page] == ordered[1:3]
+    series = client.search_for_series(fields=["PatientName"])
+    assert all("00100010" in item for item in series)
+    _no_phi(cohort, json.dumps(series))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    study = every[0]["0020000D"]["Value"][0]
+    base = f"{proxy.web_url}/research/studies/{study}"
+    wrong_syntax = {**auth, "Accept": 'multipart/related; type="application/dicom"; '
+                    "transfer-syntax=1.2.840.10008.1.2.4.50"}  # fmt: skip
+    assert requests.get(base, headers=wrong_syntax, timeout=60).status_code == 406
+    as_json = {**auth, "Accept": "application/dicom+json"}
+    assert requests.get(base, headers=as_json, timeout=60).status_code == 406
+    assert requests.get(f"{base}/metadata", headers=as_json, timeout=60).ok
+    assert requests.get(f"{base}/rendered", headers=auth, timeout=60).status_code == 501
+    bad = requests.get(f"{proxy.web_url}/research/studies?NoSuchKeyword=1", headers=auth,
+                       timeout=60)  # fmt: skip
+    assert bad.status_code == 400
+    # The upstream down: 502, never an answer from elsewhere.
+    clinical.stop()
+    try:
+        down = requests.get(f"{proxy.web_url}/research/studies", headers=auth, timeout=60)
+        assert down.status_code == 502
+    finally:
+        clinical.start()
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,6 +437,43 @@ def test_stow_stores_and_forwards_what_run_writes(
         assert set(forwarded) == set(cohort.expected)
         for sop, data in forwarded.items():
             assert dcmread(io.BytesIO(data)) == dcmread(io.BytesIO(cohort.expected[sop]))
+    finally:
+        gateway.stop()
+
+
+def test_stow_checks_the_study_and_forwards_over_dimse(
+    tmp_path: Path, cohort: Cohort, research: Orthanc
+) -> None:
+    routes = f"""
+[[route]]
+name = "ingest"
+key = "@KEY@"
+output = "{tmp_path / "out"}"
+[route.forward]
+host = "127.0.0.1"
+port = {research.dicom_port}
+ae_title = "ORTHANC"
+[route.web]
+tokens = ["{hash_token(TOKEN)}"]
+"""
+    gateway = Gateway(load_config(_config(tmp_path, cohort, routes)))
+    gateway.start()
+    try:
+        client = _client(gateway, "ingest")
+        first, second = (dcmread(p) for p in cohort.originals[:2])
+        answer = client.store_instances([first, second], str(first.StudyInstanceUID))
+        assert [i.ReferencedSOPInstanceUID for i in answer.ReferencedSOPSequence] == [
+            cohort.new_uids[str(first.SOPInstanceUID)]
+        ]
+        (failed,) = answer.FailedSOPSequence  # not of the path's study
+        assert failed.FailureReason == 0xA900
+        deadline = time.monotonic() + 60
+        while research.count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (forwarded,) = research.instance_files()
+        assert dcmread(io.BytesIO(forwarded)) == dcmread(
+            io.BytesIO(cohort.expected[cohort.new_uids[str(first.SOPInstanceUID)]])
+        )
     finally:
         gateway.stop()
 

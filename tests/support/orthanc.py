@@ -78,11 +78,16 @@ class Orthanc:
             "OverwriteInstances": True,
             "UnknownSopClassAccepted": True,
         }
-        path = folder / "orthanc.json"
-        path.write_text(json.dumps(config), encoding="utf-8")
+        self.config = folder / "orthanc.json"
+        self.config.write_text(json.dumps(config), encoding="utf-8")
+        self.start()
+
+    def start(self) -> None:
+        """Start the process (again, after :meth:`stop`: same ports, same storage)."""
+        folder = self.folder
         with (folder / "orthanc.log").open("ab") as log:
             self.proc = subprocess.Popen(
-                [_BINARY, str(path)],
+                [_BINARY, str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -47,7 +47,7 @@ from dicomveil.gateway.config import GatewayConfig, Node
 from dicomveil.gateway.query import Confinement, confine, in_cohort
 from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route
 from dicomveil.gateway.status import StatusBoard
-from dicomveil.gateway.transport import ClientAE, quiet
+from dicomveil.gateway.transport import ClientAE, open_association, quiet
 from dicomveil.io import read_source
 from dicomveil.runs.batch import deidentify_source
 from dicomveil.runs.maps import gated
@@ -298,8 +298,69 @@ def _upstream_identifiers(level: str, confinement: Confinement) -> Iterator[Data
         yield ds
 
 
+def _sop_classes(node: Node, identifier: Dataset, timeout: float) -> set[str] | None:
+    """The SOP classes of the instances a C-GET will retrieve, asked of the archive with a
+    Study Root C-FIND at IMAGE level; None when it cannot say (then every storage class is
+    proposed)."""
+    query = Dataset()
+    query.QueryRetrieveLevel = "IMAGE"
+    for tag in (0x00100020, 0x0020000D, 0x0020000E, 0x00080018):
+        if tag in identifier:
+            query[tag] = identifier[tag]
+    query.SOPClassUID = ""
+    model = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve - FIND
+    assoc = open_association(node, model, timeout)
+    if assoc is None:
+        return None
+    classes: set[str] = set()
+    try:
+        for status, answer in assoc.send_c_find(query, model):
+            code = int(status.get("Status", 0xC000)) if status is not None else 0xC000
+            if code in (0xFF00, 0xFF01):
+                if answer is not None and answer.get("SOPClassUID"):
+                    classes.add(str(answer.SOPClassUID))
+                continue
+            return classes if code == 0 and classes else None
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            if assoc.is_established:
+                assoc.release()
+    return None
+
+
+def _storage_contexts(classes: set[str] | None) -> tuple[list[Any], list[Any]]:
+    """The storage contexts (and SCP roles) a C-GET proposes.
+
+    An archive accepts one transfer syntax per context and sends each instance on a context
+    of its SOP class and syntax; an archive that does not transcode (Orthanc's C-GET) cannot
+    send a compressed instance on the uncompressed syntax it chose. So when the classes are
+    known and few, each gets a context of the uncompressed syntaxes and one context per
+    compressed syntax; otherwise the first 127 storage classes get one context of every
+    syntax each (PS3.8: at most 128 contexts).
+    """
+    uncompressed = [ts for ts in _UPSTREAM_SYNTAXES if not UID(ts).is_compressed]
+    compressed = [ts for ts in _UPSTREAM_SYNTAXES if UID(ts).is_compressed]
+    contexts: list[Any] = []
+    roles: list[Any] = []
+    if classes and len(classes) * (1 + len(compressed)) <= 127:
+        for sop_class in sorted(classes):
+            contexts.append(build_context(sop_class, uncompressed))
+            contexts.extend(build_context(sop_class, [ts]) for ts in compressed)
+            roles.append(build_role(sop_class, scp_role=True))
+        return contexts, roles
+    for context in StoragePresentationContexts[:127]:
+        sop_class = str(context.abstract_syntax)
+        contexts.append(build_context(sop_class, list(_UPSTREAM_SYNTAXES)))
+        roles.append(build_role(sop_class, scp_role=True))
+    return contexts, roles
+
+
 def fetch(node: Node, model: str, identifier: Dataset, folder: Path, timeout: float) -> bool:
-    """C-GET ``identifier`` from ``node`` into ``folder`` (one Part 10 file per instance).
+    """C-GET ``identifier`` from ``node`` into ``folder`` (one Part 10 file per instance),
+    each in the transfer syntax the archive keeps it in where the archive allows (see
+    :func:`_storage_contexts`).
 
     Parameters
     ----------
@@ -335,12 +396,8 @@ def fetch(node: Node, model: str, identifier: Dataset, folder: Path, timeout: fl
     ae = ClientAE(ae_title=node.calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.connection_timeout = timeout
-    contexts = [build_context(model)]
-    roles: list[Any] = []
-    for context in StoragePresentationContexts[:127]:
-        sop_class = str(context.abstract_syntax)
-        contexts.append(build_context(sop_class, list(_UPSTREAM_SYNTAXES)))
-        roles.append(build_role(sop_class, scp_role=True))
+    storage, roles = _storage_contexts(_sop_classes(node, identifier, timeout))
+    contexts = [build_context(model), *storage]
     tls = (node.tls.client_context(), node.host) if node.tls is not None else None
     try:
         assoc = ae.associate(

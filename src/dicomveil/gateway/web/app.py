@@ -164,6 +164,7 @@ def create_app(context: WebContext) -> FastAPI:
         cohort = context.cohort()
         if route.config.query is None or cohort is None:
             raise _RefusedError(404, "this route does not search or retrieve")
+        context.store.board.count(route.name, "queries")  # as C-FIND and C-GET count
         upstream = upstreams.get(route.name)
         if upstream is None:
             upstream = upstream_for(route.config.query, context.config.timeout)
