@@ -369,7 +369,7 @@ def research(tmp_path: Path) -> Iterator[Orthanc]:
         archive.stop()
 
 
-def _stow_gateway(tmp_path: Path, cohort: Cohort, research: Orthanc) -> Gateway:
+def _stow_gateway(tmp_path: Path, cohort: Cohort, research: Orthanc, retry: str = "") -> Gateway:
     routes = f"""
 [[route]]
 name = "ingest"
@@ -380,7 +380,15 @@ url = "{research.dicomweb}"
 [route.web]
 tokens = ["{hash_token(TOKEN)}"]
 """
-    gateway = Gateway(load_config(_config(tmp_path, cohort, routes, max_body=4 << 20)))
+    config = _config(tmp_path, cohort, routes, max_body=4 << 20)
+    if retry:
+        config.write_text(
+            config.read_text(encoding="utf-8").replace(
+                "timeout = 20\n", f"timeout = 20\n{retry}\n"
+            ),
+            encoding="utf-8",
+        )
+    gateway = Gateway(load_config(config))
     gateway.start()
     return gateway
 
@@ -437,6 +445,39 @@ def test_stow_stores_and_forwards_what_run_writes(
         assert set(forwarded) == set(cohort.expected)
         for sop, data in forwarded.items():
             assert dcmread(io.BytesIO(data)) == dcmread(io.BytesIO(cohort.expected[sop]))
+    finally:
+        gateway.stop()
+
+
+def test_stow_forwarding_waits_for_a_destination_that_is_down(
+    tmp_path: Path, cohort: Cohort, research: Orthanc
+) -> None:
+    research.stop()
+    gateway = _stow_gateway(
+        tmp_path, cohort, research, retry="retry_initial = 0.2\nretry_max = 0.5"
+    )
+    try:
+        answer = _client(gateway, "ingest").store_instances([dcmread(cohort.originals[0])])
+        assert len(answer.ReferencedSOPSequence) == 1  # stored, queued
+        queue = tmp_path / "state" / "queue" / "ingest"
+        forwarder = gateway.routes["ingest"].forwarder
+        assert forwarder is not None
+        deadline = time.monotonic() + 30
+        while forwarder.attempts < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert forwarder.attempts >= 2 and forwarder.last_error is not None
+        assert len(list(queue.glob("*.dcm*"))) == 1  # kept while the destination is down
+        research.start()
+        deadline = time.monotonic() + 60
+        while research.count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (forwarded,) = research.instance_files()
+        sop = str(dcmread(io.BytesIO(forwarded)).SOPInstanceUID)
+        assert sop == cohort.new_uids[str(dcmread(cohort.originals[0]).SOPInstanceUID)]
+        deadline = time.monotonic() + 30
+        while list(queue.glob("*.dcm*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not list(queue.glob("*.dcm*"))
     finally:
         gateway.stop()
 

@@ -39,4 +39,10 @@ def web_client(service: WebService, timeout: float) -> DICOMwebClient:
             session.verify = str(tls.ca)
         if tls.certificate is not None and tls.private_key is not None:
             session.cert = (str(tls.certificate), str(tls.private_key))
-    return DICOMwebClient(service.url, session=session, headers=service.headers(), timeout=timeout)
+    client = DICOMwebClient(
+        service.url, session=session, headers=service.headers(), timeout=timeout
+    )
+    # One attempt per request: the forwarder backs off itself, and a proxied search or
+    # retrieval answers 502 at once rather than after the client's own retries.
+    client.set_http_retry_params(retry=False)
+    return client
