@@ -17,6 +17,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,6 +282,26 @@ def test_search_and_retrieve_the_cohort_as_run_writes_it(
             assert "7FE00010" not in text
             assert {m["00080018"]["Value"][0] for m in metadata} <= set(cohort.expected)
     assert delivered == len(cohort.expected)
+
+
+def test_concurrent_requests(proxy: Gateway, cohort: Cohort) -> None:
+    """Searches and retrievals at once, from several threads: each gets its own answer."""
+    instances = _client(proxy, "research").search_for_instances()
+    urls = [i["00081190"]["Value"][0] for i in instances] * 3
+    accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+    headers = {"Authorization": f"Bearer {TOKEN}", "Accept": accept}
+
+    def fetch(url: str) -> tuple[str, bytes]:
+        answer = requests.get(url, headers=headers, timeout=120)
+        assert answer.status_code == 200, answer.text
+        (part,) = _parts(answer)
+        studies = _client(proxy, "research").search_for_studies()
+        assert len(studies) == len({str(dcmread(p).StudyInstanceUID) for p in cohort.originals})
+        return url.rsplit("/", 1)[1], part
+
+    with ThreadPoolExecutor(6) as pool:
+        for sop, part in pool.map(fetch, urls):
+            assert part == cohort.expected[sop]
 
 
 def test_out_of_cohort_studies_are_invisible(proxy: Gateway, cohort: Cohort) -> None:

@@ -127,7 +127,6 @@ def create_app(context: WebContext) -> FastAPI:
     web = context.config.web
     max_body = web.max_body if web is not None else 2**30
     stow = StowService(context.store, context.syntaxes)
-    upstreams: dict[str, Upstream] = {}
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(_RefusedError)
@@ -165,11 +164,8 @@ def create_app(context: WebContext) -> FastAPI:
         if route.config.query is None or cohort is None:
             raise _RefusedError(404, "this route does not search or retrieve")
         context.store.board.count(route.name, "queries")  # as C-FIND and C-GET count
-        upstream = upstreams.get(route.name)
-        if upstream is None:
-            upstream = upstream_for(route.config.query, context.config.timeout)
-            upstreams[route.name] = upstream
-        return cohort, upstream
+        # One per request: a requests session is not meant to be shared between threads.
+        return cohort, upstream_for(route.config.query, context.config.timeout)
 
     def base_url(request: Request, name: str) -> str:
         return f"{context.base_url()}/{name}"  # never the request's Host: a client's say
