@@ -33,6 +33,7 @@ from dicomveil.cli import app
 from dicomveil.errors import GatewayConfigError
 from dicomveil.gateway import Gateway, load_config
 from dicomveil.gateway.web import hash_token
+from dicomveil.gateway.web.multipart import MAX_PARTS
 from tests.conftest import KEY
 from tests.support import synthetic
 from tests.support.certificates import self_signed
@@ -304,6 +305,41 @@ def test_concurrent_requests(proxy: Gateway, cohort: Cohort) -> None:
             assert part == cohort.expected[sop]
 
 
+def test_hostile_requests(
+    proxy: Gateway, cohort: Cohort, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Values that are not what their attribute holds, keys that contradict the path,
+    UID lists, and a client that goes away: clear statuses, no value printed, no stage
+    left behind."""
+    client = _client(proxy, "research")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    base = f"{proxy.web_url}/research"
+    studies = [s["0020000D"]["Value"][0] for s in client.search_for_studies()]
+    assert len(studies) >= 2
+    cases = {
+        f"{base}/studies/Smith%5EJohn": 404,  # a name where a UID goes
+        f"{base}/studies/Smith%5EJohn/series": 204,
+        f"{base}/studies?PatientWeight=Smith": 400,
+        f"{base}/studies?limit=%C2%B2": 400,  # a digit that is not an ASCII digit
+        f"{base}/studies/{studies[0]}/series?StudyInstanceUID=*": 400,  # the path's key
+        f"{base}/series?Scheduled.Modality=MR": 400,
+    }
+    for url, status in cases.items():
+        assert requests.get(url, headers=auth, timeout=60).status_code == status, url
+    both = client.search_for_studies(search_filters={"StudyInstanceUID": ",".join(studies[:2])})
+    assert {s["0020000D"]["Value"][0] for s in both} == set(studies[:2])
+    # A client that goes away before the answer: the stage is removed all the same.
+    for _ in range(3):
+        with requests.get(f"{base}/studies/{studies[0]}", headers=auth, stream=True, timeout=60):
+            pass
+    deadline = time.monotonic() + 10
+    while list(proxy.spool.glob("wado-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not list(proxy.spool.glob("wado-*"))
+    printed = capfd.readouterr()
+    assert "Smith" not in printed.out + printed.err
+
+
 def test_out_of_cohort_studies_are_invisible(proxy: Gateway, cohort: Cohort) -> None:
     client = _client(proxy, "research")
     outsider = dcmread(cohort.outsider)
@@ -560,6 +596,7 @@ def test_stow_refuses_bad_bodies_and_stores_nothing(
             (_multipart([(good, "application/dicom"), (good, "text/plain")]), DICOM_TYPE, 415),
             (_multipart([(good, "application/dicom+json")]), DICOM_TYPE, 415),
             (_multipart([(unknown_path.read_bytes(), "application/dicom")]), DICOM_TYPE, 409),
+            (_multipart([(b"x", "application/dicom")] * (MAX_PARTS + 1)), DICOM_TYPE, 413),
             (
                 _multipart([(good, "application/dicom; transfer-syntax=1.2.3.4.5")]),
                 DICOM_TYPE,

@@ -35,6 +35,7 @@ import contextlib
 import logging
 import shutil
 import threading
+import warnings
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -167,6 +168,10 @@ class Gateway:
         """
         for folder in (self.state_dir, self.spool):
             folder.mkdir(parents=True, exist_ok=True)
+        # pydicom reports a value it finds invalid with a warning that quotes it (an
+        # original name or UID, in a query, an answer or a received instance): a gateway
+        # prints none of them (set once, for the process).
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?$")
         self._open_cohort()
         workers = config_workers(self.config)
         if workers:

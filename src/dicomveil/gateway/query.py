@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
 from pynetdicom.events import Event
@@ -121,7 +122,7 @@ def confine(identifier: Dataset, cohort: Cohort, project: str) -> Confinement | 
         value = identifier.get(tag)
         if value is None or _is_universal(value.value):
             continue
-        given = value.value if isinstance(value.value, list | tuple) else [value.value]
+        given = value.value if isinstance(value.value, list | tuple | MultiValue) else [value.value]
         uids = [part.strip() for item in given for part in str(item).split("\\")]
         originals = cohort.original_uids(project, [uid for uid in uids if uid])
         if not originals:

@@ -37,6 +37,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydicom.filereader import read_file_meta_info
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from dicomveil.gateway.cohort import Cohort
@@ -71,6 +72,12 @@ LOGGER = logging.getLogger("dicomveil.gateway")
 
 DICOM_JSON = "application/dicom+json"
 _LEVELS = {"studies": "STUDY", "series": "SERIES", "instances": "IMAGE"}
+# PS3.18 8.3.4.4: a search that stopped before the end (the gateway reads at most
+# MAX_SCANNED upstream answers per search).
+_TRUNCATED = (
+    '299 dicomveil: "The number of results exceeded the maximum supported by the server. '
+    'Additional results can be requested."'
+)
 
 
 @dataclass
@@ -138,7 +145,11 @@ def create_app(context: WebContext) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         start = time.monotonic()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # never a traceback: a library's message may quote a value
+            LOGGER.error("web: internal error (%s)", type(exc).__name__)
+            response = JSONResponse({"error": "internal error"}, status_code=500)
         template = getattr(request.scope.get("route"), "path", "(no such path)")
         LOGGER.info(
             "web %s %s %s -> %d (%.0f ms)",
@@ -215,14 +226,15 @@ def create_app(context: WebContext) -> FastAPI:
         cohort, upstream = query_side(route)
         try:
             wanted = Search.parse(level, list(request.query_params.multi_items()), path)
-            answers = search(route, cohort, upstream, wanted, base_url(request, name))
+            found = search(route, cohort, upstream, wanted, base_url(request, name))
         except SearchError as exc:
             raise _RefusedError(400, str(exc)) from None
         except UpstreamError as exc:
             raise _RefusedError(502, f"the upstream failed: {exc}") from None
-        if not answers:
-            return Response(status_code=204)
-        return JSONResponse(answers, media_type=DICOM_JSON)
+        headers = {"Warning": _TRUNCATED} if found.truncated else None
+        if not found.answers:
+            return Response(status_code=204, headers=headers)
+        return JSONResponse(found.answers, media_type=DICOM_JSON, headers=headers)
 
     @app.get("/{name}/{resource}")
     def search_all(request: Request, name: str, resource: str) -> Response:
@@ -289,7 +301,11 @@ def create_app(context: WebContext) -> FastAPI:
                 retrieval.close()
 
         kind = f'multipart/related; type="application/dicom"; boundary={boundary}'
-        return StreamingResponse(body(), media_type=kind)
+        # The stage is removed when the body is sent, and also when the client went away
+        # before it started (then the generator never runs: the background task does it).
+        return StreamingResponse(
+            body(), media_type=kind, background=BackgroundTask(retrieval.close)
+        )
 
     for meta in (False, True):
         suffix = "/metadata" if meta else ""

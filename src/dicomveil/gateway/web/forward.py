@@ -91,23 +91,38 @@ class StowForwarder(QueueForwarder):
             return False
         try:
             response = self._post([claim for claim, _, _ in claims])
-        except TransientError:
-            for claim, _, _ in claims:
-                self.queue.unclaim(claim)
-            raise
+            failed = {
+                str(item.get("ReferencedSOPInstanceUID", "")): int(item.get("FailureReason") or 0)
+                for item in response.get("FailedSOPSequence", None) or []
+            }
+            stored = {
+                str(item.get("ReferencedSOPInstanceUID", ""))
+                for item in response.get("ReferencedSOPSequence", None) or []
+            }
         except _RefusedError as exc:
             for claim, _, _ in claims:
                 self._refuse(claim, str(exc))
             return True
-        failed = {
-            str(item.get("ReferencedSOPInstanceUID", "")): int(item.get("FailureReason", 0))
-            for item in response.get("FailedSOPSequence", [])
-        }
+        except Exception as exc:  # a transient error, or an answer that cannot be read
+            for claim, _, _ in claims:
+                self.queue.unclaim(claim)
+            if isinstance(exc, TransientError):
+                raise
+            raise TransientError(f"unreadable answer ({type(exc).__name__})") from None
+        # An answer without either sequence (a 200 with an empty body) stores them all;
+        # otherwise only what it lists as stored is, and what it lists as failed is refused.
+        listed = "FailedSOPSequence" in response or "ReferencedSOPSequence" in response
+        retry = False
         for claim, size, sop in claims:
             if sop in failed:
                 self._refuse(claim, f"the destination refused it (0x{failed[sop]:04X})")
-            else:
+            elif sop in stored or not listed:
                 self._forwarded(claim, size)
+            else:
+                self.queue.unclaim(claim)
+                retry = True
+        if retry:
+            raise TransientError("the destination did not say whether it stored an instance")
         return True
 
     def _post(self, files: list[Path]) -> Dataset:
@@ -122,11 +137,15 @@ class StowForwarder(QueueForwarder):
             answer = exc.response
             status = answer.status_code if answer is not None else 0
             if answer is not None and status == 409:
-                # A Store Instances Response with failures: read which.
+                # A Store Instances Response with failures: read which (none listed: all).
                 try:
-                    return Dataset.from_json(answer.json())
+                    failures = Dataset.from_json(answer.json())
                 except Exception:
-                    raise _RefusedError(f"the destination answered {status}") from None
+                    failures = Dataset()
+                if not failures.get("FailedSOPSequence"):
+                    refused = f"the destination refused the request ({status})"
+                    raise _RefusedError(refused) from None
+                return failures
             if status >= 500 or status in _TRANSIENT:
                 raise TransientError(f"the destination answered {status}") from None
             raise _RefusedError(f"the destination refused the request ({status})") from None

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 __all__ = [
+    "MAX_PARTS",
     "BodyTooLargeError",
     "MalformedBodyError",
     "Part",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
+MAX_PARTS = 10_000  # instances per STOW-RS request (C-STORE's per-association default)
 
 
 class MalformedBodyError(ValueError):
@@ -38,7 +40,8 @@ class MalformedBodyError(ValueError):
 
 
 class BodyTooLargeError(ValueError):
-    """The body is longer than the gateway's ``max_body`` (HTTP 413)."""
+    """The body is longer than the gateway's ``max_body``, or has more than
+    :data:`MAX_PARTS` parts (HTTP 413)."""
 
 
 @dataclass
@@ -110,6 +113,8 @@ class _Collector:
         self._field = self._value = b""
 
     def headers_finished(self) -> None:
+        if len(self.parts) >= MAX_PARTS:
+            raise BodyTooLargeError(f"the body has more than {MAX_PARTS} parts")
         kind, params = media_type(self._headers.get("content-type"))
         path = self.folder / f"part-{len(self.parts):06d}.dcm"
         self.parts.append(Part(path, kind, params))
@@ -158,7 +163,7 @@ async def read_parts(
     Raises
     ------
     BodyTooLargeError
-        The body is longer than ``max_body``.
+        The body is longer than ``max_body`` or has more than :data:`MAX_PARTS` parts.
     MalformedBodyError
         The body is not a complete, well-formed multipart message with at least one part.
     """

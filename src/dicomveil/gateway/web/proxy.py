@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydicom import dcmread
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom import config, dcmread
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
@@ -45,7 +45,16 @@ from dicomveil.gateway.retrieve import deidentify_cohort
 from dicomveil.gateway.route import PIPELINE_LOCK, Route
 from dicomveil.gateway.web.upstream import Upstream
 
-__all__ = ["Retrieval", "Search", "SearchError", "metadata", "retrieve", "search"]
+__all__ = [
+    "MAX_SCANNED",
+    "Found",
+    "Retrieval",
+    "Search",
+    "SearchError",
+    "metadata",
+    "retrieve",
+    "search",
+]
 
 STUDY, SERIES, INSTANCE = 0x0020000D, 0x0020000E, 0x00080018
 _PATIENT_ID, _ISSUER = 0x00100020, 0x00100021
@@ -73,6 +82,7 @@ _DEFAULTS = {
 _CONTROL = frozenset({"includefield", "limit", "offset", "fuzzymatching"})
 _BINARY = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 _BULK = 1024
+MAX_SCANNED = 50_000  # upstream answers a search reads at most (then: truncated)
 
 
 class SearchError(ValueError):
@@ -110,8 +120,8 @@ class Search:
         Raises
         ------
         SearchError
-            An attribute that is not a DICOM keyword or tag, a nested attribute, or a
-            ``limit`` or ``offset`` that is not a number.
+            An attribute that is not a DICOM keyword or tag, a nested attribute, a key the
+            path gives already, or a ``limit`` or ``offset`` that is not a number.
         """
         search = cls(level, matching=dict(path))
         search.returned = {_tag(name) for name in _DEFAULTS[level].split()}
@@ -121,18 +131,27 @@ class Search:
                     if item.strip() and item.strip() != "all":
                         search.returned.add(_tag(item.strip()))
             elif name in ("limit", "offset"):
-                if not value.isdigit():
+                if not (value.isascii() and value.isdigit()):
                     raise SearchError(f"{name} must be a whole number")
                 if name == "limit":
                     search.limit = int(value)
                 else:
                     search.offset = int(value)
             elif name not in _CONTROL:
-                search.matching[_tag(name)] = value
+                tag = _tag(name)
+                if tag in path:
+                    raise SearchError(f"{name} is given by the path already")
+                search.matching[tag] = value
         return search
 
     def identifier(self) -> Dataset:
-        """The search as a C-FIND identifier: matching values, then empty return keys."""
+        """The search as a C-FIND identifier: matching values, then empty return keys.
+
+        Raises
+        ------
+        SearchError
+            A value that its attribute's VR cannot hold (a number that is not one).
+        """
         ds = Dataset()
         ds.QueryRetrieveLevel = self.level
         for tag in sorted(self.returned | set(self.matching) | set(_LEVEL_TAGS[self.level])):
@@ -140,11 +159,18 @@ class Search:
             value = self.matching.get(tag)
             if vr == "SQ":
                 ds[tag] = DataElement(tag, vr, [])
-            elif value is not None and vr == "UI":
+                continue
+            if value is not None and vr == "UI":
                 uids = [uid for part in value.split(",") for uid in part.split("\\") if uid]
-                ds[tag] = DataElement(tag, vr, uids if len(uids) > 1 else value)
-            else:
-                ds[tag] = DataElement(tag, vr, value)
+                value = uids if len(uids) > 1 else value  # type: ignore[assignment]
+            try:
+                # Never validated: pydicom's warnings would print the value.
+                ds[tag] = DataElement(tag, vr, value, validation_mode=config.IGNORE)
+                ds[tag].value  # noqa: B018 (decoded now: a number that is none fails here)
+            except (ValueError, TypeError, OverflowError):
+                raise SearchError(
+                    f"{keyword_for_tag(tag) or f'{tag:08X}'}: not a valid value for VR {vr}"
+                ) from None
         return ds
 
 
@@ -174,10 +200,18 @@ def _vr(tag: int) -> str:
 # QIDO-RS
 
 
-def search(
-    route: Route, cohort: Cohort, upstream: Upstream, request: Search, base: str
-) -> list[dict[str, Any]]:
-    """Answer a search for the route's cohort (see the module).
+@dataclass
+class Found:
+    """A search's answers, and whether the gateway stopped looking before the end."""
+
+    answers: list[dict[str, Any]]
+    truncated: bool = False
+
+
+def search(route: Route, cohort: Cohort, upstream: Upstream, request: Search, base: str) -> Found:
+    """Answer a search for the route's cohort (see the module). The upstream's answers are
+    read until ``offset + limit`` confined answers are found, and never more than
+    :data:`MAX_SCANNED` of them (then the result says it is truncated).
 
     Parameters
     ----------
@@ -194,13 +228,15 @@ def search(
 
     Returns
     -------
-    list of dict
+    Found
         The de-identified answers in DICOM JSON.
 
     Raises
     ------
     UpstreamError
         The archive cannot be reached or fails.
+    SearchError
+        A value its attribute's VR cannot hold.
     """
     query = route.config.query
     assert query is not None
@@ -208,7 +244,7 @@ def search(
     identifier = request.identifier()
     confinement = confine(identifier, cohort, route.project)
     if confinement is None:
-        return []
+        return Found([])
     with PIPELINE_LOCK:
         upstream_query = sanitize_query(identifier, route.compiled, query.pass_query_keys)
     here = {
@@ -226,7 +262,13 @@ def search(
     requested = set(request.returned) | set(request.matching) | set(_LEVEL_TAGS[level])
     requested.discard(_RETRIEVE_URL)
     answers: list[dict[str, Any]] = []
-    for answer in upstream.find(level, upstream_query):
+    wanted = None if request.limit is None else request.offset + request.limit
+    found = upstream.find(level, upstream_query)
+    truncated = False
+    for scanned, answer in enumerate(found, start=1):
+        if scanned > MAX_SCANNED:
+            truncated = True
+            break
         if not in_cohort(answer, confinement, level, cohort, route.project):
             continue  # dropped before it is de-identified
         with PIPELINE_LOCK:
@@ -243,8 +285,12 @@ def search(
             path = "/".join(f"{name}/{uid}" for name, uid in zip(names, uids, strict=False))
             clean[_RETRIEVE_URL] = DataElement(_RETRIEVE_URL, "UR", f"{base}/{path}")
         answers.append(clean.to_json_dict())
-    end = None if request.limit is None else request.offset + request.limit
-    return answers[request.offset : end]
+        if wanted is not None and len(answers) >= wanted:
+            break
+    close = getattr(found, "close", None)
+    if close is not None:
+        close()  # an upstream association or request stream ends here
+    return Found(answers[request.offset : wanted], truncated)
 
 
 def _matches(ds: Dataset, matching: dict[int, str]) -> bool:
@@ -319,7 +365,7 @@ def retrieve(
     """
     identifier = Dataset()
     for tag, uid in uids.items():
-        identifier[tag] = DataElement(tag, "UI", uid)
+        identifier[tag] = DataElement(tag, "UI", uid, validation_mode=config.IGNORE)
     confinement = confine(identifier, cohort, route.project)
     if confinement is None:
         return None

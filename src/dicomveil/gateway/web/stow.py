@@ -125,23 +125,28 @@ class StowService:
             stored = self.store.settle(peer, task, pipeline)
             result = stored.result
             if result.outcome is Outcome.WRITTEN:
-                new = {uid: result.uid_map.get(uid, uid) for uid in _uids(instance)}
-                studies.add(new[instance.study])
-                url = (
-                    f"{base}/studies/{new[instance.study]}/series/{new[instance.series]}"
-                    f"/instances/{new[instance.sop_instance]}"
+                # The new UIDs (the same where the profile keeps UIDs); a UID the map
+                # lacks (an odd value, such as a multi-valued one) is left out, never echoed.
+                keeps = not route.compiled.replace_uids
+                study_uid, series_uid, sop_uid = (
+                    uid if keeps else result.uid_map.get(uid) for uid in _uids(instance)
                 )
                 item = Dataset()
                 item.ReferencedSOPClassUID = instance.sop_class
-                item.ReferencedSOPInstanceUID = new[instance.sop_instance]
-                item.RetrieveURL = url
+                if sop_uid:
+                    item.ReferencedSOPInstanceUID = sop_uid
+                if study_uid and series_uid and sop_uid:
+                    studies.add(study_uid)
+                    item.RetrieveURL = (
+                        f"{base}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+                    )
                 referenced.append(item)
             elif result.outcome is Outcome.WITHHELD:
                 failed.append(_failed(instance, WITHHELD))
             else:
                 failed.append(_failed(instance, int(stored.status)))
         response = Dataset()
-        if len(studies) == 1:
+        if len(studies) == 1 and all(i.get("RetrieveURL") for i in referenced):
             response.RetrieveURL = f"{base}/studies/{next(iter(studies))}"
         if failed:
             response.FailedSOPSequence = Sequence(failed)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
 from dicomveil.gateway.config import Node, QueryUpstream, WebService
@@ -36,6 +37,7 @@ StudyRootQueryRetrieveInformationModelFind = UID("1.2.840.10008.5.1.4.1.2.2.1")
 _PENDING = (0xFF00, 0xFF01)
 _UID_KEYS = {"STUDY": 0x0020000D, "SERIES": 0x0020000E, "IMAGE": 0x00080018}
 _ALL = (0x0020000D, 0x0020000E, 0x00080018)
+_PAGE = 500  # answers asked of a DICOMweb upstream per request
 
 
 class UpstreamError(Exception):
@@ -99,6 +101,7 @@ class DimseUpstream:
         assoc = open_association(self.node, model, self.timeout)
         if assoc is None:
             raise UpstreamError(f"cannot reach {self.node.label}")
+        finished = False
         try:
             for status, answer in assoc.send_c_find(query, model):
                 code = status.get("Status") if status is not None else None
@@ -108,13 +111,16 @@ class DimseUpstream:
                     if answer is not None:
                         yield answer
                     continue
+                finished = True
                 if int(code) != 0:
                     raise UpstreamError(f"{self.node.label} answered 0x{int(code):04X}")
                 return
         finally:
             with contextlib.suppress(Exception):
-                if assoc.is_established:
+                if assoc.is_established and finished:
                     assoc.release()
+                elif assoc.is_established:
+                    assoc.abort()  # the reader stopped early (enough answers)
 
     def fetch(self, uids: dict[int, str], folder: Path) -> None:
         """C-GET the instances of ``uids`` into ``folder`` (see :meth:`Upstream.fetch`)."""
@@ -154,26 +160,38 @@ class WebUpstream:
                 fields.append(keyword)
                 continue
             value = element.value
-            if isinstance(value, list | tuple):
-                filters[keyword] = "\\".join(str(v) for v in value)
+            if isinstance(value, list | tuple | MultiValue):
+                # PS3.18 8.3.4.1: a list of UIDs is comma-separated (Orthanc takes no "\\").
+                filters[keyword] = ",".join(str(v) for v in value)
             else:
                 filters[keyword] = str(value)
-        options: dict[str, Any] = {
-            "search_filters": filters,
-            "fields": fields,
-            "get_remaining": True,
-        }
-        try:
-            if level == "STUDY":
-                answers = self.client.search_for_studies(**options)
-            elif level == "SERIES":
-                answers = self.client.search_for_series(**options)
-            else:
-                answers = self.client.search_for_instances(**options)
-        except Exception as exc:  # requests' and the client's errors: never their text
-            raise UpstreamError(f"{self.service.label}: {type(exc).__name__}") from None
-        for answer in answers:
-            yield Dataset.from_json(answer)
+        offset = 0
+        while True:  # page by page: a caller that stops reading stops the requests
+            options: dict[str, Any] = {
+                "search_filters": filters,
+                "fields": fields,
+                "limit": _PAGE,
+                "offset": offset,
+            }
+            try:
+                if level == "STUDY":
+                    page = self.client.search_for_studies(**options)
+                elif level == "SERIES":
+                    page = self.client.search_for_series(**options)
+                else:
+                    page = self.client.search_for_instances(**options)
+            except Exception as exc:  # requests' and the client's errors: never their text
+                raise UpstreamError(f"{self.service.label}: {type(exc).__name__}") from None
+            for answer in page:
+                try:
+                    ds = Dataset.from_json(answer)
+                except Exception:  # an answer pydicom cannot read is not passed on
+                    ds = None
+                if ds is not None:
+                    yield ds
+            if len(page) < _PAGE:
+                return
+            offset += len(page)
 
     def fetch(self, uids: dict[int, str], folder: Path) -> None:
         """WADO-RS the instances of ``uids`` into ``folder`` (see :meth:`Upstream.fetch`);
