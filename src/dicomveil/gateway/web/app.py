@@ -14,9 +14,10 @@ Every request needs ``Authorization: Bearer <token>`` with one of the route's to
 unknown route and a wrong or missing token get the same 401 (no way to learn which routes
 exist). Statuses: 400 malformed request or body, 401, 404 nothing of the cohort (or a
 route without that service), 406 an Accept the gateway cannot answer, 409/202 STOW
-failures (see :mod:`~dicomveil.gateway.web.stow`), 413 a body over ``max_body``, 415 a
-Content-Type other than ``multipart/related; type="application/dicom"``, 501 the rendered,
-bulk-data and frame resources (not served), 502 the upstream failed.
+failures (see :mod:`~dicomveil.gateway.web.stow`), 413 a body over ``max_body`` or with
+more than 10,000 parts, 415 a Content-Type other than ``multipart/related;
+type="application/dicom"``, 501 the rendered, bulk-data and frame resources (not served),
+502 the upstream failed, 500 anything else (its type logged, never its message).
 
 The access log (logger ``dicomveil.gateway``) names the route, the method, the path's
 **template** (never its UIDs, never the query string), the status and the duration: a
