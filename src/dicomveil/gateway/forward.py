@@ -22,6 +22,7 @@ import contextlib
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,7 +73,7 @@ class _Pending:
     context: tuple[str, str] | None  # (SOP class, transfer syntax)
 
 
-class QueueForwarder:
+class QueueForwarder(ABC):
     """A thread that sends one route's queue to its destination, retrying with backoff.
 
     What a destination's protocol needs is a subclass's: :meth:`_round` sends what is
@@ -239,9 +240,9 @@ class QueueForwarder:
         except OSError:
             LOGGER.warning("route %s: cannot write the queue state", self.route)
 
+    @abstractmethod
     def _round(self) -> bool:
-        """Send what is queued now; True if anything was sent or settled (a subclass's)."""
-        raise NotImplementedError
+        """Send what is queued now; True if anything was sent or settled."""
 
     def _release(self, *, abort: bool = False) -> None:
         """Let go of the connection to the destination, if there is one (a subclass's)."""

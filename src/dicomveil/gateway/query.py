@@ -47,8 +47,10 @@ __all__ = [
     "ModalityWorklistInformationFind",
     "PatientRootQueryRetrieveInformationModelFind",
     "StudyRootQueryRetrieveInformationModelFind",
+    "UpstreamError",
     "clean_answer",
     "confine",
+    "find_upstream",
     "sanitize_query",
 ]
 
@@ -288,6 +290,67 @@ def _dictionary_vr(tag: int) -> str | None:
     except KeyError:
         return None
     return vr.split(" or ")[0] if vr else None
+
+
+# --------------------------------------------------------------------------------------------
+# Asking the upstream
+
+
+class UpstreamError(Exception):
+    """The upstream cannot be reached, or did not answer with success (the message names
+    the node and the status, never a value)."""
+
+
+def find_upstream(node: Node, query: Dataset, timeout: float) -> Iterator[Dataset]:
+    """The answers of a Study Root C-FIND of ``query`` at ``node``, as they come.
+
+    A reader that stops early (it has enough) aborts the association when the generator
+    is closed; a finished query releases it.
+
+    Parameters
+    ----------
+    node : Node
+        The archive.
+    query : Dataset
+        The identifier, its QueryRetrieveLevel set.
+    timeout : float
+        ACSE, DIMSE, network and connection timeouts, in seconds.
+
+    Yields
+    ------
+    Dataset
+        Each pending answer's identifier.
+
+    Raises
+    ------
+    UpstreamError
+        The node cannot be reached, stops answering, or ends with a status other than
+        success.
+    """
+    model = StudyRootQueryRetrieveInformationModelFind
+    assoc = open_association(node, model, timeout)
+    if assoc is None:
+        raise UpstreamError(f"cannot reach {node.label}")
+    finished = False
+    try:
+        for status, answer in assoc.send_c_find(query, model):
+            code = status.get("Status") if status is not None else None
+            if code is None:
+                raise UpstreamError(f"{node.label} stopped answering")
+            if int(code) in _PENDING:
+                if answer is not None:
+                    yield answer
+                continue
+            finished = True
+            if int(code) != 0:
+                raise UpstreamError(f"{node.label} answered 0x{int(code):04X}")
+            return
+    finally:
+        with contextlib.suppress(Exception):
+            if assoc.is_established and finished:
+                assoc.release()
+            elif assoc.is_established:
+                assoc.abort()
 
 
 # --------------------------------------------------------------------------------------------

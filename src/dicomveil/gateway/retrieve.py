@@ -44,10 +44,10 @@ from pynetdicom.events import Event
 from dicomveil.errors import InputError
 from dicomveil.gateway.cohort import Cohort
 from dicomveil.gateway.config import GatewayConfig, Node
-from dicomveil.gateway.query import Confinement, confine, in_cohort
+from dicomveil.gateway.query import Confinement, confine, find_upstream, in_cohort
 from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route
 from dicomveil.gateway.status import StatusBoard
-from dicomveil.gateway.transport import ClientAE, open_association, quiet
+from dicomveil.gateway.transport import ClientAE, quiet
 from dicomveil.io import read_source
 from dicomveil.runs.batch import deidentify_source
 from dicomveil.runs.maps import gated
@@ -308,26 +308,15 @@ def _sop_classes(node: Node, identifier: Dataset, timeout: float) -> set[str] | 
         if tag in identifier:
             query[tag] = identifier[tag]
     query.SOPClassUID = ""
-    model = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve - FIND
-    assoc = open_association(node, model, timeout)
-    if assoc is None:
-        return None
-    classes: set[str] = set()
     try:
-        for status, answer in assoc.send_c_find(query, model):
-            code = int(status.get("Status", 0xC000)) if status is not None else 0xC000
-            if code in (0xFF00, 0xFF01):
-                if answer is not None and answer.get("SOPClassUID"):
-                    classes.add(str(answer.SOPClassUID))
-                continue
-            return classes if code == 0 and classes else None
-    except Exception:
+        classes = {
+            str(answer.SOPClassUID)
+            for answer in find_upstream(node, query, timeout)
+            if answer.get("SOPClassUID")
+        }
+    except Exception:  # UpstreamError, or an answer that cannot be read
         return None
-    finally:
-        with contextlib.suppress(Exception):
-            if assoc.is_established:
-                assoc.release()
-    return None
+    return classes or None
 
 
 def _storage_contexts(classes: set[str] | None) -> tuple[list[Any], list[Any]]:

@@ -287,9 +287,7 @@ def search(route: Route, cohort: Cohort, upstream: Upstream, request: Search, ba
         answers.append(clean.to_json_dict())
         if wanted is not None and len(answers) >= wanted:
             break
-    close = getattr(found, "close", None)
-    if close is not None:
-        close()  # an upstream association or request stream ends here
+    found.close()  # an upstream association or paging ends here
     return Found(answers[request.offset : wanted], truncated)
 
 

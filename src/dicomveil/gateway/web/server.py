@@ -7,10 +7,14 @@ import socket
 import ssl
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from dicomveil.gateway.config import WebConfig
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = ["WebServer"]
 
@@ -31,7 +35,7 @@ class WebServer:
         self.config = config
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._server: object | None = None
+        self._server: uvicorn.Server | None = None
 
     @property
     def port(self) -> int:
@@ -89,7 +93,7 @@ class WebServer:
         """Stop serving (requests under way are given a few seconds) and close the socket."""
         server, thread = self._server, self._thread
         if server is not None:
-            server.should_exit = True  # type: ignore[attr-defined]
+            server.should_exit = True
         if thread is not None:
             thread.join(10.0)
         if self._socket is not None:

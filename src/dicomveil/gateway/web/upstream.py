@@ -9,20 +9,18 @@ folder as Part 10 files, never kept in memory; what they hold is never logged.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.uid import UID
 
 from dicomveil.gateway.config import Node, QueryUpstream, WebService
+from dicomveil.gateway.query import UpstreamError, find_upstream
 from dicomveil.gateway.retrieve import StudyRootQueryRetrieveInformationModelGet, fetch
-from dicomveil.gateway.transport import open_association
 from dicomveil.gateway.web.client import web_client
 
 __all__ = [
@@ -33,23 +31,17 @@ __all__ = [
     "upstream_for",
 ]
 
-StudyRootQueryRetrieveInformationModelFind = UID("1.2.840.10008.5.1.4.1.2.2.1")
-_PENDING = (0xFF00, 0xFF01)
-_UID_KEYS = {"STUDY": 0x0020000D, "SERIES": 0x0020000E, "IMAGE": 0x00080018}
 _ALL = (0x0020000D, 0x0020000E, 0x00080018)
 _PAGE = 500  # answers asked of a DICOMweb upstream per request
-
-
-class UpstreamError(Exception):
-    """The upstream cannot be reached or did not answer (HTTP 502 to the client)."""
 
 
 class Upstream(Protocol):
     """What the DICOMweb proxy asks of the archive behind a route."""
 
-    def find(self, level: str, query: Dataset) -> Iterator[Dataset]:
+    def find(self, level: str, query: Dataset) -> Generator[Dataset, None, None]:
         """The answers to a query at ``level`` (STUDY, SERIES or IMAGE): values given are
-        matching keys, empty ones return keys. Raises :exc:`UpstreamError`."""
+        matching keys, empty ones return keys; closing the generator stops the query
+        upstream. Raises :exc:`UpstreamError` (HTTP 502 to the client)."""
         ...
 
     def fetch(self, uids: dict[int, str], folder: Path) -> None:
@@ -94,33 +86,10 @@ class DimseUpstream:
         self.node = node
         self.timeout = timeout
 
-    def find(self, level: str, query: Dataset) -> Iterator[Dataset]:
+    def find(self, level: str, query: Dataset) -> Generator[Dataset, None, None]:
         """C-FIND ``query`` at ``level`` (see :meth:`Upstream.find`)."""
         query.QueryRetrieveLevel = level
-        model = StudyRootQueryRetrieveInformationModelFind
-        assoc = open_association(self.node, model, self.timeout)
-        if assoc is None:
-            raise UpstreamError(f"cannot reach {self.node.label}")
-        finished = False
-        try:
-            for status, answer in assoc.send_c_find(query, model):
-                code = status.get("Status") if status is not None else None
-                if code is None:
-                    raise UpstreamError(f"{self.node.label} stopped answering")
-                if int(code) in _PENDING:
-                    if answer is not None:
-                        yield answer
-                    continue
-                finished = True
-                if int(code) != 0:
-                    raise UpstreamError(f"{self.node.label} answered 0x{int(code):04X}")
-                return
-        finally:
-            with contextlib.suppress(Exception):
-                if assoc.is_established and finished:
-                    assoc.release()
-                elif assoc.is_established:
-                    assoc.abort()  # the reader stopped early (enough answers)
+        yield from find_upstream(self.node, query, self.timeout)
 
     def fetch(self, uids: dict[int, str], folder: Path) -> None:
         """C-GET the instances of ``uids`` into ``folder`` (see :meth:`Upstream.fetch`)."""
@@ -148,7 +117,7 @@ class WebUpstream:
         self.service = service
         self.client = web_client(service, timeout)
 
-    def find(self, level: str, query: Dataset) -> Iterator[Dataset]:
+    def find(self, level: str, query: Dataset) -> Generator[Dataset, None, None]:
         """QIDO-RS ``query`` at ``level`` (see :meth:`Upstream.find`)."""
         filters: dict[str, str] = {}
         fields: list[str] = []
