@@ -67,7 +67,12 @@ class Result:
     date_offset_days : int or None
         The patient's date shift, when dates are shifted.
     uid_map : dict of str to str
-        Original instance UID -> new UID, for every UID replaced.
+        Original instance UID -> new UID, for every UID replaced (the dataset's own and
+        those it refers to).
+    instance_uids : tuple of str
+        The dataset's own original Study, Series and SOP Instance UIDs, in that order (""
+        for one it lacks): which of :attr:`uid_map`'s UIDs name this instance rather than
+        one it refers to (a prior study, a source image).
     patient_id_original : str
         The original PatientID (for the crosswalk and the audit trail; never logged).
     reports : list of ElementReport
@@ -82,6 +87,7 @@ class Result:
     patient_pseudonym: str = ""
     date_offset_days: int | None = None
     uid_map: dict[str, str] = field(default_factory=dict)
+    instance_uids: tuple[str, str, str] = field(default=("", "", ""), repr=False)
     patient_id_original: str = field(default="", repr=False)
     reports: list[ElementReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # warnings for the user (no values)
@@ -233,6 +239,7 @@ class Engine:
             patient_name=text_of(ds, 0x00100010),
         )
         before = frozenset(t for t in conditions.watched() if t in ds)
+        instance_uids = (text_of(ds, 0x0020000D), text_of(ds, 0x0020000E), text_of(ds, 0x00080018))
         original = None
         if self.reversible:  # cryptography and asn1crypto: loaded only for this option
             from dicomveil.engine import reversible
@@ -268,6 +275,7 @@ class Engine:
             patient_pseudonym=pseudonym,
             date_offset_days=offset,
             uid_map=walk.uid_map,
+            instance_uids=instance_uids,
             patient_id_original=original_id,
             reports=walk.reports,
             notes=notes,

@@ -25,7 +25,7 @@ import fnmatch
 import logging
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from dicomveil.errors import CohortError
 from dicomveil.io.database import open_database
+from dicomveil.runs.maps import INSTANCES_FILE
 
 __all__ = ["COHORT_FILE", "Cohort", "CohortError"]
 
@@ -132,7 +133,12 @@ class Cohort:
         return self._db.insert_new(table, ["project", "original"])
 
     def record(
-        self, project: str, patient_id: str, pseudonym: str, uid_map: Mapping[str, str]
+        self,
+        project: str,
+        patient_id: str,
+        pseudonym: str,
+        uid_map: Mapping[str, str],
+        own: Collection[str] | None = None,
     ) -> None:
         """Add what one written instance holds (idempotent).
 
@@ -146,6 +152,10 @@ class Cohort:
             Its pseudonym.
         uid_map : Mapping[str, str]
             The instance's UIDs, original to new.
+        own : Collection[str], optional
+            The instance's own original Study, Series and SOP Instance UIDs: only these of
+            ``uid_map`` join the cohort (a prior study or a source image the instance refers
+            to does not). None: every UID of ``uid_map``.
         """
         with self._lock:
             if patient_id:
@@ -153,7 +163,9 @@ class Cohort:
                     {"project": project, "original": patient_id, "pseudonym": pseudonym}
                 )
             self._uid_rows.extend(
-                {"project": project, "original": old, "new": new} for old, new in uid_map.items()
+                {"project": project, "original": old, "new": new}
+                for old, new in uid_map.items()
+                if own is None or old in own
             )
             if len(self._uid_rows) + len(self._patient_rows) >= _BATCH:
                 with contextlib.suppress(CohortError):  # kept for the flusher to retry
@@ -167,12 +179,15 @@ class Cohort:
         project : str
             The project (its key's fingerprint).
         folder : Path
-            The map folder: ``patients.csv`` and ``uids.csv`` (``id_old,id_new``).
+            The map folder: ``patients.csv`` and ``uids.csv`` (``id_old,id_new``), and
+            ``instances.csv`` (the written instances' own original UIDs): only the UIDs it
+            names join the cohort, not those the instances refer to. A map folder of an
+            earlier version, without ``instances.csv``: every UID of ``uids.csv`` (logged).
 
         Returns
         -------
         tuple[int, int]
-            The patients and the UIDs read.
+            The patients and the UIDs taken.
 
         Raises
         ------
@@ -182,6 +197,16 @@ class Cohort:
             The database cannot be written.
         """
         patients, uids = _read_pairs(folder / "patients.csv"), _read_pairs(folder / "uids.csv")
+        instances = folder / INSTANCES_FILE
+        if instances.exists():
+            own = _read_instances(instances)
+            uids = [(old, new) for old, new in uids if old in own]
+        else:
+            LOGGER.warning(
+                "map folder without %s (an earlier version's): every UID of uids.csv joins "
+                "the cohort, those the instances refer to included",
+                INSTANCES_FILE,
+            )
         with self._lock:
             self._patient_rows.extend(
                 {"project": project, "original": old, "pseudonym": new} for old, new in patients
@@ -310,6 +335,15 @@ class Cohort:
             .limit(1)
         )
         return bool(self._select(query))
+
+
+def _read_instances(path: Path) -> set[str]:
+    """Every UID of ``instances.csv`` (the written instances' own Study, Series and SOP
+    Instance UIDs, one instance a row, after the header)."""
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        rows = csv.reader(fh)
+        next(rows, None)
+        return {uid for row in rows for uid in row[:3] if uid}
 
 
 def _read_pairs(path: Path) -> list[tuple[str, str]]:

@@ -320,7 +320,11 @@ class StoreHandler(Handler):
         """A written instance joins its project's cohort (what query routes answer for)."""
         if self.cohort is not None and (result.patient_id or result.uid_map):
             self.cohort.record(
-                route.project, result.patient_id or "", result.pseudonym, result.uid_map
+                route.project,
+                result.patient_id or "",
+                result.pseudonym,
+                result.uid_map,
+                own=[uid for uid in result.instance_uids if uid],
             )
 
     def __call__(self, event: Event, peer: Peer | None) -> Dataset:

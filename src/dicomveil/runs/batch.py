@@ -330,6 +330,7 @@ class Deidentified:
             written,
             reason="; ".join(result.notes),
             uid_map=result.uid_map,
+            instance_uids=result.instance_uids,
             patient_id=result.patient_id_original,
             date_offset_days=result.date_offset_days,
         )

@@ -1,10 +1,13 @@
 """Maps: the secret side of a run, written outside the shareable output (``--map-dir``).
 
-``patients.csv`` and ``uids.csv`` (``id_old,id_new``, as MIDI-B scores), ``date_offsets.csv``
-and, for runs with ``--redact-paths``, ``paths.csv``: the keyed label each input was named by
-in messages, reports and the audit trail, and the input it stands for. Every file is mode
-0600 in a 0700 folder, written atomically, and merged with what the folder already holds, so
-several batches can share one map folder.
+``patients.csv`` and ``uids.csv`` (``id_old,id_new``, as MIDI-B scores: every UID replaced,
+the instances' own and those they refer to), ``instances.csv`` (each written instance's own
+original SOP Instance, Series and Study UIDs: what a gateway's cohort imports, so that a prior
+study an instance refers to does not join it), ``date_offsets.csv`` and, for runs with
+``--redact-paths``, ``paths.csv``: the keyed label each input was named by in messages,
+reports and the audit trail, and the input it stands for. Every file is mode 0600 in a 0700
+folder, written atomically, and merged with what the folder already holds, so several
+batches can share one map folder.
 
 With ``--redact-paths`` an input is named ``input-`` and 16 hex digits of the keyed HMAC of
 its path as given (``path!member`` inside a zip): the same input has the same label in every
@@ -109,6 +112,9 @@ class MapStore:
                     )
             if result.uid_map:
                 self._db.executemany(put.format("uids", ""), result.uid_map.items())
+            study, series, instance = result.instance_uids
+            if instance:
+                self._db.execute(put.format("instances", ", ?"), (instance, series, study))
         if self.paths:
             self._db.execute(put.format("paths", ""), (result.task.display, result.task.source))
 
@@ -123,11 +129,20 @@ class MapStore:
         make_folder(folder, "the map folder")
         with contextlib.suppress(OSError):
             Path(folder).chmod(0o700)
-        files = {"patients": "patients.csv", "uids": "uids.csv", "offsets": "date_offsets.csv"}
+        files = {
+            "patients": "patients.csv",
+            "uids": "uids.csv",
+            "instances": INSTANCES_FILE,
+            "offsets": "date_offsets.csv",
+        }
+        if (folder / "uids.csv").exists() and not (folder / INSTANCES_FILE).exists():
+            # A folder an earlier version wrote: its instances are not listed, and a list of
+            # this run's only would narrow a cohort imported from it to this run's.
+            del files["instances"]
         if self.paths:
             files["paths"] = "paths.csv"
         for table, name in files.items():
-            width = 3 if table == "offsets" else 2
+            width = 3 if table in ("offsets", "instances") else 2
             for row in _csv_rows(folder / name):
                 if len(row) >= width:
                     self._db.execute(
@@ -144,10 +159,18 @@ class MapStore:
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
-_TABLES = {"patients": "v TEXT", "uids": "v TEXT", "offsets": "p TEXT, d TEXT", "paths": "v TEXT"}
+INSTANCES_FILE = "instances.csv"
+_TABLES = {
+    "patients": "v TEXT",
+    "uids": "v TEXT",
+    "instances": "se TEXT, st TEXT",
+    "offsets": "p TEXT, d TEXT",
+    "paths": "v TEXT",
+}
 _HEADERS = {
     "patients": ["id_old", "id_new"],
     "uids": ["id_old", "id_new"],
+    "instances": ["sop_instance_uid", "series_instance_uid", "study_instance_uid"],
     "offsets": ["patient_id", "pseudonym", "offset_days"],
     "paths": ["label", "input"],
 }

@@ -80,6 +80,7 @@ class FileResult:
     output: Path | None = None
     size: int = 0
     uid_map: dict[str, str] = field(default_factory=dict)
+    instance_uids: tuple[str, str, str] = field(default=("", "", ""), repr=False)
     patient_id: str = field(default="", repr=False)
     pseudonym: str = ""
     date_offset_days: int | None = None
