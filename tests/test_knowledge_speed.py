@@ -4,6 +4,7 @@ a sequence, whether the sequence is read from explicit- or implicit-VR bytes."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,12 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
+from dicomveil import Engine, Key, Profile, Pseudonymizer
 from dicomveil.cleaners.text import Identifiers
 from dicomveil.io import read_scanned
 from dicomveil.runs.batch import Task
 from dicomveil.runs.knowledge import patient_chunks
+from tests.realdata import real_files
 
 
 def test_chunks_do_not_split_a_patient() -> None:
@@ -54,3 +57,27 @@ def test_a_name_inside_a_sequence_is_collected(tmp_path: Path, syntax: UID) -> N
         source = read_scanned(path)  # the first pass's reader: sequences left raw
         ds = source.dataset if source is not None else dcmread(path)
         assert set(Identifiers.from_dataset(ds).names) == names
+
+
+def test_the_first_pass_reads_the_same_values_from_fewer_elements() -> None:
+    """The first pass scans only the elements ``Engine.patient_elements`` keeps: on every
+    real file the test data holds, the patient key and the values found are those of the
+    whole file, and the quick scan still reads every file it read before."""
+    engine = Engine(Profile.named("ps3.15-basic").compile(), Pseudonymizer(Key.generate()))
+    checked = 0
+    with warnings.catch_warnings():  # as the first pass reads (real values break VR rules)
+        warnings.simplefilter("ignore")
+        for real in real_files():
+            if real.path.suffix.lower() == ".zip":
+                continue
+            whole = read_scanned(real.path)
+            if whole is None:
+                continue
+            few = read_scanned(real.path, keep=engine.patient_elements)
+            assert few is not None, real.name
+            assert len(few.dataset) <= len(whole.dataset)
+            assert engine.patient_values(few.dataset) == engine.patient_values(whole.dataset), (
+                real.name
+            )
+            checked += 1
+    assert checked >= 100  # the real data is there (tests/realdata.py)

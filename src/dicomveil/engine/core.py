@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as _dt
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from collections.abc import Sequence as Many
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Final
 
 from pydicom import config as _pydicom_config
 from pydicom.dataelem import DataElement
@@ -288,6 +288,13 @@ class Engine:
         run's first pass gathers them: :meth:`patient_values`)."""
         return self._cleans and not self.profile.copy
 
+    @property
+    def patient_elements(self) -> Callable[[int, str | None], bool]:
+        """Which top-level elements :meth:`patient_values` reads: (tag, VR as read, None in
+        implicit VR) -> True for those naming the patient and those that may hold an
+        identifying value; a reader may leave out every other (a run's first pass does)."""
+        return _patient_element
+
     def patient_values(self, ds: Dataset) -> tuple[str, Identifiers]:
         """The patient's key and the identifying values this file holds (for a run's first
         pass: ``patients`` of a later engine is these, pooled per key).
@@ -295,7 +302,8 @@ class Engine:
         Parameters
         ----------
         ds : pydicom.dataset.Dataset
-            A file of the patient, as read.
+            A file of the patient, as read (all of it, or the elements
+            :meth:`patient_elements` keeps).
 
         Returns
         -------
@@ -412,6 +420,16 @@ class Engine:
             item.CodeMeaning = meaning
             items.append(item)
         return [m[:64] for m in methods], items
+
+
+# What _patient_key reads: Patient ID, Issuer of Patient ID, Patient's Name, Birth Date, Study
+# Instance UID.
+_PATIENT_KEY_TAGS: Final = frozenset({0x00100020, 0x00100021, 0x00100010, 0x00100030, 0x0020000D})
+
+
+@lru_cache(maxsize=8192)
+def _patient_element(tag: int, vr: str | None) -> bool:
+    return tag in _PATIENT_KEY_TAGS or Identifiers.collects(tag, vr)
 
 
 _REMEMBERED_PATIENTS = 256  # patients an engine that learns as it goes remembers (the latest)

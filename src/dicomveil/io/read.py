@@ -35,7 +35,7 @@ from pydicom.uid import (
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from dicomveil.errors import InputError
-from dicomveil.io.scan import scan
+from dicomveil.io.scan import Keep, scan
 
 _PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
 _DEFER = 256 * 1024
@@ -214,13 +214,17 @@ def read_source(path: Path, *, quick: bool = True) -> SourceFile:
     return _read_with_pydicom(path)
 
 
-def read_scanned(path: Path) -> SourceFile | None:
+def read_scanned(path: Path, keep: Keep | None = None) -> SourceFile | None:
     """Read a well-formed file by the quick scan (:mod:`dicomveil.io.scan`).
 
     Parameters
     ----------
     path : Path
         The input file.
+    keep : callable, optional
+        Only the top-level elements it keeps (see :func:`~dicomveil.io.scan.scan`), for a
+        reader of a few values: the pixel data's frames are then not checked against the
+        dataset, nor is the SOP Instance UID required. None: every element.
 
     Returns
     -------
@@ -230,7 +234,7 @@ def read_scanned(path: Path) -> SourceFile | None:
     """
     try:
         with path.open("rb") as fh:
-            scanned = scan(fh, str(path))
+            scanned = scan(fh, str(path), keep)
             if scanned is None:
                 return None
             ds = scanned.dataset
@@ -240,10 +244,11 @@ def read_scanned(path: Path) -> SourceFile | None:
                 pixels = _pixel_span(fh, scanned.pixel_start, ts.is_implicit_VR, True, scanned.size)
                 if pixels is None or pixels.after < scanned.size:
                     return None  # elements after the pixel data: pydicom reads those
-                _check_frames(ds, pixels)
+                if keep is None:
+                    _check_frames(ds, pixels)
     except Exception:  # pydicom's reader reads it again and says what is wrong
         return None
-    if ds.get("SOPInstanceUID") is None and not _is_directory(ds):
+    if keep is None and ds.get("SOPInstanceUID") is None and not _is_directory(ds):
         return None
     ds.preamble = b"\x00" * 128
     return SourceFile(path, ds, ts, pixels, little_endian=True, raw_copy=True, head=scanned.head)

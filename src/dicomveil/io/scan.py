@@ -19,6 +19,7 @@ give the same elements for every file of pydicom's test data.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from struct import Struct
 from typing import BinaryIO, cast
@@ -74,7 +75,11 @@ class Scanned:
     size: int
 
 
-def scan(fh: BinaryIO, path: str) -> Scanned | None:
+Keep = Callable[[int, "str | None"], bool]
+"""Which top-level elements a scan keeps: (tag, VR as written, None in implicit VR) -> keep."""
+
+
+def scan(fh: BinaryIO, path: str, keep: Keep | None = None) -> Scanned | None:
     """Scan a well-formed file up to its pixel data.
 
     Parameters
@@ -83,6 +88,9 @@ def scan(fh: BinaryIO, path: str) -> Scanned | None:
         The file, opened for reading at ``path``, positioned anywhere.
     path : str
         Its path, recorded as the dataset's file name.
+    keep : callable, optional
+        Only the top-level elements it keeps are in the dataset (the Specific Character Set
+        always); None: every element. The file is scanned (and checked) whole either way.
 
     Returns
     -------
@@ -90,13 +98,14 @@ def scan(fh: BinaryIO, path: str) -> Scanned | None:
         The file scanned, or None when pydicom's reader should read it (anything unusual).
     """
     try:
-        return _Scanner(fh).run(path)
+        return _Scanner(fh, keep).run(path)
     except _NeedsPydicomError:
         return None
 
 
 class _Scanner:
-    def __init__(self, fh: BinaryIO) -> None:
+    def __init__(self, fh: BinaryIO, keep: Keep | None = None) -> None:
+        self.keep = keep
         self.fh = fh
         self.size = os.fstat(fh.fileno()).st_size
         fh.seek(0)
@@ -133,7 +142,7 @@ class _Scanner:
             looks_explicit = 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B
             if looks_explicit == implicit:
                 raise _NeedsPydicomError  # encoded otherwise than its transfer syntax says
-        elements, end = self.elements(position, implicit=implicit, group=None)
+        elements, end = self.elements(position, implicit=implicit, group=None, keep=self.keep)
         charset = cast("RawDataElement | None", elements.get(BaseTag(0x00080005)))
         encoding = (
             convert_encodings(convert_raw_data_element(charset).value)
@@ -152,10 +161,11 @@ class _Scanner:
         return Scanned(result, self.buf[:end], end, self.size)
 
     def elements(
-        self, position: int, *, implicit: bool, group: int | None
+        self, position: int, *, implicit: bool, group: int | None, keep: Keep | None = None
     ) -> tuple[dict[BaseTag, DataElement | RawDataElement], int]:
         """Top-level elements from ``position``: of one group (the file meta), or up to the
-        pixel data or the end of the file. Returns them and where the scan stopped."""
+        pixel data or the end of the file (those ``keep`` keeps). Returns them and where
+        the scan stopped."""
         found: dict[BaseTag, DataElement | RawDataElement] = {}
         size = self.size
         buf = self.buf
@@ -191,12 +201,13 @@ class _Scanner:
                     break
                 if group_number == 0xFFFE:
                     raise _NeedsPydicomError  # an item or delimiter at the top level
+            kept = keep is None or tag == 0x00080005 or keep(tag, vr)
             if length == _UNDEFINED:
                 if vr != "SQ":
                     raise _NeedsPydicomError
                 end = self.undefined_end(value_tell, implicit)
                 buf = self.buf
-                value: bytes | None = buf[value_tell:end]
+                value: bytes | None = buf[value_tell:end] if kept else None
                 next_position = end + 8
             else:
                 if length > DEFER and tag != 0x00080005:
@@ -206,10 +217,13 @@ class _Scanner:
                     self.need(next_position)
                     buf = self.buf
                 value = (
-                    buf[value_tell:next_position]
+                    (buf[value_tell:next_position] if kept else None)
                     if length
                     else cast("bytes | None", empty_value_for_VR(vr, True))
                 )
+            if not kept:
+                position = next_position
+                continue
             key = BaseTag(tag)
             # RawDataElement(key, vr, ...) without the Python-level constructor of NamedTuple
             found[key] = _new_raw(

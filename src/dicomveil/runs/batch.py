@@ -478,11 +478,23 @@ def _execute(
         return (t for t in tasks if journal is None or not config.resume or not journal.done(t))
 
     if probe.engine.reads_patients:
-        all_tasks = list(stream)  # the first pass reads every input before the second
-        workers = min(workers, max(1, len(all_tasks)))
         size = config.chunk_size
-        chunks = [all_tasks[i : i + size] for i in range(0, len(all_tasks), size)]
-        learned = first_pass(lambda: probe, all_tasks, chunks, workers)
+        # The first pass reads a few values a file: larger chunks, fewer round trips; it
+        # starts on them as the walk finds the inputs (all of which it keeps, in order, for
+        # the second pass).
+        learn = size * 4
+        head = list(itertools.islice(stream, workers * learn * 2))
+        if len(head) < workers * learn * 2:  # the walk has ended: few inputs
+            workers = min(workers, max(1, len(head)))
+            learn = max(1, min(learn, -(-len(head) // (workers * 4))))
+        all_tasks: list[Task] = []
+
+        def walked() -> Iterator[Task]:
+            for task in itertools.chain(head, stream):
+                all_tasks.append(task)
+                yield task
+
+        learned = first_pass(lambda: probe, _chunks(walked(), learn), workers)
         assert learned is not None
         patients = learned.patients
         kept = [list(undone(c)) for c in patient_chunks(all_tasks, learned.keys, size)]

@@ -62,7 +62,9 @@ def learn(worker: _Reader, task: Task) -> tuple[str, Identifiers] | None:
 
 
 def _learn_path(worker: _Reader, path: Path) -> tuple[str, Identifiers] | None:
-    source = read_scanned(path)
+    # only the elements the values come from (two thirds of a file's are not made into
+    # pydicom elements, nor looked at again)
+    source = read_scanned(path, keep=worker.engine.patient_elements)
     if source is None:
         if sniff(path) is not Kind.DICOM:
             return None
@@ -112,19 +114,21 @@ class FirstPass(NamedTuple):
 
 
 def first_pass(
-    make: Callable[[], _Reader], tasks: list[Task], chunks: list[list[Task]], workers: int
+    make: Callable[[], _Reader], chunks: Iterable[list[Task]], workers: int
 ) -> FirstPass | None:
     """Every input's values pooled per patient, when the profile's cleaners look for them
-    (else None); ``make`` builds a worker (in each process of a pool of ``workers``)."""
+    (else None); ``make`` builds a worker (in each process of a pool of ``workers``). The
+    chunks may come as the inputs are walked: the pool starts on the first ones."""
     probe = make()
     if not probe.engine.reads_patients:
         return None
     patients: Patients = {}
     keys: list[str | None] = []
     if workers == 1:
-        found = [learn(probe, task) for task in tasks]
-        pooled(found, patients)
-        keys = [item[0] if item else None for item in found]
+        for chunk in chunks:
+            found = [learn(probe, task) for task in chunk]
+            pooled(found, patients)
+            keys.extend(item[0] if item else None for item in found)
     else:
         with ProcessPoolExecutor(workers, initializer=_init, initargs=(make,)) as pool:
             for values, chunk_keys in pool.map(_learn_chunk, chunks):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from datetime import date
+from functools import lru_cache
 from typing import Any, Final
 
 from dicomveil.cleaners.text.vocabulary import _DIGITS, _Vocabulary, fold
@@ -72,6 +73,14 @@ def _trie_pattern(words: Iterable[str]) -> str:
 _STARTS: Final = re.compile(r"(?<![^\W_])\S")
 
 
+@lru_cache(maxsize=256)
+def _word_starts(text: str) -> tuple[tuple[int, str], ...]:
+    """Where a literal may start in ``text`` (:data:`_STARTS`), with the two characters
+    there: remembered, as the matchers of a patient and of the run's institutions search
+    the same texts."""
+    return tuple((m.start(), text[m.start() : m.start() + 2]) for m in _STARTS.finditer(text))
+
+
 class _Phrases:
     """Many literal strings, or phrases of several words, found in a text without compiling
     anything (a patient's values are searched in a handful of texts: compiling a regular
@@ -97,14 +106,14 @@ class _Phrases:
     def finditer(self, text: str) -> Iterator[tuple[int, int, tuple[str, ...]]]:
         """(start, end, words) of each phrase found, left to right, not overlapping."""
         heads = self._heads
+        singles = self._singles
         after = 0
-        for m in _STARTS.finditer(text):
-            start = m.start()
+        for start, pair in _word_starts(text):
             if start < after:
                 continue
-            found = heads.get(text[start : start + 2], ())
-            if self._singles and text[start] in self._singles:
-                found = (*found, *heads[text[start]])
+            found = heads.get(pair, ())
+            if singles and pair[0] in singles:
+                found = (*found, *heads[pair[0]])
             for words in found:
                 end = _phrase_end(text, start, words)
                 if end is not None:
