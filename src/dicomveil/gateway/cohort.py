@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from dicomveil.errors import CohortError
 from dicomveil.io.database import open_database
-from dicomveil.runs.maps import INSTANCES_FILE
+from dicomveil.runs.maps import INSTANCES_FILE, instance_uids
 
 __all__ = ["COHORT_FILE", "Cohort", "CohortError"]
 
@@ -197,9 +197,8 @@ class Cohort:
             The database cannot be written.
         """
         patients, uids = _read_pairs(folder / "patients.csv"), _read_pairs(folder / "uids.csv")
-        instances = folder / INSTANCES_FILE
-        if instances.exists():
-            own = _read_instances(instances)
+        own = instance_uids(folder)
+        if own is not None:
             uids = [(old, new) for old, new in uids if old in own]
         else:
             LOGGER.warning(
@@ -335,15 +334,6 @@ class Cohort:
             .limit(1)
         )
         return bool(self._select(query))
-
-
-def _read_instances(path: Path) -> set[str]:
-    """Every UID of ``instances.csv`` (the written instances' own Study, Series and SOP
-    Instance UIDs, one instance a row, after the header)."""
-    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
-        rows = csv.reader(fh)
-        next(rows, None)
-        return {uid for row in rows for uid in row[:3] if uid}
 
 
 def _read_pairs(path: Path) -> list[tuple[str, str]]:

@@ -54,7 +54,7 @@ __all__ = [
 LOGGER = logging.getLogger("dicomveil.gateway")
 
 MIN_PDU_LIMIT = 1 << 20  # association requests may be long (many contexts, identities)
-# How long an accepted association's two threads wait for their next event at most (they
+# How long an association's threads wait for their next event at most (they
 # wake at once when one comes): the delay before a release, an abort or a closed connection
 # is noticed, and the most a stopped association's threads outlive it.
 IDLE_WAIT: Final = 0.02

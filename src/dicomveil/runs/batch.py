@@ -483,8 +483,8 @@ def _execute(
         # starts on them as the walk finds the inputs (all of which it keeps, in order, for
         # the second pass).
         learn = size * 4
-        head = list(itertools.islice(stream, workers * learn * 2))
-        if len(head) < workers * learn * 2:  # the walk has ended: few inputs
+        head, few = _head(stream, workers * learn * 2)
+        if few:
             workers = min(workers, max(1, len(head)))
             learn = max(1, min(learn, -(-len(head) // (workers * 4))))
         all_tasks: list[Task] = []
@@ -502,8 +502,8 @@ def _execute(
         todo: Iterator[list[Task]] = (c for c in kept if c)
     else:
         stream = undone(stream)
-        head = list(itertools.islice(stream, workers * config.chunk_size * 2))
-        if len(head) < workers * config.chunk_size * 2:  # the walk has ended: few inputs
+        head, few = _head(stream, workers * config.chunk_size * 2)
+        if few:
             workers = min(workers, max(1, len(head)))
         counted = _counting(itertools.chain(head, stream), summary, on_total)
         todo = _chunks(counted, config.chunk_size)
@@ -530,6 +530,13 @@ def _execute(
                 if nxt is not None:
                     pending.add(pool.submit(_process_chunk, nxt))
     return patients
+
+
+def _head(stream: Iterator[Task], count: int) -> tuple[list[Task], bool]:
+    """The first ``count`` inputs, and whether the walk ended before them (few inputs: fewer
+    workers than cores may do)."""
+    head = list(itertools.islice(stream, count))
+    return head, len(head) < count
 
 
 def _found(summary: RunSummary, total: int, on_total: Callable[[int], None] | None) -> None:

@@ -142,7 +142,7 @@ class MapStore:
         if self.paths:
             files["paths"] = "paths.csv"
         for table, name in files.items():
-            width = 3 if table in ("offsets", "instances") else 2
+            width = len(_HEADERS[table])
             for row in _csv_rows(folder / name):
                 if len(row) >= width:
                     self._db.execute(
@@ -195,6 +195,26 @@ def write_maps(folder: Path, results: Iterable[FileResult], *, paths: bool = Fal
         store.write(folder)
     finally:
         store.close()
+
+
+def instance_uids(folder: Path) -> set[str] | None:
+    """Every UID of a map folder's ``instances.csv``: the written instances' own original
+    SOP Instance, Series and Study UIDs.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The map folder.
+
+    Returns
+    -------
+    set of str or None
+        The UIDs; None when the folder has no ``instances.csv`` (an earlier version's).
+    """
+    path = folder / INSTANCES_FILE
+    if not path.exists():
+        return None
+    return {uid for row in _csv_rows(path) for uid in row[:3] if uid}
 
 
 def _csv_rows(path: Path) -> Iterator[list[str]]:

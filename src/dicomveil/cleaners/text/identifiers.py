@@ -218,7 +218,13 @@ class Identifiers:
         bool
             True when the element may hold a value :meth:`from_dataset` collects.
         """
-        return _collected(tag, vr)
+        if tag >> 16 in (0x0000, 0x0002, 0xFFFE):
+            return False
+        if vr is None and dictionary_has_tag(tag):
+            vr = dictionary_VR(tag)
+        if vr == "SQ" or (vr == "UN" and not tag >> 16 & 1 and _dictionary_sq(tag)):
+            return True
+        return vr is not None and _kind(tag, str(vr)) is not None
 
     def find(self, text: str, folded: str | None = None) -> list[Span]:
         """Where this patient's known values occur in ``text``.
@@ -287,18 +293,6 @@ def _kind(tag: int, vr: str) -> str | None:
     ):
         return "ids"
     return None
-
-
-@lru_cache(maxsize=4096)
-def _collected(tag: int, vr: str | None) -> bool:
-    """:meth:`Identifiers.collects`, remembered per tag and VR."""
-    if tag >> 16 in (0x0000, 0x0002, 0xFFFE):
-        return False
-    if vr is None and dictionary_has_tag(tag):
-        vr = dictionary_VR(tag)
-    if vr == "SQ" or (vr == "UN" and not tag >> 16 & 1 and _dictionary_sq(tag)):
-        return True
-    return vr is not None and _kind(tag, str(vr)) is not None
 
 
 def _elements(ds: Dataset) -> Iterator[tuple[str, list[str]]]:

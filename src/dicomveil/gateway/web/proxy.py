@@ -26,6 +26,7 @@ served.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import itertools
 import shutil
@@ -263,31 +264,32 @@ def search(route: Route, cohort: Cohort, upstream: Upstream, request: Search, ba
     requested.discard(_RETRIEVE_URL)
     answers: list[dict[str, Any]] = []
     wanted = None if request.limit is None else request.offset + request.limit
-    found = upstream.find(level, upstream_query)
     truncated = False
-    for scanned, answer in enumerate(found, start=1):
-        if scanned > MAX_SCANNED:
-            truncated = True
-            break
-        if not in_cohort(answer, confinement, level, cohort, route.project):
-            continue  # dropped before it is de-identified
-        with PIPELINE_LOCK:
-            clean = clean_answer(route, answer, requested)
-        if clean is None or not _matches(clean, here):
-            continue
-        if 0x00080052 in clean:
-            del clean[0x00080052]
-        uids = [
-            str(clean.get(tag).value or "") if tag in clean else "" for tag in _LEVEL_TAGS[level]
-        ]
-        if all(uids):
-            names = ("studies", "series", "instances")
-            path = "/".join(f"{name}/{uid}" for name, uid in zip(names, uids, strict=False))
-            clean[_RETRIEVE_URL] = DataElement(_RETRIEVE_URL, "UR", f"{base}/{path}")
-        answers.append(clean.to_json_dict())
-        if wanted is not None and len(answers) >= wanted:
-            break
-    found.close()  # an upstream association or paging ends here
+    # the upstream's association or paging ends when the reading does, however it ends
+    with contextlib.closing(upstream.find(level, upstream_query)) as found:
+        for scanned, answer in enumerate(found, start=1):
+            if scanned > MAX_SCANNED:
+                truncated = True
+                break
+            if not in_cohort(answer, confinement, level, cohort, route.project):
+                continue  # dropped before it is de-identified
+            with PIPELINE_LOCK:
+                clean = clean_answer(route, answer, requested)
+            if clean is None or not _matches(clean, here):
+                continue
+            if 0x00080052 in clean:
+                del clean[0x00080052]
+            uids = [
+                str(clean.get(tag).value or "") if tag in clean else ""
+                for tag in _LEVEL_TAGS[level]
+            ]
+            if all(uids):
+                names = ("studies", "series", "instances")
+                path = "/".join(f"{name}/{uid}" for name, uid in zip(names, uids, strict=False))
+                clean[_RETRIEVE_URL] = DataElement(_RETRIEVE_URL, "UR", f"{base}/{path}")
+            answers.append(clean.to_json_dict())
+            if wanted is not None and len(answers) >= wanted:
+                break
     return Found(answers[request.offset : wanted], truncated)
 
 
