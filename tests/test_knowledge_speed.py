@@ -1,24 +1,31 @@
 """What the free-text options' speed work (issue 15) must not change: second-pass chunks
-keep a patient's consecutive files together, and the first pass still finds a name inside
-a sequence, whether the sequence is read from explicit- or implicit-VR bytes."""
+keep a patient's consecutive files together, the first pass still finds a name inside a
+sequence, whether the sequence is read from explicit- or implicit-VR bytes, and every name
+pydicom reads; texts and sequences an engine cleans once per patient come out as each
+file's own run writes them."""
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from dicomveil import Engine, Key, Profile, Pseudonymizer
+from dicomveil import Engine, Key, Profile, Pseudonymizer, RunConfig, run
 from dicomveil.cleaners.text import Identifiers
 from dicomveil.io import read_scanned
 from dicomveil.runs.batch import Task
 from dicomveil.runs.knowledge import patient_chunks
 from tests.realdata import real_files
+
+TODAY = dt.date(2026, 12, 6)
 
 
 def test_chunks_do_not_split_a_patient() -> None:
@@ -81,3 +88,89 @@ def test_the_first_pass_reads_the_same_values_from_fewer_elements() -> None:
             )
             checked += 1
     assert checked >= 100  # the real data is there (tests/realdata.py)
+
+
+def test_every_name_pydicom_reads_is_collected() -> None:
+    """The values the first pass collects, against pydicom's own reading of each real file:
+    every person name at any depth (decoded by pydicom in the file's character sets) is
+    among the names found."""
+    checked = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for real in real_files():
+            if real.path.suffix.lower() == ".zip":
+                continue
+            source = read_scanned(real.path)
+            if source is None:
+                continue
+            found = Identifiers.from_dataset(source.dataset).names
+            expected: set[str] = set()
+            for elem in dcmread(real.path, stop_before_pixels=True).iterall():
+                if elem.VR == "PN" and elem.value:
+                    values = elem.value if elem.VM > 1 else [elem.value]
+                    expected.update(str(v).strip() for v in values if str(v).strip())
+            assert expected <= found, real.name
+            checked += 1
+    assert checked >= 100
+
+
+def _patient_file(folder: Path, name: str, operator: str, index: int) -> Path:
+    """pydicom's real CT_small.dcm as one more file of a patient, with a comment and a
+    request item that name an operator (the same bytes in every file)."""
+    real = get_testdata_file("CT_small.dcm")
+    assert isinstance(real, str)
+    ds = dcmread(real)
+    ds.PatientName = f"{name}^TEST"
+    ds.PatientID = f"ID-{name}"
+    ds.OperatorsName = operator
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.PatientComments = "Xyloquent protocol v2 reviewed"
+    item = Dataset()
+    item.RequestedProcedureDescription = "Xyloquent protocol"
+    item.StudyInstanceUID = ds.StudyInstanceUID
+    ds.RequestAttributesSequence = Sequence([item])
+    path = folder / f"{name}-{index}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_texts_and_sequences_cleaned_once_per_patient(tmp_path: Path) -> None:
+    """An engine cleans a top-level text and walks a top-level sequence once for equal
+    bytes of one patient (Walk.cleaned_key, Walk.sequence): the files of one run come out
+    byte for byte as each file's own run writes it, and what one patient's values removed
+    is not removed from another patient's same text."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    files = [
+        _patient_file(inputs, "ALPHA", "XYLOQUENT^BRAM", 1),
+        _patient_file(inputs, "ALPHA", "XYLOQUENT^BRAM", 2),
+        _patient_file(inputs, "BETA", "ORDINARY^ANNA", 1),
+    ]
+    key = Key.generate()
+    profile = Profile.named("ps3.15-basic").with_options(["clean-descriptors"])
+
+    def config(output: Path) -> RunConfig:
+        return RunConfig(profile=profile, key=key, output=output, workers=1, today=TODAY)
+
+    together = run([inputs], config(tmp_path / "together"))
+    assert len(together.written) == 3
+    alone: dict[str, bytes] = {}
+    for path in files:
+        single = tmp_path / f"alone-{path.stem}"
+        assert len(run([path], config(single)).written) == 1
+        alone |= _tree(single)
+    written = _tree(tmp_path / "together")
+    assert written == alone
+    by_patient: dict[str, list[bytes]] = {}
+    for data in written.values():
+        ds = dcmread(BytesIO(data))
+        by_patient.setdefault(str(ds.PatientName), []).append(data)
+        assert ds.RequestAttributesSequence[0].StudyInstanceUID == ds.StudyInstanceUID
+    assert len(by_patient) == 2
+    beta, alpha = sorted(by_patient.values(), key=len)  # ALPHA has two files, BETA one
+    assert all(b"Xyloquent" not in data for data in alpha)  # ALPHA's operator: removed
+    assert all(data.count(b"Xyloquent") == 2 for data in beta)  # no one BETA knows

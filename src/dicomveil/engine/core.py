@@ -17,12 +17,13 @@ from collections.abc import Callable, Mapping
 from collections.abc import Sequence as Many
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pydicom import config as _pydicom_config
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from dicomveil._version import __version__
 from dicomveil.cleaners import CLEANERS
@@ -39,6 +40,7 @@ from dicomveil.engine.walk import Walk
 from dicomveil.errors import CrosswalkError, ProfileError
 from dicomveil.identity.crosswalk import Crosswalk
 from dicomveil.identity.pseudonyms import Pseudonymizer
+from dicomveil.io.encoding import Encoder
 from dicomveil.profiles import Base, CompiledProfile, generalize
 from dicomveil.standard import conditions, tables
 from dicomveil.standard.actions import Action, Code
@@ -149,6 +151,14 @@ class Engine:
         self.top_level_actions: dict[tuple[Code, int, str | None], Action] = {}
         # IOD -> tag -> kept / removed / look, for top-level public elements.
         self.top_level_verdicts: dict[str | None, dict[int, object]] = {}
+        # A top-level sequence's bytes and what its walk depends on -> (its value walked and
+        # encoded, the UIDs it mapped): see Walk.sequence.
+        self.walked_sequences: dict[tuple[Any, ...], tuple[bytes, tuple[tuple[str, str], ...]]] = {}
+        # A top-level text's bytes and what cleaning it depends on -> the bytes it is stored
+        # as (see Walk.cleaned_key).
+        self.cleaned_texts: dict[tuple[object, ...], bytes] = {}
+        # The De-identification Method Code Sequence's value, per encoding (_method_codes).
+        self._method_bytes: dict[tuple[object, ...], bytes] = {}
         # The reversible option: what it changes is sealed for these recipients.
         self.recipients = tuple(recipients)
         self.reversible = Option.REVERSIBLE in profile.profile.options and not profile.copy
@@ -387,7 +397,7 @@ class Engine:
         if codes is None:
             return
         # The code items are shared by every dataset of this engine: nothing writes to them.
-        ds[0x00120064] = DataElement(0x00120064, "SQ", Sequence(codes), validation_mode=valid)
+        ds[0x00120064] = self._method_codes(ds, codes)
         options = self.profile.profile.options
         if offset is not None:
             flag = "MODIFIED"
@@ -397,6 +407,36 @@ class Engine:
             flag = "REMOVED"
         # LongitudinalTemporalInformationModified
         ds[0x00280303] = DataElement(0x00280303, "CS", flag, validation_mode=valid)
+
+    def _method_codes(self, ds: Dataset, codes: list[Dataset]) -> DataElement | RawDataElement:
+        """The De-identification Method Code Sequence: encoded once per encoding of the
+        files (the same items in every dataset), as the writer would encode them."""
+        element = DataElement(
+            0x00120064, "SQ", Sequence(codes), validation_mode=_pydicom_config.IGNORE
+        )
+        implicit, little = ds.original_encoding
+        if implicit is None or little is None:
+            return element  # built in memory: the writer encodes it
+        charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
+        key = (implicit, little, charset if isinstance(charset, str) else tuple(charset))
+        value = self._method_bytes.get(key)
+        if value is None:
+            value = Encoder.of(implicit=implicit, little=little).value(element, charset)
+            if value is None:
+                return element
+            self._method_bytes[key] = value
+        # value_tell -1: not the input's bytes (the writer writes them, never copies those).
+        return RawDataElement(
+            BaseTag(0x00120064),
+            None if implicit else "SQ",
+            len(value),
+            value,
+            -1,
+            implicit,
+            little,
+            True,
+            False,
+        )
 
     @cached_property
     def _method(self) -> tuple[list[str], list[Dataset] | None]:

@@ -178,10 +178,21 @@ def clean(walk: Walk, at: At, decision: Decision, source: str) -> bool:
     cleaner = CLEANERS.get(option) if option is not None else None
     if cleaner is not None:
         cleaned_vr = repeater_vr(tag, vr)
+        key = walk.cleaned_key(at, cleaned_vr)
+        if key is not None:
+            found = walk.engine.cleaned_texts.get(key)
+            if found is not None:
+                if found is not _UNCHANGED:
+                    assert isinstance(at.raw, RawDataElement)  # as cleaned_key found it
+                    ds[tag] = at.raw._replace(value=found, length=len(found), value_tell=-1)
+                return True
         element = Element(int(tag), cleaned_vr, lambda: ds[tag].value, walk.raw_of(ds, tag))
         cleaning = cleaner.clean(element, Context(walk.engine.cleaner, walk.identifiers))
         if cleaning is not None:
-            return _cleaned(walk, at, cleaned_vr, cleaning, source)
+            kept = _cleaned(walk, at, cleaned_vr, cleaning, source)
+            if key is not None and cleaning.outcome is Outcome.TEXT:
+                _remember_text(walk, key, ds, tag, cleaning)
+            return kept
     fallback = decision.fallback or Code.X
     action = walk.resolve(Decision(fallback, source), tag, path)
     why = f" (VR {vr} cannot be cleaned: the Basic Profile's {fallback.value})"
@@ -189,6 +200,30 @@ def clean(walk: Walk, at: At, decision: Decision, source: str) -> bool:
 
 
 _BINARY_CONTAINER_VRS = frozenset({"OB", "UN"})
+_UNCHANGED = b"\x00unchanged"  # a remembered text the cleaner left as it was
+_REMEMBERED_TEXTS = 4096  # texts an engine remembers cleaned (see Walk.cleaned_key)
+
+
+def _remember_text(
+    walk: Walk, key: tuple[object, ...], ds: Dataset, tag: int, cleaning: Cleaning
+) -> None:
+    """Remember the bytes a cleaned text was stored as (:meth:`Walk.cleaned_key`)."""
+    remembered = walk.engine.cleaned_texts
+    if cleaning.values is None:
+        value: bytes | None = _UNCHANGED
+    else:
+        implicit, little = key[3], key[4]
+        stored = ds[tag]
+        assert isinstance(stored, DataElement)
+        value = encoding.Encoder.of(implicit=bool(implicit), little=bool(little)).text_value(
+            stored,
+            ds.get("SpecificCharacterSet", "ISO_IR 6"),  # as the writer encodes it
+        )
+    if value is None:
+        return  # pydicom's own encoding: not remembered
+    if len(remembered) >= _REMEMBERED_TEXTS:
+        remembered.clear()
+    remembered[key] = value
 
 
 def _cleaned(walk: Walk, at: At, vr: str, cleaning: Cleaning, source: str) -> bool:

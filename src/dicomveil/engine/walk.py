@@ -38,6 +38,7 @@ from dicomveil.engine.values import (
     vr_of,
 )
 from dicomveil.identity.dates import DateError, cap_age, shift_da, shift_dt
+from dicomveil.io.encoding import Encoder
 from dicomveil.profiles import render_template
 from dicomveil.standard.actions import Action, Code, Decision, dummy_value
 from dicomveil.standard.options import Option
@@ -58,6 +59,12 @@ _PLAIN_VRS = _VALID_VRS - _SWEPT_VRS - _NUMERIC_STRING_VRS  # kept: no look need
 _DAMAGED_SEQUENCE_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UC", "UR", "UT"})
 # Verdicts of the top-level fast path (see Walk._verdict).
 KEPT, REMOVED, LOOK = object(), object(), object()
+# Sequences walked once per engine (Walk.sequence): how many; the largest value remembered
+# (of a sequence, or of a cleaned text: Walk.cleaned_key).
+_REMEMBERED_SEQUENCES = 512
+_REMEMBERED_BYTES = 1 << 16
+# Text VRs whose cleaned values an engine remembers (Walk.cleaned_key).
+_REMEMBERED_TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC"})
 
 
 @dataclass
@@ -77,7 +84,9 @@ class Walk:
     structured: bool = False  # inside a sequence an option's C action cleans, or a D sequence
     dummy_text: bool = False  # inside a D sequence: texts the table keeps become dummies
     # each dataset's character sets (held with the dataset: its id is not reused meanwhile)
-    _charsets: dict[int, tuple[Dataset, tuple[str, ...]]] = field(default_factory=dict, repr=False)
+    _charsets: dict[int, tuple[Dataset, tuple[str, ...], str | tuple[str, ...]]] = field(
+        default_factory=dict, repr=False
+    )
 
     # ---------------------------------------------------------------------------------------
     def dataset(self, ds: Dataset, path: tuple[str, ...]) -> None:
@@ -257,6 +266,113 @@ class Walk:
         """Walk the items of a sequence; ``structured`` tightens the decisions inside (see
         :mod:`dicomveil.cleaners.structured`), ``dummy`` with it replaces texts by dummies
         instead of cleaning them (the items of a D sequence)."""
+        key = self._walked_key(ds, tag, path, structured, dummy)
+        if key is None:
+            self._items(ds, tag, path, structured, dummy)
+            return
+        walked = self.engine.walked_sequences
+        found = walked.get(key)
+        raw = ds.get_item(tag, keep_deferred=True)
+        assert isinstance(raw, RawDataElement)  # as _walked_key found it
+        if found is None:
+            outer_map, self.uid_map = self.uid_map, {}
+            try:
+                self._items(ds, tag, path, structured, dummy)
+            finally:
+                mapped, self.uid_map = self.uid_map, outer_map
+                outer_map.update(mapped)
+            value = Encoder.of(implicit=raw.is_implicit_VR, little=raw.is_little_endian).value(
+                ds[tag],
+                ds.get("SpecificCharacterSet", "ISO_IR 6"),  # as the writer encodes it
+            )
+            if value is None:
+                return
+            if len(walked) >= _REMEMBERED_SEQUENCES:
+                walked.clear()
+            found = walked[key] = (value, tuple(mapped.items()))
+        value, mapped_uids = found
+        # value_tell -1: not the input's bytes (the writer writes them, never copies those).
+        ds[tag] = raw._replace(value=value, length=len(value), value_tell=-1)
+        self.uid_map.update(mapped_uids)
+
+    def _walked_key(
+        self, ds: Dataset, tag: int, path: tuple[str, ...], structured: bool, dummy: bool
+    ) -> tuple[Any, ...] | None:
+        """What a top-level sequence's walk depends on, when its bytes as read are at hand:
+        a patient's files repeat their request, procedure and code sequences byte for byte,
+        so each is walked and encoded once (:meth:`sequence`). None: walked every time."""
+        if path or self.explain or self.engine.reversible:
+            return None
+        raw = ds.get_item(tag, keep_deferred=True)
+        if (
+            not isinstance(raw, RawDataElement)
+            or not isinstance(raw.value, bytes)
+            or raw.VR not in (None, "SQ")
+            or raw.length == 0xFFFFFFFF
+            or len(raw.value) > _REMEMBERED_BYTES
+        ):
+            return None
+        return (
+            int(tag),
+            raw.value,
+            raw.is_implicit_VR,
+            raw.is_little_endian,
+            *self._encodings(ds),
+            structured,
+            dummy,
+            self.structured,
+            self.dummy_text,
+            self.iod,
+            self.offset,
+            self.identifiers,
+            self.patient_name,
+            tuple(self.fields.items()),
+        )
+
+    def cleaned_key(self, at: At, vr: str) -> tuple[object, ...] | None:
+        """What cleaning a top-level text as read depends on: its bytes, their encoding, the
+        patient's values. A patient's files repeat their descriptions and comments byte for
+        byte; each is cleaned once and stored as the same bytes (:func:`handlers.clean`).
+        None: cleaned every time."""
+        raw = at.raw
+        if (
+            at.path
+            or self.explain
+            or self.engine.reversible
+            or not isinstance(raw, RawDataElement)
+            or raw.VR not in (None, vr)
+            or vr not in _REMEMBERED_TEXT_VRS
+            or not isinstance(raw.value, bytes)
+            or raw.length == 0xFFFFFFFF
+            or len(raw.value) > _REMEMBERED_BYTES
+        ):
+            return None
+        return (
+            int(at.tag),
+            vr,
+            raw.value,
+            raw.is_implicit_VR,
+            raw.is_little_endian,
+            *self._encodings(at.ds),
+            self.identifiers,
+        )
+
+    def _encodings(self, ds: Dataset) -> tuple[tuple[str, ...], str | tuple[str, ...]]:
+        """The dataset's character sets: its Python codecs (pydicom's), and its Specific
+        Character Set as the writer encodes with it; looked up once per dataset."""
+        found = self._charsets.get(id(ds))
+        if found is None:
+            charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
+            found = self._charsets[id(ds)] = (
+                ds,
+                tuple(ds._character_set),
+                charset if isinstance(charset, str) else tuple(charset),
+            )
+        return found[1], found[2]
+
+    def _items(
+        self, ds: Dataset, tag: int, path: tuple[str, ...], structured: bool, dummy: bool
+    ) -> None:
         value = ds[tag].value
         keyword = keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
         outer = (self.structured, self.dummy_text)
@@ -389,11 +505,7 @@ class Walk:
         stored = ds.get_item(tag, keep_deferred=True)
         if not isinstance(stored, RawDataElement) or not isinstance(stored.value, bytes):
             return None
-        key = id(ds)
-        charsets = self._charsets.get(key)
-        if charsets is None:
-            charsets = self._charsets[key] = (ds, tuple(ds._character_set))
-        return stored.value, charsets[1]
+        return stored.value, self._encodings(ds)[0]
 
     def report(self, path: tuple[str, ...], tag: int, vr: str, action: str, source: str) -> None:
         """Record one decision for ``explain`` (nothing when not explaining)."""

@@ -212,8 +212,64 @@ class Encoder:
         out += value
         return True
 
+    def value(self, elem: DataElement, encodings: Encodings) -> bytes | None:
+        """The value bytes of a sequence of defined length, as :meth:`element` writes them
+        after the header; None for a sequence of undefined length.
+
+        Parameters
+        ----------
+        elem : DataElement
+            A sequence (VR SQ).
+        encodings : str or MutableSequence[str] or None
+            The character set of the dataset that holds it.
+
+        Returns
+        -------
+        bytes or None
+            Its items encoded, or None when it has an undefined length.
+        """
+        if elem.is_undefined_length:
+            return None
+        return bytes(self._items(elem, encodings))
+
+    def text_value(self, elem: DataElement, encodings: Encodings) -> bytes | None:
+        """The value bytes of a text element (SH, LO, ST, LT, UT, UC) as :meth:`element`
+        writes them after the header, when they are encoded here; None when pydicom writes
+        the element (non-ASCII text, among others).
+
+        Parameters
+        ----------
+        elem : DataElement
+            The element.
+        encodings : str or MutableSequence[str] or None
+            The character set of the dataset that holds it.
+
+        Returns
+        -------
+        bytes or None
+            The value bytes, or None.
+        """
+        if elem.VR not in _TEXT_VRS or elem.is_undefined_length:
+            return None
+        value = self._value(elem, elem.VR, encodings)
+        if value is None or (len(value) > 0xFFFF and elem.VR not in LONG_VRS):
+            return None
+        return value
+
     def _sequence(self, out: bytearray, elem: DataElement, encodings: Encodings) -> None:
         undefined = elem.is_undefined_length
+        body = self._items(elem, encodings)
+        tag = elem.tag
+        length = _UNDEFINED if undefined else len(body)
+        if self.implicit:
+            out += self._implicit_header(tag >> 16, tag & 0xFFFF, length)
+        else:
+            out += self._long_header(tag >> 16, tag & 0xFFFF, b"SQ", length)
+        out += body
+        if undefined:
+            out += self._implicit_header(0xFFFE, 0xE0DD, 0)
+
+    def _items(self, elem: DataElement, encodings: Encodings) -> bytearray:
         body = bytearray()
         item_header = self._implicit_header
         for item in elem.value:
@@ -226,15 +282,7 @@ class Encoder:
                 self.dataset(content, item, encodings)
                 body += item_header(0xFFFE, 0xE000, len(content))
                 body += content
-        tag = elem.tag
-        length = _UNDEFINED if undefined else len(body)
-        if self.implicit:
-            out += self._implicit_header(tag >> 16, tag & 0xFFFF, length)
-        else:
-            out += self._long_header(tag >> 16, tag & 0xFFFF, b"SQ", length)
-        out += body
-        if undefined:
-            out += item_header(0xFFFE, 0xE0DD, 0)
+        return body
 
     def _value(self, elem: DataElement, vr: str, encodings: Encodings) -> bytes | None:
         """The value bytes pydicom would write, or None to let pydicom write the element."""

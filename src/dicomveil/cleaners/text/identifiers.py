@@ -220,8 +220,8 @@ class Identifiers:
         """
         if tag >> 16 in (0x0000, 0x0002, 0xFFFE):
             return False
-        if vr is None and dictionary_has_tag(tag):
-            vr = dictionary_VR(tag)
+        if (vr is None or (vr == "UN" and not tag >> 16 & 1)) and dictionary_has_tag(tag):
+            vr = dictionary_VR(tag)  # implicit VR, or UN where the VR is known (as pydicom)
         if vr == "SQ" or (vr == "UN" and not tag >> 16 & 1 and _dictionary_sq(tag)):
             return True
         return vr is not None and _kind(tag, str(vr)) is not None
@@ -249,9 +249,7 @@ class Identifiers:
             # word is the name
             found = {(s.start, s.end) for s in spans}
             spans.extend(
-                s
-                for s in _places(self.institutions).find(text, folded)
-                if (s.start, s.end) not in found
+                s for s in _places_in(self.institutions, text) if (s.start, s.end) not in found
             )
         return spans
 
@@ -268,6 +266,13 @@ def _places(institutions: frozenset[str]) -> _Matcher:
     """The compiled search for institution names: apart, as a run gives every patient the
     same (those of the whole run, :mod:`dicomveil.runs.knowledge`), compiled once."""
     return _Matcher(Identifiers(institutions=institutions))
+
+
+@lru_cache(maxsize=4096)
+def _places_in(institutions: frozenset[str], text: str) -> tuple[Span, ...]:
+    """Where the institution names occur in ``text``, remembered: a run gives every patient
+    the same names (:func:`_places`), and its patients' files the same descriptions."""
+    return tuple(_places(institutions).find(text, fold(text)))
 
 
 @lru_cache(maxsize=4096)
@@ -305,24 +310,30 @@ def _elements(ds: Dataset) -> Iterator[tuple[str, list[str]]]:
         if tag >> 16 in (0x0000, 0x0002) or tag >> 16 == 0xFFFE:
             continue
         vr = raw.VR
-        if vr is None and dictionary_has_tag(tag):
-            vr = dictionary_VR(tag)
+        if (vr is None or (vr == "UN" and not tag >> 16 & 1)) and dictionary_has_tag(tag):
+            vr = dictionary_VR(tag)  # implicit VR, or UN where the VR is known (as pydicom)
         if vr == "SQ" or (vr == "UN" and not tag >> 16 & 1 and _dictionary_sq(tag)):
-            yield from _sequence(ds, tag, raw)
+            if charset is None:
+                charset = _charsets(ds)
+            yield from _sequence(ds, tag, raw, charset)
             continue
         kind = _kind(tag, str(vr)) if vr is not None else None
         if kind is None or raw.value is None:
             continue
         if isinstance(raw, DataElement):
             values = _strings(raw.value)
+        elif kind == "dates" and isinstance(raw.value, bytes):
+            # ASCII in every character set: the digits as written (each file has its own
+            # acquisition date-time; decoding it as a pydicom DT would parse it)
+            values = _strings(raw.value.decode("latin-1").strip(" \x00").split("\\"))
         else:
             value = raw.value
             if charset is None:
-                charset = tuple(ds._character_set)
+                charset = _charsets(ds)
             key = (tag, str(vr), value, charset) if len(value) <= 256 else None
             known = _DECODED.get(key) if key is not None else None
             if known is None:
-                elem = _decoded(ds, raw)
+                elem = _decoded(ds, raw, charset)
                 if elem is None:
                     continue
                 known = _strings(elem.value)
@@ -336,7 +347,7 @@ def _elements(ds: Dataset) -> Iterator[tuple[str, list[str]]]:
 
 
 def _sequence(
-    ds: Dataset, tag: int, raw: DataElement | RawDataElement
+    ds: Dataset, tag: int, raw: DataElement | RawDataElement, charset: tuple[str, ...]
 ) -> Iterator[tuple[str, list[str]]]:
     """What the items of a sequence hold; a sequence a series repeats byte for byte (the
     same request, procedure and code items in every file) is parsed once (``_SEQUENCES``),
@@ -353,7 +364,7 @@ def _sequence(
         return  # explicit VR: every element says its VR; none that holds a value we collect
     key = None
     if isinstance(raw, RawDataElement) and isinstance(value, bytes) and len(value) <= 1 << 14:
-        key = (tag, value, raw.is_implicit_VR, raw.is_little_endian, tuple(ds._character_set))
+        key = (tag, value, raw.is_implicit_VR, raw.is_little_endian, charset)
         known = _SEQUENCES.get(key)
         if known is not None:
             yield from known
@@ -385,10 +396,16 @@ def _items(ds: Dataset, tag: int) -> list[Dataset]:
     return [item for item in items or () if isinstance(item, Dataset)]
 
 
-def _decoded(ds: Dataset, raw: RawDataElement) -> DataElement | None:
+def _charsets(ds: Dataset) -> tuple[str, ...]:
+    """The Python codecs of a dataset's character sets (pydicom gives a list, or one str)."""
+    found = ds._character_set
+    return (found,) if isinstance(found, str) else tuple(found)
+
+
+def _decoded(ds: Dataset, raw: RawDataElement, charset: tuple[str, ...]) -> DataElement | None:
     """The value of a raw element, decoded without storing it in the dataset."""
     try:
-        return convert_raw_data_element(raw, encoding=ds._character_set, ds=ds)
+        return convert_raw_data_element(raw, encoding=list(charset), ds=ds)
     except Exception:  # undecodable: nothing to look for
         return None
 
