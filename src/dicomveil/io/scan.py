@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from struct import Struct
 from typing import BinaryIO, cast
 
@@ -47,6 +48,22 @@ _EXPLICIT = Struct("<HH2sH")
 _IMPLICIT = Struct("<HHI")
 _LENGTH = Struct("<I")
 _new_raw = tuple.__new__
+
+
+_TRANSFER_SYNTAX = BaseTag(0x00020010)
+
+
+@lru_cache(maxsize=64)
+def _syntax(value: bytes) -> tuple[UID, bool] | None:
+    """A Transfer Syntax UID's bytes as the scan reads them: the UID and whether it is
+    implicit VR; None for one the scan leaves to pydicom (unknown, deflated, big endian)."""
+    text = value.decode("latin-1").rstrip("\x00 ")
+    if not text:
+        return None
+    uid = UID(text)
+    if not uid.is_transfer_syntax or uid.is_deflated or not uid.is_little_endian:
+        return None
+    return uid, uid.is_implicit_VR
 
 
 class _NeedsPydicomError(Exception):
@@ -129,13 +146,15 @@ class _Scanner:
             raise _NeedsPydicomError
         meta_elements, position = self.elements(132, implicit=False, group=0x0002)
         meta = FileMetaDataset(meta_elements)
-        syntax = meta.get("TransferSyntaxUID")
-        if not syntax:
+        raw_syntax = meta_elements.get(_TRANSFER_SYNTAX)
+        if raw_syntax is None or not isinstance(raw_syntax.value, bytes):
             raise _NeedsPydicomError
-        uid = UID(str(syntax))
-        if not uid.is_transfer_syntax or uid.is_deflated or not uid.is_little_endian:
+        syntax = _syntax(raw_syntax.value)
+        if syntax is None:
             raise _NeedsPydicomError
-        implicit = uid.is_implicit_VR
+        uid, implicit = syntax
+        # as reading it would store it (decoded once per transfer syntax, not per file)
+        meta._dict[_TRANSFER_SYNTAX] = DataElement(_TRANSFER_SYNTAX, "UI", uid)
         if position + 6 <= self.size:
             self.need(position + 6)
             vr = self.buf[position + 4 : position + 6]
