@@ -20,6 +20,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, gen
 
 from dicomveil import Engine, Key, Profile, Pseudonymizer, RunConfig, run
 from dicomveil.cleaners.text import Identifiers
+from dicomveil.engine.memo import Remembered
 from dicomveil.io import read_scanned
 from dicomveil.runs.batch import Task
 from dicomveil.runs.knowledge import patient_chunks
@@ -174,3 +175,18 @@ def test_texts_and_sequences_cleaned_once_per_patient(tmp_path: Path) -> None:
     beta, alpha = sorted(by_patient.values(), key=len)  # ALPHA has two files, BETA one
     assert all(b"Xyloquent" not in data for data in alpha)  # ALPHA's operator: removed
     assert all(data.count(b"Xyloquent") == 2 for data in beta)  # no one BETA knows
+
+
+def test_what_an_engine_remembers_is_bounded() -> None:
+    """A long-lived engine (a gateway's worker) forgets its remembered answers when it holds
+    too many or too many bytes, and never holds one answer larger than the bound."""
+    memo: Remembered[bytes] = Remembered(entries=3, size=100)
+    for index in range(3):
+        memo.put(index, b"x", 10)
+    assert len(memo) == 3 and memo.get(0) == b"x"
+    memo.put(3, b"y", 10)  # a fourth: the first three forgotten
+    assert len(memo) == 1 and memo.get(0) is None and memo.get(3) == b"y"
+    memo.put(4, b"z", 95)  # 10 + 95 bytes: over the bound, the others forgotten
+    assert len(memo) == 1 and memo.get(4) == b"z"
+    memo.put(5, b"w", 101)  # larger than the bound: not remembered, nothing forgotten
+    assert memo.get(5) is None and memo.get(4) == b"z"

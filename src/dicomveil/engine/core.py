@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from collections.abc import Sequence as Many
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from pydicom import config as _pydicom_config
 from pydicom.dataelem import DataElement, RawDataElement
@@ -29,6 +29,7 @@ from dicomveil._version import __version__
 from dicomveil.cleaners import CLEANERS
 from dicomveil.cleaners.text import Identifiers, TextCleaner
 from dicomveil.engine.handlers import WithholdError
+from dicomveil.engine.memo import Remembered
 from dicomveil.engine.report import ElementReport
 from dicomveil.engine.risks import (
     check_risks,
@@ -153,10 +154,12 @@ class Engine:
         self.top_level_verdicts: dict[str | None, dict[int, object]] = {}
         # A top-level sequence's bytes and what its walk depends on -> (its value walked and
         # encoded, the UIDs it mapped): see Walk.sequence.
-        self.walked_sequences: dict[tuple[Any, ...], tuple[bytes, tuple[tuple[str, str], ...]]] = {}
+        self.walked_sequences: Remembered[tuple[bytes, tuple[tuple[str, str], ...]]] = Remembered(
+            _REMEMBERED_SEQUENCES, _REMEMBERED_BYTES
+        )
         # A top-level text's bytes and what cleaning it depends on -> the bytes it is stored
         # as (see Walk.cleaned_key).
-        self.cleaned_texts: dict[tuple[object, ...], bytes] = {}
+        self.cleaned_texts: Remembered[bytes] = Remembered(_REMEMBERED_TEXTS, _REMEMBERED_BYTES)
         # The De-identification Method Code Sequence's value, per encoding (_method_codes).
         self._method_bytes: dict[tuple[object, ...], bytes] = {}
         # The reversible option: what it changes is sealed for these recipients.
@@ -472,5 +475,10 @@ def _patient_element(tag: int, vr: str | None) -> bool:
     return tag in _PATIENT_KEY_TAGS or Identifiers.collects(tag, vr)
 
 
+# Sequences walked and texts cleaned an engine remembers (Walk.sequence, Walk.cleaned_key):
+# how many, and how many bytes (inputs and answers) in all.
+_REMEMBERED_SEQUENCES = 512
+_REMEMBERED_TEXTS = 4096
+_REMEMBERED_BYTES = 16 << 20
 _REMEMBERED_PATIENTS = 256  # patients an engine that learns as it goes remembers (the latest)
 _REMEMBERED_INSTITUTIONS = 4096  # institution names it remembers (the first)

@@ -201,7 +201,6 @@ def clean(walk: Walk, at: At, decision: Decision, source: str) -> bool:
 
 _BINARY_CONTAINER_VRS = frozenset({"OB", "UN"})
 _UNCHANGED = b"\x00unchanged"  # a remembered text the cleaner left as it was
-_REMEMBERED_TEXTS = 4096  # texts an engine remembers cleaned (see Walk.cleaned_key)
 
 
 def _remember_text(
@@ -221,9 +220,8 @@ def _remember_text(
         )
     if value is None:
         return  # pydicom's own encoding: not remembered
-    if len(remembered) >= _REMEMBERED_TEXTS:
-        remembered.clear()
-    remembered[key] = value
+    raw = key[2]
+    remembered.put(key, value, len(value) + (len(raw) if isinstance(raw, bytes) else 0))
 
 
 def _cleaned(walk: Walk, at: At, vr: str, cleaning: Cleaning, source: str) -> bool:

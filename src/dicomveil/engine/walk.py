@@ -59,9 +59,8 @@ _PLAIN_VRS = _VALID_VRS - _SWEPT_VRS - _NUMERIC_STRING_VRS  # kept: no look need
 _DAMAGED_SEQUENCE_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UC", "UR", "UT"})
 # Verdicts of the top-level fast path (see Walk._verdict).
 KEPT, REMOVED, LOOK = object(), object(), object()
-# Sequences walked once per engine (Walk.sequence): how many; the largest value remembered
-# (of a sequence, or of a cleaned text: Walk.cleaned_key).
-_REMEMBERED_SEQUENCES = 512
+# The largest value of a sequence walked, or of a text cleaned, once per engine
+# (Walk.sequence, Walk.cleaned_key).
 _REMEMBERED_BYTES = 1 << 16
 # Text VRs whose cleaned values an engine remembers (Walk.cleaned_key).
 _REMEMBERED_TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC"})
@@ -287,9 +286,8 @@ class Walk:
             )
             if value is None:
                 return
-            if len(walked) >= _REMEMBERED_SEQUENCES:
-                walked.clear()
-            found = walked[key] = (value, tuple(mapped.items()))
+            found = (value, tuple(mapped.items()))
+            walked.put(key, found, len(raw.value) + len(value))
         value, mapped_uids = found
         # value_tell -1: not the input's bytes (the writer writes them, never copies those).
         ds[tag] = raw._replace(value=value, length=len(value), value_tell=-1)
