@@ -191,7 +191,7 @@ def clean(walk: Walk, at: At, decision: Decision, source: str) -> bool:
         if cleaning is not None:
             kept = _cleaned(walk, at, cleaned_vr, cleaning, source)
             if key is not None and cleaning.outcome is Outcome.TEXT:
-                _remember_text(walk, key, ds, tag, cleaning)
+                _remember_text(walk, key, at, cleaning)
             return kept
     fallback = decision.fallback or Code.X
     action = walk.resolve(Decision(fallback, source), tag, path)
@@ -203,25 +203,20 @@ _BINARY_CONTAINER_VRS = frozenset({"OB", "UN"})
 _UNCHANGED = b"\x00unchanged"  # a remembered text the cleaner left as it was
 
 
-def _remember_text(
-    walk: Walk, key: tuple[object, ...], ds: Dataset, tag: int, cleaning: Cleaning
-) -> None:
+def _remember_text(walk: Walk, key: tuple[object, ...], at: At, cleaning: Cleaning) -> None:
     """Remember the bytes a cleaned text was stored as (:meth:`Walk.cleaned_key`)."""
-    remembered = walk.engine.cleaned_texts
+    raw = at.raw
+    assert isinstance(raw, RawDataElement) and isinstance(raw.value, bytes)  # as the key has it
     if cleaning.values is None:
         value: bytes | None = _UNCHANGED
     else:
-        implicit, little = key[3], key[4]
-        stored = ds[tag]
+        stored = at.ds[at.tag]
         assert isinstance(stored, DataElement)
-        value = encoding.Encoder.of(implicit=bool(implicit), little=bool(little)).text_value(
-            stored,
-            ds.get("SpecificCharacterSet", "ISO_IR 6"),  # as the writer encodes it
-        )
-    if value is None:
-        return  # pydicom's own encoding: not remembered
-    raw = key[2]
-    remembered.put(key, value, len(value) + (len(raw) if isinstance(raw, bytes) else 0))
+        encoder = encoding.Encoder.of(implicit=raw.is_implicit_VR, little=raw.is_little_endian)
+        # in the character set the writer encodes with
+        value = encoder.text_value(stored, at.ds.get("SpecificCharacterSet", "ISO_IR 6"))
+    if value is not None:  # None: pydicom's own encoding, not remembered
+        walk.engine.cleaned_texts.put(key, value, len(value) + len(raw.value))
 
 
 def _cleaned(walk: Walk, at: At, vr: str, cleaning: Cleaning, source: str) -> bool:

@@ -361,9 +361,10 @@ class Walk:
         found = self._charsets.get(id(ds))
         if found is None:
             charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
+            codecs = ds._character_set  # pydicom gives a list, or one str
             found = self._charsets[id(ds)] = (
                 ds,
-                tuple(ds._character_set),
+                (codecs,) if isinstance(codecs, str) else tuple(codecs),
                 charset if isinstance(charset, str) else tuple(charset),
             )
         return found[1], found[2]
