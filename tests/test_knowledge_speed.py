@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -21,10 +22,10 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, gen
 from dicomveil import Engine, Key, Profile, Pseudonymizer, RunConfig, run
 from dicomveil.cleaners.text import Identifiers
 from dicomveil.engine.memo import Remembered
-from dicomveil.io import read_scanned
+from dicomveil.io import SourceFile, read_scanned
 from dicomveil.runs.batch import Task
 from dicomveil.runs.knowledge import patient_chunks
-from tests.realdata import real_files
+from tests.realdata import RealFile, real_files
 
 TODAY = dt.date(2026, 12, 6)
 
@@ -67,27 +68,31 @@ def test_a_name_inside_a_sequence_is_collected(tmp_path: Path, syntax: UID) -> N
         assert set(Identifiers.from_dataset(ds).names) == names
 
 
+def _scanned_real_files() -> Iterator[tuple[RealFile, SourceFile]]:
+    """Every real file (not the zips) the quick scan reads whole, read as the first pass
+    reads (warnings off: real values break VR rules)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for real in real_files():
+            if real.path.suffix.lower() == ".zip":
+                continue
+            whole = read_scanned(real.path)
+            if whole is not None:
+                yield real, whole
+
+
 def test_the_first_pass_reads_the_same_values_from_fewer_elements() -> None:
     """The first pass scans only the elements ``Engine.patient_elements`` keeps: on every
     real file the test data holds, the patient key and the values found are those of the
     whole file, and the quick scan still reads every file it read before."""
     engine = Engine(Profile.named("ps3.15-basic").compile(), Pseudonymizer(Key.generate()))
     checked = 0
-    with warnings.catch_warnings():  # as the first pass reads (real values break VR rules)
-        warnings.simplefilter("ignore")
-        for real in real_files():
-            if real.path.suffix.lower() == ".zip":
-                continue
-            whole = read_scanned(real.path)
-            if whole is None:
-                continue
-            few = read_scanned(real.path, keep=engine.patient_elements)
-            assert few is not None, real.name
-            assert len(few.dataset) <= len(whole.dataset)
-            assert engine.patient_values(few.dataset) == engine.patient_values(whole.dataset), (
-                real.name
-            )
-            checked += 1
+    for real, whole in _scanned_real_files():
+        few = read_scanned(real.path, keep=engine.patient_elements)
+        assert few is not None, real.name
+        assert len(few.dataset) <= len(whole.dataset)
+        assert engine.patient_values(few.dataset) == engine.patient_values(whole.dataset), real.name
+        checked += 1
     assert checked >= 100  # the real data is there (tests/realdata.py)
 
 
@@ -96,22 +101,15 @@ def test_every_name_pydicom_reads_is_collected() -> None:
     every person name at any depth (decoded by pydicom in the file's character sets) is
     among the names found."""
     checked = 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for real in real_files():
-            if real.path.suffix.lower() == ".zip":
-                continue
-            source = read_scanned(real.path)
-            if source is None:
-                continue
-            found = Identifiers.from_dataset(source.dataset).names
-            expected: set[str] = set()
-            for elem in dcmread(real.path, stop_before_pixels=True).iterall():
-                if elem.VR == "PN" and elem.value:
-                    values = elem.value if elem.VM > 1 else [elem.value]
-                    expected.update(str(v).strip() for v in values if str(v).strip())
-            assert expected <= found, real.name
-            checked += 1
+    for real, source in _scanned_real_files():
+        found = Identifiers.from_dataset(source.dataset).names
+        expected: set[str] = set()
+        for elem in dcmread(real.path, stop_before_pixels=True).iterall():
+            if elem.VR == "PN" and elem.value:
+                values = elem.value if elem.VM > 1 else [elem.value]
+                expected.update(str(v).strip() for v in values if str(v).strip())
+        assert expected <= found, real.name
+        checked += 1
     assert checked >= 100
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping, MutableSequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from pydicom import config as _pydicom_config
 from pydicom._uid_dict import UID_dictionary
@@ -302,13 +302,7 @@ class Walk:
         if path or self.explain or self.engine.reversible:
             return None
         raw = ds.get_item(tag, keep_deferred=True)
-        if (
-            not isinstance(raw, RawDataElement)
-            or not isinstance(raw.value, bytes)
-            or raw.VR not in (None, "SQ")
-            or raw.length == 0xFFFFFFFF
-            or len(raw.value) > _REMEMBERED_BYTES
-        ):
+        if not _rememberable(raw) or raw.VR not in (None, "SQ"):
             return None
         return (
             int(tag),
@@ -337,12 +331,9 @@ class Walk:
             at.path
             or self.explain
             or self.engine.reversible
-            or not isinstance(raw, RawDataElement)
+            or not _rememberable(raw)
             or raw.VR not in (None, vr)
             or vr not in _REMEMBERED_TEXT_VRS
-            or not isinstance(raw.value, bytes)
-            or raw.length == 0xFFFFFFFF
-            or len(raw.value) > _REMEMBERED_BYTES
         ):
             return None
         return (
@@ -525,3 +516,14 @@ class Walk:
 def _is_sequence(tag: int) -> bool:
     """A public tag the dictionary gives VR SQ."""
     return dictionary_has_tag(tag) and dictionary_VR(tag) == "SQ"
+
+
+def _rememberable(raw: DataElement | RawDataElement) -> TypeGuard[RawDataElement]:
+    """An element still as read, with its value's bytes of a defined length not over
+    :data:`_REMEMBERED_BYTES`: what an engine may remember an answer for."""
+    return (
+        isinstance(raw, RawDataElement)
+        and isinstance(raw.value, bytes)
+        and raw.length != 0xFFFFFFFF
+        and len(raw.value) <= _REMEMBERED_BYTES
+    )
