@@ -423,6 +423,21 @@ def main() -> None:
         f"instances/s (goal >= 0.5), {ratios['many_vs_one']:.2f}x one association's "
         "(goal >= 1.6)"
     )
+    # The two contenders run in the same round each time: their ratio per round is
+    # less exposed to a machine whose speed drifts than the ratio of the medians.
+    per_round = [
+        run / gw
+        for run, gw in zip(
+            times["dicomveil run (folder)"],
+            times[f"gateway (folder), {n} associations"],
+            strict=True,
+        )
+    ]
+    results["many_vs_run_per_round"] = per_round
+    print(
+        f"  per round: {', '.join(f'{r:.2f}' for r in per_round)} "
+        f"(median {statistics.median(per_round):.2f})"
+    )
     print(
         f"the same work on both sides: with the release gate {ratios['gated_vs_run_verify']:.2f}x "
         f"dicomveil run --verify, without it {ratios['ungated_vs_run']:.2f}x dicomveil run "

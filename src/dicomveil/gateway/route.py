@@ -125,8 +125,11 @@ class Route:
             self._answer_engine = (today, engine)
         return self._answer_engine[1]
 
-    def targets(self, ds: Dataset, pseudonym: str) -> list[Path]:
-        """Where a de-identified instance goes: the output folder's file, then the queue's.
+    def targets(self, ds: Dataset, pseudonym: str, stage: Path | None = None) -> list[Path]:
+        """Where a de-identified instance goes: the output folder's file, then the queue's;
+        with ``stage``, first where it waits for the release gate (the route's layout under
+        ``stage``, in a folder named after the route, so that a stopped file keeps its
+        place when it is moved into :attr:`gated`). The layout is filled in once.
 
         Parameters
         ----------
@@ -134,23 +137,25 @@ class Route:
             The de-identified data set (its UIDs name the files).
         pseudonym : str
             The patient pseudonym (the layout's ``{patient}``).
+        stage : Path, optional
+            The release gate's staging folder.
 
         Returns
         -------
         list of Path
-            One path per destination of the route, the folder first.
+            The staged file (with ``stage``), then one path per destination of the route,
+            the folder first.
         """
-        paths: list[Path] = []
+        roots = [] if stage is None else [stage / self.name]
         if self.config.output is not None:
-            paths.append(self.config.layout.path(self.config.output, ds, pseudonym))
+            roots.append(self.config.output)
+        paths = self.config.layout.paths(roots, ds, pseudonym) if roots else []
         if self.queue is not None:
             paths.append(self.queue.entry_path(str(ds.get("SOPInstanceUID", "") or "")))
         return paths
 
     def staged(self, stage: Path, ds: Dataset, pseudonym: str) -> Path:
-        """Where an instance waits for the release gate: the route's layout under ``stage``,
-        in a folder named after the route (so that a stopped file keeps its place when it
-        is moved into :attr:`gated`)."""
+        """Where an instance waits for the release gate (see :meth:`targets`)."""
         return self.config.layout.path(stage / self.name, ds, pseudonym)
 
     def clean(self, ds: Dataset) -> Dataset | None:

@@ -166,18 +166,17 @@ def store_instance(route: Route, path: Path, task: Task, expect: tuple[str, str]
         stage = path.parent / f"stage-{os.getpid()}-{threading.get_ident()}"
         return _store_gated(route, source, task, path, stage)
     engine = route.engine()
+    targets: list[Path] = []
+
+    def destination(ds: Dataset, pseudonym: str) -> Path:
+        targets.extend(route.targets(ds, pseudonym))
+        return targets[0]
+
     try:
         # The pipeline of ``dicomveil run`` itself: same bytes, clean-pixel-data included.
-        done = deidentify_source(
-            engine,
-            source,
-            lambda ds, pseudonym: route.targets(ds, pseudonym)[0],
-            durable=True,
-        )
+        done = deidentify_source(engine, source, destination, durable=True)
         if isinstance(done, str):
             return Stored(FileResult(task, Outcome.WITHHELD, done), StoreStatus.WITHHELD_WARNING)
-        written = done.result.dataset if done.result is not None else None
-        targets = route.targets(written or source.dataset, done.pseudonym)
         for extra in targets[1:]:
             copy_file(done.output, extra, durable=True)
     except Exception as exc:
@@ -194,12 +193,14 @@ def _store_gated(
     gate = route.gate
     assert gate is not None
     staged: Path | None = None
+    places: list[Path] = []  # the staged file, then the route's destinations
+
+    def destination(ds: Dataset, pseudonym: str) -> Path:
+        places.extend(route.targets(ds, pseudonym, stage))
+        return places[0]
+
     try:
-        done = deidentify_source(
-            route.engine(),
-            source,
-            lambda ds, pseudonym: route.staged(stage, ds, pseudonym),
-        )
+        done = deidentify_source(route.engine(), source, destination)
         if isinstance(done, str):
             return Stored(FileResult(task, Outcome.WITHHELD, done), StoreStatus.WITHHELD_WARNING)
         assert done.result is not None and done.result.dataset is not None
@@ -208,7 +209,7 @@ def _store_gated(
         if reason is not None:
             withheld = FileResult(task, Outcome.WITHHELD, reason)
             return Stored(withheld, StoreStatus.WITHHELD_WARNING)
-        first, *others = route.targets(done.result.dataset, done.pseudonym)
+        first, *others = places[1:]
         _place(done.output, first)
         for target in others:
             copy_file(first, target, durable=True)
@@ -219,8 +220,7 @@ def _store_gated(
             with contextlib.suppress(OSError):
                 staged.unlink()  # stopped, failed, or already moved
     result = done.file_result(task)
-    folder = route.targets(done.result.dataset, done.pseudonym)[0]
-    return Stored(replace(result, output=folder), StoreStatus.SUCCESS, route.queue is not None)
+    return Stored(replace(result, output=places[1]), StoreStatus.SUCCESS, route.queue is not None)
 
 
 def spool_header(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:

@@ -34,10 +34,10 @@ from pynetdicom._handlers import (
     standard_pdu_sent_handler,
 )
 from pynetdicom.association import Association
-from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.transport import AddressInformation, AssociationSocket, RequestHandler
 
 from dicomveil.gateway.config import Node
+from dicomveil.gateway.dimse import WaitingDimse
 
 __all__ = [
     "MIN_PDU_LIMIT",
@@ -377,7 +377,7 @@ class AcceptorHandler(RequestHandler):
         sock.limit = self._limit
         assoc.set_socket(sock)
         sock.wake_on_send(assoc)
-        assoc.dimse = _WaitingDimse(assoc)
+        assoc.dimse = WaitingDimse(assoc, IDLE_WAIT)
         assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
         assoc.acceptor.ae_title = self.server.ae_title
         assoc.acceptor.address_info = self.local
@@ -410,19 +410,3 @@ class _WakingQueue(queue.Queue[Any]):
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         super().put(item, block, timeout)
         self._wake_up()
-
-
-class _WaitingDimse(DIMSEServiceProvider):
-    """The DIMSE provider of an accepted association: the association's reactor thread,
-    which asks for the next message without blocking after sleeping a millisecond, waits
-    for it instead (at most :data:`IDLE_WAIT`, then the reactor checks for a release or an
-    abort as before)."""
-
-    def get_msg(self, block: bool = False) -> Any:
-        """The next message; without ``block``, waiting at most :data:`IDLE_WAIT`."""
-        if block:
-            return super().get_msg(block)
-        try:
-            return self.msg_queue.get(timeout=IDLE_WAIT)
-        except queue.Empty:
-            return None, None

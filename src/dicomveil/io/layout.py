@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -107,12 +108,36 @@ class Layout:
         LayoutError
             The path would leave the output folder (never, by construction: a safeguard).
         """
+        return self.paths((root,), ds, patient)[0]
+
+    def paths(self, roots: Sequence[Path], ds: Dataset, patient: str) -> list[Path]:
+        """:meth:`path` in each of several folders, the template filled in once.
+
+        Parameters
+        ----------
+        roots : sequence of Path
+            The folders.
+        ds : Dataset
+            The de-identified dataset.
+        patient : str
+            The patient pseudonym.
+
+        Returns
+        -------
+        list of Path
+            One path per folder, in their order.
+
+        Raises
+        ------
+        LayoutError
+            A path would leave its folder (never, by construction: a safeguard).
+        """
         relative = self.relative_path(ds, patient)
         # Every part is reduced to [A-Za-z0-9._-] and is never "." or "..": joined to the
         # resolved root it cannot leave it (checked without a system call per file).
         if any(part in ("", ".", "..") for part in relative.parts):
             raise LayoutError("the layout produced a path outside the output folder")
-        return _resolved(root) / relative
+        return [_resolved(root) / relative for root in roots]
 
 
 def _safe(value: str) -> str:
