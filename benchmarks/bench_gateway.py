@@ -5,7 +5,7 @@
 Usage::
 
     python benchmarks/bench_gateway.py [--files 800] [--size 256] [--senders 4] [--rounds 3]
-                                       [--workers N] [--json OUT]
+                                       [--workers N] [--json OUT] [--baseline SRC]
 
 A synthetic corpus (CT series of 50 slices from :mod:`tests.support.synthetic`, one patient
 each) is written to a scratch folder in ``--senders`` parts. Contenders:
@@ -23,7 +23,10 @@ each) is written to a scratch folder in ``--senders`` parts. Contenders:
   de-identified, checked and fsynced);
 * ``dicomveil run``: the command on the same files into a folder (its default workers);
 * for context, the same work on both sides: the gateway with ``verify = false`` (no
-  release gate), and ``dicomveil run --verify`` (with it).
+  release gate), and ``dicomveil run --verify`` (with it);
+* with ``--baseline SRC`` (a source tree, e.g. ``git worktree add /tmp/before HEAD~1``), the
+  gateway of that tree too (``PYTHONPATH=SRC/src``), one and ``--senders`` associations, in
+  the same rounds: before and after a change in one run.
 
 The gateway runs as a ``dicomveil gateway --config`` subprocess, as in production, with its
 default workers (the cores) unless ``--workers``; it is started before the clock. Each
@@ -117,10 +120,11 @@ def make_corpus(folder: Path, files: int, size: int, senders: int) -> list[Path]
 
 
 class Server:
-    def __init__(self, args: list[str], port: int, log: Path) -> None:
+    def __init__(self, args: list[str], port: int, log: Path, source: Path | None = None) -> None:
+        env = DCMTK_ENV if source is None else {**DCMTK_ENV, "PYTHONPATH": str(source)}
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=DCMTK_ENV
+                args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
         wait_for(lambda: listening(port) or self.proc.poll() is not None, args[0])
         if self.proc.poll() is not None:
@@ -229,7 +233,11 @@ def run_gateway(
     associations: int,
     workers: int | None,
     verify: bool = True,
+    source: Path | None = None,
 ) -> float:
+    """The gateway (``source``: its package from that folder) writing to a folder or
+    forwarding to storescp, ``associations`` storescu sending ``parts``: seconds until
+    every instance was acknowledged (and forwarded)."""
     port = free_port()
     dest_port = free_port() if forward else None
     servers: list[Server] = []
@@ -253,7 +261,7 @@ def run_gateway(
             )
         config = gateway_config(scratch, port, key, dest_port, workers, verify=verify)
         command = [str(Path(sys.executable).with_name("dicomveil")), "gateway", "--config"]
-        servers.append(Server([*command, str(config)], port, scratch / "gateway.log"))
+        servers.append(Server([*command, str(config)], port, scratch / "gateway.log", source))
         start = time.perf_counter()
         send(port, parts, associations)
         if dest_port is not None:
@@ -342,6 +350,26 @@ def run_command(
     return elapsed
 
 
+def _baseline(
+    source: Path, parts: list[Path], files: int, key: Path, count: int, workers: int | None
+) -> Callable[[Path], float]:
+    """The gateway of another source tree as a contender (``--baseline``)."""
+
+    def contender(scratch: Path) -> float:
+        return run_gateway(
+            scratch,
+            parts,
+            files,
+            key,
+            forward=False,
+            associations=count,
+            workers=workers,
+            source=source,
+        )
+
+    return contender
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=800)
@@ -350,6 +378,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, help="the gateway's workers (default: cores)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--baseline", type=Path, help="also time the gateway of this source tree (before/after)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dicomveil-bench-gateway-") as temp:
         root = Path(temp)
@@ -384,6 +415,14 @@ def main() -> None:
                 s, parts, args.files, key, verify=True
             ),
         }
+        if args.baseline is not None:
+            source = args.baseline.resolve() / "src"
+            if not (source / "dicomveil").is_dir():
+                raise SystemExit(f"--baseline: no dicomveil package in {source}")
+            for count in (1, n):
+                contenders[f"baseline gateway, {count} assoc."] = _baseline(
+                    source, parts, args.files, key, count, w
+                )
         times: dict[str, list[float]] = {name: [] for name in contenders}
         for round_ in range(args.rounds):
             for name, contender in contenders.items():
@@ -447,6 +486,19 @@ def main() -> None:
         f"STOW-RS into the gateway: {ratios['stow_vs_c_store']:.2f}x C-STORE's instances/s with "
         f"{n} clients / associations, {ratios['stow_one_vs_c_store_one']:.2f}x with one"
     )
+    if args.baseline is not None:
+        for count, ours in (
+            (1, "gateway (folder), 1 association"),
+            (n, f"gateway (folder), {n} associations"),
+        ):
+            name = f"baseline gateway, {count} assoc."
+            per = [b / a for a, b in zip(times[ours], times[name], strict=True)]
+            results[f"vs_baseline_{count}"] = per
+            print(
+                f"this tree vs --baseline, {count} association(s): "
+                f"{medians[name] / medians[ours]:.2f}x the instances/s "
+                f"(per round {', '.join(f'{r:.2f}' for r in per)})"
+            )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
 

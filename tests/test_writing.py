@@ -56,9 +56,9 @@ def test_pixel_data_without_the_kernel_copy(
 
 
 def test_the_command_line_loads_no_database_or_network_library() -> None:
-    """``dicomveil run`` starts without SQLAlchemy (loaded with --audit) or pynetdicom
-    (loaded by the gateway)."""
-    code = "import sys, dicomveil.cli; print(sorted(m for m in ('sqlalchemy', 'pynetdicom') if m in sys.modules))"  # noqa: E501
+    """``dicomveil run`` starts without SQLAlchemy (loaded with --audit), pynetdicom (loaded
+    by the gateway) or cryptography (loaded with --recipient and by reidentify)."""
+    code = "import sys, dicomveil.cli; print(sorted(m for m in ('sqlalchemy', 'pynetdicom', 'cryptography') if m in sys.modules))"  # noqa: E501
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )

@@ -17,20 +17,23 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
 from dicomveil.cli._app import app, err, fail, option
 from dicomveil.cli._help import Command
-from dicomveil.engine.reversible import restore
 from dicomveil.errors import DicomveilError
-from dicomveil.identity.envelope import EnvelopeError, load_private_key, load_recipient
 from dicomveil.io import iter_files
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+# ``cryptography`` and the envelope are loaded by this command only (every command's start
+# would pay for them otherwise: the CLI registers all commands).
 
 
 @app.command("reidentify", cls=Command)
@@ -67,6 +70,8 @@ def reidentify_command(
     if len(paths) < 2:
         raise fail("give at least one input and the output folder")
     inputs, output = paths[:-1], paths[-1]
+    from dicomveil.identity.envelope import load_private_key, load_recipient
+
     try:
         password = None
         if password_env is not None:
@@ -104,6 +109,9 @@ def _reidentify(
     path: Path, target: Path, key: rsa.RSAPrivateKey, cert: x509.Certificate | None
 ) -> str | None:
     """Re-identify one file into ``target``; None when done, else why not (no values)."""
+    from dicomveil.engine.reversible import restore
+    from dicomveil.identity.envelope import EnvelopeError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,7 +28,6 @@ from dicomveil.cli._pixels import PixelFillArg, PixelRulesArg, PreviewDirArg, pi
 from dicomveil.cli._progress import ProgressMode, showing
 from dicomveil.errors import DicomveilError
 from dicomveil.identity.crosswalk import Crosswalk
-from dicomveil.identity.envelope import load_recipient
 from dicomveil.io.layout import DEFAULT_LAYOUT, FIELDS, Layout
 from dicomveil.profiles import Profile
 from dicomveil.runs import cluster
@@ -46,6 +45,9 @@ from dicomveil.runs.maps import GATE_PREFIX
 from dicomveil.runs.output_key import check_output_key
 from dicomveil.standard.options import Option
 from dicomveil.standard.tables import EDITION
+
+if TYPE_CHECKING:
+    from dicomveil.identity.envelope import Recipient
 
 Progressed = Callable[[FileResult], None]
 
@@ -250,7 +252,7 @@ def run_command(
         if dry_run and runner is not None:
             raise fail("--dry-run works on local inputs and outputs, without --dask")
         chosen = load_profile(profile, option)
-        recipients = tuple(load_recipient(p) for p in recipient or [])
+        recipients = _recipients(recipient or [])
         if recipients and Option.REVERSIBLE not in chosen.options:
             raise fail("--recipient goes with --option reversible")
         secret = load_key(key)
@@ -475,3 +477,12 @@ def _report(
             for o in (Outcome.WITHHELD, Outcome.SKIPPED, Outcome.FAILED)
         },
     }
+
+
+def _recipients(certificates: list[Path]) -> tuple[Recipient, ...]:
+    """The ``--recipient`` certificates (``cryptography`` is loaded only when there are)."""
+    if not certificates:
+        return ()
+    from dicomveil.identity.envelope import load_recipient
+
+    return tuple(load_recipient(p) for p in certificates)
