@@ -93,18 +93,18 @@ class WaitingDimse(DIMSEServiceProvider):
         primitive : P_DATA
             Fragments of one or more DIMSE messages.
         """
-        values = list(primitive.presentation_data_value_list)
+        values = primitive.presentation_data_value_list
+        first = 0
         if self._incoming is None:
             request = self._request(values[0] if values else None)
             if request is None:
                 super().receive_primitive(primitive)
                 return
             self._incoming = (values[0][0], request, BytesIO())
-            values = values[1:]
-        while values:
-            _, data = values.pop(0)
-            assert self._incoming is not None
-            context_id, request, data_set = self._incoming
+            first = 1
+        context_id, request, data_set = self._incoming
+        for index in range(first, len(values)):
+            data = values[index][1]
             if not data or data[0] & 1:
                 # A command fragment before the data set ended: no DIMSE stream (PS3.7 6.3.1,
                 # PS3.8 E.2 say a message's fragments are not interleaved).
@@ -117,9 +117,9 @@ class WaitingDimse(DIMSEServiceProvider):
                 request.DataSet = data_set
                 request._context_id = context_id
                 self.msg_queue.put((context_id, request))
-                if values:  # the next message begins in the same P-DATA
+                if index + 1 < len(values):  # the next message begins in the same P-DATA
                     rest = P_DATA()
-                    rest.presentation_data_value_list.extend(values)
+                    rest.presentation_data_value_list.extend(values[index + 1 :])
                     self.receive_primitive(rest)
                 return
 
