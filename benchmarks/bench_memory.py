@@ -65,7 +65,7 @@ LAUNCHER = textwrap.dedent(
     print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, seconds)
     """
 )
-CLI = [sys.executable, "-c", "from dicomveil.cli import main; main()"]
+CLI = [sys.executable, "-m", "dicomveil"]
 PYDICOM = (
     "import sys, pydicom; ds = pydicom.dcmread(sys.argv[1]); "
     "pydicom.dcmwrite(sys.argv[2], ds, enforce_file_format=True)"

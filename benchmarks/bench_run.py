@@ -460,14 +460,14 @@ def cli_startup() -> float:
 
 
 def _dicomveil_command() -> list[str]:
-    """The ``dicomveil`` script next to this interpreter, else on PATH, else via -c."""
+    """The ``dicomveil`` script next to this interpreter, else on PATH, else ``-m``."""
     beside = Path(sys.executable).parent / "dicomveil"
     if beside.is_file() and os.access(beside, os.X_OK):
         return [str(beside)]
     found = shutil.which("dicomveil")
     if found:
         return [found]
-    return [sys.executable, "-c", "from dicomveil.cli import main; main()"]
+    return [sys.executable, "-m", "dicomveil"]
 
 
 @dataclass(frozen=True)
@@ -621,8 +621,8 @@ def build_contenders(
                 f"`dicomveil run` from {baseline} (PYTHONPATH={source}) as a subprocess, "
                 f"{PROFILE_NAME}, --workers {workers}",
                 command=lambda out: [
-                    "env", f"PYTHONPATH={source}", sys.executable, "-c",
-                    "from dicomveil.cli import main; main()", "run", "--profile", PROFILE_NAME,
+                    "env", f"PYTHONPATH={source}", sys.executable, "-m", "dicomveil",
+                    "run", "--profile", PROFILE_NAME,
                     "--key", str(key_file), "--workers", str(workers), str(corpus.dicom),
                     str(out),
                 ],

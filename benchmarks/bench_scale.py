@@ -97,8 +97,8 @@ def measure(
     time_file = scratch / "time.txt"
     command = _dicomveil_command()
     if tree is not None:
-        command = ["env", f"PYTHONPATH={tree.resolve() / 'src'}", sys.executable, "-c",
-                   "from dicomveil.cli import main; main()"]  # fmt: skip
+        command = ["env", f"PYTHONPATH={tree.resolve() / 'src'}", sys.executable, "-m",
+                   "dicomveil"]  # fmt: skip
     argv = [
         *command, "run", "--key", str(key_file), "--workers", str(workers),
         "--progress", "none", "-q", "--state-dir", str(state), str(source), str(out),

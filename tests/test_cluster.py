@@ -520,8 +520,8 @@ def test_memory_stays_bounded_on_a_file_over_1_gb(big_input: BigInput) -> None:
     scratch.mkdir(parents=True)
     command = [
         sys.executable,
-        "-c",
-        "from dicomveil.cli import main; main()",
+        "-m",
+        "dicomveil",
         "run",
         big_input.path.as_uri(),
         out.as_uri(),

@@ -37,6 +37,22 @@ def test_every_preset_is_listed_and_described() -> None:
         assert profile.description and profile.source
 
 
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_has_the_shape_a_users_file_is_checked_for(name: str) -> None:
+    """Presets are read without pydantic (a run starts without it): each passes the check
+    a user's file gets, and the reader's tables are the checked file's keys."""
+    import dataclasses
+    import tomllib
+    from importlib import resources
+
+    from dicomveil.profiles.loading import _Spec
+    from dicomveil.profiles.profile_file import ProfileFile, check_shape
+
+    raw = resources.files("dicomveil.profiles").joinpath("presets", f"{name}.toml").read_text()
+    check_shape(tomllib.loads(raw), name)  # raises ProfileError on a wrong key or type
+    assert [f.name for f in dataclasses.fields(_Spec)] == list(ProfileFile.model_fields)
+
+
 def test_unknown_profile_name_is_an_error() -> None:
     with pytest.raises(ProfileError, match="unknown profile 'no-such-profile'"):
         Profile.named("no-such-profile")

@@ -29,7 +29,7 @@ from tests.conftest import KEY, OTHER_KEY, TODAY
 from tests.support import tiny
 from tests.support.commands import cli, keygen
 
-COMMAND = [sys.executable, "-c", "from dicomveil.cli import main; main()"]
+COMMAND = [sys.executable, "-m", "dicomveil"]
 
 
 def _tree(root: Path) -> dict[str, str]:

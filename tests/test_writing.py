@@ -63,3 +63,25 @@ def test_the_command_line_loads_no_database_or_network_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_program_defers_requests_and_freezes_what_it_loaded() -> None:
+    """The ``dicomveil`` program loads the command line without running ``requests`` (pydicom
+    imports it for a downloader the command line never calls; urllib3 comes with it), the
+    module works when used, and what was loaded is out of the collector's passes."""
+    code = (
+        "import gc, sys\n"
+        "from dicomveil._command import load\n"
+        "main = load()\n"
+        "print('urllib3' in sys.modules, gc.isenabled(), gc.get_freeze_count() > 50000)\n"
+        "import pydicom.data.download as d, requests\n"
+        "session = requests.Session()\n"
+        "import requests.adapters\n"
+        "print('urllib3' in sys.modules, type(sys.modules['requests']).__name__,"
+        " d.HAVE_REQUESTS, d.requests.Session is requests.Session,"
+        " isinstance(session.get_adapter('http://x'), requests.adapters.HTTPAdapter))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.split("\n")[:2] == ["False True True", "True module True True True"]

@@ -14,17 +14,62 @@ architecture section): :mod:`dicomveil.standard` (the tables of the standard),
 (verify, diff, audit), :mod:`dicomveil.gateway`, :mod:`dicomveil.cli`.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from dicomveil._version import __version__
-from dicomveil.engine import Engine
-from dicomveil.errors import DicomveilError, WithheldError
-from dicomveil.identity.keys import Key, read_key, write_key
-from dicomveil.identity.pseudonyms import Pseudonymizer
-from dicomveil.profiles import Profile
-from dicomveil.qc.diff import diff
-from dicomveil.qc.verify import verify
-from dicomveil.runs.api import deidentify
-from dicomveil.runs.batch import Outcome, RunConfig, RunSummary, run
-from dicomveil.standard.options import Option
+
+if TYPE_CHECKING:  # the names below, loaded when first used (see __getattr__)
+    from dicomveil.engine import Engine
+    from dicomveil.errors import DicomveilError, WithheldError
+    from dicomveil.identity.keys import Key, read_key, write_key
+    from dicomveil.identity.pseudonyms import Pseudonymizer
+    from dicomveil.profiles import Profile
+    from dicomveil.qc.diff import diff
+    from dicomveil.qc.verify import verify
+    from dicomveil.runs.api import deidentify
+    from dicomveil.runs.batch import Outcome, RunConfig, RunSummary, run
+    from dicomveil.standard.options import Option
+
+# Where each name of the front door lives. They are imported when first used, not with the
+# package: ``import dicomveil.cli`` (the command line) then loads only what its command needs
+# (``dicomveil run`` neither the verifier nor the diff), and a program that imports one
+# module of the package does not pay for the others.
+_EXPORTS = {
+    "DicomveilError": "dicomveil.errors",
+    "Engine": "dicomveil.engine",
+    "Key": "dicomveil.identity.keys",
+    "Option": "dicomveil.standard.options",
+    "Outcome": "dicomveil.runs.batch",
+    "Profile": "dicomveil.profiles",
+    "Pseudonymizer": "dicomveil.identity.pseudonyms",
+    "RunConfig": "dicomveil.runs.batch",
+    "RunSummary": "dicomveil.runs.batch",
+    "WithheldError": "dicomveil.errors",
+    "deidentify": "dicomveil.runs.api",
+    "diff": "dicomveil.qc.diff",
+    "read_key": "dicomveil.identity.keys",
+    "run": "dicomveil.runs.batch",
+    "verify": "dicomveil.qc.verify",
+    "write_key": "dicomveil.identity.keys",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A name of the front door, imported from its module on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dicomveil' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # found directly next time
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "DicomveilError",

@@ -1,6 +1,6 @@
-"""``python -m dicomveil``: the command line."""
+"""``python -m dicomveil``: the command line (as the ``dicomveil`` program starts it)."""
 
-from dicomveil.cli import main
+from dicomveil._command import main
 
 if __name__ == "__main__":
     main()

@@ -18,7 +18,7 @@ from dicomveil.cli._help import Command
 from dicomveil.cli._json import write_report
 from dicomveil.cli._qc import RunMapsArg
 from dicomveil.errors import DicomveilError
-from dicomveil.qc.verify import IodCheck, Verdict, VerifyReport, verify
+from dicomveil.qc.verify import IodCheck, Verdict, VerifyReport
 
 
 @app.command("verify", cls=Command)
@@ -89,6 +89,8 @@ def verify_command(
     except DicomveilError as exc:
         _write_json(json_file, VerifyReport(profile, 0, problems=(str(exc),)))
         raise fail(str(exc)) from None
+    from dicomveil.qc.verify import verify  # the verifier: loaded to run it
+
     report = verify(
         output,
         against=against,

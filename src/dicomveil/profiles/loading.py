@@ -1,10 +1,11 @@
 """Loading profiles: presets by name, TOML files by path, with ``extends`` chains.
 
-The shape of a file (which keys, of which types) is validated by pydantic models with
-``extra="forbid"``; what the values mean (known keywords and tags, actions, options, risks,
-templates) by :mod:`dicomveil.profiles.rules` and the enums of :mod:`dicomveil.standard`.
-Every problem is a :class:`~dicomveil.errors.ProfileError` that names the file and the
-entry (``rules[2].keyword``), never a traceback.
+The shape of a user's file (which keys, of which types) is validated by pydantic models
+with ``extra="forbid"`` (:mod:`~dicomveil.profiles.profile_file`; a preset's by the tests);
+what the values mean (known keywords and tags, actions, options, risks, templates) by
+:mod:`dicomveil.profiles.rules` and the enums of :mod:`dicomveil.standard`. Every problem
+is a :class:`~dicomveil.errors.ProfileError` that names the file and the entry
+(``rules[2].keyword``), never a traceback.
 
 The profile class is passed in (``make``) so that this module does not import the model
 that calls it.
@@ -14,12 +15,11 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from dicomveil.cleaners.text import Replacements
 from dicomveil.errors import ProfileError
@@ -27,7 +27,6 @@ from dicomveil.profiles.generalize import Generalization
 from dicomveil.profiles.rules import Base, Rule, parse_rule
 from dicomveil.standard.options import Option
 from dicomveil.standard.risks import Risk
-from dicomveil.validation import key_path
 
 if TYPE_CHECKING:
     from dicomveil.profiles.model import Profile
@@ -35,35 +34,22 @@ if TYPE_CHECKING:
     Make = Callable[..., Profile]
 
 
-class _Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class RuleEntry(_Entry):
-    """One ``[[rules]]`` table: exactly one of tag, keyword or private, and an action."""
-
-    tag: str | None = None
-    keyword: str | None = None
-    private: dict[str, str | int] | None = None
-    action: str | None = None
-    value: str | None = None
-    reason: str = ""
-
-
-class ProfileFile(_Entry):
-    """A profile TOML file, as written (see :mod:`dicomveil.profiles.model`)."""
+@dataclass(frozen=True)
+class _Spec:
+    """A profile TOML file's tables, as written (its shape checked by
+    :mod:`~dicomveil.profiles.profile_file` for a user's file; a preset's by the tests)."""
 
     name: str | None = None
     description: str | None = None
     source: str | None = None
     base: str | None = None
     extends: str | None = None
-    options: list[str] = []
-    allow: list[str] = []
-    private: Literal["keep", "remove"] | None = None
-    references: Literal["keep", "remove"] | None = None
+    options: list[str] = field(default_factory=list)
+    allow: list[str] = field(default_factory=list)
+    private: str | None = None
+    references: str | None = None
     verify: bool | None = None
-    rules: list[RuleEntry] = []
+    rules: list[dict[str, Any]] = field(default_factory=list)
     clean: dict[str, Any] | None = None
     generalize: dict[str, Any] | None = None
 
@@ -109,8 +95,9 @@ def load_profile(name_or_path: str | Path, make: Make) -> Profile:
 @cache
 def load_preset(name: str, make: Make) -> Profile:
     """A preset by name (loaded once per process)."""
-    data = resources.files("dicomveil.profiles").joinpath("presets", f"{name}.toml").read_bytes()
-    return _from_toml(tomllib.loads(data.decode("utf-8")), f"preset {name}", None, (), make)
+    raw = resources.files("dicomveil.profiles").joinpath("presets", f"{name}.toml").read_bytes()
+    data = tomllib.loads(raw.decode("utf-8"))
+    return _from_toml(data, f"preset {name}", None, (), make, trusted=True)
 
 
 def load_file(path: Path, chain: tuple[str, ...], make: Make) -> Profile:
@@ -129,55 +116,27 @@ def load_file(path: Path, chain: tuple[str, ...], make: Make) -> Profile:
     return _from_toml(data, str(path), path.parent, (*chain, key), make)
 
 
-def _validated(data: dict[str, Any], source: str) -> ProfileFile:
-    try:
-        return ProfileFile.model_validate(data)
-    except ValidationError as exc:
-        problems = _problems(exc)
-        if len(problems) == 1:
-            entry, message = problems[0]
-            raise ProfileError(message, source=source, entry=entry or None) from None
-        text = "; ".join(f"{entry}: {message}" if entry else message for entry, message in problems)
-        raise ProfileError(text, source=source) from None
+def _validated(data: dict[str, Any], source: str, trusted: bool) -> _Spec:
+    """The file's tables; a user's file (not ``trusted``) is checked first, by pydantic
+    (loaded then: a preset, which ships with dicomveil and which the tests check, does not
+    need it, and a run with a preset starts without it)."""
+    if not trusted:
+        from dicomveil.profiles.profile_file import check_shape
 
-
-def _problems(exc: ValidationError) -> list[tuple[str, str]]:
-    """(entry, message) per problem, unknown keys of one table together."""
-    unknown: dict[str, list[str]] = {}
-    found: list[tuple[str, str]] = []
-    for error in exc.errors():
-        loc = tuple(error["loc"])
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            unknown.setdefault(key_path(loc[:-1]), []).append(str(loc[-1]))
-            continue
-        entry = key_path(loc)
-        if kind == "list_type" and loc == ("rules",):
-            message = "must be an array of tables ([[rules]])"
-        elif kind in ("model_type", "dict_type") and loc[:1] == ("rules",) and len(loc) == 2:
-            message = "a rule must be a table"
-        elif kind == "string_type":
-            message = "must be a string"
-        elif kind == "list_type":
-            message = "must be a list"
-        elif kind == "literal_error":
-            message = "must be 'keep' or 'remove'"
-        elif kind in ("model_type", "dict_type"):
-            message = "must be a table"
-        else:
-            message = str(error["msg"])
-        if (entry, message) not in found:
-            found.append((entry, message))
-    extra = [
-        (entry, f"unknown key(s) {', '.join(sorted(keys))}") for entry, keys in unknown.items()
-    ]
-    return extra + found
+        check_shape(data, source)
+    return _Spec(**data)
 
 
 def _from_toml(
-    data: dict[str, Any], source: str, folder: Path | None, chain: tuple[str, ...], make: Make
+    data: dict[str, Any],
+    source: str,
+    folder: Path | None,
+    chain: tuple[str, ...],
+    make: Make,
+    *,
+    trusted: bool = False,
 ) -> Profile:
-    spec = _validated(data, source)
+    spec = _validated(data, source, trusted)
     parent: Profile | None = None
     if spec.extends is not None:
         if spec.base is not None:
@@ -221,8 +180,7 @@ def _from_toml(
         clean = clean.merged(Replacements.parse(data["clean"], source))
     rules: list[Rule] = list(parent.rules)
     for i, entry in enumerate(spec.rules):
-        raw = entry.model_dump(exclude_unset=True)
-        rules.append(parse_rule(raw, source, f"rules[{i}]"))
+        rules.append(parse_rule(dict(entry), source, f"rules[{i}]"))
     generalize = parent.generalize
     if spec.generalize is not None:
         generalize = _generalization(spec.generalize, source)

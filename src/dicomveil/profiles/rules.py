@@ -91,7 +91,7 @@ _TAG = re.compile(r"^\(?\s*([0-9A-Fa-fxX]{4})\s*,\s*([0-9A-Fa-fxX]{4})\s*\)?$")
 
 def parse_rule(raw: Mapping[str, Any], source: str, entry: str) -> Rule:
     """One ``[[rules]]`` entry, its shape already checked (see
-    :class:`dicomveil.profiles.loading.RuleEntry`), turned into a :class:`Rule`.
+    :class:`dicomveil.profiles.profile_file.RuleEntry`), turned into a :class:`Rule`.
 
     Parameters
     ----------

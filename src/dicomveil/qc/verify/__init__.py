@@ -65,6 +65,8 @@ and :func:`verify` itself).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from dicomveil.qc.verify.report import (
     Category,
     Check,
@@ -75,7 +77,21 @@ from dicomveil.qc.verify.report import (
     Verdict,
     VerifyReport,
 )
-from dicomveil.qc.verify.runner import verify
+
+if TYPE_CHECKING:
+    from dicomveil.qc.verify.runner import verify
+
+
+def __getattr__(name: str) -> Any:
+    """:func:`verify`, loaded on first use (the command line registers ``dicomveil verify``
+    with the report's types, and loads the verifier only to run it)."""
+    if name == "verify":
+        from dicomveil.qc.verify.runner import verify
+
+        globals()["verify"] = verify  # found directly next time
+        return verify
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Category",

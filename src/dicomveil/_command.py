@@ -1,0 +1,101 @@
+"""The ``dicomveil`` program (``python -m dicomveil`` too): loads the command line, then runs it.
+
+Starting ``dicomveil`` loads about 700 modules (pydicom, numpy, Typer, Rich and dicomveil's
+own) before any work. Two things here make that shorter (see benchmarks/README.md,
+"Start-up"):
+
+* The garbage collector is off while the modules load, and what they loaded is then frozen
+  (kept out of every later collection, and out of the one at exit): loading makes many
+  objects and few cycles, and the collections that ran meanwhile and at exit found next to
+  nothing.
+* ``requests`` is deferred (:class:`_Deferred`): pydicom imports it for its example-data
+  downloader, which the command line never calls.
+
+Only the program does this; a program that imports :mod:`dicomveil.cli` (or calls its
+``main``) keeps its own imports and collector.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import importlib.machinery
+import importlib.util
+import sys
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+class _Deferred(types.ModuleType):
+    """A module imported for real only when one of its attributes is first read.
+
+    It stands in for the module in ``sys.modules``: ``import requests`` gives it without
+    running anything; the first attribute anyone reads (the DICOMweb client's first
+    request, ``import requests.adapters``) imports the real module, which then replaces it
+    in ``sys.modules``, and every later read goes to the real module.
+
+    Parameters
+    ----------
+    name : str
+        The module's name.
+    spec : importlib.machinery.ModuleSpec
+        Where it is (read by every ``import`` of it: an attribute, never a load).
+    """
+
+    def __init__(self, name: str, spec: importlib.machinery.ModuleSpec) -> None:
+        super().__init__(name)
+        self.__spec__ = spec
+
+    def __getattr__(self, attribute: str) -> Any:
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        return getattr(importlib.import_module(name), attribute)
+
+
+def defer(name: str) -> None:
+    """Put a :class:`_Deferred` for ``name`` in ``sys.modules``, when the module is
+    installed and not loaded yet.
+
+    Parameters
+    ----------
+    name : str
+        A top-level module's name.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is not None:
+        sys.modules[name] = _Deferred(name, spec)
+
+
+def load() -> Callable[[Sequence[str] | None], None]:
+    """Load the command line as the program does (see the module's docstring).
+
+    Returns
+    -------
+    callable
+        :func:`dicomveil.cli.main`.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        defer("requests")
+        from dicomveil.cli import main as run_command
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
+    return run_command
+
+
+def main() -> None:
+    """The ``dicomveil`` program: the command line, loaded by :func:`load`, on ``sys.argv``.
+
+    Raises
+    ------
+    SystemExit
+        Always, with the command's exit code.
+    """
+    load()(None)
