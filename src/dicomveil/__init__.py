@@ -14,14 +14,12 @@ architecture section): :mod:`dicomveil.standard` (the tables of the standard),
 (verify, diff, audit), :mod:`dicomveil.gateway`, :mod:`dicomveil.cli`.
 """
 
-from __future__ import annotations
-
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+import importlib
+import typing
 
 from dicomveil._version import __version__
 
-if TYPE_CHECKING:  # the names below, loaded when first used (see __getattr__)
+if typing.TYPE_CHECKING:  # the names below, loaded when first used (see __getattr__)
     from dicomveil.engine import Engine
     from dicomveil.errors import DicomveilError, WithheldError
     from dicomveil.identity.keys import Key, read_key, write_key
@@ -57,12 +55,12 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """A name of the front door, imported from its module on first use (PEP 562)."""
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'dicomveil' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # found directly next time
     return value
 

@@ -161,7 +161,7 @@ class PixelRules:
         # pydantic: loaded with the first rules file (not with every run)
         from dicomveil.cleaners.pixels.rules_file import parsed_rules
 
-        return cls(parsed_rules(data, source))
+        return cls(tuple(RectangleRule(**fields) for fields in parsed_rules(data, source)))
 
     def __add__(self, other: PixelRules) -> PixelRules:
         """Both sets of rules, these then ``other``.

@@ -12,13 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from dicomveil.cleaners.pixels.boxes import Box
-from dicomveil.cleaners.pixels.rules import RectangleRule
 from dicomveil.errors import ProfileError
 from dicomveil.validation import key_path
 
 
-def parsed_rules(data: dict[str, Any], source: str) -> tuple[RectangleRule, ...]:
-    """The rules of a rules file's TOML data, validated.
+def parsed_rules(data: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    """The rules of a rules file's TOML data, validated: each rule's fields, as
+    :class:`~dicomveil.cleaners.pixels.rules.RectangleRule` takes them.
 
     Parameters
     ----------
@@ -29,8 +29,9 @@ def parsed_rules(data: dict[str, Any], source: str) -> tuple[RectangleRule, ...]
 
     Returns
     -------
-    tuple of RectangleRule
-        Its rules, in order.
+    list of dict
+        Its rules' fields (the boxes as :class:`~dicomveil.cleaners.pixels.boxes.Box`), in
+        order.
 
     Raises
     ------
@@ -42,7 +43,7 @@ def parsed_rules(data: dict[str, Any], source: str) -> tuple[RectangleRule, ...]
         parsed = _RulesFile.model_validate(data)
     except ValidationError as exc:
         raise _profile_error(exc, source) from None
-    return tuple(entry.rule() for entry in parsed.rule)
+    return [entry.fields() for entry in parsed.rule]
 
 
 class _Table(BaseModel):
@@ -94,9 +95,9 @@ class _RuleEntry(_Table):
                 )
         return self
 
-    def rule(self) -> RectangleRule:
+    def fields(self) -> dict[str, Any]:
         boxes = tuple(entry.box() for entry in self.boxes)
-        return RectangleRule(boxes=boxes, **self.model_dump(exclude={"boxes"}))
+        return {**self.model_dump(exclude={"boxes"}), "boxes": boxes}
 
 
 class _RulesFile(_Table):
