@@ -29,7 +29,15 @@ def check_shape(data: dict[str, Any], source: str) -> None:
     ProfileError
         An unknown key, or a value of the wrong type (one problem per entry).
     """
-    _validated(data, source)
+    try:
+        ProfileFile.model_validate(data)
+    except ValidationError as exc:
+        problems = _problems(exc)
+        if len(problems) == 1:
+            entry, message = problems[0]
+            raise ProfileError(message, source=source, entry=entry or None) from None
+        text = "; ".join(f"{entry}: {message}" if entry else message for entry, message in problems)
+        raise ProfileError(text, source=source) from None
 
 
 class _Entry(BaseModel):
@@ -63,18 +71,6 @@ class ProfileFile(_Entry):
     rules: list[RuleEntry] = []
     clean: dict[str, Any] | None = None
     generalize: dict[str, Any] | None = None
-
-
-def _validated(data: dict[str, Any], source: str) -> ProfileFile:
-    try:
-        return ProfileFile.model_validate(data)
-    except ValidationError as exc:
-        problems = _problems(exc)
-        if len(problems) == 1:
-            entry, message = problems[0]
-            raise ProfileError(message, source=source, entry=entry or None) from None
-        text = "; ".join(f"{entry}: {message}" if entry else message for entry, message in problems)
-        raise ProfileError(text, source=source) from None
 
 
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
