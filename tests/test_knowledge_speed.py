@@ -188,3 +188,40 @@ def test_what_an_engine_remembers_is_bounded() -> None:
     assert len(memo) == 1 and memo.get(4) == b"z"
     memo.put(5, b"w", 101)  # larger than the bound: not remembered, nothing forgotten
     assert memo.get(5) is None and memo.get(4) == b"z"
+
+
+def test_prepared_cleaner_cleans_as_an_unprepared_one() -> None:
+    # prepare() only loads what the first clean would: the same spans and text after it
+    from dicomveil.cleaners.text import TextCleaner
+
+    known = Identifiers(names=frozenset({"KELLER^DANA"}), ids=frozenset({"PID-77120"}))
+    text = "Dana Keller (PID-77120) seen with her brother Tomas at Riverside Clinic"
+    before = TextCleaner().clean(text, known)
+    prepared = TextCleaner()
+    prepared.prepare()
+    after = prepared.clean(text, known)
+    assert after == before
+    assert after.changed and "Keller" not in after.text and "77120" not in after.text
+
+
+def test_the_first_pass_prepares_the_cleaner_once_while_its_pool_reads(tmp_path: Path) -> None:
+    # with a pool, the parent runs `meanwhile` once, and learns what one process learns
+    from dicomveil.runs.batch import _Worker
+    from dicomveil.runs.knowledge import first_pass
+
+    files = [f.path for f in real_files() if f.path.suffix.lower() == ".dcm"][:12]
+    config = RunConfig(
+        profile=Profile.named("ps3.15-basic").with_options(["clean-descriptors"]),
+        key=Key.generate(),
+        output=tmp_path / "out",
+        today=TODAY,
+    )
+    worker = _Worker(config, None)
+    calls: list[int] = []
+    chunks = [[Task(p) for p in files[i : i + 3]] for i in range(0, len(files), 3)]
+    pooled = first_pass(lambda: worker, chunks, 2, lambda: calls.append(1))
+    alone = first_pass(lambda: worker, chunks, 1, lambda: calls.append(2))
+    assert calls == [1]  # one process: nothing to prepare for
+    assert pooled is not None and alone is not None
+    assert pooled.keys == alone.keys and pooled.patients == alone.patients
+    assert len(pooled.patients) >= 2

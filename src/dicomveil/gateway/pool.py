@@ -3,6 +3,9 @@
 Each received instance is spooled to disk by its association's thread, then de-identified
 by :func:`~dicomveil.gateway.store.store_instance` (the engine path of ``dicomveil run``)
 in a worker process, while the thread waits for the result and other associations go on.
+Requests to a worker are pipelined: the next instance is already in its pipe when it
+finishes one (in lock-step, it waited for the gateway's process between two instances:
+about 15 % fewer instances a second with four associations on two cores).
 A worker process holds its own routes (engines, release gates; no forwarder: forwarding
 stays in the gateway's process) built from the configuration when it starts
 (``spawn``: nothing of the gateway's threads is copied into it).
@@ -21,6 +24,7 @@ import hashlib
 import multiprocessing
 import os
 import threading
+from collections import deque
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -83,8 +87,93 @@ def _serve(conn: Connection, config: GatewayConfig) -> None:
         conn.send(store_instance(routes[route], Path(spool), task, expect))
 
 
+class _Pending:
+    """One request sent down a pipeline: its answer, once the reader thread has it."""
+
+    __slots__ = ("answer", "done")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.answer: Any = None  # still None when done: the other end closed
+
+
+class _Pipeline:
+    """Requests down a connection to a process that answers each in the order received.
+
+    Pipelined: a caller sends its request while earlier ones are still unanswered (an
+    association's thread sends its instance while the worker de-identifies another's, so
+    the worker does not wait for the gateway's process between two instances), and one
+    reader thread hands each answer to the oldest request still waiting.
+
+    Parameters
+    ----------
+    conn : multiprocessing.connection.Connection
+        The connection to the process, which has nothing more to say but the answers.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._sending = threading.Lock()  # a request's place in line and its bytes, together
+        self._waiting: deque[_Pending] = deque()
+        self._ended = False
+        self._reader = threading.Thread(target=self._read, name="dicomveil-answers", daemon=True)
+
+    def start(self) -> None:
+        """Start reading answers."""
+        self._reader.start()
+
+    def _read(self) -> None:
+        """Answers to the requests in order, until the connection closes; then every
+        request still waiting fails."""
+        while True:
+            try:
+                answer = self.conn.recv()
+            except (EOFError, OSError):
+                break
+            pending = self._waiting.popleft()
+            pending.answer = answer
+            pending.done.set()
+        with self._sending:
+            self._ended = True
+            while self._waiting:
+                self._waiting.popleft().done.set()
+
+    def call(self, request: object) -> Any:
+        """Send ``request`` and wait for its answer.
+
+        Raises
+        ------
+        GatewayWorkerError
+            When the other end closed before answering.
+        """
+        pending = _Pending()
+        with self._sending:
+            if self._ended:
+                raise GatewayWorkerError("the worker de-identifying the instance ended")
+            self._waiting.append(pending)
+            try:
+                self.conn.send(request)
+            except OSError:
+                self._waiting.remove(pending)
+                raise GatewayWorkerError("the worker de-identifying the instance ended") from None
+        pending.done.wait()
+        if pending.answer is None:
+            raise GatewayWorkerError("the worker de-identifying the instance ended")
+        return pending.answer
+
+    def finish(self) -> None:
+        """Tell the other end that no request follows (it answers those in hand first)."""
+        with self._sending, contextlib.suppress(OSError):
+            self.conn.send(None)
+
+    def join(self, timeout: float) -> None:
+        """Wait for the reader thread (it ends when the connection does)."""
+        if self._reader.is_alive():
+            self._reader.join(timeout)
+
+
 class _Worker:
-    """One worker process and the pipe to it (one request at a time)."""
+    """One worker process and the pipeline of requests to it."""
 
     def __init__(self, config: GatewayConfig) -> None:
         context = multiprocessing.get_context("spawn")
@@ -94,7 +183,7 @@ class _Worker:
         )
         self.process.start()
         child.close()
-        self.lock = threading.Lock()
+        self.pipeline = _Pipeline(self.conn)
 
     def ready(self) -> None:
         try:
@@ -107,23 +196,19 @@ class _Worker:
                 "a worker process did not start (a Python script that starts the gateway "
                 "must do so under `if __name__ == '__main__':`, as multiprocessing requires)"
             )
+        self.pipeline.start()
 
     def call(self, request: tuple[str, str, Task, tuple[str, str]]) -> Stored:
-        with self.lock:
-            try:
-                self.conn.send(request)
-                stored: Stored = self.conn.recv()
-            except (EOFError, OSError, BrokenPipeError):
-                raise GatewayWorkerError("the worker de-identifying the instance ended") from None
+        stored: Stored = self.pipeline.call(request)
         return stored
 
     def stop(self) -> None:
-        with self.lock, contextlib.suppress(OSError, BrokenPipeError):
-            self.conn.send(None)
+        self.pipeline.finish()
         self.process.join(30)
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
+        self.pipeline.join(30)
         self.conn.close()
 
 
@@ -144,6 +229,7 @@ class WorkerPool:
         self._shards: list[_Worker] = []
         self._busy: list[int] = []
         self._lock = threading.Lock()
+        self._replacing = threading.Lock()
 
     def start(self) -> None:
         """Start the processes and wait until each has built its routes."""
@@ -180,24 +266,28 @@ class WorkerPool:
         if not self._shards:
             with PIPELINE_LOCK:
                 return store_instance(route, spool, task, expect)
-        index = self._pick(route, spool)
+        index, shard = self._pick(route, spool)
         try:
-            return self._shards[index].call((route.name, str(spool), task, expect))
+            return shard.call((route.name, str(spool), task, expect))
         except GatewayWorkerError:
-            self._replace(index)  # a new one takes its place
+            self._replace(index, shard)  # a new one takes its place
             raise
         finally:
             with self._lock:
                 self._busy[index] -= 1
 
-    def _replace(self, index: int) -> None:
-        fresh = _Worker(self.config)
-        fresh.ready()
-        with self._lock:
-            broken, self._shards[index] = self._shards[index], fresh
+    def _replace(self, index: int, broken: _Worker) -> None:
+        """A new worker in place of ``broken`` (once: each of its waiting requests fails)."""
+        with self._replacing:
+            if self._shards[index] is not broken:
+                return  # another of its requests had it replaced
+            fresh = _Worker(self.config)
+            fresh.ready()
+            with self._lock:
+                self._shards[index] = fresh
         broken.stop()
 
-    def _pick(self, route: Route, spool: Path) -> int:
+    def _pick(self, route: Route, spool: Path) -> tuple[int, _Worker]:
         """The worker for this instance: the patient's, or the least busy one."""
         with self._lock:
             if route.engine().reads_patients:
@@ -205,7 +295,7 @@ class WorkerPool:
             else:
                 index = min(range(len(self._busy)), key=self._busy.__getitem__)
             self._busy[index] += 1
-        return index
+            return index, self._shards[index]
 
 
 def _patient(spool: Path) -> str:

@@ -494,7 +494,8 @@ def _execute(
                 all_tasks.append(task)
                 yield task
 
-        learned = first_pass(lambda: probe, _chunks(walked(), learn), workers)
+        prepare = probe.engine.cleaner.prepare  # here once, for the second pass's workers
+        learned = first_pass(lambda: probe, _chunks(walked(), learn), workers, prepare)
         assert learned is not None
         patients = learned.patients
         kept = [list(undone(c)) for c in patient_chunks(all_tasks, learned.keys, size)]

@@ -114,11 +114,16 @@ class FirstPass(NamedTuple):
 
 
 def first_pass(
-    make: Callable[[], _Reader], chunks: Iterable[list[Task]], workers: int
+    make: Callable[[], _Reader],
+    chunks: Iterable[list[Task]],
+    workers: int,
+    meanwhile: Callable[[], object] | None = None,
 ) -> FirstPass | None:
     """Every input's values pooled per patient, when the profile's cleaners look for them
     (else None); ``make`` builds a worker (in each process of a pool of ``workers``). The
-    chunks may come as the inputs are walked: the pool starts on the first ones."""
+    chunks may come as the inputs are walked: the pool starts on the first ones. With a pool,
+    ``meanwhile`` runs in this process once every chunk is handed out (while the pool's
+    workers read): work the processes forked after the first pass then inherit."""
     probe = make()
     if not probe.engine.reads_patients:
         return None
@@ -131,7 +136,10 @@ def first_pass(
             keys.extend(item[0] if item else None for item in found)
     else:
         with ProcessPoolExecutor(workers, initializer=_init, initargs=(make,)) as pool:
-            for values, chunk_keys in pool.map(_learn_chunk, chunks):
+            results = pool.map(_learn_chunk, chunks)
+            if meanwhile is not None:
+                meanwhile()
+            for values, chunk_keys in results:
                 pooled(values, patients)
                 keys.extend(chunk_keys)
     return FirstPass(with_run_institutions(patients), keys)

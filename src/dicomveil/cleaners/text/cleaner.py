@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property, lru_cache
 from typing import Final
 
@@ -215,6 +216,12 @@ class TextCleaner:
             spans.extend(dictionary_spans(text, folded, _vocabulary(), names))
         return tuple(spans)
 
+    def prepare(self) -> None:
+        """Load and compile now what cleaning the first text would (the patterns, the
+        vocabularies, the name dictionary): a run's parent process prepares its cleaner
+        while the first pass runs, and the workers it starts next inherit all of it."""
+        _cleaned(self, _SAMPLE, _SAMPLE_VALUES, None)
+
     def clean(
         self, text: str, identifiers: Identifiers | None = None, *, max_length: int | None = None
     ) -> Cleaned:
@@ -253,6 +260,22 @@ class TextCleaner:
             out = out[:cut].rstrip()
             truncated = True
         return Cleaned(out, tuple(spans), truncated)
+
+
+# A text that takes every recognizer's path (cleaned by :meth:`TextCleaner.prepare`).
+_SAMPLE: Final = (
+    "Seen by Dr. Anna Meier (St. Mary's Hospital, Dept. of Radiology) on 12.03.2020 and "
+    "2020-03-12, ID 123456789, tel. +49 (0)30 1234567, anna@example.org www.example.org; "
+    "Marie, sa fille, habite 3 rue de la Paix, 75002 Paris. Herr Müller, Klinikum Nord."
+)
+_SAMPLE_VALUES: Final = Identifiers(
+    names=frozenset({"MEIER^ANNA"}),
+    ids=frozenset({"123456789"}),
+    dates=frozenset({date(2020, 3, 12)}),
+    phones=frozenset({"+49 30 1234567"}),
+    addresses=frozenset({"3 rue de la Paix, 75002 Paris"}),
+    institutions=frozenset({"Klinikum Nord"}),
+)
 
 
 @lru_cache(maxsize=4096)

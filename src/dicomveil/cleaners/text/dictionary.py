@@ -48,6 +48,8 @@ class NameLists:
         """These lists with a profile's own names (always names) and words (never)."""
         extra = {fold(n) for n in names}
         never = {fold(n) for n in not_names}
+        if not extra and not never:
+            return self  # no copy of the lists (each engine of a run asks)
         return NameLists(
             (self.first | extra) - never,
             self.surnames - never,

@@ -433,6 +433,22 @@ def _dates_in(value: str) -> Iterator[date]:
             continue
 
 
+@lru_cache(maxsize=1024)
+def _name_forms(value: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The words of a person name with their spelling variants, in order, and its initials:
+    remembered, as the physicians and operators of a run are in every patient's values."""
+    vocab = _vocabulary()
+    words = sorted(_name_words(value, vocab))
+    variants = tuple(v for word in words for v in sorted(_spelling_variants(word)))
+    return variants, frozenset(_initial_forms(value, vocab))
+
+
+@lru_cache(maxsize=1024)
+def _sorted_date_forms(d: date) -> tuple[str, ...]:
+    """:func:`_date_forms` in order, remembered: a study's date is in each of its files."""
+    return tuple(sorted(_date_forms(d)))
+
+
 _TRAILING_INITIAL: Final = re.compile(r",?\s([A-ZÀ-ÖØ-Þ])\.(?![^\W\d_])")
 
 
@@ -469,15 +485,15 @@ class _Matcher:
                 # a long number however it is grouped: "485 773 6201", "485-773-6201"
                 numbers.add(digits)
         for d in sorted(known.dates):
-            for form in _date_forms(d):
+            for form in _sorted_date_forms(d):
                 literal(form, Category.DATE)
         for value in sorted(known.emails):
             literal(fold(value.strip()), Category.EMAIL)
         for value in sorted(known.names):
-            for word in _name_words(value, vocab):
-                for variant in _spelling_variants(word):
-                    literal(variant, Category.NAME)
-            initials.update(_initial_forms(value, vocab))
+            variants, forms = _name_forms(value)
+            for variant in variants:
+                literal(variant, Category.NAME)
+            initials.update(forms)
         for value in sorted(known.addresses):
             for part in _address_phrases(value, vocab):
                 phrase(part, Category.ADDRESS)

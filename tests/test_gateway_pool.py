@@ -1,0 +1,103 @@
+"""The gateway's pipeline of requests to a worker process (issue 16): requests are sent
+while earlier ones are unanswered, and each caller gets the answer to its own request."""
+
+from __future__ import annotations
+
+import threading
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+from typing import Any
+
+import pytest
+
+from dicomveil.errors import GatewayWorkerError
+from dicomveil.gateway import pool as pool_module
+from dicomveil.gateway.pool import WorkerPool, _Pipeline
+
+
+def _answer_after(conn: Connection, count: int) -> None:
+    """A worker that reads ``count`` requests before answering any (in order)."""
+    requests = [conn.recv() for _ in range(count)]
+    for request in requests:
+        conn.send(("answer", request))
+    assert conn.recv() is None  # finish(): nothing more
+    conn.close()
+
+
+def test_requests_are_pipelined_and_answered_to_their_callers() -> None:
+    ours, theirs = Pipe()
+    worker = threading.Thread(target=_answer_after, args=(theirs, 4))
+    worker.start()
+    pipeline = _Pipeline(ours)
+    pipeline.start()
+    answers: dict[int, Any] = {}
+
+    def caller(n: int) -> None:
+        answers[n] = pipeline.call(n)
+
+    # In lock-step, the worker would wait forever for a second request before answering.
+    callers = [threading.Thread(target=caller, args=(n,)) for n in range(4)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(10)
+    assert answers == {n: ("answer", n) for n in range(4)}
+    pipeline.finish()
+    worker.join(10)
+    pipeline.join(10)
+    assert not worker.is_alive()
+
+
+def test_requests_waiting_when_the_worker_ends_fail() -> None:
+    ours, theirs = Pipe()
+    pipeline = _Pipeline(ours)
+    pipeline.start()
+    failed: list[str] = []
+
+    def caller(n: int) -> None:
+        try:
+            pipeline.call(n)
+        except GatewayWorkerError as exc:
+            failed.append(str(exc))
+
+    callers = [threading.Thread(target=caller, args=(n,)) for n in range(3)]
+    for thread in callers:
+        thread.start()
+    for _ in range(3):
+        theirs.recv()  # all three sent, none answered
+    theirs.close()  # the worker died
+    for thread in callers:
+        thread.join(10)
+    assert len(failed) == 3 and all("ended" in reason for reason in failed)
+    with pytest.raises(GatewayWorkerError):
+        pipeline.call(4)  # and the next fails at once, not after a wait
+    pipeline.join(10)
+
+
+class _FakeWorker:
+    made = 0
+
+    def __init__(self, config: object) -> None:
+        _FakeWorker.made += 1
+        self.stopped = False
+
+    def ready(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_a_broken_worker_is_replaced_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every request waiting on a dead worker fails; each asks for a replacement, one is made.
+    monkeypatch.setattr(pool_module, "_Worker", _FakeWorker)
+    monkeypatch.setattr(_FakeWorker, "made", 0)
+    pool = WorkerPool(config=None, workers=2)  # type: ignore[arg-type]
+    pool.start()
+    broken = pool._shards[1]
+    assert _FakeWorker.made == 2
+    pool._replace(1, broken)
+    pool._replace(1, broken)
+    assert _FakeWorker.made == 3
+    assert pool._shards[1] is not broken and broken.stopped  # type: ignore[attr-defined]
+    assert pool._shards[0] is not pool._shards[1]
