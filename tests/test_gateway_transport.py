@@ -56,6 +56,40 @@ def test_ready_wakes_for_data_and_for_something_to_send() -> None:
     assert sock.ready is False  # and never used again
 
 
+def test_recv_reads_what_was_asked_across_many_sends() -> None:
+    # a PDU arriving in pieces is read whole, byte for byte; more than it stays unread
+    _, sock, peer = _acceptor()
+    payload = bytes(range(256)) * 600  # 153,600 bytes
+
+    def send() -> None:
+        for start in range(0, len(payload), 1000):
+            peer.sendall(payload[start : start + 1000])
+
+    sender = threading.Thread(target=send)
+    try:
+        sender.start()
+        assert sock.recv(6) == payload[:6]
+        assert sock.recv(len(payload) - 16) == payload[6:-10]
+        sender.join(10)
+        assert sock.recv(10) == payload[-10:]
+    finally:
+        sock.close()
+        peer.close()
+
+
+def test_recv_gives_what_came_when_the_peer_closes() -> None:
+    # as pynetdicom's: fewer bytes than asked (its DUL then reports the closed connection)
+    _, sock, peer = _acceptor()
+    try:
+        peer.sendall(b"\x04\x00\x00\x00")
+        peer.close()
+        got = sock.recv(100)
+        assert got == bytearray(b"\x04\x00\x00\x00") and isinstance(got, bytearray)
+        assert sock.recv(8) == bytearray()
+    finally:
+        sock.close()
+
+
 def test_the_reactor_waits_for_the_next_message() -> None:
     assoc = Association(AE(), "acceptor")
     dimse = WaitingDimse(assoc, IDLE_WAIT)
