@@ -6,6 +6,7 @@ Usage::
 
     python benchmarks/bench_gateway.py [--files 800] [--size 256] [--senders 4] [--rounds 3]
                                        [--workers N] [--json OUT] [--baseline SRC]
+                                       [--ab --baseline SRC [--baseline SRC2 ...]]
 
 A synthetic corpus (CT series of 50 slices from :mod:`tests.support.synthetic`, one patient
 each) is written to a scratch folder in ``--senders`` parts. Contenders:
@@ -26,7 +27,10 @@ each) is written to a scratch folder in ``--senders`` parts. Contenders:
   release gate), and ``dicomveil run --verify`` (with it);
 * with ``--baseline SRC`` (a source tree, e.g. ``git worktree add /tmp/before HEAD~1``), the
   gateway of that tree too (``PYTHONPATH=SRC/src``), one and ``--senders`` associations, in
-  the same rounds: before and after a change in one run.
+  the same rounds: before and after a change in one run;
+* with ``--ab``, only the gateway with ``--senders`` associations into a folder, for this
+  tree and each ``--baseline`` (repeatable), their order reversed every other round: an A/B
+  of several trees without the other contenders' minutes.
 
 The gateway runs as a ``dicomveil gateway --config`` subprocess, as in production, with its
 default workers (the cores) unless ``--workers``; it is started before the clock. Each
@@ -370,6 +374,28 @@ def _baseline(
     return contender
 
 
+def _print_ab(
+    times: dict[str, list[float]],
+    medians: dict[str, float],
+    files: int,
+    results: dict[str, object],
+) -> None:
+    """``--ab``: each tree's instances/s, and each baseline's against this tree's, per round."""
+    ours, *others = times
+    print(f"{'tree':40} {'instances/s':>12} {'per round':>10}")
+    for name in times:
+        rates = [files / t for t in times[name]]
+        results[name] = {"instances_per_second": files / medians[name], "runs": times[name]}
+        print(f"{name:40} {files / medians[name]:12.1f}   {', '.join(f'{r:.0f}' for r in rates)}")
+    for name in others:
+        per = [b / a for a, b in zip(times[ours], times[name], strict=True)]
+        results[f"this_vs_{name}"] = per
+        print(
+            f"this tree vs {name}: {medians[name] / medians[ours]:.2f}x the instances/s "
+            f"(per round {', '.join(f'{r:.2f}' for r in per)})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=800)
@@ -379,9 +405,23 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="the gateway's workers (default: cores)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
-        "--baseline", type=Path, help="also time the gateway of this source tree (before/after)"
+        "--baseline",
+        type=Path,
+        action="append",
+        help="also time the gateway of this source tree (before/after); with --ab, repeatable",
+    )
+    parser.add_argument(
+        "--ab",
+        action="store_true",
+        help="only the gateway with --senders associations into a folder, this tree and each "
+        "--baseline, their order alternating from round to round",
     )
     args = parser.parse_args()
+    baselines: list[Path] = args.baseline or []
+    if len(baselines) > 1 and not args.ab:
+        parser.error("more than one --baseline needs --ab")
+    if args.ab and not baselines:
+        parser.error("--ab needs a --baseline")
     with tempfile.TemporaryDirectory(prefix="dicomveil-bench-gateway-") as temp:
         root = Path(temp)
         parts = make_corpus(root / "corpus", args.files, args.size, args.senders)
@@ -415,30 +455,46 @@ def main() -> None:
                 s, parts, args.files, key, verify=True
             ),
         }
-        if args.baseline is not None:
-            source = args.baseline.resolve() / "src"
+        sources = [b.resolve() / "src" for b in baselines]
+        for source in sources:
             if not (source / "dicomveil").is_dir():
                 raise SystemExit(f"--baseline: no dicomveil package in {source}")
+        if args.ab:
+            ours = f"gateway (folder), {n} associations"
+            contenders = {ours: contenders[ours]}
+            for source in sources:
+                contenders[f"{source.parent.name}, {n} assoc."] = _baseline(
+                    source, parts, args.files, key, n, w
+                )
+        elif sources:
             for count in (1, n):
                 contenders[f"baseline gateway, {count} assoc."] = _baseline(
-                    source, parts, args.files, key, count, w
+                    sources[0], parts, args.files, key, count, w
                 )
         times: dict[str, list[float]] = {name: [] for name in contenders}
         for round_ in range(args.rounds):
-            for name, contender in contenders.items():
+            order = list(contenders.items())
+            if args.ab and round_ % 2:
+                order.reverse()  # neither tree always first after the other
+            for name, contender in order:
                 scratch = root / f"round{round_}-{len(times[name])}-{name.split()[0]}"
                 scratch.mkdir()
                 times[name].append(contender(scratch))
                 shutil.rmtree(scratch, ignore_errors=True)
-    direct = statistics.median(times[f"direct, {n} associations"])
     print(
         f"{args.files} instances ({args.size}x{args.size} CT, {args.files // 50} patients), "
         f"{args.rounds} rounds, median wall time; {os.cpu_count()} cores, gateway workers: "
         f"{'the cores' if w is None else w}"
     )
-    print(f"{'contender':40} {'seconds':>9} {'instances/s':>12} {'vs direct':>10}")
     results: dict[str, object] = {}
     medians = {name: statistics.median(values) for name, values in times.items()}
+    if args.ab:
+        _print_ab(times, medians, args.files, results)
+        if args.json is not None:
+            args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+        return
+    direct = statistics.median(times[f"direct, {n} associations"])
+    print(f"{'contender':40} {'seconds':>9} {'instances/s':>12} {'vs direct':>10}")
     for name, values in times.items():
         rate = args.files / medians[name]
         results[name] = {"seconds": medians[name], "instances_per_second": rate, "runs": values}
@@ -486,7 +542,7 @@ def main() -> None:
         f"STOW-RS into the gateway: {ratios['stow_vs_c_store']:.2f}x C-STORE's instances/s with "
         f"{n} clients / associations, {ratios['stow_one_vs_c_store_one']:.2f}x with one"
     )
-    if args.baseline is not None:
+    if baselines:
         for count, ours in (
             (1, "gateway (folder), 1 association"),
             (n, f"gateway (folder), {n} associations"),

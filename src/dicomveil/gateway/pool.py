@@ -5,7 +5,8 @@ by :func:`~dicomveil.gateway.store.store_instance` (the engine path of ``dicomve
 in a worker process, while the thread waits for the result and other associations go on.
 Requests to a worker are pipelined: the next instance is already in its pipe when it
 finishes one (in lock-step, it waited for the gateway's process between two instances:
-about 15 % fewer instances a second with four associations on two cores).
+about 5 % fewer instances a second with four associations on two cores, measured with
+``benchmarks/bench_gateway.py --ab``).
 A worker process holds its own routes (engines, release gates; no forwarder: forwarding
 stays in the gateway's process) built from the configuration when it starts
 (``spawn``: nothing of the gateway's threads is copied into it).
