@@ -9,6 +9,7 @@ import itertools
 import select
 import socket
 import threading
+import tracemalloc
 from io import BytesIO
 from typing import Any, cast
 
@@ -20,7 +21,7 @@ from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import A_P_ABORT, P_DATA
 
 from dicomveil.gateway.dimse import WaitingDimse, store_request, store_response_command
-from dicomveil.gateway.transport import IDLE_WAIT, LimitedSocket
+from dicomveil.gateway.transport import IDLE_WAIT, ClosingSocket, LimitedSocket
 
 
 def _acceptor() -> tuple[Association, LimitedSocket, socket.socket]:
@@ -86,6 +87,26 @@ def test_recv_gives_what_came_when_the_peer_closes() -> None:
         got = sock.recv(100)
         assert got == bytearray(b"\x04\x00\x00\x00") and isinstance(got, bytearray)
         assert sock.recv(8) == bytearray()
+    finally:
+        sock.close()
+
+
+def test_recv_does_not_trust_an_announced_length() -> None:
+    # a peer we called (no PDU limit) that announces a PDU of 1 GiB and sends 10 bytes costs
+    # no more memory than that
+    ours, peer = socket.socketpair()
+    sock = ClosingSocket(Association(AE(), "requestor"), client_socket=ours)
+    try:
+        peer.sendall(b"0123456789")
+        peer.close()
+        tracemalloc.start()
+        try:
+            got = sock.recv(1 << 30)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert got == bytearray(b"0123456789")
+        assert peak < 16 << 20
     finally:
         sock.close()
 

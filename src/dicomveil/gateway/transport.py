@@ -58,6 +58,9 @@ MIN_PDU_LIMIT = 1 << 20  # association requests may be long (many contexts, iden
 # wake at once when one comes): the delay before a release, an abort or a closed connection
 # is noticed, and the most a stopped association's threads outlive it.
 IDLE_WAIT: Final = 0.02
+# The longest PDU read into a buffer of its announced length at once; a longer one (which an
+# acceptor's limit refuses, but a peer we called may announce) grows as its bytes arrive.
+_PREALLOCATED: Final = 4 << 20
 # A-ABORT PDU (PS3.8 9.3.8): source 2 (service provider), reason 6 (invalid PDU parameter).
 _ABORT_INVALID_PDU = struct.pack(">BBLBBBB", 0x07, 0, 4, 0, 0, 0x02, 0x06)
 
@@ -128,6 +131,14 @@ class ClosingSocket(AssociationSocket):
         """
         sock = self.socket
         assert sock is not None
+        if nr_bytes > _PREALLOCATED:  # announced, not yet sent: grown as it comes
+            grown = bytearray()
+            while len(grown) < nr_bytes:
+                chunk = sock.recv(min(nr_bytes - len(grown), _PREALLOCATED))
+                if not chunk:
+                    break
+                grown += chunk
+            return grown
         data = bytearray(nr_bytes)
         read = 0
         with memoryview(data) as view:
