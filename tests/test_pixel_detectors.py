@@ -203,7 +203,9 @@ def test_text_that_stays_after_painting_withholds_the_file(
     path = _jpeg_image(tmp_path)
     rounds: list[dict[str, Any]] = []
 
-    def always(replacement: Any, full: Any, image: Any, redactions: Any, settings: Any) -> Any:
+    def always(
+        replacement: Any, full: Any, image: Any, redactions: Any, settings: Any, frames: Any
+    ) -> Any:
         rounds.append({"boxes": sum(len(b) for b in redactions.values())})
         return {0: (Box(0, 0, 8, 8),)}
 
@@ -233,6 +235,49 @@ def test_lossy_steps_are_recorded_once_whatever_the_rounds(
     assert out.LossyImageCompression == "01"
     methods = list(out.LossyImageCompressionMethod)
     assert methods.count("ISO_10918_1") == 2, methods  # the source's step, and ours: once
+
+
+@needs_detectors
+def test_each_round_paints_the_input_not_the_round_before(tmp_path: Path) -> None:
+    """Reading the output again leaves the input's pixel data as it was: a second round
+    paints and encodes the input, not the JPEG the first round made (a JPEG re-compressed
+    once more, read differently in frames nothing new was painted in)."""
+    from dicomveil.cleaners.pixels.image import PixelImage, read_full
+    from dicomveil.cleaners.pixels.redact import redact
+    from dicomveil.io import read_source
+
+    source = read_source(_jpeg_image(tmp_path))
+    full = read_full(source)
+    image = PixelImage.of(full, source.transfer_syntax)
+    before = bytes(full.PixelData)
+    painted: dict[int, tuple[Box, ...]] = {0: (Box(10, 10, 40, 20),)}
+    replacement = redact(source, full, image, painted, fill=None, jpeg_quality=90)
+    assert replacement.data != before
+    clean._still_found(replacement, full, image, painted, PixelSettings(), {0})
+    assert bytes(full.PixelData) == before
+    assert full["PixelData"].is_undefined_length
+
+
+@needs_detectors
+def test_later_rounds_read_only_the_frames_painted_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = textimages.Spec(rows=160, columns=256, frames=3, sizes=(14,), seed=7)
+    path = textimages.make(spec).write(tmp_path / "in" / "cine.dcm")
+    real = clean._still_found
+    asked: list[set[int]] = []
+
+    def once_more(*args: Any) -> dict[int, tuple[Box, ...]]:
+        asked.append(set(args[-1]))
+        found = real(*args)
+        return {1: (Box(200, 140, 20, 10),)} if len(asked) == 1 else found
+
+    monkeypatch.setattr(clean, "_still_found", once_more)
+    summary = _run(tmp_path, [path])
+    assert summary.count(Outcome.WRITTEN) == 1, [r.reason for r in summary.results]
+    assert asked == [{0, 1, 2}, {1}]  # every painted frame, then the one painted anew
+    out = dcmread(summary.written[0].output).pixel_array
+    assert (out[1, 140:150, 200:220] == 0).all()
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 import dicomveil.cleaners.pixels.network as network
@@ -338,6 +339,10 @@ def _clean(
         outcome.verdict = f"no text found in {len(frames)} frame(s): pixel data unchanged"
         return
     lossy = {t: header[t] for t in _LOSSY_TAGS if t in header}  # redact() appends a step
+    # Every painted frame is read again; in later rounds only those painted anew: a frame
+    # painted as in the round before is encoded to the same bytes (frame by frame, the same
+    # encoder) and reads the same, with nothing left.
+    reread = set(redactions)
     for _round in range(_REREAD_ROUNDS + 1):
         for tag in _LOSSY_TAGS:
             if tag in lossy:
@@ -347,11 +352,12 @@ def _clean(
         replacement = redact(
             source, full, image, redactions, fill=settings.fill, jpeg_quality=settings.jpeg_quality
         )
-        left = _still_found(replacement, full, image, redactions, settings)
+        left = _still_found(replacement, full, image, redactions, settings, reread)
         if not left:
             break
         for index, boxes in left.items():
             redactions[index] = tuple(sorted({*redactions.get(index, ()), *boxes}))
+        reread = set(left)
     else:
         raise WithholdError(
             f"text was still found after painting and reading the output again "
@@ -374,6 +380,7 @@ def _clean(
 # still remains withholds the file. A finding counts when more than _UNPAINTED of its box is
 # outside the painted boxes.
 _REREAD_ROUNDS = 2
+_PIXEL_DATA = 0x7FE00010
 _UNPAINTED = 0.1
 # Lossy Image Compression, its Ratio and Method: each redaction round starts from the input's.
 _LOSSY_TAGS = (0x00282110, 0x00282112, 0x00282114)
@@ -393,17 +400,25 @@ def _still_found(
     image: PixelImage,
     redactions: dict[int, tuple[Box, ...]],
     settings: PixelSettings,
+    frames: set[int],
 ) -> dict[int, tuple[Box, ...]]:
-    """Read the redacted pixel data as it will be written (decoded after re-encoding); the
-    boxes to paint for text found where nothing was painted, by frame."""
+    """Read the redacted pixel data as it will be written (decoded after re-encoding), the
+    ``frames`` of it (painted frames); the boxes to paint for text found where nothing was
+    painted, by frame."""
     written = Dataset()
     written.update(full)
     written.file_meta = full.file_meta
     data = replacement.data
     if replacement.encapsulated:
         data += b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # the sequence delimiter the writer adds
-    written.PixelData = data
-    written["PixelData"].is_undefined_length = replacement.encapsulated
+    # A new element: setting the value of the one ``written`` shares with ``full`` would make
+    # the next round paint this output (JPEG re-compressed again) instead of the input.
+    written[_PIXEL_DATA] = DataElement(
+        _PIXEL_DATA,
+        full[_PIXEL_DATA].VR,
+        data,
+        is_undefined_length=replacement.encapsulated,
+    )
     for tag in (0x7FE00001, 0x7FE00002):
         if tag in written:
             del written[tag]
@@ -412,7 +427,9 @@ def _still_found(
     views = (
         (index, *_grounded(*_views(image, frame, written), redactions[index]))
         for index, frame in enumerate(decode_frames(written, image.transfer_syntax, image))
-        if index in redactions  # no text was found in the others: none appears by re-encoding
+        # no text was found in the others (none appears by re-encoding), nor is any left in
+        # the frames painted as they were when read before
+        if index in frames
     )
     for _gray, report in _read_all(detector, views):
         painted = redactions[report.frame]
