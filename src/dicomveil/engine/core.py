@@ -41,7 +41,7 @@ from dicomveil.engine.walk import Walk
 from dicomveil.errors import CrosswalkError, ProfileError
 from dicomveil.identity.crosswalk import Crosswalk
 from dicomveil.identity.pseudonyms import Pseudonymizer
-from dicomveil.io.encoding import Encoder
+from dicomveil.io.encoding import Encoder, Encodings
 from dicomveil.profiles import Base, CompiledProfile, generalize
 from dicomveil.standard import conditions, tables
 from dicomveil.standard.actions import Action, Code
@@ -161,7 +161,8 @@ class Engine:
         # as (see Walk.cleaned_key).
         self.cleaned_texts: Remembered[bytes] = Remembered(_REMEMBERED_TEXTS, _REMEMBERED_BYTES)
         # The De-identification Method Code Sequence's value, per encoding (_method_codes).
-        self._method_bytes: dict[tuple[object, ...], bytes] = {}
+        self._method_elements: dict[tuple[object, ...], RawDataElement] = {}
+        self._made: dict[tuple[object, ...], RawDataElement] = {}  # see made()
         # The reversible option: what it changes is sealed for these recipients.
         self.recipients = tuple(recipients)
         self.reversible = Option.REVERSIBLE in profile.profile.options and not profile.copy
@@ -393,14 +394,14 @@ class Engine:
     def _record(self, ds: Dataset, offset: int | None) -> None:
         """PatientIdentityRemoved, DeidentificationMethod (+ codes), longitudinal flag."""
         methods, codes = self._method
-        valid = _pydicom_config.IGNORE  # dicomveil's own values, valid by construction
+        charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
         # PatientIdentityRemoved, DeidentificationMethod
-        ds[0x00120062] = DataElement(0x00120062, "CS", "YES", validation_mode=valid)
-        ds[0x00120063] = DataElement(0x00120063, "LO", methods, validation_mode=valid)
+        ds[0x00120062] = self.made(ds, 0x00120062, "CS", "YES", charset)
+        ds[0x00120063] = self.made(ds, 0x00120063, "LO", methods, charset)
         if codes is None:
             return
         # The code items are shared by every dataset of this engine: nothing writes to them.
-        ds[0x00120064] = self._method_codes(ds, codes)
+        ds[0x00120064] = self._method_codes(ds, codes, charset)
         options = self.profile.profile.options
         if offset is not None:
             flag = "MODIFIED"
@@ -409,27 +410,72 @@ class Engine:
         else:
             flag = "REMOVED"
         # LongitudinalTemporalInformationModified
-        ds[0x00280303] = DataElement(0x00280303, "CS", flag, validation_mode=valid)
+        ds[0x00280303] = self.made(ds, 0x00280303, "CS", flag, charset)
 
-    def _method_codes(self, ds: Dataset, codes: list[Dataset]) -> DataElement | RawDataElement:
+    def made(
+        self, ds: Dataset, tag: int, vr: str, value: str | list[str] | None, charset: Encodings
+    ) -> DataElement | RawDataElement:
+        """An element of the engine's own making, the same in many files (the method, an
+        emptied element): in a dataset read from a file, a raw element of its encoding made
+        once per engine and shared by every such dataset (a tuple: where pydicom reads it,
+        it converts a copy for that dataset; the writer writes its bytes); else a new
+        :class:`~pydicom.dataelem.DataElement`. ``charset`` is the dataset's Specific
+        Character Set (as pydicom gives it)."""
+        implicit, little = ds.original_encoding
+        key: tuple[object, ...] = (
+            tag,
+            vr,
+            value if not isinstance(value, list) else tuple(value),
+            implicit,
+            little,
+            charset if isinstance(charset, str) or charset is None else tuple(charset),
+        )
+        known = self._made.get(key)
+        if known is not None:
+            return known
+        element = DataElement(tag, vr, value, validation_mode=_pydicom_config.IGNORE)
+        if implicit is None or little is None:
+            return element  # built in memory: the writer encodes it
+        data = Encoder.of(implicit=implicit, little=little).encoded(element, charset)
+        if data is None:
+            return element
+        # value_tell -1: not the input's bytes (the writer writes them, never copies those)
+        raw = RawDataElement(
+            BaseTag(tag),
+            None if implicit else vr,
+            len(data),
+            data,
+            -1,
+            implicit,
+            little,
+            True,
+            False,
+        )
+        if len(self._made) < _MADE_ELEMENTS:
+            self._made[key] = raw
+        return raw
+
+    def _method_codes(
+        self, ds: Dataset, codes: list[Dataset], charset: Encodings
+    ) -> DataElement | RawDataElement:
         """The De-identification Method Code Sequence: encoded once per encoding of the
-        files (the same items in every dataset), as the writer would encode them."""
+        files (the same items in every dataset), as the writer would encode them, and
+        shared as a raw element (see :meth:`made`)."""
+        implicit, little = ds.original_encoding
+        key = (implicit, little, charset if isinstance(charset, str) else tuple(charset or ()))
+        known = self._method_elements.get(key)
+        if known is not None:
+            return known
         element = DataElement(
             0x00120064, "SQ", Sequence(codes), validation_mode=_pydicom_config.IGNORE
         )
-        implicit, little = ds.original_encoding
         if implicit is None or little is None:
             return element  # built in memory: the writer encodes it
-        charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
-        key = (implicit, little, charset if isinstance(charset, str) else tuple(charset))
-        value = self._method_bytes.get(key)
+        value = Encoder.of(implicit=implicit, little=little).value(element, charset)
         if value is None:
-            value = Encoder.of(implicit=implicit, little=little).value(element, charset)
-            if value is None:
-                return element
-            self._method_bytes[key] = value
+            return element
         # value_tell -1: not the input's bytes (the writer writes them, never copies those).
-        return RawDataElement(
+        raw = RawDataElement(
             BaseTag(0x00120064),
             None if implicit else "SQ",
             len(value),
@@ -440,6 +486,8 @@ class Engine:
             True,
             False,
         )
+        self._method_elements[key] = raw
+        return raw
 
     @cached_property
     def _method(self) -> tuple[list[str], list[Dataset] | None]:
@@ -480,5 +528,6 @@ def _patient_element(tag: int, vr: str | None) -> bool:
 _REMEMBERED_SEQUENCES = 512
 _REMEMBERED_TEXTS = 4096
 _REMEMBERED_BYTES = 16 << 20
+_MADE_ELEMENTS = 4096  # elements of its own making an engine shares (Engine.made)
 _REMEMBERED_PATIENTS = 256  # patients an engine that learns as it goes remembers (the latest)
 _REMEMBERED_INSTITUTIONS = 4096  # institution names it remembers (the first)

@@ -51,6 +51,12 @@ class At:
 
 
 Handler = Callable[["Walk", At, Decision, str], bool]
+# An emptied public element of these VRs is one the engine makes once and shares (not a
+# sequence, which holds items; not UN, which the writer re-encodes with the dictionary's VR).
+_SHARED_EMPTY_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI"}
+    | {"UR", "UT"}
+)
 
 _DATE_VRS = ("DA", "DT")
 _ITEM_TAG_LE = b"\xfe\xff\x00\xe0"
@@ -122,9 +128,13 @@ def uid(walk: Walk, at: At, decision: Decision, source: str) -> bool:
 def empty(walk: Walk, at: At, decision: Decision, source: str) -> bool:
     """Z: the element stays with an empty value (an empty sequence)."""
     ds, tag, vr, path = at.ds, at.tag, at.vr, at.path
-    ds[tag] = DataElement(
-        tag, vr, Sequence() if vr == "SQ" else None, validation_mode=_pydicom_config.IGNORE
-    )
+    if vr in _SHARED_EMPTY_VRS and not tag >> 16 & 1:
+        # The same empty element in every file: shared, immutable (Engine.made).
+        ds[tag] = walk.engine.made(ds, tag, vr, None, None)
+    else:
+        ds[tag] = DataElement(
+            tag, vr, Sequence() if vr == "SQ" else None, validation_mode=_pydicom_config.IGNORE
+        )
     walk.report(path, tag, vr, "Z", source)
     return True
 

@@ -234,6 +234,9 @@ def check_length(tag: int, elem: RawDataElement) -> None:
 def check_lengths(ds: Dataset) -> None:
     """:func:`check_length` for every raw element of ``ds`` (not of its sequences' items:
     the walk checks those as it reads them), before anything decodes one."""
+    limit_of = length_limit  # this runs for every element of every file: no call on the way
     for tag, elem in ds._dict.items():
         if isinstance(elem, RawDataElement):
-            check_length(int(tag), elem)
+            limit = limit_of(int(tag), elem.VR)
+            if limit is not None and elem.length > limit:
+                check_length(int(tag), elem)  # raises

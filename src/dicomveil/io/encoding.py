@@ -256,6 +256,29 @@ class Encoder:
             return None
         return value
 
+    def encoded(self, elem: DataElement, encodings: Encodings) -> bytes | None:
+        """The value bytes of an element that is not a sequence, as :meth:`element` writes
+        them after the header, when they are encoded here; None when pydicom writes it.
+
+        Parameters
+        ----------
+        elem : DataElement
+            The element.
+        encodings : str or MutableSequence[str] or None
+            The character set of the dataset that holds it.
+
+        Returns
+        -------
+        bytes or None
+            The value bytes, or None.
+        """
+        if elem.VR == "SQ" or elem.is_undefined_length:
+            return None
+        value = self._value(elem, elem.VR, encodings)
+        if value is None or (len(value) > 0xFFFF and elem.VR not in LONG_VRS):
+            return None
+        return value
+
     def _sequence(self, out: bytearray, elem: DataElement, encodings: Encodings) -> None:
         undefined = elem.is_undefined_length
         body = self._items(elem, encodings)

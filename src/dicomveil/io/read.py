@@ -40,6 +40,7 @@ from dicomveil.io.scan import Keep, scan
 _PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
 _DEFER = 256 * 1024
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+_DICOMDIR_CLASS_BYTES = _DICOMDIR_CLASS.encode("ascii")
 # VRs whose explicit encoding has a 4-byte length (PS3.5 7.1.2), as bytes.
 _LONG_VRS = frozenset(str(vr).encode() for vr in EXPLICIT_VR_LENGTH_32)
 
@@ -117,10 +118,13 @@ class SourceFile:
     @property
     def is_dicomdir(self) -> bool:
         """Whether the input is a DICOMDIR (its SOP class, or a directory record sequence)."""
-        meta = getattr(self.dataset, "file_meta", None)
-        sop = str(self.dataset.get("SOPClassUID", "") or "")
-        media = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
-        return _DICOMDIR_CLASS in (sop, media) or 0x00041220 in self.dataset
+        ds = self.dataset
+        if 0x00041220 in ds._dict:
+            return True
+        meta = getattr(ds, "file_meta", None)
+        return _is_dicomdir_class(ds, 0x00080016) or (
+            meta is not None and _is_dicomdir_class(meta, 0x00020002)
+        )
 
 
 class Kind(StrEnum):
@@ -248,7 +252,7 @@ def read_scanned(path: Path, keep: Keep | None = None) -> SourceFile | None:
                     _check_frames(ds, pixels)
     except Exception:  # pydicom's reader reads it again and says what is wrong
         return None
-    if keep is None and ds.get("SOPInstanceUID") is None and not _is_directory(ds):
+    if keep is None and 0x00080018 not in ds._dict and not _is_directory(ds):
         return None
     ds.preamble = b"\x00" * 128
     return SourceFile(path, ds, ts, pixels, little_endian=True, raw_copy=True, head=scanned.head)
@@ -354,6 +358,19 @@ def _note_actual_encoding(ds: Dataset, little: bool) -> None:
 
 def _is_directory(ds: Dataset) -> bool:
     return 0x00041220 in ds
+
+
+def _is_dicomdir_class(ds: Dataset, tag: int) -> bool:
+    """Whether the UID at ``tag`` is the Media Storage Directory Storage SOP Class: from the
+    raw bytes where they are one plain value (as pydicom would decode them), else from
+    pydicom's value."""
+    element = ds._dict.get(tag)  # type: ignore[call-overload]
+    if element is None:
+        return False
+    value = element.value
+    if isinstance(element, RawDataElement) and isinstance(value, bytes) and b"\\" not in value:
+        return value.strip(b"\x00 ") == _DICOMDIR_CLASS_BYTES
+    return str(ds[tag].value or "") == _DICOMDIR_CLASS
 
 
 def _transfer_syntax(ds: Dataset, meta: FileMetaDataset | None) -> UID:

@@ -38,7 +38,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from dicomveil._version import __version__
 from dicomveil.errors import InputError
-from dicomveil.io.encoding import LONG_VRS, Encoder
+from dicomveil.io.encoding import LONG_VRS, Encoder, Encodings
 from dicomveil.io.read import PixelSpan, SourceFile, failure_reason
 
 # dicomveil's implementation class UID: 2.25 + the UUID5 of "dicomveil" in the URL namespace.
@@ -236,13 +236,14 @@ def _write(
     pixels = source.pixels
     charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
     encoder = Encoder.of(implicit=implicit, little=little) if source.raw_copy else None
-    tail = Dataset()  # elements after the pixel data
+    tail: Dataset | None = None  # elements after the pixel data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if encoder is not None:
-            tail = _write_elements(head, encoder, ds, source, pixels)
+            tail = _write_elements(head, encoder, ds, source, pixels, charset)
         else:
             if pixels is not None:
+                tail = Dataset()
                 for tag in [t for t in ds.keys() if int(t) > pixels.tag]:
                     tail[tag] = ds.get_item(tag)
                     del ds[tag]
@@ -259,7 +260,7 @@ def _write(
         after = bytearray()
         if pixels.encapsulated:
             after += struct.pack("<HHI" if little else ">HHI", 0xFFFE, 0xE0DD, 0)
-        if len(tail):
+        if tail is not None and len(tail):
             if encoder is not None:
                 encoder.dataset(after, tail, charset)
             else:
@@ -292,7 +293,7 @@ def _file_meta_bytes(ds: Dataset, transfer_syntax: UID) -> bytes:
     Every value is known to be valid, so the bytes are put together directly; an unusual
     SOP Class or Instance UID (not a single ASCII string) goes through pydicom instead.
     """
-    sop_class, sop_instance = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
+    sop_class, sop_instance = _uid_text(ds, 0x00080016), _uid_text(ds, 0x00080018)
     if not all(
         isinstance(v, str) and v.isascii() and "\\" not in v for v in (sop_class, sop_instance)
     ):
@@ -313,6 +314,20 @@ def _file_meta_bytes(ds: Dataset, transfer_syntax: UID) -> bytes:
             data += pad
         body += struct.pack("<HH2sH", 0x0002, element, vr, len(data)) + data
     return struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body)) + bytes(body)
+
+
+def _uid_text(ds: Dataset, tag: int) -> object:
+    """A UID element's value as pydicom gives it (None when absent): from the bytes of an
+    undecoded single ASCII value, as pydicom would decode it, without decoding it."""
+    element = ds._dict.get(tag)  # type: ignore[call-overload]
+    if element is None:
+        return None
+    value = element.value
+    if isinstance(element, RawDataElement) and isinstance(value, bytes) and value.isascii():
+        text = value.decode("ascii")
+        if "\\" not in text:
+            return text.strip("\x00 ")
+    return ds[tag].value
 
 
 def _write_replaced(source: SourceFile, ds: Dataset, out: BinaryIO, pixels: PixelSource) -> None:
@@ -336,15 +351,21 @@ def _write_replaced(source: SourceFile, ds: Dataset, out: BinaryIO, pixels: Pixe
 
 
 def _write_elements(
-    out: bytearray, encoder: Encoder, ds: Dataset, source: SourceFile, pixels: PixelSpan | None
-) -> Dataset:
+    out: bytearray,
+    encoder: Encoder,
+    ds: Dataset,
+    source: SourceFile,
+    pixels: PixelSpan | None,
+    encoding: Encodings,
+) -> Dataset | None:
     """The dataset's elements before the pixel data in tag order: those the engine left
     untouched (still pydicom's raw elements, read from this file in this encoding) are
     copied as bytes from the input; the others are encoded (:mod:`dicomveil.io.encoding`).
-    Returns the elements that follow the pixel data."""
+    ``encoding`` is the dataset's Specific Character Set. Returns the elements that follow
+    the pixel data (None when there are none)."""
     end = pixels.start if pixels is not None else None
     last = pixels.tag if pixels is not None else 0xFFFFFFFF
-    tail = Dataset()
+    tail: Dataset | None = None
     head = source.head
     if head is None or (end is not None and len(head) < end):
         with source.path.open("rb") as src:
@@ -352,10 +373,11 @@ def _write_elements(
     limit = len(head)
     tag_at = struct.Struct("<I" if encoder.little else ">I").unpack_from
     implicit = encoder.implicit
-    encoding = ds.get("SpecificCharacterSet", "ISO_IR 6")
     # Sorted by the tag as an int (pydicom's tags compare in Python); tags are unique.
     for number, tag, elem in sorted([(int(t), t, e) for t, e in ds.items()]):
         if number > last:
+            if tail is None:
+                tail = Dataset()
             tail[tag] = elem
             continue
         # UN elements are re-encoded: pydicom restores the dictionary VR where it knows one.
