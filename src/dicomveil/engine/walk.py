@@ -19,6 +19,7 @@ from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pydicom.valuerep import VR
 
 from dicomveil.cleaners.base import as_list
@@ -46,6 +47,7 @@ from dicomveil.standard.options import Option
 if TYPE_CHECKING:
     from dicomveil.engine.core import Engine
 
+_new_raw = tuple.__new__  # a RawDataElement without NamedTuple's Python-level constructor
 _UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+){2,}$")
 # Kept elements of these VRs still need a look: UIDs mapped, dates shifted, ages capped,
 # sequences walked, unknown VRs resolved.
@@ -384,11 +386,24 @@ class Walk:
             mapped = [self.map_uid(uid) for uid in old]
             if mapped == old:
                 return False
-            ds[tag] = DataElement(
-                tag,
-                "UI",
-                mapped if len(mapped) > 1 else mapped[0],
-                validation_mode=_pydicom_config.IGNORE,
+            # Left encoded, as the writer writes it (pydicom decodes it where it is read;
+            # value_tell -1: not the input's bytes): keyed UIDs are ASCII digits and dots.
+            data = "\\".join(mapped).encode("ascii")
+            if len(data) % 2:
+                data += b"\x00"
+            ds[tag] = _new_raw(
+                RawDataElement,
+                (
+                    tag if isinstance(tag, BaseTag) else BaseTag(tag),
+                    "UI",
+                    len(data),
+                    data,
+                    -1,
+                    raw.is_implicit_VR,
+                    raw.is_little_endian,
+                    True,
+                    False,
+                ),
             )
             return True
         elem = ds[tag]

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from pydicom.dataset import Dataset
 
 from dicomveil.errors import LayoutError
+from dicomveil.io.read import raw_uid_text
 
 DEFAULT_LAYOUT = "{patient}/{study}/{series}/{sop}.dcm"
 FIELDS = {
@@ -38,6 +39,8 @@ _KEYWORDS = {
     "instance_number": "InstanceNumber",
 }
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# The UID fields, by tag: read from the bytes where the engine left them encoded.
+_UID_TAGS = {"study": 0x0020000D, "series": 0x0020000E, "sop": 0x00080018}
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,9 @@ class Layout:
         """
         values = {"patient": _safe(patient)}
         for name in _used_fields(self.template):
-            if name != "patient":
+            if name in _UID_TAGS:
+                values[name] = _safe(_uid_text(ds, _UID_TAGS[name]))
+            elif name != "patient":
                 values[name] = _safe(str(ds.get(_KEYWORDS[name], "") or ""))
         parts = []
         for part in self.template.split("/"):
@@ -138,6 +143,15 @@ class Layout:
         if any(part in ("", ".", "..") for part in relative.parts):
             raise LayoutError("the layout produced a path outside the output folder")
         return [_resolved(root) / relative for root in roots]
+
+
+def _uid_text(ds: Dataset, tag: int) -> str:
+    """A UID field's text, as ``str(ds.get(keyword, "") or "")`` gives it, from the bytes
+    where they hold one plain value (:func:`~dicomveil.io.read.raw_uid_text`)."""
+    text = raw_uid_text(ds, tag)
+    if text is not None:
+        return text
+    return str(ds[tag].value or "") if tag in ds._dict else ""
 
 
 def _safe(value: str) -> str:

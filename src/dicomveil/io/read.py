@@ -40,7 +40,6 @@ from dicomveil.io.scan import Keep, scan
 _PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
 _DEFER = 256 * 1024
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
-_DICOMDIR_CLASS_BYTES = _DICOMDIR_CLASS.encode("ascii")
 # VRs whose explicit encoding has a 4-byte length (PS3.5 7.1.2), as bytes.
 _LONG_VRS = frozenset(str(vr).encode() for vr in EXPLICIT_VR_LENGTH_32)
 
@@ -360,17 +359,26 @@ def _is_directory(ds: Dataset) -> bool:
     return 0x00041220 in ds
 
 
+def raw_uid_text(ds: Dataset, tag: int) -> str | None:
+    """The text of an undecoded UID element holding one plain ASCII value, as pydicom would
+    decode it, read without decoding it; None when absent, decoded already or otherwise."""
+    element = ds._dict.get(tag)  # type: ignore[call-overload]
+    if not isinstance(element, RawDataElement):
+        return None
+    value = element.value
+    if not isinstance(value, bytes) or not value.isascii() or b"\\" in value:
+        return None
+    return value.decode("ascii").strip("\x00 ")
+
+
 def _is_dicomdir_class(ds: Dataset, tag: int) -> bool:
     """Whether the UID at ``tag`` is the Media Storage Directory Storage SOP Class: from the
     raw bytes where they are one plain value (as pydicom would decode them), else from
     pydicom's value."""
-    element = ds._dict.get(tag)  # type: ignore[call-overload]
-    if element is None:
+    if tag not in ds._dict:
         return False
-    value = element.value
-    if isinstance(element, RawDataElement) and isinstance(value, bytes) and b"\\" not in value:
-        return value.strip(b"\x00 ") == _DICOMDIR_CLASS_BYTES
-    return str(ds[tag].value or "") == _DICOMDIR_CLASS
+    text = raw_uid_text(ds, tag)
+    return (text if text is not None else str(ds[tag].value or "")) == _DICOMDIR_CLASS
 
 
 def _transfer_syntax(ds: Dataset, meta: FileMetaDataset | None) -> UID:

@@ -39,7 +39,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from dicomveil._version import __version__
 from dicomveil.errors import InputError
 from dicomveil.io.encoding import LONG_VRS, Encoder, Encodings
-from dicomveil.io.read import PixelSpan, SourceFile, failure_reason
+from dicomveil.io.read import PixelSpan, SourceFile, failure_reason, raw_uid_text
 
 # dicomveil's implementation class UID: 2.25 + the UUID5 of "dicomveil" in the URL namespace.
 IMPLEMENTATION_CLASS_UID = UID("2.25.191839452806390734566826271547002622372")
@@ -317,17 +317,12 @@ def _file_meta_bytes(ds: Dataset, transfer_syntax: UID) -> bytes:
 
 
 def _uid_text(ds: Dataset, tag: int) -> object:
-    """A UID element's value as pydicom gives it (None when absent): from the bytes of an
-    undecoded single ASCII value, as pydicom would decode it, without decoding it."""
-    element = ds._dict.get(tag)  # type: ignore[call-overload]
-    if element is None:
+    """A UID element's value as pydicom gives it (None when absent), from the bytes where
+    they hold one plain value (:func:`~dicomveil.io.read.raw_uid_text`)."""
+    if tag not in ds._dict:
         return None
-    value = element.value
-    if isinstance(element, RawDataElement) and isinstance(value, bytes) and value.isascii():
-        text = value.decode("ascii")
-        if "\\" not in text:
-            return text.strip("\x00 ")
-    return ds[tag].value
+    text = raw_uid_text(ds, tag)
+    return text if text is not None else ds[tag].value
 
 
 def _write_replaced(source: SourceFile, ds: Dataset, out: BinaryIO, pixels: PixelSource) -> None:
