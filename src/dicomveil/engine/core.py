@@ -419,8 +419,26 @@ class Engine:
         emptied element): in a dataset read from a file, a raw element of its encoding made
         once per engine and shared by every such dataset (a tuple: where pydicom reads it,
         it converts a copy for that dataset; the writer writes its bytes); else a new
-        :class:`~pydicom.dataelem.DataElement`. ``charset`` is the dataset's Specific
-        Character Set (as pydicom gives it)."""
+        :class:`~pydicom.dataelem.DataElement`.
+
+        Parameters
+        ----------
+        ds : pydicom.dataset.Dataset
+            The dataset it goes into (its encoding, as read).
+        tag : int
+            The element's tag (public: pydicom gives a private element its creator).
+        vr : str
+            Its VR (not SQ).
+        value : str or list of str or None
+            Its value; None for an empty element.
+        charset : str or list of str or None
+            The dataset's Specific Character Set, as pydicom gives it.
+
+        Returns
+        -------
+        RawDataElement or DataElement
+            The element to store.
+        """
         implicit, little = ds.original_encoding
         key: tuple[object, ...] = (
             tag,
