@@ -361,9 +361,10 @@ def _is_directory(ds: Dataset) -> bool:
 
 def raw_uid_text(ds: Dataset, tag: int) -> str | None:
     """The text of an undecoded UID element holding one plain ASCII value, as pydicom would
-    decode it, read without decoding it; None when absent, decoded already or otherwise."""
+    decode it, read without decoding it; None when absent, decoded already or otherwise (a
+    VR other than UI among them: pydicom's decoding then reports a damaged one)."""
     element = ds._dict.get(tag)  # type: ignore[call-overload]
-    if not isinstance(element, RawDataElement):
+    if not isinstance(element, RawDataElement) or element.VR not in ("UI", None):
         return None
     value = element.value
     if not isinstance(value, bytes) or not value.isascii() or b"\\" in value:
