@@ -310,7 +310,12 @@ def _download(driver: object, suffix: str) -> Path:
     folder: Path = driver.downloads  # type: ignore[attr-defined]
 
     def done() -> Path | None:
-        found = [p for p in folder.iterdir() if p.suffix == suffix]
+        # Chromium reserves the name with an empty file and writes to NAME.crdownload, then
+        # renames it over: the download is there once no .crdownload is left and it has bytes.
+        files = list(folder.iterdir())
+        if any(p.suffix == ".crdownload" for p in files):
+            return None
+        found = [p for p in files if p.suffix == suffix and p.stat().st_size > 0]
         return found[0] if found else None
 
     path = wait_for(done, f"the {suffix} download")
