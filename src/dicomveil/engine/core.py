@@ -457,18 +457,7 @@ class Engine:
         data = Encoder.of(implicit=implicit, little=little).encoded(element, charset)
         if data is None:
             return element
-        # value_tell -1: not the input's bytes (the writer writes them, never copies those)
-        raw = RawDataElement(
-            BaseTag(tag),
-            None if implicit else vr,
-            len(data),
-            data,
-            -1,
-            implicit,
-            little,
-            True,
-            False,
-        )
+        raw = _own_raw(tag, vr, data, implicit, little)
         if len(self._made) < _MADE_ELEMENTS:
             self._made[key] = raw
         return raw
@@ -492,18 +481,7 @@ class Engine:
         value = Encoder.of(implicit=implicit, little=little).value(element, charset)
         if value is None:
             return element
-        # value_tell -1: not the input's bytes (the writer writes them, never copies those).
-        raw = RawDataElement(
-            BaseTag(0x00120064),
-            None if implicit else "SQ",
-            len(value),
-            value,
-            -1,
-            implicit,
-            little,
-            True,
-            False,
-        )
+        raw = _own_raw(0x00120064, "SQ", value, implicit, little)
         self._method_elements[key] = raw
         return raw
 
@@ -546,6 +524,16 @@ def _patient_element(tag: int, vr: str | None) -> bool:
 _REMEMBERED_SEQUENCES = 512
 _REMEMBERED_TEXTS = 4096
 _REMEMBERED_BYTES = 16 << 20
+
+
+def _own_raw(tag: int, vr: str, data: bytes, implicit: bool, little: bool) -> RawDataElement:
+    """An element of the engine's making as a raw element of an encoding. value_tell -1:
+    not the input's bytes (the writer writes them, never copies those)."""
+    return RawDataElement(
+        BaseTag(tag), None if implicit else vr, len(data), data, -1, implicit, little, True, False
+    )
+
+
 _MADE_ELEMENTS = 4096  # elements of its own making an engine shares (Engine.made)
 _REMEMBERED_PATIENTS = 256  # patients an engine that learns as it goes remembers (the latest)
 _REMEMBERED_INSTITUTIONS = 4096  # institution names it remembers (the first)

@@ -249,12 +249,9 @@ class Encoder:
         bytes or None
             The value bytes, or None.
         """
-        if elem.VR not in _TEXT_VRS or elem.is_undefined_length:
+        if elem.VR not in _TEXT_VRS:
             return None
-        value = self._value(elem, elem.VR, encodings)
-        if value is None or (len(value) > 0xFFFF and elem.VR not in LONG_VRS):
-            return None
-        return value
+        return self.encoded(elem, encodings)
 
     def encoded(self, elem: DataElement, encodings: Encodings) -> bytes | None:
         """The value bytes of an element that is not a sequence, as :meth:`element` writes
