@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 
 from dicomveil.errors import InputError
 from dicomveil.io import read_scanned, read_source
+from dicomveil.io import scan as scan_module
 from dicomveil.io.scan import DEFER, scan
 from tests.support import synthetic
 from tests.support.commands import PYDICOM_DATA, real_files
@@ -61,7 +62,17 @@ def _compare(path: Path) -> bool:
     assert mine.original_character_set == theirs.original_character_set
     assert mine.file_meta == theirs.file_meta
     assert mine.preamble == theirs.preamble
+    # the scan makes its datasets without their constructors (io.scan._made): the same
+    # attributes as pydicom's reading leaves (not its modification time: no deferred values;
+    # nor the Pixel Representation pydicom's reader notes as it reads, nor did the scan before)
+    for made, read in ((mine, theirs), (mine.file_meta, theirs.file_meta)):
+        assert _state(made) == _state(read)
     return True
+
+
+def _state(ds: Dataset) -> dict[str, object]:
+    left = ("_dict", "file_meta", "timestamp", "_pixel_rep")
+    return {k: v for k, v in vars(ds).items() if k not in left}
 
 
 @pytest.mark.parametrize("case", FILES, ids=[c.name for c in FILES])
@@ -75,6 +86,27 @@ def test_scan_agrees_with_pydicom(case: object) -> None:
         assert _scanned(path) is None
         return
     _compare(path)
+
+
+def test_scanned_datasets_share_no_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two scans of one file: datasets that share no container (a change to one never shows
+    in the other), equal to those pydicom's constructors make (the fallback when pydicom's
+    attributes are not what the scan expects)."""
+    path = PYDICOM_DATA / "test_files" / "CT_small.dcm"
+    first, second = _scanned(path), _scanned(path)
+    assert first is not None and second is not None
+    for a, b in ((first, second), (first.file_meta, second.file_meta)):
+        shared = [k for k, v in vars(a).items() if isinstance(v, (dict, list)) and v is vars(b)[k]]
+        assert not shared
+    first.PatientName = "CHANGED"
+    first.private_block(0x0009, "X", create=True)
+    assert second.PatientName != "CHANGED" and not second._private_blocks
+    monkeypatch.setattr(scan_module, "_state", lambda meta, implicit: None)
+    constructed = _scanned(path)
+    assert constructed is not None
+    assert _state(constructed) == _state(second)
+    assert _state(constructed.file_meta) == _state(second.file_meta)
+    assert list(constructed.keys()) == list(second.keys())
 
 
 def test_most_real_files_take_the_quick_path() -> None:

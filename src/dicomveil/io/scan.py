@@ -32,7 +32,7 @@ from pydicom.dataelem import (
     convert_raw_data_element,
     empty_value_for_VR,
 )
-from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
@@ -64,6 +64,79 @@ def _syntax(value: bytes) -> tuple[UID, bool] | None:
     if not uid.is_transfer_syntax or uid.is_deflated or not uid.is_little_endian:
         return None
     return uid, uid.is_implicit_VR
+
+
+@lru_cache(maxsize=64)
+def _codecs(value: bytes) -> tuple[str, ...]:
+    """The Python codecs of a Specific Character Set's bytes, as pydicom reads them (a file
+    names one of a few: decoded once, not per file)."""
+    raw = RawDataElement(BaseTag(0x00080005), "CS", len(value), value, 0, False, True)
+    return tuple(convert_encodings(convert_raw_data_element(raw).value))
+
+
+# What pydicom's constructors leave in a new dataset's attributes: a scan makes the two
+# datasets of a file from a copy of these (the constructors set each attribute through
+# Dataset.__setattr__, a Python method: about 70 us of a scan's 250 per file). The state is
+# taken from the constructors themselves, so it follows pydicom's version; a value of a type
+# it does not expect turns this off (the constructors are called, as before).
+_PLAIN = (type(None), bool, int, float, str, bytes, type(open))
+_Elements = dict[BaseTag, DataElement | RawDataElement]
+
+
+@lru_cache(maxsize=4)
+def _state(meta: bool, implicit: bool) -> dict[str, object] | None:
+    if meta:
+        made: Dataset = FileMetaDataset()
+        made.set_original_encoding(False, True, "iso8859")  # as pydicom's reader leaves it
+    else:
+        made = FileDataset("", {}, None, FileMetaDataset(), implicit, True)
+        made.set_original_encoding(implicit, True, "iso8859")
+    state = {k: v for k, v in vars(made).items() if k not in ("_dict", "file_meta")}
+    if not all(isinstance(v, (*_PLAIN, dict, list)) for v in state.values()):
+        return None
+    return state
+
+
+def _fill(made: Dataset, state: dict[str, object], elements: _Elements, **values: object) -> None:
+    own = vars(made)
+    for name, value in state.items():  # a container of its own for each dataset
+        own[name] = value.copy() if isinstance(value, (dict, list)) else value
+    own["_dict"] = elements
+    own.update(values)
+
+
+def _file_meta(elements: _Elements) -> FileMetaDataset:
+    """The file meta of ``elements`` (not copied), as pydicom's reader makes it."""
+    state = _state(True, False)
+    if state is None:
+        meta = FileMetaDataset(elements)
+        meta.set_original_encoding(False, True, "iso8859")
+        return meta
+    meta = object.__new__(FileMetaDataset)
+    _fill(meta, state, elements)
+    return meta
+
+
+def _file_dataset(
+    elements: _Elements,
+    meta: FileMetaDataset,
+    implicit: bool,
+    encoding: str | list[str],
+    preamble: bytes,
+    path: str,
+) -> FileDataset:
+    """The dataset of ``elements`` (not copied), as pydicom's reader makes it (not its
+    modification time, which only its deferred values need: the scan defers none)."""
+    state = _state(False, implicit)
+    if state is None:
+        made = FileDataset("", elements, preamble, meta, implicit, True)
+        made.set_original_encoding(implicit, True, encoding)
+        made.filename, made.fileobj_type = path, open
+        return made
+    made = object.__new__(FileDataset)
+    _fill(made, state, elements, file_meta=meta, preamble=preamble, filename=path,
+          fileobj_type=open, _read_charset=encoding)  # fmt: skip
+    return made
 
 
 class _NeedsPydicomError(Exception):
@@ -145,7 +218,7 @@ class _Scanner:
         if self.buf[128:132] != b"DICM":
             raise _NeedsPydicomError
         meta_elements, position = self.elements(132, implicit=False, group=0x0002)
-        meta = FileMetaDataset(meta_elements)
+        meta = _file_meta(meta_elements)
         raw_syntax = meta_elements.get(_TRANSFER_SYNTAX)
         if raw_syntax is None or not isinstance(raw_syntax.value, bytes):
             raise _NeedsPydicomError
@@ -163,20 +236,15 @@ class _Scanner:
                 raise _NeedsPydicomError  # encoded otherwise than its transfer syntax says
         elements, end = self.elements(position, implicit=implicit, group=None, keep=self.keep)
         charset = cast("RawDataElement | None", elements.get(BaseTag(0x00080005)))
-        encoding = (
-            convert_encodings(convert_raw_data_element(charset).value)
-            if charset is not None
-            else "iso8859"
-        )
-        result = FileDataset(
-            path,
-            elements,
-            preamble=self.buf[:128],
-            file_meta=meta,
-            is_implicit_VR=implicit,
-            is_little_endian=True,
-        )
-        result.set_original_encoding(implicit, True, encoding)
+        encoding: str | list[str] = "iso8859"
+        if charset is not None:
+            value = charset.value
+            encoding = (
+                list(_codecs(value))
+                if isinstance(value, bytes)
+                else convert_encodings(convert_raw_data_element(charset).value)
+            )
+        result = _file_dataset(elements, meta, implicit, encoding, self.buf[:128], path)
         return Scanned(result, self.buf[:end], end, self.size)
 
     def elements(
