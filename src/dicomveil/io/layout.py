@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from pydicom.dataset import Dataset
 
 from dicomveil.errors import LayoutError
-from dicomveil.io.read import raw_uid_text
+from dicomveil.io.read import uid_value
 
 DEFAULT_LAYOUT = "{patient}/{study}/{series}/{sop}.dcm"
 FIELDS = {
@@ -92,7 +92,7 @@ class Layout:
         values = {"patient": _safe(patient)}
         for name in _used_fields(self.template):
             if name in _UID_TAGS:
-                values[name] = _safe(_uid_text(ds, _UID_TAGS[name]))
+                values[name] = _safe(str(uid_value(ds, _UID_TAGS[name]) or ""))
             elif name != "patient":
                 values[name] = _safe(str(ds.get(_KEYWORDS[name], "") or ""))
         parts = []
@@ -143,15 +143,6 @@ class Layout:
         if any(part in ("", ".", "..") for part in relative.parts):
             raise LayoutError("the layout produced a path outside the output folder")
         return [_resolved(root) / relative for root in roots]
-
-
-def _uid_text(ds: Dataset, tag: int) -> str:
-    """A UID field's text, as ``str(ds.get(keyword, "") or "")`` gives it, from the bytes
-    where they hold one plain value (:func:`~dicomveil.io.read.raw_uid_text`)."""
-    text = raw_uid_text(ds, tag)
-    if text is not None:
-        return text
-    return str(ds[tag].value or "") if tag in ds._dict else ""
 
 
 def _safe(value: str) -> str:

@@ -372,14 +372,18 @@ def raw_uid_text(ds: Dataset, tag: int) -> str | None:
     return value.decode("ascii").strip("\x00 ")
 
 
-def _is_dicomdir_class(ds: Dataset, tag: int) -> bool:
-    """Whether the UID at ``tag`` is the Media Storage Directory Storage SOP Class: from the
-    raw bytes where they are one plain value (as pydicom would decode them), else from
-    pydicom's value."""
+def uid_value(ds: Dataset, tag: int) -> object:
+    """A UID element's value as pydicom gives it (None when absent), read from the bytes
+    where they hold one plain value (:func:`raw_uid_text`), else decoded by pydicom."""
     if tag not in ds._dict:
-        return False
+        return None
     text = raw_uid_text(ds, tag)
-    return (text if text is not None else str(ds[tag].value or "")) == _DICOMDIR_CLASS
+    return text if text is not None else ds[tag].value
+
+
+def _is_dicomdir_class(ds: Dataset, tag: int) -> bool:
+    """Whether the UID at ``tag`` is the Media Storage Directory Storage SOP Class."""
+    return str(uid_value(ds, tag) or "") == _DICOMDIR_CLASS
 
 
 def _transfer_syntax(ds: Dataset, meta: FileMetaDataset | None) -> UID:

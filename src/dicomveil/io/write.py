@@ -39,7 +39,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from dicomveil._version import __version__
 from dicomveil.errors import InputError
 from dicomveil.io.encoding import LONG_VRS, Encoder, Encodings
-from dicomveil.io.read import PixelSpan, SourceFile, failure_reason, raw_uid_text
+from dicomveil.io.read import PixelSpan, SourceFile, failure_reason, uid_value
 
 # dicomveil's implementation class UID: 2.25 + the UUID5 of "dicomveil" in the URL namespace.
 IMPLEMENTATION_CLASS_UID = UID("2.25.191839452806390734566826271547002622372")
@@ -293,7 +293,7 @@ def _file_meta_bytes(ds: Dataset, transfer_syntax: UID) -> bytes:
     Every value is known to be valid, so the bytes are put together directly; an unusual
     SOP Class or Instance UID (not a single ASCII string) goes through pydicom instead.
     """
-    sop_class, sop_instance = _uid_text(ds, 0x00080016), _uid_text(ds, 0x00080018)
+    sop_class, sop_instance = uid_value(ds, 0x00080016), uid_value(ds, 0x00080018)
     if not all(
         isinstance(v, str) and v.isascii() and "\\" not in v for v in (sop_class, sop_instance)
     ):
@@ -314,15 +314,6 @@ def _file_meta_bytes(ds: Dataset, transfer_syntax: UID) -> bytes:
             data += pad
         body += struct.pack("<HH2sH", 0x0002, element, vr, len(data)) + data
     return struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body)) + bytes(body)
-
-
-def _uid_text(ds: Dataset, tag: int) -> object:
-    """A UID element's value as pydicom gives it (None when absent), from the bytes where
-    they hold one plain value (:func:`~dicomveil.io.read.raw_uid_text`)."""
-    if tag not in ds._dict:
-        return None
-    text = raw_uid_text(ds, tag)
-    return text if text is not None else ds[tag].value
 
 
 def _write_replaced(source: SourceFile, ds: Dataset, out: BinaryIO, pixels: PixelSource) -> None:
