@@ -375,8 +375,41 @@ def other_load(
 
 
 def _cpu_seconds(who: int) -> float:
+    return sum(_cpu_split(who))
+
+
+def _cpu_split(who: int) -> tuple[float, float]:
+    """(user, system) CPU seconds."""
     usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
+
+
+_PROBE_MB = 512
+
+
+def page_cost(scratch: Path, settle: float) -> tuple[float, float]:
+    """Kernel microseconds per new 4 KiB page of written files (the page cache the outputs
+    take), measured twice on 512 MB (a smaller probe is served from memory the host never
+    took back): ``settle`` seconds after the memory was last freed
+    (as every timed run starts), then at once after freeing it. On a virtual machine
+    whose host takes back the memory its guest frees (free page reporting, ballooning),
+    the first costs several times the second: the kernel's share of every contender's
+    time (the ``sys s`` column) depends on it."""
+    folder = scratch / "page-cost"
+    data = os.urandom(1 << 20)
+    costs = []
+    for wait in (settle, 0.0):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        os.sync()
+        time.sleep(wait)
+        before = _cpu_split(resource.RUSAGE_SELF)[1]
+        for i in range(_PROBE_MB):
+            with (folder / f"f{i}").open("wb") as out:
+                out.write(data)
+        costs.append((_cpu_split(resource.RUSAGE_SELF)[1] - before) / (_PROBE_MB * 256) * 1e6)
+    shutil.rmtree(folder, ignore_errors=True)
+    return costs[0], costs[1]
 
 
 def _gnu_time() -> str | None:
@@ -644,6 +677,7 @@ class Sample:
     peak_rss_kb: int | None  # the largest single process
     sum_rss_kb: int | None  # sum of every process's peak (an upper bound: shared pages)
     processes: int
+    system_seconds: float = 0.0  # the kernel's part of cpu_seconds
 
 
 @dataclass
@@ -660,6 +694,10 @@ class Result:
         return statistics.median(s.cpu_seconds for s in self.samples)
 
     @property
+    def sys_s(self) -> float:
+        return statistics.median(s.system_seconds for s in self.samples)
+
+    @property
     def peak_rss_kb(self) -> int | None:
         values = [s.peak_rss_kb for s in self.samples if s.peak_rss_kb is not None]
         return max(values) if values else None
@@ -670,10 +708,12 @@ class Result:
         return max(values) if values else None
 
 
-def measure(contender: Contender, out: Path, gnu_time: str | None) -> Sample:
-    """One timed run into out (which must not exist yet)."""
+def measure(contender: Contender, out: Path, gnu_time: str | None, settle: float = 0.0) -> Sample:
+    """One timed run into out (which must not exist yet), ``settle`` seconds after the
+    previous one's outputs were removed (see :func:`page_cost`)."""
     gc.collect()
     os.sync()  # earlier rounds' dirty pages are not charged to this one
+    time.sleep(settle)
     in_process = contender.call is not None
     own_peak = in_process and reset_own_peak_rss()
     sampler = TreeSampler() if contender.spawns or not in_process else None
@@ -681,7 +721,7 @@ def measure(contender: Contender, out: Path, gnu_time: str | None) -> Sample:
     wrapped = not in_process and gnu_time is not None
     if sampler is not None:
         sampler.start()
-    self0, children0 = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
+    self0, children0 = _cpu_split(resource.RUSAGE_SELF), _cpu_split(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     try:
         if contender.call is not None:
@@ -707,9 +747,12 @@ def measure(contender: Contender, out: Path, gnu_time: str | None) -> Sample:
     finally:
         if sampler is not None:
             sampler.stop()
-    cpu = _cpu_seconds(resource.RUSAGE_CHILDREN) - children0
+    children1 = _cpu_split(resource.RUSAGE_CHILDREN)
+    user, system = children1[0] - children0[0], children1[1] - children0[1]
     if in_process:
-        cpu += _cpu_seconds(resource.RUSAGE_SELF) - self0
+        self1 = _cpu_split(resource.RUSAGE_SELF)
+        user, system = user + self1[0] - self0[0], system + self1[1] - self0[1]
+    cpu = user + system
     per_process = list(sampler.peaks_kb.values()) if sampler is not None else []
     if own_peak:
         own = _vm_hwm_kb("self")
@@ -725,13 +768,18 @@ def measure(contender: Contender, out: Path, gnu_time: str | None) -> Sample:
     total = max(sum(per_process), peak) if peak is not None else None
     if contender.check_output is not None:
         contender.check_output(out)
-    return Sample(seconds, cpu, peak, total, len(per_process))
+    return Sample(seconds, cpu, peak, total, len(per_process), system)
 
 
 def run_rounds(
-    contenders: Sequence[Contender], scratch: Path, rounds: int, gnu_time: str | None
+    contenders: Sequence[Contender],
+    scratch: Path,
+    rounds: int,
+    gnu_time: str | None,
+    settle: float = 0.0,
 ) -> list[Result]:
-    """Alternate the contenders: round r runs them all, starting with contender r mod n."""
+    """Alternate the contenders: round r runs them all, starting with contender r mod n;
+    each ``settle`` seconds after the one before it (:func:`measure`)."""
     results = [Result(c) for c in contenders]
     for r in range(rounds):
         order = [(r + k) % len(contenders) for k in range(len(contenders))]
@@ -739,7 +787,7 @@ def run_rounds(
             contender = contenders[index]
             out = scratch / f"out-r{r}-c{index}"
             try:
-                sample = measure(contender, out, gnu_time)
+                sample = measure(contender, out, gnu_time, settle)
             finally:
                 shutil.rmtree(out, ignore_errors=True)
             results[index].samples.append(sample)
@@ -859,6 +907,8 @@ def result_rows(results: Sequence[Result], corpus: Corpus) -> list[dict[str, Any
                 "ratio_to_cp": rate / cp_rate if cp_rate else None,
                 "cpu_s": r.cpu_s,
                 "cpu_s_rounds": [s.cpu_seconds for s in r.samples],
+                "sys_s": r.sys_s,
+                "sys_s_rounds": [s.system_seconds for s in r.samples],
                 "cpu_per_wall": r.cpu_s / r.median_s,
                 "peak_rss_mb": None if r.peak_rss_kb is None else r.peak_rss_kb * 1024 / MB,
                 "sum_rss_mb": None if r.sum_rss_kb is None else r.sum_rss_kb * 1024 / MB,
@@ -877,6 +927,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         "MB/s",
         "x cp",
         "CPU s",
+        "sys s",
         "CPU/wall",
         "peak RSS MB",
         "sum RSS MB",
@@ -894,6 +945,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
                 f"{row['mb_per_s']:.0f}",
                 "n/a" if ratio is None else f"{ratio:.2f}",
                 f"{row['cpu_s']:.2f}",
+                f"{row.get('sys_s', 0.0):.2f}",
                 f"{row['cpu_per_wall']:.2f}",
                 "n/a" if peak is None else f"{peak:.0f}",
                 "n/a" if total is None else f"{total:.0f}",
@@ -1022,6 +1074,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--size", type=_size, default=512, help="rows and columns of each image (default 512)"
     )
     parser.add_argument("--rounds", type=_positive, default=3, help="rounds (default 3)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=3.0,
+        help="seconds between one timed run and the next (default 3: the memory the last "
+        "one freed is handed back to a VM's host first, so every run starts alike)",
+    )
     parser.add_argument(
         "--workers",
         type=_workers,
@@ -1186,7 +1245,7 @@ def multiframe(
         if p.missing is None and p.name == "gdcmanon"
     ]
     print(f"\nmulti-frame: one CT of {frames} frames of 512 x 512, {size / MB:.0f} MB", flush=True)
-    results = run_rounds(contenders, folder, args.rounds, gnu_time)
+    results = run_rounds(contenders, folder, args.rounds, gnu_time, args.settle)
     rows = result_rows(results, one)
     print()
     print(format_table(rows))
@@ -1218,11 +1277,30 @@ def _peer_ratios(rows: list[dict[str, Any]]) -> list[str]:
         for key in ("cli", "cli1"):
             if key not in by_key:
                 continue
-            ratio = by_key[key]["files_per_s"] / by_key[peer]["files_per_s"]
+            ours, theirs = by_key[key], by_key[peer]
+            ratio = ours["files_per_s"] / theirs["files_per_s"]
             bar = bars.get(key)
             wanted = f" (issue 18 wants >= {bar}x)" if bar else ""
-            notes.append(f"{by_key[key]['name']} / {peer}: {ratio:.2f}x the files/s{wanted}")
+            # each round's pair ran minutes apart at most: the machine's drift cancels out
+            rounds = [t / o for o, t in zip(ours["seconds"], theirs["seconds"], strict=True)]
+            notes.append(
+                f"{ours['name']} / {peer}: {ratio:.2f}x the files/s{wanted}; round by round "
+                f"{statistics.median(rounds):.2f}x ({min(rounds):.2f}-{max(rounds):.2f}x)"
+            )
+            if bar:
+                notes.append(_user_cpu(ours, theirs, peer))
     return notes
+
+
+def _user_cpu(ours: dict[str, Any], theirs: dict[str, Any], peer: str) -> str:
+    """The CPU each spent outside the kernel and in it (medians): the first does not grow
+    with the cost of a new page (:func:`page_cost`), the second does, for both alike."""
+    user = ours["cpu_s"] - ours["sys_s"]
+    peer_user = theirs["cpu_s"] - theirs["sys_s"]
+    return (
+        f"  CPU outside the kernel: {ours['name']} {user:.2f} s, {peer} {peer_user:.2f} s "
+        f"(in the kernel: {ours['sys_s']:.2f} s and {theirs['sys_s']:.2f} s)"
+    )
 
 
 @contextlib.contextmanager
@@ -1260,7 +1338,8 @@ def _benchmark(
     machine0 = machine_cpu_seconds()
     own0 = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    results = run_rounds(contenders, scratch, args.rounds, gnu_time)
+    pages = page_cost(scratch, args.settle)
+    results = run_rounds(contenders, scratch, args.rounds, gnu_time, args.settle)
     elapsed = time.perf_counter() - started
     own = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN) - own0
     load = other_load(machine0, machine_cpu_seconds(), own)
@@ -1274,6 +1353,12 @@ def _benchmark(
         "(upper bound, shared pages counted per process); "
         + ("subprocess maxima from GNU time -v" if gnu_time else "GNU time -v not found"),
     ]
+    notes.append(
+        f"kernel time per new 4 KiB page of written files: {pages[0]:.1f} us "
+        f"{args.settle:g} s after memory was freed (as each run starts), {pages[1]:.1f} us "
+        "at once; every contender writes the same bytes, so their `sys s` differ little, "
+        "and that share of their times grows with this cost"
+    )
     if load is not None:
         notes.append(
             f"other processes used {load[0]:.0%} of the machine's CPU while timing "
