@@ -4,7 +4,7 @@
 Usage::
 
     git worktree add /tmp/before <commit>
-    python benchmarks/ab_clean.py --baseline /tmp/before [--rounds 4] [--files 2000]
+    python benchmarks/ab_clean.py --baseline /tmp/before [--rounds 4] [--files 2000] [--settle 3]
 
 ``bench_run.py``'s ``clean options`` note divides two medians taken minutes apart; on a
 virtual machine whose speed drifts by 20-40 % within the hour, two such runs of the same
@@ -38,10 +38,11 @@ import datetime as dt, gc, json, os, shutil, sys, tempfile, time
 from pathlib import Path
 from dicomveil import Key, Profile, RunConfig, run
 corpus, options = Path(sys.argv[1]), [o for o in sys.argv[2].split(",") if o]
+settle = float(sys.argv[3])
 out = Path(tempfile.mkdtemp(prefix="dicomveil-ab-"))
 config = RunConfig(profile=Profile.named("ps3.15-basic").with_options(options),
                    key=Key(bytes(32)), output=out / "out", workers=0, today=dt.date(2026, 12, 6))
-gc.collect(); os.sync()
+gc.collect(); os.sync(); time.sleep(settle)
 started, before = time.perf_counter(), os.times()
 run([corpus], config)
 wall, after = time.perf_counter() - started, os.times()
@@ -50,12 +51,13 @@ print(json.dumps({"wall": wall, "cpu": sum(after[:4]) - sum(before[:4])}))
 """
 
 
-def one_run(tree: Path, corpus: Path, options: list[str]) -> dict[str, float]:
-    """Wall and CPU seconds of one ``dicomveil.run`` of ``tree``'s source on ``corpus``."""
+def one_run(tree: Path, corpus: Path, options: list[str], settle: float) -> dict[str, float]:
+    """Wall and CPU seconds of one ``dicomveil.run`` of ``tree``'s source on ``corpus``,
+    ``settle`` seconds after the previous run's outputs were removed."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = str(tree / "src")
     done = subprocess.run(
-        [sys.executable, "-c", _ONE_RUN, str(corpus), ",".join(options)],
+        [sys.executable, "-c", _ONE_RUN, str(corpus), ",".join(options), str(settle)],
         env=env,
         capture_output=True,
         text=True,
@@ -72,6 +74,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=3.0,
+        help="seconds before each run (default 3; see bench_run.py --settle)",
+    )
     args = parser.parse_args()
     corpus = bench_run.prepare_corpus(
         bench_run.default_corpus_dir(args.files, args.size), args.files, args.size
@@ -83,7 +91,7 @@ def main() -> int:
         order = list(trees.items()) if index % 2 == 0 else list(reversed(trees.items()))
         for name, tree in order:
             for mode, options in (("plain", []), ("clean", CLEAN)):
-                sample = one_run(tree, corpus.dicom, options)
+                sample = one_run(tree, corpus.dicom, options, args.settle)
                 samples.setdefault((name, mode), []).append(sample)
                 print(
                     f"  round {index + 1}/{args.rounds}  {name:9s} {mode}  {sample['wall']:.3f} s",

@@ -5,7 +5,7 @@
 Usage::
 
     python benchmarks/bench_gateway.py [--files 800] [--size 256] [--senders 4] [--rounds 3]
-                                       [--workers N] [--json OUT] [--baseline SRC]
+                                       [--workers N] [--settle 3] [--json OUT] [--baseline SRC]
                                        [--ab --baseline SRC [--baseline SRC2 ...]]
 
 A synthetic corpus (CT series of 50 slices from :mod:`tests.support.synthetic`, one patient
@@ -403,6 +403,14 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, help="the gateway's workers (default: cores)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=3.0,
+        help="seconds between one contender's end and the next one's start (default 3: the "
+        "memory the last one freed is handed back to a VM's host first, so every contender "
+        "starts alike; see README.md, 'The cost of a new page')",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--baseline",
@@ -479,6 +487,8 @@ def main() -> None:
             for name, contender in order:
                 scratch = root / f"round{round_}-{len(times[name])}-{name.split()[0]}"
                 scratch.mkdir()
+                os.sync()
+                time.sleep(args.settle)
                 times[name].append(contender(scratch))
                 shutil.rmtree(scratch, ignore_errors=True)
     print(
