@@ -61,7 +61,7 @@ from dicomveil.gateway import (
 from dicomveil.gateway.config import WebService
 from dicomveil.gateway.queue import ClientAE
 from dicomveil.gateway.store import spool_header
-from dicomveil.gateway.transport import pause_reactor
+from dicomveil.gateway.transport import HeldCheckpoint, hold_reactor, pause_reactor, reachable
 from tests.support import synthetic
 from tests.support.certificates import self_signed
 from tests.support.commands import PYDICOM_DATA, validate
@@ -1219,6 +1219,54 @@ def test_the_reactor_is_paused_before_a_store_is_sent(
             statuses.append(int(status.get("Status", -1)) if status else -1)
         assert statuses == [0] * 12, statuses
     finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+@needs_dcmtk
+def test_a_held_reactor_stays_paused_between_stores_and_sees_the_end_after(
+    tmp_path: Path, corpus: Corpus, procs: Processes
+) -> None:
+    """The forwarder holds its association's reactor paused from one C-STORE to the next
+    (no wait for the reactor's round between them), lets it run between batches, and
+    checks before each send that the association is still there (the held reactor does
+    not notice a peer that went away)."""
+    port = free_port()
+    dest = storescp(procs, tmp_path / "dest", port)
+    files = sorted((corpus.folder / "ct1").iterdir())
+    ae = ClientAE(ae_title="FORWARDER")
+    ae.dimse_timeout = 5
+    assoc = ae.associate("127.0.0.1", port, contexts=[build_context(CT_STORAGE)],
+                         ae_title="DEST")  # fmt: skip
+    assert assoc.is_established
+    checkpoint = hold_reactor(assoc)
+    assert isinstance(checkpoint, HeldCheckpoint)
+    try:
+        statuses = []
+        for n in range(6):
+            checkpoint.held = True
+            if n:  # still paused since the last response: no wait at all
+                assert not checkpoint.is_set() and checkpoint._cond._waiters  # type: ignore[attr-defined]
+            assert pause_reactor(assoc, timeout=2.0)
+            status = assoc.send_c_store(files[n % len(files)])
+            statuses.append(int(status.get("Status", -1)) if status else -1)
+        assert statuses == [0] * 6, statuses
+        checkpoint.let_go()
+        assert checkpoint.is_set()  # the reactor runs between batches
+        checkpoint.held = True
+        assert pause_reactor(assoc, timeout=2.0)
+        procs.stop(dest, signal.SIGKILL)  # the destination goes away while held
+        deadline = time.monotonic() + 10
+        while reachable(assoc) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not reachable(assoc)
+        checkpoint.let_go()
+        deadline = time.monotonic() + 10
+        while assoc.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not assoc.is_alive(), "the reactor ends once let go"
+    finally:
+        checkpoint.let_go()
         if assoc.is_established:
             assoc.release()
 

@@ -33,7 +33,14 @@ from pynetdicom.association import Association
 
 from dicomveil.gateway.config import Node
 from dicomveil.gateway.queue import RouteQueue
-from dicomveil.gateway.transport import ClientAE, pause_reactor, quiet
+from dicomveil.gateway.transport import (
+    ClientAE,
+    HeldCheckpoint,
+    hold_reactor,
+    pause_reactor,
+    quiet,
+    reachable,
+)
 
 __all__ = ["ForwardListener", "Forwarder", "QueueForwarder", "TransientError"]
 
@@ -311,6 +318,7 @@ class Forwarder(QueueForwarder):
         self._ae.maximum_pdu_size = max_pdu_size
         self._tls = (node.tls.client_context(), node.host) if node.tls is not None else None
         self._assoc: Association | None = None
+        self._checkpoint: HeldCheckpoint | None = None  # the association's reactor's
         self._accepted: set[tuple[str, str]] = set()
         self._proposed: set[tuple[str, str]] = set()
         self._processing_failures: dict[Path, int] = {}
@@ -333,6 +341,15 @@ class Forwarder(QueueForwarder):
             return settled
         if self._assoc is None or not set(wanted) <= self._proposed:
             self._associate(wanted)
+        checkpoint = self._checkpoint
+        try:
+            return self._send_batch(batch, settled)
+        finally:
+            if checkpoint is not None:
+                checkpoint.let_go()  # the reactor runs between batches (release, abort)
+
+    def _send_batch(self, batch: list[_Pending], settled: bool) -> bool:
+        """Send a round's entries, the reactor held paused from one to the next."""
         for item in batch:
             if self._stop.is_set():
                 break
@@ -377,6 +394,7 @@ class Forwarder(QueueForwarder):
             if assoc.is_rejected:
                 raise TransientError("the destination rejected the association")
             raise TransientError("cannot connect or the association was aborted")
+        self._checkpoint = hold_reactor(assoc)
         self._assoc = assoc
         self._connected = True
         self._proposed = set(contexts)
@@ -395,6 +413,10 @@ class Forwarder(QueueForwarder):
             # decodes nor re-encodes it (its documented setting for path arguments; global,
             # so it is set before every send).
             _config.STORE_SEND_CHUNKED_DATASET = True
+            if not reachable(assoc):  # the held reactor did not see it go
+                raise RuntimeError("the association ended")
+            if self._checkpoint is not None:
+                self._checkpoint.held = True  # paused from this request to the next
             pause_reactor(assoc)
             status = assoc.send_c_store(claim)
         except (OSError, RuntimeError) as exc:
@@ -425,6 +447,9 @@ class Forwarder(QueueForwarder):
         self._refuse(claim, f"the destination refused it (status 0x{code:04X})")
 
     def _release(self, *, abort: bool = False) -> None:
+        if self._checkpoint is not None:
+            self._checkpoint.let_go()
+            self._checkpoint = None
         assoc, self._assoc = self._assoc, None
         self._connected = False
         self._accepted = set()
