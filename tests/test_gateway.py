@@ -1193,6 +1193,22 @@ class _LateQueue(queue.Queue[Any]):
         return super().get(block, timeout)
 
 
+def _to_storescp(
+    tmp_path: Path, corpus: Corpus, procs: Processes, *, dimse_timeout: float
+) -> tuple[Association, subprocess.Popen[bytes], list[Path]]:
+    """An association of a forwarder's kind to a new storescp, the storescp, and CT files
+    to store on it."""
+    port = free_port()
+    dest = storescp(procs, tmp_path / "dest", port)
+    files = sorted((corpus.folder / "ct1").iterdir())
+    ae = ClientAE(ae_title="FORWARDER")
+    ae.dimse_timeout = dimse_timeout
+    assoc = ae.associate("127.0.0.1", port, contexts=[build_context(CT_STORAGE)],
+                         ae_title="DEST")  # fmt: skip
+    assert assoc.is_established
+    return assoc, dest, files
+
+
 @needs_dcmtk
 def test_the_reactor_is_paused_before_a_store_is_sent(
     tmp_path: Path, corpus: Corpus, procs: Processes
@@ -1200,14 +1216,7 @@ def test_the_reactor_is_paused_before_a_store_is_sent(
     """Issue 16, the forwarding stall: a response taken off the queue by the association's
     reactor thread left the forwarder waiting out its timeout. With pause_reactor before
     each send, every response reaches the sender, however late the reactor is."""
-    port = free_port()
-    storescp(procs, tmp_path / "dest", port)
-    files = sorted((corpus.folder / "ct1").iterdir())
-    ae = ClientAE(ae_title="FORWARDER")
-    ae.dimse_timeout = 3
-    assoc = ae.associate("127.0.0.1", port, contexts=[build_context(CT_STORAGE)],
-                         ae_title="DEST")  # fmt: skip
-    assert assoc.is_established
+    assoc, _, files = _to_storescp(tmp_path, corpus, procs, dimse_timeout=3)
     try:
         assoc._reactor_checkpoint = _LateEvent()
         assoc._reactor_checkpoint.set()
@@ -1231,14 +1240,7 @@ def test_a_held_reactor_stays_paused_between_stores_and_sees_the_end_after(
     (no wait for the reactor's round between them), lets it run between batches, and
     checks before each send that the association is still there (the held reactor does
     not notice a peer that went away)."""
-    port = free_port()
-    dest = storescp(procs, tmp_path / "dest", port)
-    files = sorted((corpus.folder / "ct1").iterdir())
-    ae = ClientAE(ae_title="FORWARDER")
-    ae.dimse_timeout = 5
-    assoc = ae.associate("127.0.0.1", port, contexts=[build_context(CT_STORAGE)],
-                         ae_title="DEST")  # fmt: skip
-    assert assoc.is_established
+    assoc, dest, files = _to_storescp(tmp_path, corpus, procs, dimse_timeout=5)
     checkpoint = hold_reactor(assoc)
     assert isinstance(checkpoint, HeldCheckpoint)
     try:
@@ -1256,15 +1258,9 @@ def test_a_held_reactor_stays_paused_between_stores_and_sees_the_end_after(
         checkpoint.held = True
         assert pause_reactor(assoc, timeout=2.0)
         procs.stop(dest, signal.SIGKILL)  # the destination goes away while held
-        deadline = time.monotonic() + 10
-        while reachable(assoc) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not reachable(assoc)
+        wait_for(lambda: not reachable(assoc), "the held association's end", 10)
         checkpoint.let_go()
-        deadline = time.monotonic() + 10
-        while assoc.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not assoc.is_alive(), "the reactor ends once let go"
+        wait_for(lambda: not assoc.is_alive(), "the reactor's end once let go", 10)
     finally:
         checkpoint.let_go()
         if assoc.is_established:

@@ -342,6 +342,8 @@ class Forwarder(QueueForwarder):
         if self._assoc is None or not set(wanted) <= self._proposed:
             self._associate(wanted)
         checkpoint = self._checkpoint
+        if checkpoint is not None:
+            checkpoint.held = True  # the reactor paused from one request to the next
         try:
             return self._send_batch(batch, settled)
         finally:
@@ -415,8 +417,6 @@ class Forwarder(QueueForwarder):
             _config.STORE_SEND_CHUNKED_DATASET = True
             if not reachable(assoc):  # the held reactor did not see it go
                 raise RuntimeError("the association ended")
-            if self._checkpoint is not None:
-                self._checkpoint.held = True  # paused from this request to the next
             pause_reactor(assoc)
             status = assoc.send_c_store(claim)
         except (OSError, RuntimeError) as exc:
