@@ -492,8 +492,12 @@ def test_the_release_gate_stops_what_the_verifier_flags(
     reason = withheld.result.reason
     assert reason.startswith("release gate: ") and "leak name" in reason, reason
     assert str(ds.PatientName.family_name) not in reason
-    # No staged file left behind (the stage's empty layout folders stay for the next one).
-    assert not [p for p in (tmp_path / "state" / "spool").rglob("*") if p.is_file()]
+    # No staged file left behind (the stage's empty layout folders stay for the next one),
+    # nor the association's spool file once the gateway has seen the connection close.
+    wait_for(
+        lambda: not [p for p in (tmp_path / "state" / "spool").rglob("*") if p.is_file()],
+        "the spool emptied",
+    )
     gateway.stop()
 
     other = tmp_path / "ungated"
@@ -578,6 +582,56 @@ def _send(port: int, files: list[Path], *sop_classes: str) -> list[int]:
             assoc.release()
     finally:
         _config.STORE_SEND_CHUNKED_DATASET = previous
+
+
+def test_an_association_overwrites_one_spool_file_removed_when_it_ends(
+    tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
+) -> None:
+    """Each open association has one spool file, which every instance it sends overwrites
+    (shorter after longer: no bytes of the one before left at its end), and which is removed
+    when the association is released or aborted; the outputs are the expected bytes."""
+    from pynetdicom import _config
+
+    spool = tmp_path / "state" / "spool"
+    gateway = gateways(
+        write_config(
+            tmp_path, gateway_config(0, tmp_path / "state", free_port(), output=True), corpus
+        )
+    )
+    files = sorted((corpus.folder / "ct1").iterdir())[:3]
+    sizes = [f.stat().st_size for f in files]
+    longest = files[sizes.index(max(sizes))]
+    order = [longest, *[f for f in files if f != longest]]  # the longest first
+
+    def spooled() -> list[Path]:
+        return [p for p in spool.iterdir() if p.is_file()]
+
+    previous = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        first = _client(gateway.port, contexts=[CT_STORAGE])
+        second = _client(gateway.port, contexts=[CT_STORAGE])
+        assert first.is_established and second.is_established
+        assert int(first.send_c_store(order[0]).Status) == StoreStatus.SUCCESS
+        assert int(second.send_c_store(order[0]).Status) == StoreStatus.SUCCESS
+        assert len(spooled()) == 2  # one per open association
+        for path in order[1:]:
+            assert int(first.send_c_store(path).Status) == StoreStatus.SUCCESS
+        assert len(spooled()) == 2
+        # the first association's file holds its last instance, and nothing after it
+        held = {p.read_bytes()[-64:] for p in spooled()}
+        assert order[-1].read_bytes()[-64:] in held
+        sizes_now = sorted(p.stat().st_size for p in spooled())
+        assert sizes_now[0] < sizes_now[1]  # shorter than the longest, the other one's
+        first.release()
+        wait_for(lambda: len(spooled()) == 1, "the released association's spool removed")
+        second.abort()
+        wait_for(lambda: not spooled(), "the aborted association's spool removed")
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = previous
+    written = {p.stem: p.read_bytes() for p in (tmp_path / "out").rglob("*.dcm")}
+    assert len(written) == len(order)
+    assert all(corpus.expected[stem] == data for stem, data in written.items())
 
 
 def test_the_spool_header_is_the_file_meta_pydicom_reads(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ from dicomveil.gateway.queue import atomic_write_json
 from dicomveil.gateway.retrieve import GET_MODELS, MOVE_MODELS, RetrieveHandler
 from dicomveil.gateway.route import Peer, Route
 from dicomveil.gateway.status import STATUS_FILE, StatusBoard
-from dicomveil.gateway.store import StoreHandler
+from dicomveil.gateway.store import StoreHandler, release_spool
 from dicomveil.gateway.transport import MIN_PDU_LIMIT, AcceptorHandler
 from dicomveil.io import remove_stale_temporaries
 from dicomveil.runs.batch import FileResult, Outcome, Task
@@ -333,6 +333,7 @@ class Gateway:
     def _handlers(self) -> list[Any]:
         return [
             (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_CONN_CLOSE, self._on_closed),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
@@ -423,6 +424,11 @@ class Gateway:
             return
         route = self.routes[route_config.name]
         self._peers[assoc] = Peer(route, calling, called, address, self._serials.next())
+
+    def _on_closed(self, event: Event) -> None:
+        peer = self._peers.pop(event.assoc, None)
+        if peer is not None:
+            release_spool(peer)  # what it held of its last instance
 
     def _on_echo(self, event: Event) -> int:
         return 0x0000

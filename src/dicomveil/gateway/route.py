@@ -206,6 +206,9 @@ class Peer:
     serial: int
     count: int = 0
     service: str = "C-STORE"  # how it sends instances (STOW-RS over DICOMweb)
+    # The association's spool file: made for its first instance, overwritten by each next
+    # one, removed when the association ends (see :class:`~dicomveil.gateway.store.StoreHandler`).
+    spool: Path | None = None
 
 
 class Handler:

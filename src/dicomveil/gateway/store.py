@@ -43,7 +43,6 @@ import logging
 import os
 import re
 import struct
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -68,7 +67,7 @@ from dicomveil.runs.maps import gated
 if TYPE_CHECKING:
     from dicomveil.gateway.pool import WorkerPool
 
-__all__ = ["StoreHandler", "StoreStatus", "Stored", "store_instance"]
+__all__ = ["StoreHandler", "StoreStatus", "Stored", "release_spool", "store_instance"]
 
 LOGGER = logging.getLogger("dicomveil.gateway")
 
@@ -349,7 +348,7 @@ class StoreHandler(Handler):
             return status_dataset(
                 StoreStatus.OUT_OF_RESOURCES, "too many instances in one association"
             )
-        stored = self.settle(peer, task, lambda: self._store(event, route, task))
+        stored = self.settle(peer, task, lambda: self._store(event, peer, task))
         result = stored.result
         if result.outcome is Outcome.WRITTEN:
             return status_dataset(StoreStatus.SUCCESS)
@@ -425,7 +424,7 @@ class StoreHandler(Handler):
                 return store_instance(route, spool, task, expect)
         return self.pool.store(route, spool, task, expect)
 
-    def _store(self, event: Event, route: Route, task: Task) -> Stored:
+    def _store(self, event: Event, peer: Peer, task: Task) -> Stored:
         request = cast(C_STORE, event.request)
         expect = (
             str(request.AffectedSOPClassUID or ""),
@@ -439,21 +438,25 @@ class StoreHandler(Handler):
                 FileResult(task, Outcome.FAILED, "the data set cannot be read"),
                 StoreStatus.MALFORMED,
             )
-        fd, name = tempfile.mkstemp(prefix="rx-", suffix=".dcm", dir=self.spool)
-        spool = Path(name)
+        # One spool file per association, overwritten by each instance: making a file and
+        # removing it for every instance cost 0.4-0.8 ms of the kernel's time each on ext4
+        # without a journal, whose every new file is placed after a scan past the files
+        # removed in the last minutes (benchmarks/README.md, "Making files").
+        if peer.spool is None:
+            peer.spool = self.spool / f"rx-{peer.serial}.dcm"
+        spool = peer.spool
         try:
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(header)
-                    fh.write(data)
-            except OSError as exc:
-                return _write_failure(task, exc, "cannot spool the data set")
-            finally:
-                data.release()
-            return self.pipeline(route, spool, task, expect)
+            fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(header)
+                fh.write(data)
+                fh.truncate()  # what a longer instance before left after this one's end
+        except OSError as exc:
+            release_spool(peer)
+            return _write_failure(task, exc, "cannot spool the data set")
         finally:
-            with contextlib.suppress(OSError):
-                spool.unlink()
+            data.release()
+        return self.pipeline(peer.route, spool, task, expect)
 
     def _event(
         self, kind: EventKind, peer: Peer, result: FileResult | None, status: int | None = None
@@ -472,6 +475,20 @@ class StoreHandler(Handler):
             destination="+".join(destinations),
             status=status,
         )
+
+
+def release_spool(peer: Peer) -> None:
+    """Remove the association's spool file (it ended, or its file could not be written).
+
+    Parameters
+    ----------
+    peer : Peer
+        The association's peer; its ``spool`` is None afterwards.
+    """
+    spool, peer.spool = peer.spool, None
+    if spool is not None:
+        with contextlib.suppress(OSError):
+            spool.unlink()
 
 
 def _safe(text: str) -> str:
