@@ -484,6 +484,35 @@ def test_python_m_dicomveil_is_the_command_line() -> None:
     assert "ps3.15-basic" in result.stdout
 
 
+_THREADS_AFTER_LOAD = """
+import os
+from dicomveil._command import load
+load()
+import numpy
+numpy.ones((64, 64)) @ numpy.ones((64, 64))  # a BLAS call: its threads exist by now
+print(os.environ["OPENBLAS_NUM_THREADS"], len(os.listdir("/proc/self/task")))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_the_program_starts_numpy_with_one_blas_thread_unless_told_otherwise() -> None:
+    """The program sets OPENBLAS_NUM_THREADS=1 before NumPy loads (OpenBLAS's threads
+    would spin on the other cores at every start): the process has one thread after it
+    loaded the command line and made a BLAS call; a value in the environment is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run(
+        [sys.executable, "-c", _THREADS_AFTER_LOAD],
+        capture_output=True, text=True, check=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.stdout.split() == ["1", "1"]
+    done = subprocess.run(
+        [sys.executable, "-c", _THREADS_AFTER_LOAD],
+        capture_output=True, text=True, check=True, timeout=120,
+        env={**env, "OPENBLAS_NUM_THREADS": "2"},
+    )  # fmt: skip
+    assert done.stdout.split()[0] == "2"
+
+
 def test_main_takes_its_arguments() -> None:
     from dicomveil.cli import main
 

@@ -10,6 +10,11 @@ own) before any work. Two things here make that shorter (see benchmarks/README.m
   nothing.
 * ``requests`` is deferred (:class:`_Deferred`): pydicom imports it for its example-data
   downloader, which the command line never calls.
+* NumPy's OpenBLAS starts one thread per core when it is imported, which spins on the other
+  cores for a while before it sleeps: 0.07-0.10 s of CPU at every start (the program's, a
+  gateway's and each spawned worker's), taken from the workers on a small machine. dicomveil
+  makes no BLAS calls (no matrix products), so the program asks for one thread
+  (``OPENBLAS_NUM_THREADS=1``) unless the environment says otherwise.
 
 Only the program does this; a program that imports :mod:`dicomveil.cli` (or calls its
 ``main``) keeps its own imports and collector.
@@ -21,6 +26,7 @@ import gc
 import importlib
 import importlib.machinery
 import importlib.util
+import os
 import sys
 import types
 from collections.abc import Callable, Sequence
@@ -78,6 +84,8 @@ def load() -> Callable[[Sequence[str] | None], None]:
     callable
         :func:`dicomveil.cli.main`.
     """
+    # before NumPy is first imported; the processes the program starts inherit it
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     collecting = gc.isenabled()
     gc.disable()
     try:
