@@ -59,6 +59,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the data builders
 
+import bench_run
+
 from dicomveil import Key, write_key
 from dicomveil.gateway.web import hash_token
 from tests.support import synthetic
@@ -411,6 +413,12 @@ def main() -> None:
         "memory the last one freed is handed back to a VM's host first, so every contender "
         "starts alike; see README.md, 'The cost of a new page')",
     )
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        help="where the corpus, the gateway's state and every output go (default: /dev/shm "
+        "when it has room, else the temp dir; see README.md, 'Making files')",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--baseline",
@@ -430,8 +438,10 @@ def main() -> None:
         parser.error("more than one --baseline needs --ab")
     if args.ab and not baselines:
         parser.error("--ab needs a --baseline")
-    with tempfile.TemporaryDirectory(prefix="dicomveil-bench-gateway-") as temp:
+    scratch = args.scratch or bench_run.default_scratch(4 * args.files * args.size**2 + (1 << 30))
+    with tempfile.TemporaryDirectory(prefix="dicomveil-bench-gateway-", dir=scratch) as temp:
         root = Path(temp)
+        print(f"scratch: {root} (see README.md, 'Making files')", flush=True)
         parts = make_corpus(root / "corpus", args.files, args.size, args.senders)
         key = root / "bench.key"
         write_key(key, Key.generate())

@@ -412,6 +412,33 @@ def page_cost(scratch: Path, settle: float) -> tuple[float, float]:
     return costs[0], costs[1]
 
 
+_PROBE_FILES = 2000
+
+
+def file_cost(scratch: Path, settle: float) -> tuple[float, float]:
+    """Kernel microseconds per new (empty) file, for 2000 files made in a new folder of
+    ``scratch``: first as the file system is, then ``settle`` seconds after those were
+    removed (as every timed run starts after the last one's outputs were removed). On ext4
+    without a journal (this VM's disk) the kernel places each new file after a scan past
+    the inodes removed in the last minute or more (``recently_deleted``), so the second
+    costs far more than the first, for every contender alike: a benchmark's own removals
+    make every later file dear (see README.md, *Making files*)."""
+    folder = scratch / "file-cost"
+    costs = []
+    for wait in (None, settle):
+        if wait is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.sync()
+            time.sleep(wait)
+        folder.mkdir()
+        before = _cpu_split(resource.RUSAGE_SELF)[1]
+        for i in range(_PROBE_FILES):
+            os.close(os.open(folder / f"f{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        costs.append((_cpu_split(resource.RUSAGE_SELF)[1] - before) / _PROBE_FILES * 1e6)
+    shutil.rmtree(folder, ignore_errors=True)
+    return costs[0], costs[1]
+
+
 def _gnu_time() -> str | None:
     """/usr/bin/time if it is GNU time (``-v`` reports the maximum resident set size)."""
     path = shutil.which("time", path=os.pathsep.join(["/usr/bin", "/bin"]))
@@ -1095,7 +1122,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scratch",
         type=Path,
-        help="where to write the outputs, removed after each run (default: the temp dir)",
+        help="where to write the outputs, removed after each run (default: /dev/shm, a "
+        "memory file system, when it has room; else the temp dir; see README.md, 'Making "
+        "files')",
     )
     parser.add_argument(
         "--baseline",
@@ -1153,6 +1182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         corpus = prepare_corpus(corpus_dir, args.files, args.size)
         print(describe_corpus(corpus, args.size), flush=True)
+        if args.scratch is None:
+            args.scratch = default_scratch(2 * corpus.total_bytes + (2 << 30))
         with _scratch(args.scratch) as scratch:
             if args.verify_pixels:
                 problems = verify_pixels(corpus, args.sample, args.workers, scratch)
@@ -1303,6 +1334,35 @@ def _user_cpu(ours: dict[str, Any], theirs: dict[str, Any], peer: str) -> str:
     )
 
 
+MEMORY_SCRATCH = Path("/dev/shm")  # noqa: S108 (the parent of a mkdtemp folder)
+
+
+def default_scratch(need: int) -> Path | None:
+    """Where the outputs go unless ``--scratch`` says: a memory file system
+    (:data:`MEMORY_SCRATCH`) when there is one with ``need`` bytes free, else None (the
+    temp dir). On this VM's disk every new file and folder costs 0.3-0.8 ms of the kernel's
+    time for minutes after a run's outputs were removed (ext4 without a journal scans past
+    the inodes removed lately, README.md, *Making files*): a cost of the benchmark's own
+    removals, the same for every contender, which no user run pays; in memory a new file
+    costs about 10 us.
+
+    Parameters
+    ----------
+    need : int
+        Bytes the outputs may take at once.
+
+    Returns
+    -------
+    Path or None
+        The folder, or None.
+    """
+    try:
+        free = shutil.disk_usage(MEMORY_SCRATCH).free
+    except OSError:
+        return None
+    return MEMORY_SCRATCH if free >= need else None
+
+
 @contextlib.contextmanager
 def _scratch(parent: Path | None) -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="dicomveil-bench-", dir=parent))
@@ -1339,6 +1399,7 @@ def _benchmark(
     own0 = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     pages = page_cost(scratch, args.settle)
+    files = file_cost(scratch, args.settle)
     results = run_rounds(contenders, scratch, args.rounds, gnu_time, args.settle)
     elapsed = time.perf_counter() - started
     own = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN) - own0
@@ -1358,6 +1419,11 @@ def _benchmark(
         f"{args.settle:g} s after memory was freed (as each run starts), {pages[1]:.1f} us "
         "at once; every contender writes the same bytes, so their `sys s` differ little, "
         "and that share of their times grows with this cost"
+    )
+    notes.append(
+        f"kernel time per new file in {scratch}: {files[0]:.0f} us, {files[1]:.0f} us "
+        f"{args.settle:g} s after {_PROBE_FILES} files were removed there (as each run starts; "
+        "see README.md, 'Making files'): each contender makes one per output and per folder"
     )
     if load is not None:
         notes.append(
