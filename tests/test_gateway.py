@@ -634,6 +634,59 @@ def test_an_association_overwrites_one_spool_file_removed_when_it_ends(
     assert all(corpus.expected[stem] == data for stem, data in written.items())
 
 
+def test_an_association_ending_during_a_store_leaves_its_spool_to_that_store(
+    tmp_path: Path, corpus: Corpus
+) -> None:
+    """The connection closes (pynetdicom's DUL thread) while an instance is in the pipeline:
+    the spool file stays until that instance is done with it (its worker may not have read
+    it yet), then goes; closed between instances, it goes at once."""
+    import io
+    from types import SimpleNamespace
+    from typing import cast
+
+    from pynetdicom.events import Event
+
+    from dicomveil.gateway.route import Peer, Route
+    from dicomveil.gateway.status import StatusBoard
+    from dicomveil.gateway.store import Stored, StoreHandler, close_spool
+    from dicomveil.runs.batch import FileResult, Task
+
+    seen: list[bool] = []
+
+    class Closing(StoreHandler):
+        def pipeline(
+            self, route: Route, spool: Path, task: Task, expect: tuple[str, str]
+        ) -> Stored:
+            close_spool(peer)  # as the DUL thread would, mid-store
+            seen.append(spool.exists())
+            return Stored(FileResult(task, Outcome.WRITTEN, ""), StoreStatus.SUCCESS)
+
+    settings = load_config(
+        write_config(
+            tmp_path, gateway_config(0, tmp_path / "state", free_port(), output=True), corpus
+        )
+    )
+    board = StatusBoard(tmp_path / "status.json", ["research"])
+    handler = Closing(settings, tmp_path, board, lambda kind, event: None)
+    peer = Peer(cast(Route, None), "SCANNER", "DICOMVEIL", "127.0.0.1", 7)
+    request = SimpleNamespace(
+        AffectedSOPClassUID=CT_STORAGE, AffectedSOPInstanceUID="1.2.3", DataSet=io.BytesIO(b"x")
+    )
+    event = cast(Event, SimpleNamespace(request=request, context=SimpleNamespace(
+        transfer_syntax=ExplicitVRLittleEndian
+    )))  # fmt: skip
+    stored = handler._store(event, peer, Task(tmp_path / "one"))
+    assert stored.status == StoreStatus.SUCCESS
+    assert seen == [True]  # there while the store had it
+    assert not (tmp_path / "rx-7.dcm").exists() and peer.spool is None
+    # between instances: the file goes as the association ends
+    later = Peer(cast(Route, None), "SCANNER", "DICOMVEIL", "127.0.0.1", 8)
+    later.spool = tmp_path / "rx-8.dcm"
+    later.spool.write_bytes(b"x")
+    close_spool(later)
+    assert not (tmp_path / "rx-8.dcm").exists()
+
+
 def test_the_spool_header_is_the_file_meta_pydicom_reads(tmp_path: Path) -> None:
     """The received data set is spooled with a File Meta Information header written
     without pydicom (speed): pydicom reads it, with the right group length and values."""

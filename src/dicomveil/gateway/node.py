@@ -60,7 +60,7 @@ from dicomveil.gateway.queue import atomic_write_json
 from dicomveil.gateway.retrieve import GET_MODELS, MOVE_MODELS, RetrieveHandler
 from dicomveil.gateway.route import Peer, Route
 from dicomveil.gateway.status import STATUS_FILE, StatusBoard
-from dicomveil.gateway.store import StoreHandler, release_spool
+from dicomveil.gateway.store import StoreHandler, close_spool
 from dicomveil.gateway.transport import MIN_PDU_LIMIT, AcceptorHandler
 from dicomveil.io import remove_stale_temporaries
 from dicomveil.runs.batch import FileResult, Outcome, Task
@@ -428,7 +428,7 @@ class Gateway:
     def _on_closed(self, event: Event) -> None:
         peer = self._peers.pop(event.assoc, None)
         if peer is not None:
-            release_spool(peer)  # what it held of its last instance
+            close_spool(peer)  # what it held of its last instance
 
     def _on_echo(self, event: Event) -> int:
         return 0x0000

@@ -207,8 +207,11 @@ class Peer:
     count: int = 0
     service: str = "C-STORE"  # how it sends instances (STOW-RS over DICOMweb)
     # The association's spool file: made for its first instance, overwritten by each next
-    # one, removed when the association ends (see :class:`~dicomveil.gateway.store.StoreHandler`).
+    # one, removed when the association ends (see :class:`~dicomveil.gateway.store.StoreHandler`),
+    # or after the instance in hand when it ends during one (``storing``, ``closed``).
     spool: Path | None = None
+    storing: bool = False
+    closed: bool = False
 
 
 class Handler:

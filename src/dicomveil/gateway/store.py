@@ -67,7 +67,14 @@ from dicomveil.runs.maps import gated
 if TYPE_CHECKING:
     from dicomveil.gateway.pool import WorkerPool
 
-__all__ = ["StoreHandler", "StoreStatus", "Stored", "release_spool", "store_instance"]
+__all__ = [
+    "StoreHandler",
+    "StoreStatus",
+    "Stored",
+    "close_spool",
+    "release_spool",
+    "store_instance",
+]
 
 LOGGER = logging.getLogger("dicomveil.gateway")
 
@@ -445,18 +452,24 @@ class StoreHandler(Handler):
         if peer.spool is None:
             peer.spool = self.spool / f"rx-{peer.serial}.dcm"
         spool = peer.spool
+        peer.storing = True
         try:
-            fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(header)
-                fh.write(data)
-                fh.truncate()  # what a longer instance before left after this one's end
-        except OSError as exc:
-            release_spool(peer)
-            return _write_failure(task, exc, "cannot spool the data set")
+            try:
+                fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(header)
+                    fh.write(data)
+                    fh.truncate()  # what a longer instance before left after this one's end
+            except OSError as exc:
+                release_spool(peer)
+                return _write_failure(task, exc, "cannot spool the data set")
+            finally:
+                data.release()
+            return self.pipeline(peer.route, spool, task, expect)
         finally:
-            data.release()
-        return self.pipeline(peer.route, spool, task, expect)
+            peer.storing = False
+            if peer.closed:  # the association ended meanwhile (see close_spool)
+                release_spool(peer)
 
     def _event(
         self, kind: EventKind, peer: Peer, result: FileResult | None, status: int | None = None
@@ -475,6 +488,20 @@ class StoreHandler(Handler):
             destination="+".join(destinations),
             status=status,
         )
+
+
+def close_spool(peer: Peer) -> None:
+    """The association ended: remove its spool file, or have the instance it is storing
+    remove it when done (its worker may not have read it yet).
+
+    Parameters
+    ----------
+    peer : Peer
+        The association's peer.
+    """
+    peer.closed = True
+    if not peer.storing:
+        release_spool(peer)
 
 
 def release_spool(peer: Peer) -> None:
