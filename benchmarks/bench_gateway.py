@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -58,8 +57,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the data builders
-
-import bench_run
 
 from dicomveil import Key, write_key
 from dicomveil.gateway.web import hash_token
@@ -416,8 +413,11 @@ def main() -> None:
     parser.add_argument(
         "--scratch",
         type=Path,
-        help="where the corpus, the gateway's state and every output go (default: /dev/shm "
-        "when it has room, else the temp dir; see README.md, 'Making files')",
+        help="where the corpus, the gateway's state and every output go (default: the temp "
+        "dir). Every contender's outputs stay there until the end: removing them before the "
+        "next contender would make that one's files dear on ext4 without a journal (README.md, "
+        "'Making files'). On a memory file system (/dev/shm) fsync costs nothing, which "
+        "flatters the gateway (it fsyncs every instance; `dicomveil run` does not)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
@@ -438,8 +438,7 @@ def main() -> None:
         parser.error("more than one --baseline needs --ab")
     if args.ab and not baselines:
         parser.error("--ab needs a --baseline")
-    scratch = args.scratch or bench_run.default_scratch(4 * args.files * args.size**2 + (1 << 30))
-    with tempfile.TemporaryDirectory(prefix="dicomveil-bench-gateway-", dir=scratch) as temp:
+    with tempfile.TemporaryDirectory(prefix="dicomveil-bench-gateway-", dir=args.scratch) as temp:
         root = Path(temp)
         print(f"scratch: {root} (see README.md, 'Making files')", flush=True)
         parts = make_corpus(root / "corpus", args.files, args.size, args.senders)
@@ -495,12 +494,11 @@ def main() -> None:
             if args.ab and round_ % 2:
                 order.reverse()  # neither tree always first after the other
             for name, contender in order:
-                scratch = root / f"round{round_}-{len(times[name])}-{name.split()[0]}"
+                scratch = root / f"round{round_}-contender{list(contenders).index(name)}"
                 scratch.mkdir()
                 os.sync()
                 time.sleep(args.settle)
-                times[name].append(contender(scratch))
-                shutil.rmtree(scratch, ignore_errors=True)
+                times[name].append(contender(scratch))  # kept until the end (see --scratch)
     print(
         f"{args.files} instances ({args.size}x{args.size} CT, {args.files // 50} patients), "
         f"{args.rounds} rounds, median wall time; {os.cpu_count()} cores, gateway workers: "
