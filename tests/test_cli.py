@@ -513,6 +513,35 @@ def test_the_program_starts_numpy_with_one_blas_thread_unless_told_otherwise() -
     assert done.stdout.split()[0] == "2"
 
 
+_DEFERRED_AFTER_LOAD = """
+import sys
+from dicomveil._command import load
+load()
+names = ("requests", "urllib.request", "PIL.ImageCms")
+print([type(sys.modules[n]).__name__ for n in names], "http.client" in sys.modules)
+import urllib.request
+from PIL import ImageCms
+import requests
+used = (urllib.request.Request("http://127.0.0.1/").full_url, ImageCms.createProfile("sRGB"),
+        requests.Session)
+import urllib
+print([type(sys.modules[n]).__name__ for n in names], type(urllib.request).__name__)
+"""
+
+
+def test_the_program_loads_pydicoms_downloader_and_icc_modules_only_when_used() -> None:
+    """requests, urllib.request (http.client, email, ssl) and PIL.ImageCms stand deferred
+    after the program loaded the command line; the first use of each loads the real module,
+    which then replaces the stand-in (also as its package's attribute)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _DEFERRED_AFTER_LOAD],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    before, after = done.stdout.strip().splitlines()
+    assert before == "['_Deferred', '_Deferred', '_Deferred'] False"
+    assert after == "['module', 'module', 'module'] module"
+
+
 def test_main_takes_its_arguments() -> None:
     from dicomveil.cli import main
 

@@ -8,8 +8,10 @@ own) before any work. Two things here make that shorter (see benchmarks/README.m
   (kept out of every later collection, and out of the one at exit): loading makes many
   objects and few cycles, and the collections that ran meanwhile and at exit found next to
   nothing.
-* ``requests`` is deferred (:class:`_Deferred`): pydicom imports it for its example-data
-  downloader, which the command line never calls.
+* ``requests`` and ``urllib.request`` are deferred (:class:`_Deferred`): pydicom imports
+  them for its example-data downloader, which the command line never calls (``urllib.request``
+  brings ``http.client``, ``email`` and ``ssl``: about 35 ms); so is ``PIL.ImageCms``
+  (about 25 ms), which pydicom imports for ICC profiles, which the command line never applies.
 * NumPy's OpenBLAS starts one thread per core when it is imported, which spins on the other
   cores for a while before it sleeps: 0.07-0.10 s of CPU at every start (the program's, a
   gateway's and each spawned worker's), taken from the workers on a small machine. dicomveil
@@ -31,6 +33,9 @@ import sys
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
+
+_DEFERRED = ("requests", "urllib.request", "PIL.ImageCms")
+"""Modules the program loads only when first used (see the module's docstring)."""
 
 
 class _Deferred(types.ModuleType):
@@ -67,13 +72,17 @@ def defer(name: str) -> None:
     Parameters
     ----------
     name : str
-        A top-level module's name.
+        A module's full name (a submodule also stands in its package's attribute).
     """
     if name in sys.modules:
         return
-    spec = importlib.util.find_spec(name)
+    spec = importlib.util.find_spec(name)  # imports the parent package of a submodule
     if spec is not None:
-        sys.modules[name] = _Deferred(name, spec)
+        stand_in = _Deferred(name, spec)
+        sys.modules[name] = stand_in
+        parent, _, child = name.rpartition(".")
+        if parent:  # ``import a.b`` then reads ``b`` of ``a``; the real one replaces it
+            setattr(sys.modules[parent], child, stand_in)
 
 
 def load() -> Callable[[Sequence[str] | None], None]:
@@ -89,7 +98,8 @@ def load() -> Callable[[Sequence[str] | None], None]:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        defer("requests")
+        for name in _DEFERRED:
+            defer(name)
         from dicomveil.cli import main as run_command
     finally:
         gc.freeze()
