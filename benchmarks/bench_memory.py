@@ -5,14 +5,19 @@ Usage::
 
     python benchmarks/bench_memory.py [--sizes 10,100,1000] [--scratch DIR] [--json OUT]
 
-For each size (in MB) one multi-frame CT (512 x 512 x 16-bit frames) is written in a stream
-(the header by pydicom, then the pixel data in chunks), and each contender de-identifies or
+For each size (in MB) one multi-frame CT (512 x 512 x 16-bit frames, a 40 KB private
+element in its header) is written in a stream (the header by pydicom, then the pixel data
+in chunks), and each contender de-identifies or
 copies it once, as a subprocess started by a small launcher, so that the peak resident set
 size (``ru_maxrss``) is the contender's own and not inherited from this process:
 
 * ``cp``: the floor;
 * ``pydicom read+write``: ``dcmread`` then ``dcmwrite``, which holds the pixel data in memory;
 * ``dicomveil run``: plain paths (streams the pixel data in 1 MiB chunks);
+* ``dicomveil run --verify``: with the release gate, which reads the input's and the
+  output's headers (longer than 16 KiB here) but not their pixel data;
+* ``dicomveil run, then verify --against``: the run, then ``dicomveil verify`` of its output
+  against the input, matched by a digest of the pixel data hashed as it is read;
 * ``dicomveil run file://``: the cluster path (:mod:`dicomveil.runs.cluster`): the input streamed
   into a temporary file, de-identified, the output staged and streamed to its location.
 
@@ -84,12 +89,18 @@ class Row:
     seconds: float
 
 
-def write_multiframe(path: Path, size_mb: int) -> int:
-    """A CT of about ``size_mb`` MB: header by pydicom, pixel data streamed. Returns frames."""
+def write_multiframe(path: Path, size_mb: int, *, long_header: bool = False) -> int:
+    """A CT of about ``size_mb`` MB: header by pydicom, pixel data streamed. Returns frames.
+    With ``long_header``, a 40 KB private element makes the header longer than the 16 KiB
+    that readers read first (as a Siemens CSA header or an enhanced object's functional
+    groups do)."""
     frames = max(1, math.ceil(size_mb * MB / FRAME_BYTES))
     (ds,) = synthetic.ct_series(synthetic.fake_patient(7), seed=7, n_slices=1, rows=8, columns=8)
     for tag in [t for t in ds.keys() if t >= 0x7FE00010]:
         del ds[tag]
+    if long_header:
+        csa = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+        csa.add_new(0x10, "OB", bytes(40_000))
     ds.Rows, ds.Columns, ds.NumberOfFrames = 512, 512, frames
     length = frames * FRAME_BYTES
     pattern = hashlib.sha256(b"dicomveil bench").digest() * (CHUNK // 32)
@@ -126,6 +137,17 @@ def contenders(source: Path, out: Path, key_file: Path) -> dict[str, list[str]]:
         "cp": ["cp", str(source), str(out / "copy.dcm")],
         "pydicom read+write": [sys.executable, "-c", PYDICOM, str(source), str(out / "p.dcm")],
         "dicomveil run": [*CLI, "run", str(source), str(out / "deid"), *key],
+        "dicomveil run --verify": [*CLI, "run", str(source), str(out / "gated"), *key, "--verify"],
+        "dicomveil run, then verify --against": [
+            "sh",
+            "-c",
+            'out=$1 key=$2; shift 2; "$@" run "$0" "$out/v" --key "$key" --workers 1'
+            ' && "$@" verify "$out/v" --against "$0"',
+            str(source),
+            str(out),
+            str(key_file),
+            *CLI,
+        ],
         "dicomveil run file://": [
             *CLI,
             "run",
@@ -140,7 +162,7 @@ def bench_size(size_mb: int, scratch: Path, key_file: Path) -> list[Row]:
     folder = Path(tempfile.mkdtemp(prefix=f"mem-{size_mb}mb-", dir=scratch))
     try:
         source = folder / "in.dcm"
-        write_multiframe(source, size_mb)
+        write_multiframe(source, size_mb, long_header=True)
         env = {**os.environ, "TMPDIR": str(folder)}
         rows = []
         for name, command in contenders(source, folder, key_file).items():
@@ -194,10 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"dicomveil {dicomveil.__version__}, Python {platform.python_version()}, {dt.date.today()}"
     )
-    print(f"{'size':>8}  {'contender':<24}{'peak RSS':>10}{'wall':>9}")
+    print(f"{'size':>8}  {'contender':<36}{'peak RSS':>10}{'wall':>9}")
     for row in rows:
         print(
-            f"{row.size_mb:>5} MB  {row.contender:<24}{row.peak_rss_mb:>7.0f} MB"
+            f"{row.size_mb:>5} MB  {row.contender:<36}{row.peak_rss_mb:>7.0f} MB"
             f"{row.seconds:>8.2f}s"
         )
     for note in skipped:

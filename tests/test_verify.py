@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import random
 import re
 import shutil
 import sys
+import tracemalloc
 import warnings
 import zipfile
 import zlib
@@ -27,6 +29,7 @@ from typing import Literal
 
 import pytest
 from pydicom import dcmread
+from pydicom.data import get_testdata_file
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -53,6 +56,7 @@ from dicomveil.qc.verify.needles import (
     _trie,
 )
 from dicomveil.qc.verify.reading import _load_output, _parse, _Read
+from dicomveil.qc.verify.sources import _pixel_digest
 from dicomveil.qc.verify.validity import _VALID
 from tests.support import synthetic
 from tests.support.commands import CorpusFile, real_files
@@ -1128,3 +1132,28 @@ def test_cli_options_change_the_profile(retaining: Case) -> None:
     options = ("-o", "retain-long-modified-dates", "-o", "retain-safe-private")
     code, output = cli(*args, *options, "-o", "retain-uids")
     assert code == 0, output
+
+
+def test_a_pixel_digest_is_hashed_as_the_file_is_read_never_held(tmp_path: Path) -> None:
+    """Without a map, verify matches outputs to inputs by the digest of their pixel data:
+    a large value is hashed as it is read from the file (the same digest as of the whole
+    value), from a file or a zip member, and never held whole (a 157 MB file took 376 MB
+    of RAM under ``verify --against``)."""
+    ds = dcmread(str(get_testdata_file("CT_small.dcm")))
+    ds.Rows = ds.Columns = 2048
+    ds.PixelData = random.Random(7).randbytes(2048 * 2048 * 2)  # 8 MB
+    path = tmp_path / "large.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    expected = hashlib.sha256(ds.PixelData).hexdigest()
+    tracemalloc.start()
+    try:
+        digest = _pixel_digest(str(path))
+        _size, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert digest == expected
+    assert peak < 4_000_000, f"{peak} bytes allocated at most: the value was held"
+    archive = tmp_path / "inputs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(path, "large.dcm")
+    assert _pixel_digest(f"{archive}!large.dcm") == expected

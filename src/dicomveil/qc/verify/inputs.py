@@ -37,7 +37,7 @@ from dicomveil.qc.verify.elements import (
     _vr_of,
 )
 from dicomveil.qc.verify.expectations import _Rules
-from dicomveil.qc.verify.reading import _HEAD, _UNDEFINED, _Parser, _ShortError
+from dicomveil.qc.verify.reading import _UNDEFINED, _Parser, _read_while_short
 from dicomveil.qc.verify.report import Category
 from dicomveil.qc.verify.sources import _read_input, _source_bytes
 
@@ -124,13 +124,13 @@ def _walk_input(source: str, rules: _Rules, found: _Found) -> tuple[str, str] | 
         if not path.exists():
             return _InputWalk(_source_bytes(source), True, rules).facts(found)
         with path.open("rb") as fh:
-            head = fh.read(_HEAD)
-            try:
-                return _InputWalk(head, len(head) < _HEAD, rules).facts(found)
-            except _ShortError:
-                head += fh.read()
-        found.clear()
-        return _InputWalk(head, True, rules).facts(found)
+
+            def walk(head: bytes, complete: bool) -> tuple[str, str]:
+                found.clear()  # what a walk of too few bytes found
+                return _InputWalk(head, complete, rules).facts(found)
+
+            walked, _head = _read_while_short(fh, walk)
+            return walked
     except Exception:  # declined, damaged, or unusual: read first, walk after
         return None
 

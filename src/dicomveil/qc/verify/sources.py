@@ -10,8 +10,10 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO, Final
 
 from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 
 from dicomveil.qc.verify.elements import _SOP_INSTANCE_UID, _text
 from dicomveil.qc.verify.expectations import _Rules
@@ -97,17 +99,46 @@ _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double 
 def _pixel_digest(source: str) -> str | None:
     """The SHA-256 of a file's pixel data value as stored (dicomveil copies it byte for byte,
     so an output and its input share it), read by pydicom; None without pixel data, or when
-    the file cannot be read. ``source``: a path, or ``archive!member``."""
+    the file cannot be read. ``source``: a path, or ``archive!member``. A large value of
+    defined length is hashed as it is read from the file, a megabyte at a time, never held
+    whole (a 157 MB file's digest took 150 MB of RAM before)."""
     try:
         path = Path(source)
         fh = path.open("rb") if path.exists() else io.BytesIO(_source_bytes(source))
         with fh, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = dcmread(fh, force=True)
+            ds = dcmread(fh, force=True, defer_size=_DEFER)
             for tag in _PIXEL_TAGS:
-                elem = ds.get_item(tag)
-                if elem is not None and isinstance(elem.value, bytes) and elem.value:
+                elem = ds.get_item(tag, keep_deferred=True)  # as stored: not read for this
+                if elem is None:
+                    continue
+                if elem.value is None and isinstance(elem, RawDataElement) and elem.length:
+                    streamed = _streamed_digest(fh, elem.value_tell, elem.length)
+                    if streamed is not None:
+                        return streamed
+                    continue
+                if isinstance(elem.value, bytes) and elem.value:
                     return hashlib.sha256(elem.value).hexdigest()
     except Exception:  # not DICOM, or damaged: pydicom raises many kinds
         return None
     return None
+
+
+_DEFER: Final = 1 << 16  # values longer than this pydicom leaves in the file
+_CHUNK: Final = 1 << 20
+
+
+def _streamed_digest(fh: BinaryIO, start: int, length: int) -> str | None:
+    """The SHA-256 of ``length`` bytes of ``fh`` from ``start`` (what the file holds of them,
+    as pydicom's read of the value would give); None when it holds none."""
+    digest = hashlib.sha256()
+    fh.seek(start)
+    remaining, seen = length, 0
+    while remaining:
+        chunk = fh.read(min(_CHUNK, remaining))
+        if not chunk:
+            break
+        digest.update(chunk)
+        seen += len(chunk)
+        remaining -= len(chunk)
+    return digest.hexdigest() if seen else None
