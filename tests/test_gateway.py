@@ -29,6 +29,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -1768,3 +1769,51 @@ def test_associations_carry_no_logging_handlers_unless_pynetdicom_logs_info() ->
                 assert bool(assoc.get_handlers(event)) is kept
     finally:
         logger.setLevel(before)
+
+
+def test_a_large_instance_is_received_into_a_file_not_held_in_memory(
+    tmp_path: Path,
+    corpus: Corpus,
+    gateways: Callable[..., Gateway],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A data set longer than what the gateway holds in memory (``dimse.IN_MEMORY``) is
+    received into an unnamed file of the spool folder as its fragments arrive (a 1 GB
+    instance took 1 GB of the gateway's RAM before); the output is the bytes ``dicomveil
+    run`` writes for the same file, and nothing received is left in the spool."""
+    made: list[object] = []
+    real = tempfile.TemporaryFile
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        made.append(kwargs.get("dir"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", counting)  # the module dimse uses
+    ds = dcmread(sorted((corpus.folder / "ct1").iterdir())[0])
+    side = 2400  # 11.5 MB of pixel data, past the 8 MiB held in memory
+    ds.Rows = ds.Columns = side
+    ds.PixelData = bytes(range(256)) * (side * side * 2 // 256)
+    large = tmp_path / "large" / "ct.dcm"
+    large.parent.mkdir()
+    ds.save_as(large, enforce_file_format=True)
+    expected = run(
+        [large.parent],
+        RunConfig(
+            profile=Profile.named("ps3.15-basic"),
+            key=KEY,
+            output=tmp_path / "run",
+            workers=1,
+            today=dt.date.today(),
+        ),
+    )
+    (result,) = expected.written
+    assert result.output is not None
+
+    spool = tmp_path / "state" / "spool"
+    text = gateway_config(0, tmp_path / "state", free_port()).split("[route.forward]")[0]
+    gateway = gateways(write_config(tmp_path, text, corpus))
+    assert _send(gateway.port, [large]) == [StoreStatus.SUCCESS]
+    assert made == [spool]  # spilled once, into the spool folder
+    (written,) = (tmp_path / "out").rglob("*.dcm")
+    assert written.read_bytes() == result.output.read_bytes()
+    wait_for(lambda: not [p for p in spool.iterdir() if p.is_file()], "the spool emptied")

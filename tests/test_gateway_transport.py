@@ -11,6 +11,7 @@ import socket
 import threading
 import tracemalloc
 from io import BytesIO
+from pathlib import Path
 from typing import Any, cast
 
 from pynetdicom import AE, evt
@@ -20,7 +21,12 @@ from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import A_P_ABORT, P_DATA
 
-from dicomveil.gateway.dimse import WaitingDimse, store_request, store_response_command
+from dicomveil.gateway.dimse import (
+    SpillingDataSet,
+    WaitingDimse,
+    store_request,
+    store_response_command,
+)
 from dicomveil.gateway.transport import IDLE_WAIT, ClosingSocket, LimitedSocket
 
 
@@ -275,3 +281,23 @@ def test_watched_messages_go_through_pynetdicom() -> None:
     assert isinstance(request, C_STORE) and isinstance(request.DataSet, BytesIO)
     assert request.MessageID == 5 and request.DataSet.getvalue() == b"abcd"
     assert len(seen) == 1  # pynetdicom decoded it and told the handler
+
+
+def test_a_data_set_spills_into_an_unnamed_file_past_its_limit(tmp_path: Path) -> None:
+    """In memory up to the limit; past it, all of it in an unnamed file of the folder (no
+    name appears there), in order; without a folder, never; closing drops the file."""
+    kept = SpillingDataSet(tmp_path, limit=10)
+    kept.write(b"0123456789")
+    assert kept.file is None and kept.getvalue() == b"0123456789"
+    kept.write(memoryview(b"abcdef"))
+    assert kept.file is not None and kept.getvalue() == b""  # spilled: memory emptied
+    kept.write(b"XYZ")
+    kept.file.seek(0)
+    assert kept.file.read() == b"0123456789abcdefXYZ"
+    assert list(tmp_path.iterdir()) == []  # unnamed: nothing to read or to clean up
+    spilled = kept.file
+    kept.close()
+    assert spilled.closed
+    never = SpillingDataSet(None, limit=4)
+    never.write(b"0123456789")
+    assert never.file is None and never.getvalue() == b"0123456789"

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import queue
 import struct
+import tempfile
 from io import BytesIO
-from typing import Any, Final
+from pathlib import Path
+from typing import IO, Any, Final
 
 from pynetdicom import _config, evt
 from pynetdicom.association import Association
@@ -25,7 +27,7 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-__all__ = ["WaitingDimse", "store_request", "store_response_command"]
+__all__ = ["SpillingDataSet", "WaitingDimse", "store_request", "store_response_command"]
 
 _ELEMENT: Final = struct.Struct("<HHI")
 _US: Final = struct.Struct("<H")
@@ -58,12 +60,13 @@ class WaitingDimse(DIMSEServiceProvider):
         The longest wait for a message, in seconds.
     """
 
-    def __init__(self, assoc: Association, idle_wait: float) -> None:
+    def __init__(self, assoc: Association, idle_wait: float, spill: Path | None = None) -> None:
         super().__init__(assoc)
         self.idle_wait = idle_wait
+        self.spill = spill  # where a large data set goes as it arrives (SpillingDataSet)
         # A C-STORE request read here whose data set is still arriving: its context, the
         # primitive, the data set so far.
-        self._incoming: tuple[int, C_STORE, BytesIO] | None = None
+        self._incoming: tuple[int, C_STORE, SpillingDataSet] | None = None
 
     def get_msg(self, block: bool = False) -> Any:
         """The next message; without ``block``, waiting at most ``idle_wait``.
@@ -100,7 +103,7 @@ class WaitingDimse(DIMSEServiceProvider):
             if request is None:
                 super().receive_primitive(primitive)
                 return
-            self._incoming = (values[0][0], request, BytesIO())
+            self._incoming = (values[0][0], request, SpillingDataSet(self.spill))
             first = 1
         context_id, request, data_set = self._incoming
         for index in range(first, len(values)):
@@ -109,6 +112,7 @@ class WaitingDimse(DIMSEServiceProvider):
                 # A command fragment before the data set ended: no DIMSE stream (PS3.7 6.3.1,
                 # PS3.8 E.2 say a message's fragments are not interleaved).
                 self._incoming = None
+                data_set.close()
                 self.dul.event_queue.put("Evt19")
                 return
             data_set.write(memoryview(data)[1:])
@@ -161,6 +165,50 @@ class WaitingDimse(DIMSEServiceProvider):
         pdata = P_DATA()
         pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
         self.dul.send_pdu(pdata)
+
+
+IN_MEMORY: Final = 8 << 20  # a data set longer than this is received into a file
+
+
+class SpillingDataSet(BytesIO):
+    """A received data set, in memory up to :data:`IN_MEMORY` bytes; past that, in an
+    unnamed owner-only file of ``folder`` (the gateway's spool folder), which goes when it
+    is closed: a large instance (a multi-frame CT, a whole-slide image) is never held in
+    RAM, only its last fragment. A ``BytesIO`` for pynetdicom's C-STORE primitive; empty
+    once it has spilled, when :attr:`file` holds the data set.
+
+    Parameters
+    ----------
+    folder : Path or None
+        Where to spill; None: never (all of it in memory).
+    limit : int, optional
+        The most bytes held in memory.
+    """
+
+    def __init__(self, folder: Path | None, limit: int = IN_MEMORY) -> None:
+        super().__init__()
+        self.folder = folder
+        self.limit = limit
+        self.file: IO[bytes] | None = None
+
+    def write(self, data: Any) -> int:
+        """Append ``data`` (in memory, or to the file once it has spilled)."""
+        if self.file is None:
+            size = memoryview(data).nbytes
+            if self.folder is None or self.tell() + size <= self.limit:
+                return super().write(data)
+            self.file = tempfile.TemporaryFile(dir=self.folder)  # noqa: SIM115 (closed by close)
+            with self.getbuffer() as held:
+                self.file.write(held)
+            self.seek(0)
+            self.truncate()
+        return self.file.write(data)
+
+    def close(self) -> None:
+        """Drop the data set (the file too)."""
+        if self.file is not None:
+            self.file.close()
+        super().close()
 
 
 def store_request(command: bytes | memoryview) -> C_STORE | None:

@@ -190,7 +190,9 @@ class Gateway:
                 remove_stale_temporaries(route.config.output)
         tls = self.config.tls.server_context() if self.config.tls is not None else None
         limit = max(self.config.max_pdu_size + 6, MIN_PDU_LIMIT)
-        handler = partial(AcceptorHandler, tls=tls, limit=limit, timeout=self.config.timeout)
+        handler = partial(
+            AcceptorHandler, tls=tls, limit=limit, timeout=self.config.timeout, spill=self.spool
+        )
         server = self._ae.make_server(
             (self.config.host, self.config.port),
             ae_title=self.config.ae_title,

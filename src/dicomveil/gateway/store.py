@@ -42,6 +42,7 @@ import io
 import logging
 import os
 import re
+import shutil
 import struct
 import threading
 from collections.abc import Callable
@@ -57,6 +58,7 @@ from pynetdicom.events import Event
 from dicomveil.errors import DicomveilError, InputError
 from dicomveil.gateway.cohort import Cohort
 from dicomveil.gateway.config import GatewayConfig, WithheldStatus
+from dicomveil.gateway.dimse import SpillingDataSet
 from dicomveil.gateway.events import EventKind, GatewayEvent
 from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route, status_dataset
 from dicomveil.gateway.status import StatusBoard
@@ -79,6 +81,7 @@ __all__ = [
 LOGGER = logging.getLogger("dicomveil.gateway")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_COPY_CHUNK = 1 << 20
 
 
 class StoreStatus(IntEnum):
@@ -437,8 +440,10 @@ class StoreHandler(Handler):
             str(request.AffectedSOPClassUID or ""),
             str(request.AffectedSOPInstanceUID or ""),
         )
+        received = cast(io.BytesIO, request.DataSet)
+        spilled = received.file if isinstance(received, SpillingDataSet) else None
         try:
-            data = cast(io.BytesIO, request.DataSet).getbuffer()
+            data = received.getbuffer()
             header = spool_header(expect[0], expect[1], str(event.context.transfer_syntax or ""))
         except Exception:
             return Stored(
@@ -459,12 +464,17 @@ class StoreHandler(Handler):
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(header)
                     fh.write(data)
+                    if spilled is not None:  # a large data set, received into a file
+                        spilled.seek(0)
+                        shutil.copyfileobj(spilled, fh, _COPY_CHUNK)
                     fh.truncate()  # what a longer instance before left after this one's end
             except OSError as exc:
                 release_spool(peer)
                 return _write_failure(task, exc, "cannot spool the data set")
             finally:
                 data.release()
+                if spilled is not None:
+                    spilled.close()  # the unnamed file goes
             return self.pipeline(peer.route, spool, task, expect)
         finally:
             peer.storing = False

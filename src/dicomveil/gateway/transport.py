@@ -25,6 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 from pynetdicom import AE, build_context, evt
@@ -437,6 +438,9 @@ class AcceptorHandler(RequestHandler):
         The longest PDU accepted, in bytes.
     timeout : float
         The socket timeout, in seconds (the TLS handshake included).
+    spill : Path or None
+        Where a large received data set goes as it arrives
+        (:class:`~dicomveil.gateway.dimse.SpillingDataSet`); None: held in memory.
     """
 
     def __init__(
@@ -448,10 +452,12 @@ class AcceptorHandler(RequestHandler):
         tls: ssl.SSLContext | None,
         limit: int,
         timeout: float,
+        spill: Path | None = None,
     ) -> None:
         self._tls = tls
         self._limit = limit
         self._timeout = timeout
+        self._spill = spill
         super().__init__(request, client_address, server)
 
     def handle(self) -> None:
@@ -481,7 +487,7 @@ class AcceptorHandler(RequestHandler):
         sock.limit = self._limit
         assoc.set_socket(sock)
         sock.wake_on_send(assoc)
-        assoc.dimse = WaitingDimse(assoc, IDLE_WAIT)
+        assoc.dimse = WaitingDimse(assoc, IDLE_WAIT, self._spill)
         assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
         assoc.acceptor.ae_title = self.server.ae_title
         assoc.acceptor.address_info = self.local
