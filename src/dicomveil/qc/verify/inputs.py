@@ -129,8 +129,7 @@ def _walk_input(source: str, rules: _Rules, found: _Found) -> tuple[str, str] | 
                 found.clear()  # what a walk of too few bytes found
                 return _InputWalk(head, complete, rules).facts(found)
 
-            walked, _head = _read_while_short(fh, walk)
-            return walked
+            return _read_while_short(fh, walk)[0]
     except Exception:  # declined, damaged, or unusual: read first, walk after
         return None
 

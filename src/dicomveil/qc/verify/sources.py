@@ -133,12 +133,11 @@ def _streamed_digest(fh: BinaryIO, start: int, length: int) -> str | None:
     as pydicom's read of the value would give); None when it holds none."""
     digest = hashlib.sha256()
     fh.seek(start)
-    remaining, seen = length, 0
+    remaining = length
     while remaining:
         chunk = fh.read(min(_CHUNK, remaining))
         if not chunk:
             break
         digest.update(chunk)
-        seen += len(chunk)
         remaining -= len(chunk)
-    return digest.hexdigest() if seen else None
+    return digest.hexdigest() if remaining < length else None
