@@ -59,6 +59,7 @@ from dicomveil.gateway import (
     read_status,
     sanitize_query,
 )
+from dicomveil.gateway import cohorting as cohorting_module
 from dicomveil.gateway.config import WebService
 from dicomveil.gateway.queue import ClientAE
 from dicomveil.gateway.store import spool_header
@@ -957,10 +958,12 @@ def cohort_config(
     *,
     extra: str = "",
     database: str = "",
+    workers: int | None = None,
 ) -> Path:
     """A gateway with a query route (calling AE RESEARCHER) to the archive, its cohort
     imported from ``maps`` (a `dicomveil run --map-dir` folder), in ``database`` (a
-    PostgreSQL URL; the default SQLite file in the state folder when empty)."""
+    PostgreSQL URL; the default SQLite file in the state folder when empty); ``workers``
+    processes (None: the default, one per core)."""
     cohort = f'cohort_maps = ["{maps}"]' if maps is not None else ""
     path = folder / "gateway.toml"
     path.write_text(
@@ -970,6 +973,7 @@ port = 0
 state_dir = "state"
 timeout = 10
 {f'cohort = "{database}"' if database else ""}
+{f"workers = {workers}" if workers is not None else ""}
 
 [[route]]
 name = "query"
@@ -1246,11 +1250,26 @@ def test_get_and_move_deliver_what_run_writes_for_the_cohort_only(
 
 
 @needs_dcmtk
+@pytest.mark.parametrize("workers", [0, 2])
 def test_real_files_are_retrieved_as_run_writes_them(
-    tmp_path: Path, procs: Processes, gateways: Callable[..., Gateway]
+    tmp_path: Path,
+    procs: Processes,
+    gateways: Callable[..., Gateway],
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
 ) -> None:
     """Issue 16 on real files (pydicom's GE CT and MR): queried and retrieved by their new
-    UIDs, delivered as `dicomveil run` writes the archive's originals."""
+    UIDs, delivered as `dicomveil run` writes the archive's originals; de-identified by
+    the gateway's worker processes when it has some (none in its own process), else by
+    the gateway's process."""
+    here: list[Path] = []
+    in_process = cohorting_module.deidentify_retrieved
+
+    def counted(route: Any, original: Path, out: Path) -> Path | None:
+        here.append(original)
+        return in_process(route, original, out)
+
+    monkeypatch.setattr(cohorting_module, "deidentify_retrieved", counted)
     names = ("CT_small.dcm", "MR_small.dcm")
     originals = tmp_path / "real"
     originals.mkdir()
@@ -1261,7 +1280,8 @@ def test_real_files_are_retrieved_as_run_writes_them(
     assert len(runs) == len(names)
     key = tmp_path / "project.key"
     write_key(key, KEY)
-    port = gateways(cohort_config(tmp_path, key, upstream_port, tmp_path / "maps")).port
+    config = cohort_config(tmp_path, key, upstream_port, tmp_path / "maps", workers=workers)
+    port = gateways(config).port
     studies = find(tmp_path, port, "QueryRetrieveLevel=STUDY", "StudyInstanceUID")
     new_studies = {str(dcmread(p).StudyInstanceUID) for p in runs.values()}
     assert {str(a.StudyInstanceUID) for a in studies} == new_studies
@@ -1278,6 +1298,7 @@ def test_real_files_are_retrieved_as_run_writes_them(
     assert sorted(received) == sorted(runs)
     for sop, path in received.items():
         assert body(path) == body(runs[sop]), sop
+    assert len(here) == (0 if workers else len(names))
 
 
 class _LateEvent(threading.Event):

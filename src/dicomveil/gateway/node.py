@@ -177,7 +177,7 @@ class Gateway:
         if workers:
             pool = WorkerPool(self.config, workers)
             pool.start()
-            self._store.pool = pool
+            self._store.pool = self._retrieve.pool = pool
         for stale in self.spool.iterdir():  # received files, and the release gate's stages
             with contextlib.suppress(OSError):
                 if stale.is_dir() and not stale.is_symlink():
@@ -297,7 +297,7 @@ class Gateway:
         self._write_status()
         if self._store.pool is not None:
             self._store.pool.stop()
-            self._store.pool = None
+            self._store.pool = self._retrieve.pool = None
         if self.cohort is not None:
             self.cohort.close()
             self.cohort = self._store.cohort = self._find.cohort = self._retrieve.cohort = None

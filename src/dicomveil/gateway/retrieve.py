@@ -10,7 +10,8 @@ A researcher retrieves by the keys the de-identified data carries (issue 16). Th
    in memory;
 3. drops every retrieved instance that is not in the cohort, before it is de-identified;
 4. de-identifies each one as ``dicomveil run`` and the storing routes do (the same engine
-   path, the release gate included), into a stage folder; and
+   path, the release gate included), into a stage folder, in the gateway's worker
+   processes (several at a time, as received instances are); and
 5. delivers them: on the same association for C-GET, to the requested Move Destination for
    C-MOVE, which must be one of the route's ``move_destinations`` (any other: *Move
    Destination unknown*, 0xA801).
@@ -25,14 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
@@ -41,16 +41,16 @@ from pydicom.uid import UID
 from pynetdicom import StoragePresentationContexts, build_context, build_role, evt
 from pynetdicom.events import Event
 
-from dicomveil.errors import InputError
 from dicomveil.gateway.cohort import Cohort
+from dicomveil.gateway.cohorting import Cohorting
 from dicomveil.gateway.config import GatewayConfig, Node
-from dicomveil.gateway.query import Confinement, confine, find_upstream, in_cohort
-from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route
+from dicomveil.gateway.query import Confinement, confine, find_upstream
+from dicomveil.gateway.route import Handler, Peer
 from dicomveil.gateway.status import StatusBoard
 from dicomveil.gateway.transport import ClientAE, quiet
-from dicomveil.io import read_source
-from dicomveil.runs.batch import deidentify_source
-from dicomveil.runs.maps import gated
+
+if TYPE_CHECKING:
+    from dicomveil.gateway.pool import WorkerPool
 
 __all__ = [
     "GET_MODELS",
@@ -60,12 +60,9 @@ __all__ = [
     "RetrieveHandler",
     "StudyRootQueryRetrieveInformationModelGet",
     "StudyRootQueryRetrieveInformationModelMove",
-    "deidentify_cohort",
-    "deidentify_retrieved",
     "fetch",
 ]
 
-LOGGER = logging.getLogger("dicomveil.gateway")
 
 # SOP classes (PS3.4 C.6; pynetdicom.sop_class makes these at run time, invisible to mypy).
 PatientRootQueryRetrieveInformationModelMove = UID("1.2.840.10008.5.1.4.1.2.1.2")
@@ -135,6 +132,7 @@ class RetrieveHandler(Handler):
     """
 
     cohort: Cohort | None = None  # set by the gateway when it starts
+    pool: WorkerPool | None = None  # the de-identification workers, set when it starts
 
     def __init__(self, config: GatewayConfig, board: StatusBoard, spool: Path) -> None:
         super().__init__(config, board)
@@ -215,12 +213,15 @@ class RetrieveHandler(Handler):
         try:
             originals = stage / "originals"
             originals.mkdir()
-            for upstream in _upstream_identifiers(level, confinement):
-                if not fetch(query.node, model, upstream, originals, self.config.timeout):
-                    self.board.error(route.name, f"C-GET: {query.node.label} did not deliver")
-            retrieved.files = deidentify_cohort(
-                route, originals, confinement, self.cohort, stage / "out"
-            )
+            cohorting = Cohorting(route, confinement, self.cohort, stage / "out", self.pool)
+            try:
+                for upstream in _upstream_identifiers(level, confinement):
+                    timeout = self.config.timeout
+                    if not fetch(query.node, model, upstream, originals, timeout, cohorting):
+                        self.board.error(route.name, f"C-GET: {query.node.label} did not deliver")
+                retrieved.files = cohorting.files()
+            finally:
+                cohorting.close()
         except BaseException:
             retrieved.close()
             raise
@@ -228,53 +229,6 @@ class RetrieveHandler(Handler):
         if withheld:
             self.board.error(route.name, f"retrieve: {withheld} instance(s) withheld")
         return retrieved
-
-
-def deidentify_cohort(
-    route: Route, originals: Path, confinement: Confinement, cohort: Cohort, out: Path
-) -> list[Path | None]:
-    """De-identify the retrieved originals that are the cohort's; delete every original.
-
-    Parameters
-    ----------
-    route : Route
-        The route (profile, key, gate, project).
-    originals : Path
-        The folder of retrieved originals (emptied).
-    confinement : Confinement
-        The originals the request's keys stand for.
-    cohort : Cohort
-        The gateway's cohorts.
-    out : Path
-        Where the de-identified files are written (see :func:`deidentify_retrieved`).
-
-    Returns
-    -------
-    list of Path or None
-        In the order of the originals' names, each cohort instance's de-identified file,
-        or None when it was withheld; instances outside the cohort are dropped before they
-        are de-identified, and not counted.
-    """
-    files: list[Path | None] = []
-    for path in sorted(originals.iterdir()):
-        if _in_cohort(path, confinement, cohort, route.project):
-            files.append(deidentify_retrieved(route, path, out))
-        path.unlink()
-    return files
-
-
-def _in_cohort(path: Path, confinement: Confinement, cohort: Cohort, project: str) -> bool:
-    """Whether a retrieved original is the cohort's and matches the request's keys (see
-    :func:`~dicomveil.gateway.query.in_cohort`); False when it cannot be read."""
-    try:
-        ds = dcmread(
-            path,
-            stop_before_pixels=True,
-            specific_tags=[0x00100020, 0x0020000D, 0x0020000E, 0x00080018],
-        )
-    except Exception:
-        return False
-    return in_cohort(ds, confinement, "IMAGE", cohort, project)
 
 
 def _destination(peer: Peer | None, ae_title: str) -> Node | None:
@@ -346,10 +300,17 @@ def _storage_contexts(classes: set[str] | None) -> tuple[list[Any], list[Any]]:
     return contexts, roles
 
 
-def fetch(node: Node, model: str, identifier: Dataset, folder: Path, timeout: float) -> bool:
+def fetch(
+    node: Node,
+    model: str,
+    identifier: Dataset,
+    folder: Path,
+    timeout: float,
+    cohorting: Cohorting | None = None,
+) -> bool:
     """C-GET ``identifier`` from ``node`` into ``folder`` (one Part 10 file per instance),
     each in the transfer syntax the archive keeps it in where the archive allows (see
-    :func:`_storage_contexts`).
+    :func:`_storage_contexts`); each file, once written, is handed to ``cohorting``.
 
     Parameters
     ----------
@@ -363,13 +324,19 @@ def fetch(node: Node, model: str, identifier: Dataset, folder: Path, timeout: fl
         Where the instances are written.
     timeout : float
         ACSE, DIMSE, network and connection timeouts, in seconds.
+    cohorting : Cohorting or None, optional
+        Told of each file as it is written (:meth:`Cohorting.arrived`).
 
     Returns
     -------
     bool
         False when the node cannot be reached or does not finish with success or warning.
     """
-    counter = itertools.count(len(list(folder.iterdir())))
+    # Names go on from an earlier fetch's into the folder (a cohorting deletes what it is
+    # done with: it counts the names it was given).
+    counter = (
+        cohorting.names if cohorting is not None else itertools.count(len(list(folder.iterdir())))
+    )
     lock = threading.Lock()
 
     def on_store(event: Event) -> int:
@@ -380,6 +347,8 @@ def fetch(node: Node, model: str, identifier: Dataset, folder: Path, timeout: fl
         except OSError:
             path.unlink(missing_ok=True)
             return 0xA700  # out of resources
+        if cohorting is not None:
+            cohorting.arrived(path)
         return 0x0000
 
     ae = ClientAE(ae_title=node.calling_ae_title)
@@ -415,50 +384,6 @@ def fetch(node: Node, model: str, identifier: Dataset, folder: Path, timeout: fl
             if assoc.is_established:
                 assoc.release()
     return final is not None and (final == 0x0000 or final >> 12 == 0xB)
-
-
-def deidentify_retrieved(route: Route, original: Path, out: Path) -> Path | None:
-    """One retrieved original de-identified as the storing routes do (release gate
-    included).
-
-    Parameters
-    ----------
-    route : Route
-        The route (profile, key, gate).
-    original : Path
-        The retrieved original.
-    out : Path
-        The folder the de-identified file is written to (in the route's layout).
-
-    Returns
-    -------
-    Path or None
-        The de-identified file; None when it is withheld or fails.
-    """
-    try:
-        source = read_source(original)
-    except InputError:
-        return None
-    try:
-        with PIPELINE_LOCK:
-            done = deidentify_source(
-                route.engine(), source, lambda ds, pseudonym: route.staged(out, ds, pseudonym)
-            )
-        if isinstance(done, str) or done.result is None:
-            return None
-        if route.gate is not None and not route.compiled.copy:
-            with PIPELINE_LOCK:
-                reason = gated(route.gate, done.output, out, original, done.result.uid_map, None)
-            if reason is not None:
-                return None
-    except Exception as exc:  # no traceback: a library's message may quote a value
-        LOGGER.warning(
-            "route %s: a retrieved instance could not be de-identified (%s)",
-            route.name,
-            type(exc).__name__,
-        )
-        return None
-    return done.output
 
 
 def _deliveries(retrieved: Retrieved) -> Iterator[tuple[int, Any]]:

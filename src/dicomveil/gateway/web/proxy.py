@@ -14,7 +14,7 @@ The DICOMweb side of a query route is the DIMSE proxy's twin
   de-identified by the route's profile and key (:func:`~dicomveil.gateway.query
   .clean_answer`) and carry the gateway's own Retrieve URL;
 * retrieved instances are de-identified as ``dicomveil run`` writes them (the same engine
-  path and release gate: :func:`~dicomveil.gateway.retrieve.deidentify_cohort`), in the
+  path and release gate: :func:`~dicomveil.gateway.cohorting.deidentify_cohort`), in the
   transfer syntax they are kept in (never transcoded).
 
 ``offset`` and ``limit`` apply to the confined answers. ``fuzzymatching`` is not offered
@@ -41,8 +41,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from dicomveil.gateway.cohort import Cohort
+from dicomveil.gateway.cohorting import deidentify_cohort
 from dicomveil.gateway.query import clean_answer, confine, confined_query, in_cohort, sanitize_query
-from dicomveil.gateway.retrieve import deidentify_cohort
 from dicomveil.gateway.route import PIPELINE_LOCK, Route
 from dicomveil.gateway.web.upstream import Upstream
 
