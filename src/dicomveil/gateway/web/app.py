@@ -269,7 +269,7 @@ def create_app(context: WebContext) -> FastAPI:
                 + (DICOM_JSON if meta else 'multipart/related; type="application/dicom"'),
             )
         try:
-            retrieval = retrieve(route, cohort, upstream, uids, context.spool)
+            retrieval = retrieve(route, cohort, upstream, uids, context.spool, context.store.pool)
         except UpstreamError as exc:
             raise _RefusedError(502, f"the upstream failed: {exc}") from None
         if retrieval is None or not retrieval.files:

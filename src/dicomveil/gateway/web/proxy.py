@@ -14,8 +14,9 @@ The DICOMweb side of a query route is the DIMSE proxy's twin
   de-identified by the route's profile and key (:func:`~dicomveil.gateway.query
   .clean_answer`) and carry the gateway's own Retrieve URL;
 * retrieved instances are de-identified as ``dicomveil run`` writes them (the same engine
-  path and release gate: :func:`~dicomveil.gateway.cohorting.deidentify_cohort`), in the
-  transfer syntax they are kept in (never transcoded).
+  path and release gate: :func:`~dicomveil.gateway.cohorting.deidentify_cohort`, in the
+  gateway's worker processes when it has some), in the transfer syntax they are kept in
+  (never transcoded).
 
 ``offset`` and ``limit`` apply to the confined answers. ``fuzzymatching`` is not offered
 (it would match pseudonyms against originals); ``includefield=all`` is the level's default
@@ -33,7 +34,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom import config, dcmread
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -45,6 +46,9 @@ from dicomveil.gateway.cohorting import deidentify_cohort
 from dicomveil.gateway.query import clean_answer, confine, confined_query, in_cohort, sanitize_query
 from dicomveil.gateway.route import PIPELINE_LOCK, Route
 from dicomveil.gateway.web.upstream import Upstream
+
+if TYPE_CHECKING:
+    from dicomveil.gateway.pool import WorkerPool
 
 __all__ = [
     "MAX_SCANNED",
@@ -336,7 +340,12 @@ class Retrieval:
 
 
 def retrieve(
-    route: Route, cohort: Cohort, upstream: Upstream, uids: dict[int, str], spool: Path
+    route: Route,
+    cohort: Cohort,
+    upstream: Upstream,
+    uids: dict[int, str],
+    spool: Path,
+    pool: WorkerPool | None = None,
 ) -> Retrieval | None:
     """Retrieve a study, series or instance of the cohort by its new UIDs, de-identified.
 
@@ -352,6 +361,8 @@ def retrieve(
         The path's new Study, Series and SOP Instance UIDs, by tag.
     spool : Path
         The folder the stage is made in.
+    pool : WorkerPool or None, optional
+        The gateway's workers, which de-identify the originals (None: this thread does).
 
     Returns
     -------
@@ -378,7 +389,7 @@ def retrieve(
         choices = [sorted(confinement.uids.get(tag, ())) for tag in tags]
         for combination in itertools.product(*choices):
             upstream.fetch(dict(zip(tags, combination, strict=True)), originals)
-        files = deidentify_cohort(route, originals, confinement, cohort, stage / "out")
+        files = deidentify_cohort(route, originals, confinement, cohort, stage / "out", pool)
     except BaseException:
         retrieval.close()
         raise
