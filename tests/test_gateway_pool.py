@@ -6,13 +6,20 @@ from __future__ import annotations
 import threading
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomveil.errors import GatewayWorkerError
+from dicomveil.gateway import cohorting as cohorting_module
 from dicomveil.gateway import pool as pool_module
+from dicomveil.gateway.cohorting import Cohorting
 from dicomveil.gateway.pool import WorkerPool, _Pipeline
+from dicomveil.gateway.query import Confinement
 
 
 def _answer_after(conn: Connection, count: int) -> None:
@@ -101,3 +108,60 @@ def test_a_broken_worker_is_replaced_once(monkeypatch: pytest.MonkeyPatch) -> No
     assert _FakeWorker.made == 3
     assert pool._shards[1] is not broken and broken.stopped  # type: ignore[attr-defined]
     assert pool._shards[0] is not pool._shards[1]
+
+
+class _Cohort:
+    """A cohort of two original SOP Instance UIDs; 9.9.9 cannot be looked up."""
+
+    def has_uid(self, project: str, uid: str) -> bool:
+        if uid == "9.9.9":
+            raise RuntimeError("the cohort's database is gone")
+        return uid in ("1.2.3.1", "1.2.3.2")
+
+    def has_patient(self, project: str, patient: str) -> bool:
+        return True
+
+
+def _original(folder: Path, name: str, sop: str) -> Path:
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.PatientID = "1.2.840.10008.5.1.4.1.1.2", sop, "P1"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    path = folder / name
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_retrieved_originals_are_kept_to_the_cohort_in_the_order_of_their_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cohorting (C-GET, C-MOVE and WADO-RS through the gateway): an original outside the
+    cohort is deleted as it arrives, the others are de-identified and given back in the
+    order of their names whatever order they came in; an original whose place in the
+    cohort cannot be looked up fails the request (as before each arrival was handled)."""
+    done: list[str] = []
+
+    def deidentified(route: Any, original: Path, out: Path) -> Path:
+        done.append(original.name)
+        return out / original.name
+
+    monkeypatch.setattr(cohorting_module, "deidentify_retrieved", deidentified)
+    route = SimpleNamespace(project="p")
+    cohort: Any = _Cohort()
+    cohorting = Cohorting(route, Confinement(), cohort, tmp_path / "out", None)  # type: ignore[arg-type]
+    second = _original(tmp_path, "000002.dcm", "1.2.3.2")
+    outsider = _original(tmp_path, "000001.dcm", "1.2.4.1")
+    first = _original(tmp_path, "000000.dcm", "1.2.3.1")
+    for path in (second, outsider, first):
+        cohorting.arrived(path)
+    assert not outsider.exists() and first.exists() and second.exists()
+    assert cohorting.files() == [tmp_path / "out" / "000000.dcm", tmp_path / "out" / "000002.dcm"]
+    assert done == ["000000.dcm", "000002.dcm"]
+    assert not first.exists() and not second.exists()  # deleted once de-identified
+
+    failing = Cohorting(route, Confinement(), cohort, tmp_path / "out", None)  # type: ignore[arg-type]
+    broken = _original(tmp_path, "000003.dcm", "9.9.9")
+    failing.arrived(broken)
+    assert not broken.exists()
+    with pytest.raises(RuntimeError, match="database"):
+        failing.files()

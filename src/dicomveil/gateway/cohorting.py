@@ -116,6 +116,7 @@ class Cohorting:
         self._found: list[tuple[str, Path | Future[Path | None]]] = []
         self._lock = threading.Lock()
         self.names = itertools.count()  # the numbers of the originals' file names (fetch)
+        self._error: Exception | None = None  # the first original whose place was not known
 
     def arrived(self, path: Path) -> None:
         """One original has arrived (whole): drop it, or have it de-identified.
@@ -125,7 +126,14 @@ class Cohorting:
         path : Path
             The original; deleted once it is dropped or de-identified.
         """
-        if not _in_cohort(path, self.confinement, self.cohort, self.route.project):
+        try:
+            inside = _in_cohort(path, self.confinement, self.cohort, self.route.project)
+        except Exception as exc:  # the cohort cannot say (its database): the request fails
+            path.unlink(missing_ok=True)
+            with self._lock:
+                self._error = self._error or exc
+            return
+        if not inside:
             path.unlink(missing_ok=True)
             return
         item: Path | Future[Path | None] = path
@@ -146,6 +154,8 @@ class Cohorting:
         the originals' names, once all are done."""
         with self._lock:
             found = sorted(self._found, key=lambda pair: pair[0])
+            if self._error is not None:
+                raise self._error  # as when the originals were sorted after they all came
         files: list[Path | None] = []
         for _name, item in found:
             if isinstance(item, Path):
