@@ -64,6 +64,7 @@ from dicomveil.gateway.config import WebService
 from dicomveil.gateway.queue import ClientAE
 from dicomveil.gateway.store import spool_header
 from dicomveil.gateway.transport import HeldCheckpoint, hold_reactor, pause_reactor, reachable
+from tests.realdata import REQUIRE, sdist_folder
 from tests.support import synthetic
 from tests.support.certificates import self_signed
 from tests.support.commands import PYDICOM_DATA, validate
@@ -1249,6 +1250,14 @@ def test_get_and_move_deliver_what_run_writes_for_the_cohort_only(
     assert [p for p in (tmp_path / "state" / "spool").iterdir()] == []
 
 
+_REAL_MR = (  # under tools/fetch_test_data.py's folder
+    "nibabel/nibabel/nicom/tests/data/0.dcm",  # Siemens mosaic, implicit VR
+    "heudiconv/heudiconv/tests/data/MRI_102TD_PHA_S.MR.Chen_Matthews_1.3.1.2022.11.16.15.50"
+    ".20.357.31204541.dcm",  # Siemens XA Enhanced MR
+    "nibabel/nibabel/nicom/tests/data/philips_mprage.dcm",  # Philips Enhanced MR, 23 MB
+)
+
+
 @needs_dcmtk
 @pytest.mark.parametrize("workers", [0, 2])
 def test_real_files_are_retrieved_as_run_writes_them(
@@ -1258,10 +1267,11 @@ def test_real_files_are_retrieved_as_run_writes_them(
     monkeypatch: pytest.MonkeyPatch,
     workers: int,
 ) -> None:
-    """Issue 16 on real files (pydicom's GE CT and MR): queried and retrieved by their new
-    UIDs, delivered as `dicomveil run` writes the archive's originals; de-identified by
-    the gateway's worker processes when it has some (none in its own process), else by
-    the gateway's process."""
+    """Issue 16 on real files (pydicom's GE CT and MR; a Siemens mosaic in implicit VR, a
+    Siemens XA and a 23 MB Philips Enhanced MR from the sdists' test data): queried and
+    retrieved by their new UIDs, delivered as `dicomveil run` writes the archive's
+    originals; de-identified by the gateway's worker processes when it has some (none in
+    its own process), else by the gateway's process."""
     here: list[Path] = []
     in_process = cohorting_module.deidentify_retrieved
 
@@ -1270,11 +1280,18 @@ def test_real_files_are_retrieved_as_run_writes_them(
         return in_process(route, original, out)
 
     monkeypatch.setattr(cohorting_module, "deidentify_retrieved", counted)
-    names = ("CT_small.dcm", "MR_small.dcm")
+    sources = [PYDICOM_DATA / "test_files" / name for name in ("CT_small.dcm", "MR_small.dcm")]
+    sdists = sdist_folder()
+    neuro = [sdists / name for name in _REAL_MR]
+    if all(path.is_file() for path in neuro):
+        sources += neuro
+    elif REQUIRE:
+        pytest.fail(f"real test data missing under {sdists}: tools/fetch_test_data.py")
+    names = [path.name for path in sources]
     originals = tmp_path / "real"
     originals.mkdir()
-    for name in names:
-        shutil.copy2(PYDICOM_DATA / "test_files" / name, originals / name)
+    for path in sources:
+        shutil.copy2(path, originals / path.name)
     upstream_port = start_pacs(procs, tmp_path, [originals])
     runs = run_on_archive(tmp_path, tmp_path / "maps")
     assert len(runs) == len(names)
