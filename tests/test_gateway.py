@@ -60,6 +60,7 @@ from dicomveil.gateway import (
     sanitize_query,
 )
 from dicomveil.gateway import cohorting as cohorting_module
+from dicomveil.gateway import retrieve as retrieve_module
 from dicomveil.gateway.config import WebService
 from dicomveil.gateway.queue import ClientAE
 from dicomveil.gateway.store import spool_header
@@ -1270,8 +1271,9 @@ def test_real_files_are_retrieved_as_run_writes_them(
     """Issue 16 on real files (pydicom's GE CT and MR; a Siemens mosaic in implicit VR, a
     Siemens XA and a 23 MB Philips Enhanced MR from the sdists' test data): queried and
     retrieved by their new UIDs, delivered as `dicomveil run` writes the archive's
-    originals; de-identified by the gateway's worker processes when it has some (none in
-    its own process), else by the gateway's process."""
+    originals, each sent from its file (never decoded and encoded again); de-identified by
+    the gateway's worker processes when it has some (none in its own process), else by the
+    gateway's process."""
     here: list[Path] = []
     in_process = cohorting_module.deidentify_retrieved
 
@@ -1280,6 +1282,13 @@ def test_real_files_are_retrieved_as_run_writes_them(
         return in_process(route, original, out)
 
     monkeypatch.setattr(cohorting_module, "deidentify_retrieved", counted)
+    decoded: list[Path] = []  # delivered by reading a data set, not from its file
+
+    def read(path: Path) -> Dataset:
+        decoded.append(path)
+        return dcmread(path)
+
+    monkeypatch.setattr(retrieve_module, "dcmread", read)
     sources = [PYDICOM_DATA / "test_files" / name for name in ("CT_small.dcm", "MR_small.dcm")]
     sdists = sdist_folder()
     neuro = [sdists / name for name in _REAL_MR]
@@ -1316,6 +1325,7 @@ def test_real_files_are_retrieved_as_run_writes_them(
     for sop, path in received.items():
         assert body(path) == body(runs[sop]), sop
     assert len(here) == (0 if workers else len(names))
+    assert decoded == []  # each sent from its file (retrieve.send_files)
 
 
 class _LateEvent(threading.Event):

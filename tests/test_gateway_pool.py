@@ -20,6 +20,7 @@ from dicomveil.gateway import pool as pool_module
 from dicomveil.gateway.cohorting import Cohorting
 from dicomveil.gateway.pool import WorkerPool, _Pipeline
 from dicomveil.gateway.query import Confinement
+from dicomveil.gateway.retrieve import StagedInstance, send_files
 
 
 def _answer_after(conn: Connection, count: int) -> None:
@@ -165,3 +166,42 @@ def test_retrieved_originals_are_kept_to_the_cohort_in_the_order_of_their_names(
     assert not broken.exists()
     with pytest.raises(RuntimeError, match="database"):
         failing.files()
+
+
+class _Association:
+    """An association's send_c_store as pynetdicom has it: a path is sent from its file
+    unless no presentation context takes its transfer syntax as it is (ValueError)."""
+
+    def __init__(self, takes_the_file: bool) -> None:
+        self.takes_the_file = takes_the_file
+        self.sent: list[Any] = []
+
+    def send_c_store(self, dataset: Any, msg_id: int = 1) -> str:
+        if isinstance(dataset, Path) and not self.takes_the_file:
+            raise ValueError("no presentation context for the transfer syntax")
+        self.sent.append((dataset, msg_id))
+        return "sent"
+
+
+def test_a_delivered_instance_is_sent_from_its_file_or_read_where_it_must_be(
+    tmp_path: Path,
+) -> None:
+    """C-GET and C-MOVE through the gateway (retrieve.send_files): a staged instance goes
+    to pynetdicom as its file's path (sent in chunks, neither decoded nor encoded again);
+    where the peer did not accept its transfer syntax, it is read, and pynetdicom converts
+    the data set; anything else passes as it is. Wrapping twice changes nothing."""
+    path = _original(tmp_path, "000000.dcm", "1.2.3.1")
+    staged = StagedInstance(path)
+    assert str(staged.SOPInstanceUID) == "1.2.3.1" and staged  # pynetdicom needs it truthy
+    streamed: Any = _Association(takes_the_file=True)
+    assert id(send_files(send_files(streamed))) == id(streamed)  # once (no narrowing)
+    assert streamed.send_c_store(staged, msg_id=7) == "sent"
+    other = Dataset()
+    streamed.send_c_store(other, msg_id=8)
+    assert streamed.sent == [(path, 7), (other, 8)]
+    converted: Any = _Association(takes_the_file=False)
+    send_files(converted)
+    converted.send_c_store(staged, msg_id=9)
+    ((read, msg_id),) = converted.sent
+    assert isinstance(read, Dataset) and not isinstance(read, StagedInstance) and msg_id == 9
+    assert str(read.SOPInstanceUID) == "1.2.3.1"

@@ -57,7 +57,7 @@ from dicomveil.gateway.mpps import ModalityPerformedProcedureStep, MppsHandler
 from dicomveil.gateway.pool import WorkerPool, config_workers
 from dicomveil.gateway.query import FIND_MODELS, FindHandler, ModalityWorklistInformationFind
 from dicomveil.gateway.queue import atomic_write_json
-from dicomveil.gateway.retrieve import GET_MODELS, MOVE_MODELS, RetrieveHandler
+from dicomveil.gateway.retrieve import GET_MODELS, MOVE_MODELS, RetrieveHandler, RetrievingAE
 from dicomveil.gateway.route import Peer, Route
 from dicomveil.gateway.status import STATUS_FILE, StatusBoard
 from dicomveil.gateway.store import StoreHandler, close_spool
@@ -312,7 +312,7 @@ class Gateway:
     # ---------------------------------------------------------------------------------------
     def _make_ae(self) -> AE:
         config = self.config
-        ae = AE(ae_title=config.ae_title)
+        ae = RetrievingAE(ae_title=config.ae_title)
         ae.maximum_associations = config.max_associations
         ae.maximum_pdu_size = config.max_pdu_size
         ae.acse_timeout = config.timeout

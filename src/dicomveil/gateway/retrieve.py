@@ -31,14 +31,18 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
-from pynetdicom import StoragePresentationContexts, build_context, build_role, evt
+from pynetdicom import AE, StoragePresentationContexts, _config, build_context, build_role, evt
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
 from dicomveil.gateway.cohort import Cohort
@@ -47,6 +51,7 @@ from dicomveil.gateway.config import GatewayConfig, Node
 from dicomveil.gateway.query import Confinement, confine, find_upstream
 from dicomveil.gateway.route import Handler, Peer
 from dicomveil.gateway.status import StatusBoard
+from dicomveil.gateway.store import spool_header
 from dicomveil.gateway.transport import ClientAE, quiet
 
 if TYPE_CHECKING:
@@ -58,9 +63,12 @@ __all__ = [
     "PatientRootQueryRetrieveInformationModelGet",
     "PatientRootQueryRetrieveInformationModelMove",
     "RetrieveHandler",
+    "RetrievingAE",
+    "StagedInstance",
     "StudyRootQueryRetrieveInformationModelGet",
     "StudyRootQueryRetrieveInformationModelMove",
     "fetch",
+    "send_files",
 ]
 
 
@@ -151,6 +159,7 @@ class RetrieveHandler(Handler):
         if isinstance(retrieved, int):
             yield 0
             return
+        send_files(event.assoc)
         try:
             yield len(retrieved.files)
             yield from _deliveries(retrieved)
@@ -343,7 +352,7 @@ def fetch(
         with lock:
             path = folder / f"{next(counter):06d}.dcm"
         try:
-            path.write_bytes(event.encoded_dataset())
+            _write_received(event, path)
         except OSError:
             path.unlink(missing_ok=True)
             return 0xA700  # out of resources
@@ -386,14 +395,94 @@ def fetch(
     return final is not None and (final == 0x0000 or final >> 12 == 0xB)
 
 
+def _write_received(event: Event, path: Path) -> None:
+    """A data set received from the archive, written as a Part 10 file from pynetdicom's
+    buffer, not copied (``Event.encoded_dataset`` joins the header and a copy of the data set
+    in memory: a 300 MB instance took 300 MB more of the gateway's memory)."""
+    request = cast(C_STORE, event.request)
+    header = spool_header(
+        str(request.AffectedSOPClassUID),
+        str(request.AffectedSOPInstanceUID),
+        str(event.context.transfer_syntax),
+    )
+    with path.open("wb") as fh:
+        fh.write(header)
+        with cast(BytesIO, request.DataSet).getbuffer() as data:
+            fh.write(data)
+
+
 def _deliveries(retrieved: Retrieved) -> Iterator[tuple[int, Any]]:
-    """(pending, dataset) for each instance to deliver, read one at a time; a withheld one
-    gives a failed sub-operation."""
+    """(pending, data set) for each instance to deliver: a :class:`StagedInstance` standing
+    for its file (:func:`send_files`); a withheld one gives a failed sub-operation."""
     for path in retrieved.files:
         if path is None:
             yield _PENDING, _WITHHELD
             continue
-        yield _PENDING, dcmread(path)
+        yield _PENDING, StagedInstance(path)
+
+
+class StagedInstance(Dataset):
+    """A de-identified file to deliver, where pynetdicom's C-GET and C-MOVE services want a
+    data set: its SOP Class and Instance UIDs (what pynetdicom reports of a sub-operation)
+    and where it is. An association that :func:`send_files` sends it from the file.
+
+    Parameters
+    ----------
+    path : Path
+        The file (Part 10, as the gateway writes it).
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        meta = read_file_meta_info(path)
+        self.SOPClassUID = meta.MediaStorageSOPClassUID
+        self.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        self.staged = path
+
+
+def send_files(assoc: Association) -> Association:
+    """Have ``assoc`` send each :class:`StagedInstance` from its file.
+
+    pynetdicom then reads the data set from the file in chunks (its documented setting for
+    a path: global, so set before every send), never decoding nor encoding it again: an
+    instance is not held in memory, nor its elements converted one by one (most of the
+    gateway's work per retrieved instance). Where the peer did not accept the file's transfer
+    syntax, the file is read and pynetdicom converts it as it does any data set.
+
+    Parameters
+    ----------
+    assoc : Association
+        The requester's association (C-GET), or the one to a move destination (C-MOVE).
+
+    Returns
+    -------
+    Association
+        ``assoc`` (once for each association, however often it is given).
+    """
+    if getattr(assoc, "_sends_files", False):
+        return assoc
+    send = assoc.send_c_store
+
+    def send_c_store(dataset: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(dataset, StagedInstance):
+            try:
+                _config.STORE_SEND_CHUNKED_DATASET = True
+                return send(dataset.staged, *args, **kwargs)
+            except ValueError:  # no presentation context for the syntax as it is: convert
+                dataset = dcmread(dataset.staged)
+        return send(dataset, *args, **kwargs)
+
+    assoc.send_c_store = send_c_store  # type: ignore[method-assign]
+    assoc._sends_files = True  # type: ignore[attr-defined]
+    return assoc
+
+
+class RetrievingAE(AE):
+    """The gateway's AE: a C-MOVE's association to its destination sends each de-identified
+    instance from its file (:func:`send_files`)."""
+
+    def associate(self, *args: Any, **kwargs: Any) -> Association:
+        return send_files(super().associate(*args, **kwargs))
 
 
 def _contexts(files: list[Path | None]) -> list[Any]:
@@ -403,7 +492,7 @@ def _contexts(files: list[Path | None]) -> list[Any]:
     for path in files:
         if path is None:
             continue
-        meta = dcmread(path, stop_before_pixels=True, specific_tags=[0x00080016])
-        sop_class = str(meta.get("SOPClassUID", "") or meta.file_meta.MediaStorageSOPClassUID)
-        syntaxes.setdefault(sop_class, set()).add(str(meta.file_meta.TransferSyntaxUID))
+        meta = read_file_meta_info(path)  # what a file is sent by (send_files)
+        sop_class = str(meta.MediaStorageSOPClassUID)
+        syntaxes.setdefault(sop_class, set()).add(str(meta.TransferSyntaxUID))
     return [build_context(sop, sorted(ts)) for sop, ts in sorted(syntaxes.items())][:128]
