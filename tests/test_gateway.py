@@ -1271,7 +1271,8 @@ def test_real_files_are_retrieved_as_run_writes_them(
     """Issue 16 on real files (pydicom's GE CT and MR; a Siemens mosaic in implicit VR, a
     Siemens XA and a 23 MB Philips Enhanced MR from the sdists' test data): queried and
     retrieved by their new UIDs, delivered as `dicomveil run` writes the archive's
-    originals, each sent from its file (never decoded and encoded again); de-identified by
+    originals, each received from the archive into a file past 8 MiB and sent from its
+    file (never decoded and encoded again); de-identified by
     the gateway's worker processes when it has some (none in its own process), else by the
     gateway's process."""
     here: list[Path] = []
@@ -1289,6 +1290,14 @@ def test_real_files_are_retrieved_as_run_writes_them(
         return dcmread(path)
 
     monkeypatch.setattr(retrieve_module, "dcmread", read)
+    spilled: list[str] = []  # where a data set received from the archive went past 8 MiB
+    unnamed = tempfile.TemporaryFile
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        spilled.append(str(kwargs.get("dir")))
+        return unnamed(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", counting)  # the module dimse uses
     sources = [PYDICOM_DATA / "test_files" / name for name in ("CT_small.dcm", "MR_small.dcm")]
     sdists = sdist_folder()
     neuro = [sdists / name for name in _REAL_MR]
@@ -1326,6 +1335,8 @@ def test_real_files_are_retrieved_as_run_writes_them(
         assert body(path) == body(runs[sop]), sop
     assert len(here) == (0 if workers else len(names))
     assert decoded == []  # each sent from its file (retrieve.send_files)
+    if len(sources) > 2:  # the 23 MB Philips file came into an unnamed file, not memory
+        assert len(spilled) == 1 and "retrieve-" in spilled[0], spilled
 
 
 class _LateEvent(threading.Event):

@@ -6,12 +6,15 @@ and written without pydicom (``dicomveil.gateway.dimse``), as pynetdicom does.""
 from __future__ import annotations
 
 import itertools
+import queue
 import select
 import socket
 import threading
+import time
 import tracemalloc
 from io import BytesIO
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 from pynetdicom import AE, evt
@@ -27,7 +30,13 @@ from dicomveil.gateway.dimse import (
     store_request,
     store_response_command,
 )
-from dicomveil.gateway.transport import IDLE_WAIT, ClosingSocket, LimitedSocket
+from dicomveil.gateway.transport import (
+    IDLE_WAIT,
+    QUEUED_PDUS,
+    ClosingSocket,
+    LimitedSocket,
+    bound_sending,
+)
 
 
 def _acceptor() -> tuple[Association, LimitedSocket, socket.socket]:
@@ -301,3 +310,56 @@ def test_a_data_set_spills_into_an_unnamed_file_past_its_limit(tmp_path: Path) -
     never = SpillingDataSet(None, limit=4)
     never.write(b"0123456789")
     assert never.file is None and never.getvalue() == b"0123456789"
+
+
+class _SlowDul(threading.Thread):
+    """A DUL thread that sends (here: takes) one queued PDU a millisecond, as to a peer
+    slower than the thread queueing them, noting the longest queue it saw."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.to_provider_queue: queue.Queue[Any] = queue.Queue()
+        self._kill_thread = False
+        self.longest = 0
+        self.sent: list[Any] = []
+
+    def send_pdu(self, primitive: Any) -> None:
+        self.to_provider_queue.put(primitive)
+
+    def run(self) -> None:
+        while not self._kill_thread:
+            self.longest = max(self.longest, self.to_provider_queue.qsize())
+            try:
+                self.sent.append(self.to_provider_queue.get(timeout=0.01))
+            except queue.Empty:
+                continue
+            time.sleep(0.001)
+
+
+def test_a_sender_waits_while_its_association_has_many_pdus_queued() -> None:
+    """pynetdicom queues every fragment of a message at once: a 1 GB instance sent to a
+    slower peer was held whole (bound_sending). The thread that queues waits while more
+    than QUEUED_PDUS are queued; the DUL thread itself never waits, nor anyone once it has
+    stopped."""
+    dul = _SlowDul()
+    assoc: Any = SimpleNamespace(dul=dul)
+    bound_sending(assoc)
+    dul.start()
+    for n in range(200):
+        dul.send_pdu(n)
+    deadline = time.monotonic() + 10
+    while len(dul.sent) < 200 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert dul.sent == list(range(200))
+    assert dul.longest <= QUEUED_PDUS + 1, dul.longest
+    dul._kill_thread = True
+    dul.join()
+    started = time.monotonic()
+    for n in range(QUEUED_PDUS * 3):  # nobody takes them: no wait once the DUL stopped
+        dul.send_pdu(n)
+    assert time.monotonic() - started < 1
+
+    unbounded = _SlowDul()
+    for n in range(200):  # pynetdicom's own: nothing holds the sender back
+        unbounded.send_pdu(n)
+    assert unbounded.to_provider_queue.qsize() == 200

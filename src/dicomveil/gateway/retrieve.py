@@ -48,11 +48,12 @@ from pynetdicom.events import Event
 from dicomveil.gateway.cohort import Cohort
 from dicomveil.gateway.cohorting import Cohorting
 from dicomveil.gateway.config import GatewayConfig, Node
+from dicomveil.gateway.dimse import SpillingDataSet, WaitingDimse
 from dicomveil.gateway.query import Confinement, confine, find_upstream
 from dicomveil.gateway.route import Handler, Peer
 from dicomveil.gateway.status import StatusBoard
 from dicomveil.gateway.store import spool_header
-from dicomveil.gateway.transport import ClientAE, quiet
+from dicomveil.gateway.transport import IDLE_WAIT, ClientAE, bound_sending, quiet
 
 if TYPE_CHECKING:
     from dicomveil.gateway.pool import WorkerPool
@@ -360,7 +361,7 @@ def fetch(
             cohorting.arrived(path)
         return 0x0000
 
-    ae = ClientAE(ae_title=node.calling_ae_title)
+    ae = _FetchingAE(folder, node.calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.connection_timeout = timeout
     storage, roles = _storage_contexts(_sop_classes(node, identifier, timeout))
@@ -396,19 +397,58 @@ def fetch(
 
 
 def _write_received(event: Event, path: Path) -> None:
-    """A data set received from the archive, written as a Part 10 file from pynetdicom's
-    buffer, not copied (``Event.encoded_dataset`` joins the header and a copy of the data set
-    in memory: a 300 MB instance took 300 MB more of the gateway's memory)."""
+    """A data set received from the archive, written as a Part 10 file from what holds it:
+    pynetdicom's buffer (not a joined copy, as ``Event.encoded_dataset`` makes: a 300 MB
+    instance took 300 MB more of the gateway's memory), or the unnamed file a large one
+    was received into (:class:`_FetchingAE`), which goes once written."""
     request = cast(C_STORE, event.request)
+    received = cast(BytesIO, request.DataSet)
+    spilled = received.file if isinstance(received, SpillingDataSet) else None
     header = spool_header(
         str(request.AffectedSOPClassUID),
         str(request.AffectedSOPInstanceUID),
         str(event.context.transfer_syntax),
     )
-    with path.open("wb") as fh:
-        fh.write(header)
-        with cast(BytesIO, request.DataSet).getbuffer() as data:
-            fh.write(data)
+    try:
+        with path.open("wb") as fh:
+            fh.write(header)
+            with received.getbuffer() as data:
+                fh.write(data)
+            if spilled is not None:
+                spilled.seek(0)
+                shutil.copyfileobj(spilled, fh, 1 << 20)
+    finally:
+        if spilled is not None:
+            spilled.close()
+
+
+class _FetchingAE(ClientAE):
+    """The AE that retrieves originals from the archive with C-GET: a data set the archive
+    sends on its association past :data:`~.dimse.IN_MEMORY` is received into an unnamed file
+    of ``spill`` as it arrives (the gateway's own :class:`~.dimse.WaitingDimse`, as its
+    accepted associations have it), never held in memory whole.
+
+    Parameters
+    ----------
+    spill : Path
+        The folder of the unnamed files.
+    ae_title : str
+        The calling AE title.
+    """
+
+    def __init__(self, spill: Path, ae_title: str) -> None:
+        super().__init__(ae_title=ae_title)
+        self.spill = spill
+
+    def _create_socket(
+        self,
+        assoc: Association,
+        address: Any,
+        tls_args: Any,
+    ) -> Any:
+        sock = super()._create_socket(assoc, address, tls_args)
+        assoc.dimse = WaitingDimse(assoc, IDLE_WAIT, self.spill)
+        return sock
 
 
 def _deliveries(retrieved: Retrieved) -> Iterator[tuple[int, Any]]:
@@ -479,10 +519,16 @@ def send_files(assoc: Association) -> Association:
 
 class RetrievingAE(AE):
     """The gateway's AE: a C-MOVE's association to its destination sends each de-identified
-    instance from its file (:func:`send_files`)."""
+    instance from its file (:func:`send_files`), with its sending bounded
+    (:func:`~.transport.bound_sending`)."""
 
     def associate(self, *args: Any, **kwargs: Any) -> Association:
         return send_files(super().associate(*args, **kwargs))
+
+    def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> Any:
+        sock = super()._create_socket(assoc, address, tls_args)
+        bound_sending(assoc)
+        return sock
 
 
 def _contexts(files: list[Path | None]) -> list[Any]:

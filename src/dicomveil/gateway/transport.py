@@ -43,11 +43,13 @@ from dicomveil.gateway.dimse import WaitingDimse
 
 __all__ = [
     "MIN_PDU_LIMIT",
+    "QUEUED_PDUS",
     "AcceptorHandler",
     "ClientAE",
     "ClosingSocket",
     "HeldCheckpoint",
     "LimitedSocket",
+    "bound_sending",
     "hold_reactor",
     "no_delay",
     "open_association",
@@ -66,6 +68,10 @@ IDLE_WAIT: Final = 0.02
 # The longest PDU read into a buffer of its announced length at once; a longer one (which an
 # acceptor's limit refuses, but a peer we called may announce) grows as its bytes arrive.
 _PREALLOCATED: Final = 4 << 20
+# The most PDUs an association's queue holds for its DUL thread to send before the thread
+# queueing more waits (pynetdicom queues every fragment of a data set at once: a 1 GB
+# instance sent to a slower peer was held in memory whole).
+QUEUED_PDUS: Final = 32
 # A-ABORT PDU (PS3.8 9.3.8): source 2 (service provider), reason 6 (invalid PDU parameter).
 _ABORT_INVALID_PDU = struct.pack(">BBLBBBB", 0x07, 0, 4, 0, 0, 0x02, 0x06)
 
@@ -211,7 +217,8 @@ class ClosingSocket(AssociationSocket):
 
 
 class ClientAE(AE):
-    """An AE for associations we request; its sockets are closed when connecting fails."""
+    """An AE for associations we request; its sockets are closed when connecting fails, and
+    their sending is bounded (:func:`bound_sending`)."""
 
     def _create_socket(
         self,
@@ -222,7 +229,42 @@ class ClientAE(AE):
         sock = ClosingSocket(assoc, address=address)
         sock.tls_args = tls_args
         sock.wake_on_send(assoc)
+        bound_sending(assoc)
         return sock
+
+
+def bound_sending(assoc: Association) -> Association:
+    """Have a thread that sends on ``assoc`` wait while :data:`QUEUED_PDUS` PDUs are queued
+    for its DUL thread to send (pynetdicom queues every fragment of a message at once, so
+    a large instance sent to a slower peer was held in memory whole: now at most that many
+    PDUs of it). The DUL thread itself never waits (it is the one that sends), nor anyone
+    once it has stopped.
+
+    Parameters
+    ----------
+    assoc : Association
+        The association, before it sends anything.
+
+    Returns
+    -------
+    Association
+        ``assoc``.
+    """
+    dul = assoc.dul
+    send = dul.send_pdu
+    queued = dul.to_provider_queue
+
+    def send_pdu(primitive: Any) -> None:
+        send(primitive)
+        if threading.current_thread() is dul:
+            return
+        if queued.qsize() <= QUEUED_PDUS:
+            return
+        while queued.qsize() > QUEUED_PDUS // 2 and dul.is_alive() and not dul._kill_thread:
+            time.sleep(0.0005)  # until half have gone: a wait per many PDUs, not per PDU
+
+    dul.send_pdu = send_pdu  # type: ignore[method-assign]
+    return assoc
 
 
 _STANDARD_LOGGING = (
@@ -488,6 +530,7 @@ class AcceptorHandler(RequestHandler):
         assoc.set_socket(sock)
         sock.wake_on_send(assoc)
         assoc.dimse = WaitingDimse(assoc, IDLE_WAIT, self._spill)
+        bound_sending(assoc)
         assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
         assoc.acceptor.ae_title = self.server.ae_title
         assoc.acceptor.address_info = self.local
