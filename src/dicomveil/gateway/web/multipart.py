@@ -9,7 +9,7 @@ oversized body stores nothing.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -28,6 +28,7 @@ __all__ = [
     "media_type",
     "new_boundary",
     "read_parts",
+    "spool_parts",
     "write_parts",
 ]
 
@@ -76,8 +77,9 @@ def media_type(value: str | None) -> tuple[str, dict[str, str]]:
 class _Collector:
     """python-multipart's callbacks: each part's headers, and its body into a file."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, max_parts: int = MAX_PARTS) -> None:
         self.folder = folder
+        self.max_parts = max_parts
         self.parts: list[Part] = []
         self.ended = False
         self._file: BinaryIO | None = None
@@ -113,8 +115,8 @@ class _Collector:
         self._field = self._value = b""
 
     def headers_finished(self) -> None:
-        if len(self.parts) >= MAX_PARTS:
-            raise BodyTooLargeError(f"the body has more than {MAX_PARTS} parts")
+        if len(self.parts) >= self.max_parts:
+            raise BodyTooLargeError(f"the body has more than {self.max_parts} parts")
         kind, params = media_type(self._headers.get("content-type"))
         path = self.folder / f"part-{len(self.parts):06d}.dcm"
         self.parts.append(Part(path, kind, params))
@@ -137,6 +139,39 @@ class _Collector:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class _Reading:
+    """A multipart body read as it arrives, each part into its own file (see
+    :func:`read_parts`)."""
+
+    def __init__(self, boundary: str, folder: Path, max_body: int, max_parts: int) -> None:
+        if not boundary or len(boundary) > 70:
+            raise MalformedBodyError("the Content-Type has no valid boundary")
+        self.collector = _Collector(folder, max_parts)
+        self.parser = MultipartParser(boundary, self.collector.callbacks(), max_header_count=32)
+        self.max_body = max_body
+        self.received = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        if self.received > self.max_body:
+            raise BodyTooLargeError(f"the body is longer than {self.max_body} bytes")
+        try:
+            self.parser.write(chunk)
+        except MultipartParseError:
+            raise MalformedBodyError("the body is not a well-formed multipart message") from None
+
+    def finish(self) -> list[Part]:
+        try:
+            self.parser.finalize()
+        except MultipartParseError:
+            raise MalformedBodyError("the body is not a well-formed multipart message") from None
+        collector = self.collector
+        collector.close()
+        if not collector.ended or not collector.parts:
+            raise MalformedBodyError("the body ends before its closing boundary, or has no part")
+        return collector.parts
 
 
 async def read_parts(
@@ -167,25 +202,51 @@ async def read_parts(
     MalformedBodyError
         The body is not a complete, well-formed multipart message with at least one part.
     """
-    if not boundary or len(boundary) > 70:
-        raise MalformedBodyError("the Content-Type has no valid boundary")
-    collector = _Collector(folder)
-    parser = MultipartParser(boundary, collector.callbacks(), max_header_count=32)
-    received = 0
+    reading = _Reading(boundary, folder, max_body, MAX_PARTS)
     try:
         async for chunk in chunks:
-            received += len(chunk)
-            if received > max_body:
-                raise BodyTooLargeError(f"the body is longer than {max_body} bytes")
-            parser.write(chunk)
-        parser.finalize()
-    except MultipartParseError:
-        raise MalformedBodyError("the body is not a well-formed multipart message") from None
+            reading.feed(chunk)
+        return reading.finish()
     finally:
-        collector.close()
-    if not collector.ended or not collector.parts:
-        raise MalformedBodyError("the body ends before its closing boundary, or has no part")
-    return collector.parts
+        reading.collector.close()
+
+
+def spool_parts(
+    chunks: Iterable[bytes], boundary: str, folder: Path, max_parts: int = MAX_PARTS
+) -> list[Part]:
+    """:func:`read_parts` of a body read in this thread (a WADO-RS answer from an archive):
+    one file per part, never a part in memory.
+
+    Parameters
+    ----------
+    chunks : iterable of bytes
+        The body as it arrives.
+    boundary : str
+        The Content-Type's ``boundary`` parameter.
+    folder : Path
+        Where the parts are written (it exists; the caller removes it).
+    max_parts : int, optional
+        The most parts accepted.
+
+    Returns
+    -------
+    list of Part
+        The parts, in order.
+
+    Raises
+    ------
+    BodyTooLargeError
+        The body has more than ``max_parts`` parts.
+    MalformedBodyError
+        The body is not a complete, well-formed multipart message with at least one part.
+    """
+    reading = _Reading(boundary, folder, 1 << 62, max_parts)
+    try:
+        for chunk in chunks:
+            reading.feed(chunk)
+        return reading.finish()
+    finally:
+        reading.collector.close()
 
 
 def new_boundary() -> str:
