@@ -3,6 +3,7 @@ while earlier ones are unanswered, and each caller gets the answer to its own re
 
 from __future__ import annotations
 
+import socket
 import threading
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
@@ -18,9 +19,11 @@ from dicomveil.errors import GatewayWorkerError
 from dicomveil.gateway import cohorting as cohorting_module
 from dicomveil.gateway import pool as pool_module
 from dicomveil.gateway.cohorting import Cohorting
+from dicomveil.gateway.config import WebService
 from dicomveil.gateway.pool import WorkerPool, _Pipeline
-from dicomveil.gateway.query import Confinement
+from dicomveil.gateway.query import Confinement, UpstreamError
 from dicomveil.gateway.retrieve import StagedInstance, send_files
+from dicomveil.gateway.web.upstream import WebUpstream
 
 
 def _answer_after(conn: Connection, count: int) -> None:
@@ -205,3 +208,16 @@ def test_a_delivered_instance_is_sent_from_its_file_or_read_where_it_must_be(
     ((read, msg_id),) = converted.sent
     assert isinstance(read, Dataset) and not isinstance(read, StagedInstance) and msg_id == 9
     assert str(read.SOPInstanceUID) == "1.2.3.1"
+
+
+def test_an_unreachable_dicomweb_archive_is_an_upstream_error(tmp_path: Path) -> None:
+    """WADO-RS from a DICOMweb archive that does not answer: an UpstreamError (the proxy's
+    502, naming only the archive), not requests' ConnectionError, which is an OSError (a
+    500 before); nothing is left in the folder."""
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    upstream = WebUpstream(WebService(url=f"http://127.0.0.1:{port}/dicom-web"), timeout=5)
+    with pytest.raises(UpstreamError, match=r"^http://127\.0\.0\.1:\d+: ConnectionError$"):
+        upstream.fetch({0x0020000D: "1.2.3"}, tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -16,6 +16,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any, Protocol
 
+import requests
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -197,9 +198,13 @@ class WebUpstream:
                         raise UpstreamError(f"{self.service.label}: not a multipart answer")
                     chunks = answer.iter_content(_CHUNK)
                     parts = spool_parts(chunks, params.get("boundary", ""), stage, 1 << 30)
-            except (UpstreamError, OSError):
+            except UpstreamError:
                 raise
-            except Exception as exc:  # requests' and the parser's errors: never their text
+            except requests.RequestException as exc:  # an OSError too: the archive's failure
+                raise UpstreamError(f"{self.service.label}: {type(exc).__name__}") from None
+            except OSError:
+                raise  # the stage folder's (the gateway's own)
+            except Exception as exc:  # the parser's errors: never their text
                 raise UpstreamError(f"{self.service.label}: {type(exc).__name__}") from None
             counter = itertools.count(sum(1 for path in folder.iterdir() if path.is_file()))
             for part in parts:
