@@ -15,6 +15,7 @@ when pynetdicom logs at INFO), goes through pynetdicom unchanged.
 from __future__ import annotations
 
 import queue
+import shutil
 import struct
 import tempfile
 from io import BytesIO
@@ -27,7 +28,14 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-__all__ = ["SpillingDataSet", "WaitingDimse", "store_request", "store_response_command"]
+__all__ = [
+    "SpillingDataSet",
+    "WaitingDimse",
+    "spilled_file",
+    "store_request",
+    "store_response_command",
+    "write_data_set",
+]
 
 _ELEMENT: Final = struct.Struct("<HHI")
 _US: Final = struct.Struct("<H")
@@ -209,6 +217,21 @@ class SpillingDataSet(BytesIO):
         if self.file is not None:
             self.file.close()
         super().close()
+
+
+def spilled_file(received: BytesIO) -> IO[bytes] | None:
+    """The unnamed file a received data set spilled into (None: it is all in memory)."""
+    return received.file if isinstance(received, SpillingDataSet) else None
+
+
+def write_data_set(fh: IO[bytes], held: memoryview, received: BytesIO) -> None:
+    """Write a received data set to ``fh``: ``held`` (its buffer in memory), then what
+    spilled into its file, if anything (the caller closes that file)."""
+    fh.write(held)
+    spilled = spilled_file(received)
+    if spilled is not None:
+        spilled.seek(0)
+        shutil.copyfileobj(spilled, fh, 1 << 20)
 
 
 def store_request(command: bytes | memoryview) -> C_STORE | None:

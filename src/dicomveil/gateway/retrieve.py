@@ -48,7 +48,7 @@ from pynetdicom.events import Event
 from dicomveil.gateway.cohort import Cohort
 from dicomveil.gateway.cohorting import Cohorting
 from dicomveil.gateway.config import GatewayConfig, Node
-from dicomveil.gateway.dimse import SpillingDataSet, WaitingDimse
+from dicomveil.gateway.dimse import WaitingDimse, spilled_file, write_data_set
 from dicomveil.gateway.query import Confinement, confine, find_upstream
 from dicomveil.gateway.route import Handler, Peer
 from dicomveil.gateway.status import StatusBoard
@@ -403,7 +403,7 @@ def _write_received(event: Event, path: Path) -> None:
     was received into (:class:`_FetchingAE`), which goes once written."""
     request = cast(C_STORE, event.request)
     received = cast(BytesIO, request.DataSet)
-    spilled = received.file if isinstance(received, SpillingDataSet) else None
+    spilled = spilled_file(received)
     header = spool_header(
         str(request.AffectedSOPClassUID),
         str(request.AffectedSOPInstanceUID),
@@ -413,10 +413,7 @@ def _write_received(event: Event, path: Path) -> None:
         with path.open("wb") as fh:
             fh.write(header)
             with received.getbuffer() as data:
-                fh.write(data)
-            if spilled is not None:
-                spilled.seek(0)
-                shutil.copyfileobj(spilled, fh, 1 << 20)
+                write_data_set(fh, data, received)
     finally:
         if spilled is not None:
             spilled.close()

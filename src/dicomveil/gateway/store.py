@@ -42,7 +42,6 @@ import io
 import logging
 import os
 import re
-import shutil
 import struct
 import threading
 from collections.abc import Callable
@@ -58,7 +57,7 @@ from pynetdicom.events import Event
 from dicomveil.errors import DicomveilError, InputError
 from dicomveil.gateway.cohort import Cohort
 from dicomveil.gateway.config import GatewayConfig, WithheldStatus
-from dicomveil.gateway.dimse import SpillingDataSet
+from dicomveil.gateway.dimse import spilled_file, write_data_set
 from dicomveil.gateway.events import EventKind, GatewayEvent
 from dicomveil.gateway.route import PIPELINE_LOCK, Handler, Peer, Route, status_dataset
 from dicomveil.gateway.status import StatusBoard
@@ -81,7 +80,6 @@ __all__ = [
 LOGGER = logging.getLogger("dicomveil.gateway")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_COPY_CHUNK = 1 << 20
 
 
 class StoreStatus(IntEnum):
@@ -441,7 +439,7 @@ class StoreHandler(Handler):
             str(request.AffectedSOPInstanceUID or ""),
         )
         received = cast(io.BytesIO, request.DataSet)
-        spilled = received.file if isinstance(received, SpillingDataSet) else None
+        spilled = spilled_file(received)
         try:
             data = received.getbuffer()
             header = spool_header(expect[0], expect[1], str(event.context.transfer_syntax or ""))
@@ -463,10 +461,7 @@ class StoreHandler(Handler):
                 fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(header)
-                    fh.write(data)
-                    if spilled is not None:  # a large data set, received into a file
-                        spilled.seek(0)
-                        shutil.copyfileobj(spilled, fh, _COPY_CHUNK)
+                    write_data_set(fh, data, received)  # a large one: from its file
                     fh.truncate()  # what a longer instance before left after this one's end
             except OSError as exc:
                 release_spool(peer)
