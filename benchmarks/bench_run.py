@@ -648,6 +648,17 @@ def build_contenders(
                 check_output=check,
             )
         )
+        contenders.append(
+            Contender(
+                "dask",
+                f"dicomveil CLI --dask local, {many}",
+                f"`dicomveil run -p {PROFILE_NAME} --workers {workers} --dask local` as a "
+                "subprocess: a local Dask cluster of as many workers (its start included)",
+                command=lambda out: [*cli_argv(workers)(out), "--dask", "local"],
+                spawns=True,
+                check_output=check,
+            )
+        )
         if workers != 1:
             contenders.append(
                 Contender(
@@ -672,24 +683,29 @@ def build_contenders(
             )
     if baseline is not None:
         # Another dicomveil source tree (a git worktree of an earlier commit), run the same
-        # way as the CLI contender: the comparison "before and after" in one run.
+        # way as the CLI contenders: the comparison "before and after" in one run.
         source = baseline.resolve() / "src"
-        contenders.append(
-            Contender(
-                "baseline",
-                f"baseline CLI, {many}",
-                f"`dicomveil run` from {baseline} (PYTHONPATH={source}) as a subprocess, "
-                f"{PROFILE_NAME}, --workers {workers}",
-                command=lambda out: [
-                    "env", f"PYTHONPATH={source}", sys.executable, "-m", "dicomveil",
-                    "run", "--profile", PROFILE_NAME,
-                    "--key", str(key_file), "--workers", str(workers), str(corpus.dicom),
-                    str(out),
-                ],
-                spawns=True,
-                check_output=check,
+
+        def baseline_argv(extra: list[str]) -> Callable[[Path], list[str]]:
+            return lambda out: [
+                "env", f"PYTHONPATH={source}", sys.executable, "-m", "dicomveil",
+                "run", "--profile", PROFILE_NAME,
+                "--key", str(key_file), "--workers", str(workers), str(corpus.dicom),
+                str(out), *extra,
+            ]  # fmt: skip
+
+        for key, extra in (("baseline", []), ("baselinedask", ["--dask", "local"])):
+            contenders.append(
+                Contender(
+                    key,
+                    f"baseline CLI{' --dask local' if extra else ''}, {many}",
+                    f"`dicomveil run {' '.join(extra)}` from {baseline} (PYTHONPATH={source}) "
+                    f"as a subprocess, {PROFILE_NAME}, --workers {workers}",
+                    command=baseline_argv(extra),
+                    spawns=True,
+                    check_output=check,
+                )
             )
-        )  # fmt: skip
     return contenders
 
 
@@ -1149,7 +1165,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only",
         metavar="KEYS",
         help="time only these contenders, comma-separated: cp, pydicom1, pydicom, lib1, lib, "
-        "clean, verify, cli, cli1, gdcmanon, dicognito, baseline",
+        "clean, verify, cli, cli1, dask, gdcmanon, dicognito, baseline, baselinedask",
     )
     parser.add_argument(
         "--multiframe",
@@ -1296,6 +1312,24 @@ def multiframe(
     return rows
 
 
+def _dask_cost(rows: list[dict[str, Any]]) -> list[str]:
+    """``run --dask local`` against ``run`` (issue 18 asks for at most 1.25x the time), and the
+    baseline tree's the same way when it ran."""
+    by_key = {row["key"]: row for row in rows}
+    notes = []
+    for dask, plain in (("dask", "cli"), ("baselinedask", "baseline")):
+        if dask in by_key and plain in by_key:
+            ours, plainly = by_key[dask], by_key[plain]
+            ratio = ours["median_s"] / plainly["median_s"]
+            rounds = [d / p for d, p in zip(ours["seconds"], plainly["seconds"], strict=True)]
+            notes.append(
+                f"{ours['name']} / {plainly['name']}: {ratio:.2f}x the time "
+                f"(medians); round by round {statistics.median(rounds):.2f}x "
+                f"({min(rounds):.2f}-{max(rounds):.2f}x); issue 18 asks for at most 1.25x"
+            )
+    return notes
+
+
 def _peer_ratios(rows: list[dict[str, Any]]) -> list[str]:
     """dicomveil's command against gdcmanon, in files/s (issue 18: >= 1.2x with every core,
     >= 0.7x with one worker), and against dicognito."""
@@ -1439,6 +1473,7 @@ def _benchmark(
             f"{min(rounds):.2f}-{max(rounds):.2f}x); issue 15 allows at most 1.5x"
         )
     notes += [f"{p.name} skipped: {p.missing}" for p in peers if p.missing is not None]
+    notes += _dask_cost(rows)
     notes += _peer_ratios(rows)
     gate = _gate_cost(rows)
     if gate is not None:

@@ -49,8 +49,9 @@ LAYERS: dict[str, set[str]] = {
     # The review application: a front end of the audit trail, beside the gateway.
     "review": _BELOW_GATEWAY,
     "cli": _BELOW_GATEWAY | {"gateway", "review"},
-    # The program (the console script, python -m dicomveil): loads the command line.
-    "_command": {"cli"},
+    # The program (the console script, python -m dicomveil): loads the command line, after
+    # starting a local Dask cluster's fork server when it is asked for one (runs.forkserver).
+    "_command": {"cli", "runs"},
 }
 
 

@@ -30,6 +30,7 @@ from pydicom import dcmread, dcmwrite
 import dicomveil.runs.cluster
 from dicomveil import Outcome, Profile, RunConfig, RunSummary, run, write_key
 from dicomveil.errors import DicomveilError, InputError
+from dicomveil.runs import forkserver
 from dicomveil.runs.batch import FileResult
 from dicomveil.runs.cluster import ClusterError, is_url, parse_storage_options, run_on_dask
 from tests.support import synthetic
@@ -543,3 +544,50 @@ def test_memory_stays_bounded_on_a_file_over_1_gb(big_input: BigInput) -> None:
         assert rss_kb < RSS_LIMIT_KB, f"peak RSS {rss_kb / 1024:.0f} MB"
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_program_on_a_local_cluster_writes_what_a_plain_run_writes(
+    reference: Reference, tmp_path: Path
+) -> None:
+    """``dicomveil run --dask local``, the program itself: its workers are forked from the
+    fork server it starts as it starts (``dicomveil.runs.forkserver``)."""
+    key = write_key_file(tmp_path / "project.key")
+    program = [sys.executable, "-m", "dicomveil", "run", str(reference.inputs)]
+    common = ["--key", str(key), "--workers", "2"]
+    plain = subprocess.run([*program, str(tmp_path / "plain"), *common], capture_output=True)
+    assert plain.returncode == 0, plain.stderr
+    on_dask = subprocess.run(
+        [*program, str(tmp_path / "dask"), *common, "--dask", "local"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert on_dask.returncode == 0, on_dask.stderr
+    assert "Traceback" not in on_dask.stderr
+    assert read_tree(tmp_path / "dask") == read_tree(tmp_path / "plain")
+    assert len(read_tree(tmp_path / "plain")) == len(reference.tree)
+
+
+@pytest.mark.parametrize(
+    ("argv", "starts"),
+    [
+        (["run", "in", "out", "--dask", "local"], True),
+        (["run", "--dask=local", "in", "out"], True),
+        (["run", "in", "out", "--dask", "tcp://host:8786"], False),
+        (["run", "in", "out", "--dask"], False),
+        (["run", "--", "--dask", "local", "out"], False),  # file names after "--"
+        (["run", "in", "out"], False),
+    ],
+)
+def test_the_program_starts_the_fork_server_only_for_a_local_cluster(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], starts: bool
+) -> None:
+    started: list[bool] = []
+
+    def start() -> bool:
+        started.append(True)
+        return True
+
+    monkeypatch.setattr(forkserver, "start", start)
+    forkserver.start_for(argv)
+    assert started == ([True] if starts else [])

@@ -1,7 +1,7 @@
 """The ``dicomveil`` program (``python -m dicomveil`` too): loads the command line, then runs it.
 
 Starting ``dicomveil`` loads about 700 modules (pydicom, numpy, Typer, Rich and dicomveil's
-own) before any work. Two things here make that shorter (see benchmarks/README.md,
+own) before any work. These things make that shorter (see benchmarks/README.md,
 "Start-up"):
 
 * The garbage collector is off while the modules load, and what they loaded is then frozen
@@ -17,6 +17,9 @@ own) before any work. Two things here make that shorter (see benchmarks/README.m
   gateway's and each spawned worker's), taken from the workers on a small machine. dicomveil
   makes no BLAS calls (no matrix products), so the program asks for one thread
   (``OPENBLAS_NUM_THREADS=1``) unless the environment says otherwise.
+* A command line that asks for a local Dask cluster (``--dask local``) starts the cluster's
+  fork server first (:mod:`dicomveil.runs.forkserver`): it imports what the workers need
+  while the program imports the rest.
 
 Only the program does this; a program that imports :mod:`dicomveil.cli` (or calls its
 ``main``) keeps its own imports and collector.
@@ -33,6 +36,8 @@ import sys
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from dicomveil.runs import forkserver
 
 _DEFERRED = ("requests", "urllib.request", "PIL.ImageCms")
 """Modules the program loads only when first used (see the module's docstring)."""
@@ -98,6 +103,7 @@ def load() -> Callable[[Sequence[str] | None], None]:
     collecting = gc.isenabled()
     gc.disable()
     try:
+        forkserver.start_for(sys.argv[1:])  # a local Dask cluster's: before the imports below
         for name in _DEFERRED:
             defer(name)
         from dicomveil.cli import main as run_command

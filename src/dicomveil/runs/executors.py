@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from dicomveil.errors import ClusterError
+from dicomveil.runs import forkserver
 from dicomveil.runs.remote import INSTALL_HINT
 
 S = TypeVar("S")  # what every batch of a run shares
@@ -192,6 +193,7 @@ class Dask:
     """
 
     def __init__(self, address: str, workers: int) -> None:
+        forked = address == "local" and forkserver.start()
         try:
             # Untyped in parts: used as Any.
             distributed: Any = importlib.import_module("distributed")
@@ -200,18 +202,21 @@ class Dask:
         self._stack = contextlib.ExitStack()
         try:
             if address == "local":
-                cluster = distributed.LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address="127.0.0.1:0",  # HTTP (health, dashboard): a free port
-                )
+                dask: Any = importlib.import_module("dask")
+                started = dask.config.set({forkserver.START_METHOD: "forkserver"})
+                with started if forked else contextlib.nullcontext():
+                    cluster = distributed.LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address="127.0.0.1:0",  # HTTP (health, dashboard): a free port
+                    )
                 self._stack.enter_context(cluster)
                 self.client = distributed.Client(cluster, set_as_default=False)
             else:
                 self.client = distributed.Client(address, set_as_default=False)
             self._stack.enter_context(self.client)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RuntimeError) as exc:  # Runtime: a worker did not start
             self._stack.close()
             where = "a local Dask cluster" if address == "local" else f"the scheduler {address}"
             raise ClusterError(f"cannot start on {where} ({type(exc).__name__})") from None
