@@ -623,3 +623,64 @@ def test_interrupted_run_then_rerun_equals_a_clean_run(tmp_path: Path, key: Path
     assert not list(out.rglob("*.dvtmp"))
     assert tree(out) == tree(clean)
     assert hashes(source) == before
+
+
+# --------------------------------------------------------------------------------------------
+# Cut short where pydicom's reader says nothing (found by an independent black-box test)
+
+
+def _cuts_inside_headers(data: bytes) -> list[int]:
+    """Every length of ``data`` that ends inside an element header (1 to 11 bytes of it), for
+    the first elements, a long-VR one and the last one before Pixel Data."""
+    found = elements(data)
+    early = [*found[:3], *(e for e in found if e.header == 12)][:5]
+    chosen = [*early, found[-1]]
+    return sorted({e.offset + k for e in chosen for k in range(1, e.header)})
+
+
+def test_a_file_cut_inside_an_element_header_fails(tmp_path: Path, key: Path) -> None:
+    """pydicom stops at an element header the end of the file cuts short and keeps what it
+    read: such a file was written as an image without its pixel data (or without half its
+    header). Every cut inside a header fails as truncated; nothing is written for it."""
+    source = tmp_path / "in"
+    write_series(ct_series(fake_patient(7), seed=7, n_slices=1, rows=16, columns=16), source)
+    (good,) = source.rglob("IM*")
+    data = good.read_bytes()
+    cuts = _cuts_inside_headers(data)
+    assert len(cuts) > 20
+    cut_folder = tmp_path / "cut"
+    cut_folder.mkdir()
+    for cut in cuts:
+        (cut_folder / f"X{cut:06d}").write_bytes(data[:cut])
+    (cut_folder / "META").write_bytes(data[: elements(data)[0].offset])  # the file meta alone
+    summary = run(
+        [cut_folder], RunConfig(Profile.named("ps3.15-basic"), read_key(key), tmp_path / "out")
+    )
+    assert summary.count(Outcome.FAILED) == len(cuts) + 1
+    assert all("truncated" in r.reason for r in summary.results), {
+        r.reason for r in summary.results
+    }
+    assert not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
+
+
+def test_two_inputs_of_one_uid_in_other_folders_give_one_output(tmp_path: Path, key: Path) -> None:
+    """One SOP Instance UID in two inputs whose outputs go to other paths (another patient
+    ID, another series): the first reported keeps the output, the others fail, and their
+    files are removed (before, all three were written)."""
+    source = tmp_path / "in"
+    write_series(ct_series(fake_patient(8), seed=8, n_slices=1, rows=16, columns=16), source)
+    (first,) = source.rglob("IM*")
+    for name, change in (("other-patient", "PatientID"), ("other-series", "SeriesInstanceUID")):
+        ds = dcmread(first)
+        setattr(ds, change, "1.2.826.0.1.3680043.10.1" if change.endswith("UID") else "OTHER9")
+        ds.save_as(source / name)
+    out = tmp_path / "out"
+    summary = run([source], RunConfig(Profile.named("ps3.15-basic"), read_key(key), out, workers=2))
+    assert summary.count(Outcome.WRITTEN) == 1
+    assert summary.count(Outcome.FAILED) == 2
+    failed = [r for r in summary.results if r.outcome is Outcome.FAILED]
+    assert all("same SOP Instance UID" in r.reason for r in failed)
+    (written,) = summary.written
+    assert [p for p in out.rglob("*") if p.is_file()] == [written.output]
+    layout = [p for p in out.rglob("*") if p.is_dir() and not p.name.startswith(".")]
+    assert all(any(p.iterdir()) for p in layout)  # no empty layout folder left

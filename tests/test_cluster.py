@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import distributed
+import pydicom
 import pytest
 import s3fs
 from moto.server import ThreadedMotoServer
@@ -591,3 +592,29 @@ def test_the_program_starts_the_fork_server_only_for_a_local_cluster(
     monkeypatch.setattr(forkserver, "start", start)
     forkserver.start_for(argv)
     assert started == ([True] if starts else [])
+
+
+@pytest.mark.parametrize("where", [None, "local"])
+def test_inputs_of_one_uid_on_a_cluster_leave_the_reported_ones_file(
+    tmp_path: Path, where: str | None
+) -> None:
+    """pydicom's MR_small in five encodings (one SOP Instance UID): one is reported written,
+    the others fail, and the file on disk is the one reported written, as a run of that
+    input alone writes it (on a local Dask cluster the later file stayed)."""
+    data = Path(pydicom.__file__).parent / "data" / "test_files"
+    names = ["MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "MR_small_RLE.dcm"]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in names:
+        shutil.copy(data / name, inputs / name)
+    summary = run_on_dask(
+        [str(inputs)], str(tmp_path / "out"), config(tmp_path / "c", workers=2), address=where
+    )
+    assert summary.count(Outcome.WRITTEN) == 1
+    assert summary.count(Outcome.FAILED) == len(names) - 1
+    (kept,) = summary.written
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(kept.task.path, alone / kept.task.path.name)
+    run([alone], replace(config(tmp_path / "a"), output=tmp_path / "a" / "out"))
+    assert read_tree(tmp_path / "out") == read_tree(tmp_path / "a" / "out")

@@ -36,6 +36,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from dicomveil.errors import InputError
 from dicomveil.io.scan import Keep, scan
+from dicomveil.io.truncation import check_end, check_lengths, check_meta_end
 
 _PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
 _DEFER = 256 * 1024
@@ -283,6 +284,7 @@ def _read_with_pydicom(path: Path) -> SourceFile:
             position = fh.tell()
             size = os.fstat(fh.fileno()).st_size
             pixels: PixelSpan | None = None
+            after: Dataset | None = None  # what follows the pixel data
             if position < size and position + 8 > size:
                 # pydicom stops without a word when the file ends inside an element header.
                 raise EOFError("the file ends inside an element header")
@@ -291,10 +293,15 @@ def _read_with_pydicom(path: Path) -> SourceFile:
                 _check_frames(ds, pixels)
                 if pixels is not None and pixels.after < size:
                     fh.seek(pixels.after)
-                    tail = read_dataset(fh, implicit, little, defer_size=_DEFER)
-                    for tag in list(tail.keys()):
-                        ds[tag] = tail.get_item(tag)
-            _check_lengths(ds, size)
+                    after = read_dataset(fh, implicit, little, defer_size=_DEFER)
+                    for tag in list(after.keys()):
+                        ds[tag] = after.get_item(tag)
+            if meta is not None:
+                check_lengths(meta, size)
+            check_meta_end(meta, len(ds), size)
+            check_lengths(ds, size)
+            if pixels is None or after is not None:  # read to the end of the file
+                check_end(after if after is not None else ds, fh, size, little, implicit)
             _note_actual_encoding(ds, little)
             for warning in caught:
                 text = str(warning.message)
@@ -312,24 +319,13 @@ def _read_with_pydicom(path: Path) -> SourceFile:
         else:
             reason = exc.strerror or type(exc).__name__
         raise InputError(f"cannot read: {reason}", path=str(path)) from None
+    except struct.error:  # pydicom unpacking a header the end of the file cut short
+        raise InputError("cannot read: truncated (an element header)", path=str(path)) from None
     except Exception as exc:  # pydicom raises many kinds on malformed input
         raise InputError(f"malformed DICOM ({type(exc).__name__})", path=str(path)) from None
     ds.preamble = b"\x00" * 128
     same_encoding = ds.original_encoding == (ts.is_implicit_VR, ts.is_little_endian)
     return SourceFile(path, ds, ts, pixels, little_endian=little, raw_copy=same_encoding)
-
-
-def _check_lengths(ds: Dataset, size: int) -> None:
-    """pydicom reads a value cut short by the end of the file silently: refuse it."""
-    for tag in list(ds.keys()):
-        raw = ds.get_item(tag, keep_deferred=True)
-        if not isinstance(raw, RawDataElement) or raw.length == 0xFFFFFFFF:
-            continue
-        if raw.value is None:
-            if raw.value_tell + raw.length > size:
-                raise EOFError("a value runs past the end of the file")
-        elif isinstance(raw.value, bytes) and len(raw.value) < raw.length:
-            raise EOFError("a value is cut short by the end of the file")
 
 
 def _check_frames(ds: Dataset, pixels: PixelSpan | None) -> None:

@@ -59,11 +59,9 @@ from dicomveil.runs.maps import Gate, MapStore, gated, task_labeler
 from dicomveil.runs.output_key import check_output_key
 
 # What a run reports lives in results.py; re-exported here, where callers have found it.
-from dicomveil.runs.results import Collector as Collector
-from dicomveil.runs.results import FileResult as FileResult
-from dicomveil.runs.results import Outcome as Outcome
-from dicomveil.runs.results import RunSummary as RunSummary
-from dicomveil.runs.results import Task as Task
+from dicomveil.runs.results import Collector, FileResult, Outcome, RunSummary, Task, remover
+
+__all__ = ["Collector", "FileResult", "Outcome", "RunConfig", "RunSummary", "Task"]
 
 
 @dataclass(frozen=True)
@@ -446,6 +444,8 @@ def run(
         stream = tasks if tasks is not None else discover(inputs)
         probe = _Worker(config)
         patients = _execute(iter(stream), config, probe, collect, on_total)
+        if not config.dry_run:
+            collect.settle(remover(config.output))
         if (collect.overwritten or collect.refind) and not config.dry_run:
             _rewrite(collect, inputs, tasks, config, patients)
         collect.close()

@@ -70,6 +70,7 @@ from dicomveil.runs.remote import (
     publishes_atomically,
     upload,
 )
+from dicomveil.runs.results import remover
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -393,6 +394,7 @@ def run_on_dask(
                         outcome = [FileResult(task, Outcome.FAILED, reason) for task in batch]
                     for result in outcome:
                         collect(result)
+                _settle(job, collect)
             finally:
                 _forget(job)  # batches run in this process kept the run's state here
     collect.close()
@@ -403,6 +405,28 @@ def run_on_dask(
         finally:
             maps.close()
     return summary
+
+
+def _settle(job: _Job, collect: Collector) -> None:
+    """Two inputs of one SOP Instance UID (see :class:`~dicomveil.runs.results.Collector`):
+    the later one's file removed, and the output of the one reported written written again
+    here where the later one's may have replaced it, as a local run does."""
+    if job.output_url is None:
+        remove = remover(job.config.output)
+    else:
+        fs, root = filesystem(job.output_url, job.storage_options)
+
+        def remove(output: Path) -> None:
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm(posixpath.join(root, output.as_posix()))
+
+    collect.settle(remove)
+    for task in collect.overwritten.values():
+        again = _run_batch(job, [task])[0]
+        if again.outcome is not Outcome.WRITTEN or again.output not in collect.overwritten:
+            why = again.reason or "moved"
+            collect.summary.demote(task, f"written again after a same-UID input, but {why}")
+    collect.overwritten.clear()
 
 
 def runner_for(

@@ -200,11 +200,11 @@ class SeenOutputs:
         self.identify = identify
         self.limit = SEEN_IN_MEMORY if limit is None else limit
         self.journaled = journaled
-        self._memory: dict[Path, Task] = {}
+        self._memory: dict[Path | str, Task] = {}
         self._folder: str | None = None
         self._db: sqlite3.Connection | None = None
 
-    def get(self, output: Path) -> Task | str | None:
+    def get(self, output: Path | str) -> Task | str | None:
         """The task that wrote ``output`` (in memory), its identity (moved to disk), or None."""
         task = self._memory.get(output)
         if task is not None or self._db is None:
@@ -212,11 +212,15 @@ class SeenOutputs:
         row = self._db.execute("SELECT input FROM seen WHERE output = ?", (str(output),)).fetchone()
         return None if row is None else str(row[0])
 
-    def add(self, output: Path, task: Task) -> None:
-        """Remember that ``task`` wrote ``output``."""
+    def add(self, output: Path | str, task: Task) -> None:
+        """Remember that ``task`` wrote ``output`` (a path, or another key of an output)."""
         self._memory[output] = task
         if len(self._memory) > self.limit:
             self._spill(len(self._memory) // 2)
+
+    def discard(self, output: Path | str) -> None:
+        """Forget ``output`` again (its writer failed after all)."""
+        self._memory.pop(output, None)
 
     def _spill(self, n: int) -> None:
         oldest = list(itertools.islice(self._memory, n))
@@ -247,6 +251,23 @@ class SeenOutputs:
             self._folder = None
 
 
+def remover(root: Path) -> Callable[[Path], None]:
+    """What removes an output file of a run into ``root``, and the layout's folders it
+    leaves empty (for :meth:`Collector.settle`)."""
+
+    def remove(output: Path) -> None:
+        output.unlink(missing_ok=True)
+        for folder in output.parents:
+            if folder == root or root not in folder.parents:
+                break
+            try:
+                folder.rmdir()
+            except OSError:  # not empty
+                break
+
+    return remove
+
+
 def _random_identity() -> Callable[[Task], str]:
     secret = os.urandom(32)
 
@@ -266,6 +287,11 @@ class Collector:
     :func:`dicomveil.runs.batch.run`), so that the file on disk is the input reported
     written. With a ``journal``, the inputs written by an earlier run count too (their
     outputs, to be written again, are in :attr:`journaled`), and each result is recorded.
+
+    Two inputs of one SOP Instance UID whose outputs go to different paths (another
+    patient, study or series in the layout) are caught by the instance's new UID: the later
+    one fails, and its file is a stray (:attr:`strays`) that :meth:`settle` removes at the
+    end of the run, unless an input reported written has that path after all.
     """
 
     def __init__(
@@ -288,12 +314,18 @@ class Collector:
         # (an input of an earlier run, or one whose task has moved to disk): found again
         # by walking the inputs (see dicomveil.runs.batch.run)
         self.refind: dict[Path, str] = {}
+        # the new SOP Instance UIDs written so far, each with its input
+        self._instances = SeenOutputs(_random_identity())
+        # output -> the input that failed as a second instance of a UID, whose file it is
+        self.strays: dict[Path, Task] = {}
 
     def __call__(self, result: FileResult) -> None:
         if self.label is not None:
             result.task = replace(result.task, label=self.label(result.task))
         if result.outcome is Outcome.WRITTEN and result.output is not None:
             self._check_duplicate(result, result.output)
+            if result.outcome is Outcome.WRITTEN:
+                self._check_instance(result, result.output)
         if self.journal is not None:
             self.journal.record(result)
         if self.maps is not None:
@@ -318,6 +350,39 @@ class Collector:
             return
         self._seen.add(output, result.task)
 
+    def _check_instance(self, result: FileResult, output: Path) -> None:
+        """Fail a second input of one new SOP Instance UID written to another path."""
+        uid = result.instance_uids[2]
+        if not uid:
+            return
+        earlier = self._instances.get(uid)
+        if earlier is None or earlier == result.task:
+            self._instances.add(uid, result.task)
+            return
+        self._fail(result, earlier.display if isinstance(earlier, Task) else "an input")
+        self._seen.discard(output)  # this input does not own its path after all
+        self.strays[output] = result.task
+
+    def settle(self, remove: Callable[[Path], None]) -> None:
+        """At the end of the run: remove each stray file (:attr:`strays`) with ``remove``,
+        or, where an input reported written has its path, have that input's output written
+        again (:attr:`overwritten`): the stray's writer may have renamed its file over it.
+
+        Parameters
+        ----------
+        remove : callable
+            Removes one output (a local file, or an object at the output URL).
+        """
+        for output, task in self.strays.items():
+            owner = self._seen.get(output)
+            if isinstance(owner, Task) and owner != task:
+                self.overwritten[output] = owner
+            elif isinstance(owner, str):
+                self.refind[output] = owner
+            else:
+                remove(output)
+        self.strays.clear()
+
     @staticmethod
     def _fail(result: FileResult, earlier: str) -> None:
         result.outcome = Outcome.FAILED
@@ -326,5 +391,6 @@ class Collector:
     def close(self) -> None:
         """Commit the journal's last entries and drop the set of outputs."""
         self._seen.close()
+        self._instances.close()
         if self.journal is not None:
             self.journal.flush()
