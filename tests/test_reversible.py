@@ -190,3 +190,35 @@ def test_the_commands_seal_and_restore_and_record_it(tmp_path: Path) -> None:
     with sqlite3.connect(audit) as db:
         rows = db.execute("SELECT restored, refused, certificate FROM reidentifications").fetchall()
     assert rows == [(1, 0, "")]
+
+
+CHARSET_FILES = ("chrJapMulti", "chrX1", "chrGreek", "chrRuss", "chrArab", "chrHbrw", "chrH31")
+
+
+def test_names_in_any_character_set_come_back(tmp_path: Path) -> None:
+    """The names of pydicom's character-set files (Japanese, Chinese in UTF-8, Greek,
+    Russian, Arabic, Hebrew), each in a CT slice with its file's Specific Character Set: the
+    sealed originals hold them as they were (they were sealed as "???^???" before: the
+    sealed dataset had no character set of its own; found by an independent test)."""
+    names = {}
+    inputs = []
+    for n, stem in enumerate(CHARSET_FILES):
+        source = pydicom.dcmread(PYDICOM_DATA / "charset_files" / f"{stem}.dcm")
+        ds = pydicom.dcmread(REAL[0])
+        ds.SpecificCharacterSet = source.SpecificCharacterSet
+        ds.PatientName = source.PatientName
+        ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{n + 1}"
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        path = tmp_path / "made" / f"{stem}.dcm"
+        path.parent.mkdir(exist_ok=True)
+        ds.save_as(path)
+        names[ds.SOPInstanceUID] = str(source.PatientName)
+        inputs.append(path)
+    assert len(set(names.values())) == len(CHARSET_FILES)
+    for output in _reversible(tmp_path, inputs):
+        ds = pydicom.dcmread(output)
+        restore(ds, holder("a").key)
+        assert str(ds.PatientName) == names[ds.SOPInstanceUID]
+        written = tmp_path / "back.dcm"
+        ds.save_as(written)  # in the file's own character set again
+        assert str(pydicom.dcmread(written).PatientName) == names[ds.SOPInstanceUID]

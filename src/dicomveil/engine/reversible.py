@@ -35,6 +35,7 @@ MODIFIED_ATTRIBUTES = 0x04000550
 _CREATOR, _ADDED = 0x00090010, 0x00091001  # inside the sealed dataset only
 CREATOR = "DICOMVEIL REVERSIBLE 1"
 _PIXELS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+_SEALED_CHARSET = "ISO_IR 192"
 
 Snapshot = dict[int, DataElement | RawDataElement]
 
@@ -94,6 +95,9 @@ def sealed_changes(original: Snapshot, ds: Dataset, recipients: Sequence[Recipie
         changed.add(copy.deepcopy(element))
     added = sorted(int(t) for t in ds.keys() if int(t) not in original and int(t) not in _PIXELS)
     content = Dataset()
+    # UTF-8, whatever the file's own character set: every decoded original can be written in
+    # it (in the sealed dataset's default repertoire, names in other scripts became "?")
+    content.SpecificCharacterSet = _SEALED_CHARSET
     content.add_new(MODIFIED_ATTRIBUTES, "SQ", DicomSequence([changed]))
     content.add_new(_CREATOR, "LO", CREATOR)
     content.add_new(_ADDED, "AT", added)
