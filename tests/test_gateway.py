@@ -22,6 +22,7 @@ import gc
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -1249,6 +1250,58 @@ def test_get_and_move_deliver_what_run_writes_for_the_cohort_only(
     assert len(received_files(moved)) == len(series)
     # Nothing of the retrievals is left in the state folder's spool.
     assert [p for p in (tmp_path / "state" / "spool").iterdir()] == []
+
+
+@needs_dcmtk
+def test_what_the_archive_fails_is_reported_failed_not_success(
+    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+) -> None:
+    """An archive that fails one instance of a study (its file gone) or cannot be reached:
+    C-GET and C-MOVE through the gateway end with a warning or a failure and count the
+    failed sub-operations (they answered Success with 0 failed before; found by an
+    independent black-box test with dcmqrscp)."""
+    upstream_port = start_pacs(procs, tmp_path, list(corpus.storable))
+    dest_port = free_port()
+    storescp(procs, tmp_path / "moved", dest_port)
+    destinations = (
+        f'move_destinations = [{{ ae_title = "DEST", host = "127.0.0.1", port = {dest_port} }}]'
+    )
+    gateway = gateways(query_config(tmp_path, corpus, upstream_port, extra=destinations))
+    at = ("127.0.0.1", str(gateway.port))
+    scu = ("-aet", "RESEARCHER", "-aec", "DICOMVEIL", "-d")
+    first = _originals(corpus.storable)[0]
+    uid = corpus.study_uids[str(first.StudyInstanceUID)]
+    study = ("-S", "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={uid}")
+    stored = sorted((tmp_path / "qr" / "storage").rglob("*"))
+    files = [p for p in stored if p.is_file() and not p.name.startswith("index")]
+    sops = {
+        p: str(dcmread(p, stop_before_pixels=True, force=True).get("SOPInstanceUID", ""))
+        for p in files
+    }
+    hidden = next(p for p, sop in sops.items() if sop == str(first.SOPInstanceUID))
+    hidden.rename(tmp_path / "hidden.dcm")
+
+    def final(done: subprocess.CompletedProcess[str]) -> str:
+        text = done.stdout + done.stderr
+        statuses = re.findall(r"DIMSE Status\s*:\s*(0x[0-9A-Fa-f]{4})", text)
+        assert statuses, text
+        return str(statuses[-1]).upper().replace("0X", "0x")
+
+    got = tmp_path / "got"
+    got.mkdir()
+    some = dcmtk(tool("getscu"), *scu, "-od", str(got), *study, *at)
+    moved = dcmtk(tool("movescu"), *scu, "-aem", "DEST", *study, *at)
+    for done in (some, moved):
+        assert final(done) == "0xB000", done.stdout + done.stderr
+        assert re.search(r"Failed Suboperations\s*:\s*[1-9]", done.stdout + done.stderr)
+    assert list(got.iterdir())  # the rest was delivered
+    archive = next(p for p in procs.running if "dcmqrscp" in str(p.args))
+    procs.stop(archive)
+    for done in (
+        dcmtk(tool("getscu"), *scu, "-od", str(got), *study, *at),
+        dcmtk(tool("movescu"), *scu, "-aem", "DEST", *study, *at),
+    ):
+        assert final(done) == "0xC000", done.stdout + done.stderr
 
 
 _REAL_MR = (  # under tools/fetch_test_data.py's folder

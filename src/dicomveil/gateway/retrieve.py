@@ -18,7 +18,9 @@ A researcher retrieves by the keys the de-identified data carries (issue 16). Th
 
 Sub-operations: one per cohort instance retrieved; an instance withheld (by the profile,
 the release gate, or because it cannot be read) is a failed sub-operation, and the final
-status is then a warning (0xB000) with the counts. The Failed SOP Instance UID List never
+status is then a warning (0xB000) with the counts. So is each instance the archive reports
+failed, and an archive that cannot be reached or refuses counts as one failed
+sub-operation; when nothing was delivered the final status is 0xC000 (unable to process). The Failed SOP Instance UID List never
 holds an original UID. Logs name routes and counts, never values.
 """
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import shutil
 import tempfile
 import threading
@@ -44,6 +47,7 @@ from pynetdicom import AE, StoragePresentationContexts, _config, build_context, 
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicomveil.gateway.cohort import Cohort
 from dicomveil.gateway.cohorting import Cohorting
@@ -95,7 +99,11 @@ _UPSTREAM_GET = {
 }
 _LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 _PENDING = 0xFF00
+LOGGER = logging.getLogger("dicomveil.gateway")
+
 _WITHHELD = "withheld"  # not a Dataset: pynetdicom counts the sub-operation as failed
+_SOME_FAILED = 0xB000  # Warning: sub-operations complete, one or more failures
+_UNABLE = 0xC000  # Failed: unable to process (the archive delivered nothing)
 # The syntaxes proposed upstream for every storage SOP class: the archive's own encoding is
 # kept where it is one of these (what `dicomveil run` reads from a file).
 _UPSTREAM_SYNTAXES = (
@@ -121,6 +129,18 @@ class Retrieved:
 
     stage: Path
     files: list[Path | None]
+    failed: int = 0  # sub-operations the archive failed, or 1 for an archive that did not answer
+
+    def sub_operations(self) -> Iterator[Any]:
+        """What pynetdicom's C-GET and C-MOVE services want after the destination: the
+        number of sub-operations, then (status, data set) for each; then, where the archive
+        failed some, a final warning (some delivered) or failure (none), which counts them
+        failed (PS3.4 C.4.2.1.4, C.4.3.1.4)."""
+        yield len(self.files) + self.failed
+        yield from _deliveries(self)
+        if self.failed:
+            delivered = any(path is not None for path in self.files)
+            yield (_SOME_FAILED if delivered else _UNABLE), None
 
     def close(self) -> None:
         """Remove the stage folder and everything in it."""
@@ -162,8 +182,7 @@ class RetrieveHandler(Handler):
             return
         send_files(event.assoc)
         try:
-            yield len(retrieved.files)
-            yield from _deliveries(retrieved)
+            yield from retrieved.sub_operations()
         finally:
             retrieved.close()
 
@@ -190,8 +209,7 @@ class RetrieveHandler(Handler):
             tls = (destination.tls.client_context(), destination.host) if destination.tls else None
             options: dict[str, Any] = {"contexts": contexts, "tls_args": tls}
             yield destination.host, destination.port, options
-            yield len(retrieved.files)
-            yield from _deliveries(retrieved)
+            yield from retrieved.sub_operations()
         finally:
             retrieved.close()
 
@@ -227,8 +245,16 @@ class RetrieveHandler(Handler):
             try:
                 for upstream in _upstream_identifiers(level, confinement):
                     timeout = self.config.timeout
-                    if not fetch(query.node, model, upstream, originals, timeout, cohorting):
+                    failed = fetch(query.node, model, upstream, originals, timeout, cohorting)
+                    if failed is None:
                         self.board.error(route.name, f"C-GET: {query.node.label} did not deliver")
+                        LOGGER.warning("route %s: the archive did not deliver", route.name)
+                    elif failed:
+                        self.board.error(route.name, f"C-GET: {query.node.label} failed {failed}")
+                        LOGGER.warning(
+                            "route %s: the archive failed %d instance(s)", route.name, failed
+                        )
+                    retrieved.failed += 1 if failed is None else failed
                 retrieved.files = cohorting.files()
             finally:
                 cohorting.close()
@@ -317,7 +343,7 @@ def fetch(
     folder: Path,
     timeout: float,
     cohorting: Cohorting | None = None,
-) -> bool:
+) -> int | None:
     """C-GET ``identifier`` from ``node`` into ``folder`` (one Part 10 file per instance),
     each in the transfer syntax the archive keeps it in where the archive allows (see
     :func:`_storage_contexts`); each file, once written, is handed to ``cohorting``.
@@ -339,8 +365,10 @@ def fetch(
 
     Returns
     -------
-    bool
-        False when the node cannot be reached or does not finish with success or warning.
+    int or None
+        How many sub-operations the node reports failed (0: it delivered everything), at
+        least 1 when it ends with a warning; None when it cannot be reached or ends
+        otherwise (refused, failed).
     """
     # Names go on from an earlier fetch's into the folder (a cohorting deletes what it is
     # done with: it counts the names it was given).
@@ -378,22 +406,25 @@ def fetch(
             tls_args=tls,
         )
     except (OSError, ValueError, RuntimeError):
-        return False
+        return None
     quiet(assoc)
     if not assoc.is_established:
-        return False
-    final = None
+        return None
+    final, failed = None, 0
     try:
         for status, _ in assoc.send_c_get(identifier, model):
             code = status.get("Status") if status is not None else None
             if code is None:
-                return False
+                return None
             final = int(code)
+            failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)
     finally:
         with contextlib.suppress(Exception):
             if assoc.is_established:
                 assoc.release()
-    return final is not None and (final == 0x0000 or final >> 12 == 0xB)
+    if final == 0x0000:
+        return failed
+    return max(failed, 1) if final is not None and final >> 12 == 0xB else None
 
 
 def _write_received(event: Event, path: Path) -> None:
@@ -538,4 +569,7 @@ def _contexts(files: list[Path | None]) -> list[Any]:
         meta = read_file_meta_info(path)  # what a file is sent by (send_files)
         sop_class = str(meta.MediaStorageSOPClassUID)
         syntaxes.setdefault(sop_class, set()).add(str(meta.TransferSyntaxUID))
-    return [build_context(sop, sorted(ts)) for sop, ts in sorted(syntaxes.items())][:128]
+    contexts = [build_context(sop, sorted(ts)) for sop, ts in sorted(syntaxes.items())][:128]
+    # nothing to send (the archive delivered nothing): pynetdicom still associates with the
+    # destination before it takes the failure, and an association needs a context
+    return contexts or [build_context(Verification)]

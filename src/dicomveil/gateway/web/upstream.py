@@ -104,8 +104,11 @@ class DimseUpstream:
         for tag in _ALL[: len(uids)]:
             identifier[tag] = DataElement(tag, "UI", uids[tag])
         model = StudyRootQueryRetrieveInformationModelGet
-        if not fetch(self.node, model, identifier, folder, self.timeout):
+        failed = fetch(self.node, model, identifier, folder, self.timeout)
+        if failed is None:
             raise UpstreamError(f"{self.node.label} did not deliver")
+        if failed:  # a partial answer is no answer: the client would not know what is missing
+            raise UpstreamError(f"{self.node.label} failed {failed} instance(s)")
 
 
 class WebUpstream:
