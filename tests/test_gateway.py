@@ -1685,6 +1685,89 @@ ae_title = "RIS"
     assert forwarded.Modality == "CT"
 
 
+def test_an_mpps_step_keeps_one_date_offset_from_create_to_set(
+    tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
+) -> None:
+    """Dates shifted (retain-long-modified-dates): the N-SET that completes a step moves its
+    end date by the offset of the step's patient, as its N-CREATE moved the start date (the
+    N-SET names no patient: it moved by another offset, 6.5 years apart in an independent
+    test). An N-SET with a date for a step the gateway did not create is not forwarded."""
+    from pynetdicom import evt
+    from pynetdicom.events import Event
+
+    received: list[tuple[str, str, Dataset]] = []
+
+    def on_create(event: Event) -> tuple[int, Dataset]:
+        uid = getattr(event.request, "AffectedSOPInstanceUID", "")
+        received.append(("create", str(uid), event.attribute_list))
+        return 0x0000, event.attribute_list
+
+    def on_set(event: Event) -> tuple[int, Dataset]:
+        uid = getattr(event.request, "RequestedSOPInstanceUID", "")
+        received.append(("set", str(uid), event.modification_list))
+        return 0x0000, event.modification_list
+
+    upstream = AE(ae_title="RIS")
+    upstream.add_supported_context(MPPS)
+    upstream_port = free_port()
+    handlers: list[Any] = [(evt.EVT_N_CREATE, on_create), (evt.EVT_N_SET, on_set)]
+    server = upstream.start_server(("127.0.0.1", upstream_port), block=False, evt_handlers=handlers)
+    assert server is not None
+    try:
+        config = write_config(
+            tmp_path,
+            f"""
+[gateway]
+port = 0
+state_dir = "state"
+timeout = 10
+
+[[route]]
+name = "modality"
+calling_ae = ["SCANNER"]
+key = "@KEY@"
+options = ["retain-long-modified-dates"]
+
+[route.mpps]
+host = "127.0.0.1"
+port = {upstream_port}
+ae_title = "RIS"
+""",
+            corpus,
+        )
+        gateway = gateways(config)
+        patient = synthetic.fake_patient(2)
+        step = Dataset()
+        step.PatientName = patient.name
+        step.PatientID = patient.patient_id
+        step.PatientBirthDate = patient.birth_date
+        step.PerformedProcedureStepStatus = "IN PROGRESS"
+        step.PerformedProcedureStepStartDate = "20261207"
+        done = Dataset()
+        done.PerformedProcedureStepStatus = "COMPLETED"
+        done.PerformedProcedureStepEndDate = "20261207"
+        assoc = _client(gateway.port, contexts=[MPPS])
+        assert assoc.is_established
+        try:
+            created, _ = assoc.send_n_create(step, MPPS, "1.2.826.0.1.3680043.2.1.7")
+            finished, _ = assoc.send_n_set(done, MPPS, "1.2.826.0.1.3680043.2.1.7")
+            stranger, _ = assoc.send_n_set(done, MPPS, "1.2.826.0.1.3680043.2.1.8")
+        finally:
+            assoc.release()
+    finally:
+        server.shutdown()
+    assert [int(s.Status) for s in (created, finished, stranger)] == [0, 0, 0x0110]
+    assert [kind for kind, _, _ in received] == ["create", "set"]
+    (_, created_uid, create), (_, set_uid, update) = received
+    assert created_uid == set_uid
+    start, end = (
+        str(create.PerformedProcedureStepStartDate),
+        str(update.PerformedProcedureStepEndDate),
+    )
+    assert start == end != "20261207", (start, end)
+    assert "PatientID" not in update and "PatientName" not in update  # only what was sent
+
+
 # --------------------------------------------------------------------------------------------
 # Who may talk to it, and peers that misbehave
 
