@@ -170,6 +170,63 @@ def test_special_files_are_skipped_never_read(tmp_path: Path) -> None:
     assert "a FIFO, not a regular file" in fifo_alone.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_the_commands_that_read_a_folder_back_skip_a_fifo(tmp_path: Path) -> None:
+    """verify --against, diff and risk on a folder with a FIFO: they sat waiting for a
+    writer forever (found by an independent black-box test); they read regular files only."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "good.dcm").write_bytes(_seed(tmp_path))
+    os.mkfifo(inputs / "pipe.dcm")
+    output = tmp_path / "out"
+    assert _run(tmp_path, inputs, output).returncode == 0
+    command = [sys.executable, "-m", "dicomveil"]
+    for args in (
+        ["verify", str(output), "--against", str(inputs)],
+        ["diff", str(inputs), str(output)],
+        ["risk", str(inputs)],
+    ):
+        done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in done.stderr, args
+
+
+def test_folder_links_and_folders_that_cannot_be_listed_are_reported(tmp_path: Path) -> None:
+    """A symbolic link to a folder (inside or outside the input) is skipped with its reason,
+    and a folder that cannot be listed fails (both were passed over without a word, exit 0)."""
+    inputs = tmp_path / "in"
+    (inputs / "a").mkdir(parents=True)
+    (inputs / "a" / "good.dcm").write_bytes(_seed(tmp_path))
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (inputs / "a" / "loop").symlink_to("..")
+    (inputs / "out-link").symlink_to(outside)
+    result = _run(tmp_path, inputs, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "skipped 2" in result.stderr.replace(",", "")
+    assert "a symbolic link to a folder: not followed" in result.stderr
+    assert "a symbolic link out of the input folder" in result.stderr
+    locked = inputs / "locked"
+    locked.mkdir()
+    (locked / "x.dcm").write_bytes(_seed(tmp_path))
+    locked.chmod(0)
+    try:
+        # root reads any folder: run as root without the capabilities that allow it
+        drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                "--inh-caps=-dac_override,-dac_read_search", "--"]  # fmt: skip
+        prefix = drop if os.access(locked, os.R_OK) and shutil.which("setpriv") else []
+        if os.access(locked, os.R_OK) and not prefix:
+            pytest.skip("this user reads any folder, and setpriv is not installed")
+        key = tmp_path / "k.key"
+        result = subprocess.run(
+            [*prefix, DICOMVEIL, "run", str(inputs), str(tmp_path / "out2"), "--key", str(key)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        locked.chmod(0o755)
+    assert result.returncode == 1, result.stderr
+    assert "a folder that cannot be read" in result.stderr
+
+
 def test_an_unusable_output_path_is_a_clear_error(tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -26,7 +26,7 @@ from pydicom.errors import InvalidDicomError
 from dicomveil.cli._app import app, err, fail, option
 from dicomveil.cli._help import Command
 from dicomveil.errors import DicomveilError
-from dicomveil.io import iter_files
+from dicomveil.io import regular_files
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -91,7 +91,7 @@ def reidentify_command(
         raise fail(str(exc)) from None
     restored = failed = 0
     for root in inputs:
-        for path in iter_files(root):
+        for path in regular_files(root):
             relative = path.relative_to(root) if root.is_dir() else Path(path.name)
             reason = _reidentify(path, output / relative, key, cert)
             if reason is None:

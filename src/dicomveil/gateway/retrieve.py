@@ -20,8 +20,9 @@ Sub-operations: one per cohort instance retrieved; an instance withheld (by the 
 the release gate, or because it cannot be read) is a failed sub-operation, and the final
 status is then a warning (0xB000) with the counts. So is each instance the archive reports
 failed, and an archive that cannot be reached or refuses counts as one failed
-sub-operation; when nothing was delivered the final status is 0xC000 (unable to process). The Failed SOP Instance UID List never
-holds an original UID. Logs name routes and counts, never values.
+sub-operation; when nothing was delivered the final status is 0xC000 (unable to process).
+The Failed SOP Instance UID List never holds an original UID. Logs name routes and counts,
+never values.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from dicomveil.io.read import (
     iter_files,
     read_scanned,
     read_source,
+    regular_files,
     sniff,
     special_file_reason,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "make_folder",
     "read_scanned",
     "read_source",
+    "regular_files",
     "remove_stale_temporaries",
     "sniff",
     "special_file_reason",

@@ -135,6 +135,7 @@ class Kind(StrEnum):
     BAD_PREFIX = "damaged DICOM: the 128-byte preamble is not followed by 'DICM'"
     DAMAGED_ZIP = "damaged zip archive: cannot be opened"
     UNREADABLE = "cannot read the file"
+    UNREADABLE_FOLDER = "a folder that cannot be read: its files were not de-identified"
 
 
 def sniff(path: Path) -> Kind:
@@ -157,7 +158,8 @@ def sniff(path: Path) -> Kind:
         with path.open("rb") as fh:
             head = fh.read(140)
     except OSError:
-        return Kind.UNREADABLE
+        # a folder as iter_files gives it: one that os.walk could not list
+        return Kind.UNREADABLE_FOLDER if path.is_dir() else Kind.UNREADABLE
     if len(head) >= 132 and head[128:132] == b"DICM":
         return Kind.DICOM
     if _bare_dataset(head):
@@ -453,7 +455,8 @@ def _pixel_span(
 
 
 def iter_files(root: Path) -> Iterator[Path]:
-    """Every regular file under ``root`` (or ``root`` itself), in a stable order.
+    """Every entry under ``root`` (or ``root`` itself) that is not a folder it walks into, in
+    a stable order.
 
     Parameters
     ----------
@@ -465,15 +468,46 @@ def iter_files(root: Path) -> Iterator[Path]:
     Path
         ``root`` when it is not a folder; else every entry under it that is not a folder
         (FIFOs and links included: see :func:`special_file_reason`), folder by folder,
-        sorted by name.
+        sorted by name; a symbolic link to a folder (never followed), and a folder that
+        cannot be listed, are given too, so that the caller reports them.
     """
     if not root.is_dir():  # a file, or a FIFO or device given by name (the caller skips it)
         yield root
         return
-    for folder, dirs, files in os.walk(root):
+    unlisted: list[Path] = []
+
+    def note(error: OSError) -> None:
+        if error.filename is not None:
+            unlisted.append(Path(error.filename))
+
+    for folder, dirs, files in os.walk(root, onerror=note):
+        yield from sorted(unlisted)
+        unlisted.clear()
         dirs.sort()
-        for name in sorted(files):
-            yield Path(folder) / name
+        base = Path(folder)
+        entries = [base / name for name in files]
+        entries += [base / name for name in dirs if (base / name).is_symlink()]
+        yield from sorted(entries)
+    yield from sorted(unlisted)
+
+
+def regular_files(root: Path) -> Iterator[Path]:
+    """The regular files of :func:`iter_files` (what reading a folder back needs: never a
+    FIFO, a device, a link out of ``root`` or a folder).
+
+    Parameters
+    ----------
+    root : Path
+        A file or a folder.
+
+    Yields
+    ------
+    Path
+        Each regular file, in the order of :func:`iter_files`.
+    """
+    for path in iter_files(root):
+        if special_file_reason(path, root) is None and not path.is_dir():
+            yield path
 
 
 _TAG_TEXT = re.compile(r"\(([0-9A-Fa-f]{4}),\s*([0-9A-Fa-f]{4})\)")
@@ -543,10 +577,12 @@ def special_file_reason(path: Path, root: Path) -> str | None:
             if path != root and target != base and base not in target.parents:
                 return "a symbolic link out of the input folder: not followed"
             info = target.stat()
+            if stat.S_ISDIR(info.st_mode):
+                return "a symbolic link to a folder: not followed"
     except (OSError, RuntimeError):
         return "a broken symbolic link or an unreadable entry"
-    if stat.S_ISREG(info.st_mode):
-        return None
+    if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode):
+        return None  # a folder here is one that cannot be listed: reading it fails it
     if stat.S_ISFIFO(info.st_mode):
         return "a FIFO, not a regular file: not read"
     if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):

@@ -33,7 +33,7 @@ from pathlib import Path
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
-from dicomveil.io import iter_files, read_scanned, read_source
+from dicomveil.io import read_scanned, read_source, regular_files
 from dicomveil.profiles.generalize import Generalization, age_in_band, in_band
 
 DEFAULT_QUASI = (
@@ -149,7 +149,7 @@ def read_release(
         Each subject's values.
     """
     release = Release(tuple(quasi))
-    paths = [p for p in iter_files(output) if not p.name.startswith(".")]
+    paths = [p for p in regular_files(output) if not p.name.startswith(".")]
     n = workers or os.cpu_count() or 1
     size = 500
     jobs = [(paths[i : i + size], release.quasi) for i in range(0, len(paths), size)]

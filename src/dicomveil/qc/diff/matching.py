@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from dicomveil.errors import InputError
-from dicomveil.io import Kind, SourceFile, iter_files, read_source, sniff
+from dicomveil.io import Kind, SourceFile, read_source, regular_files, sniff
 from dicomveil.qc.diff.steps import MatchMethod
 
 _PIXEL_TAGS: Final = (0x7FE00008, 0x7FE00009, 0x7FE00010)
@@ -62,7 +62,7 @@ def _scan(root: Path, skipped: list[tuple[Path, str]]) -> list[_FileInfo]:
     if not root.exists():
         raise InputError("no such file or folder", path=str(root))
     infos: list[_FileInfo] = []
-    for path in iter_files(root):
+    for path in regular_files(root):
         kind = sniff(path)
         if kind is not Kind.DICOM:
             if root.is_file():

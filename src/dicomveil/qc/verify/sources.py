@@ -15,6 +15,7 @@ from typing import BinaryIO, Final
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 
+from dicomveil.io import special_file_reason
 from dicomveil.qc.verify.elements import _SOP_INSTANCE_UID, _text
 from dicomveil.qc.verify.expectations import _Rules
 from dicomveil.qc.verify.reading import _Read, _read_header
@@ -32,7 +33,8 @@ def _files(root: Path) -> Iterator[Path]:
         dirs.sort()
         base = Path(folder)
         for name in sorted(names):
-            yield base / name
+            if special_file_reason(base / name, root) is None:  # never a FIFO: it would block
+                yield base / name
 
 
 def _sources(root: Path) -> Iterator[str]:
