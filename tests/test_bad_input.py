@@ -625,6 +625,48 @@ def test_interrupted_run_then_rerun_equals_a_clean_run(tmp_path: Path, key: Path
     assert hashes(source) == before
 
 
+def test_the_workers_of_a_killed_run_end_with_it(tmp_path: Path, key: Path) -> None:
+    """``kill -9`` of the run alone (not its process group): its worker processes, waiting
+    on a pipe they hold both ends of, slept on for good (found by an independent black-box
+    test); they now end within seconds."""
+    source = tmp_path / "input"
+    for seed in range(8):
+        series(source / f"p{seed}", seed=90 + seed, n=40, size=64)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [_script(), "run", "--key", str(key), "--workers", "2", str(source), str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out.exists() and any(out.rglob("*.dcm"))):
+        time.sleep(0.002)
+    children = [int(c) for c in _children(proc.pid)]
+    proc.kill()
+    proc.wait(timeout=30)
+    assert children, "the run had no worker processes when it was killed"
+
+    def alive() -> list[int]:
+        return [c for c in children if Path(f"/proc/{c}").exists() and _state(c) != "Z"]
+
+    deadline = time.monotonic() + 15
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert alive() == []
+
+
+def _children(pid: int) -> list[str]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return path.read_text().split() if path.exists() else []
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "X"
+
+
 # --------------------------------------------------------------------------------------------
 # Cut short where pydicom's reader says nothing (found by an independent black-box test)
 

@@ -55,12 +55,12 @@ from dicomveil.io.layout import Layout
 from dicomveil.profiles import Profile
 from dicomveil.runs.journal import Journal
 from dicomveil.runs.knowledge import Patients, first_pass, patient_chunks
+from dicomveil.runs.lifetime import exit_with_parent
 from dicomveil.runs.maps import Gate, MapStore, gated, task_labeler
 from dicomveil.runs.output_key import check_output_key
-
-# What a run reports lives in results.py; re-exported here, where callers have found it.
 from dicomveil.runs.results import Collector, FileResult, Outcome, RunSummary, Task, remover
 
+# What a run reports lives in results.py; re-exported here, where callers have found it.
 __all__ = ["Collector", "FileResult", "Outcome", "RunConfig", "RunSummary", "Task"]
 
 
@@ -367,8 +367,8 @@ def deidentify_source(
 def _init_worker(config: RunConfig, patients: Patients | None = None) -> None:
     global _worker
     _worker = _Worker(config, patients)
-    # Loaded by now (tables, profile) and kept: out of the garbage collector's full passes.
-    gc.freeze()
+    gc.freeze()  # loaded by now (tables, profile) and kept: out of the collector's full passes
+    exit_with_parent()
 
 
 def _process_chunk(tasks: list[Task]) -> list[FileResult]:

@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from dicomveil.errors import ClusterError
 from dicomveil.runs import forkserver
+from dicomveil.runs.lifetime import exit_with_parent
 from dicomveil.runs.remote import INSTALL_HINT
 
 S = TypeVar("S")  # what every batch of a run shares
@@ -111,6 +112,7 @@ _pool_call: tuple[Callable[[Any, list[Any]], Any], Any] | None = None
 def _init_pool(fn: Callable[[Any, list[Any]], Any], shared: Any) -> None:
     global _pool_call
     _pool_call = (fn, shared)
+    exit_with_parent()
 
 
 def _run_pool_batch(items: list[Any]) -> Any:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from dicomveil.cleaners.text import Identifiers
 from dicomveil.io import Kind, read_scanned, read_source, sniff
+from dicomveil.runs.lifetime import exit_with_parent
 
 if TYPE_CHECKING:
     from dicomveil.engine import Engine
@@ -87,6 +88,7 @@ _READER: _Reader | None = None
 def _init(make: Callable[[], _Reader]) -> None:
     global _READER
     _READER = make()
+    exit_with_parent()
 
 
 def _learn_chunk(tasks: list[Task]) -> tuple[list[tuple[str, Identifiers]], list[str | None]]:
