@@ -717,10 +717,14 @@ def test_the_spool_header_is_the_file_meta_pydicom_reads(tmp_path: Path) -> None
 
 
 def test_a_worker_that_dies_is_replaced(
-    tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
+    tmp_path: Path,
+    corpus: Corpus,
+    gateways: Callable[..., Gateway],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Issue 16: instances are de-identified by worker processes; one killed (out of memory,
-    say) fails the instance it held, and a new worker takes its place."""
+    say) fails the instance it held, and a new worker takes its place. The log says so in
+    one line, without a traceback (it had one: found by an independent black-box test)."""
     text = gateway_config(0, tmp_path / "state", free_port()).split("[route.forward]")[0]
     text = text.replace("timeout = 10\n", "timeout = 10\nworkers = 1\n", 1)
     gateway = gateways(write_config(tmp_path, text, corpus))
@@ -737,6 +741,9 @@ def test_a_worker_that_dies_is_replaced(
         StoreStatus.SUCCESS
     ] * (len(cts) - 2)
     assert _send(gateway.port, cts[1:2]) == [StoreStatus.SUCCESS]
+    failed = [r for r in caplog.records if "storing failed" in r.getMessage()]
+    assert failed and all(r.exc_info is None for r in failed)
+    assert "GatewayWorkerError" in failed[0].getMessage()
     written = sorted((tmp_path / "out").rglob("*.dcm"))
     assert len(written) == len(cts)
     for path in written:

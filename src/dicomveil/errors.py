@@ -144,3 +144,21 @@ class ClusterError(DicomveilError):
 
 class OutputKeyError(DicomveilError):
     """An output folder written with another key, or whose key cannot be checked."""
+
+
+def safe_reason(exc: BaseException) -> str:
+    """What a log line may say of an exception: dicomveil's own errors name no value read
+    from a file (their message), any other exception may quote one (its kind only).
+
+    Parameters
+    ----------
+    exc : BaseException
+        What was raised.
+
+    Returns
+    -------
+    str
+        ``Kind: message`` for a :class:`DicomveilError`, else ``Kind``.
+    """
+    kind = type(exc).__name__
+    return f"{kind}: {exc}" if isinstance(exc, DicomveilError) and str(exc) else kind

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from dicomveil.errors import safe_reason
 from dicomveil.runs.batch import FileResult
 
 __all__ = ["EventKind", "GatewayEvent", "GatewayEvents", "NullEvents", "emit"]
@@ -95,5 +96,5 @@ def emit(events: GatewayEvents, kind: EventKind, event: GatewayEvent) -> None:
     callback: Callable[[GatewayEvent], None] = getattr(events, kind.value)
     try:
         callback(event)
-    except Exception:
-        LOGGER.exception("a gateway event callback failed (%s)", kind.value)
+    except Exception as exc:
+        LOGGER.error("a gateway event callback failed (%s: %s)", kind.value, safe_reason(exc))

@@ -31,6 +31,7 @@ from pydicom.filereader import read_file_meta_info
 from pynetdicom import _config, build_context
 from pynetdicom.association import Association
 
+from dicomveil.errors import safe_reason
 from dicomveil.gateway.config import Node
 from dicomveil.gateway.queue import RouteQueue
 from dicomveil.gateway.transport import (
@@ -197,7 +198,7 @@ class QueueForwarder(ABC):
                     self._backoff(str(exc))
                     continue
                 except Exception as exc:  # never let the thread die
-                    LOGGER.exception("route %s: forwarding error", self.route)
+                    LOGGER.error("route %s: forwarding error (%s)", self.route, safe_reason(exc))
                     self._backoff(f"internal error ({type(exc).__name__})")
                     continue
                 if self.attempts:

@@ -54,7 +54,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
-from dicomveil.errors import DicomveilError, InputError
+from dicomveil.errors import DicomveilError, InputError, safe_reason
 from dicomveil.gateway.cohort import Cohort
 from dicomveil.gateway.config import GatewayConfig, WithheldStatus
 from dicomveil.gateway.dimse import spilled_file, write_data_set
@@ -393,7 +393,7 @@ class StoreHandler(Handler):
         try:
             stored = store()
         except Exception as exc:  # never let a data set take the handler down
-            LOGGER.exception("route %s: storing failed", route.name)
+            LOGGER.error("route %s: storing failed (%s)", route.name, safe_reason(exc))
             stored = Stored(
                 FileResult(task, Outcome.FAILED, f"internal error ({type(exc).__name__})"),
                 StoreStatus.PROCESSING_FAILURE,
