@@ -790,6 +790,37 @@ def test_destination_down_then_back(
 
 
 @needs_dcmtk
+def test_an_instance_the_destination_never_accepts_goes_to_failed(
+    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+) -> None:
+    """pydicom's MR_small_RLE, forwarded to a storescp that accepts no RLE: the destination
+    accepts none of the association's contexts (pynetdicom then aborts it), which is an
+    answer for good: the entry goes to failed/ with the reason, the queue moves on (it was
+    retried forever as "cannot connect", found by an independent black-box test)."""
+    dest_port = free_port()
+    dest = tmp_path / "dest"
+    storescp(procs, dest, dest_port)
+    config = write_config(
+        tmp_path, gateway_config(0, tmp_path / "state", dest_port, output=False), corpus
+    )
+    gateway = gateways(config)
+    rle = tmp_path / "rle"
+    rle.mkdir()
+    shutil.copy(PYDICOM_DATA / "test_files" / "MR_small_RLE.dcm", rle / "MR_small_RLE.dcm")
+    sent = subprocess.run(
+        [tool("storescu"), "-xr", *STORESCU_ARGS, "127.0.0.1", str(gateway.port), str(rle)],
+        capture_output=True, text=True, timeout=120, check=False, env=DCMTK_ENV,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    failed = tmp_path / "state" / "queue" / "research" / "failed"
+    wait_for(lambda: failed.exists() and any(failed.glob("*.json")), "the entry in failed/")
+    reasons = [json.loads(p.read_text())["reason"] for p in failed.glob("*.json")]
+    assert any("does not accept" in r for r in reasons), reasons
+    assert storescu(gateway.port, corpus.folder / "ct1").returncode == 0
+    wait_for(lambda: len(received_files(dest)) == 3, "the next instances at storescp")
+
+
+@needs_dcmtk
 def test_sigkill_loses_nothing(tmp_path: Path, corpus: Corpus, procs: Processes) -> None:
     """The gateway (``dicomveil gateway --config``) is killed with SIGKILL while instances
     wait in its queue and storescu is sending; after a restart everything arrives, byte

@@ -393,6 +393,13 @@ class Forwarder(QueueForwarder):
         except (OSError, ValueError, RuntimeError) as exc:
             raise TransientError(f"cannot connect ({type(exc).__name__})") from None
         quiet(assoc)
+        if not assoc.is_established and assoc.rejected_contexts and not assoc.accepted_contexts:
+            # The destination answered and accepts none of these (SOP class, syntax) pairs:
+            # pynetdicom aborts such an association. That is an answer for good (each entry
+            # is refused by _send_batch), not a failure to connect to retry forever.
+            self._checkpoint = None
+            self._proposed, self._accepted = set(contexts), set()
+            return
         if not assoc.is_established:
             if assoc.is_rejected:
                 raise TransientError("the destination rejected the association")
