@@ -821,6 +821,51 @@ def test_an_instance_the_destination_never_accepts_goes_to_failed(
 
 
 @needs_dcmtk
+def test_one_instance_sent_in_several_syntaxes_at_once_is_never_refused(
+    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+) -> None:
+    """pydicom's MR_small in three encodings, sent at once, four times: each copy replaces
+    the queued one, and the forwarder sends whichever is queued when it claims it, in its
+    own syntax. A copy replaced between reading its syntax and claiming it went to failed/
+    as 'cannot be sent' (found by an independent black-box test)."""
+    dest_port = free_port()
+    dest = tmp_path / "dest"
+    storescp(procs, dest, dest_port)
+    config = write_config(
+        tmp_path, gateway_config(0, tmp_path / "state", dest_port, output=False), corpus
+    )
+    gateway = gateways(config)
+    files = PYDICOM_DATA / "test_files"
+    sends = [("", "MR_small.dcm"), ("-xi", "MR_small_implicit.dcm"),
+             ("-xb", "MR_small_bigendian.dcm")]  # fmt: skip
+    for _ in range(4):
+        running = [
+            subprocess.Popen(
+                [
+                    tool("storescu"),
+                    *([flag] if flag else []),
+                    *STORESCU_ARGS[:4],
+                    "127.0.0.1",
+                    str(gateway.port),
+                    str(files / name),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=DCMTK_ENV,
+            )
+            for flag, name in sends
+        ]
+        assert [p.wait(60) for p in running] == [0, 0, 0]
+    queue = tmp_path / "state" / "queue" / "research"
+    wait_for(lambda: not [p for p in queue.glob("*.dcm*")], "the queue drained")
+    failed = queue / "failed"
+    assert not (failed.exists() and list(failed.iterdir())), [
+        json.loads(p.read_text())["reason"] for p in failed.glob("*.json")
+    ]
+    assert len(received_files(dest)) == 1
+
+
+@needs_dcmtk
 def test_sigkill_loses_nothing(tmp_path: Path, corpus: Corpus, procs: Processes) -> None:
     """The gateway (``dicomveil gateway --config``) is killed with SIGKILL while instances
     wait in its queue and storescu is sending; after a restart everything arrives, byte

@@ -368,6 +368,11 @@ class Forwarder(QueueForwarder):
                 )
                 settled = True
                 continue
+            if _context_of(claim) != item.context:
+                # replaced in the queue since the round began (the same instance received
+                # again, in another syntax): sent with the next round's association
+                self.queue.unclaim(claim)
+                continue
             self._send(claim)
             settled = True
         return settled
