@@ -572,6 +572,44 @@ def test_limits(tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
     wait_for(lambda: _echo_ok(gateway.port), "serving again after the release")
 
 
+def test_the_association_limit_admits_exactly_that_many_at_once(
+    tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
+) -> None:
+    """max_associations = 2 and six associations asked for at the same moment: two are
+    established, four rejected (local limit exceeded). pynetdicom's own limit counts every
+    association still being negotiated, so all of them could be rejected (0 of 4 in an
+    independent black-box test)."""
+    text = gateway_config(0, tmp_path / "state", free_port()).split("[route.forward]")[0]
+    text = text.replace("timeout = 10", "timeout = 10\nmax_associations = 2")
+    gateway = gateways(write_config(tmp_path, text, corpus))
+    start = threading.Barrier(6)
+    results: list[Association] = []
+    lock = threading.Lock()
+
+    def ask() -> None:
+        start.wait(10)
+        assoc = _client(gateway.port, contexts=[CT_STORAGE])
+        with lock:
+            results.append(assoc)
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    try:
+        established = [a for a in results if a.is_established]
+        rejected = [a for a in results if a.is_rejected]
+        assert len(established) == 2, [(a.is_established, a.is_rejected) for a in results]
+        assert len(rejected) == 4
+        assert {_rejection(a) for a in rejected} == {(2, 3, 2)}
+    finally:
+        for assoc in results:
+            if assoc.is_established:
+                assoc.release()
+    wait_for(lambda: _echo_ok(gateway.port), "serving again after the releases")
+
+
 def _send(port: int, files: list[Path], *sop_classes: str) -> list[int]:
     """C-STORE each file's bytes as they are (pynetdicom's chunked mode: no re-encoding)."""
     from pynetdicom import _config

@@ -73,6 +73,9 @@ LOGGER = logging.getLogger("dicomveil.gateway")
 Verification = UID("1.2.840.10008.1.1")
 
 
+_NEGOTIATING = 64  # connections pynetdicom lets negotiate beyond the gateway's own limit
+
+
 def _transfer_syntaxes() -> list[str]:
     """Every syntax pynetdicom negotiates and pydicom can read: Explicit VR Little Endian
     first, then the encapsulated ones, then the rest (pynetdicom accepts, of the syntaxes a
@@ -123,6 +126,9 @@ class Gateway:
         self.routes = {r.name: Route(r, config, self) for r in config.routes}
         self.board = StatusBoard(config.state_dir / STATUS_FILE, list(self.routes))
         self._peers: weakref.WeakKeyDictionary[Association, Peer] = weakref.WeakKeyDictionary()
+        # The associations admitted (max_associations, counted here: see _admit)
+        self._admitted: set[int] = set()
+        self._admitting = threading.Lock()
         self._serials = _Counter()
         self._store = StoreHandler(config, self.spool, self.board, self._emit)
         self._find = FindHandler(config, self.board)
@@ -313,7 +319,10 @@ class Gateway:
     def _make_ae(self) -> AE:
         config = self.config
         ae = RetrievingAE(ae_title=config.ae_title)
-        ae.maximum_associations = config.max_associations
+        # pynetdicom's own limit counts every connection being negotiated, those about to be
+        # refused too: four at once over a limit of two were all refused. The gateway admits
+        # them itself (_admit); pynetdicom's limit stays far above, a guard against floods.
+        ae.maximum_associations = config.max_associations + _NEGOTIATING
         ae.maximum_pdu_size = config.max_pdu_size
         ae.acse_timeout = config.timeout
         ae.dimse_timeout = config.timeout
@@ -424,10 +433,26 @@ class Gateway:
             assoc.acse.send_reject(0x01, 0x01, diagnostic)
             assoc.kill()
             return
+        if not self._admit(assoc):
+            LOGGER.warning("rejected an association from %s: local limit exceeded", address)
+            self.board.rejected(f"rejected an association from {address}: local limit")
+            assoc.acse.send_reject(0x02, 0x03, 0x02)  # transient, presentation, local limit
+            assoc.kill()
+            return
         route = self.routes[route_config.name]
         self._peers[assoc] = Peer(route, calling, called, address, self._serials.next())
 
+    def _admit(self, assoc: Association) -> bool:
+        """Count an association in, unless ``max_associations`` are in already."""
+        with self._admitting:
+            if len(self._admitted) >= self.config.max_associations:
+                return False
+            self._admitted.add(id(assoc))
+            return True
+
     def _on_closed(self, event: Event) -> None:
+        with self._admitting:
+            self._admitted.discard(id(event.assoc))
         peer = self._peers.pop(event.assoc, None)
         if peer is not None:
             close_spool(peer)  # what it held of its last instance
