@@ -610,6 +610,25 @@ def test_the_association_limit_admits_exactly_that_many_at_once(
     wait_for(lambda: _echo_ok(gateway.port), "serving again after the releases")
 
 
+def test_a_second_gateway_on_the_same_state_folder_is_refused(
+    tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
+) -> None:
+    """A second gateway on a running one's state folder would empty its spool (what it is
+    receiving) and write over its status (found by an independent black-box test): it does
+    not start, and the first keeps serving."""
+    from dicomveil.errors import DicomveilError
+
+    text = gateway_config(0, tmp_path / "state", free_port()).split("[route.forward]")[0]
+    config = write_config(tmp_path, text, corpus)
+    first = gateways(config)
+    second = Gateway(load_config(config))
+    with pytest.raises(DicomveilError, match="another gateway uses the state folder"):
+        second.start()
+    second.stop()
+    assert _echo_ok(first.port)
+    assert _send(first.port, sorted((corpus.folder / "ct1").iterdir())[:1]) == [0]
+
+
 def _send(port: int, files: list[Path], *sop_classes: str) -> list[int]:
     """C-STORE each file's bytes as they are (pynetdicom's chunked mode: no re-encoding)."""
     from pynetdicom import _config

@@ -32,7 +32,9 @@ a data set.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 import shutil
 import threading
 import warnings
@@ -41,7 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -50,6 +52,7 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicomveil.errors import DicomveilError
 from dicomveil.gateway.cohort import COHORT_FILE, Cohort
 from dicomveil.gateway.config import GatewayConfig
 from dicomveil.gateway.events import EventKind, GatewayEvent, GatewayEvents, NullEvents, emit
@@ -74,6 +77,34 @@ Verification = UID("1.2.840.10008.1.1")
 
 
 _NEGOTIATING = 64  # connections pynetdicom lets negotiate beyond the gateway's own limit
+LOCK_FILE = "gateway.lock"
+
+
+def _lock_state(state_dir: Path) -> IO[str]:
+    """Hold the state folder for this gateway alone: a second one on it would empty the
+    first's spool (the instances it is receiving) and write over its status. The lock is an
+    exclusive ``flock`` on ``gateway.lock``, let go when the process ends, however it ends.
+
+    Raises
+    ------
+    DicomveilError
+        Another process holds it.
+    """
+    handle = (state_dir / LOCK_FILE).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        who = f" (process {holder})" if holder.isdigit() else ""
+        raise DicomveilError(
+            f"another gateway uses the state folder {state_dir}{who}: one folder, one gateway"
+        ) from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def _transfer_syntaxes() -> list[str]:
@@ -142,6 +173,7 @@ class Gateway:
         self._stopping = threading.Event()
         self._running = False
         self._web: Any = None  # the DICOMweb server (a WebServer) with [gateway.web]
+        self._lock: IO[str] | None = None  # the state folder's, while it runs
 
     # ---------------------------------------------------------------------------------------
     @property
@@ -174,6 +206,7 @@ class Gateway:
         """
         for folder in (self.state_dir, self.spool):
             folder.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_state(self.state_dir)  # before anything of the state is touched
         # pydicom reports a value it finds invalid with a warning that quotes it (an
         # original name or UID, in a query, an answer or a received instance): a gateway
         # prints none of them (set once, for the process).
@@ -307,7 +340,13 @@ class Gateway:
         if self.cohort is not None:
             self.cohort.close()
             self.cohort = self._store.cohort = self._find.cohort = self._retrieve.cohort = None
+        self._unlock()
         LOGGER.info("gateway %s stopped", self.config.ae_title)
+
+    def _unlock(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.close()  # the lock goes with the descriptor
 
     def notify_all(self) -> None:
         """Wake every forwarder (entries were queued or moved back from ``failed/``)."""
