@@ -1013,16 +1013,23 @@ def test_find_through_the_gateway(
     )
     assert found.returncode == 0, found.stdout + found.stderr
     responses = [dcmread(p) for p in sorted(answers.iterdir())]
-    # The name and the date range were not passed upstream: both patients' studies answer.
+    # The name and the date range were not passed upstream; the answers are matched against
+    # them once de-identified, and no de-identified answer holds the real surname: none.
+    assert responses == []
+    # Universal matching for the name: both patients' studies answer, de-identified.
+    everything = find(
+        tmp_path, gateway.port, "QueryRetrieveLevel=STUDY", "PatientName", "PatientID",
+        "StudyInstanceUID", "AccessionNumber",
+    )  # fmt: skip
     expected = {
         (corpus.pseudonyms[pid], uid_new)
         for pid in corpus.pseudonyms
         for uid_old, uid_new in corpus.study_uids.items()
         if uid_old in _studies_of(corpus, pid)
     }
-    got = {(str(r.PatientID), str(r.StudyInstanceUID)) for r in responses}
+    got = {(str(r.PatientID), str(r.StudyInstanceUID)) for r in everything}
     assert got == expected and len(got) == 2
-    for response in responses:
+    for response in everything:
         assert str(response.PatientName) not in corpus.names
         assert str(response.get("AccessionNumber", "") or "") == ""
         assert "IssuerOfPatientID" not in response  # not asked for
@@ -1167,6 +1174,28 @@ def cohort_db(request: pytest.FixtureRequest) -> str:
         return ""
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return server.new_database()
+
+
+@needs_dcmtk
+def test_find_answers_match_the_values_that_could_not_pass_upstream(
+    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+) -> None:
+    """A name or a date in a C-FIND cannot go upstream as written (it is sent empty): the
+    de-identified answers are matched against it, as QIDO-RS does. Every cohort study came
+    back for PatientName=Nobody and for any StudyDate (found by an independent black-box
+    test)."""
+    upstream_port = start_pacs(procs, tmp_path, list(corpus.storable))
+    port = gateways(query_config(tmp_path, corpus, upstream_port)).port
+    level = "QueryRetrieveLevel=STUDY"
+    every = find(tmp_path, port, level, "StudyInstanceUID", "PatientName", "StudyDate")
+    assert len(every) >= 2
+    names = {str(a.PatientName) for a in every}
+    name = sorted(names)[0]
+    by_name = find(tmp_path, port, level, "StudyInstanceUID", f"PatientName={name}")
+    assert by_name and {str(a.PatientName) for a in by_name} == {name}
+    assert len(by_name) == sum(str(a.PatientName) == name for a in every)
+    assert find(tmp_path, port, level, "StudyInstanceUID", "PatientName=Nobody") == []
+    assert find(tmp_path, port, level, "StudyInstanceUID", "StudyDate=19000101") == []
 
 
 @needs_dcmtk

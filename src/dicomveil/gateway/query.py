@@ -21,6 +21,7 @@ exists) are not confined.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ _PATIENT_ID = 0x00100020
 _UID_KEYS = (0x0020000D, 0x0020000E, 0x00080018)  # Study, Series, SOP Instance UID
 _LEVEL_KEY = {"PATIENT": _PATIENT_ID, "STUDY": 0x0020000D, "SERIES": 0x0020000E}
 _LEVEL_KEY["IMAGE"] = 0x00080018
+_TRANSLATED = frozenset({_PATIENT_ID, 0x0020000D, 0x0020000E, 0x00080018})  # by the cohort
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,6 +241,77 @@ def sanitize_query(
     return out
 
 
+def held_back(identifier: Dataset, upstream_query: Dataset) -> dict[int, str]:
+    """The matching values of a query that could not pass upstream (sent empty by
+    :func:`sanitize_query`): the de-identified answers are matched against them instead
+    (:func:`matches_held_back`). The keys the cohort translates (Patient ID, the instance
+    UIDs) are not among them.
+
+    Parameters
+    ----------
+    identifier : Dataset
+        The query as the peer sent it.
+    upstream_query : Dataset
+        What goes upstream.
+
+    Returns
+    -------
+    dict of int to str
+        Tag -> the matching value as written (multiple values joined by backslashes).
+    """
+    held: dict[int, str] = {}
+    for tag in identifier.keys():
+        element = identifier[tag]
+        if int(tag) in _TRANSLATED or element.VR == "SQ" or _is_universal(element.value):
+            continue
+        sent = upstream_query.get(tag)
+        if sent is not None and sent.value in (None, "", b""):
+            value = element.value
+            held[int(tag)] = (
+                "\\".join(str(v) for v in value) if isinstance(value, MultiValue) else str(value)
+            )
+    return held
+
+
+def matches_held_back(ds: Dataset, matching: dict[int, str]) -> bool:
+    """Whether a de-identified answer matches the values that could not pass upstream
+    (:func:`held_back`): single values, ``*`` and ``?`` wildcards, date and time ranges,
+    UID lists (PS3.4 C.2.2.2).
+
+    Parameters
+    ----------
+    ds : Dataset
+        A de-identified answer.
+    matching : dict of int to str
+        Tag -> matching value.
+
+    Returns
+    -------
+    bool
+        True when every value matches.
+    """
+    for tag, wanted in matching.items():
+        if wanted in ("", "*"):
+            continue
+        element = ds.get(tag)
+        value = "" if element is None or element.value is None else element.value
+        vr = _dictionary_vr(tag) or ""
+        text = "\\".join(str(v) for v in value) if isinstance(value, list) else str(value)
+        if vr in _DATE_VRS and "-" in wanted:
+            low, _, high = wanted.partition("-")
+            if not text or (low and text < low) or (high and text[: len(high)] > high):
+                return False
+        elif vr == "UI":
+            if text not in {u for part in wanted.split(",") for u in part.split("\\")}:
+                return False
+        elif "*" in wanted or "?" in wanted:
+            if not fnmatch.fnmatchcase(text, wanted):
+                return False
+        elif text != wanted:
+            return False
+    return True
+
+
 def _is_universal(value: object) -> bool:
     if value is None or value == "" or value == b"":
         return True
@@ -403,6 +476,7 @@ class FindHandler(Handler):
                     yield 0x0000, None
                     return
                 confined_query(upstream_query, confinement, level)
+            held = held_back(identifier, upstream_query)
         except Exception:
             yield _find_failure("the query identifier cannot be decoded", 0xA900)
             return
@@ -446,6 +520,8 @@ class FindHandler(Handler):
                     if clean is None:
                         dropped += 1
                         continue
+                    if not matches_held_back(clean, held):
+                        continue  # a value that could not pass upstream does not match
                     yield code, clean
                     continue
                 yield code, None

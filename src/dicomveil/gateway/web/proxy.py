@@ -28,7 +28,6 @@ served.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import itertools
 import shutil
 import tempfile
@@ -43,7 +42,14 @@ from pydicom.dataset import Dataset
 
 from dicomveil.gateway.cohort import Cohort
 from dicomveil.gateway.cohorting import deidentify_cohort
-from dicomveil.gateway.query import clean_answer, confine, confined_query, in_cohort, sanitize_query
+from dicomveil.gateway.query import (
+    clean_answer,
+    confine,
+    confined_query,
+    in_cohort,
+    matches_held_back,
+    sanitize_query,
+)
 from dicomveil.gateway.route import PIPELINE_LOCK, Route
 from dicomveil.gateway.web.upstream import Upstream
 
@@ -279,7 +285,7 @@ def search(route: Route, cohort: Cohort, upstream: Upstream, request: Search, ba
                 continue  # dropped before it is de-identified
             with PIPELINE_LOCK:
                 clean = clean_answer(route, answer, requested)
-            if clean is None or not _matches(clean, here):
+            if clean is None or not matches_held_back(clean, here):
                 continue
             if 0x00080052 in clean:
                 del clean[0x00080052]
@@ -295,30 +301,6 @@ def search(route: Route, cohort: Cohort, upstream: Upstream, request: Search, ba
             if wanted is not None and len(answers) >= wanted:
                 break
     return Found(answers[request.offset : wanted], truncated)
-
-
-def _matches(ds: Dataset, matching: dict[int, str]) -> bool:
-    """Whether a de-identified answer matches the values that could not pass upstream."""
-    for tag, wanted in matching.items():
-        if wanted in ("", "*"):
-            continue
-        element = ds.get(tag)
-        value = "" if element is None or element.value is None else element.value
-        vr = _vr(tag)
-        text = "\\".join(str(v) for v in value) if isinstance(value, list) else str(value)
-        if vr in ("DA", "TM", "DT") and "-" in wanted:
-            low, _, high = wanted.partition("-")
-            if not text or (low and text < low) or (high and text[: len(high)] > high):
-                return False
-        elif vr == "UI":
-            if text not in {u for part in wanted.split(",") for u in part.split("\\")}:
-                return False
-        elif "*" in wanted or "?" in wanted:
-            if not fnmatch.fnmatchcase(text, wanted):
-                return False
-        elif text != wanted:
-            return False
-    return True
 
 
 # --------------------------------------------------------------------------------------------
