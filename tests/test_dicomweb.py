@@ -355,6 +355,13 @@ def test_hostile_requests(
         f"{base}/studies?limit=%C2%B2": 400,  # a digit that is not an ASCII digit
         f"{base}/studies/{studies[0]}/series?StudyInstanceUID=*": 400,  # the path's key
         f"{base}/series?Scheduled.Modality=MR": 400,
+        # values their attribute cannot hold (were 204; an independent black-box test)
+        f"{base}/studies?StudyDate=notadate": 400,
+        f"{base}/studies?StudyDate=20201345": 400,
+        f"{base}/studies?StudyInstanceUID=abc.def": 400,
+        f"{base}/studies?PatientID={'X' * 80}": 400,
+        f"{base}/studies?StudyTime=99": 400,
+        f"{base}/studies?StudyDate=20200101-20201231": 204,  # a range: fine, none in it
     }
     for url, status in cases.items():
         assert requests.get(url, headers=auth, timeout=60).status_code == status, url

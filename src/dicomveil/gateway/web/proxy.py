@@ -28,7 +28,9 @@ served.
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import itertools
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -109,6 +111,7 @@ class Search:
     returned: set[int] = field(default_factory=set)
     offset: int = 0
     limit: int | None = None
+    from_path: frozenset[int] = frozenset()  # keys the path gives (a wrong one: no resource)
 
     @classmethod
     def parse(cls, level: str, params: list[tuple[str, str]], path: dict[int, str]) -> Search:
@@ -134,7 +137,7 @@ class Search:
             An attribute that is not a DICOM keyword or tag, a nested attribute, a key the
             path gives already, or a ``limit`` or ``offset`` that is not a number.
         """
-        search = cls(level, matching=dict(path))
+        search = cls(level, matching=dict(path), from_path=frozenset(path))
         search.returned = {_tag(name) for name in _DEFAULTS[level].split()}
         for name, value in params:
             if name == "includefield":
@@ -171,6 +174,10 @@ class Search:
             if vr == "SQ":
                 ds[tag] = DataElement(tag, vr, [])
                 continue
+            if value is not None and tag not in self.from_path and not _can_hold(vr, value):
+                raise SearchError(
+                    f"{keyword_for_tag(tag) or f'{tag:08X}'}: not a valid value for VR {vr}"
+                )
             if value is not None and vr == "UI":
                 uids = [uid for part in value.split(",") for uid in part.split("\\") if uid]
                 value = uids if len(uids) > 1 else value  # type: ignore[assignment]
@@ -183,6 +190,45 @@ class Search:
                     f"{keyword_for_tag(tag) or f'{tag:08X}'}: not a valid value for VR {vr}"
                 ) from None
         return ds
+
+
+_TEXT_LIMITS = {"AE": 16, "AS": 4, "CS": 16, "DS": 16, "IS": 12, "LO": 64, "SH": 16, "PN": 194}
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_TIME = re.compile(r"^([01][0-9]|2[0-3])([0-5][0-9]([0-5][0-9](\.[0-9]{1,6})?)?)?$")
+_DATETIME = re.compile(
+    r"^[0-9]{4}((0[1-9]|1[0-2])((0[1-9]|[12][0-9]|3[01])"
+    r"(([01][0-9]|2[0-3])([0-5][0-9]([0-5][0-9](\.[0-9]{1,6})?)?)?)?)?)?([+-][0-9]{4})?$"
+)
+
+
+def _can_hold(vr: str, value: str) -> bool:
+    """Whether ``value`` is a matching value an attribute of ``vr`` can hold (PS3.4 C.2.2.2,
+    PS3.18 8.3.4): a date, time or date-time (or a range of them), UIDs, or text no longer
+    than the VR allows (wildcards included). A value that cannot be held matches nothing,
+    and says the client made a mistake: a 400, not an empty answer."""
+    if value in ("", "*"):
+        return True
+    if vr in ("DA", "TM", "DT"):
+        if value.count("-") > 1 or value == "-":
+            return vr == "DT" and _DATETIME.match(value) is not None
+        return all(not side or _one_temporal(vr, side) for side in value.split("-"))
+    if vr == "UI":
+        uids = [u for part in value.split(",") for u in part.split("\\")]
+        return all(len(u) <= 64 and _UID.match(u) is not None for u in uids)
+    limit = _TEXT_LIMITS.get(vr)
+    return limit is None or all(len(v) <= limit for v in value.split("\\"))
+
+
+def _one_temporal(vr: str, text: str) -> bool:
+    if vr == "DA":
+        try:
+            _dt.datetime.strptime(text, "%Y%m%d")
+        except ValueError:
+            return False
+        return len(text) == 8
+    if vr == "TM":
+        return _TIME.match(text) is not None
+    return _DATETIME.match(text) is not None
 
 
 def _tag(name: str) -> int:
