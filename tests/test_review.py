@@ -831,3 +831,42 @@ def test_without_the_review_extra_the_command_says_what_to_install(tmp_path: Pat
     assert done.returncode == 2
     assert "pip install 'dicomveil[review]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_file_check_holds_each_change_to_its_rule(tmp_path: Path) -> None:
+    """Found by an independent black-box test. (1) An element the profile removes (X) or
+    empties (Z), put back with a value after the run, was 'replaced | X': explained. It is
+    now a change no rule explains. (2) pydicom's RT Plan, as written: its kept sequences
+    (beams, dose references), changed only where their items' elements changed, each with
+    its rule, were named as changes no rule explains."""
+    from dicomveil.review.checks import check_file
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("CT_small.dcm", "rtplan.dcm"):
+        shutil.copyfile(PYDICOM_DATA / "test_files" / name, inputs / name)
+    db = str(tmp_path / "audit.sqlite")
+    done = cli("run", inputs, tmp_path / "out", "--audit", db, "--key", keygen(tmp_path))
+    assert done.exit_code == 0, done.output
+    with AuditTrail.open(db, create=False) as trail:
+        records = {Path(f.input_path).name: f for f in trail.files()}
+        run = trail.runs(run_id=records["rtplan.dcm"].run_id)[0]
+
+    def checked(name: str) -> Any:
+        record = records[name]
+        assert record.output_path is not None
+        return check_file(run, inputs / name, Path(run.output) / record.output_path)
+
+    plan = checked("rtplan.dcm")
+    assert plan.ok is True, plan.verdict
+    assert plan.verdict.startswith("nothing else changed")
+    ct_record = records["CT_small.dcm"]
+    assert ct_record.output_path is not None
+    output = Path(run.output) / ct_record.output_path
+    ds = dcmread(output)
+    ds.InstitutionName = "St Elsewhere Hospital"  # X in the Basic Profile
+    ds.PatientSex = "M"  # Z
+    ds.save_as(output)
+    ct = checked("CT_small.dcm")
+    assert ct.ok is False, ct.verdict
+    assert "InstitutionName" in ct.verdict and "PatientSex" in ct.verdict

@@ -66,6 +66,9 @@ class FileCheck:
 
 
 _FILE_META: Final = 0x0002
+_LEAVES_NOTHING: Final = frozenset({"X"})  # the element is not in the output
+_LEAVES_EMPTY: Final = frozenset({"Z"})  # the element is in the output, empty
+_EMPTY_KINDS: Final = frozenset({ChangeKind.EMPTIED, ChangeKind.REMOVED})
 # What the engine adds to every file it writes (PS3.15 E.1.1 and E.3.6): PatientIdentity-
 # Removed, DeidentificationMethod (and its code sequence), LongitudinalTemporalInformation-
 # Modified.
@@ -203,6 +206,11 @@ def _check(run: RunRecord, original: Path, output: Path) -> FileCheck:
             action, source = decisions.get(_change_key(change), ("", ""))
             if action == "K":  # kept by the profile, yet changed
                 action, source = "", f"kept by the profile ({source}), yet changed"
+            elif action in _LEAVES_NOTHING and change.change is not ChangeKind.REMOVED:
+                # what the profile removes is there, with a value: altered after the run
+                action, source = "", f"removed by the profile ({source}), yet present"
+            elif action in _LEAVES_EMPTY and change.change not in _EMPTY_KINDS:
+                action, source = "", f"emptied by the profile ({source}), yet holds a value"
         rows.append(
             ChangeRow(
                 change.path,
@@ -215,6 +223,7 @@ def _check(run: RunRecord, original: Path, output: Path) -> FileCheck:
                 change.after,
             )
         )
+    rows = _kept_sequences_walked(rows)
     if profile is None:
         why = "the run's profile cannot be rebuilt here (its digest differs)"
     elif decisions is None:
@@ -222,6 +231,24 @@ def _check(run: RunRecord, original: Path, output: Path) -> FileCheck:
     else:
         why = ""
     return FileCheck(tuple(rows), kept, *_verdict(rows, why), pixels_changed)
+
+
+def _kept_sequences_walked(rows: list[ChangeRow]) -> list[ChangeRow]:
+    """A sequence the profile keeps, changed only where its items' elements changed (each a
+    row of its own, checked with its own decision): explained by them. It was named a
+    change no rule explains (an RT Plan's beam and dose sequences, whose UIDs and
+    descriptions the table changes at every depth)."""
+    out = []
+    for row in rows:
+        nested = [r for r in rows if r.path.startswith(row.path + "[")]
+        if not row.explained and row.source.startswith("kept by the profile") and nested:
+            row = ChangeRow(
+                row.path, row.keyword, row.change, row.detail, "K",
+                "kept by the profile; its items' changes are listed, each with its rule",
+                row.before, row.after,
+            )  # fmt: skip
+        out.append(row)
+    return out
 
 
 def _burned_in(path: Path) -> str:
