@@ -870,3 +870,16 @@ def test_the_file_check_holds_each_change_to_its_rule(tmp_path: Path) -> None:
     ct = checked("CT_small.dcm")
     assert ct.ok is False, ct.verdict
     assert "InstitutionName" in ct.verdict and "PatientSex" in ct.verdict
+
+
+def test_numbers_larger_than_a_row_number_name_nothing(served: tuple[Audited, Server]) -> None:
+    """A file or run number past SQLite's integers: a 404 and 'no files recorded', not a 500
+    with a traceback in the log and an audit command's traceback (found by an independent
+    black-box test)."""
+    audited, server = served
+    bob = login(server, "bob")
+    for number in ("9223372036854775808", "999999999999999999999999999"):
+        assert bob.get(f"/files/{number}").status_code == 404
+    done = cli("audit", "--audit", audited.db, "files", "--run", "99999999999999999999999")
+    assert done.exit_code == 0, done.output
+    assert "Traceback" not in done.output

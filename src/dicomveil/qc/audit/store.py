@@ -314,9 +314,15 @@ def _listing(
     if since is not None:
         query = query.where(table.c[when] >= _utc(since))
     for name, value in equal.items():
+        if isinstance(value, int) and not _ROW_ID_MIN <= value <= _ROW_ID_MAX:
+            return query.where(sa.false())  # no row holds it (and SQLite cannot bind it)
         if value is not None:
             query = query.where(table.c[name] == value)
     return query
+
+
+# What an INTEGER column holds (a larger number, as a row number, names no row).
+_ROW_ID_MIN, _ROW_ID_MAX = -(2**63), 2**63 - 1
 
 
 _R = TypeVar("_R")

@@ -230,6 +230,7 @@ class AuditTrail(AuditWriter):
             The database cannot be read.
         """
         found: list[FileRecord] = []
+        file_ids = [i for i in file_ids if 0 <= i < 2**63]  # a larger number names no row
         for start in range(0, len(file_ids), 500):
             chunk = file_ids[start : start + 500]
             query = sa.select(_files).where(_files.c.id.in_(chunk)).order_by(_files.c.id)
