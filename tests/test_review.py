@@ -883,3 +883,18 @@ def test_numbers_larger_than_a_row_number_name_nothing(served: tuple[Audited, Se
     done = cli("audit", "--audit", audited.db, "files", "--run", "99999999999999999999999")
     assert done.exit_code == 0, done.output
     assert "Traceback" not in done.output
+
+
+def test_logging_out_ends_the_session_on_the_server(served: tuple[Audited, Server]) -> None:
+    """A copy of the session cookie taken before logging out lets no one in after it (it
+    did, for the cookie's 8 hours: found by an independent black-box test)."""
+    _, server = served
+    bob = login(server, "bob")
+    assert bob.get("/").status_code == 200
+    stolen = dict(bob.cookies)
+    done = bob.post("/logout", data={"csrf": csrf_of(bob.get("/").text)})
+    assert done.status_code == 303
+    replay = client_of(server)
+    replay.cookies.update(stolen)
+    assert replay.get("/", headers={"Accept": "application/json"}).status_code == 401
+    assert login(server, "bob").get("/").status_code == 200  # a new login works

@@ -28,8 +28,10 @@ from dicomveil.review.security import (
     ForbiddenError,
     admin,
     checked_form,
+    close_session,
     csrf_token,
     current_user,
+    open_session,
     reviewer,
 )
 from dicomveil.review.store import ReviewStore, SheetRow, User
@@ -113,8 +115,7 @@ def login(request: Request, form: Form) -> Response:
     if user is None:
         store.log("-", "login-refused")  # never the name typed: it may be anything
         return page(request, "login.html", {"error": "wrong name or password"}, 401)
-    request.session.clear()
-    request.session["user"] = user.name
+    open_session(request, user.name)
     csrf_token(request)
     store.log(user.name, "login", detail=user.role.value)
     return RedirectResponse("/", status_code=303)
@@ -124,7 +125,7 @@ def login(request: Request, form: Form) -> Response:
 def logout(request: Request, user: Account, form: Form) -> Response:
     """Log out."""
     _store(request).log(user.name, "logout")
-    request.session.clear()
+    close_session(request)
     return RedirectResponse("/login", status_code=303)
 
 

@@ -24,6 +24,8 @@ same database (SQLite file or PostgreSQL), and what it reads and writes in them.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -119,6 +121,13 @@ _users = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False, default=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+_sessions = sa.Table(  # the live sessions: a session ends when its row goes (logging out)
+    "review_sessions",
+    _metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),  # sha256 of the cookie's id
+    sa.Column("who", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
 _events = sa.Table(
     "review_events",
     _metadata,
@@ -168,6 +177,10 @@ NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW
 
 def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
+
+
+def _digest(sid: str) -> str:
+    return hashlib.sha256(sid.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class ReviewStore:
@@ -295,6 +308,38 @@ class ReviewStore:
         return None if row is None else User(row.name, Role(row.role))
 
     # ---------------------------------------------------------------- events
+
+    def open_session(self, who: str) -> str:
+        """A new session of ``who``: its id, for the cookie (only its digest is stored, so
+        that a reader of the database cannot take a session over).
+
+        Parameters
+        ----------
+        who : str
+            The account.
+
+        Returns
+        -------
+        str
+            The session's id.
+        """
+        sid = secrets.token_urlsafe(24)
+        with self._db.transaction() as conn:
+            conn.execute(_sessions.insert().values(digest=_digest(sid), who=who, at=_now()))
+        return sid
+
+    def session_user(self, sid: str) -> str | None:
+        """The account of a live session, or None (ended, or never opened here)."""
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                sa.select(_sessions.c.who).where(_sessions.c.digest == _digest(sid))
+            ).first()
+        return None if row is None else str(row[0])
+
+    def close_session(self, sid: str) -> None:
+        """End a session (logging out): its cookie lets no one in any more."""
+        with self._db.transaction() as conn:
+            conn.execute(_sessions.delete().where(_sessions.c.digest == _digest(sid)))
 
     def log(self, who: str, action: str, subject: str | None = None, detail: str = "") -> None:
         """Record an action.
