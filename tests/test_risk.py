@@ -48,7 +48,9 @@ def _cohort(folder: Path, subjects: list[dict[str, str]], files: int = 2) -> Pat
 def test_an_empty_release_and_a_release_of_one(tmp_path: Path) -> None:
     empty = assess(read_release(_cohort(tmp_path / "empty", []), workers=1))
     assert (empty.subjects, empty.classes, empty.k, empty.below_k) == (0, 0, 0, 0)
-    assert empty.ok and empty.share_below_k == 0
+    # nothing read is nothing assessed: not ok (it passed as "k = 0 ... ok": found by an
+    # independent black-box test)
+    assert not empty.ok and empty.share_below_k == 0
     one = assess(read_release(_cohort(tmp_path / "one", [{"PatientSex": "F"}]), workers=1))
     assert (one.subjects, one.files, one.classes, one.k, one.below_k, one.unique) == (
         1, 2, 1, 1, 1, 1,
@@ -161,3 +163,20 @@ def test_verify_reports_the_risk_too(tmp_path: Path) -> None:
     body = json.loads(report.read_text())
     assert body["risk"]["k"] == 1 and body["risk"]["below_k"] == 1
     assert "k-anonymity: k = 1" in result.stdout
+
+
+def test_the_command_proposes_a_generalize_table_to_add(tmp_path: Path) -> None:
+    """The first generalisation that reaches k is printed as the profile's ``[generalize]``
+    table (Rich took "[generalize]" for a style and printed nothing of it); a folder of which
+    nothing can be read is 'nothing to assess', exit 1."""
+    ages = [{"PatientSex": "F", "PatientAge": f"04{n}Y"} for n in range(5)]
+    folder = _cohort(tmp_path / "c", ages)
+    done = cli("risk", folder, "--k", "5", "--workers", "1", "--quasi", "PatientAge")
+    assert done.exit_code == 1, done.output
+    assert "[generalize]\nage = 5" in done.stdout, done.stdout
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.txt").write_text("hello")
+    nothing = cli("risk", junk, "--workers", "1")
+    assert nothing.exit_code == 1, nothing.output
+    assert "nothing to assess" in nothing.stdout

@@ -76,7 +76,7 @@ def print_risk(report: RiskReport) -> None:
         f"unreadable), {report.classes} class(es) over: {', '.join(report.quasi)}",
         highlight=False,
     )
-    verdict = "ok" if report.ok else "below k"
+    verdict = "ok" if report.ok else "below k" if report.subjects else "nothing to assess"
     out.print(
         f"k-anonymity: k = {report.k} (wanted {report.wanted_k}: {verdict}); "
         f"{report.below_k} subject(s) ({report.share_below_k:.1%}) in classes below "
@@ -94,11 +94,12 @@ def print_risk(report: RiskReport) -> None:
             highlight=False,
         )
     if not report.ok:
-        if report.reaches is not None:
-            out.print(
-                f"proposal: [generalize] with {report.reaches.describe()} reaches k = "
-                f"{report.wanted_k}",
+        if report.reaches is not None and report.reaches.active and report.subjects:
+            out.print(  # markup off: "[generalize]" is text here, not a style
+                f"proposal: {report.reaches.describe()} reaches k = {report.wanted_k}; add "
+                f"to the profile:\n{report.reaches.toml()}",
                 highlight=False,
+                markup=False,
             )
-        else:
+        elif report.subjects:
             out.print("no generalisation tried reaches k: drop a quasi-identifier", highlight=False)

@@ -61,6 +61,19 @@ class Generalization:
             parts.append(f"weight in {self.weight_band_kg} kg bands")
         return ", ".join(parts) or "nothing"
 
+    def toml(self) -> str:
+        """As the ``[generalize]`` table of a profile file (what ``risk`` proposes)."""
+        lines = ["[generalize]"]
+        if self.age_band:
+            lines.append(f"age = {self.age_band}")
+        if self.dates_to_year:
+            lines.append('dates = "year"')
+        if self.size_band_cm:
+            lines.append(f"size = {self.size_band_cm}")
+        if self.weight_band_kg:
+            lines.append(f"weight = {self.weight_band_kg}")
+        return "\n".join(lines)
+
 
 def age_in_band(value: str, years: int) -> str:
     """An Age String in bands of ``years`` (its lower bound)."""

@@ -233,8 +233,9 @@ class RiskReport:
 
     @property
     def ok(self) -> bool:
-        """Whether every class has at least ``wanted_k`` subjects."""
-        return self.below_k == 0
+        """Whether every class has at least ``wanted_k`` subjects, and there is one at
+        least (a release of which nothing could be read is not ok: k would be 0)."""
+        return self.subjects > 0 and self.below_k == 0
 
     def as_dict(self) -> dict[str, object]:
         """For ``--json`` and the audit trail (no values)."""
