@@ -898,3 +898,32 @@ def test_logging_out_ends_the_session_on_the_server(served: tuple[Audited, Serve
     replay.cookies.update(stolen)
     assert replay.get("/", headers={"Accept": "application/json"}).status_code == 401
     assert login(server, "bob").get("/").status_code == 200  # a new login works
+
+
+def test_a_subject_of_withheld_files_only_is_in_the_queue(tmp_path: Path) -> None:
+    """The bundled sample's ultrasound alone (burned-in text): its only file withheld, its
+    subject was missing from the review's queue and from ``track`` (found by an independent
+    black-box test); it is listed, pending, and its page names the withheld file."""
+    sample = Path(__file__).resolve().parents[1] / "examples" / "sample" / "us"
+    (withheld_only,) = [p for p in sample.iterdir() if p.is_file()]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copyfile(withheld_only, inputs / "us.dcm")
+    db = tmp_path / "audit.sqlite"
+    done = cli("run", inputs, tmp_path / "out", "--audit", db, "--key", keygen(tmp_path))
+    assert done.exit_code == 0, done.output
+    with AuditTrail.open(db, create=False) as trail:
+        (record,) = trail.files()
+        assert record.outcome.value == "withheld" and record.subject is not None
+        assert [s.pseudonym for s in trail.subjects()] == [record.subject]
+    store = ReviewStore(str(db))
+    try:
+        store.add_user("bob", PASSWORDS["bob"], Role.REVIEWER)
+    finally:
+        store.close()
+    audited = Audited(str(db), inputs, tmp_path / "out", tmp_path / "none.csv", {}, {})
+    with review_server(audited, tmp_path) as server:
+        bob = login(server, "bob")
+        assert record.subject in bob.get("/").text
+        page = bob.get(f"/subjects/{record.subject}")
+        assert page.status_code == 200 and "withheld" in page.text

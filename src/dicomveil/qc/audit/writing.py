@@ -201,12 +201,20 @@ class AuditWriter(AuditStore):
                 )
             )
             if subject is not None and result.outcome is Outcome.WRITTEN:
-                self._deidentified(conn, subject, run_id, info)
+                self._deidentified(conn, subject, run_id, info, known_only=False)
+            elif subject is not None and result.outcome is Outcome.WITHHELD:  # one to review
+                self._deidentified(conn, subject, run_id, info, known_only=True)
 
-    def _deidentified(self, conn: Connection, subject: str, run_id: int, info: _RunInfo) -> None:
+    def _deidentified(
+        self, conn: Connection, subject: str, run_id: int, info: _RunInfo, *, known_only: bool
+    ) -> None:
+        """The subject's row: made when missing (withheld files only: the queue lists it);
+        with a file written, marked de-identified by this run (its QC due again)."""
         row = conn.execute(
             sa.select(_subjects).where(_subjects.c.pseudonym == subject)
         ).one_or_none()
+        if row is not None and known_only:
+            return
         if row is None:
             try:
                 with conn.begin_nested():
