@@ -387,6 +387,10 @@ def test_tracking_sheet(audit_db: str, tmp_path: Path, key_file: Path) -> None:
     assert shown.exit_code == 0, shown.output
     assert first in shown.stdout and second in shown.stdout and "pending" in shown.stdout
 
+    # the four-eyes rule, on the command line as in the review (found by an independent test)
+    own = cli("track", "--audit", audit_db, "--set", first, "--status", "passed",
+              "--operator", "ada")  # fmt: skip
+    assert own.exit_code == 2 and "four-eyes rule" in own.output, own.output
     passed = cli("track", "--audit", audit_db, "--set", first, "--status", "passed",
                  "--notes", "=looks fine", "--operator", "bob")  # fmt: skip
     assert passed.exit_code == 0, passed.output
@@ -635,3 +639,27 @@ def test_qc_workflow_end_to_end(tmp_path: Path, key_file: Path) -> None:
         assert verification.result == "pass" and verification.findings_count == 0
     sheet = cli("track", "--audit", db)
     assert sheet.exit_code == 0 and "passed" in sheet.stdout
+
+
+def test_a_verification_by_the_de_identifier_decides_no_qc(
+    audit_db: str, tmp_path: Path, key_file: Path
+) -> None:
+    """``verify --audit`` run by the operator who de-identified the release is recorded,
+    but passes no subject: the four-eyes rule (it did: found by an independent test);
+    run by another person it does."""
+    sample = Path(__file__).resolve().parents[1] / "examples" / "sample"
+    out, maps = tmp_path / "out", tmp_path / "maps"
+    ran = cli("run", "--audit", audit_db, "--operator", "ada", "--key", key_file,
+              "--map-dir", maps, sample, out)  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+
+    def statuses() -> set[str]:
+        with AuditTrail.open(audit_db) as trail:
+            written = {f.subject for f in trail.files() if f.outcome.value == "written"}
+            return {s.qc_status.value for s in trail.subjects() if s.pseudonym in written}
+
+    for operator, expected in (("ada", {"pending"}), ("carl", {"passed"})):
+        checked = cli("verify", out, "--against", sample, "--map-dir", maps,
+                      "--audit", audit_db, "--operator", operator)  # fmt: skip
+        assert checked.exit_code == 0, checked.output
+        assert statuses() == expected, operator

@@ -357,3 +357,29 @@ def _subject_record(row: sa.Row[Any]) -> SubjectRecord:
 def _verification_record(row: sa.Row[Any]) -> VerificationRecord:
     record = _record(VerificationRecord, row)
     return dataclasses.replace(record, findings=list(record.findings))
+
+
+def deidentifiers(conn: Connection, pseudonym: str) -> set[str]:
+    """Who de-identified a subject: the operators of the runs that wrote one of its files.
+    The four-eyes rule keeps them from deciding its QC (the review's sign-off, ``track
+    --set``, a verification they run).
+
+    Parameters
+    ----------
+    conn : Connection
+        An open connection (inside the caller's transaction).
+    pseudonym : str
+        The subject.
+
+    Returns
+    -------
+    set of str
+        The operators.
+    """
+    query = (
+        sa.select(_runs.c.operator)
+        .distinct()
+        .join(_files, _files.c.run_id == _runs.c.id)
+        .where(_files.c.subject == pseudonym, _files.c.outcome == Outcome.WRITTEN)
+    )
+    return {str(name) for name in conn.execute(query).scalars() if name}

@@ -53,6 +53,7 @@ from dicomveil.qc.audit.store import (
     _subjects,
     _verification_record,
     _verifications,
+    deidentifiers,
 )
 from dicomveil.qc.audit.writing import AuditWriter
 from dicomveil.qc.statuses import QcStatus as QcStatus  # re-exported: audit's public names
@@ -374,11 +375,5 @@ class AuditTrail(AuditWriter):
         AuditError
             The database cannot be read.
         """
-        query = (
-            sa.select(_runs.c.operator)
-            .distinct()
-            .join(_files, _files.c.run_id == _runs.c.id)
-            .where(_files.c.subject == pseudonym, _files.c.outcome == Outcome.WRITTEN)
-        )
         with self._transaction() as conn:
-            return set(conn.execute(query).scalars())
+            return deidentifiers(conn, pseudonym)

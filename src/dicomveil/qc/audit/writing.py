@@ -33,18 +33,14 @@ from dicomveil.qc.audit.store import (
     _subject_record,
     _subjects,
     _verifications,
+    deidentifiers,
 )
 from dicomveil.qc.statuses import QcStatus, RunStatus
 from dicomveil.runs.batch import FileResult, Outcome, RunConfig, RunSummary
 from dicomveil.standard.tables import EDITION
 
-_VERDICTS: Final = {
-    "pass": QcStatus.PASSED,
-    "passed": QcStatus.PASSED,
-    "findings": QcStatus.FAILED,
-    "fail": QcStatus.FAILED,
-    "failed": QcStatus.FAILED,
-}
+_VERDICTS: Final = {"pass": QcStatus.PASSED, "passed": QcStatus.PASSED}
+_VERDICTS.update(dict.fromkeys(("findings", "fail", "failed"), QcStatus.FAILED))
 
 
 @dataclass
@@ -208,8 +204,7 @@ class AuditWriter(AuditStore):
     def _deidentified(
         self, conn: Connection, subject: str, run_id: int, info: _RunInfo, *, known_only: bool
     ) -> None:
-        """The subject's row: made when missing (withheld files only: the queue lists it);
-        with a file written, marked de-identified by this run (its QC due again)."""
+        """The subject's row (made when missing); de-identified by this run if not known_only."""
         row = conn.execute(
             sa.select(_subjects).where(_subjects.c.pseudonym == subject)
         ).one_or_none()
@@ -459,6 +454,8 @@ class AuditWriter(AuditStore):
                     )
                 )
             for pseudonym in sorted(covered):
+                if operator in deidentifiers(conn, pseudonym):
+                    continue  # recorded, but the four-eyes rule: not their QC decision
                 values: dict[str, Any] = {"verified_by": operator, "verified_at": at}
                 if status is not None:
                     values["qc_status"] = status
@@ -518,6 +515,8 @@ class AuditWriter(AuditStore):
             ).one_or_none()
             if row is None:
                 raise AuditError(f"no subject {pseudonym} in the audit database")
+            if new is not QcStatus.PENDING and operator in deidentifiers(conn, pseudonym):
+                raise AuditError(f"four-eyes rule: {operator} de-identified {pseudonym}")
             values: dict[str, Any] = {"qc_status": new}
             if notes is not None:
                 values["notes"] = notes
