@@ -927,3 +927,29 @@ def test_a_subject_of_withheld_files_only_is_in_the_queue(tmp_path: Path) -> Non
         assert record.subject in bob.get("/").text
         page = bob.get(f"/subjects/{record.subject}")
         assert page.status_code == 200 and "withheld" in page.text
+
+
+def test_signing_off_keeps_the_lab_notes_and_errors_say_what_they_are(
+    served: tuple[Audited, Server],
+) -> None:
+    """A sign-off's note goes after the lab's notes (it replaced them); a subject or file
+    that is not there is 'Not found' (404), a status that is none 'Not understood' (400),
+    not 'Not allowed' (found by an independent black-box test)."""
+    audited, server = served
+    with AuditTrail.open(audited.db, create=False) as trail:
+        subject = next(s for s in trail.subjects() if s.deidentified_by == "ada")
+    bob = login(server, "bob")
+    token = csrf_of(bob.get("/").text)
+    sheet = bob.post(f"/subjects/{subject.pseudonym}/sheet",
+                     data={"csrf": token, "notes": "scanner swapped mid-session"})  # fmt: skip
+    assert sheet.status_code == 303, sheet.text
+    decision = {"csrf": token, "status": "passed", "note": "all series seen"}
+    signed = bob.post(f"/subjects/{subject.pseudonym}/sign-off", data=decision)
+    assert signed.status_code == 303, signed.text
+    with AuditTrail.open(audited.db, create=False) as trail:
+        notes = trail.subject(subject.pseudonym).notes  # type: ignore[union-attr]
+    assert "scanner swapped mid-session" in notes and "all series seen" in notes
+    missing = bob.get("/subjects/NOPE")
+    assert missing.status_code == 404 and "Not found" in missing.text
+    bogus = bob.get("/?status=bogus")
+    assert bogus.status_code == 400 and "Not understood" in bogus.text

@@ -90,6 +90,9 @@ def _index_loop(trail: AuditTrail, store: ReviewStore, stopping: threading.Event
 _INDEX_PAUSE: Final = 60.0
 
 
+_HEADINGS = {400: "Not understood", 404: "Not found"}  # else: "Not allowed" (403)
+
+
 def create_app(settings: ReviewSettings) -> FastAPI:
     """The application, its databases opened (closed when it shuts down).
 
@@ -183,7 +186,10 @@ def create_app(settings: ReviewSettings) -> FastAPI:
         name = request.session.get("user")
         user = store.user(name) if isinstance(name, str) else None
         return routes.page(
-            request, "error.html", {"message": exc.reason, "user": user}, status_code=exc.status
+            request,
+            "error.html",
+            {"message": exc.reason, "user": user, "heading": _HEADINGS.get(exc.status)},
+            status_code=exc.status,
         )
 
     @app.exception_handler(Exception)

@@ -148,7 +148,7 @@ def _status(text: str) -> QcStatus:
     try:
         return QcStatus(text)
     except ValueError:
-        raise ForbiddenError(f"no QC status {text!r}") from None
+        raise ForbiddenError(f"no QC status {text!r}", 400) from None
 
 
 # ------------------------------------------------------------------------------ a subject
@@ -160,7 +160,8 @@ def subject_page(request: Request, pseudonym: str, user: Account) -> HTMLRespons
     files, findings, history; sign-off for reviewers."""
     view = subject_view(_trail(request), _store(request), pseudonym)
     if view is None:
-        return page(request, "error.html", {"user": user, "message": "no such subject"}, 404)
+        found = {"user": user, "message": "no such subject", "heading": "Not found"}
+        return page(request, "error.html", found, 404)
     checks = {}
     for study in view.studies:
         for series in study.series:
@@ -223,13 +224,16 @@ def sign_off(request: Request, pseudonym: str, user: Reviewer, form: Form) -> Re
         raise ForbiddenError("no such subject", 404)
     decision = form.get("status", "")
     if decision not in (QcStatus.PASSED.value, QcStatus.FAILED.value):
-        raise ForbiddenError("sign off as passed or failed")
+        raise ForbiddenError("sign off as passed or failed", 400)
     if user.name in trail.subject_operators(pseudonym) or user.name == subject.deidentified_by:
         store.log(user.name, "four-eyes-refused", pseudonym)
         raise ForbiddenError(
             "four-eyes rule: you de-identified this subject, so another reviewer must sign it off"
         )
     note = form.get("note", "").strip()[:2000]
+    # the sign-off's note goes after the lab's notes, never in their place (it replaced them)
+    if note and subject.notes:
+        note = f"{subject.notes}\n{decision} by {user.name}: {note}"[:2000]
     trail.set_qc(pseudonym, decision, who=user.name, notes=note or subject.notes)
     store.log(user.name, "sign-off", pseudonym, decision)
     return RedirectResponse(f"/subjects/{pseudonym}", status_code=303)
