@@ -953,3 +953,25 @@ def test_signing_off_keeps_the_lab_notes_and_errors_say_what_they_are(
     assert missing.status_code == 404 and "Not found" in missing.text
     bogus = bob.get("/?status=bogus")
     assert bogus.status_code == 400 and "Not understood" in bogus.text
+
+
+def test_an_object_without_pixel_data_shows_no_frame(tmp_path: Path) -> None:
+    """pydicom's RT Plan: '0 frame(s)' and no thumbnail (it showed '1 frame(s)' and an
+    image that answered 404: found by an independent black-box test)."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copyfile(PYDICOM_DATA / "test_files" / "rtplan.dcm", inputs / "rtplan.dcm")
+    db = tmp_path / "audit.sqlite"
+    done = cli("run", inputs, tmp_path / "out", "--audit", db, "--key", keygen(tmp_path))
+    assert done.exit_code == 0, done.output
+    with AuditTrail.open(db, create=False) as trail:
+        (record,) = trail.files()
+    store = ReviewStore(str(db))
+    try:
+        store.add_user("bob", PASSWORDS["bob"], Role.REVIEWER)
+    finally:
+        store.close()
+    audited = Audited(str(db), inputs, tmp_path / "out", tmp_path / "none.csv", {}, {})
+    with review_server(audited, tmp_path) as server:
+        page = login(server, "bob").get(f"/subjects/{record.subject}").text
+    assert "0 frame(s)" in page and "deidentified.png" not in page

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 _HEADER_TAGS = [
+    0x00280010,  # Rows: an image (an RT Plan or an SR has none, and no frame to show)
     0x00080060,  # Modality
     0x0008103E,  # SeriesDescription
     0x00200013,  # InstanceNumber
@@ -319,7 +320,7 @@ def _index_rows(records: list[FileRecord], runs: dict[int, RunRecord]) -> Iterab
                     str(ds.get("Modality", "") or ""),
                     str(ds.get("SeriesDescription", "") or ""),
                     int(number) if number not in (None, "") else None,
-                    int(frames) if frames not in (None, "") else 1,
+                    0 if "Rows" not in ds else int(frames) if frames not in (None, "") else 1,
                 )
             except Exception:  # noqa: S112 - a damaged or replaced output: listed as unreadable
                 continue
