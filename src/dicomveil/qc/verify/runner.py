@@ -338,10 +338,15 @@ def verify(
         )
     if roots and map_dir is None and rules.replace_uids and inputs_by_sop:
         matched = sum(o.matched_by_pixels for o in outcomes)
+        others = (
+            "; the others cannot be: values kept where the profile replaces them, and errors "
+            "their inputs already had, are not compared for them"
+            if matched < len(files)
+            else ""  # there are no others (the note said so all the same)
+        )
         notes.append(
             f"without --map-dir, {matched} of {len(files)} file(s) were matched to their input "
-            "by their pixel data; the others cannot be: values kept where the profile "
-            "replaces them, and errors their inputs already had, are not compared for them"
+            f"by their pixel data{others}"
         )
     inherited = sum(o.inherited_invalid for o in outcomes)
     if inherited:
