@@ -595,3 +595,20 @@ def test_cli_bad_arguments_exit_2(batches: Batches, tmp_path: Path, case: str) -
     result = RUNNER.invoke(app, ["diff", *args])
     assert result.exit_code == 2, result.output
     assert result.stderr.splitlines()[-1].startswith("error: ")
+
+
+def test_a_dummy_date_is_replaced_not_shifted(tmp_path: Path) -> None:
+    """pydicom's RT Plan under the Basic Profile: its RTPlanDate becomes the dummy
+    19000101; the comparison called it 'shifted' by a day offset that told the original
+    date (found by an independent black-box test): it is 'replaced', 'a dummy date'."""
+    from dicomveil.qc.diff import compare_pair
+    from tests.support.commands import PYDICOM_DATA
+
+    original = PYDICOM_DATA / "test_files" / "rtplan.dcm"
+    config = RunConfig(Profile.named("ps3.15-basic"), Key(bytes(32)), tmp_path / "out", workers=1)
+    summary = run([original], config)
+    (written,) = summary.written
+    assert written.output is not None
+    pair = compare_pair(original, written.output)
+    (date,) = [c for c in pair.changes if c.keyword == "RTPlanDate"]
+    assert (date.change, date.detail) == (ChangeKind.REPLACED, "a dummy date")

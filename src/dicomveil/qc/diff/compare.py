@@ -47,6 +47,7 @@ from dicomveil.qc.diff.steps import (
     StepPath,
     _path_keyword,
 )
+from dicomveil.standard.actions import DUMMY_VALUES
 
 _VALUE_CHARS: Final = 64
 _DA: Final = re.compile(r"^(\d{4})\.?(\d{2})\.?(\d{2})$")
@@ -330,7 +331,9 @@ def _compare_values(
         return record
     record.change = ChangeKind.REPLACED
     if isinstance(a, tuple) and isinstance(b, tuple):
-        if o.VR in ("DA", "DT") and d.VR == o.VR and not _is_empty(a):
+        if o.VR in ("DA", "DT") and d.VR == o.VR and set(b) == {DUMMY_VALUES[o.VR]}:
+            record.detail = "a dummy date"  # replaced, not moved: no day offset to show
+        elif o.VR in ("DA", "DT") and d.VR == o.VR and not _is_empty(a):
             record.shift = _day_shift(o.VR, a, b)
         elif o.VR == "UI" and any(x in uid_map for x in a):
             mapped = len(a) == len(b) and all(
