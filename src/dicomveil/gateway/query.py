@@ -476,7 +476,10 @@ class FindHandler(Handler):
                     yield 0x0000, None
                     return
                 confined_query(upstream_query, confinement, level)
-            held = held_back(identifier, upstream_query)
+            # a worklist's answers are matched upstream only: the scanner's user types what
+            # the RIS holds (a real name), never what the de-identified answer holds
+            worklist = model == ModalityWorklistInformationFind
+            held = {} if worklist else held_back(identifier, upstream_query)
         except Exception:
             yield _find_failure("the query identifier cannot be decoded", 0xA900)
             return
