@@ -1784,6 +1784,42 @@ def test_sanitize_query_passes_only_what_cannot_identify() -> None:
     assert sanitize_query(query, retained).StudyInstanceUID == "2.25.1"
 
 
+def _ris(handlers: list[Any]) -> tuple[Any, int]:
+    """A pynetdicom MPPS SCP (the RIS) on loopback with ``handlers``: its server and port."""
+    upstream = AE(ae_title="RIS")
+    upstream.add_supported_context(MPPS)
+    port = free_port()
+    server = upstream.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
+    assert server is not None
+    return server, port
+
+
+def _mpps_config(tmp_path: Path, corpus: Corpus, port: int, route: str = "") -> Path:
+    """A gateway whose route "modality" (calling AE SCANNER, ``route`` added to it) forwards
+    MPPS to the RIS on ``port``."""
+    return write_config(
+        tmp_path,
+        f"""
+[gateway]
+port = 0
+state_dir = "state"
+timeout = 10
+
+[[route]]
+name = "modality"
+calling_ae = ["SCANNER"]
+key = "@KEY@"
+{route}
+
+[route.mpps]
+host = "127.0.0.1"
+port = {port}
+ae_title = "RIS"
+""",
+        corpus,
+    )
+
+
 def test_mpps_is_forwarded_de_identified(
     tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
 ) -> None:
@@ -1798,34 +1834,9 @@ def test_mpps_is_forwarded_de_identified(
 
     from pynetdicom import evt
 
-    upstream = AE(ae_title="RIS")
-    upstream.add_supported_context(MPPS)
-    upstream_port = free_port()
-    server = upstream.start_server(
-        ("127.0.0.1", upstream_port), block=False, evt_handlers=[(evt.EVT_N_CREATE, on_create)]
-    )
-    assert server is not None
+    server, upstream_port = _ris([(evt.EVT_N_CREATE, on_create)])
     try:
-        config = write_config(
-            tmp_path,
-            f"""
-[gateway]
-port = 0
-state_dir = "state"
-timeout = 10
-
-[[route]]
-name = "modality"
-calling_ae = ["SCANNER"]
-key = "@KEY@"
-
-[route.mpps]
-host = "127.0.0.1"
-port = {upstream_port}
-ae_title = "RIS"
-""",
-            corpus,
-        )
+        config = _mpps_config(tmp_path, corpus, upstream_port)
         gateway = gateways(config)
         patient = synthetic.fake_patient(1)
         step = Dataset()
@@ -1876,34 +1887,10 @@ def test_an_mpps_step_keeps_one_date_offset_from_create_to_set(
         received.append(("set", str(uid), event.modification_list))
         return 0x0000, event.modification_list
 
-    upstream = AE(ae_title="RIS")
-    upstream.add_supported_context(MPPS)
-    upstream_port = free_port()
-    handlers: list[Any] = [(evt.EVT_N_CREATE, on_create), (evt.EVT_N_SET, on_set)]
-    server = upstream.start_server(("127.0.0.1", upstream_port), block=False, evt_handlers=handlers)
-    assert server is not None
+    server, upstream_port = _ris([(evt.EVT_N_CREATE, on_create), (evt.EVT_N_SET, on_set)])
     try:
-        config = write_config(
-            tmp_path,
-            f"""
-[gateway]
-port = 0
-state_dir = "state"
-timeout = 10
-
-[[route]]
-name = "modality"
-calling_ae = ["SCANNER"]
-key = "@KEY@"
-options = ["retain-long-modified-dates"]
-
-[route.mpps]
-host = "127.0.0.1"
-port = {upstream_port}
-ae_title = "RIS"
-""",
-            corpus,
-        )
+        dates = 'options = ["retain-long-modified-dates"]'
+        config = _mpps_config(tmp_path, corpus, upstream_port, dates)
         gateway = gateways(config)
         patient = synthetic.fake_patient(2)
         step = Dataset()

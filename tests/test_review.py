@@ -906,22 +906,10 @@ def test_a_subject_of_withheld_files_only_is_in_the_queue(tmp_path: Path) -> Non
     black-box test); it is listed, pending, and its page names the withheld file."""
     sample = Path(__file__).resolve().parents[1] / "examples" / "sample" / "us"
     (withheld_only,) = [p for p in sample.iterdir() if p.is_file()]
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    shutil.copyfile(withheld_only, inputs / "us.dcm")
-    db = tmp_path / "audit.sqlite"
-    done = cli("run", inputs, tmp_path / "out", "--audit", db, "--key", keygen(tmp_path))
-    assert done.exit_code == 0, done.output
-    with AuditTrail.open(db, create=False) as trail:
-        (record,) = trail.files()
+    audited, record = _one_file_reviewed(tmp_path, withheld_only)
+    with AuditTrail.open(audited.db, create=False) as trail:
         assert record.outcome.value == "withheld" and record.subject is not None
         assert [s.pseudonym for s in trail.subjects()] == [record.subject]
-    store = ReviewStore(str(db))
-    try:
-        store.add_user("bob", PASSWORDS["bob"], Role.REVIEWER)
-    finally:
-        store.close()
-    audited = Audited(str(db), inputs, tmp_path / "out", tmp_path / "none.csv", {}, {})
     with review_server(audited, tmp_path) as server:
         bob = login(server, "bob")
         assert record.subject in bob.get("/").text
@@ -958,9 +946,18 @@ def test_signing_off_keeps_the_lab_notes_and_errors_say_what_they_are(
 def test_an_object_without_pixel_data_shows_no_frame(tmp_path: Path) -> None:
     """pydicom's RT Plan: '0 frame(s)' and no thumbnail (it showed '1 frame(s)' and an
     image that answered 404: found by an independent black-box test)."""
+    audited, record = _one_file_reviewed(tmp_path, PYDICOM_DATA / "test_files" / "rtplan.dcm")
+    with review_server(audited, tmp_path) as server:
+        page = login(server, "bob").get(f"/subjects/{record.subject}").text
+    assert "0 frame(s)" in page and "deidentified.png" not in page
+
+
+def _one_file_reviewed(tmp_path: Path, source: Path) -> tuple[Audited, Any]:
+    """``dicomveil run --audit`` on one file, with bob as a reviewer: the run and the file's
+    record."""
     inputs = tmp_path / "in"
     inputs.mkdir()
-    shutil.copyfile(PYDICOM_DATA / "test_files" / "rtplan.dcm", inputs / "rtplan.dcm")
+    shutil.copyfile(source, inputs / source.name)
     db = tmp_path / "audit.sqlite"
     done = cli("run", inputs, tmp_path / "out", "--audit", db, "--key", keygen(tmp_path))
     assert done.exit_code == 0, done.output
@@ -971,7 +968,4 @@ def test_an_object_without_pixel_data_shows_no_frame(tmp_path: Path) -> None:
         store.add_user("bob", PASSWORDS["bob"], Role.REVIEWER)
     finally:
         store.close()
-    audited = Audited(str(db), inputs, tmp_path / "out", tmp_path / "none.csv", {}, {})
-    with review_server(audited, tmp_path) as server:
-        page = login(server, "bob").get(f"/subjects/{record.subject}").text
-    assert "0 frame(s)" in page and "deidentified.png" not in page
+    return Audited(str(db), inputs, tmp_path / "out", tmp_path / "none.csv", {}, {}), record

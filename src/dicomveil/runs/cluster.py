@@ -43,7 +43,7 @@ import pydicom
 
 from dicomveil._version import __version__
 from dicomveil.cleaners.text import Identifiers
-from dicomveil.errors import ClusterError, DicomveilError
+from dicomveil.errors import ClusterError, safe_reason
 from dicomveil.runs.batch import (
     Collector,
     FileResult,
@@ -385,11 +385,9 @@ def run_on_dask(
                 work = Work(_run_batch, job, batches, retries, name=job.token)
                 for batch, outcome in executor.map(work):
                     if isinstance(outcome, BaseException):
-                        # Our own errors name no values read from files; others may: type only.
-                        why = str(outcome) if isinstance(outcome, DicomveilError) else ""
                         reason = (
-                            f"the task failed {retries + 1} time(s) ({type(outcome).__name__}"
-                            f"{': ' + why if why else ''}); run again to complete the output"
+                            f"the task failed {retries + 1} time(s) ({safe_reason(outcome)}); "
+                            "run again to complete the output"
                         )
                         outcome = [FileResult(task, Outcome.FAILED, reason) for task in batch]
                     for result in outcome:
