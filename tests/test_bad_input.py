@@ -20,7 +20,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,10 +30,12 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 import dicomveil.io.write as dv_io
+from dicomveil.errors import InputError
 from dicomveil.identity.keys import read_key
 from dicomveil.io.read import _LONG_VRS, SourceFile
 from dicomveil.profiles import Profile
-from dicomveil.runs.batch import Outcome, RunConfig, run
+from dicomveil.runs.batch import Outcome, RunConfig, discover, run
+from dicomveil.runs.maps import PENDING_MAPS, MapError
 from tests.support.commands import cli, keygen
 from tests.support.synthetic import PhiRecord, ct_series, fake_patient, phi_of, write_series
 
@@ -374,6 +376,30 @@ def test_file_names_with_brackets_are_reported_verbatim(tmp_path: Path, key: Pat
     assert len(assert_clean_output(out)) == 2
 
 
+def test_names_that_are_not_utf8_or_hold_control_characters(tmp_path: Path, key: Path) -> None:
+    """A Latin-1 file name (legacy archives: "Müller") and one holding a newline and a
+    terminal escape: the run writes both, its JSON report, audit trail and maps name them
+    with \\xNN escapes (a black-box test: UnicodeEncodeError ended the whole run)."""
+    source = tmp_path / "input"
+    paths, _ = series(source, seed=33, n=2)
+    paths[0].rename(source / os.fsdecode(b"M\xfcller.dcm"))
+    paths[1].rename(source / "bad\nsummary: written 9999\x1b[31m.dcm")
+    out, maps = tmp_path / "output", tmp_path / "maps"
+
+    result = cli(
+        "run", "--key", key, "--workers", "1", "--json", tmp_path / "r.json", "--audit",
+        tmp_path / "a.sqlite", "--redact-paths", "--map-dir", maps, "-v", source, out,
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert len(assert_clean_output(out)) == 2
+    report = (tmp_path / "r.json").read_text(encoding="utf-8")
+    assert report.count('"outcome": "written"') == 2
+    inputs = (maps / "paths.csv").read_text(encoding="utf-8")
+    assert "M\\xfcller.dcm" in inputs and "bad\\x0asummary: written 9999\\x1b[31m.dcm" in inputs
+    assert "\x1b" not in result.stderr and "written 9999\n" not in result.stderr
+
+
 # --------------------------------------------------------------------------------------------
 # Profiles that cannot be used
 
@@ -577,6 +603,123 @@ def _script() -> str:
     found = shutil.which("dicomveil")
     assert found is not None, "the dicomveil console script is not installed"
     return found
+
+
+def test_a_second_run_into_a_held_output_changes_nothing(tmp_path: Path, key: Path) -> None:
+    """A run holds its output folder: a second run into it is refused before it removes the
+    first one's temporaries in flight (a black-box test: it removed them, and the first run
+    lost files), and a run after the first removes what an interrupted run left."""
+    source = tmp_path / "input"
+    series(source, seed=34, n=2)
+    out = tmp_path / "output"
+    out.mkdir()
+    config = RunConfig(profile=Profile.named("ps3.15-basic"), key=read_key(key), output=out)
+    claim = dv_io.claim_output(out)  # the first run, writing
+    in_flight = out / f".IM1.abc{dv_io.TEMP_SUFFIX}"
+    in_flight.write_bytes(b"half")
+    try:
+        with pytest.raises(InputError, match="another run is writing into the output folder"):
+            run([source], config)
+        assert in_flight.exists() and not any(out.rglob("*.dcm"))
+    finally:
+        claim.release()
+    summary = run([source], config)
+    assert len(summary.written) == 2 and not in_flight.exists()
+
+
+def test_an_interrupted_run_resumed_has_every_map_row(tmp_path: Path, key: Path) -> None:
+    """The maps of the inputs an interrupted run did are kept for the run that resumes it
+    (which skips those inputs), and an input whose output was removed is done again (a
+    black-box test: the maps lost every input done before a kill, and a resume into an
+    emptied output wrote nothing)."""
+    for seed in (35, 36):
+        series(tmp_path / "input" / str(seed), seed=seed, n=3)
+    profile, secret = Profile.named("ps3.15-basic"), read_key(key)
+    base = RunConfig(profile=profile, key=secret, output=tmp_path / "whole", workers=1)
+    whole = replace(base, map_dir=tmp_path / "whole-maps")
+    run([tmp_path / "input"], whole)
+    config = replace(
+        base, output=tmp_path / "out", map_dir=tmp_path / "maps", state_dir=tmp_path / "state"
+    )
+    done: list[object] = []
+
+    def interrupt(result: object) -> None:
+        done.append(result)
+        if len(done) == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run([tmp_path / "input"], config, progress=interrupt)
+    summary = run([tmp_path / "input"], replace(config, resume=True))
+
+    assert summary.resumed == 4 and len(summary.written) == 2
+    for name in ("patients.csv", "uids.csv", "instances.csv", "date_offsets.csv"):
+        expected = (tmp_path / "whole-maps" / name).read_text()
+        assert (tmp_path / "maps" / name).read_text() == expected, name
+    assert not (tmp_path / "maps" / PENDING_MAPS).exists()
+    removed = sorted((tmp_path / "out").rglob("*.dcm"))[0]
+    removed.unlink()
+    again = run([tmp_path / "input"], replace(config, resume=True))
+    assert again.resumed == 5 and len(again.written) == 1 and removed.exists()
+
+
+def test_maps_that_cannot_be_written_are_kept_for_the_next_run(
+    tmp_path: Path, key: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk under the map folder at the run's end: an error that says so (no
+    traceback), and the entries stay in the folder's pending store, written by the next run
+    (a black-box test: a traceback, and a resume wrote empty maps)."""
+    series(tmp_path / "input", seed=37, n=2)
+    config = RunConfig(
+        profile=Profile.named("ps3.15-basic"), key=read_key(key), output=tmp_path / "out",
+        workers=1, map_dir=tmp_path / "maps", state_dir=tmp_path / "state",
+    )  # fmt: skip
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("dicomveil.runs.maps._write_csv", full)
+        with pytest.raises(MapError, match=r"No space left on device.*run again"):
+            run([tmp_path / "input"], config)
+    assert (tmp_path / "maps" / PENDING_MAPS).exists()
+    summary = run([tmp_path / "input"], replace(config, resume=True))
+    assert summary.resumed == 2
+    assert len((tmp_path / "maps" / "uids.csv").read_text().splitlines()) > 2
+
+
+def test_a_file_reached_twice_is_done_and_counted_once(tmp_path: Path, key: Path) -> None:
+    """Inputs that overlap (a folder, one of its subfolders, one of its files, the folder
+    again): each file once (a black-box test: 250 written for 200 files)."""
+    source = tmp_path / "input"
+    series(source, seed=38, n=2)
+    paths, _ = series(source / "sub", seed=39, n=2)
+    config = RunConfig(
+        profile=Profile.named("ps3.15-basic"), key=read_key(key), output=tmp_path / "out"
+    )
+    summary = run([source, source / "sub", paths[0], source], config)
+    assert len(summary.results) == len(summary.written) == 4
+
+
+def test_an_input_changed_while_the_run_reads_it_is_done_again(tmp_path: Path, key: Path) -> None:
+    """The journal records an input as it was found, before it was read: one changed after
+    that is done again by a resume (a black-box test: the journal recorded the changed file
+    as done, and the output kept the old patient's pseudonym)."""
+    source = tmp_path / "input"
+    paths, _ = series(source, seed=40, n=2)
+    config = RunConfig(
+        profile=Profile.named("ps3.15-basic"), key=read_key(key), output=tmp_path / "out",
+        workers=1, state_dir=tmp_path / "state",
+    )  # fmt: skip
+    tasks = list(discover([source]))
+    changed = dcmread(paths[0])
+    changed.PatientID = "CHANGED-ID"
+    changed.save_as(paths[0])  # after it was found, before it was read
+
+    run([source], config, tasks=tasks)
+    again = run([source], replace(config, resume=True))
+
+    assert again.resumed == 1 and [r.task.path for r in again.written] == [paths[0]]
 
 
 def test_interrupted_run_then_rerun_equals_a_clean_run(tmp_path: Path, key: Path) -> None:

@@ -340,6 +340,37 @@ def test_sequences_under_clean_descriptors_are_walked(
     assert request.StudyInstanceUID == out.StudyInstanceUID != original.StudyInstanceUID
 
 
+def test_a_local_codes_meaning_loses_the_patients_values(
+    make_engine: EngineFactory, patient: synthetic.FakePatient
+) -> None:
+    """A site's own code (a local coding scheme) may name the patient in its meaning: kept
+    under clean-descriptors, it is cleaned of the patient's values, and only of them; a
+    standard code's meaning stays the standard's words (found by a black-box test: the
+    option kept "Protocol for <patient>" that the Basic Profile removes with the sequence)."""
+    ds = _ct(patient)
+    surname = patient.surname.title()
+    local = Dataset()
+    local.CodeValue, local.CodingSchemeDesignator = "P17", "99LOCAL"
+    local.CodeMeaning = f"Protocol for {patient.given_name.title()} {surname}"
+    concept = Dataset()
+    concept.CodeValue, concept.CodingSchemeDesignator = "C1", "L"
+    concept.CodeMeaning = f"Head CT {surname}"
+    local.ConceptNameCodeSequence = Sequence([concept])
+    standard = Dataset()
+    standard.CodeValue, standard.CodingSchemeDesignator = "113701", "DCM"
+    standard.CodeMeaning = f"X-Ray Radiation Dose Report {surname}"  # the standard's, kept
+    (request,) = ds.RequestAttributesSequence
+    request.ScheduledProtocolCodeSequence = Sequence([local])
+    request.RequestedProcedureCodeSequence = Sequence([standard])
+    out = deid(make_engine("ps3.15-basic", "clean-descriptors"), ds)
+    (cleaned,) = out.RequestAttributesSequence
+    code = cleaned.ScheduledProtocolCodeSequence[0]
+    assert code.CodeMeaning == "Protocol for [NAME]"
+    assert code.ConceptNameCodeSequence[0].CodeMeaning == "Head CT [NAME]"
+    kept = cleaned.RequestedProcedureCodeSequence[0]
+    assert kept.CodeMeaning == standard.CodeMeaning
+
+
 def test_replacement_tokens_come_from_the_profile(
     tmp_path: Path, make_engine: EngineFactory, patient: synthetic.FakePatient
 ) -> None:

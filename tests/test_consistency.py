@@ -335,6 +335,23 @@ def test_map_dir_writes_midi_b_maps(study: Path, tmp_path: Path) -> None:
     assert ExplicitVRLittleEndian not in mapped
 
 
+def test_a_patient_without_an_id_has_its_map_rows(tmp_path: Path) -> None:
+    """A file without a PatientID is pseudonymised (by name) and shifted: date_offsets.csv
+    says by how much, its patient_id empty (found by a black-box test on nibabel's DWI files:
+    no row); patients.csv pairs IDs only (a crosswalk: no row without an original ID)."""
+    patient = synthetic.fake_patient(8)
+    series = synthetic.ct_series(patient, seed=8, n_slices=2, rows=8, columns=8)
+    for ds in series:
+        ds.PatientID = ""
+    synthetic.write_series(series, tmp_path / "in")
+    maps = tmp_path / "maps"
+    summary = _run(tmp_path / "in", tmp_path / "out", "retain-long-modified-dates", map_dir=maps)
+    pseudonym = _read(summary)[0].PatientID
+    assert (maps / "patients.csv").read_text().splitlines() == ["id_old,id_new"]  # IDs only
+    offsets = (maps / "date_offsets.csv").read_text().splitlines()
+    assert len(offsets) == 2 and offsets[1].startswith(f",{pseudonym},")
+
+
 def test_an_engines_outputs_stay_independent_of_later_files(
     ct: list[FileDataset], make_engine: EngineFactory
 ) -> None:

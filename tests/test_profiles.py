@@ -307,6 +307,28 @@ def test_custom_profile_can_extend_another_file(tmp_path: Path) -> None:
     assert {Option.RETAIN_UIDS, Option.RETAIN_SAFE_PRIVATE} <= child.options
 
 
+def test_u_on_a_private_text_removes_it(
+    tmp_path: Path, make_engine: EngineFactory, patient: synthetic.FakePatient
+) -> None:
+    """U replaces UIDs; a private element it is given that holds no UID (a name) is removed,
+    never kept as it was (a black-box test: a U rule kept the original value)."""
+    path = write_profile(
+        tmp_path,
+        'extends = "ps3.15-basic"\n[[rules]]\n'
+        'private = { creator = "ACME", group = "0011", element = "xx01" }\naction = "U"\n',
+        "u.toml",
+    )
+    source = _mr(patient)
+    block = source.private_block(0x0011, "ACME", create=True)
+    block.add_new(0x01, "LO", str(patient.name))
+    block.add_new(0x02, "UI", "1.2.3.4.5")  # no rule: removed with the private groups
+    out = deid(make_engine(Profile.from_file(path)), source)
+    assert 0x00111001 not in out
+    assert str(patient.name).encode() not in b"".join(
+        bytes(e.value) if isinstance(e.value, bytes) else str(e.value).encode() for e in out
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -320,6 +342,7 @@ def test_custom_profile_can_extend_another_file(tmp_path: Path) -> None:
             '[[rules]]\nkeyword = "StudyDate"\naction = "replace"\nvalue = "{birthday}"',
             r"unknown template field",
         ),
+        ('[[rules]]\nkeyword = "StudyDate"\naction = "U"', r"rules\[0\]: action U replaces UIDs"),
         ('options = ["retain-nothing"]', r"options\[0\]: unknown option"),
         (
             '[[rules]]\nkeyword = "OtherPatientIDsSequence"\naction = "replace"\nvalue = "Anon"',

@@ -117,3 +117,26 @@ def test_a_name_the_file_holds_that_is_an_eponym_is_kept_there() -> None:
     for text in ("pouch of Douglas obliterated", "Douglas pouch free", "GRACE score 120"):
         assert known.find(text) == [], text
     assert [s.category.value for s in known.find("Mrs Douglas called")] == ["name"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "cleaned"),
+    [
+        # joined to other characters (found by black-box tests)
+        ("Nakamura^Haruki", "NakamuraLab", "[NAME]Lab"),
+        ("Nakamura^Haruki", "HNakamura", "H[NAME]"),
+        ("Nakamura^Haruki", "NAKAMURA1_1_1", "[NAME]1_1_1"),
+        ("Lee^Ann", "Sleep lab, annual review", "Sleep lab, annual review"),
+        # scripts written without spaces between words
+        ("ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう", "患者 山田太郎 様", "患者 [NAME] 様"),
+        ("김희중", "환자 검사 김희중씨", "환자 검사 [NAME]씨"),
+        # any case, in Greek and Cyrillic too
+        ("Διονυσιος", "Ασθενής ΔΙΟΝΥΣΙΟΣ εξέταση", "Ασθενής [NAME] εξέταση"),
+        ("Иванов^Иван", "пациент ИВАНОВ", "пациент [NAME]"),
+    ],
+)
+def test_the_patients_name_however_it_is_joined_or_cased(
+    name: str, text: str, cleaned: str
+) -> None:
+    known = Identifiers(names=frozenset({name}))
+    assert TextCleaner().clean(text, known).text == cleaned

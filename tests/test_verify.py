@@ -294,6 +294,25 @@ def test_a_name_only_another_file_of_the_patient_holds(tmp_path: Path) -> None:
     assert found(report, Check.LEAK, Category.NAME, "ImageComments")
 
 
+def test_a_surname_in_a_kept_code_meaning(tmp_path: Path) -> None:
+    """The Basic Profile keeps the code sequences Table E.1-1 does not list; a local code's
+    meaning that names the patient ("Head of <surname>") is a leak verify reports, though
+    the input's code meaning holds the surname too (its words were taken for vocabulary
+    and the surname was no longer looked for: found by a black-box test)."""
+    patient = synthetic.fake_patient(3)
+    originals = synthetic.ct_series(patient, seed=3, n_slices=2, rows=16, columns=16)
+    for ds in originals:
+        code = Dataset()
+        code.CodeValue, code.CodingSchemeDesignator = "R1", "99LOCAL"
+        code.CodeMeaning = f"Head of {patient.surname.title()}"
+        ds.AnatomicRegionSequence = Sequence([code])
+    synthetic.write_series(originals, tmp_path / "in")
+    config = RunConfig(profile=BASIC, key=KEY, output=tmp_path / "out", workers=1)
+    run([tmp_path / "in"], config)
+    report = verify(tmp_path / "out", against=tmp_path / "in", profile=BASIC, workers=1)
+    assert found(report, Check.LEAK, Category.NAME, "AnatomicRegionSequence[0]>CodeMeaning")
+
+
 def test_id_in_a_nested_sequence_item(basic: Case, tmp_path: Path) -> None:
     case = basic.clone(tmp_path)
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, MutableSequence
 from typing import Any, Final, cast
 
 from dicomveil.cleaners.base import Cleaning, Context, Element, Outcome, as_list
+from dicomveil.cleaners.structured import CODE_MEANING
 from dicomveil.cleaners.text import TEXT_VRS, VR_MAX_LENGTH, Category, Cleaned
 
 
@@ -68,7 +69,15 @@ def clean_text(element: Element, context: Context) -> Cleaning | None:
         return None  # not decodable as text
     values = [str(v) for v in as_list(value) if v is not None]
     limit = VR_MAX_LENGTH.get(element.vr)
-    results = [context.text.clean(v, context.identifiers, max_length=limit) for v in values]
+    if element.tag == CODE_MEANING:
+        # a coded entry: clinical terms the patterns would take for names; only the
+        # patient's own values are looked for (a local code's "Protocol for Smith")
+        known = context.identifiers
+        if known is None:
+            return Cleaning(Outcome.KEEP_AS_IS, " (a code meaning: kept)")
+        results = [context.text.clean_known(v, known, max_length=limit) for v in values]
+    else:
+        results = [context.text.clean(v, context.identifiers, max_length=limit) for v in values]
     changed = any(r.changed for r in results)
     if element.vr == "CS" and changed:
         return None  # a code string cannot take a token: the Basic Profile's action

@@ -11,8 +11,9 @@ Inside, :func:`decision_in_structure` tightens each element's decision:
   name the patient's pseudonym, anyone else a pseudonym of their own
   (:func:`person_pseudonym`), the same in every file;
 - free text (TEXT content items, text objects, labels, descriptions) is cleaned like a
-  descriptor (:mod:`dicomveil.cleaners.text`); coded entries (Code Value, Code Meaning,
-  ...) are kept;
+  descriptor (:mod:`dicomveil.cleaners.text`); coded entries (Code Value, Coding Scheme
+  Designator, ...) are kept, a Code Meaning cleaned of the patient's own values only (a
+  local code's "Protocol for Smith"; clinical terms stay);
 - dates and times follow the date policy: shifted (``retain-long-modified-dates``), kept
   (``retain-long-full-dates``), otherwise replaced by dummies valid for the VR;
 - UIDs and references are mapped as everywhere else; numbers, codes and graphic data stay.
@@ -36,7 +37,9 @@ from dicomveil.standard import tables
 from dicomveil.standard.actions import Action, Code, Decision
 from dicomveil.standard.options import Option
 
-# Coded entries (PS3.3 Table 8.8-1 Code Sequence Macro and template identification): kept.
+# Coded entries (PS3.3 Table 8.8-1 Code Sequence Macro and template identification): kept,
+# but a code meaning, cleaned of the patient's own values (:data:`CODE_MEANING`).
+CODE_MEANING: Final = 0x00080104
 CODE_TAGS: Final = frozenset(
     {
         0x00080100,  # CodeValue
@@ -165,6 +168,15 @@ def decision_in_structure(
         if not listed or decision.code in (Action.KEEP, Code.K):
             return Decision(Action.DUMMY, decision.source + " (a name in a cleaned structure)")
         return decision
+    if tag == CODE_MEANING and clean_text and vr in TEXT_VRS:
+        # a local code's meaning may name the patient ("Protocol for Smith"): the patient's
+        # own values are replaced, clinical terms kept (the free-text cleaner's rule)
+        return Decision(
+            Action.CLEAN,
+            decision.source + " (a code meaning in a cleaned structure: the patient's values)",
+            option=Option.CLEAN_STRUCTURED_CONTENT,
+            fallback=Code.K,
+        )
     if vr in TEXT_VRS and vr != "CS" and tag not in CODE_TAGS:
         if not clean_text:
             if listed:
@@ -181,6 +193,20 @@ def decision_in_structure(
     if vr in _DATE_VRS and not listed and not keep_dates:
         return Decision(Action.DUMMY, decision.source + " (a date in a cleaned structure)")
     return decision
+
+
+def standard_code(item: Dataset) -> bool:
+    """Whether a code item is of a standard coding scheme (DCM, SCT, LN, ...): its meaning
+    is the standard's words, kept. A local scheme's (a designator "99..." or "L", PS3.16
+    8.2; none given) may be a site's free text: cleaned of the patient's own values."""
+    try:
+        designator = str(item.get(0x00080102).value or "").strip().upper()
+    except Exception:  # no designator, or one pydicom cannot read: not a standard one
+        return False
+    return bool(designator) and not designator.startswith("99") and designator not in _LOCAL
+
+
+_LOCAL: Final = frozenset({"L", "LOCAL", "PRIVATE"})
 
 
 def repeater_vr(tag: int, vr: str) -> str:

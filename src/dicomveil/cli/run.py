@@ -36,13 +36,12 @@ from dicomveil.runs.batch import (
     Outcome,
     RunConfig,
     RunSummary,
-    check_locations,
     run,
 )
 from dicomveil.runs.dicomdir import write_dicomdir
 from dicomveil.runs.journal import default_state_dir
 from dicomveil.runs.maps import GATE_PREFIX
-from dicomveil.runs.output_key import check_output_key
+from dicomveil.runs.output_key import check_locations, check_output_key
 from dicomveil.standard.options import Option
 from dicomveil.standard.tables import EDITION
 
@@ -406,7 +405,11 @@ class _Spool:
             if result.outcome is Outcome.WRITTEN
             else None,
         }
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        try:
+            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except OSError as exc:  # a full disk: the run stops with the reason, no traceback
+            reason = exc.strerror or type(exc).__name__
+            raise DicomveilError(f"cannot write the --json report's records ({reason})") from None
 
     def read(self) -> Iterator[Any]:
         """The records, in the order they were spooled."""

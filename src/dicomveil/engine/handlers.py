@@ -22,10 +22,12 @@ from dicomveil.cleaners import CLEANERS, Cleaning, Context, Element, Outcome
 from dicomveil.cleaners.free_text import stored_value
 from dicomveil.cleaners.structured import (
     CLEANED_D_SEQUENCES,
+    CODE_MEANING,
     CONTENT_TREE_SEQUENCES,
     dummy_code_item,
     is_code_sequence,
     repeater_vr,
+    standard_code,
 )
 from dicomveil.engine.risks import content_tree_reason
 from dicomveil.engine.values import CLASS_UID_TAGS, numeric_text, validate
@@ -119,8 +121,9 @@ def uid(walk: Walk, at: At, decision: Decision, source: str) -> bool:
     if vr == "SQ":
         if not _references(walk, ds, tag, raw):
             walk.sequence(ds, tag, path)
-    else:
-        walk.uids(ds, tag, vr, source)
+    elif not walk.uids(ds, tag, vr, source) and vr != "UI":
+        # not a UID (a private element's text, a custom rule's U on a date): never kept
+        return remove(walk, at, decision, source + " (U on a value that is not a UID: removed)")
     walk.report(path, tag, vr, "U", source)
     return True
 
@@ -184,6 +187,9 @@ def clean(walk: Walk, at: At, decision: Decision, source: str) -> bool:
     """C: the option's cleaner (:data:`dicomveil.cleaners.CLEANERS`); where it cannot
     clean the element, the Basic Profile's action for it."""
     ds, tag, vr, path = at.ds, at.tag, at.vr, at.path
+    if tag == CODE_MEANING and standard_code(ds):
+        walk.report(path, tag, vr, "K", source + " (a standard coding scheme's meaning: kept)")
+        return True
     option = decision.option
     cleaner = CLEANERS.get(option) if option is not None else None
     if cleaner is not None:

@@ -169,6 +169,10 @@ def in_cohort(
     patient = str(answer[_PATIENT_ID].value or "").strip() if _PATIENT_ID in answer else None
     if confinement.patients is not None and patient not in confinement.patients:
         return False
+    if patient and key != _PATIENT_ID and not cohort.has_patient(project, patient):
+        # another patient's record under a cohort UID (a study UID an archive reused, a
+        # study reconciled onto someone else): never shown
+        return False
     for tag, originals in confinement.uids.items():
         if tag in answer and str(answer[tag].value or "").strip() not in originals:
             return False
@@ -204,9 +208,10 @@ def sanitize_query(
     """The query to send upstream: every key stays a return key, but a matching value
     passes only where it cannot identify and means the same upstream.
 
-    A value passes when it is a universal match (empty or ``*``), when the profile keeps
-    the attribute unchanged (``K``; UIDs only with ``retain-uids``, dates only when they
-    are not shifted), or when the route lists the keyword in ``pass_query_keys``. Every other
+    A universal match (empty or ``*``) is sent empty (a return key). A value passes when
+    the profile keeps the attribute unchanged (``K``; UIDs only with ``retain-uids``, dates
+    only when they are not shifted), or when the route lists the keyword in
+    ``pass_query_keys``. Every other
     value (patient names and IDs, dates, accession numbers, descriptions, and the
     pseudonymous UIDs of the de-identified data, which cannot be mapped back) is sent empty.
     Sequences are sanitized item by item. Private keys are sent empty.
@@ -234,9 +239,10 @@ def sanitize_query(
         elif elem.VR == "SQ":
             items = [sanitize_query(item, compiled, pass_keys) for item in elem.value or []]
             out[tag] = DataElement(tag, "SQ", Sequence(items))
-        elif _is_universal(elem.value) or _decision_keeps(compiled, tag, elem.VR):
+        elif _decision_keeps(compiled, tag, elem.VR) and not _is_universal(elem.value):
             out[tag] = elem
-        else:
+        else:  # "*" too: a return key matches every value, an empty one too (archives
+            # differ on "*": dcmqrscp's skips empty values, Orthanc 1.10's QIDO-RS all)
             out[tag] = DataElement(tag, elem.VR, None)
     return out
 

@@ -15,6 +15,7 @@ a fresh one (:func:`build_file_meta`): dicomveil's identity, nothing of the sour
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import struct
@@ -464,6 +465,57 @@ def fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+class OutputClaim:
+    """A run's hold on its output folder: an exclusive ``flock`` on the folder itself (no
+    file in it), taken before the temporaries an interrupted run left are removed, so that
+    a second run into the folder neither removes the first one's files in flight nor
+    writes beside it (see :func:`claim_output`)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        """Let the folder go (at the run's end)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def claim_output(root: Path) -> OutputClaim:
+    """Hold ``root`` (an existing output folder) for this run, then remove the temporaries
+    an interrupted run left in it (:func:`remove_stale_temporaries`).
+
+    Parameters
+    ----------
+    root : Path
+        The output folder.
+
+    Returns
+    -------
+    OutputClaim
+        The hold; :meth:`OutputClaim.release` at the run's end.
+
+    Raises
+    ------
+    InputError
+        Another process holds the folder (a run writing into it), or it cannot be opened.
+    """
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"cannot open the output folder ({reason})", path=str(root)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise InputError(
+            "another run is writing into the output folder: wait for it to end", path=str(root)
+        ) from None
+    remove_stale_temporaries(root)
+    return OutputClaim(fd)
 
 
 def remove_stale_temporaries(root: Path) -> int:

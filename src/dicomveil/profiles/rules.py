@@ -134,6 +134,10 @@ def parse_rule(raw: Mapping[str, Any], source: str, entry: str) -> Rule:
             check_template(value, target.vr)
         elif value is not None:
             raise ProfileError("only action 'replace' takes a value")
+        if action is Action.UID and target.vr not in (None, "UI", "SQ"):
+            raise ProfileError(
+                f"action U replaces UIDs, and {target.label} has VR {target.vr}; use X, Z, D or K"
+            )
         if action is Action.CLEAN:
             raise ProfileError(
                 "action C needs an option's cleaner; use an option such as "

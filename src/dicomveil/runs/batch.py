@@ -39,25 +39,26 @@ from dicomveil.identity.keys import Key
 from dicomveil.identity.pseudonyms import Pseudonymizer
 from dicomveil.io import (
     Kind,
+    OutputClaim,
     SourceFile,
+    claim_output,
     copy_file,
     failure_reason,
     iter_files,
     make_folder,
     read_scanned,
     read_source,
-    remove_stale_temporaries,
     sniff,
     special_file_reason,
     write_output,
 )
 from dicomveil.io.layout import Layout
 from dicomveil.profiles import Profile
-from dicomveil.runs.journal import Journal
+from dicomveil.runs.journal import Journal, input_stat
 from dicomveil.runs.knowledge import Patients, first_pass, patient_chunks
 from dicomveil.runs.lifetime import exit_with_parent
 from dicomveil.runs.maps import Gate, MapStore, gated, task_labeler
-from dicomveil.runs.output_key import check_output_key
+from dicomveil.runs.output_key import check_locations, check_output_key, outermost
 from dicomveil.runs.results import Collector, FileResult, Outcome, RunSummary, Task, remover
 
 # What a run reports lives in results.py; re-exported here, where callers have found it.
@@ -120,10 +121,12 @@ class RunConfig:
 
 
 def discover(inputs: Sequence[Path]) -> Iterator[Task]:
-    """Tasks for every file under the inputs; zip archives are opened, never extracted."""
+    """Tasks for every file under the inputs (each once); zip archives are opened, never
+    extracted."""
     for root in inputs:
         if not root.exists():
             raise InputError("no such file or folder", path=str(root))
+    for root in outermost(inputs):
         for path in iter_files(root):
             special = special_file_reason(path, root)
             if special is not None:
@@ -138,27 +141,13 @@ def discover(inputs: Sequence[Path]) -> Iterator[Task]:
                 except (zipfile.BadZipFile, OSError):
                     yield Task(path)
                     continue
-                names = Counter(name for name, _ in entries)
+                names, stat = Counter(name for name, _ in entries), input_stat(path)
                 for name, entry in sorted(entries):
                     if not name.endswith("/"):  # folders
-                        yield Task(path, name, index=entry if names[name] > 1 else None)
+                        index = entry if names[name] > 1 else None
+                        yield Task(path, name, index=index, stat=stat)
             else:
-                yield Task(path)
-
-
-def check_locations(inputs: Sequence[Path], output: Path, map_dir: Path | None) -> None:
-    """Refuse an output inside an input (it would be read again) and maps inside the output."""
-    out = output.resolve()
-    for root in inputs:
-        base = root.resolve()
-        if base == out or (root.is_dir() and base in out.parents):
-            raise DicomveilError(f"the output folder {output} is inside the input {root}")
-        if out in base.parents and root.is_dir():
-            raise DicomveilError(f"the input {root} is inside the output folder {output}")
-    if map_dir is not None:
-        maps = map_dir.resolve()
-        if maps == out or out in maps.parents:
-            raise DicomveilError("--map-dir must be outside the shareable output folder")
+                yield Task(path, stat=input_stat(path))
 
 
 # --------------------------------------------------------------------------------------------
@@ -429,18 +418,26 @@ def run(
     )
     if config.resume and (config.state_dir is None or config.dry_run):
         raise DicomveilError("resuming needs a state folder (the run journal), and no dry run")
+    claim: OutputClaim | None = None
+    journal: Journal | None = None
+    maps: MapStore | None = None
     if not config.dry_run:
         make_folder(config.output, "the output folder")
         if config.map_dir is not None:
             make_folder(config.map_dir, "the map folder")
-        remove_stale_temporaries(config.output)
+        claim = claim_output(config.output)  # a second run into it stops here, changing nothing
     summary = RunSummary(keep=config.keep_results)
-    journal = None
-    if config.state_dir is not None and not config.dry_run:
-        journal = Journal(config.state_dir, config.key, run_settings(config), resume=config.resume)
-    maps = MapStore(paths=config.redact_paths) if config.map_dir and not config.dry_run else None
-    collect = Collector(summary, progress, config.labeler, journal, maps)
     try:
+        if config.state_dir is not None and not config.dry_run:
+            settings = run_settings(config)
+            journal = Journal(
+                config.state_dir, config.key, settings, resume=config.resume, output=config.output
+            )
+        if config.map_dir is not None and claim is not None:
+            maps = MapStore(paths=config.redact_paths, folder=config.map_dir)
+            if journal is not None:
+                journal.before_commit = maps.commit
+        collect = Collector(summary, progress, config.labeler, journal, maps)
         stream = tasks if tasks is not None else discover(inputs)
         probe = _Worker(config)
         patients = _execute(iter(stream), config, probe, collect, on_total)
@@ -452,11 +449,13 @@ def run(
         if maps is not None and config.map_dir is not None:
             maps.write(config.map_dir)
     finally:
-        if maps is not None:
-            maps.close()
-        if journal is not None:
+        if journal is not None:  # first: it commits the maps before its last entries
             summary.resumed = journal.skipped
             journal.close()
+        if maps is not None:
+            maps.close()
+        if claim is not None:
+            claim.release()
     return summary
 
 

@@ -22,6 +22,7 @@ import hmac
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from dicomveil.identity.keys import Key
     from dicomveil.runs.batch import FileResult, Task
 
-FORMAT = "dicomveil-journal/1"
+FORMAT = "dicomveil-journal/2"
 JOURNAL_NAME = "journal.sqlite"
 _COMMIT_EVERY = 256  # entries
 _COMMIT_SECONDS = 1.0
@@ -43,7 +44,8 @@ CREATE TABLE IF NOT EXISTS inputs (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     outcome TEXT NOT NULL,      -- written, withheld, skipped, failed
-    output TEXT                 -- keyed hash of the output's path, for a written input
+    output TEXT,                -- keyed hash of the output's path, for a written input
+    written TEXT                -- the output's path in the output folder (de-identified)
 );
 CREATE INDEX IF NOT EXISTS inputs_output ON inputs (output);
 """
@@ -93,10 +95,14 @@ class Journal:
         The folder or the database cannot be made, opened or written.
     """
 
-    def __init__(self, folder: Path, key: Key, settings: str, *, resume: bool) -> None:
+    def __init__(
+        self, folder: Path, key: Key, settings: str, *, resume: bool, output: Path | None = None
+    ) -> None:
         self.path = folder / JOURNAL_NAME
+        self.output = output  # the output folder: a written input's file must still be there
         self._secret = hmac.new(key.secret, b"dicomveil journal", hashlib.sha256).digest()
         self.skipped = 0  # inputs skipped as done by an earlier run
+        self.before_commit: Callable[[], None] | None = None  # the maps', made durable first
         self.reset_reason: str | None = None  # why earlier entries were dropped, if they were
         self._pending = 0
         self._last_commit = time.monotonic()
@@ -140,11 +146,7 @@ class Journal:
 
     @staticmethod
     def _stat(task: Task) -> tuple[int, int] | None:
-        try:
-            found = task.path.stat()
-        except OSError:
-            return None
-        return found.st_size, found.st_mtime_ns
+        return input_stat(task.path)
 
     def done(self, task: Task) -> bool:
         """Whether an earlier run finished ``task`` (the same input, unchanged since) with
@@ -165,10 +167,14 @@ class Journal:
         if stat is None:
             return False
         row = self._db.execute(
-            "SELECT size, mtime_ns, outcome FROM inputs WHERE id = ?", (self.input_id(task),)
+            "SELECT size, mtime_ns, outcome, written FROM inputs WHERE id = ?",
+            (self.input_id(task),),
         ).fetchone()
         if row is None or (row[0], row[1]) != stat or row[2] == "failed":
             return False
+        written = row[3] if row[2] == "written" and self.output is not None else None
+        if written is not None and not (self.output / written).is_file():
+            return False  # its output was removed, or this is another output folder
         self.skipped += 1
         return True
 
@@ -181,31 +187,74 @@ class Journal:
         return None if row is None else str(row[0])
 
     def record(self, result: FileResult) -> None:
-        """Record one input's outcome (committed with its batch; see :meth:`flush`)."""
-        stat = self._stat(result.task)
+        """Record one input's outcome (committed with its batch; see :meth:`flush`), with
+        its size and time as they were before it was read (:attr:`Task.stat`)."""
+        stat = result.task.stat or self._stat(result.task)
         if stat is None:
             return
-        output = None
+        output = written = None
         if result.outcome.value == "written" and result.output is not None:
             output = self.output_id(result.output)
-        self._db.execute(
-            "INSERT OR REPLACE INTO inputs VALUES (?, ?, ?, ?, ?)",
-            (self.input_id(result.task), stat[0], stat[1], result.outcome.value, output),
-        )
+            written = _inside(result.output, self.output)
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO inputs VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    self.input_id(result.task),
+                    stat[0],
+                    stat[1],
+                    result.outcome.value,
+                    output,
+                    written,
+                ),
+            )
+        except sqlite3.Error as exc:  # a full disk
+            raise JournalError(f"cannot write the run journal {self.path} ({exc})") from None
         self._pending += 1
         now = time.monotonic()
         if self._pending >= _COMMIT_EVERY or now - self._last_commit >= _COMMIT_SECONDS:
             self.flush()
 
     def flush(self) -> None:
-        """Commit the entries recorded so far."""
-        self._db.execute("COMMIT")
-        self._db.execute("BEGIN")
+        """Commit the entries recorded so far (after :attr:`before_commit`)."""
+        if self.before_commit is not None:
+            self.before_commit()
+        try:
+            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
+        except sqlite3.Error as exc:  # a full disk
+            raise JournalError(f"cannot write the run journal {self.path} ({exc})") from None
         self._pending = 0
         self._last_commit = time.monotonic()
 
     def close(self) -> None:
-        """Commit and close."""
+        """Commit (after :attr:`before_commit`) and close."""
+        try:
+            if self.before_commit is not None:
+                self.before_commit()
+        except DicomveilError:  # the maps could not be kept: their inputs are not done
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("COMMIT")
         self._db.close()
+
+
+def _inside(output: Path, folder: Path | None) -> str | None:
+    """``output``'s path in ``folder`` (None without one, or outside it)."""
+    if folder is None:
+        return None
+    try:
+        return output.relative_to(folder).as_posix()
+    except ValueError:
+        return None
+
+
+def input_stat(path: Path) -> tuple[int, int] | None:
+    """An input's size and modification time (ns), as the journal compares them; None when
+    it cannot be read."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_size, found.st_mtime_ns

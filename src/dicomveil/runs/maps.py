@@ -30,9 +30,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dicomveil.errors import DicomveilError
 from dicomveil.identity.keys import Key
 from dicomveil.identity.pseudonyms import Pseudonymizer
 from dicomveil.io import make_folder
+from dicomveil.runs.results import printable
 
 if TYPE_CHECKING:
     from dicomveil.runs.results import FileResult, Task
@@ -72,25 +74,51 @@ def task_labeler(key: Key | None) -> Callable[[Task], str] | None:
 class MapStore:
     """A run's maps, added to as each result arrives and written (merged) at the end.
 
-    The entries wait in an SQLite file in a temporary folder (owner-only), not in memory: a
-    run of a million files has millions of UIDs. :meth:`write` merges them with what the map
-    folder already holds (this run's entries win) and writes each CSV sorted.
+    The entries wait in an SQLite file (owner-only), not in memory: a run of a million files
+    has millions of UIDs. With ``folder``, the file is the map folder's pending store
+    (:data:`PENDING_MAPS`), made durable by :meth:`commit` before the run journal records
+    the inputs done, so that an interrupted run's entries are still there for the run that
+    resumes it (which skips those inputs); else it is in a temporary folder. :meth:`write`
+    merges them with what the map folder already holds (this run's entries win) and writes
+    each CSV sorted.
 
     Parameters
     ----------
     paths : bool
         Also keep ``paths.csv`` entries (``label,input``): the run names inputs by label.
+    folder : pathlib.Path or None
+        The map folder (it exists), to keep the entries in until they are written.
     """
 
-    def __init__(self, *, paths: bool = False) -> None:
+    def __init__(self, *, paths: bool = False, folder: Path | None = None) -> None:
         self.paths = paths
-        self._folder = tempfile.mkdtemp(prefix="dicomveil-maps-")
-        self._db = sqlite3.connect(Path(self._folder) / "maps.sqlite", isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=OFF")
-        self._db.execute("PRAGMA synchronous=OFF")
-        for table, columns in _TABLES.items():
-            self._db.execute(f"CREATE TABLE {table} (k TEXT PRIMARY KEY, {columns})")
-        self._db.execute("BEGIN")
+        self._temporary = None if folder is not None else tempfile.mkdtemp(prefix="dicomveil-")
+        self._pending = None if folder is None else folder / PENDING_MAPS
+        self._written = False
+        path = self._pending or Path(str(self._temporary)) / "maps.sqlite"
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            path.chmod(0o600)
+            durable = self._pending is not None
+            self._db.execute(f"PRAGMA journal_mode={'DELETE' if durable else 'OFF'}")
+            self._db.execute(f"PRAGMA synchronous={'NORMAL' if durable else 'OFF'}")
+            for table, columns in _TABLES.items():
+                self._db.execute(
+                    f"CREATE TABLE IF NOT EXISTS {table} (k TEXT PRIMARY KEY, {columns})"
+                )
+            self._db.execute("BEGIN")
+        except (OSError, sqlite3.Error) as exc:
+            self.close()
+            raise MapError(f"cannot keep the maps in {folder} ({_reason(exc)})") from None
+
+    def commit(self) -> None:
+        """Make the entries added so far durable (before the run journal records their
+        inputs as done: a resumed run skips those, and finds their entries here)."""
+        try:
+            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise MapError(f"cannot keep the maps ({_reason(exc)})") from None
 
     def add(self, result: FileResult) -> None:
         """Add one input's entries (a written input's patient, offset and UIDs; with
@@ -103,12 +131,18 @@ class MapStore:
         """
         put = "INSERT OR REPLACE INTO {} VALUES (?, ?{})"
         if result.outcome.value == "written":
-            if result.patient_id:
-                self._db.execute(put.format("patients", ""), (result.patient_id, result.pseudonym))
+            if result.pseudonym:
+                # by the pseudonym: a patient without a PatientID (pseudonymised by name or
+                # study) has a date offset row too, its patient_id empty; patients.csv pairs
+                # IDs only (it is a crosswalk: review --crosswalk, a later run's --crosswalk)
+                if result.patient_id:
+                    self._db.execute(
+                        put.format("patients", ""), (result.pseudonym, result.patient_id)
+                    )
                 if result.date_offset_days is not None:
                     self._db.execute(
                         put.format("offsets", ", ?"),
-                        (result.patient_id, result.pseudonym, str(result.date_offset_days)),
+                        (result.pseudonym, result.patient_id, str(result.date_offset_days)),
                     )
             if result.uid_map:
                 self._db.executemany(put.format("uids", ""), result.uid_map.items())
@@ -116,7 +150,8 @@ class MapStore:
             if instance:
                 self._db.execute(put.format("instances", ", ?"), (instance, series, study))
         if self.paths:
-            self._db.execute(put.format("paths", ""), (result.task.display, result.task.source))
+            task = result.task
+            self._db.execute(put.format("paths", ""), (task.display, printable(task.source)))
 
     def write(self, folder: Path) -> None:
         """Write (merge) the maps into ``folder`` (created, mode 0700).
@@ -125,7 +160,21 @@ class MapStore:
         ----------
         folder : pathlib.Path
             The map folder.
+
+        Raises
+        ------
+        MapError
+            A map cannot be written (a full disk, a read-only folder): the entries stay in
+            the folder's pending store, for the next run into it to write.
         """
+        try:
+            self._write(folder)
+        except (OSError, sqlite3.Error) as exc:
+            kept = " (kept: run again, with --resume, to write them)" if self._pending else ""
+            raise MapError(f"cannot write the maps into {folder} ({_reason(exc)}){kept}") from None
+        self._written = True
+
+    def _write(self, folder: Path) -> None:
         make_folder(folder, "the map folder")
         with contextlib.suppress(OSError):
             Path(folder).chmod(0o700)
@@ -143,20 +192,38 @@ class MapStore:
             files["paths"] = "paths.csv"
         for table, name in files.items():
             width = len(_HEADERS[table])
+            order, select = _BY_PSEUDONYM.get(table, (tuple(range(width)), "* FROM {} ORDER BY k"))
             for row in _csv_rows(folder / name):
                 if len(row) >= width:
                     self._db.execute(
                         f"INSERT OR IGNORE INTO {table} VALUES ({', '.join('?' * width)})",  # noqa: S608 (table names are ours)
-                        row[:width],
+                        [row[i] for i in order],
                     )  # this run's entries win
-            rows = self._db.execute(f"SELECT * FROM {table} ORDER BY k")  # noqa: S608
+            rows = self._db.execute("SELECT " + select.format(table))
             _write_csv(folder / name, _HEADERS[table], rows)
 
     def close(self) -> None:
-        """Remove the temporary file."""
-        with contextlib.suppress(sqlite3.Error):
+        """Close the store: removed once the maps are written (else kept, in the map
+        folder, for the next run), or with its temporary folder."""
+        with contextlib.suppress(sqlite3.Error, AttributeError):
             self._db.close()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        if self._temporary is not None:
+            shutil.rmtree(self._temporary, ignore_errors=True)
+        elif self._written and self._pending is not None:
+            self._pending.unlink(missing_ok=True)
+
+
+class MapError(DicomveilError):
+    """The maps cannot be kept or written."""
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
+
+
+PENDING_MAPS = ".dicomveil-maps.sqlite"
+"""A run's map entries, in its map folder until it writes the CSV files (an interrupted
+run's are there for the next run into the folder)."""
 
 
 INSTANCES_FILE = "instances.csv"
@@ -166,6 +233,12 @@ _TABLES = {
     "instances": "se TEXT, st TEXT",
     "offsets": "p TEXT, d TEXT",
     "paths": "v TEXT",
+}
+# Tables keyed by the pseudonym (the CSV's second column): the CSV columns in the table's
+# order, and the query that gives them back in the CSV's, sorted by the original ID.
+_BY_PSEUDONYM = {
+    "patients": ((1, 0), "v, k FROM {} ORDER BY v, k"),
+    "offsets": ((1, 0, 2), "p, k, d FROM {} ORDER BY p, k"),
 }
 _HEADERS = {
     "patients": ["id_old", "id_new"],

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from dicomveil.errors import ClusterError, InputError
 from dicomveil.io import TEMP_SUFFIX, remove_stale_temporaries
-from dicomveil.runs.batch import Task, check_locations, discover
+from dicomveil.runs.batch import Task, discover
+from dicomveil.runs.output_key import check_locations
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem

@@ -40,6 +40,17 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
+def printable(text: str) -> str:
+    """``text`` (a path) as any UTF-8 file, database or terminal takes it: the bytes of a
+    name that are not UTF-8 (a Latin-1 name, which Python holds as surrogates) and control
+    characters (a newline, a terminal's escape) written as a backslash, x and two hex
+    digits."""
+    if text.isprintable():
+        return text
+    raw = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in raw)
+
+
 @dataclass(frozen=True)
 class Task:
     """One input: a file on disk, or a member of a zip archive."""
@@ -49,6 +60,9 @@ class Task:
     skip: str | None = None  # why it is not read (a FIFO, a device, a link out of the input)
     index: int | None = None  # the member's entry in the archive, when its name repeats
     label: str | None = field(default=None, compare=False)  # --redact-paths: its keyed label
+    # (size, mtime_ns) when the input was found, before it was read: what the run journal
+    # records, so that a file changed while it was read is done again on a resume
+    stat: tuple[int, int] | None = field(default=None, compare=False)
 
     @property
     def source(self) -> str:
@@ -62,8 +76,9 @@ class Task:
     @property
     def display(self) -> str:
         """The input as messages, reports and the audit trail name it: its label with
-        ``--redact-paths`` (see :mod:`dicomveil.runs.maps`), else its :attr:`source`."""
-        return self.label or self.source
+        ``--redact-paths`` (see :mod:`dicomveil.runs.maps`), else its :attr:`source`, as
+        :func:`printable` writes it."""
+        return printable(self.label or self.source)
 
     def open_member(self, archive: zipfile.ZipFile) -> IO[bytes]:
         """The member's bytes, from the archive it is in (by entry when its name repeats)."""
@@ -326,10 +341,10 @@ class Collector:
             self._check_duplicate(result, result.output)
             if result.outcome is Outcome.WRITTEN:
                 self._check_instance(result, result.output)
+        if self.maps is not None:  # first: the journal commits the maps before its entries
+            self.maps.add(result)
         if self.journal is not None:
             self.journal.record(result)
-        if self.maps is not None:
-            self.maps.add(result)
         self.summary.add(result)
         if self.progress is not None:
             self.progress(result)

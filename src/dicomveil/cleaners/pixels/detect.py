@@ -162,8 +162,27 @@ def _line_like(region: network.Region, rows: int) -> bool:
     return region.height <= _SMALL_HEIGHT or region.width >= _LINE_ASPECT * region.height
 
 
+def _sideways(region: network.Region, columns: int) -> bool:
+    """The region has the shape of a line of text written upwards or downwards (a label
+    along an ultrasound's side, text turned 90 degrees) or slanted (long and thin along its
+    own axis: :attr:`network.Region.length`), and is not a horizontal line."""
+    if (
+        _MIN_SIDEWAYS <= region.width <= max(_LINE_HEIGHT, columns // 20)
+        and region.height >= _LINE_ASPECT * region.width
+    ):
+        return True
+    thickness = region.thickness
+    return (
+        _MIN_SIDEWAYS <= thickness <= _LINE_HEIGHT and region.length >= _SLANTED_ASPECT * thickness
+    )
+
+
+_MIN_SIDEWAYS = 6  # pixels: a thinner upright region is an edge or a rule, not letters
+_SLANTED_ASPECT = 4.0  # a slanted line of text is at least four times as long as thick
+
+
 def evidence(
-    words: list[ocr.Word], regions: list[network.Region], rows: int
+    words: list[ocr.Word], regions: list[network.Region], rows: int, columns: int | None = None
 ) -> tuple[list[ocr.Word], list[network.Region]]:
     """The findings of the two detectors that are blacked out (see the module's docstring).
 
@@ -175,12 +194,23 @@ def evidence(
         The network's regions in the same frame.
     rows : int
         The frame's rows.
+    columns : int or None
+        The frame's columns: with them, a sideways line of text (:func:`_sideways`) the
+        network is sure of is kept too (Tesseract reads no such line: the network alone).
 
     Returns
     -------
     tuple[list[ocr.Word], list[network.Region]]
-        The words and the regions kept.
+        The words and the regions kept (sideways lines last).
     """
+    sideways = [
+        r
+        for r in regions
+        if columns is not None
+        and r.score >= _SURE_SCORE
+        and not _line_like(r, rows)
+        and _sideways(r, columns)
+    ]
     lines = [r for r in regions if _line_like(r, rows)]
     boxes = {id(r): Box(r.x, r.y, max(1, r.width), max(1, r.height)) for r in lines}
     fair = [r for r in lines if r.score >= _FAIR_SCORE]
@@ -200,7 +230,7 @@ def evidence(
         if r.score >= _SURE_SCORE
         or (r.score >= _FAIR_SCORE and any(word_box(w).overlaps(boxes[id(r)]) for w in words))
     ]
-    return kept_words, _continued(kept_regions, fair)
+    return kept_words, [*_continued(kept_regions, fair), *sideways]
 
 
 def _continued(kept: list[network.Region], fair: list[network.Region]) -> list[network.Region]:
@@ -330,7 +360,8 @@ class Detector:
             return FrameReport(index, known.found, known.redacted, known.rejected)
         words = ocr.find_words(gray, self.settings)
         regions = network.find_regions(colour if colour is not None else gray)
-        kept_words, kept_regions = evidence(words, regions, self.rows)
+        kept_words, kept_regions = evidence(words, regions, self.rows, self.columns)
+        upright = [r for r in kept_regions if _line_like(r, self.rows)]
         found = [
             Detection(Box(w.x, w.y, max(1, w.width), max(1, w.height)), "ocr", w.confidence, w.text)
             for w in kept_words
@@ -341,11 +372,20 @@ class Detector:
             for r in kept_regions
         ]
         lines = text_line_boxes(
-            [*kept_words, *(ocr.Word(r.x, r.y, r.width, r.height, 0.0) for r in kept_regions)],
+            [*kept_words, *(ocr.Word(r.x, r.y, r.width, r.height, 0.0) for r in upright)],
             self.padding,
             self.columns,
             self.rows,
         )
+        # a sideways line: its own box (a line of words joins along x), padded by a quarter
+        # of its width, never run on into texture (that goes along x by its height)
+        sideways = {
+            Box(r.x, r.y, r.width, r.height).padded(
+                max(self.padding, (r.width + 3) // 4), self.columns, self.rows
+            )
+            for r in kept_regions
+            if not _line_like(r, self.rows)
+        }
         ruled = []
         for rule in self.rules:
             for box in rule.boxes:
@@ -353,7 +393,7 @@ class Detector:
                 if clipped is not None:
                     ruled.append(clipped)
                     found.append(Detection(clipped, f"rule {rule.name}"))
-        boxes = tuple(sorted(set(ruled) | set(into_texture(lines, gray))))
+        boxes = tuple(sorted(set(ruled) | set(into_texture(lines, gray)) | sideways))
         rejected = len(words) + len(regions) - len(kept_words) - len(kept_regions)
         report = FrameReport(index, tuple(found), boxes, rejected)
         self._seen[digest] = report

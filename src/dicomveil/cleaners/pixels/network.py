@@ -62,6 +62,9 @@ class Region:
         The size in pixels (grown as PP-OCR grows its regions).
     score : float
         The region's mean text probability, 0 to 1.
+    length, thickness : float
+        Its extent along and across its main axis, in the frame's pixels (a line of text
+        turned by any angle is long and thin; a blob of anatomy is not); 0 when unknown.
     """
 
     x: int
@@ -69,6 +72,8 @@ class Region:
     width: int
     height: int
     score: float
+    length: float = 0.0
+    thickness: float = 0.0
 
 
 @cache
@@ -156,6 +161,18 @@ def probabilities(frame: NDArray[np.uint8], min_side: int = _MIN_SIDE) -> NDArra
     return result
 
 
+def _extents(mask: NDArray[np.bool_], sx: float, sy: float) -> tuple[float, float]:
+    """A region's length and thickness in the frame's pixels: of the band of the same
+    second moments along its principal axes (a band of width t has variance t**2 / 12)."""
+    import numpy as np
+
+    ys, xs = np.nonzero(mask)
+    if len(xs) < 3:
+        return 0.0, 0.0
+    low, high = np.linalg.eigvalsh(np.cov(np.vstack([xs * sx, ys * sy])))
+    return float(np.sqrt(12 * max(high, 0.0))), float(np.sqrt(12 * max(low, 0.0)))
+
+
 def find_regions(
     frame: NDArray[np.uint8],
     *,
@@ -206,5 +223,6 @@ def find_regions(
         x1 = min(columns, int(np.ceil((right + grow) * sx)) - _BORDER)
         y1 = min(rows, int(np.ceil((bottom + grow) * sy)) - _BORDER)
         if x1 > x0 and y1 > y0:
-            found.append(Region(x0, y0, x1 - x0, y1 - y0, float(scores[index])))
+            length, thickness = _extents(labels[where] == index + 1, sx, sy)
+            found.append(Region(x0, y0, x1 - x0, y1 - y0, float(scores[index]), length, thickness))
     return sorted(found, key=lambda r: (r.y, r.x))

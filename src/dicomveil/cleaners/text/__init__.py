@@ -44,7 +44,7 @@ from dicomveil.cleaners.text.cleaner import TEXT_VRS, VR_MAX_LENGTH, Cleaned, Te
 from dicomveil.cleaners.text.identifiers import Identifiers
 from dicomveil.cleaners.text.replacements import DEFAULT_TOKENS, Replacements
 from dicomveil.cleaners.text.spans import Basis, Category, Span
-from dicomveil.cleaners.text.vocabulary import fold
+from dicomveil.cleaners.text.vocabulary import fold, not_names
 
 __all__ = [
     "DEFAULT_TOKENS",
@@ -58,4 +58,5 @@ __all__ = [
     "Span",
     "TextCleaner",
     "fold",
+    "not_names",
 ]

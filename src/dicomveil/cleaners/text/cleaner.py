@@ -21,7 +21,7 @@ from dicomveil.cleaners.text.names import _name_spans
 from dicomveil.cleaners.text.patterns import _number_spans, _patterns
 from dicomveil.cleaners.text.replacements import Replacements
 from dicomveil.cleaners.text.spans import Basis, Category, Span
-from dicomveil.cleaners.text.vocabulary import _DIGITS, _vocabulary, fold
+from dicomveil.cleaners.text.vocabulary import _DIGITS, _vocabulary, dicom_words, fold
 
 __all__ = ["TEXT_VRS", "VR_MAX_LENGTH", "Cleaned", "TextCleaner"]
 
@@ -233,8 +233,43 @@ class TextCleaner:
         """
         return _cleaned(self, text, identifiers, max_length)
 
+    def clean_known(
+        self, text: str, identifiers: Identifiers, *, max_length: int | None = None
+    ) -> Cleaned:
+        """``text`` with the spans of the patient's own values (``identifiers``) replaced,
+        and nothing else: for coded entries (a code meaning), where the patterns and the
+        name dictionary would take clinical terms for names, but a local code's meaning
+        may name the patient ("Protocol for Smith").
+
+        Parameters
+        ----------
+        text : str
+            The text (one value of a code meaning).
+        identifiers : Identifiers
+            The patient's values.
+        max_length : int or None, optional
+            The most characters the result may have (see :meth:`clean`).
+
+        Returns
+        -------
+        Cleaned
+            The text with the spans of the patient's values replaced (none of the words of
+            the standard's attribute names: "Name" of "Observer Name").
+        """
+        if not text.strip():
+            return Cleaned(text, (), False)
+        terms = dicom_words()
+        spans = [
+            s
+            for s in identifiers.find(text, fold(text))
+            if fold(text[s.start : s.end]).strip() not in terms  # "Name" of "Observer Name"
+        ]
+        return self._replaced(text, _merge(text, spans), max_length)
+
     def _clean(self, text: str, identifiers: Identifiers | None, max_length: int | None) -> Cleaned:
-        spans = self.find(text, identifiers)
+        return self._replaced(text, self.find(text, identifiers), max_length)
+
+    def _replaced(self, text: str, spans: list[Span], max_length: int | None) -> Cleaned:
         parts: list[str] = []
         tokens: list[tuple[int, int]] = []
         length = 0

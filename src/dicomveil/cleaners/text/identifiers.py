@@ -518,7 +518,7 @@ class _Matcher:
         spans: list[Span] = []
         if self._trie:
             ordinary = name_lists().ambiguous
-            for start, end, _word in self._trie.finditer(folded):
+            for start, end, _word in self._trie.finditer(folded, text):
                 found = folded[start:end]
                 category = self._literals[found]
                 if category is Category.NAME and found in ordinary and text[start:end].islower():

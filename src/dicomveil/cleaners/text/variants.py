@@ -81,6 +81,41 @@ def _word_starts(text: str) -> tuple[tuple[int, str], ...]:
     return tuple((m.start(), text[m.start() : m.start() + 2]) for m in _STARTS.finditer(text))
 
 
+# Scripts written without spaces between words (kana, CJK ideographs, Hangul, half-width
+# kana): a known name is found inside a run of them ("山田太郎", "김희중씨").
+_UNSPACED: Final = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+# Where else a known value may start in a text as written: after an unspaced script's
+# character, a letter after a digit ("1Nakamura"), and a capital that starts a word joined
+# to the one before ("NakamuraLab", "HNakamura").
+_MORE_STARTS: Final = re.compile(
+    rf"(?<=[{_UNSPACED}])\S|(?<=\d)(?=[^\W\d_])"
+    r"|(?<=[a-zß-öø-ÿ])(?=[A-ZÀ-ÖØ-Þ])|(?<=[A-ZÀ-ÖØ-Þ])(?=[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ])"
+)
+_UNSPACED_CHAR: Final = re.compile(rf"[{_UNSPACED}]")
+
+
+@lru_cache(maxsize=256)
+def _joined_starts(folded: str, text: str) -> tuple[tuple[int, str], ...]:
+    """:func:`_word_starts` and where a value joined to other characters may start
+    (:data:`_MORE_STARTS`, found in ``text`` as written: its capitals), in order."""
+    starts = dict(_word_starts(folded))
+    for m in _MORE_STARTS.finditer(text):
+        starts.setdefault(m.start(), folded[m.start() : m.start() + 2])
+    return tuple(sorted(starts.items()))
+
+
+def _joined_end(folded: str, text: str, end: int) -> bool:
+    """Whether a value found up to ``end`` may end there though a letter or digit follows:
+    a digit after a letter ("NAKAMURA1_1_1"), a capital after a small letter
+    ("NakamuraLab"), or an unspaced script on either side."""
+    last, after = text[end - 1], text[end]
+    return (
+        (after.isdigit() and not last.isdigit())
+        or (last.islower() and after.isupper())
+        or bool(_UNSPACED_CHAR.match(last) or _UNSPACED_CHAR.match(after))
+    )
+
+
 class _Phrases:
     """Many literal strings, or phrases of several words, found in a text without compiling
     anything (a patient's values are searched in a handful of texts: compiling a regular
@@ -103,19 +138,24 @@ class _Phrases:
     def __bool__(self) -> bool:
         return bool(self._heads)
 
-    def finditer(self, text: str) -> Iterator[tuple[int, int, tuple[str, ...]]]:
-        """(start, end, words) of each phrase found, left to right, not overlapping."""
+    def finditer(
+        self, text: str, joined: str | None = None
+    ) -> Iterator[tuple[int, int, tuple[str, ...]]]:
+        """(start, end, words) of each phrase found, left to right, not overlapping. With
+        ``joined``, the text as written (``text`` its fold), a phrase is also found joined
+        to other characters (:func:`_joined_starts`, :func:`_joined_end`)."""
         heads = self._heads
         singles = self._singles
         after = 0
-        for start, pair in _word_starts(text):
+        starts = _word_starts(text) if joined is None else _joined_starts(text, joined)
+        for start, pair in starts:
             if start < after:
                 continue
             found = heads.get(pair, ())
             if singles and pair[0] in singles:
                 found = (*found, *heads[pair[0]])
             for words in found:
-                end = _phrase_end(text, start, words)
+                end = _phrase_end(text, start, words, joined)
                 if end is not None:
                     yield start, end, words
                     after = end
@@ -125,8 +165,11 @@ class _Phrases:
 _PHRASE_SEPARATORS: Final = frozenset(" \t\n\r\f\v,.;-")
 
 
-def _phrase_end(text: str, start: int, words: tuple[str, ...]) -> int | None:
-    """Where ``words`` found at ``start`` end, or None."""
+def _phrase_end(
+    text: str, start: int, words: tuple[str, ...], joined: str | None = None
+) -> int | None:
+    """Where ``words`` found at ``start`` end, or None (``joined``: see
+    :meth:`_Phrases.finditer`)."""
     if not text.startswith(words[0], start):
         return None
     i = start + len(words[0])
@@ -140,7 +183,9 @@ def _phrase_end(text: str, start: int, words: tuple[str, ...]) -> int | None:
                 break
         else:
             return None
-    return None if i < len(text) and text[i].isalnum() else i
+    if i < len(text) and text[i].isalnum():
+        return i if joined is not None and _joined_end(text, joined, i) else None
+    return i
 
 
 def _phone_cores(digits: str) -> frozenset[str]:

@@ -16,7 +16,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Final
 
-__all__ = ["fold"]
+__all__ = ["fold", "not_names"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,25 @@ def _vocabulary() -> _Vocabulary:
     )
 
 
+def not_names() -> frozenset[str]:
+    """The words the word list says are no one's name (clinical, vendor and function
+    words, folded): for verify, which searches for names its own way."""
+    return _vocabulary().not_names
+
+
+@cache
+def dicom_words() -> frozenset[str]:
+    """The words of the standard's attribute names (pydicom's data dictionary, folded):
+    "Name", "Text", "Protocol", ... A patient's value that is one of them is not looked
+    for in a code meaning (a placeholder name "Text^Name" in "Report Text")."""
+    from pydicom._dicom_dict import DicomDictionary
+
+    words: set[str] = set()
+    for entry in DicomDictionary.values():
+        words.update(w for w in re.split(r"[^a-z]+", fold(str(entry[2]))) if len(w) > 1)
+    return frozenset(words)
+
+
 def _fold_char(char: str) -> str:
     base = unicodedata.normalize("NFD", char)[:1] or char
     low = base.lower()
@@ -69,8 +88,9 @@ def _fold_char(char: str) -> str:
 
 
 _FOLD_TABLE: Final = {
-    code: _fold_char(chr(code)) for code in (*range(0x41, 0x5B), *range(0xC0, 0x250))
-}
+    code: _fold_char(chr(code))
+    for code in (*range(0x41, 0x5B), *range(0xC0, 0x250), *range(0x370, 0x530))
+} | {0x3C2: "\u03c3"}  # Latin, Greek (final sigma as sigma: ΔΙΟΝΥΣΙΟΣ) and Cyrillic
 
 
 def fold(text: str) -> str:

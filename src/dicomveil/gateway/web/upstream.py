@@ -111,6 +111,10 @@ class DimseUpstream:
             raise UpstreamError(f"{self.node.label} failed {failed} instance(s)")
 
 
+def _universal(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and not value.strip().strip("*")
+
+
 class WebUpstream:
     """A DICOMweb archive: QIDO-RS and WADO-RS with ``dicomweb-client``.
 
@@ -136,7 +140,9 @@ class WebUpstream:
             if element.tag.group == 0x0008 and element.tag.element in (0x0005, 0x0052):
                 continue
             keyword = element.keyword or f"{int(element.tag):08X}"
-            if element.VR == "SQ" or element.value in (None, "", b""):
+            if element.VR == "SQ" or element.value in (None, "", b"") or _universal(element.value):
+                # "*" matches every value (PS3.4 C.2.2.2.4): asked as a return key, as
+                # archives differ on it (Orthanc 1.10's QIDO-RS matched nothing)
                 fields.append(keyword)
                 continue
             value = element.value

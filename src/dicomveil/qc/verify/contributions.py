@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import cache
 from typing import ClassVar, Final, NamedTuple
 
 from pydicom.dataelem import RawDataElement
 
+from dicomveil.cleaners.text import not_names
 from dicomveil.qc.verify.elements import (
     _Data,
     _encodings,
@@ -31,6 +33,7 @@ from dicomveil.qc.verify.forms import (
     _MIN_TEXT,
     _NEEDLE_KEYWORDS,
     _NEEDLE_VRS,
+    _VENDOR_KEYWORDS,
     _VOCABULARY_KEYWORDS,
     _forms,
     _meaningful,
@@ -164,10 +167,19 @@ def _build(t: _Template, values: list[str]) -> _Contribution:
     needles: list[tuple[str, Category]] = []
     if t.vocabulary:
         # Codes and vendor names the profile keeps (ImageType, Manufacturer, ...) identify
-        # no one: a name component or institution equal to one of their words is noise.
+        # no one: a name component or institution equal to one of them or their words is
+        # noise ("Perfusion^MCA Stroke", a phantom, ImageType PERFUSION); in a code meaning,
+        # only a clinical term ("Abdomen" in "Chest, Abdomen and Pelvis"): any other word
+        # of it may be the patient's own ("Head of Smith", a local code).
+        vendor = t.keyword in _VENDOR_KEYWORDS or t.vr == "CS"  # defined terms: PERFUSION
+        terms = _clinical_terms()
         for value in values:
-            kept_texts.append(value)
-            kept_texts.extend(w for w in _WORD_SPLIT.split(value) if len(w) >= _MIN_TEXT)
+            words = [w for w in _WORD_SPLIT.split(value) if w]
+            if vendor or all(w.casefold() in terms or w.isdigit() for w in words):
+                kept_texts.append(value)
+            kept_texts.extend(
+                w for w in words if len(w) >= _MIN_TEXT and (vendor or w.casefold() in terms)
+            )
     forms: Iterable[tuple[str, Category, bool]]
     if t.vr == "UI":  # _forms of a UID, without its cache: instance UIDs are all new
         forms = [(v, Category.UID, _meaningful(v)) for v in values if t.uid and not _well_known(v)]
@@ -286,6 +298,13 @@ def _walk_values(
 
 
 _WORD_SPLIT: Final = re.compile(r"[^0-9A-Za-z]+")
+
+
+@cache
+def _clinical_terms() -> frozenset[str]:
+    """Words that are no one's name: the clinical, vendor and function words of the text
+    cleaner's word list (data, shared; the search for them is verify's own)."""
+    return not_names()
 
 
 def _vocabulary(node: _Node) -> bool:
