@@ -7,6 +7,7 @@ Inputs are synthetic DICOM files (:mod:`tests.support.synthetic`) and corrupted 
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
 import io
 import os
@@ -720,6 +721,22 @@ def test_an_input_changed_while_the_run_reads_it_is_done_again(tmp_path: Path, k
     again = run([source], replace(config, resume=True))
 
     assert again.resumed == 1 and [r.task.path for r in again.written] == [paths[0]]
+
+
+def test_a_gzipped_dicom_file_fails_saying_so(tmp_path: Path, key: Path) -> None:
+    """A .dcm.gz (nibabel ships its Siemens DWI so) is a failure that says to decompress it,
+    not "not DICOM" with exit 0 and nothing written (found by a black-box test); a .nii.gz
+    beside it is still skipped as not DICOM."""
+    source = tmp_path / "input"
+    paths, _ = series(source, seed=41, n=1)
+    (source / "IM.dcm.gz").write_bytes(gzip.compress(paths[0].read_bytes()))
+    paths[0].unlink()
+    (source / "T1w.nii.gz").write_bytes(gzip.compress(b"\x5c\x01\x00\x00" + bytes(400)))
+
+    result = cli("run", "--key", key, source, tmp_path / "out")
+
+    assert result.exit_code == 1
+    assert "decompress it first" in result.stderr and "T1w.nii.gz: not DICOM" in result.stderr
 
 
 def test_interrupted_run_then_rerun_equals_a_clean_run(tmp_path: Path, key: Path) -> None:

@@ -195,6 +195,25 @@ def test_retain_safe_private_keeps_only_the_safe_list(
     assert "113111" in codes
 
 
+def test_a_safe_private_element_holding_the_patients_values_is_removed(
+    make_engine: EngineFactory, patient: synthetic.FakePatient
+) -> None:
+    """The safe list keeps what vendors put in those elements; one holding the patient's
+    name, ID or birth date is not that, and goes (a black-box test found such values kept,
+    and verify missed a surname alone); a number is compared whole."""
+    source = _mr(patient)
+    block = source.private_block(0x2001, "Philips Imaging DD 001", create=True)
+    block.add_new(0x10, "LO", f"{patient.given_name} {patient.surname}".title())
+    block.add_new(0x04, "CS", patient.surname.upper())
+    block.add_new(0x03, "DS", str(source.PatientBirthDate))  # the birth date as a number
+    block.add_new(0x02, "IS", "2")  # a number that is no one's: kept
+    out = deid(make_engine("ps3.15-basic", "retain-safe-private"), source)
+    kept = out.private_block(0x2001, "Philips Imaging DD 001")
+    assert kept.get_tag(0x02) in out
+    for offset in (0x10, 0x04, 0x03):
+        assert kept.get_tag(offset) not in out, hex(offset)
+
+
 def test_retain_tcia_private_uses_tcia_dispositions(
     make_engine: EngineFactory, patient: synthetic.FakePatient
 ) -> None:

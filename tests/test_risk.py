@@ -165,6 +165,37 @@ def test_verify_reports_the_risk_too(tmp_path: Path) -> None:
     assert "k-anonymity: k = 1" in result.stdout
 
 
+def test_dates_to_the_year_at_every_depth(tmp_path: Path) -> None:
+    """``dates = "year"`` reaches the dates in sequences (a frame's FrameAcquisitionDateTime:
+    a black-box test found every per-frame date of Enhanced MR kept whole), and explain
+    names the profile's table (Rich took "[generalize]" for a style)."""
+    profile_file = write_profile(
+        tmp_path,
+        'extends = "ps3.15-basic"\noptions = ["retain-long-full-dates"]\n'
+        '[generalize]\ndates = "year"\n',
+    )
+    source = _cohort(tmp_path / "in", [{"PatientSex": "F", "StudyDate": "20221116"}], files=1)
+    path = next(source.rglob("*.dcm"))
+    ds = pydicom.dcmread(path)
+    frame, content = Dataset(), Dataset()
+    content.FrameAcquisitionDateTime = "20221116141629.732500"
+    content.FrameReferenceDateTime = ["20221116141629", "20221117"]
+    frame.FrameContentSequence = [content]
+    ds.PerFrameFunctionalGroupsSequence = [frame]
+    ds.save_as(path)
+    config = RunConfig(
+        profile=Profile.named(profile_file), key=KEY, output=tmp_path / "out", workers=1
+    )
+    (written,) = run([source], config).written
+    assert written.output is not None
+    out = pydicom.dcmread(written.output)
+    kept = out.PerFrameFunctionalGroupsSequence[0].FrameContentSequence[0]
+    assert out.StudyDate == "20220101" and kept.FrameAcquisitionDateTime == "20220101"
+    assert list(kept.FrameReferenceDateTime) == ["20220101", "20220101"]
+    explained = cli("explain", "--profile", profile_file, path)
+    assert "generalize table: year only" in " ".join(explained.stdout.split()), explained.stdout
+
+
 def test_the_command_proposes_a_generalize_table_to_add(tmp_path: Path) -> None:
     """The first generalisation that reaches k is printed as the profile's ``[generalize]``
     table (Rich took "[generalize]" for a style and printed nothing of it); a folder of which

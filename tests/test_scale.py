@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -153,6 +154,24 @@ def test_without_resume_a_run_starts_its_journal_afresh(tmp_path: Path) -> None:
     assert (tmp_path / "state" / JOURNAL_NAME).is_file()
     with pytest.raises(Exception, match="state folder"):
         run([source], _config(tmp_path, resume=True, state_dir=None))
+
+
+def test_an_earlier_versions_journal_is_started_afresh(tmp_path: Path) -> None:
+    """A journal of format 1 (its table of five columns) where the run keeps its state: the
+    run starts it afresh in today's format (the fresh-clone CI found runs failing on one,
+    "table inputs has 5 columns but 6 values were supplied")."""
+    source = _corpus(tmp_path / "in", 4, per_patient=2)
+    (tmp_path / "state").mkdir()
+    with contextlib.closing(sqlite3.connect(tmp_path / "state" / JOURNAL_NAME)) as db:
+        db.executescript(
+            "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "CREATE TABLE inputs (id TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+            "mtime_ns INTEGER NOT NULL, outcome TEXT NOT NULL, output TEXT);"
+            "INSERT INTO meta VALUES ('format', 'dicomveil-journal/1');"
+        )
+    for resume in (False, True):
+        summary = run([source], _config(tmp_path, resume=resume, output=tmp_path / str(resume)))
+        assert summary.count(Outcome.WRITTEN) == 4 and summary.resumed == 0
 
 
 @pytest.mark.parametrize("journal", [True, False], ids=["journal", "no-journal"])

@@ -251,6 +251,8 @@ class Engine:
             explain=explain,
             identifiers=self._identifiers(ds, patient_key, original_id) if self._cleans else None,
             patient_name=text_of(ds, 0x00100010),
+            patient_id=original_id,
+            birth_date=text_of(ds, 0x00100030),
         )
         before = frozenset(t for t in conditions.watched() if t in ds)
         instance_uids = (text_of(ds, 0x0020000D), text_of(ds, 0x0020000E), text_of(ds, 0x00080018))
@@ -275,8 +277,8 @@ class Engine:
                 patient_pseudonym=pseudonym,
             )
         if self.profile.profile.generalize.active:
-            for tag, how in generalize.apply(ds, self.profile.profile.generalize):
-                walk.report((), tag, str(ds[tag].VR), "generalize", f"[generalize]: {how}")
+            for tag, vr, how in generalize.apply(ds, self.profile.profile.generalize):
+                walk.report((), tag, vr, "generalize", f"the profile's generalize table: {how}")
         self._record(ds, offset)
         if original is not None:
             from dicomveil.engine import reversible

@@ -111,8 +111,41 @@ def keep(walk: Walk, at: At, decision: Decision, source: str) -> bool:
         return True
     elif tag == _PATIENT_AGE:
         walk.cap_age(ds, tag)
+    if (
+        tag >> 16 & 1
+        and tag & 0xFF00  # not a private creator: its block's elements would be orphaned
+        and profile.private_default.code is not Action.KEEP  # a preset keeping them all
+        and vr in _PRIVATE_TEXT_VRS
+        and _holds_patient(walk, vr, raw.value)
+    ):
+        # a private element kept where the others go (the safe list, TCIA's, a rule) is
+        # kept for what vendors put there: one holding the patient's name, ID or birth
+        # date is not that (the list presets, which keep every private element, as before)
+        del ds[tag]
+        why = " (holds the patient's name, ID or birth date: removed)"
+        walk.report(path, tag, vr, "X", source + why)
+        return False
     walk.report(path, tag, vr, "K", source)
     return True
+
+
+_PRIVATE_TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS", "DS", "IS", "UN"})
+
+
+def _holds_patient(walk: Walk, vr: str, value: object) -> bool:
+    """Whether a kept private value holds the patient's name words, ID or birth date: a
+    text anywhere in it, a number only as the whole value (a DS of 19610317)."""
+    if value is None:
+        return False
+    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    text = text.strip("\x00 ")
+    if vr == "UN" and not text.isprintable():
+        return False  # binary: a vendor's structure, not a text to search
+    if vr in ("DS", "IS"):
+        whole = {walk.patient_id.strip(), walk.birth_date.strip()} - {""}
+        return any(v.strip() in whole for v in text.split("\\"))
+    folded = text.casefold()
+    return any(mark in folded for mark in walk.patient_marks)
 
 
 def uid(walk: Walk, at: At, decision: Decision, source: str) -> bool:

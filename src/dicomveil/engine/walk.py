@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, MutableSequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from pydicom import config as _pydicom_config
@@ -68,6 +68,13 @@ _REMEMBERED_BYTES = 1 << 16
 _REMEMBERED_TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC"})
 
 
+# What an anonymised file's patient is called: no one's name (a file whose PatientName and
+# private values were all set to "Anon" before it came here).
+_PLACEHOLDERS = frozenset(
+    {"anon", "anonymous", "anonymized", "anonymised", "unknown", "none", "test", "patient"}
+)
+
+
 @dataclass
 class Walk:
     """State of one dataset's walk: template fields, the UID map, reports."""
@@ -82,12 +89,23 @@ class Walk:
     reports: list[ElementReport] = field(default_factory=list)
     identifiers: Identifiers | None = field(default=None, repr=False)  # for C of free text
     patient_name: str = field(default="", repr=False)
+    patient_id: str = field(default="", repr=False)
+    birth_date: str = field(default="", repr=False)
     structured: bool = False  # inside a sequence an option's C action cleans, or a D sequence
     dummy_text: bool = False  # inside a D sequence: texts the table keeps become dummies
     # each dataset's character sets (held with the dataset: its id is not reused meanwhile)
     _charsets: dict[int, tuple[Dataset, tuple[str, ...], str | tuple[str, ...]]] = field(
         default_factory=dict, repr=False
     )
+
+    @cached_property
+    def patient_marks(self) -> tuple[str, ...]:
+        """The patient's name words (three letters or more), ID and birth date, folded: what
+        a kept private value must not hold (:func:`~dicomveil.engine.handlers.keep`)."""
+        words = re.split(r"[\^=\s,]+", self.patient_name)
+        marks = {w.casefold() for w in words if len(w) >= 3}
+        marks.update(v.casefold() for v in (self.patient_id, self.birth_date) if len(v) >= 4)
+        return tuple(sorted(marks - _PLACEHOLDERS))
 
     # ---------------------------------------------------------------------------------------
     def dataset(self, ds: Dataset, path: tuple[str, ...]) -> None:

@@ -2,7 +2,6 @@
 copied byte for byte, atomically."""
 
 from dicomveil.io.read import (
-    Kind,
     PixelSpan,
     SourceFile,
     failure_reason,
@@ -10,9 +9,9 @@ from dicomveil.io.read import (
     read_scanned,
     read_source,
     regular_files,
-    sniff,
     special_file_reason,
 )
+from dicomveil.io.sniffing import Kind, sniff
 from dicomveil.io.write import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION,

@@ -17,7 +17,6 @@ import struct
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
@@ -36,6 +35,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from dicomveil.errors import InputError
 from dicomveil.io.scan import Keep, scan
+from dicomveil.io.sniffing import bare_dataset
 from dicomveil.io.truncation import check_end, check_lengths, check_meta_end
 
 _PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
@@ -127,68 +127,6 @@ class SourceFile:
         )
 
 
-class Kind(StrEnum):
-    """What the first bytes of a file say it is."""
-
-    DICOM = "dicom"
-    NOT_DICOM = "not DICOM: skipped, not copied"
-    BAD_PREFIX = "damaged DICOM: the 128-byte preamble is not followed by 'DICM'"
-    DAMAGED_ZIP = "damaged zip archive: cannot be opened"
-    UNREADABLE = "cannot read the file"
-    UNREADABLE_FOLDER = "a folder that cannot be read: its files were not de-identified"
-
-
-def sniff(path: Path) -> Kind:
-    """Classify a file by its first bytes.
-
-    DICOM: a DICM prefix, or a bare dataset starting with group 0002 or 0008; damaged DICOM
-    or zip: their markers, broken; anything else is not DICOM.
-
-    Parameters
-    ----------
-    path : Path
-        The file to look at.
-
-    Returns
-    -------
-    Kind
-        What the file is; :attr:`Kind.UNREADABLE` when it cannot be opened.
-    """
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(140)
-    except OSError:
-        # a folder as iter_files gives it: one that os.walk could not list
-        return Kind.UNREADABLE_FOLDER if path.is_dir() else Kind.UNREADABLE
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return Kind.DICOM
-    if _bare_dataset(head):
-        return Kind.DICOM
-    if len(head) >= 136 and head[132:134] in (b"\x02\x00", b"\x00\x02"):
-        return Kind.BAD_PREFIX  # a file meta group where it belongs, behind a wrong prefix
-    if head.startswith(b"PK\x03\x04"):
-        return Kind.DAMAGED_ZIP  # a valid archive is opened before this is asked
-    return Kind.NOT_DICOM
-
-
-def _bare_dataset(head: bytes) -> bool:
-    """A dataset without preamble: its first element is (0002,xxxx) or (0008,xxxx)."""
-    if len(head) < 8:
-        return False
-    vr = head[4:6]
-    explicit = vr.isalpha() and vr.isupper()
-    for endian in ("<", ">"):
-        group, element = struct.unpack(endian + "HH", head[:4])
-        if group not in (0x0002, 0x0008) or element > 0x0020:
-            continue
-        if explicit:
-            return True
-        length: int = struct.unpack(endian + "I", head[4:8])[0]
-        if endian == "<" and length < 1024:
-            return True
-    return False
-
-
 def read_source(path: Path, *, quick: bool = True) -> SourceFile:
     """Parse a file up to Pixel Data and locate the pixel data's byte span.
 
@@ -267,7 +205,7 @@ def _read_with_pydicom(path: Path) -> SourceFile:
             head = fh.read(132)
             fh.seek(0)
             has_prefix = len(head) >= 132 and head[128:132] == b"DICM"
-            if not has_prefix and not _bare_dataset(head):
+            if not has_prefix and not bare_dataset(head):
                 raise InputError("not a DICOM file (no DICM prefix)", path=str(path))
             ds = dcmread(fh, stop_before_pixels=True, defer_size=_DEFER, force=not has_prefix)
             meta = getattr(ds, "file_meta", None)

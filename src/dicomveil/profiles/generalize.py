@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 _AGE = re.compile(r"^(\d{3})([DWMY])$")
 AGE, BIRTH_DATE, SIZE, WEIGHT = 0x00101010, 0x00100030, 0x00101020, 0x00101030
@@ -106,8 +107,9 @@ def in_band(value: str, band: float) -> str:
     return text or "0"
 
 
-def apply(ds: Dataset, rule: Generalization) -> list[tuple[int, str]]:
-    """Generalise the top-level quasi-identifiers of ``ds`` in place.
+def apply(ds: Dataset, rule: Generalization) -> list[tuple[int, str, str]]:
+    """Generalise the quasi-identifiers of ``ds`` in place: age, size and weight at the top
+    level, dates and date-times at every depth (a frame's FrameAcquisitionDateTime too).
 
     Parameters
     ----------
@@ -118,16 +120,16 @@ def apply(ds: Dataset, rule: Generalization) -> list[tuple[int, str]]:
 
     Returns
     -------
-    list of (int, str)
-        The tags changed, each with what was done (for ``explain``).
+    list of (int, str, str)
+        The tags changed, each with its VR and what was done (for ``explain``).
     """
-    done: list[tuple[int, str]] = []
+    done: list[tuple[int, str, str]] = []
 
     def change(tag: int, new: str, how: str) -> None:
         element = ds[tag]
         if new != str(element.value):
             element.value = new
-            done.append((tag, how))
+            done.append((tag, str(element.VR), how))
 
     if rule.age_band and AGE in ds and ds[AGE].value:
         change(AGE, age_in_band(str(ds[AGE].value), rule.age_band), f"{rule.age_band}-year band")
@@ -136,7 +138,19 @@ def apply(ds: Dataset, rule: Generalization) -> list[tuple[int, str]]:
     if rule.weight_band_kg and WEIGHT in ds and ds[WEIGHT].value not in (None, ""):
         change(WEIGHT, in_band(str(ds[WEIGHT].value), rule.weight_band_kg), "weight band")
     if rule.dates_to_year:
-        for element in list(ds):
-            if element.VR in _DATE_VRS and element.value and not isinstance(element.value, list):
-                change(int(element.tag), date_to_year(str(element.value)), "year only")
+        _dates_to_year(ds, done)
     return done
+
+
+def _dates_to_year(ds: Dataset, done: list[tuple[int, str, str]]) -> None:
+    """Every date and date-time of ``ds`` and its items as the first of January."""
+    for element in list(ds):
+        if element.VR == "SQ":
+            for item in element.value or ():
+                _dates_to_year(item, done)
+        elif element.VR in _DATE_VRS and element.value:
+            values = element.value if isinstance(element.value, MultiValue) else [element.value]
+            new = [date_to_year(str(v)) for v in values]
+            if new != [str(v) for v in values]:
+                element.value = new if isinstance(element.value, MultiValue) else new[0]
+                done.append((int(element.tag), str(element.VR), "year only"))

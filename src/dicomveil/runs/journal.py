@@ -126,6 +126,9 @@ class Journal:
             self.reset_reason = (
                 "another key" if meta.get("key") != fingerprint else "other settings"
             )
+        if meta.get("format", FORMAT) != FORMAT:  # an earlier version's: its table too
+            self._db.execute("DROP TABLE inputs")
+            self._db.executescript(_SCHEMA)
         if not resume or meta != wanted:
             self._db.execute("DELETE FROM inputs")
             self._db.execute("DELETE FROM meta")

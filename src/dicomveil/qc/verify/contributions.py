@@ -30,6 +30,7 @@ from dicomveil.qc.verify.elements import (
 )
 from dicomveil.qc.verify.expectations import _replaced, _Rules
 from dicomveil.qc.verify.forms import (
+    _DEVICE_KEYWORDS,
     _MIN_TEXT,
     _NEEDLE_KEYWORDS,
     _NEEDLE_VRS,
@@ -111,6 +112,7 @@ class _Template(NamedTuple):
     defines: bool  # instance UIDs the object or an item defines
     vocabulary: bool  # codes and vendor names kept: their words are no one's
     kept: bool  # kept on purpose
+    wholesale: bool  # kept only as a list profile keeps all it does not list
     uid: bool  # a UI element of instance UIDs: its values are needles as they are
     vr: str
     keyword: str
@@ -135,6 +137,7 @@ def _template(node: _Node, rules: _Rules) -> _Template:
             defines=vr == "UI" and _uid_role(node) is _Role.DEFINED,
             vocabulary="K" in letters and _vocabulary(node),
             kept=expect.explicit and "K" in letters,
+            wholesale=expect.wholesale,
             uid=vr == "UI" and (node.private or _is_instance_uid_element(node.keyword)),
             vr=vr,
             keyword=node.keyword,
@@ -196,15 +199,22 @@ def _build(t: _Template, values: list[str]) -> _Contribution:
                 needles.append((text, category))
         elif category is Category.TIME and t.temporal_kept:
             continue
-        elif t.kept:
+        elif t.kept and not (t.wholesale and category in _PERSONAL):
             kept_texts.append(text)
         elif meaningful:
+            # a person's name, ID or phone number a list profile keeps only because it
+            # keeps all it does not list is still looked for (Other Patient Names under
+            # lab-dicombrowser: the patient's name was never looked for, found by a
+            # black-box test); one a rule or an option keeps is kept on purpose
             needles.append((text, category))
-    if t.kept and t.vr in _KEPT_TEXT_VRS:
-        # A text kept on purpose (an institution's name under retain-institution-identity)
-        # is in the output by the profile's decision: a word of it that is also a word of
-        # an identifier (a physician the animal hospital is named after, the issuer "CCHS"
-        # of "CCHS CLEVELAND CLINIC") discloses nothing more where else it stands.
+    if t.kept and t.vr in _KEPT_TEXT_VRS and t.keyword in _KEPT_ORGANISATION_KEYWORDS:
+        # An organisation's name kept on purpose (an institution's under
+        # retain-institution-identity) is in the output by the profile's decision: a word
+        # of it that is also a word of an identifier (a physician the animal hospital is
+        # named after, the issuer "CCHS" of "CCHS CLEVELAND CLINIC") discloses nothing more
+        # where else it stands. Not any text kept: a list preset keeps descriptions, whose
+        # words would then never be looked for (a black-box test: verify of a
+        # lab-dicombrowser output reported no name at all).
         for value in values:
             kept_texts.extend(
                 w for w in _WORD_SPLIT.split(value) if len(w) >= _MIN_TEXT and not w.isdigit()
@@ -213,6 +223,15 @@ def _build(t: _Template, values: list[str]) -> _Contribution:
 
 
 _KEPT_TEXT_VRS: Final = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
+_PERSONAL: Final = frozenset({Category.NAME, Category.ID, Category.PHONE})
+_KEPT_ORGANISATION_KEYWORDS: Final = _DEVICE_KEYWORDS | {
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "IssuerOfPatientID",
+    "IssuerOfAdmissionID",
+    "IssuerOfAccessionNumberSequence",
+}
 
 
 def _add_sequence(

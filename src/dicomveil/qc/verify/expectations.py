@@ -33,6 +33,7 @@ class _Expect:
     why: str
     explicit: bool = False  # kept on purpose (an option's K, a rule, a keep-all profile)
     value: str | None = None  # a rule's literal replacement (no template field)
+    wholesale: bool = False  # kept because a list profile keeps all it does not list
 
 
 def _letters(code: str) -> frozenset[str]:
@@ -96,7 +97,9 @@ class _Rules:
         ps315 = profile.base is Base.PS315
         placed: dict[int | tuple[int, int | None], _Expect] = {}
         private: dict[tuple[str, int, int], _Expect] = {}
-        keep_all = _Expect(frozenset("K"), f"{profile.base.value} profile: kept", explicit=True)
+        keep_all = _Expect(
+            frozenset("K"), f"{profile.base.value} profile: kept", explicit=True, wholesale=True
+        )
         private_default = _Expect(frozenset("X"), "private attributes are removed")
         descriptors: set[int] = set()
         if ps315:
