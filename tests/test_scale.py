@@ -156,6 +156,29 @@ def test_without_resume_a_run_starts_its_journal_afresh(tmp_path: Path) -> None:
         run([source], _config(tmp_path, resume=True, state_dir=None))
 
 
+def test_a_second_instance_of_a_uid_is_refused_across_a_resume(tmp_path: Path) -> None:
+    """A file of an SOP Instance UID an earlier run wrote, added before a resume (or found
+    after a kill): it fails as it would in one run, and the release holds one instance of
+    the UID (a black-box test: the resume wrote both, under two pseudonyms, exit 0)."""
+    source = _corpus(tmp_path / "in", 6, per_patient=3)
+    first = run([source], _config(tmp_path))
+    assert first.count(Outcome.WRITTEN) == 6
+    copy = source / "zz-copy" / "f.dcm"
+    copy.parent.mkdir()
+    modified = bytearray((source / "d0000" / "f001.dcm").read_bytes())
+    for was, now in ((b"TINY^P", b"COPY^P"), (b"MRN", b"XYZ")):  # another patient, its UID
+        place = modified.index(was)
+        modified[place : place + len(was)] = now
+    copy.write_bytes(bytes(modified))
+
+    resumed = run([source], _config(tmp_path, resume=True, keep_results=True))
+
+    assert resumed.resumed == 6 and resumed.count(Outcome.FAILED) == 1
+    (failed,) = [r for r in resumed.results if r.outcome is Outcome.FAILED]
+    assert failed.task.path == copy and "same SOP Instance UID" in failed.reason
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 6
+
+
 def test_an_earlier_versions_journal_is_started_afresh(tmp_path: Path) -> None:
     """A journal of format 1 (its table of five columns) where the run keeps its state: the
     run starts it afresh in today's format (the fresh-clone CI found runs failing on one,

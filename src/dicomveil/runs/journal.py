@@ -45,9 +45,13 @@ CREATE TABLE IF NOT EXISTS inputs (
     mtime_ns INTEGER NOT NULL,
     outcome TEXT NOT NULL,      -- written, withheld, skipped, failed
     output TEXT,                -- keyed hash of the output's path, for a written input
-    written TEXT                -- the output's path in the output folder (de-identified)
+    written TEXT,               -- the output's path in the output folder (de-identified)
+    instance TEXT               -- keyed hash of a written input's SOP Instance UID
 );
+"""
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS inputs_output ON inputs (output);
+CREATE INDEX IF NOT EXISTS inputs_instance ON inputs (instance);
 """
 
 
@@ -114,6 +118,7 @@ class Journal:
             self._db.execute("PRAGMA cache_size=-8192")  # 8 MB: a million entries stay quick
             self._db.executescript(_SCHEMA)
             self._start(key.fingerprint, settings, resume)
+            self._db.executescript(_INDEXES)  # on the table of this format
             self._db.execute("BEGIN")
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"cannot open the run journal {self.path} ({exc})") from None
@@ -189,19 +194,30 @@ class Journal:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def instance_writer(self, uid: str, task: Task) -> str | None:
+        """The id of another input than ``task`` recorded as having written an instance of
+        the SOP Instance UID ``uid`` (an earlier run's: a resumed run skips it)."""
+        row = self._db.execute(
+            "SELECT id FROM inputs WHERE instance = ? AND outcome = 'written' AND id != ? LIMIT 1",
+            (self._hash(b"instance", uid), self.input_id(task)),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def record(self, result: FileResult) -> None:
         """Record one input's outcome (committed with its batch; see :meth:`flush`), with
         its size and time as they were before it was read (:attr:`Task.stat`)."""
         stat = result.task.stat or self._stat(result.task)
         if stat is None:
             return
-        output = written = None
+        output = written = instance = None
         if result.outcome.value == "written" and result.output is not None:
             output = self.output_id(result.output)
             written = _inside(result.output, self.output)
+            uid = result.instance_uids[2]
+            instance = self._hash(b"instance", uid) if uid else None
         try:
             self._db.execute(
-                "INSERT OR REPLACE INTO inputs VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO inputs VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     self.input_id(result.task),
                     stat[0],
@@ -209,6 +225,7 @@ class Journal:
                     result.outcome.value,
                     output,
                     written,
+                    instance,
                 ),
             )
         except sqlite3.Error as exc:  # a full disk
