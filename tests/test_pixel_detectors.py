@@ -107,6 +107,21 @@ def test_a_blob_of_anatomy_is_not_a_line_of_text() -> None:
     assert regions == [] and words == []
 
 
+def test_a_sure_line_running_upwards_or_slanting_is_painted() -> None:
+    """Text turned 90 or 270 degrees (a label along an ultrasound's side), or slanted, is a
+    tall or oblique region the network is sure of: painted (a black-box test found such
+    lines left, under BurnedInAnnotation NO); a thin upright edge, a fair one and a blob
+    are not."""
+    upright = _region(88, 215, 23, 178, 0.95)
+    slanted = network.Region(0, 93, 160, 151, 0.88, length=133.0, thickness=8.0)
+    edge = _region(300, 10, 3, 200, 0.97)
+    fair = _region(40, 215, 20, 150, 0.6)
+    blob = network.Region(10, 10, 120, 110, 0.97, length=120.0, thickness=100.0)
+    _, regions = detect.evidence([], [upright, slanted, edge, fair, blob], rows=400, columns=400)
+    assert regions == [upright, slanted]
+    assert detect.evidence([], [upright], rows=400)[1] == [], "without the columns: as before"
+
+
 def test_a_sure_region_alone_is_painted_a_fair_one_needs_a_word() -> None:
     sure = _region(10, 10, 120, 14, 0.9)
     fair = _region(10, 40, 120, 14, 0.55)

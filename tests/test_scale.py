@@ -21,7 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+import pydicom
 import pytest
+from pydicom.uid import UID
 
 from dicomveil import Outcome, Profile, RunConfig, run
 from dicomveil.runs import results as results_module
@@ -177,6 +179,28 @@ def test_a_second_instance_of_a_uid_is_refused_across_a_resume(tmp_path: Path) -
     (failed,) = [r for r in resumed.results if r.outcome is Outcome.FAILED]
     assert failed.task.path == copy and "same SOP Instance UID" in failed.reason
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 6
+
+
+def test_an_input_changed_before_a_resume_leaves_no_old_output(tmp_path: Path) -> None:
+    """An input whose SOP Instance UID changed since the earlier run is done again, and its
+    old output goes: the output holds what an uninterrupted run of today's inputs writes
+    (a black-box test: 201 outputs for 200 inputs)."""
+    source = _corpus(tmp_path / "in", 6, per_patient=3)
+    assert run([source], _config(tmp_path)).count(Outcome.WRITTEN) == 6
+    changed = source / "d0000" / "f001.dcm"
+    ds = pydicom.dcmread(changed)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(f"{ds.SOPInstanceUID}.9")
+    ds.save_as(changed)
+    reference = run([source], _config(tmp_path, output=tmp_path / "ref", state_dir=None))
+
+    resumed = run([source], _config(tmp_path, resume=True))
+
+    assert resumed.resumed == 5 and resumed.count(Outcome.WRITTEN) == 1
+    names = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.dcm"))
+    assert names == sorted(
+        p.relative_to(tmp_path / "ref") for p in (tmp_path / "ref").rglob("*.dcm")
+    )
+    assert reference.count(Outcome.WRITTEN) == 6
 
 
 def test_an_earlier_versions_journal_is_started_afresh(tmp_path: Path) -> None:

@@ -194,6 +194,28 @@ class Journal:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def superseded(self, result: FileResult) -> Path | None:
+        """The output an earlier run wrote for this input, when this result replaces it by
+        another file (the input changed: its UIDs or patient) and no other input's entry
+        names it: a file to remove, else the output would hold the old one beside the new."""
+        if self.output is None:
+            return None
+        row = self._db.execute(
+            "SELECT written FROM inputs WHERE id = ? AND outcome = 'written'",
+            (self.input_id(result.task),),
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        old = self.output / row[0]
+        new = result.output if result.outcome.value == "written" else None
+        if new is not None and _inside(new, self.output) == row[0]:
+            return None  # the same file, written again
+        other = self._db.execute(
+            "SELECT 1 FROM inputs WHERE written = ? AND outcome = 'written' AND id != ? LIMIT 1",
+            (row[0], self.input_id(result.task)),
+        ).fetchone()
+        return None if other is not None else old
+
     def instance_writer(self, uid: str, task: Task) -> str | None:
         """The id of another input than ``task`` recorded as having written an instance of
         the SOP Instance UID ``uid`` (an earlier run's: a resumed run skips it)."""

@@ -344,6 +344,9 @@ class Collector:
         if self.maps is not None:  # first: the journal commits the maps before its entries
             self.maps.add(result)
         if self.journal is not None:
+            stale = self.journal.superseded(result)
+            if stale is not None:  # a resumed input that changed: its old file goes
+                stale.unlink(missing_ok=True)
             self.journal.record(result)
         self.summary.add(result)
         if self.progress is not None:
