@@ -468,13 +468,15 @@ def test_the_release_gate_stops_what_the_verifier_flags(
     tmp_path: Path, corpus: Corpus, gateways: Callable[..., Gateway]
 ) -> None:
     """The gate is on by default: a route whose profile keeps a private element holding the
-    patient's name (a rule written carelessly) gets its instances withheld with the gate's
-    reason, never written to the folder nor queued, kept for review in the state folder;
-    ``verify = false`` on the route lets the same instance through."""
+    operator's name (a rule written carelessly; one holding the patient's own the engine
+    removes) gets its instances withheld with the gate's reason, never written to the
+    folder nor queued, kept for review in the state folder; ``verify = false`` on the route
+    lets the same instance through."""
     source = sorted((corpus.folder / "ct1").iterdir())[0]
     ds = dcmread(source)
+    ds.OperatorsName = "OPERATORSON^OLIVE"
     block = ds.private_block(0x0009, "ACME GATEWAY GATE", create=True)
-    block.add_new(0x10, "LO", str(ds.PatientName).replace("^", " "))
+    block.add_new(0x10, "LO", "Olive Operatorson")
     planted = tmp_path / "planted.dcm"
     ds.save_as(planted, enforce_file_format=True)
     (tmp_path / "keep.toml").write_text(
@@ -496,7 +498,7 @@ def test_the_release_gate_stops_what_the_verifier_flags(
     assert withheld.result is not None
     reason = withheld.result.reason
     assert reason.startswith("release gate: ") and "leak name" in reason, reason
-    assert str(ds.PatientName.family_name) not in reason
+    assert "OPERATORSON" not in reason.upper()
     # No staged file left behind (the stage's empty layout folders stay for the next one),
     # nor the association's spool file once the gateway has seen the connection close.
     wait_for(
