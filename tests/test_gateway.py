@@ -813,21 +813,41 @@ def test_a_worker_that_dies_is_replaced(
 # Failures of the destination and of the gateway
 
 
+@dataclass
+class _Forwarding:
+    """A gateway forwarding to a storescp of its own (:func:`_forwarding_to_storescp`)."""
+
+    gateway: Gateway
+    config: Path  # the gateway's configuration file
+    dest: Path  # the folder storescp writes to
+    dest_port: int
+    storescp: subprocess.Popen[bytes]
+
+
+def _forwarding_to_storescp(
+    tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
+) -> _Forwarding:
+    dest_port = free_port()
+    dest = tmp_path / "dest"
+    process = storescp(procs, dest, dest_port)
+    config = write_config(
+        tmp_path, gateway_config(0, tmp_path / "state", dest_port, output=False), corpus
+    )
+    return _Forwarding(gateways(config), config, dest, dest_port, process)
+
+
 @needs_dcmtk
 def test_destination_down_then_back(
     tmp_path: Path, corpus: Corpus, procs: Processes, gateways: Callable[..., Gateway]
 ) -> None:
-    dest_port = free_port()
-    dest = tmp_path / "dest"
-    first = storescp(procs, dest, dest_port)
-    config = write_config(
-        tmp_path, gateway_config(0, tmp_path / "state", dest_port, output=False), corpus
-    )
-    gateway = gateways(config)
+    forwarding = _forwarding_to_storescp(tmp_path, corpus, procs, gateways)
+    gateway, config, dest, dest_port = (
+        forwarding.gateway, forwarding.config, forwarding.dest, forwarding.dest_port
+    )  # fmt: skip
     assert storescu(gateway.port, corpus.folder / "ct1").returncode == 0
     wait_for(lambda: len(received_files(dest)) == 3, "the first series at storescp")
 
-    procs.stop(first)
+    procs.stop(forwarding.storescp)
     sent = storescu(gateway.port, corpus.folder / "mr1", corpus.folder / "ct2")
     assert sent.returncode == 0, sent.stderr  # acknowledged: safely queued
     settings = load_config(config)
@@ -856,13 +876,8 @@ def test_an_instance_the_destination_never_accepts_goes_to_failed(
     accepts none of the association's contexts (pynetdicom then aborts it), which is an
     answer for good: the entry goes to failed/ with the reason, the queue moves on (it was
     retried forever as "cannot connect", found by an independent black-box test)."""
-    dest_port = free_port()
-    dest = tmp_path / "dest"
-    storescp(procs, dest, dest_port)
-    config = write_config(
-        tmp_path, gateway_config(0, tmp_path / "state", dest_port, output=False), corpus
-    )
-    gateway = gateways(config)
+    forwarding = _forwarding_to_storescp(tmp_path, corpus, procs, gateways)
+    gateway, dest = forwarding.gateway, forwarding.dest
     rle = tmp_path / "rle"
     rle.mkdir()
     shutil.copy(PYDICOM_DATA / "test_files" / "MR_small_RLE.dcm", rle / "MR_small_RLE.dcm")
@@ -887,13 +902,8 @@ def test_one_instance_sent_in_several_syntaxes_at_once_is_never_refused(
     the queued one, and the forwarder sends whichever is queued when it claims it, in its
     own syntax. A copy replaced between reading its syntax and claiming it went to failed/
     as 'cannot be sent' (found by an independent black-box test)."""
-    dest_port = free_port()
-    dest = tmp_path / "dest"
-    storescp(procs, dest, dest_port)
-    config = write_config(
-        tmp_path, gateway_config(0, tmp_path / "state", dest_port, output=False), corpus
-    )
-    gateway = gateways(config)
+    forwarding = _forwarding_to_storescp(tmp_path, corpus, procs, gateways)
+    gateway, dest = forwarding.gateway, forwarding.dest
     files = PYDICOM_DATA / "test_files"
     sends = [("", "MR_small.dcm"), ("-xi", "MR_small_implicit.dcm"),
              ("-xb", "MR_small_bigendian.dcm")]  # fmt: skip

@@ -40,8 +40,9 @@ from dicomveil.runs.batch import (
 )
 from dicomveil.runs.dicomdir import write_dicomdir
 from dicomveil.runs.journal import default_state_dir
+from dicomveil.runs.locations import check_locations
 from dicomveil.runs.maps import GATE_PREFIX
-from dicomveil.runs.output_key import check_locations, check_output_key
+from dicomveil.runs.output_key import check_output_key
 from dicomveil.standard.options import Option
 from dicomveil.standard.tables import EDITION
 

@@ -57,8 +57,9 @@ from dicomveil.profiles import Profile
 from dicomveil.runs.journal import Journal, input_stat
 from dicomveil.runs.knowledge import Patients, first_pass, patient_chunks
 from dicomveil.runs.lifetime import exit_with_parent
+from dicomveil.runs.locations import check_locations, outermost
 from dicomveil.runs.maps import Gate, MapStore, gated, task_labeler
-from dicomveil.runs.output_key import check_locations, check_output_key, outermost
+from dicomveil.runs.output_key import check_output_key
 from dicomveil.runs.results import Collector, FileResult, Outcome, RunSummary, Task, remover
 
 # What a run reports lives in results.py; re-exported here, where callers have found it.

@@ -107,6 +107,7 @@ class Journal:
         self._secret = hmac.new(key.secret, b"dicomveil journal", hashlib.sha256).digest()
         self.skipped = 0  # inputs skipped as done by an earlier run
         self.before_commit: Callable[[], None] | None = None  # the maps', made durable first
+        self.earlier = False  # entries of an earlier run kept (a resume): worth looking up
         self.reset_reason: str | None = None  # why earlier entries were dropped, if they were
         self._pending = 0
         self._last_commit = time.monotonic()
@@ -138,6 +139,8 @@ class Journal:
             self._db.execute("DELETE FROM inputs")
             self._db.execute("DELETE FROM meta")
             self._db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(wanted.items()))
+        else:
+            self.earlier = has_entries
 
     # ---------------------------------------------------------------------------------------
     def _hash(self, kind: bytes, text: str) -> str:
@@ -197,8 +200,10 @@ class Journal:
     def superseded(self, result: FileResult) -> Path | None:
         """The output an earlier run wrote for this input, when this result replaces it by
         another file (the input changed: its UIDs or patient) and no other input's entry
-        names it: a file to remove, else the output would hold the old one beside the new."""
-        if self.output is None:
+        names it: a file to remove, else the output would hold the old one beside the new.
+        None at once in a run that kept no earlier entries (this run's own name no other
+        file of the input)."""
+        if self.output is None or not self.earlier:
             return None
         row = self._db.execute(
             "SELECT written FROM inputs WHERE id = ? AND outcome = 'written'",

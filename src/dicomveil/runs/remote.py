@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from dicomveil.errors import ClusterError, InputError
 from dicomveil.io import TEMP_SUFFIX, remove_stale_temporaries
 from dicomveil.runs.batch import Task, discover
-from dicomveil.runs.output_key import check_locations
+from dicomveil.runs.locations import check_locations
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem

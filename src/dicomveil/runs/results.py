@@ -374,7 +374,8 @@ class Collector:
         if not uid:
             return
         earlier = self._instances.get(uid)
-        if earlier is None and self.journal is not None:  # an earlier run's, skipped now
+        if earlier is None and self.journal is not None and self.journal.earlier:
+            # an earlier run's instance, whose input this resumed run skips
             earlier = self.journal.instance_writer(uid, result.task)
         if earlier is None or earlier == result.task:
             self._instances.add(uid, result.task)

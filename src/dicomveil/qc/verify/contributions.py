@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from functools import cache
 from typing import ClassVar, Final, NamedTuple
 
 from pydicom.dataelem import RawDataElement
@@ -175,7 +174,7 @@ def _build(t: _Template, values: list[str]) -> _Contribution:
         # only a clinical term ("Abdomen" in "Chest, Abdomen and Pelvis"): any other word
         # of it may be the patient's own ("Head of Smith", a local code).
         vendor = t.keyword in _VENDOR_KEYWORDS or t.vr == "CS"  # defined terms: PERFUSION
-        terms = _clinical_terms()
+        terms = not_names()  # clinical, vendor and function words (the cleaner's word list)
         for value in values:
             words = [w for w in _WORD_SPLIT.split(value) if w]
             if vendor or all(w.casefold() in terms or w.isdigit() for w in words):
@@ -317,13 +316,6 @@ def _walk_values(
 
 
 _WORD_SPLIT: Final = re.compile(r"[^0-9A-Za-z]+")
-
-
-@cache
-def _clinical_terms() -> frozenset[str]:
-    """Words that are no one's name: the clinical, vendor and function words of the text
-    cleaner's word list (data, shared; the search for them is verify's own)."""
-    return not_names()
 
 
 def _vocabulary(node: _Node) -> bool:
