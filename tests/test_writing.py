@@ -65,6 +65,23 @@ def test_the_command_line_loads_no_database_or_network_library() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_a_module_of_an_optional_package_not_installed_is_not_deferred() -> None:
+    """The program defers PIL.ImageCms; without Pillow (``pip install .`` leaves it out: it
+    is the pixels extra) there is nothing to defer, and the program starts (the README's
+    install and run command failed with ModuleNotFoundError in a fresh virtualenv)."""
+    code = (
+        "import sys\n"
+        "sys.modules['PIL'] = None  # as if Pillow were not installed\n"
+        "from dicomveil._command import defer\n"
+        "defer('PIL.ImageCms')\n"
+        "print('PIL.ImageCms' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
 def test_the_program_defers_requests_and_freezes_what_it_loaded() -> None:
     """The ``dicomveil`` program loads the command line without running ``requests`` (pydicom
     imports it for a downloader the command line never calls; urllib3 comes with it), the

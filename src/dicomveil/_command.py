@@ -81,7 +81,10 @@ def defer(name: str) -> None:
     """
     if name in sys.modules:
         return
-    spec = importlib.util.find_spec(name)  # imports the parent package of a submodule
+    try:
+        spec = importlib.util.find_spec(name)  # imports the parent package of a submodule
+    except ModuleNotFoundError:  # the parent is not installed (Pillow: an optional extra)
+        return
     if spec is not None:
         stand_in = _Deferred(name, spec)
         sys.modules[name] = stand_in
